@@ -1,0 +1,141 @@
+// CANopen identifiers, abort codes, flash status codes and the object dictionary of an rtcanboot
+// node, defined once for the firmware, the example application, the host tool and the EDS test.
+#pragma once
+
+#include <cstdint>
+
+namespace rtcanboot::canopen {
+
+// Predefined connection set (CiA 301).
+inline constexpr std::uint32_t kNmtCobId = 0x000;
+inline constexpr std::uint32_t kEmcyBase = 0x080;
+inline constexpr std::uint32_t kSdoTxBase = 0x580;  // server -> client
+inline constexpr std::uint32_t kSdoRxBase = 0x600;  // client -> server
+inline constexpr std::uint32_t kHeartbeatBase = 0x700;
+
+inline constexpr std::uint8_t kMinNodeId = 1;
+inline constexpr std::uint8_t kMaxNodeId = 127;
+
+enum class NmtCommand : std::uint8_t {
+  kStart = 0x01,
+  kStop = 0x02,
+  kEnterPreOperational = 0x80,
+  kResetNode = 0x81,
+  kResetCommunication = 0x82,
+};
+
+enum class NmtState : std::uint8_t {
+  kBootUp = 0x00,
+  kStopped = 0x04,
+  kOperational = 0x05,
+  kPreOperational = 0x7F,
+};
+
+// SDO abort codes (CiA 301).
+enum class Abort : std::uint32_t {
+  kNone = 0,
+  kToggleBit = 0x0503'0000,
+  kTimeout = 0x0504'0000,
+  kCommandSpecifier = 0x0504'0001,
+  kBlockSize = 0x0504'0002,
+  kSequenceNumber = 0x0504'0003,
+  kCrc = 0x0504'0004,
+  kOutOfMemory = 0x0504'0005,
+  kUnsupportedAccess = 0x0601'0000,
+  kWriteOnly = 0x0601'0001,
+  kReadOnly = 0x0601'0002,
+  kNoObject = 0x0602'0000,
+  kIncompatible = 0x0604'0047,
+  kHardware = 0x0606'0000,
+  kTypeMismatch = 0x0607'0010,
+  kLengthTooHigh = 0x0607'0012,
+  kLengthTooLow = 0x0607'0013,
+  kNoSubIndex = 0x0609'0011,
+  kValueRange = 0x0609'0030,
+  kGeneral = 0x0800'0000,
+  kCannotStore = 0x0800'0020,
+  kLocalControl = 0x0800'0021,
+  kDeviceState = 0x0800'0022,
+};
+
+// 0x1F57 flash status, bits 1..7 (shifted into place by flash_status_word).
+enum class FlashStatus : std::uint8_t {
+  kOk = 0,
+  kNoValidProgram = 1,
+  kDataFormatUnknown = 2,
+  kDataFormatError = 3,  // also CRC/SHA mismatch
+  kNotCleared = 4,
+  kWriteError = 5,
+  kAddressError = 6,
+  kSecured = 7,
+  kUnspecified = 63,
+  kWrongProduct = 64,  // manufacturer-specific: container is for another vendor/product
+};
+
+// Manufacturer-specific detail in bits 16..31 of 0x1F57: which check failed.
+enum class FlashDetail : std::uint16_t {
+  kNone = 0,
+  kBadMagic = 1,
+  kBadFormatVersion = 2,
+  kBadHeaderLength = 3,
+  kBadHeaderCrc = 4,
+  kLoadAddress = 5,
+  kTooLarge = 6,
+  kPayloadCrc = 7,
+  kPayloadSha256 = 8,
+  kLengthMismatch = 9,  // download ended before (or after) header + payload length
+  kVerifyFailed = 10,   // read-back after programming differs
+  kEraseFailed = 11,
+  kProgramFailed = 12,
+  kJournalFailed = 13,
+  kProductMismatch = 14,
+  kAborted = 15,  // the SDO transfer was aborted part-way
+  kUnsupportedFlags = 16,
+};
+
+constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,
+                                          FlashDetail detail = FlashDetail::kNone) {
+  return (in_progress ? 1U : 0U) | (static_cast<std::uint32_t>(status) << 1) |
+         (static_cast<std::uint32_t>(detail) << 16);
+}
+
+// 0x1F51 program control.
+enum class ProgramCommand : std::uint8_t { kStop = 0, kStart = 1, kReset = 2, kClear = 3 };
+enum class ProgramState : std::uint8_t { kStopped = 0, kStarted = 1, kNoProgram = 3 };
+
+// Object dictionary indices.
+namespace od {
+inline constexpr std::uint16_t kDeviceType = 0x1000;
+inline constexpr std::uint16_t kErrorRegister = 0x1001;
+inline constexpr std::uint16_t kProducerHeartbeat = 0x1017;
+inline constexpr std::uint16_t kIdentity = 0x1018;  // sub 1 vendor, 2 product, 3 revision, 4 serial
+inline constexpr std::uint16_t kProgramData = 0x1F50;
+inline constexpr std::uint16_t kProgramControl = 0x1F51;
+inline constexpr std::uint16_t kSoftwareId = 0x1F56;
+inline constexpr std::uint16_t kFlashStatus = 0x1F57;
+// rtcanboot information (manufacturer-specific, read-only):
+//  sub 1 UNSIGNED8  running program: 1 = bootloader, 2 = application
+//  sub 2 UNSIGNED32 bootloader version (major << 16 | minor << 8 | patch)
+//  sub 3 UNSIGNED32 application region start address
+//  sub 4 UNSIGNED32 application region size in bytes
+//  sub 5 UNSIGNED8  why the bootloader runs (BootReason)
+//  sub 6 UNSIGNED32 application image version from the commit record (0 when none)
+inline constexpr std::uint16_t kRtcanbootInfo = 0x5F00;
+}  // namespace od
+
+inline constexpr std::uint8_t kRunningBootloader = 1;
+inline constexpr std::uint8_t kRunningApplication = 2;
+
+// Why the bootloader is running instead of the application (0x5F00:5).
+enum class BootReason : std::uint8_t {
+  kBootWindow = 0,         // valid application; waiting out the provisioned boot window
+  kNoValidApplication = 1,  // no commit record (or it was revoked)
+  kEntryRequest = 2,        // the application asked for the bootloader
+  kApplicationDamaged = 3,  // commit record present but the image fails its check
+  kHeldByMaster = 4,        // a master addressed the node inside the boot window
+};
+
+// CiA 301 device type: no device profile.
+inline constexpr std::uint32_t kDeviceTypeValue = 0x0000'0000;
+
+}  // namespace rtcanboot::canopen

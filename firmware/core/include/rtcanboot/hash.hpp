@@ -1,0 +1,45 @@
+// Checksums and digests used by the core. CRC-32 and CRC-16 are plain functions; SHA-256 sits
+// behind a small interface so the RT1064 port can use its DCP engine instead of software.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace rtcanboot {
+
+// CRC-32 (IEEE 802.3, reflected, init and xorout 0xFFFFFFFF: zlib's crc32). Incremental: pass
+// the previous return value as `crc` (start with 0).
+std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t length);
+
+// CRC-16/XMODEM (poly 0x1021, init 0, no reflection): the SDO block transfer CRC. Incremental:
+// pass the previous return value as `crc` (start with 0).
+std::uint16_t crc16_xmodem(std::uint16_t crc, const void* data, std::size_t length);
+
+class Sha256Engine {
+ public:
+  static constexpr std::size_t kDigestSize = 32;
+  virtual void reset() = 0;
+  virtual void update(const void* data, std::size_t length) = 0;
+  virtual void finish(std::uint8_t digest[kDigestSize]) = 0;
+
+ protected:
+  ~Sha256Engine() = default;
+};
+
+// Portable software SHA-256 (FIPS 180-4).
+class SoftwareSha256 final : public Sha256Engine {
+ public:
+  SoftwareSha256() { reset(); }
+  void reset() override;
+  void update(const void* data, std::size_t length) override;
+  void finish(std::uint8_t digest[kDigestSize]) override;
+
+ private:
+  void compress(const std::uint8_t block[64]);
+  std::uint32_t state_[8] = {};
+  std::uint8_t buffer_[64] = {};
+  std::uint64_t total_length_ = 0;
+  std::size_t buffered_ = 0;
+};
+
+}  // namespace rtcanboot

@@ -1,0 +1,82 @@
+// The rtcanboot image container: the exact bytes a CANopen master writes into 0x1F50:1.
+// Defined once for the bootloader (which parses it while streaming) and the host tool (which
+// packs it). docs/image-format.md describes it; tests/vectors pin the bytes.
+//
+// Layout (little-endian):
+//   0x00 u32  magic 0x42435452 ("RTCB")
+//   0x04 u16  format version (1)
+//   0x06 u16  header length H (multiple of 4, kMinHeaderLength..kMaxHeaderLength)
+//   0x08 u32  load address (must be the application start 0x7002_0000)
+//   0x0C u32  payload length (kMinPayloadLength..application region size)
+//   0x10 u32  image version (free for the application's use; reported by 0x5F00:6)
+//   0x14 u32  vendor-ID   (must equal the node's 0x1018:1)
+//   0x18 u32  product code (must equal the node's 0x1018:2)
+//   0x1C u32  flags: bits 0..15 must be understood (none defined: any set is rejected),
+//             bits 16..31 informational
+//   0x20 u32  CRC-32 of the payload (IEEE 802.3, as zlib); also the node's 0x1F56:1 once installed
+//   0x24 u8[32] SHA-256 of the payload
+//   0x44 u32  reserved, 0
+//   0x48 ..   records up to H-4: u16 type, u16 length, data; type 0 is padding (room for
+//             signature records later; version 1 bootloaders skip them)
+//   H-4  u32  CRC-32 of header bytes 0..H-4
+//   H    ..   payload, written to flash from the load address
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rtcanboot/canopen_defs.hpp"
+
+namespace rtcanboot::image {
+
+inline constexpr std::uint32_t kMagic = 0x4243'5452;
+inline constexpr std::uint16_t kFormatVersion = 1;
+inline constexpr std::uint16_t kFixedLength = 0x48;
+inline constexpr std::uint16_t kMinHeaderLength = kFixedLength + 4;
+inline constexpr std::uint16_t kMaxHeaderLength = 1024;
+inline constexpr std::uint16_t kDefaultHeaderLength = 128;
+inline constexpr std::uint32_t kMinPayloadLength = 8;  // at least initial SP and reset vector
+inline constexpr std::uint32_t kRequiredFlagsMask = 0x0000'FFFF;
+
+struct Header {
+  std::uint16_t format_version = kFormatVersion;
+  std::uint16_t header_length = kDefaultHeaderLength;
+  std::uint32_t load_address = 0;
+  std::uint32_t payload_length = 0;
+  std::uint32_t image_version = 0;
+  std::uint32_t vendor_id = 0;
+  std::uint32_t product_code = 0;
+  std::uint32_t flags = 0;
+  std::uint32_t payload_crc32 = 0;
+  std::uint8_t payload_sha256[32] = {};
+};
+
+// What the node expects of a container.
+struct Expectation {
+  std::uint32_t vendor_id = 0;
+  std::uint32_t product_code = 0;
+  std::uint32_t load_address = 0;
+  std::uint32_t max_payload_length = 0;
+};
+
+struct CheckResult {
+  canopen::FlashStatus status = canopen::FlashStatus::kOk;
+  canopen::FlashDetail detail = canopen::FlashDetail::kNone;
+  bool ok() const { return status == canopen::FlashStatus::kOk; }
+};
+
+// How many bytes must have arrived before parse() can decide: first the fixed part to learn H,
+// then H. Returns kFixedLength until the header length is known.
+std::size_t bytes_needed(const std::uint8_t* data, std::size_t available);
+
+// Parses and checks a complete header (at least header_length bytes). Does not look at the
+// payload. Order of checks: magic, version, header length, header CRC, flags, load address,
+// size, product.
+CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectation& expect,
+                  Header& out);
+
+// Writes a header of out_length = header.header_length bytes (records area zero-padded) and its
+// CRC. Returns false when header_length is out of range or the buffer is too small.
+bool encode(const Header& header, std::uint8_t* out, std::size_t out_capacity);
+
+}  // namespace rtcanboot::image

@@ -1,0 +1,47 @@
+// Configuration of a CANopen node built on the core: the bootloader and the example application
+// use the same node, with different settings.
+#pragma once
+
+#include <cstdint>
+
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/types.hpp"
+
+namespace rtcanboot {
+
+struct NodeIdentity {
+  std::uint32_t vendor_id = 0;
+  std::uint32_t product_code = 0;
+  std::uint32_t revision = 0;
+  std::uint32_t serial = 0;
+};
+
+// Live information published in 0x5F00 (read when an SDO asks, so it may change).
+struct RtcanbootInfo {
+  std::uint8_t running_program = canopen::kRunningBootloader;
+  std::uint32_t bootloader_version = 0;
+  std::uint32_t app_region_start = 0;
+  std::uint32_t app_region_size = 0;
+  canopen::BootReason boot_reason = canopen::BootReason::kNoValidApplication;
+  std::uint32_t image_version = 0;
+};
+
+struct NodeConfig {
+  std::uint8_t node_id = 1;
+  NodeIdentity identity;
+  const char* device_name = "rtcanboot";  // 0x1008
+  const char* software_version = "";      // 0x100A
+  std::uint16_t heartbeat_ms = 1000;      // 0x1017 at start
+  // A bootloader stays PRE-OPERATIONAL and ignores NMT start/stop; an application follows NMT.
+  bool is_application = false;
+  // An SDO transfer with no frame from the client for this long is aborted (0x05040000).
+  Micros sdo_timeout = milliseconds(1000);
+  // Block download pacing: the longest the server holds back a sub-block acknowledge while the
+  // download sink is full, before it acknowledges with a block size of 1 out of its reserve.
+  Micros max_ack_hold = milliseconds(200);
+  // Bytes of the sink's free space kept back for such forced acknowledges.
+  std::uint32_t block_reserve = 1024;
+  const RtcanbootInfo* info = nullptr;  // 0x5F00; absent when nullptr
+};
+
+}  // namespace rtcanboot

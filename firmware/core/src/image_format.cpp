@@ -1,0 +1,84 @@
+#include "rtcanboot/image_format.hpp"
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/hash.hpp"
+
+namespace rtcanboot::image {
+
+using canopen::FlashDetail;
+using canopen::FlashStatus;
+
+namespace {
+constexpr CheckResult fail(FlashStatus status, FlashDetail detail) { return {status, detail}; }
+}  // namespace
+
+std::size_t bytes_needed(const std::uint8_t* data, std::size_t available) {
+  if (available < kFixedLength) return kFixedLength;
+  const std::uint16_t length = load_le16(data + 0x06);
+  return length < kFixedLength ? kFixedLength : length;
+}
+
+CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectation& expect,
+                  Header& out) {
+  if (length < kFixedLength) return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  if (load_le32(data) != kMagic) return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kBadMagic);
+  out.format_version = load_le16(data + 0x04);
+  if (out.format_version != kFormatVersion) {
+    return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kBadFormatVersion);
+  }
+  out.header_length = load_le16(data + 0x06);
+  if (out.header_length < kMinHeaderLength || out.header_length > kMaxHeaderLength ||
+      out.header_length % 4 != 0) {
+    return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  }
+  if (length < out.header_length) return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  const std::size_t crc_at = out.header_length - 4U;
+  if (crc32(0, data, crc_at) != load_le32(data + crc_at)) {
+    return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderCrc);
+  }
+  out.load_address = load_le32(data + 0x08);
+  out.payload_length = load_le32(data + 0x0C);
+  out.image_version = load_le32(data + 0x10);
+  out.vendor_id = load_le32(data + 0x14);
+  out.product_code = load_le32(data + 0x18);
+  out.flags = load_le32(data + 0x1C);
+  out.payload_crc32 = load_le32(data + 0x20);
+  for (int i = 0; i < 32; ++i) out.payload_sha256[i] = data[0x24 + i];
+  if ((out.flags & kRequiredFlagsMask) != 0) {
+    return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
+  }
+  if (out.load_address != expect.load_address) {
+    return fail(FlashStatus::kAddressError, FlashDetail::kLoadAddress);
+  }
+  if (out.payload_length < kMinPayloadLength || out.payload_length > expect.max_payload_length) {
+    return fail(FlashStatus::kAddressError, FlashDetail::kTooLarge);
+  }
+  if (out.vendor_id != expect.vendor_id || out.product_code != expect.product_code) {
+    return fail(FlashStatus::kWrongProduct, FlashDetail::kProductMismatch);
+  }
+  return {};
+}
+
+bool encode(const Header& header, std::uint8_t* out, std::size_t out_capacity) {
+  const std::uint16_t length = header.header_length;
+  if (length < kMinHeaderLength || length > kMaxHeaderLength || length % 4 != 0 ||
+      out_capacity < length) {
+    return false;
+  }
+  for (std::size_t i = 0; i < length; ++i) out[i] = 0;
+  store_le32(out, kMagic);
+  store_le16(out + 0x04, header.format_version);
+  store_le16(out + 0x06, length);
+  store_le32(out + 0x08, header.load_address);
+  store_le32(out + 0x0C, header.payload_length);
+  store_le32(out + 0x10, header.image_version);
+  store_le32(out + 0x14, header.vendor_id);
+  store_le32(out + 0x18, header.product_code);
+  store_le32(out + 0x1C, header.flags);
+  store_le32(out + 0x20, header.payload_crc32);
+  for (int i = 0; i < 32; ++i) out[0x24 + i] = header.payload_sha256[i];
+  store_le32(out + length - 4, crc32(0, out, length - 4U));
+  return true;
+}
+
+}  // namespace rtcanboot::image

@@ -1,0 +1,70 @@
+#include "rtcanboot/hash.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+namespace rtcanboot {
+namespace {
+
+std::string hex(const std::uint8_t* bytes, std::size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) {
+    s += digits[bytes[i] >> 4];
+    s += digits[bytes[i] & 15];
+  }
+  return s;
+}
+
+std::string sha256_hex(const std::string& message) {
+  SoftwareSha256 sha;
+  sha.update(message.data(), message.size());
+  std::uint8_t digest[32];
+  sha.finish(digest);
+  return hex(digest, 32);
+}
+
+// Check values from the CRC catalogue ("123456789").
+TEST(Crc, Crc32CheckValue) { EXPECT_EQ(crc32(0, "123456789", 9), 0xCBF43926U); }
+TEST(Crc, Crc32Incremental) { EXPECT_EQ(crc32(crc32(0, "1234", 4), "56789", 5), 0xCBF43926U); }
+TEST(Crc, Crc32Empty) { EXPECT_EQ(crc32(0, "", 0), 0U); }
+TEST(Crc, Crc16XmodemCheckValue) { EXPECT_EQ(crc16_xmodem(0, "123456789", 9), 0x31C3U); }
+TEST(Crc, Crc16Incremental) {
+  EXPECT_EQ(crc16_xmodem(crc16_xmodem(0, "12345", 5), "6789", 4), 0x31C3U);
+}
+
+// FIPS 180-4 / NIST example vectors.
+TEST(Sha256, Empty) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+TEST(Sha256, Abc) {
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+TEST(Sha256, TwoBlocks) {
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+TEST(Sha256, MillionA) {
+  SoftwareSha256 sha;
+  const std::string chunk(1000, 'a');
+  for (int i = 0; i < 1000; ++i) sha.update(chunk.data(), chunk.size());
+  std::uint8_t digest[32];
+  sha.finish(digest);
+  EXPECT_EQ(hex(digest, 32), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+TEST(Sha256, SplitUpdatesMatchOneUpdate) {
+  std::string message(1000, '\0');
+  for (std::size_t i = 0; i < message.size(); ++i) message[i] = static_cast<char>(i * 7);
+  SoftwareSha256 sha;
+  for (std::size_t at = 0; at < message.size(); at += 13) {
+    sha.update(message.data() + at, std::min<std::size_t>(13, message.size() - at));
+  }
+  std::uint8_t digest[32];
+  sha.finish(digest);
+  EXPECT_EQ(hex(digest, 32), sha256_hex(message));
+}
+
+}  // namespace
+}  // namespace rtcanboot
