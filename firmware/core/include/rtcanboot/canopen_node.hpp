@@ -1,0 +1,62 @@
+// The CANopen slave of an rtcanboot node: NMT slave, boot-up and heartbeat producer, SDO server
+// and object dictionary. Passive and deterministic: frames and time go in, frames go out through
+// the injected FrameSink. The bootloader (NodeConfig::is_application == false) stays
+// PRE-OPERATIONAL; the application follows NMT start/stop.
+#pragma once
+
+#include <cstdint>
+
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/node_config.hpp"
+#include "rtcanboot/object_dictionary.hpp"
+#include "rtcanboot/program_control.hpp"
+#include "rtcanboot/sdo_server.hpp"
+#include "rtcanboot/types.hpp"
+
+namespace rtcanboot {
+
+class CanopenNode {
+ public:
+  // `sink`, `program` and `config` must outlive the node.
+  CanopenNode(FrameSink& sink, ProgramControl& program, const NodeConfig& config);
+
+  // Sends the boot-up message (0x700 + node-ID, one byte 0x00) and starts the heartbeat (first
+  // heartbeat one period later). Frames that arrive before start() are ignored.
+  void start(Micros now);
+  void on_frame(const CanFrame& frame, Micros now);
+  // SDO timeout, heartbeat, held block acknowledges.
+  void poll(Micros now);
+  // Latest time poll() must run next (idle strategy). While a download waits for sink space,
+  // poll() should also run whenever the sink may have made room.
+  Micros next_deadline() const;
+
+  // NMT reset node arrived: the owner resets the chip (after the frame queue has drained).
+  bool reset_node_requested() const { return reset_node_requested_; }
+  canopen::NmtState state() const { return state_; }
+  // An SDO request or a node-addressed (not broadcast) NMT command arrived since start().
+  bool addressed() const { return addressed_; }
+  bool transfer_active() const { return sdo_.transfer_active(); }
+
+  std::uint8_t node_id() const { return config_.node_id; }
+  std::uint16_t heartbeat_ms() const { return objects_.heartbeat_ms(); }
+
+ private:
+  void on_nmt(const CanFrame& frame, Micros now);
+  void boot_up(Micros now);
+  void send_heartbeat();
+  void reschedule_heartbeat(Micros now);
+
+  FrameSink& frames_;
+  const NodeConfig& config_;
+  canopen::ObjectDictionary objects_;
+  canopen::SdoServer sdo_;
+
+  bool started_ = false;
+  bool reset_node_requested_ = false;
+  bool addressed_ = false;
+  canopen::NmtState state_ = canopen::NmtState::kBootUp;
+  std::uint16_t scheduled_heartbeat_ms_ = 0;  // 0x1017 value next_heartbeat_ was computed from
+  Micros next_heartbeat_ = 0;
+};
+
+}  // namespace rtcanboot
