@@ -1,0 +1,111 @@
+#include "rtcanboot/canopen_node.hpp"
+
+namespace rtcanboot {
+
+using canopen::NmtCommand;
+using canopen::NmtState;
+
+CanopenNode::CanopenNode(FrameSink& sink, ProgramControl& program, const NodeConfig& config)
+    : frames_(sink), config_(config), objects_(program, config), sdo_(sink, objects_, config) {}
+
+void CanopenNode::start(Micros now) {
+  started_ = true;
+  reset_node_requested_ = false;
+  addressed_ = false;
+  sdo_.cancel(canopen::Abort::kDeviceState);
+  objects_.reset_communication();
+  boot_up(now);
+}
+
+void CanopenNode::on_frame(const CanFrame& frame, Micros now) {
+  if (!started_ || frame.extended() || frame.remote()) return;
+  if (frame.id == canopen::kNmtCobId) {
+    on_nmt(frame, now);
+    return;
+  }
+  if (frame.id != canopen::kSdoRxBase + config_.node_id) return;
+  // CiA 301: no SDO in STOPPED. SDO frames are always 8 bytes long.
+  if (state_ == NmtState::kStopped || frame.dlc != 8) return;
+  addressed_ = true;
+  sdo_.on_request(frame, now);
+  reschedule_heartbeat(now);  // 0x1017 may just have been written
+}
+
+void CanopenNode::on_nmt(const CanFrame& frame, Micros now) {
+  if (frame.dlc != 2) return;
+  const std::uint8_t target = frame.data[1];
+  if (target != 0 && target != config_.node_id) return;
+  if (target != 0) addressed_ = true;
+
+  switch (static_cast<NmtCommand>(frame.data[0])) {
+    case NmtCommand::kStart:
+      if (config_.is_application) state_ = NmtState::kOperational;
+      break;
+    case NmtCommand::kStop:
+      if (config_.is_application) {
+        state_ = NmtState::kStopped;
+        sdo_.cancel(canopen::Abort::kDeviceState);
+      }
+      break;
+    case NmtCommand::kEnterPreOperational:
+      state_ = NmtState::kPreOperational;
+      break;
+    case NmtCommand::kResetNode:
+      reset_node_requested_ = true;
+      break;
+    case NmtCommand::kResetCommunication:
+      sdo_.cancel(canopen::Abort::kDeviceState);
+      objects_.reset_communication();
+      boot_up(now);
+      break;
+    default:
+      break;  // unknown command: ignored
+  }
+}
+
+void CanopenNode::boot_up(Micros now) {
+  state_ = NmtState::kPreOperational;
+  CanFrame frame;
+  frame.id = canopen::kHeartbeatBase + config_.node_id;
+  frame.dlc = 1;
+  frame.data[0] = static_cast<std::uint8_t>(NmtState::kBootUp);
+  frames_.send(frame);
+  scheduled_heartbeat_ms_ = objects_.heartbeat_ms();
+  next_heartbeat_ = now + milliseconds(scheduled_heartbeat_ms_);
+}
+
+void CanopenNode::reschedule_heartbeat(Micros now) {
+  if (objects_.heartbeat_ms() == scheduled_heartbeat_ms_) return;
+  // A new period counts from the write.
+  scheduled_heartbeat_ms_ = objects_.heartbeat_ms();
+  next_heartbeat_ = now + milliseconds(scheduled_heartbeat_ms_);
+}
+
+void CanopenNode::send_heartbeat() {
+  CanFrame frame;
+  frame.id = canopen::kHeartbeatBase + config_.node_id;
+  frame.dlc = 1;
+  frame.data[0] = static_cast<std::uint8_t>(state_);
+  frames_.send(frame);
+}
+
+void CanopenNode::poll(Micros now) {
+  if (!started_) return;
+  sdo_.poll(now);
+  reschedule_heartbeat(now);
+  if (scheduled_heartbeat_ms_ != 0 && now >= next_heartbeat_) {
+    send_heartbeat();
+    // Keep the period free of drift; after a long stall start counting from now.
+    next_heartbeat_ += milliseconds(scheduled_heartbeat_ms_);
+    if (next_heartbeat_ <= now) next_heartbeat_ = now + milliseconds(scheduled_heartbeat_ms_);
+  }
+}
+
+Micros CanopenNode::next_deadline() const {
+  if (!started_) return ~Micros{0};
+  Micros deadline = sdo_.next_deadline();
+  if (scheduled_heartbeat_ms_ != 0 && next_heartbeat_ < deadline) deadline = next_heartbeat_;
+  return deadline;
+}
+
+}  // namespace rtcanboot
