@@ -91,6 +91,7 @@ enum class FlashDetail : std::uint16_t {
   kProductMismatch = 14,
   kAborted = 15,  // the SDO transfer was aborted part-way
   kUnsupportedFlags = 16,
+  kBadVectorTable = 17,  // initial SP / reset handler of the payload cannot start
 };
 
 constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,

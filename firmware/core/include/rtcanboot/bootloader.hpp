@@ -1,0 +1,105 @@
+// rtcanboot::Bootloader: the whole bootloader behaviour in one passive object. The RT1064 port's
+// main loop and the twin tests drive exactly this:
+//
+//   Bootloader boot(frames, flash, sha, ram_buffer, settings);
+//   boot.start(now);
+//   loop: for each received frame boot.on_frame(frame, now); boot.poll(now);
+//         act on boot.pending_action() once the transmit queue has drained;
+//         sleep until a frame arrives or boot.next_deadline().
+//
+// It owns the CANopen node (bootloader mode), ProgramDownload, the flash manager and the install
+// journal. Every erase/program goes through a guard that keeps the bootloader's own 128 KiB out
+// of reach.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "rtcanboot/boot_decision.hpp"
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/canopen_node.hpp"
+#include "rtcanboot/flash_guard.hpp"
+#include "rtcanboot/flash_port.hpp"
+#include "rtcanboot/flash_writer.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/node_config.hpp"
+#include "rtcanboot/program_download.hpp"
+#include "rtcanboot/provisioning.hpp"
+#include "rtcanboot/types.hpp"
+
+namespace rtcanboot {
+
+struct BootloaderSettings {
+  // 0x1018 vendor-ID / product code (a container must match them), revision; the serial number
+  // comes from the provisioning record when it holds one.
+  NodeIdentity identity;
+  std::uint32_t bootloader_version = 0;  // major << 16 | minor << 8 | patch (0x5F00:2)
+  std::uint16_t heartbeat_ms = 1000;
+  const char* device_name = "rtcanboot";
+  const char* software_version = "";
+  // Node-ID and boot window (the port applies the bit rate before constructing the Bootloader).
+  Provisioning provisioning;
+  // The application asked for the bootloader (shared boot information, kept across the reset).
+  bool entry_requested = false;
+};
+
+enum class PendingAction : std::uint8_t {
+  kNone,
+  kStartApplication,  // hand over to the application at memory_map::kAppAddress
+  kReset,             // NMT reset node: reset the chip
+};
+
+class Bootloader {
+ public:
+  // How often poll() must run while flash work is in progress.
+  static constexpr Micros kFlashPollInterval = 100;
+
+  // `buffer` is the RAM ring of the flash manager (a multiple of 256 bytes is used; 16 KiB or
+  // more keeps up with 1 Mbit/s through a 64 KiB erase). Everything passed must outlive this.
+  Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha, std::span<std::uint8_t> buffer,
+             const BootloaderSettings& settings);
+
+  // Reads the journal, decides whether to boot. With a valid application and no boot window the
+  // pending action is kStartApplication at once and nothing is sent; otherwise the node starts
+  // (boot-up message) and the bootloader waits.
+  void start(Micros now);
+  void on_frame(const CanFrame& frame, Micros now);
+  void poll(Micros now);
+  // Latest time poll() must run next.
+  Micros next_deadline() const;
+
+  // What the owner must do once the frames handed to the sink have left the controller.
+  PendingAction pending_action() const { return pending_; }
+
+  canopen::BootReason boot_reason() const { return info_.boot_reason; }
+  const BootDecision& decision() const { return decision_; }
+  const journal::InstalledImage& installed() const { return journal_.installed(); }
+  const CanopenNode& node() const { return node_; }
+  const ProgramDownload& download() const { return download_; }
+  const FlashWriter& writer() const { return writer_; }
+  // Mutating requests the guard refused (must stay 0).
+  std::uint32_t refused_flash_requests() const { return guard_.refused(); }
+
+ private:
+  static NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
+  void update_pending(Micros now);
+
+  BootloaderSettings settings_;
+  GuardedFlash guard_;
+  journal::InstallJournal journal_;
+  FlashWriter writer_;
+  ProgramDownload download_;
+  RtcanbootInfo info_;
+  NodeConfig node_config_;
+  CanopenNode node_;
+
+  BootDecision decision_;
+  bool node_started_ = false;
+  bool window_open_ = false;
+  Micros window_end_ = 0;
+  Micros last_poll_ = 0;
+  PendingAction pending_ = PendingAction::kNone;
+};
+
+}  // namespace rtcanboot

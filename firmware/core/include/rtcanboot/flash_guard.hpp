@@ -1,0 +1,43 @@
+// A FlashPort in front of the real one that refuses every erase or program outside the area the
+// bootloader may rewrite: the application region and the records area. The bootloader's own
+// 128 KiB (FCB, IVT, code) can therefore never be touched, whatever the code above it asks.
+#pragma once
+
+#include <cstdint>
+
+#include "rtcanboot/flash_port.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot {
+
+class GuardedFlash final : public FlashPort {
+ public:
+  // Everything from the application start to the end of the flash (records area included).
+  static constexpr std::uint32_t kWritableStart = memory_map::kAppOffset;
+  static constexpr std::uint32_t kWritableEnd = memory_map::kFlashSize;
+  static_assert(kWritableStart >= memory_map::kBootloaderOffset + memory_map::kBootloaderSize,
+                "the guard must keep the bootloader out of reach");
+
+  static constexpr bool writable(std::uint32_t offset, std::uint32_t length) {
+    return offset >= kWritableStart && offset <= kWritableEnd && length <= kWritableEnd - offset;
+  }
+
+  explicit GuardedFlash(FlashPort& flash) : flash_(flash) {}
+
+  FlashResult start_erase(std::uint32_t offset, std::uint32_t length) override;
+  FlashResult start_program(std::uint32_t offset, const std::uint8_t* page) override;
+  bool busy() override { return flash_.busy(); }
+  FlashResult last_result() const override { return flash_.last_result(); }
+  FlashResult read(std::uint32_t offset, void* destination, std::uint32_t length) override {
+    return flash_.read(offset, destination, length);
+  }
+
+  // How many mutating requests the guard has refused (tests and diagnostics).
+  std::uint32_t refused() const { return refused_; }
+
+ private:
+  FlashPort& flash_;
+  std::uint32_t refused_ = 0;
+};
+
+}  // namespace rtcanboot

@@ -1,0 +1,123 @@
+// The flash manager: streams one image into the application region and erases what an update
+// or a clear needs, all through the asynchronous FlashPort, one small step per poll().
+//
+// Writing: data is pushed into a RAM ring (owned by the caller) and programmed in whole 256-byte
+// pages (the final tail padded with 0xFF). Erasing runs lazily, at most one 64 KiB block ahead
+// of the write pointer: 64 KiB blocks where aligned and wholly needed, 4 KiB sectors otherwise,
+// and a unit that reads back blank is skipped instead of erased. Once every page is programmed,
+// the payload is read back and its CRC-32 and SHA-256 are computed from the flash.
+//
+// Only the caller decides when flash work may begin (arm()), so a revoke record can be written
+// before anything of the old application is erased.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/flash_port.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot {
+
+class FlashWriter {
+ public:
+  enum class State : std::uint8_t {
+    kIdle,       // no job
+    kWriting,    // taking data, erasing ahead, programming pages
+    kVerifying,  // all pages programmed; reading the payload back
+    kErasing,    // erase-only job (0x1F51 clear)
+    kDone,       // job finished; for a write, verified_crc32()/verified_sha256() are valid
+    kFailed,     // a flash operation failed; failure() says which
+  };
+
+  static constexpr std::uint32_t kPageSize = memory_map::kPageSize;
+  // How far erasing may run ahead of the write pointer.
+  static constexpr std::uint32_t kEraseLookahead = memory_map::kBlock64Size;
+  // Bytes read per poll() for blank checks and read-back verification (bounds poll() time).
+  static constexpr std::uint32_t kReadPerPoll = 4096;
+  // The smallest usable ring: two pages, so one can be programmed while the next fills.
+  static constexpr std::uint32_t kMinRingSize = 2 * kPageSize;
+
+  // `ring` is used up to the largest multiple of the page size it holds.
+  FlashWriter(FlashPort& flash, Sha256Engine& sha, std::span<std::uint8_t> ring);
+
+  // A new write job for [offset, offset + length) (sector-aligned offset). Resets the ring;
+  // touches no flash before arm().
+  void open_write(std::uint32_t offset, std::uint32_t length);
+  // A new erase job: every unit of [offset, offset + length) that is not blank gets erased.
+  void open_erase(std::uint32_t offset, std::uint32_t length);
+  // Flash work of the open job may start.
+  void arm() { armed_ = true; }
+  // Abandons the job (an operation in flight still completes in poll()).
+  void stop();
+
+  // Ring space for push(); 0 when no write job is open.
+  std::uint32_t free_space() const;
+  // Queues payload bytes (in order); returns how many were taken (at most free_space()).
+  std::uint32_t push(const std::uint8_t* data, std::uint32_t length);
+  // Every byte has been pushed: program the tail, then verify.
+  void finish_write() { input_complete_ = true; }
+
+  // One step: completes the operation in flight, starts the next, or reads a chunk.
+  void poll();
+
+  State state() const { return state_; }
+  bool operation_in_flight() const { return in_flight_; }
+  canopen::FlashDetail failure() const { return failure_; }
+  std::uint32_t ring_capacity() const { return capacity_; }
+  std::uint32_t verified_crc32() const { return verified_crc32_; }
+  const std::uint8_t* verified_sha256() const { return verified_sha256_; }
+
+  // Statistics of the current job (tests, benchmark).
+  struct Stats {
+    std::uint32_t erases_4k = 0;
+    std::uint32_t erases_64k = 0;
+    std::uint32_t blank_skipped = 0;  // units found blank and not erased
+    std::uint32_t pages = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  enum class Op : std::uint8_t { kNone, kErase, kProgram };
+
+  bool erase_step(std::uint32_t limit);
+  void program_page();
+  void verify_step();
+  void complete_operation();
+  void fail(canopen::FlashDetail detail);
+  std::uint32_t pending_bytes() const { return pushed_ - programmed_; }
+
+  FlashPort& flash_;
+  Sha256Engine& sha_;
+  std::uint8_t* ring_;
+  std::uint32_t capacity_;
+
+  State state_ = State::kIdle;
+  bool armed_ = false;
+  bool input_complete_ = false;
+  std::uint32_t generation_ = 0;  // a stale operation's completion must not move the new job
+
+  std::uint32_t start_ = 0;         // flash offset of the job
+  std::uint32_t length_ = 0;        // payload bytes (write) or bytes to erase
+  std::uint32_t erase_end_ = 0;     // end of what the job may erase (sector-rounded)
+  std::uint32_t erased_to_ = 0;     // flash below this offset (from start_) is known erased
+  std::uint32_t check_cursor_ = 0;  // blank check progress inside the unit at erased_to_
+  std::uint32_t pushed_ = 0;        // payload bytes queued
+  std::uint32_t programmed_ = 0;    // payload bytes programmed (page multiple until the tail)
+  std::uint32_t verified_ = 0;      // payload bytes read back
+
+  bool in_flight_ = false;
+  Op op_ = Op::kNone;
+  std::uint32_t op_generation_ = 0;
+  std::uint32_t op_offset_ = 0;
+  std::uint32_t op_length_ = 0;
+
+  canopen::FlashDetail failure_ = canopen::FlashDetail::kNone;
+  std::uint32_t verified_crc32_ = 0;
+  std::uint8_t verified_sha256_[Sha256Engine::kDigestSize] = {};
+  Stats stats_;
+};
+
+}  // namespace rtcanboot

@@ -1,0 +1,107 @@
+// The install journal: write-once records in two 4 KiB sectors of the records area that say
+// whether the application region holds a valid, verified image. docs/flash-records.md describes
+// the bytes.
+//
+// - A COMMIT record is written only after the image was read back and verified.
+// - A REVOKE record is written before anything of a committed application is erased.
+// - Records are never rewritten: each one takes a fresh 256-byte page; a torn record (bad CRC)
+//   is skipped and its page stays used. The record with the highest sequence number decides.
+// - When the active sector is full, the other sector is erased (if not blank) and used next; the
+//   current state lives in the active sector, so that erase never loses it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rtcanboot/flash_port.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot::journal {
+
+inline constexpr std::uint32_t kRecordMagic = 0x4A43'5452;  // "RTCJ"
+inline constexpr std::uint8_t kRecordFormat = 1;
+inline constexpr std::uint32_t kRecordSize = 64;
+inline constexpr std::uint32_t kSlotSize = memory_map::kPageSize;  // one record per page
+inline constexpr std::uint32_t kSlotsPerSector = memory_map::kSectorSize / kSlotSize;
+inline constexpr std::uint32_t kSectors = memory_map::kJournalSectors;
+static_assert(kRecordSize <= kSlotSize);
+static_assert(kSectors == 2, "the journal alternates between two sectors");
+static_assert(memory_map::kJournalOffset + kSectors * memory_map::kSectorSize <=
+              memory_map::kFlashSize);
+
+enum class RecordType : std::uint8_t { kCommit = 0x01, kRevoke = 0x02 };
+
+struct Record {
+  RecordType type = RecordType::kRevoke;
+  std::uint32_t sequence = 0;
+  std::uint32_t payload_length = 0;  // COMMIT: installed payload; REVOKE: 0
+  std::uint32_t payload_crc32 = 0;
+  std::uint32_t image_version = 0;
+  std::uint8_t payload_sha256[Sha256Engine::kDigestSize] = {};
+};
+
+// Writes the kRecordSize bytes of `record` (with its CRC) to `out`.
+void encode_record(const Record& record, std::uint8_t out[kRecordSize]);
+// False for a blank, torn or foreign record.
+bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out);
+
+// What the journal says about the application region.
+struct InstalledImage {
+  bool valid = false;  // latest record is a COMMIT
+  std::uint32_t payload_length = 0;
+  std::uint32_t payload_crc32 = 0;
+  std::uint32_t image_version = 0;
+  std::uint8_t payload_sha256[Sha256Engine::kDigestSize] = {};
+};
+
+class InstallJournal {
+ public:
+  explicit InstallJournal(FlashPort& flash) : flash_(flash) {}
+
+  // Scans both sectors. The flash must be idle (called once at start-up).
+  void load();
+  const InstalledImage& installed() const { return installed_; }
+  std::uint32_t last_sequence() const { return last_sequence_; }
+
+  // Starts appending a record; progress in poll(). False while an append is running.
+  bool append_commit(const InstalledImage& image);
+  bool append_revoke();
+
+  void poll();
+  bool busy() const { return step_ != Step::kIdle && step_ != Step::kFailed; }
+  bool failed() const { return step_ == Step::kFailed; }
+  bool operation_in_flight() const { return in_flight_; }
+
+  // Where the next record goes (tests).
+  std::uint32_t active_sector() const { return active_sector_; }
+  std::uint32_t next_slot() const { return next_slot_; }
+
+ private:
+  enum class Step : std::uint8_t { kIdle, kPrepare, kErasing, kProgramming, kFailed };
+
+  bool append(const Record& record);
+  static std::uint32_t slot_offset(std::uint32_t sector, std::uint32_t slot) {
+    return memory_map::kJournalOffset + sector * memory_map::kSectorSize + slot * kSlotSize;
+  }
+  bool slot_blank(std::uint32_t sector, std::uint32_t slot);
+  void prepare();
+  void finish_program();
+
+  FlashPort& flash_;
+  InstalledImage installed_;
+  std::uint32_t last_sequence_ = 0;
+  std::uint32_t active_sector_ = 0;
+  std::uint32_t next_slot_ = 0;
+  bool sector_dirty_[kSectors] = {};
+
+  Step step_ = Step::kIdle;
+  bool in_flight_ = false;
+  Record pending_;
+  std::uint32_t target_sector_ = 0;
+  std::uint32_t target_slot_ = 0;
+  bool switched_ = false;
+  std::uint8_t page_[kSlotSize] = {};
+};
+
+}  // namespace rtcanboot::journal

@@ -1,0 +1,116 @@
+// CiA 302-3 program download for the bootloader: 0x1F50:1 (the image container, streamed),
+// 0x1F51:1 (program control), 0x1F56:1 (CRC-32 of the installed payload), 0x1F57:1 (flash
+// status). It parses and checks the container header before anything is erased, hashes the
+// payload as it arrives, hands it to the flash manager, and after the last byte answers the SDO
+// at once while programming, read-back verification and the COMMIT record finish in poll().
+//
+// A download without a prior 0x1F51 clear is accepted: a committed application is revoked
+// (REVOKE record) before its first sector is erased, and erasing then runs lazily ahead of the
+// data. A download that fails before any flash work leaves the installed application valid.
+#pragma once
+
+#include <cstdint>
+
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/flash_writer.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/image_format.hpp"
+#include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/program_control.hpp"
+
+namespace rtcanboot {
+
+class ProgramDownload final : public ProgramControl, public DownloadSink {
+ public:
+  // `writer` and `journal` share one FlashPort; ProgramDownload makes sure only one of them has
+  // an operation in flight. `sha` is used for the streaming hash and then for the read-back.
+  ProgramDownload(FlashWriter& writer, journal::InstallJournal& journal, Sha256Engine& sha,
+                  const image::Expectation& expectation);
+
+  // Background work (programming, verification, journal records, clear). Call often while
+  // busy(); each call does one small step.
+  void poll();
+  // A download, its completion or a clear is running (0x1F57 bit 0).
+  bool busy() const { return phase_ != Phase::kIdle; }
+  // No flash operation is in flight (safe moment for a reset).
+  bool flash_quiet() const {
+    return !writer_.operation_in_flight() && !journal_.operation_in_flight();
+  }
+  // 0x1F51 start was accepted since the last call (the owner starts the application once the
+  // SDO response has left).
+  bool take_start_request() {
+    const bool requested = start_requested_;
+    start_requested_ = false;
+    return requested;
+  }
+  const journal::InstalledImage& installed() const { return journal_.installed(); }
+  // A committed application the boot decision found damaged does not count as a valid program.
+  void mark_installed_damaged() { damaged_ = true; }
+  bool valid_program() const { return journal_.installed().valid && !damaged_; }
+
+  // ProgramControl
+  DownloadSink* program_data(std::uint8_t sub) override;
+  canopen::Abort control(std::uint8_t sub, std::uint8_t command) override;
+  std::uint8_t control_state(std::uint8_t sub) const override;
+  std::uint32_t software_id(std::uint8_t sub) const override;
+  std::uint32_t flash_status(std::uint8_t sub) const override;
+  std::uint8_t program_count() const override { return 1; }
+
+  // DownloadSink
+  canopen::Abort begin(bool size_known, std::uint32_t size) override;
+  std::uint32_t free_space() const override;
+  canopen::Abort write(const std::uint8_t* data, std::uint32_t length) override;
+  canopen::Abort end() override;
+  void cancel(canopen::Abort reason) override;
+
+  // The container header of the current (or last) download.
+  const image::Header& header() const { return header_; }
+
+ private:
+  enum class Phase : std::uint8_t {
+    kIdle,
+    kHeader,      // SDO transfer open, collecting the container header
+    kPayload,     // SDO transfer open, payload streaming to flash
+    kFinishing,   // transfer complete: programming the rest, verifying
+    kCommitting,  // COMMIT record being written
+    kClearing,    // 0x1F51 clear: REVOKE, then erase
+    kAbandoning,  // failed or cancelled: waiting for the flash operation in flight
+  };
+
+  canopen::Abort take_header(const std::uint8_t*& data, std::uint32_t& length);
+  canopen::Abort reject(canopen::Abort abort, canopen::FlashStatus status,
+                        canopen::FlashDetail detail);
+  void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
+  bool revoke_then_arm();
+  void abandon();
+  void set_status(canopen::FlashStatus status, canopen::FlashDetail detail) {
+    status_ = status;
+    detail_ = detail;
+  }
+
+  FlashWriter& writer_;
+  journal::InstallJournal& journal_;
+  Sha256Engine& sha_;
+  image::Expectation expectation_;
+
+  Phase phase_ = Phase::kIdle;
+  bool transfer_open_ = false;
+  bool armed_ = false;  // revoke done, flash work of the current job may run
+  bool start_requested_ = false;
+  bool revoke_requested_ = false;
+  bool damaged_ = false;
+  canopen::Abort pending_abort_ = canopen::Abort::kNone;  // for the next write()/end()
+  canopen::FlashStatus status_ = canopen::FlashStatus::kOk;
+  canopen::FlashDetail detail_ = canopen::FlashDetail::kNone;
+
+  bool size_known_ = false;
+  std::uint32_t announced_size_ = 0;
+  std::uint8_t header_bytes_[image::kMaxHeaderLength] = {};
+  std::uint32_t header_received_ = 0;
+  image::Header header_;
+  std::uint32_t payload_received_ = 0;
+  std::uint32_t payload_crc32_ = 0;
+  std::uint8_t vectors_[8] = {};
+};
+
+}  // namespace rtcanboot

@@ -1,0 +1,126 @@
+#include "rtcanboot/bootloader.hpp"
+
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot {
+
+namespace {
+
+image::Expectation expectation_for(const BootloaderSettings& settings) {
+  image::Expectation expectation;
+  expectation.vendor_id = settings.identity.vendor_id;
+  expectation.product_code = settings.identity.product_code;
+  expectation.load_address = memory_map::kAppAddress;
+  expectation.max_payload_length = memory_map::kAppSize;
+  return expectation;
+}
+
+RtcanbootInfo info_for(const BootloaderSettings& settings) {
+  RtcanbootInfo info;
+  info.running_program = canopen::kRunningBootloader;
+  info.bootloader_version = settings.bootloader_version;
+  info.app_region_start = memory_map::kAppAddress;
+  info.app_region_size = memory_map::kAppSize;
+  return info;
+}
+
+}  // namespace
+
+NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
+                                        const RtcanbootInfo& info) {
+  NodeConfig config;
+  const std::uint8_t node_id = settings.provisioning.node_id;
+  config.node_id = node_id >= canopen::kMinNodeId && node_id <= canopen::kMaxNodeId
+                       ? node_id
+                       : Provisioning{}.node_id;
+  config.identity = settings.identity;
+  if (settings.provisioning.serial != 0) config.identity.serial = settings.provisioning.serial;
+  config.device_name = settings.device_name;
+  config.software_version = settings.software_version;
+  config.heartbeat_ms = settings.heartbeat_ms;
+  config.is_application = false;
+  config.info = &info;
+  return config;
+}
+
+Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
+                       std::span<std::uint8_t> buffer, const BootloaderSettings& settings)
+    : settings_(settings),
+      guard_(flash),
+      journal_(guard_),
+      writer_(guard_, sha, buffer),
+      download_(writer_, journal_, sha, expectation_for(settings)),
+      info_(info_for(settings)),
+      node_config_(make_node_config(settings_, info_)),
+      node_(frames, download_, node_config_) {}
+
+void Bootloader::start(Micros now) {
+  last_poll_ = now;
+  journal_.load();
+  decision_ = decide_boot(guard_, journal_.installed(), settings_.entry_requested);
+  if (journal_.installed().valid && !decision_.application_valid) {
+    download_.mark_installed_damaged();
+  }
+  info_.boot_reason = decision_.reason;
+  info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
+  if (decision_.start_application) {
+    if (settings_.provisioning.boot_window_ms == 0) {
+      pending_ = PendingAction::kStartApplication;  // straight through: nothing on the bus
+      return;
+    }
+    window_open_ = true;
+    window_end_ = now + milliseconds(settings_.provisioning.boot_window_ms);
+  }
+  node_.start(now);
+  node_started_ = true;
+}
+
+void Bootloader::update_pending(Micros now) {
+  if (window_open_) {
+    if (node_.addressed()) {
+      window_open_ = false;
+      info_.boot_reason = canopen::BootReason::kHeldByMaster;
+    } else if (now >= window_end_ && pending_ == PendingAction::kNone) {
+      window_open_ = false;
+      pending_ = PendingAction::kStartApplication;
+    }
+  }
+  info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
+  if (pending_ != PendingAction::kNone) return;
+  if (download_.take_start_request()) {
+    pending_ = PendingAction::kStartApplication;
+  } else if (node_.reset_node_requested() && download_.flash_quiet()) {
+    // A reset in the middle of flash work is safe, but waiting for the operation in flight
+    // keeps the flash from being cut mid-page without need.
+    pending_ = PendingAction::kReset;
+  }
+}
+
+void Bootloader::on_frame(const CanFrame& frame, Micros now) {
+  if (!node_started_) return;
+  node_.on_frame(frame, now);
+  update_pending(now);
+}
+
+void Bootloader::poll(Micros now) {
+  last_poll_ = now;
+  if (!node_started_) return;
+  // Flash first: room it makes in the ring is seen by the SDO server in the same call.
+  download_.poll();
+  node_.poll(now);
+  update_pending(now);
+}
+
+Micros Bootloader::next_deadline() const {
+  if (!node_started_) return ~Micros{0};
+  Micros deadline = node_.next_deadline();
+  if (window_open_ && window_end_ < deadline) deadline = window_end_;
+  const bool flash_work = download_.busy() || !download_.flash_quiet() ||
+                          (node_.reset_node_requested() && pending_ == PendingAction::kNone);
+  if (flash_work && last_poll_ + kFlashPollInterval < deadline) {
+    deadline = last_poll_ + kFlashPollInterval;
+  }
+  return deadline;
+}
+
+}  // namespace rtcanboot

@@ -1,0 +1,211 @@
+#include "rtcanboot/flash_writer.hpp"
+
+namespace rtcanboot {
+
+using canopen::FlashDetail;
+
+namespace {
+
+constexpr std::uint32_t round_up(std::uint32_t value, std::uint32_t unit) {
+  return (value + unit - 1) / unit * unit;
+}
+
+static_assert(FlashWriter::kReadPerPoll % memory_map::kPageSize == 0);
+static_assert(memory_map::kBlock64Size % FlashWriter::kReadPerPoll == 0);
+static_assert(memory_map::kSectorSize % FlashWriter::kReadPerPoll == 0);
+
+}  // namespace
+
+FlashWriter::FlashWriter(FlashPort& flash, Sha256Engine& sha, std::span<std::uint8_t> ring)
+    : flash_(flash),
+      sha_(sha),
+      ring_(ring.data()),
+      capacity_(static_cast<std::uint32_t>(ring.size() / kPageSize * kPageSize)) {}
+
+void FlashWriter::open_write(std::uint32_t offset, std::uint32_t length) {
+  ++generation_;
+  state_ = capacity_ >= kMinRingSize ? State::kWriting : State::kFailed;
+  failure_ = capacity_ >= kMinRingSize ? FlashDetail::kNone : FlashDetail::kProgramFailed;
+  armed_ = false;
+  input_complete_ = false;
+  start_ = offset;
+  length_ = length;
+  erase_end_ = round_up(length, memory_map::kSectorSize);
+  erased_to_ = 0;
+  check_cursor_ = 0;
+  pushed_ = 0;
+  programmed_ = 0;
+  verified_ = 0;
+  stats_ = {};
+}
+
+void FlashWriter::open_erase(std::uint32_t offset, std::uint32_t length) {
+  open_write(offset, 0);
+  state_ = State::kErasing;
+  failure_ = FlashDetail::kNone;
+  length_ = length;
+  erase_end_ = round_up(length, memory_map::kSectorSize);
+}
+
+void FlashWriter::stop() {
+  ++generation_;
+  state_ = State::kIdle;
+  armed_ = false;
+}
+
+std::uint32_t FlashWriter::free_space() const {
+  if (state_ != State::kWriting || input_complete_) return 0;
+  const std::uint32_t room = capacity_ - pending_bytes();
+  const std::uint32_t left = length_ - pushed_;
+  return room < left ? room : left;
+}
+
+std::uint32_t FlashWriter::push(const std::uint8_t* data, std::uint32_t length) {
+  const std::uint32_t space = free_space();
+  const std::uint32_t take = length < space ? length : space;
+  for (std::uint32_t i = 0; i < take; ++i) ring_[(pushed_ + i) % capacity_] = data[i];
+  pushed_ += take;
+  return take;
+}
+
+void FlashWriter::fail(FlashDetail detail) {
+  state_ = State::kFailed;
+  failure_ = detail;
+  armed_ = false;
+}
+
+void FlashWriter::complete_operation() {
+  in_flight_ = false;
+  const FlashResult result = flash_.last_result();
+  if (op_generation_ != generation_) return;  // belongs to an abandoned job
+  if (result != FlashResult::kOk) {
+    fail(op_ == Op::kErase ? FlashDetail::kEraseFailed : FlashDetail::kProgramFailed);
+    return;
+  }
+  if (op_ == Op::kErase) {
+    erased_to_ = op_offset_ - start_ + op_length_;
+    check_cursor_ = 0;
+  } else {
+    const std::uint32_t end = programmed_ + kPageSize;
+    programmed_ = end < length_ ? end : length_;
+    ++stats_.pages;
+  }
+}
+
+// Blank-checks (a chunk of) the next erase unit and erases it when it is not blank. Returns true
+// when it started an operation or read flash (one step done).
+bool FlashWriter::erase_step(std::uint32_t limit) {
+  if (erased_to_ >= limit) return false;
+  const std::uint32_t offset = start_ + erased_to_;
+  const bool whole_block =
+      offset % memory_map::kBlock64Size == 0 && erased_to_ + memory_map::kBlock64Size <= erase_end_;
+  const std::uint32_t unit = whole_block ? memory_map::kBlock64Size : memory_map::kSectorSize;
+
+  std::uint8_t chunk[memory_map::kPageSize];
+  bool blank = true;
+  for (std::uint32_t done = 0; done < kReadPerPoll && blank; done += sizeof chunk) {
+    if (flash_.read(offset + check_cursor_, chunk, sizeof chunk) != FlashResult::kOk) {
+      fail(FlashDetail::kEraseFailed);
+      return true;
+    }
+    for (const std::uint8_t byte : chunk) blank = blank && byte == 0xFF;
+    if (blank) check_cursor_ += sizeof chunk;
+  }
+  if (blank) {
+    if (check_cursor_ >= unit) {
+      erased_to_ += unit;
+      check_cursor_ = 0;
+      ++stats_.blank_skipped;
+    }
+    return true;
+  }
+  if (flash_.start_erase(offset, unit) != FlashResult::kOk) {
+    fail(FlashDetail::kEraseFailed);
+    return true;
+  }
+  in_flight_ = true;
+  op_ = Op::kErase;
+  op_generation_ = generation_;
+  op_offset_ = offset;
+  op_length_ = unit;
+  if (whole_block) {
+    ++stats_.erases_64k;
+  } else {
+    ++stats_.erases_4k;
+  }
+  return true;
+}
+
+void FlashWriter::program_page() {
+  std::uint8_t* page = ring_ + programmed_ % capacity_;
+  const std::uint32_t bytes = pending_bytes();
+  // The tail's slot in the ring is free beyond the data (see free_space()): pad it in place.
+  for (std::uint32_t i = bytes; i < kPageSize; ++i) page[i] = 0xFF;
+  if (flash_.start_program(start_ + programmed_, page) != FlashResult::kOk) {
+    fail(FlashDetail::kProgramFailed);
+    return;
+  }
+  in_flight_ = true;
+  op_ = Op::kProgram;
+  op_generation_ = generation_;
+  op_offset_ = start_ + programmed_;
+  op_length_ = kPageSize;
+}
+
+void FlashWriter::verify_step() {
+  std::uint8_t chunk[memory_map::kPageSize];
+  for (std::uint32_t done = 0; done < kReadPerPoll && verified_ < length_; done += sizeof chunk) {
+    const std::uint32_t left = length_ - verified_;
+    const std::uint32_t take =
+        left < sizeof chunk ? left : static_cast<std::uint32_t>(sizeof chunk);
+    if (flash_.read(start_ + verified_, chunk, take) != FlashResult::kOk) {
+      fail(FlashDetail::kVerifyFailed);
+      return;
+    }
+    verified_crc32_ = crc32(verified_crc32_, chunk, take);
+    sha_.update(chunk, take);
+    verified_ += take;
+  }
+  if (verified_ >= length_) {
+    sha_.finish(verified_sha256_);
+    state_ = State::kDone;
+  }
+}
+
+void FlashWriter::poll() {
+  if (in_flight_) {
+    if (flash_.busy()) return;
+    complete_operation();
+  }
+  if (!armed_) return;
+  switch (state_) {
+    case State::kWriting: {
+      const std::uint32_t bytes = pending_bytes();
+      const bool page_ready = bytes >= kPageSize || (input_complete_ && bytes > 0);
+      if (page_ready && programmed_ + kPageSize <= erased_to_) {
+        program_page();
+        return;
+      }
+      if (input_complete_ && programmed_ >= length_) {
+        state_ = State::kVerifying;
+        verified_ = 0;
+        verified_crc32_ = 0;
+        sha_.reset();
+        return;
+      }
+      const std::uint32_t lookahead = programmed_ + kEraseLookahead;
+      erase_step(lookahead < erase_end_ ? lookahead : erase_end_);
+      return;
+    }
+    case State::kVerifying:
+      verify_step();
+      return;
+    case State::kErasing:
+      if (!erase_step(erase_end_)) state_ = State::kDone;
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace rtcanboot

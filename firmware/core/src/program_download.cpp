@@ -1,0 +1,304 @@
+#include "rtcanboot/program_download.hpp"
+
+#include "rtcanboot/boot_decision.hpp"
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot {
+
+using canopen::Abort;
+using canopen::FlashDetail;
+using canopen::FlashStatus;
+
+namespace {
+constexpr std::uint8_t kProgramSub = 1;
+}  // namespace
+
+ProgramDownload::ProgramDownload(FlashWriter& writer, journal::InstallJournal& journal,
+                                 Sha256Engine& sha, const image::Expectation& expectation)
+    : writer_(writer), journal_(journal), sha_(sha), expectation_(expectation) {}
+
+DownloadSink* ProgramDownload::program_data(std::uint8_t sub) {
+  return sub == kProgramSub ? this : nullptr;
+}
+
+Abort ProgramDownload::control(std::uint8_t sub, std::uint8_t command) {
+  if (sub != kProgramSub) return Abort::kNoSubIndex;
+  switch (static_cast<canopen::ProgramCommand>(command)) {
+    case canopen::ProgramCommand::kStop:
+      return Abort::kNone;  // the bootloader never runs the program: it is stopped already
+    case canopen::ProgramCommand::kStart:
+    case canopen::ProgramCommand::kReset:
+      if (busy() || !valid_program()) return Abort::kDeviceState;
+      start_requested_ = true;
+      return Abort::kNone;
+    case canopen::ProgramCommand::kClear:
+      if (phase_ == Phase::kClearing) return Abort::kNone;
+      if (phase_ != Phase::kIdle && phase_ != Phase::kAbandoning) return Abort::kDeviceState;
+      phase_ = Phase::kClearing;
+      armed_ = false;
+      pending_abort_ = Abort::kNone;
+      writer_.open_erase(memory_map::kAppOffset, memory_map::kAppSize);
+      set_status(FlashStatus::kOk, FlashDetail::kNone);
+      return Abort::kNone;
+  }
+  return Abort::kValueRange;
+}
+
+std::uint8_t ProgramDownload::control_state(std::uint8_t) const {
+  return static_cast<std::uint8_t>(valid_program() ? canopen::ProgramState::kStopped
+                                                   : canopen::ProgramState::kNoProgram);
+}
+
+std::uint32_t ProgramDownload::software_id(std::uint8_t) const {
+  return valid_program() ? journal_.installed().payload_crc32 : 0;
+}
+
+std::uint32_t ProgramDownload::flash_status(std::uint8_t) const {
+  if (busy()) return canopen::flash_status_word(true, FlashStatus::kOk);
+  return canopen::flash_status_word(false, status_, detail_);
+}
+
+Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
+  if (phase_ == Phase::kFinishing || phase_ == Phase::kCommitting) return Abort::kDeviceState;
+  if (transfer_open_) cancel(Abort::kGeneral);
+  // Refuse an impossible size before anything else happens.
+  if (size_known && size < image::kMinHeaderLength + image::kMinPayloadLength) {
+    set_status(FlashStatus::kDataFormatError, FlashDetail::kLengthMismatch);
+    return Abort::kTypeMismatch;
+  }
+  if (size_known && size > image::kMaxHeaderLength + expectation_.max_payload_length) {
+    set_status(FlashStatus::kAddressError, FlashDetail::kTooLarge);
+    return Abort::kTypeMismatch;
+  }
+  // A running clear gives way: its REVOKE (if in flight) completes, and the download's own lazy
+  // erase takes over what is needed.
+  writer_.stop();
+  phase_ = Phase::kHeader;
+  transfer_open_ = true;
+  armed_ = false;
+  pending_abort_ = Abort::kNone;
+  size_known_ = size_known;
+  announced_size_ = size;
+  header_received_ = 0;
+  header_ = {};
+  payload_received_ = 0;
+  payload_crc32_ = 0;
+  sha_.reset();
+  set_status(FlashStatus::kOk, FlashDetail::kNone);
+  return Abort::kNone;
+}
+
+std::uint32_t ProgramDownload::free_space() const {
+  // Let a pending abort (or excess data) reach write() promptly.
+  if (pending_abort_ != Abort::kNone || !transfer_open_) return writer_.ring_capacity();
+  if (phase_ == Phase::kHeader) return writer_.ring_capacity();
+  if (phase_ == Phase::kPayload && payload_received_ < header_.payload_length) {
+    return writer_.free_space();
+  }
+  return writer_.ring_capacity();
+}
+
+void ProgramDownload::abandon() {
+  transfer_open_ = false;
+  writer_.stop();
+  armed_ = false;
+  phase_ = Phase::kAbandoning;
+}
+
+Abort ProgramDownload::reject(Abort abort, FlashStatus status, FlashDetail detail) {
+  set_status(status, detail);
+  abandon();
+  return abort;
+}
+
+Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& length) {
+  for (;;) {
+    std::size_t needed = image::bytes_needed(header_bytes_, header_received_);
+    if (needed > image::kMaxHeaderLength) needed = header_received_;  // parse() rejects it
+    if (header_received_ >= needed) break;
+    if (length == 0) return Abort::kNone;
+    const std::size_t want = needed - header_received_;
+    const std::uint32_t take = length < want ? length : static_cast<std::uint32_t>(want);
+    for (std::uint32_t i = 0; i < take; ++i) header_bytes_[header_received_ + i] = data[i];
+    header_received_ += take;
+    data += take;
+    length -= take;
+  }
+  const image::CheckResult check =
+      image::parse(header_bytes_, header_received_, expectation_, header_);
+  if (!check.ok()) return reject(Abort::kCannotStore, check.status, check.detail);
+  if (size_known_ && announced_size_ != header_.header_length + header_.payload_length) {
+    return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
+                  FlashDetail::kLengthMismatch);
+  }
+  phase_ = Phase::kPayload;
+  writer_.open_write(memory_map::kAppOffset, header_.payload_length);
+  return Abort::kNone;
+}
+
+Abort ProgramDownload::write(const std::uint8_t* data, std::uint32_t length) {
+  if (pending_abort_ != Abort::kNone) {
+    const Abort abort = pending_abort_;
+    pending_abort_ = Abort::kNone;
+    transfer_open_ = false;
+    return abort;
+  }
+  if (!transfer_open_) return Abort::kGeneral;
+  if (phase_ == Phase::kHeader) {
+    const Abort abort = take_header(data, length);
+    if (abort != Abort::kNone || phase_ != Phase::kPayload) return abort;
+  }
+  if (length == 0) return Abort::kNone;
+  if (length > header_.payload_length - payload_received_) {
+    return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
+                  FlashDetail::kLengthMismatch);
+  }
+  for (std::uint32_t i = 0; i < length && payload_received_ + i < sizeof vectors_; ++i) {
+    vectors_[payload_received_ + i] = data[i];
+  }
+  const bool vectors_complete =
+      payload_received_ < sizeof vectors_ && payload_received_ + length >= sizeof vectors_;
+  payload_crc32_ = crc32(payload_crc32_, data, length);
+  sha_.update(data, length);
+  if (writer_.push(data, length) != length) {
+    return reject(Abort::kOutOfMemory, FlashStatus::kUnspecified, FlashDetail::kNone);
+  }
+  payload_received_ += length;
+  if (vectors_complete &&
+      !vector_table_sane(load_le32(vectors_), load_le32(vectors_ + 4), header_.payload_length)) {
+    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable);
+  }
+  return Abort::kNone;
+}
+
+Abort ProgramDownload::end() {
+  if (pending_abort_ != Abort::kNone) return write(nullptr, 0);
+  if (!transfer_open_) return Abort::kGeneral;
+  if (phase_ != Phase::kPayload || payload_received_ != header_.payload_length) {
+    return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
+                  FlashDetail::kLengthMismatch);
+  }
+  std::uint8_t digest[Sha256Engine::kDigestSize];
+  sha_.finish(digest);
+  if (payload_crc32_ != header_.payload_crc32) {
+    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError, FlashDetail::kPayloadCrc);
+  }
+  for (std::uint32_t i = 0; i < Sha256Engine::kDigestSize; ++i) {
+    if (digest[i] != header_.payload_sha256[i]) {
+      return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
+                    FlashDetail::kPayloadSha256);
+    }
+  }
+  transfer_open_ = false;
+  writer_.finish_write();
+  phase_ = Phase::kFinishing;
+  return Abort::kNone;
+}
+
+void ProgramDownload::cancel(Abort) {
+  pending_abort_ = Abort::kNone;
+  if (!transfer_open_) return;
+  set_status(FlashStatus::kUnspecified, FlashDetail::kAborted);
+  abandon();
+}
+
+void ProgramDownload::fail_background(FlashStatus status, FlashDetail detail) {
+  set_status(status, detail);
+  const bool open = transfer_open_;
+  abandon();
+  if (open) {
+    // The SDO transfer is still running: its next segment gets the abort.
+    transfer_open_ = true;
+    pending_abort_ = Abort::kHardware;
+  }
+}
+
+// Before the first erase of a job: a committed application gets its REVOKE record. Returns true
+// once flash work may run.
+bool ProgramDownload::revoke_then_arm() {
+  if (journal_.busy() || journal_.operation_in_flight() || writer_.operation_in_flight()) {
+    return false;
+  }
+  if (revoke_requested_) {
+    revoke_requested_ = false;
+    if (journal_.failed()) {
+      fail_background(FlashStatus::kWriteError, FlashDetail::kJournalFailed);
+      return false;
+    }
+  }
+  if (journal_.installed().valid) {
+    revoke_requested_ = journal_.append_revoke();
+    if (!revoke_requested_) fail_background(FlashStatus::kWriteError, FlashDetail::kJournalFailed);
+    return false;
+  }
+  armed_ = true;
+  writer_.arm();
+  return true;
+}
+
+void ProgramDownload::poll() {
+  journal_.poll();
+  writer_.poll();
+  switch (phase_) {
+    case Phase::kIdle:
+    case Phase::kHeader:
+      return;
+    case Phase::kPayload:
+    case Phase::kFinishing:
+    case Phase::kClearing: {
+      if (!armed_ && !revoke_then_arm()) return;
+      if (writer_.state() == FlashWriter::State::kFailed) {
+        fail_background(FlashStatus::kWriteError, writer_.failure());
+        return;
+      }
+      if (writer_.state() != FlashWriter::State::kDone) return;
+      if (phase_ == Phase::kClearing) {
+        set_status(FlashStatus::kOk, FlashDetail::kNone);
+        phase_ = Phase::kIdle;
+        return;
+      }
+      if (phase_ != Phase::kFinishing) return;
+      bool same = writer_.verified_crc32() == header_.payload_crc32;
+      for (std::uint32_t i = 0; same && i < Sha256Engine::kDigestSize; ++i) {
+        same = writer_.verified_sha256()[i] == header_.payload_sha256[i];
+      }
+      if (!same) {
+        fail_background(FlashStatus::kWriteError, FlashDetail::kVerifyFailed);
+        return;
+      }
+      journal::InstalledImage image;
+      image.valid = true;
+      image.payload_length = header_.payload_length;
+      image.payload_crc32 = header_.payload_crc32;
+      image.image_version = header_.image_version;
+      for (std::uint32_t i = 0; i < Sha256Engine::kDigestSize; ++i) {
+        image.payload_sha256[i] = header_.payload_sha256[i];
+      }
+      if (!journal_.append_commit(image)) {
+        fail_background(FlashStatus::kWriteError, FlashDetail::kJournalFailed);
+        return;
+      }
+      writer_.stop();
+      phase_ = Phase::kCommitting;
+      return;
+    }
+    case Phase::kCommitting:
+      if (journal_.busy() || journal_.operation_in_flight()) return;
+      if (journal_.failed()) {
+        fail_background(FlashStatus::kWriteError, FlashDetail::kJournalFailed);
+        return;
+      }
+      damaged_ = false;
+      set_status(FlashStatus::kOk, FlashDetail::kNone);
+      phase_ = Phase::kIdle;
+      return;
+    case Phase::kAbandoning:
+      if (writer_.operation_in_flight() || journal_.busy() || journal_.operation_in_flight())
+        return;
+      phase_ = Phase::kIdle;
+      return;
+  }
+}
+
+}  // namespace rtcanboot

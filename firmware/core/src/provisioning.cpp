@@ -1,0 +1,82 @@
+#include "rtcanboot/provisioning.hpp"
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot {
+
+namespace {
+
+// Record layout (docs/flash-records.md).
+constexpr std::size_t kMagicAt = 0x00;
+constexpr std::size_t kFormatAt = 0x04;
+constexpr std::size_t kNodeIdAt = 0x06;
+constexpr std::size_t kBitrateAt = 0x08;
+constexpr std::size_t kWindowAt = 0x0C;
+constexpr std::size_t kSerialAt = 0x10;
+constexpr std::size_t kCrcAt = kProvisioningRecordSize - 4;
+static_assert(kSerialAt + 4 <= kCrcAt);
+static_assert(kProvisioningRecordSize <= memory_map::kPageSize, "one page program writes it");
+
+constexpr std::uint32_t kCia301Bitrates[] = {10'000,  20'000,  50'000,  125'000,
+                                             250'000, 500'000, 800'000, 1'000'000};
+
+bool fields_valid(const Provisioning& provisioning) {
+  return provisioning.node_id >= canopen::kMinNodeId &&
+         provisioning.node_id <= canopen::kMaxNodeId && is_cia301_bitrate(provisioning.bitrate);
+}
+
+}  // namespace
+
+bool is_cia301_bitrate(std::uint32_t bitrate) {
+  for (const std::uint32_t rate : kCia301Bitrates) {
+    if (rate == bitrate) return true;
+  }
+  return false;
+}
+
+bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out,
+                         std::size_t capacity) {
+  if (capacity < kProvisioningRecordSize || !fields_valid(provisioning)) return false;
+  for (std::size_t i = 0; i < kProvisioningRecordSize; ++i) out[i] = 0;
+  store_le32(out + kMagicAt, kProvisioningMagic);
+  store_le16(out + kFormatAt, kProvisioningFormat);
+  out[kNodeIdAt] = provisioning.node_id;
+  store_le32(out + kBitrateAt, provisioning.bitrate);
+  store_le32(out + kWindowAt, provisioning.boot_window_ms);
+  store_le32(out + kSerialAt, provisioning.serial);
+  store_le32(out + kCrcAt, crc32(0, out, kCrcAt));
+  return true;
+}
+
+Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length, bool* valid) {
+  if (valid != nullptr) *valid = false;
+  const Provisioning defaults;
+  if (data == nullptr || length < kProvisioningRecordSize) return defaults;
+  if (load_le32(data + kMagicAt) != kProvisioningMagic ||
+      load_le16(data + kFormatAt) != kProvisioningFormat ||
+      crc32(0, data, kCrcAt) != load_le32(data + kCrcAt)) {
+    return defaults;
+  }
+  Provisioning provisioning;
+  provisioning.node_id = data[kNodeIdAt];
+  provisioning.bitrate = load_le32(data + kBitrateAt);
+  provisioning.boot_window_ms = load_le32(data + kWindowAt);
+  provisioning.serial = load_le32(data + kSerialAt);
+  if (!fields_valid(provisioning)) return defaults;
+  if (valid != nullptr) *valid = true;
+  return provisioning;
+}
+
+Provisioning load_provisioning(FlashPort& flash, bool* valid) {
+  std::uint8_t record[kProvisioningRecordSize];
+  if (flash.read(memory_map::kProvisioningOffset, record, sizeof record) != FlashResult::kOk) {
+    if (valid != nullptr) *valid = false;
+    return Provisioning{};
+  }
+  return decode_provisioning(record, sizeof record, valid);
+}
+
+}  // namespace rtcanboot
