@@ -1,0 +1,185 @@
+// The bootloader's program: RAM entry after the reset stub, chip bring-up, the core's
+// Bootloader driven by CAN frames and GPT time, and the hand-over to the application.
+#include <cstdint>
+#include <span>
+
+#include "rom_flash.hpp"
+#include "rtcanboot/bootloader.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/imxrt1064/board.hpp"
+#include "rtcanboot/imxrt1064/console.hpp"
+#include "rtcanboot/imxrt1064/cortex_m7.hpp"
+#include "rtcanboot/imxrt1064/flexcan.hpp"
+#include "rtcanboot/imxrt1064/handover.hpp"
+#include "rtcanboot/imxrt1064/system.hpp"
+#include "rtcanboot/imxrt1064/timebase.hpp"
+#include "rtcanboot/imxrt1064/vector_table.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/provisioning.hpp"
+
+extern "C" {
+extern std::uint32_t __stack_top[];
+extern void (*__init_array_start[])();
+extern void (*__init_array_end[])();
+[[noreturn]] void rtcanboot_ram_entry();
+}
+
+namespace rtcanboot::imxrt1064 {
+namespace {
+
+constexpr std::uint32_t kVersion =
+    (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH;
+// A pending start/reset waits for the transmit queue at most this long (no bus, no ACK).
+constexpr Micros kDrainTimeout = 200'000;
+constexpr std::uint32_t kFallbackBitrate = 125'000;
+
+[[gnu::section(".ram_vectors"), gnu::used]] constinit const VectorTable kRamVectors =
+    make_vector_table(__stack_top, rtcanboot_ram_entry, rtcanboot_fault_handler,
+                      rtcanboot_flexcan_irq, rtcanboot_gpt1_irq);
+
+// The flash manager's ring (the download buffer): OCRAM2 above the boot ROM's scratch area.
+constexpr std::uint32_t kDownloadBufferSize = 64 * 1024;
+[[gnu::section(".ocram.download")]] alignas(32) std::uint8_t g_download_buffer[kDownloadBufferSize];
+
+Timebase g_clock;
+RomFlash g_flash(g_clock);
+SoftwareSha256 g_sha;
+
+void print_banner(std::uint32_t reset_status, bool entry_requested) {
+  console_write("\nrtcanboot ");
+  console_write_decimal(RTCANBOOT_VERSION_MAJOR);
+  console_write(".");
+  console_write_decimal(RTCANBOOT_VERSION_MINOR);
+  console_write(".");
+  console_write_decimal(RTCANBOOT_VERSION_PATCH);
+  console_write(" on ");
+  console_write(board::kName);
+  console_write(", FLEXCAN");
+  console_write_decimal(FlexCan::kInstance);
+  console_write(", SRSR ");
+  console_write_hex(reset_status);
+  console_write(entry_requested ? ", entry requested\n" : "\n");
+}
+
+// Quiesces everything the bootloader started and branches to the application's reset handler
+// with its stack, as close to the state after reset as the hand-over allows.
+[[noreturn]] void start_application(const Provisioning& provisioning) {
+  console_write("rtcanboot: starting application\n");
+  console_flush();
+  disable_irq();
+  flexcan_driver().stop();
+  g_clock.stop();
+  handover::write({provisioning.node_id, provisioning.bitrate, kVersion});
+  g_flash.prepare_for_execute();
+  mpu_disable();
+  stop_systick();
+  nvic_disable_all();
+  const auto* vectors = reinterpret_cast<const volatile std::uint32_t*>(memory_map::kAppAddress);
+  const std::uint32_t initial_sp = vectors[0];
+  const std::uint32_t reset_handler = vectors[1];
+  reg32(scb::kVtor) = memory_map::kAppAddress;
+  dsb();
+  isb();
+  __asm__ volatile(
+      "msr msp, %0\n"
+      "movs r3, #0\n"
+      "msr control, r3\n"  // privileged, MSP, no FP context: as after reset
+      "isb\n"
+      "cpsie i\n"  // every interrupt source is disabled and nothing is pending
+      "bx %1\n" ::"r"(initial_sp),
+      "r"(reset_handler)
+      : "r3", "memory");
+  __builtin_unreachable();
+}
+
+[[noreturn]] void run() {
+  const bool entry_requested = handover::take_entry_request();
+  handover::clear();
+  const std::uint32_t reset_status = reg32(src::kSrsr);
+
+  mpu_configure_bootloader();
+  board::init_clocks();
+  board::init_pins();
+  board::init_console();
+  print_banner(reset_status, entry_requested);
+  g_clock.start();
+
+  // FlexSPI2 is reconfigured by the ROM: interrupts are still masked, caches still off.
+  if (g_flash.init() != FlashResult::kOk) console_write("rtcanboot: ROM flash init failed\n");
+  dcache_enable();
+  icache_enable();
+
+  bool provisioned = false;
+  Provisioning provisioning = load_provisioning(g_flash, &provisioned);
+  FlexCan& can = flexcan_driver();
+  if (!can.start(board::kCanClockHz, provisioning.bitrate)) {
+    provisioning.bitrate = kFallbackBitrate;
+    can.start(board::kCanClockHz, provisioning.bitrate);
+  }
+  console_write("node ");
+  console_write_decimal(provisioning.node_id);
+  console_write(", ");
+  console_write_decimal(provisioning.bitrate / 1000);
+  console_write(provisioned ? " kbit/s\n" : " kbit/s (defaults)\n");
+
+  BootloaderSettings settings;
+  settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE, kVersion, 0};
+  settings.bootloader_version = kVersion;
+  settings.device_name = "rtcanboot RT1064";
+  settings.software_version = RTCANBOOT_VERSION_STRING;
+  settings.provisioning = provisioning;
+  settings.entry_requested = entry_requested;
+  static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),
+                               settings);
+
+  enable_irq();
+  bootloader.start(g_clock.now());
+  Micros action_since = 0;
+  for (;;) {
+    Micros now = g_clock.now();
+    CanFrame frame;
+    while (can.receive(frame)) {
+      bootloader.on_frame(frame, now);
+      now = g_clock.now();
+    }
+    bootloader.poll(now);
+    can.poll();
+
+    const PendingAction action = bootloader.pending_action();
+    if (action != PendingAction::kNone) {
+      if (action_since == 0) action_since = now | 1;
+      if (can.tx_idle() || now - action_since > kDrainTimeout) {
+        if (action == PendingAction::kStartApplication) start_application(provisioning);
+        console_write("rtcanboot: reset\n");
+        console_flush();
+        system_reset();
+      }
+    }
+
+    // Sleep until a frame, a transmit completion or the core's next deadline. PRIMASK keeps
+    // the wake-up interrupt pending across the check, so none is missed between test and WFI.
+    disable_irq();
+    const Micros deadline =
+        action != PendingAction::kNone ? now + 1000 : bootloader.next_deadline();
+    if (!can.rx_pending() && g_clock.arm_wakeup(deadline)) wait_for_interrupt();
+    enable_irq();
+  }
+}
+
+}  // namespace
+}  // namespace rtcanboot::imxrt1064
+
+// Runs from ITCM, entered from the flash-resident reset stub once the copy is done.
+extern "C" void rtcanboot_ram_entry() {
+  using namespace rtcanboot::imxrt1064;
+  reg32(scb::kVtor) = reinterpret_cast<std::uintptr_t>(&kRamVectors);
+  dsb();
+  isb();
+  disable_watchdogs();
+  stop_systick();
+  nvic_disable_all();
+  for (auto* constructor = __init_array_start; constructor != __init_array_end; ++constructor) {
+    (*constructor)();
+  }
+  run();
+}

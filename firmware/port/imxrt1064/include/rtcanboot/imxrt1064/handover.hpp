@@ -1,0 +1,89 @@
+// What survives the warm reset between the application and the bootloader, in SRC general
+// purpose registers (kept across SYSRESETREQ, cleared by power-on reset; GPR1/2/9/10 are left
+// alone because the boot ROM uses or may use them).
+//
+//   SRC_GPR5 (0x400F_8030)  entry request: the application writes kEntryRequestMagic and resets;
+//                           the bootloader reads and clears it.
+//   SRC_GPR6 (0x400F_8034)  handover word 0, written by the bootloader just before the jump:
+//                           bits 31:24 0xA5 tag, 23:16 node-ID, 15:0 bit rate in kbit/s.
+//   SRC_GPR7 (0x400F_8038)  handover word 1: bits 31:24 check byte, 23:0 bootloader version
+//                           (major << 16 | minor << 8 | patch). Check byte = bitwise NOT of the
+//                           8-bit sum of GPR6's four bytes and GPR7's three low bytes.
+// The bootloader clears GPR6/GPR7 at start, so an application started any other way (debugger,
+// no bootloader) sees no handover.
+#pragma once
+
+#include <cstdint>
+
+#include "rtcanboot/imxrt1064/registers.hpp"
+
+namespace rtcanboot::imxrt1064::handover {
+
+inline constexpr std::uint32_t kEntryRequestMagic = 0xB007'10AD;
+inline constexpr Address kEntryRequestRegister = src::kGpr5;
+inline constexpr Address kWord0Register = src::kGpr6;
+inline constexpr Address kWord1Register = src::kGpr7;
+inline constexpr std::uint32_t kTag = 0xA5;
+
+struct Info {
+  std::uint8_t node_id = 0;
+  std::uint32_t bitrate = 0;             // bit/s (a multiple of 1000)
+  std::uint32_t bootloader_version = 0;  // major << 16 | minor << 8 | patch
+};
+
+constexpr std::uint8_t byte_sum(std::uint32_t value, int bytes) {
+  std::uint32_t sum = 0;
+  for (int i = 0; i < bytes; ++i) sum += (value >> (8 * i)) & 0xFF;
+  return static_cast<std::uint8_t>(sum);
+}
+
+constexpr std::uint32_t encode_word0(const Info& info) {
+  return (kTag << 24) | (std::uint32_t{info.node_id} << 16) | ((info.bitrate / 1000) & 0xFFFF);
+}
+constexpr std::uint32_t encode_word1(const Info& info, std::uint32_t word0) {
+  const std::uint32_t version = info.bootloader_version & 0x00FF'FFFF;
+  const std::uint8_t check =
+      static_cast<std::uint8_t>(~(byte_sum(word0, 4) + byte_sum(version, 3)));
+  return (std::uint32_t{check} << 24) | version;
+}
+constexpr bool decode(std::uint32_t word0, std::uint32_t word1, Info& out) {
+  if ((word0 >> 24) != kTag) return false;
+  const std::uint32_t version = word1 & 0x00FF'FFFF;
+  const std::uint8_t check =
+      static_cast<std::uint8_t>(~(byte_sum(word0, 4) + byte_sum(version, 3)));
+  if ((word1 >> 24) != check) return false;
+  out.node_id = static_cast<std::uint8_t>(word0 >> 16);
+  out.bitrate = (word0 & 0xFFFF) * 1000;
+  out.bootloader_version = version;
+  return true;
+}
+
+static_assert([] {
+  const Info info{5, 500'000, 0x000102};
+  const std::uint32_t w0 = encode_word0(info);
+  Info back{};
+  return w0 == 0xA505'01F4 && decode(w0, encode_word1(info, w0), back) && back.node_id == 5 &&
+         back.bitrate == 500'000 && back.bootloader_version == 0x102 && !decode(0, 0, back);
+}());
+
+inline void write(const Info& info) {
+  const std::uint32_t word0 = encode_word0(info);
+  reg32(kWord0Register) = word0;
+  reg32(kWord1Register) = encode_word1(info, word0);
+}
+inline bool read(Info& out) {
+  return decode(reg32(kWord0Register), reg32(kWord1Register), out);
+}
+inline void clear() {
+  reg32(kWord0Register) = 0;
+  reg32(kWord1Register) = 0;
+}
+
+// Bootloader side of the entry request: true when the application asked; clears it.
+inline bool take_entry_request() {
+  const bool requested = reg32(kEntryRequestRegister) == kEntryRequestMagic;
+  reg32(kEntryRequestRegister) = 0;
+  return requested;
+}
+
+}  // namespace rtcanboot::imxrt1064::handover

@@ -1,0 +1,306 @@
+#include "rtcanboot/imxrt1064/flexcan.hpp"
+
+#include "rtcanboot/imxrt1064/cortex_m7.hpp"
+#include "rtcanboot/imxrt1064/registers.hpp"
+#include "rtcanboot/imxrt1064/system.hpp"
+
+namespace rtcanboot::imxrt1064 {
+
+namespace fc = flexcan;
+
+namespace {
+
+struct InstanceInfo {
+  Address base;
+  std::uint32_t irq_number;
+  ccm::Gate gate;
+  ccm::Gate serial_gate;
+  bool extended_bit_timing;  // CAN3: timing in CBT
+};
+
+constexpr InstanceInfo kInstances[] = {
+    {fc::kCan1, irq::kCan1, ccm::kGateCan1, ccm::kGateCan1Serial, false},
+    {fc::kCan2, irq::kCan2, ccm::kGateCan2, ccm::kGateCan2Serial, false},
+    {fc::kCan3, irq::kCan3, ccm::kGateCan3, ccm::kGateCan3Serial, true},
+};
+constexpr InstanceInfo kThis = kInstances[FlexCan::kInstance - 1];
+
+// Legacy RX FIFO with RFFN = 0: MB0..5 are the FIFO, MB6..7 hold the 8 ID filter elements.
+// MB8 is the first valid MB, reserved for the errata 5829 workaround; MB9 transmits.
+constexpr std::uint32_t kFilterTableMb = 6;
+constexpr std::uint32_t kFilterElements = 8;
+constexpr std::uint32_t kErrata5829Mb = (0 + 1) * 2 + 6;
+constexpr std::uint32_t kTxMb = kErrata5829Mb + 1;
+static_assert(kErrata5829Mb == 8 && kTxMb == 9);
+constexpr std::uint32_t kTxFlag = 1U << kTxMb;
+constexpr std::uint8_t kCanPriority = 2;  // above the timer: the FIFO holds only 6 frames
+// Freeze acknowledge must come within 178 CAN bit times (17.8 ms at 10 kbit/s); peripheral
+// reads take tens of core cycles, so this bound is well above that at any core clock.
+constexpr std::uint32_t kHandshakeTries = 2'000'000;
+
+volatile std::uint32_t& r(Address offset) {
+  return reg32(kThis.base + offset);
+}
+
+bool wait_mcr(std::uint32_t mask, std::uint32_t value) {
+  for (std::uint32_t tries = 0; tries < kHandshakeTries; ++tries) {
+    if ((r(fc::kMcr) & mask) == value) return true;
+  }
+  return false;
+}
+
+void soft_reset() {
+  r(fc::kMcr) = r(fc::kMcr) & ~fc::kMcrDoze;
+  wait_mcr(fc::kMcrLpmAck, 0);
+  r(fc::kMcr) = r(fc::kMcr) | fc::kMcrSoftRst;
+  wait_mcr(fc::kMcrSoftRst, 0);
+}
+
+// Soft reset that keeps MCR and the interrupt masks (errata 9595 fallback).
+void soft_reset_keeping_config() {
+  const std::uint32_t mcr = r(fc::kMcr);
+  const std::uint32_t imask1 = r(fc::kImask1);
+  const std::uint32_t imask2 = r(fc::kImask2);
+  r(fc::kMcr) = mcr | fc::kMcrSoftRst;
+  wait_mcr(fc::kMcrSoftRst, 0);
+  wait_mcr(fc::kMcrFrzAck, fc::kMcrFrzAck);
+  r(fc::kMcr) = mcr;
+  r(fc::kImask1) = imask1;
+  r(fc::kImask2) = imask2;
+}
+
+// Freeze-mode entry as the SoC's errata 9595 requires.
+void enter_freeze() {
+  r(fc::kMcr) = r(fc::kMcr) | fc::kMcrFrz;
+  if ((r(fc::kMcr) & fc::kMcrMdis) != 0) r(fc::kMcr) = r(fc::kMcr) & ~fc::kMcrMdis;
+  wait_mcr(fc::kMcrLpmAck, 0);
+  const bool bus_off = ((r(fc::kEsr1) & fc::kEsr1FltConfMask) >> fc::kEsr1FltConfShift) >= 2;
+  if (!bus_off) {
+    r(fc::kMcr) = r(fc::kMcr) | fc::kMcrHalt;
+    if (wait_mcr(fc::kMcrFrzAck, fc::kMcrFrzAck)) return;
+  }
+  soft_reset_keeping_config();
+}
+
+void exit_freeze() {
+  r(fc::kMcr) = r(fc::kMcr) & ~(fc::kMcrHalt | fc::kMcrFrz);
+  wait_mcr(fc::kMcrFrzAck, 0);
+}
+
+// Writes the bit timing; the controller must be frozen.
+bool write_timing(const CanBitTiming& timing) {
+  const std::uint32_t prescaler = timing.prescaler - 1;
+  const std::uint32_t propagation = timing.propagation - 1U;
+  const std::uint32_t phase1 = timing.phase1 - 1U;
+  const std::uint32_t phase2 = timing.phase2 - 1U;
+  const std::uint32_t jump = timing.jump_width - 1U;
+  if (kThis.extended_bit_timing) {
+    // CAN3: CBT with BTF; a single write may be ignored on RT106x, so write until it reads back.
+    const std::uint32_t cbt = fc::kCbtBtf | (prescaler << fc::kCbtEpresDivShift) |
+                              (jump << fc::kCbtErjwShift) | (propagation << fc::kCbtEpropSegShift) |
+                              (phase1 << fc::kCbtEpSeg1Shift) | (phase2 << fc::kCbtEpSeg2Shift);
+    for (std::uint32_t tries = 0; tries < 100; ++tries) {
+      r(fc::kCbt) = cbt;
+      if (r(fc::kCbt) == cbt) break;
+    }
+    r(fc::kCtrl1) = r(fc::kCtrl1) & ~fc::kCtrl1TimingMask;
+    return r(fc::kCbt) == cbt;
+  }
+  const std::uint32_t timing_bits =
+      (prescaler << fc::kCtrl1PresDivShift) | (jump << fc::kCtrl1RjwShift) |
+      (phase1 << fc::kCtrl1Pseg1Shift) | (phase2 << fc::kCtrl1Pseg2Shift) |
+      (propagation << fc::kCtrl1PropSegShift);
+  r(fc::kCtrl1) = (r(fc::kCtrl1) & ~fc::kCtrl1TimingMask) | timing_bits;
+  return true;
+}
+
+FlexCan g_flexcan;
+CanFrame g_rx_ring[FlexCan::kRxRingSize];
+CanFrame g_tx_queue[FlexCan::kTxQueueSize];
+
+}  // namespace
+
+FlexCan& flexcan_driver() {
+  return g_flexcan;
+}
+
+extern "C" void rtcanboot_flexcan_irq() {
+  g_flexcan.on_interrupt();
+}
+
+bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate) {
+  const CanBitTiming timing = compute_bit_timing(clock_hz, bitrate);
+  if (timing.prescaler == 0) return false;
+
+  nvic_disable(kThis.irq_number);
+  clock_gate_on(kThis.gate);
+  clock_gate_on(kThis.serial_gate);
+
+  // Enable the module, soft reset (leaves it frozen), then configure in freeze mode.
+  r(fc::kMcr) = r(fc::kMcr) & ~fc::kMcrMdis;
+  wait_mcr(fc::kMcrLpmAck, 0);
+  soft_reset();
+  enter_freeze();
+
+  r(fc::kMcr) = fc::kMcrFrz | fc::kMcrHalt | fc::kMcrSupv | fc::kMcrWrnEn | fc::kMcrRfen |
+                fc::kMcrSrxDis | kTxMb;
+  // Automatic bus-off recovery (BOFFREC = 0); timing written below.
+  r(fc::kCtrl1) = 0;
+  r(fc::kCtrl2) = (0U << fc::kCtrl2RffnShift) | (0x16U << fc::kCtrl2TasdShift) | fc::kCtrl2Rrs;
+  for (Address offset = fc::kMbRam; offset < fc::kMbRamEnd; offset += 4) r(offset) = 0;
+  for (std::uint32_t mb = 0; mb < fc::kMbCount; ++mb) r(fc::kRximr + 4 * mb) = 0;
+  r(fc::kRxMgMask) = 0x3FFF'FFFF;
+  r(fc::kRx14Mask) = 0x3FFF'FFFF;
+  r(fc::kRx15Mask) = 0x3FFF'FFFF;
+  r(fc::kRxFgMask) = 0;  // FIFO filters: no identifier bit must match, so every frame is taken
+  for (std::uint32_t element = 0; element < kFilterElements; ++element) {
+    r(fc::mb(kFilterTableMb) + 4 * element) = 0;
+  }
+  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  r(fc::mb(kTxMb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  if (!write_timing(timing)) return false;
+
+  rx_head_.store(0, std::memory_order_relaxed);
+  rx_tail_.store(0, std::memory_order_relaxed);
+  tx_head_ = tx_tail_ = 0;
+  tx_busy_ = false;
+  r(fc::kIflag1) = ~0U;
+  r(fc::kIflag2) = ~0U;
+  r(fc::kEsr1) = fc::kEsr1W1cMask;
+  r(fc::kImask2) = 0;
+  r(fc::kImask1) =
+      fc::kIflagFifoAvailable | fc::kIflagFifoWarning | fc::kIflagFifoOverflow | kTxFlag;
+
+  exit_freeze();
+  nvic_enable(kThis.irq_number, kCanPriority);
+  return true;
+}
+
+void FlexCan::stop() {
+  nvic_disable(kThis.irq_number);
+  enter_freeze();
+  r(fc::kImask1) = 0;
+  r(fc::kImask2) = 0;
+  soft_reset();
+  r(fc::kIflag1) = ~0U;
+  r(fc::kIflag2) = ~0U;
+  r(fc::kMcr) = r(fc::kMcr) | fc::kMcrMdis;
+  wait_mcr(fc::kMcrLpmAck, fc::kMcrLpmAck);
+  clock_gate_off(kThis.serial_gate);
+  clock_gate_off(kThis.gate);
+  reg32(nvic::kIcpr + 4 * (kThis.irq_number / 32)) = 1U << (kThis.irq_number % 32);
+  tx_head_ = tx_tail_ = 0;
+  tx_busy_ = false;
+}
+
+bool FlexCan::send(const CanFrame& frame) {
+  InterruptLock lock;
+  if (tx_head_ - tx_tail_ == kTxQueueSize) return false;
+  g_tx_queue[tx_head_ % kTxQueueSize] = frame;
+  ++tx_head_;
+  if (!tx_busy_) load_next_tx();
+  return true;
+}
+
+bool FlexCan::tx_idle() const {
+  InterruptLock lock;
+  return !tx_busy_ && tx_head_ == tx_tail_;
+}
+
+void FlexCan::load_next_tx() {
+  if (tx_head_ == tx_tail_) {
+    tx_busy_ = false;
+    return;
+  }
+  const CanFrame& frame = g_tx_queue[tx_tail_ % kTxQueueSize];
+  ++tx_tail_;
+  // MB9 is only rewritten once its previous frame completed (IFLAG) or before the first one, so
+  // no pending transmission is ever aborted or deactivated (errata 6032 does not arise).
+  const Address mb = fc::mb(kTxMb);
+  r(mb + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  std::uint32_t cs = (fc::kCodeTxData << fc::kCsCodeShift) |
+                     (static_cast<std::uint32_t>(frame.dlc & 0xF) << fc::kCsDlcShift);
+  if (frame.extended()) {
+    r(mb + fc::kMbId) = frame.id & fc::kIdExtMask;
+    cs |= fc::kCsIde | fc::kCsSrr;
+  } else {
+    r(mb + fc::kMbId) = (frame.id & 0x7FFU) << fc::kIdStdShift;
+  }
+  if (frame.remote()) cs |= fc::kCsRtr;
+  const std::uint32_t word0 = (std::uint32_t{frame.data[0]} << 24) |
+                              (std::uint32_t{frame.data[1]} << 16) |
+                              (std::uint32_t{frame.data[2]} << 8) | frame.data[3];
+  const std::uint32_t word1 = (std::uint32_t{frame.data[4]} << 24) |
+                              (std::uint32_t{frame.data[5]} << 16) |
+                              (std::uint32_t{frame.data[6]} << 8) | frame.data[7];
+  r(mb + fc::kMbWord0) = word0;
+  r(mb + fc::kMbWord1) = word1;
+  r(mb + fc::kMbCs) = cs;
+  // Errata 5829: write INACTIVE twice into the first valid MB after arming a transmission.
+  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  tx_busy_ = true;
+}
+
+bool FlexCan::receive(CanFrame& frame) {
+  const std::uint32_t head = rx_head_.load(std::memory_order_acquire);
+  const std::uint32_t tail = rx_tail_.load(std::memory_order_relaxed);
+  if (head == tail) return false;
+  frame = g_rx_ring[tail % kRxRingSize];
+  rx_tail_.store(tail + 1, std::memory_order_release);
+  return true;
+}
+
+void FlexCan::on_interrupt() {
+  std::uint32_t head = rx_head_.load(std::memory_order_relaxed);
+  const std::uint32_t tail = rx_tail_.load(std::memory_order_acquire);
+  while ((r(fc::kIflag1) & fc::kIflagFifoAvailable) != 0) {
+    const Address mb = fc::mb(0);  // FIFO output
+    const std::uint32_t cs = r(mb + fc::kMbCs);
+    const std::uint32_t id = r(mb + fc::kMbId);
+    const std::uint32_t word0 = r(mb + fc::kMbWord0);
+    const std::uint32_t word1 = r(mb + fc::kMbWord1);
+    r(fc::kIflag1) = fc::kIflagFifoAvailable;  // pops the FIFO
+    if (head - tail >= kRxRingSize) {
+      ++rx_dropped_;
+      continue;
+    }
+    CanFrame& frame = g_rx_ring[head % kRxRingSize];
+    frame.flags = 0;
+    if ((cs & fc::kCsIde) != 0) {
+      frame.flags |= CanFrame::kExtended;
+      frame.id = id & fc::kIdExtMask;
+    } else {
+      frame.id = (id >> fc::kIdStdShift) & 0x7FFU;
+    }
+    if ((cs & fc::kCsRtr) != 0) frame.flags |= CanFrame::kRemote;
+    frame.dlc = static_cast<std::uint8_t>((cs >> fc::kCsDlcShift) & 0xF);
+    for (int i = 0; i < 4; ++i) {
+      frame.data[i] = static_cast<std::uint8_t>(word0 >> (24 - 8 * i));
+      frame.data[4 + i] = static_cast<std::uint8_t>(word1 >> (24 - 8 * i));
+    }
+    ++head;
+  }
+  rx_head_.store(head, std::memory_order_release);
+
+  const std::uint32_t flags = r(fc::kIflag1);
+  if ((flags & fc::kIflagFifoOverflow) != 0) {
+    ++fifo_overflows_;
+    r(fc::kIflag1) = fc::kIflagFifoOverflow;
+  }
+  if ((flags & fc::kIflagFifoWarning) != 0) r(fc::kIflag1) = fc::kIflagFifoWarning;
+  if ((flags & kTxFlag) != 0) {
+    r(fc::kIflag1) = kTxFlag;
+    load_next_tx();
+  }
+  dsb();
+}
+
+void FlexCan::poll() {
+  const std::uint32_t esr1 = r(fc::kEsr1);
+  if ((esr1 & fc::kEsr1BoffInt) != 0) ++bus_off_count_;
+  const std::uint32_t events = esr1 & (fc::kEsr1BoffInt | fc::kEsr1BoffDoneInt | fc::kEsr1ErrInt);
+  if (events != 0) r(fc::kEsr1) = events;
+}
+
+}  // namespace rtcanboot::imxrt1064

@@ -1,0 +1,51 @@
+#include "rtcanboot/imxrt1064/system.hpp"
+
+#include <initializer_list>
+
+namespace rtcanboot::imxrt1064 {
+
+void disable_watchdogs() {
+  for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
+    reg16(base + wdog::kWmcr) = 0;  // clear PDE (power-down counter)
+    const std::uint16_t wcr = reg16(base + wdog::kWcr);
+    if ((wcr & wdog::kWcrWde) != 0)
+      reg16(base + wdog::kWcr) = static_cast<std::uint16_t>(wcr & ~wdog::kWcrWde);
+  }
+  // RTWDOG: unlock (32-bit key or two 16-bit halves, depending on CMD32EN), wait for ULK, then
+  // write the maximum timeout and clear EN while keeping it reconfigurable (UPDATE).
+  const std::uint32_t cs = reg32(wdog::kRtCs);
+  if ((cs & wdog::kRtCsCmd32En) != 0) {
+    reg32(wdog::kRtCnt) = wdog::kRtUnlockKey;
+  } else {
+    reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtUnlockKey & 0xFFFF);
+    reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtUnlockKey >> 16);
+  }
+  for (std::uint32_t tries = 0; tries < 10000 && (reg32(wdog::kRtCs) & wdog::kRtCsUlk) == 0;
+       ++tries) {
+  }
+  reg32(wdog::kRtToval) = 0xFFFF;
+  reg32(wdog::kRtCs) = (reg32(wdog::kRtCs) & ~wdog::kRtCsEn) | wdog::kRtCsUpdate;
+}
+
+void clock_gate_on(ccm::Gate gate) {
+  const Address address = ccm::ccgr(gate.reg);
+  reg32(address) = reg32(address) | (3U << (2 * gate.cg));
+}
+
+void clock_gate_off(ccm::Gate gate) {
+  const Address address = ccm::ccgr(gate.reg);
+  reg32(address) = reg32(address) & ~(3U << (2 * gate.cg));
+}
+
+void configure_pin(const iomuxc::Pin& pin, bool software_input_on, std::uint32_t pad_config) {
+  reg32(pin.mux) = pin.alt | (software_input_on ? iomuxc::kSion : 0U);
+  if (pin.select_input != 0) reg32(pin.select_input) = pin.select_value;
+  reg32(pin.pad) = pad_config;
+}
+
+void spin_cycles(std::uint32_t cycles) {
+  // Three instructions per loop on the M7 is a safe upper bound for "at least `cycles`".
+  for (std::uint32_t i = 0; i < cycles; i += 1) __asm__ volatile("nop");
+}
+
+}  // namespace rtcanboot::imxrt1064
