@@ -1,0 +1,546 @@
+// rtcanboot: pack images and update rtcanboot nodes (or any CiA 302-3 node) over CAN.
+// A thin layer over the rtcanboot_host library: parse options, call the library, print.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/image.hpp"
+#include "rtcanboot/host/master.hpp"
+#include "rtcanboot/host/transport.hpp"
+#include "rtcanboot/host/update.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+using namespace rtcanboot;
+using namespace rtcanboot::host;
+
+namespace {
+
+constexpr const char* kDefaultBus = "socketcan://can0";
+
+struct Globals {
+  std::string bus;
+  int timeout_ms = 1000;
+  int retries = 1;
+  bool trace = false;
+  bool quiet = false;
+};
+
+std::uint32_t parse_u32(const std::string& text, const char* what) {
+  if (text.empty()) throw Error(ErrorKind::kUsage, fmt::format("{}: empty value", what));
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text.c_str(), &end, 0);
+  if (errno != 0 || end == text.c_str() || *end != '\0' || v > 0xFFFF'FFFFULL || text[0] == '-') {
+    throw Error(ErrorKind::kUsage, fmt::format("{}: '{}' is not a 32-bit number (decimal or 0x hex)", what, text));
+  }
+  return static_cast<std::uint32_t>(v);
+}
+
+std::uint8_t parse_node(const std::string& text, bool allow_all) {
+  const std::uint32_t v = parse_u32(text, "--node");
+  if ((v == 0 && !allow_all) || v > canopen::kMaxNodeId) {
+    throw Error(ErrorKind::kUsage, fmt::format("--node: {} is not a node-ID (1..127{})", text, allow_all ? ", or 0 for all" : ""));
+  }
+  return static_cast<std::uint8_t>(v);
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += c;
+    }
+  }
+  return out;
+}
+
+// Bytes, rate and ETA; a redrawn bar on a terminal, a line every 10 % otherwise.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool quiet) : quiet_(quiet), tty_(::isatty(STDOUT_FILENO) != 0) {}
+
+  void operator()(std::uint64_t done, std::uint64_t total) {
+    if (quiet_) return;
+    const Micros now = clock_.now();
+    if (!started_) {
+      started_ = true;
+      t0_ = now;
+    }
+    const double secs = static_cast<double>(now - t0_) / 1e6;
+    const double rate = secs > 0.05 ? static_cast<double>(done) / secs : 0.0;
+    const double pct = total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 0.0;
+    std::string eta = "--:--";
+    if (rate > 0 && total >= done) {
+      const auto left = static_cast<unsigned>(static_cast<double>(total - done) / rate);
+      eta = fmt::format("{}:{:02}", left / 60, left % 60);
+    }
+    if (tty_) {
+      if (done != total && now - last_draw_ < 100'000 && last_draw_ != 0) return;
+      last_draw_ = now;
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(pct / 100.0 * kWidth);
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.resize(kWidth, '.');
+      fmt::print("\r[{}] {:5.1f}%  {:.1f}/{:.1f} KiB  {:.1f} KiB/s  ETA {} ", bar, pct,
+                 static_cast<double>(done) / 1024.0, static_cast<double>(total) / 1024.0, rate / 1024.0, eta);
+      if (done == total) fmt::print("\n");
+      std::fflush(stdout);
+      return;
+    }
+    const int decile = static_cast<int>(pct / 10.0);
+    if (decile == last_decile_ && done != total) return;
+    if (done == total && finished_) return;
+    last_decile_ = decile;
+    finished_ = done == total;
+    fmt::print("{:3.0f}%  {} / {} bytes  {:.1f} KiB/s  ETA {}\n", pct, done, total, rate / 1024.0, eta);
+    std::fflush(stdout);
+  }
+
+ private:
+  bool quiet_;
+  bool tty_;
+  SteadyClock clock_;
+  bool started_ = false;
+  bool finished_ = false;
+  Micros t0_ = 0;
+  Micros last_draw_ = 0;
+  int last_decile_ = -1;
+};
+
+struct Bus {
+  std::unique_ptr<Transport> transport;
+  std::unique_ptr<Master> master;
+};
+
+Bus open_bus(const Globals& g) {
+  std::string uri = g.bus;
+  if (uri.empty()) {
+    const char* env = std::getenv("RTCANBOOT_BUS");
+    uri = env && *env ? env : kDefaultBus;
+  }
+  const BusUri parsed = parse_bus_uri(uri);
+  Bus bus;
+  bus.transport = open_transport(parsed);
+  MasterOptions mo;
+  mo.sdo.timeout = static_cast<Micros>(g.timeout_ms) * 1000;
+  mo.retries = g.retries;
+  bus.master = std::make_unique<Master>(*bus.transport, mo);
+  bus.master->on_status = [quiet = g.quiet](const BusStatus& s) {
+    if (!quiet && s.level != BusStatus::Level::kInfo) fmt::print(stderr, "rtcanboot: bus: {}\n", s.text);
+  };
+  if (g.trace) {
+    bus.master->on_frame = [](const CanFrame& f, Micros t) {
+      fmt::print(stderr, "{:>12.6f} rx {}\n", static_cast<double>(t) / 1e6, format_frame(f));
+    };
+  }
+  return bus;
+}
+
+std::string hex32(std::optional<std::uint32_t> v) { return v ? fmt::format("0x{:08X}", *v) : "-"; }
+
+std::string version_text(std::uint32_t v) {
+  return fmt::format("{}.{}.{}", v >> 16, (v >> 8) & 0xFF, v & 0xFF);
+}
+
+// ------------------------------------------------------------------------------------ commands
+struct InputArgs {
+  std::string path;
+  std::string format = "auto";
+  std::string load_address;
+  std::string vendor_id;
+  std::string product_code;
+  std::string image_version = "0";
+
+  LoadedInput load() const {
+    LoadOptions lo;
+    lo.format = parse_input_format(format);
+    if (!load_address.empty()) lo.load_address = parse_u32(load_address, "--load-address");
+    return load_input(path, lo);
+  }
+};
+
+void add_input_options(CLI::App* cmd, InputArgs& in) {
+  cmd->add_option("input", in.path, "Firmware: ELF, Intel HEX, S-record, raw binary (with --load-address) or a packed container")
+      ->required();
+  cmd->add_option("--format", in.format, "Input format: auto, elf, hex, srec, bin, container")->capture_default_str();
+  cmd->add_option("--load-address", in.load_address, fmt::format("Address of a raw binary (the application starts at 0x{:08X})", memory_map::kAppAddress));
+  cmd->add_option("--vendor-id", in.vendor_id, "Container vendor-ID (0x1018:1); flash: default is the node's");
+  cmd->add_option("--product-code", in.product_code, "Container product code (0x1018:2); flash: default is the node's");
+  cmd->add_option("--image-version", in.image_version, "Image version stored in the container (0x5F00:6)")->capture_default_str();
+}
+
+int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output) {
+  const LoadedInput input = in.load();
+  std::vector<std::uint8_t> bytes;
+  if (input.container) {
+    bytes = input.container->bytes;
+  } else {
+    PackOptions p;
+    p.vendor_id = in.vendor_id.empty() ? 0 : parse_u32(in.vendor_id, "--vendor-id");
+    p.product_code = in.product_code.empty() ? 0 : parse_u32(in.product_code, "--product-code");
+    p.image_version = parse_u32(in.image_version, "--image-version");
+    if ((in.vendor_id.empty() || in.product_code.empty()) && !g.quiet) {
+      fmt::print(stderr, "rtcanboot: note: no --vendor-id/--product-code given, using 0; the node refuses a container that does not match its 0x1018\n");
+    }
+    bytes = pack(*input.image, p);
+  }
+  write_file(output, bytes);
+  if (!g.quiet) {
+    const auto c = parse_container(bytes, output);
+    fmt::print("{}: {} bytes ({} payload at 0x{:08X}), CRC-32 0x{:08X}, vendor 0x{:08X}, product 0x{:08X}, version {}\n",
+               output, bytes.size(), c.header.payload_length, c.header.load_address, c.header.payload_crc32,
+               c.header.vendor_id, c.header.product_code, c.header.image_version);
+  }
+  return 0;
+}
+
+struct FlashArgs {
+  InputArgs in;
+  std::string node;
+  bool no_start = false;
+  bool force = false;
+  bool force_product = false;
+  bool segmented = false;
+  int flash_timeout_s = 120;
+  int boot_timeout_s = 10;
+};
+
+int cmd_flash(const Globals& g, const FlashArgs& a) {
+  UpdateOptions o;
+  o.node = parse_node(a.node, false);
+  const LoadedInput input = a.in.load();  // bad input fails before the bus is touched
+  if (!a.in.vendor_id.empty()) o.vendor_id = parse_u32(a.in.vendor_id, "--vendor-id");
+  if (!a.in.product_code.empty()) o.product_code = parse_u32(a.in.product_code, "--product-code");
+  o.image_version = parse_u32(a.in.image_version, "--image-version");
+  o.start = !a.no_start;
+  o.force = a.force;
+  o.force_product = a.force_product;
+  o.allow_block = !a.segmented;
+  o.flash_timeout = static_cast<Micros>(a.flash_timeout_s) * 1'000'000;
+  o.boot_timeout = static_cast<Micros>(a.boot_timeout_s) * 1'000'000;
+  Bus bus = open_bus(g);
+  ProgressPrinter progress(g.quiet);
+  UpdateEvents ev;
+  ev.step = [&](const std::string& s) {
+    if (!g.quiet) fmt::print("{}\n", s);
+  };
+  ev.progress = [&](std::uint64_t d, std::uint64_t t) { progress(d, t); };
+  const UpdateResult r = run_update(*bus.master, input, o, ev);
+  if (!g.quiet && !r.skipped) {
+    const double secs = static_cast<double>(r.download_time) / 1e6;
+    fmt::print("done: {} bytes in {:.1f} s ({:.1f} KiB/s, {} transfer)\n", r.bytes, secs,
+               secs > 0 ? static_cast<double>(r.bytes) / 1024.0 / secs : 0.0, r.used_block ? "block" : "segmented");
+  }
+  return 0;
+}
+
+int cmd_info(const Globals& g, const std::string& node_text, bool json) {
+  const std::uint8_t node = parse_node(node_text, false);
+  Bus bus = open_bus(g);
+  const NodeInfo i = read_node_info(*bus.master, node);
+  if (json) {
+    std::string s = fmt::format("{{\"node\": {}", node);
+    auto num = [&](const char* k, auto v) {
+      if (v) s += fmt::format(", \"{}\": {}", k, *v);
+    };
+    auto str = [&](const char* k, const std::optional<std::string>& v) {
+      if (v) s += fmt::format(", \"{}\": \"{}\"", k, json_escape(*v));
+    };
+    num("device_type", i.device_type);
+    num("vendor_id", i.vendor_id);
+    num("product_code", i.product_code);
+    num("revision", i.revision);
+    num("serial", i.serial);
+    str("device_name", i.device_name);
+    str("software_version", i.software_version);
+    num("heartbeat_ms", i.heartbeat_ms);
+    if (i.running_program) {
+      s += fmt::format(", \"running\": \"{}\"", *i.running_program == canopen::kRunningApplication ? "application" : "bootloader");
+    }
+    if (i.bootloader_version) s += fmt::format(", \"bootloader_version\": \"{}\"", version_text(*i.bootloader_version));
+    num("app_region_start", i.app_start);
+    num("app_region_size", i.app_size);
+    if (i.boot_reason) {
+      s += fmt::format(", \"boot_reason\": {}, \"boot_reason_text\": \"{}\"", *i.boot_reason, describe_boot_reason(*i.boot_reason));
+    }
+    num("image_version", i.image_version);
+    if (i.program_state) {
+      s += fmt::format(", \"program_state\": {}, \"program_state_text\": \"{}\"", *i.program_state, describe_program_state(*i.program_state));
+    }
+    num("software_id", i.software_id);
+    if (i.flash_status) {
+      s += fmt::format(", \"flash_status\": {}, \"flash_status_text\": \"{}\"", *i.flash_status, json_escape(describe_flash_status(*i.flash_status)));
+    }
+    s += "}";
+    fmt::print("{}\n", s);
+    return 0;
+  }
+  fmt::print("node {}\n", node);
+  auto row = [](const char* k, const std::string& v) { fmt::print("  {:<19}{}\n", k, v); };
+  row("device type", hex32(i.device_type));
+  row("vendor-ID", hex32(i.vendor_id));
+  row("product code", hex32(i.product_code));
+  row("revision", hex32(i.revision));
+  row("serial number", hex32(i.serial));
+  if (i.device_name) row("device name", *i.device_name);
+  if (i.software_version) row("software version", *i.software_version);
+  if (i.heartbeat_ms) row("heartbeat", fmt::format("{} ms", *i.heartbeat_ms));
+  if (i.running_program) {
+    const bool app = *i.running_program == canopen::kRunningApplication;
+    row("running", app ? "application" : "bootloader");
+    if (i.bootloader_version) row("bootloader version", version_text(*i.bootloader_version));
+    if (!app && i.boot_reason) row("boot reason", describe_boot_reason(*i.boot_reason));
+    if (i.app_start && i.app_size) row("application region", fmt::format("0x{:08X}, {} KiB", *i.app_start, *i.app_size / 1024));
+    if (i.image_version) row("image version", fmt::format("{} (0x{:08X})", *i.image_version, *i.image_version));
+  } else {
+    row("running", "unknown (no 0x5F00: not an rtcanboot node)");
+  }
+  if (i.program_state) row("program (0x1F51)", fmt::format("{} ({})", describe_program_state(*i.program_state), *i.program_state));
+  if (i.software_id) row("software id (0x1F56)", fmt::format("0x{:08X}{}", *i.software_id, *i.software_id == 0 ? " (no program)" : ""));
+  if (i.flash_status) row("flash status (0x1F57)", fmt::format("{} (0x{:08X})", describe_flash_status(*i.flash_status), *i.flash_status));
+  return 0;
+}
+
+int cmd_scan(const Globals& g, bool json, int listen_ms, int probe_ms, bool probe) {
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  const Micros t0 = m.now();
+  std::map<std::uint8_t, std::uint32_t> answered;  // node -> device type
+  if (probe) {
+    SdoConfig cfg = m.options().sdo;
+    cfg.timeout = static_cast<Micros>(probe_ms) * 1000;
+    constexpr int kBatch = 16;
+    for (int first = 1; first <= canopen::kMaxNodeId; first += kBatch) {
+      std::vector<std::unique_ptr<SdoClient>> clients;
+      std::vector<SdoClient*> ptrs;
+      for (int n = first; n < first + kBatch && n <= canopen::kMaxNodeId; ++n) {
+        clients.push_back(std::make_unique<SdoClient>(static_cast<std::uint8_t>(n), cfg));
+        clients.back()->start_upload(canopen::od::kDeviceType, 0, SdoMode::kAuto, m.now());
+        ptrs.push_back(clients.back().get());
+      }
+      m.run(ptrs);
+      for (SdoClient* c : ptrs) {
+        if (c->state() == SdoClient::State::kDone) {
+          std::uint32_t v = 0;
+          for (std::size_t k = 0; k < c->data().size() && k < 4; ++k) v |= std::uint32_t{c->data()[k]} << (8 * k);
+          answered[c->node_id()] = v;
+        } else if (c->failure() == SdoClient::Failure::kServerAbort) {
+          answered[c->node_id()] = 0;
+        }
+      }
+    }
+  }
+  m.listen_until(t0 + static_cast<Micros>(listen_ms) * 1000);
+  std::map<std::uint8_t, int> nodes;
+  for (const auto& [n, v] : answered) nodes[n] |= 1;
+  for (const auto& [n, hb] : m.heartbeats()) nodes[n] |= 2;
+  struct Row {
+    std::uint8_t node;
+    bool sdo;
+    std::optional<HeartbeatInfo> hb;
+    std::optional<std::uint32_t> vendor, product;
+    std::optional<std::uint8_t> running;
+  };
+  std::vector<Row> rows;
+  for (const auto& [n, how] : nodes) {
+    Row r{n, (how & 1) != 0, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+    if (auto it = m.heartbeats().find(n); it != m.heartbeats().end()) r.hb = it->second;
+    if (r.sdo) {
+      try {
+        r.vendor = m.upload_u32(n, canopen::od::kIdentity, 1);
+        r.product = m.upload_u32(n, canopen::od::kIdentity, 2);
+        r.running = m.upload_u8(n, canopen::od::kRtcanbootInfo, 1);
+      } catch (const SdoError&) {
+      }
+    }
+    rows.push_back(r);
+  }
+  auto running_text = [](const Row& r) -> std::string {
+    if (!r.running) return "-";
+    return *r.running == canopen::kRunningApplication ? "application" : "bootloader";
+  };
+  if (json) {
+    std::string s = "[";
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      const Row& r = rows[k];
+      if (k) s += ", ";
+      s += fmt::format("{{\"node\": {}, \"sdo\": {}", r.node, r.sdo ? "true" : "false");
+      if (r.hb) s += fmt::format(", \"nmt_state\": \"{}\"", to_string(r.hb->state));
+      if (r.vendor) s += fmt::format(", \"vendor_id\": {}", *r.vendor);
+      if (r.product) s += fmt::format(", \"product_code\": {}", *r.product);
+      if (r.running) s += fmt::format(", \"running\": \"{}\"", running_text(r));
+      s += "}";
+    }
+    s += "]";
+    fmt::print("{}\n", s);
+    return 0;
+  }
+  if (rows.empty()) {
+    fmt::print("no nodes found on {}\n", bus.transport->describe());
+    return 0;
+  }
+  fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", "node", "NMT state", "SDO", "vendor", "product", "running");
+  for (const Row& r : rows) {
+    fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", r.node, r.hb ? to_string(r.hb->state) : "-",
+               r.sdo ? "yes" : "no", r.vendor ? hex32(r.vendor) : "-", r.product ? hex32(r.product) : "-", running_text(r));
+  }
+  return 0;
+}
+
+int cmd_program(const Globals& g, const std::string& node_text, canopen::ProgramCommand command, bool nmt) {
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  if (nmt) {
+    const std::uint8_t node = parse_node(node_text, true);
+    m.nmt(command == canopen::ProgramCommand::kStart ? canopen::NmtCommand::kStart : canopen::NmtCommand::kStop, node);
+    return 0;
+  }
+  const std::uint8_t node = parse_node(node_text, false);
+  const Micros before = m.now();
+  try {
+    m.download_u8(node, canopen::od::kProgramControl, 1, static_cast<std::uint8_t>(command));
+  } catch (const SdoError& e) {
+    if (!e.timed_out()) throw;
+    // A node that resets on start/stop may not answer; it announces itself with a boot-up.
+    if (!m.wait_heartbeat(node, before, m.now() + 3'000'000, true)) {
+      throw Error(ErrorKind::kNoNode, fmt::format("node {} does not answer (no SDO response, no boot-up)", node));
+    }
+  }
+  if (!g.quiet) {
+    fmt::print("node {}: program {}\n", node, command == canopen::ProgramCommand::kStart ? "started" : "stopped");
+  }
+  return 0;
+}
+
+int cmd_reset(const Globals& g, const std::string& node_text, bool communication, bool wait) {
+  const std::uint8_t node = parse_node(node_text, true);
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  const Micros before = m.now();
+  m.nmt(communication ? canopen::NmtCommand::kResetCommunication : canopen::NmtCommand::kResetNode, node);
+  if (wait && node != 0) {
+    if (!m.wait_heartbeat(node, before, m.now() + 5'000'000, true)) {
+      throw Error(ErrorKind::kNoNode, fmt::format("node {} sent no boot-up message within 5 s after the reset", node));
+    }
+    if (!g.quiet) fmt::print("node {} is back (boot-up received)\n", node);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rtcanboot - update the firmware of rtcanboot nodes (CANopen CiA 302-3) over CAN", "rtcanboot"};
+  app.footer(
+      "\nBus URIs:  socketcan://can0   slcan:///dev/ttyACM0?bitrate=500000   socketcand://HOST:29536/can0\n"
+      "The bus defaults to $RTCANBOOT_BUS, else socketcan://can0.\n"
+      "Exit codes: 0 ok, 1 internal, 2 usage, 3 bad input, 4 bus error, 5 no such node, 6 timeout,\n"
+      "            7 image rejected, 8 transfer aborted, 9 wrong product.\n"
+      "Examples:\n"
+      "  rtcanboot pack app.elf -o app.rcb --vendor-id 0x1234 --product-code 0x1\n"
+      "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"
+      "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(RTCANBOOT_VERSION));
+  Globals g;
+  app.add_option("-b,--bus", g.bus, "CAN bus URI (see below)");
+  app.add_option("-t,--timeout", g.timeout_ms, "SDO response timeout in ms")->capture_default_str()->check(CLI::Range(1, 600000));
+  app.add_option("--retries", g.retries, "Repeats of short SDO transfers after a timeout")->capture_default_str()->check(CLI::Range(0, 100));
+  app.add_flag("--trace", g.trace, "Print every received frame to stderr");
+  app.add_flag("-q,--quiet", g.quiet, "Print only errors");
+
+  InputArgs pack_in;
+  std::string pack_out;
+  auto* pack_cmd = app.add_subcommand("pack", "Pack a firmware file into a container: the exact bytes any master writes into 0x1F50:1");
+  add_input_options(pack_cmd, pack_in);
+  pack_cmd->add_option("-o,--output", pack_out, "Container file to write")->required();
+
+  FlashArgs fa;
+  auto* flash_cmd = app.add_subcommand("flash", "Update a node: stop, clear, download, verify, start (CiA 302-2)");
+  add_input_options(flash_cmd, fa.in);
+  flash_cmd->add_option("-n,--node", fa.node, "Node-ID 1..127")->required();
+  flash_cmd->add_flag("--no-start", fa.no_start, "Leave the new application stopped in the bootloader");
+  flash_cmd->add_flag("--force", fa.force, "Download even if 0x1F56 shows the same image installed");
+  flash_cmd->add_flag("--force-product", fa.force_product, "Flash an image made for another vendor/product");
+  flash_cmd->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
+  flash_cmd->add_option("--flash-timeout", fa.flash_timeout_s, "Seconds the node may stay busy erasing/programming")->capture_default_str()->check(CLI::Range(1, 3600));
+  flash_cmd->add_option("--boot-timeout", fa.boot_timeout_s, "Seconds to wait for the application's boot-up")->capture_default_str()->check(CLI::Range(1, 600));
+
+  std::string info_node;
+  bool info_json = false;
+  auto* info_cmd = app.add_subcommand("info", "Show a node's identity, bootloader/application state, 0x1F56 and 0x1F57");
+  info_cmd->add_option("-n,--node", info_node, "Node-ID 1..127")->required();
+  info_cmd->add_flag("--json", info_json, "Machine-readable output");
+
+  bool scan_json = false;
+  int scan_listen = 1500;
+  int scan_probe = 100;
+  bool scan_no_probe = false;
+  auto* scan_cmd = app.add_subcommand("scan", "List the nodes on the bus (heartbeats and an SDO probe of 0x1000 on 1..127)");
+  scan_cmd->add_flag("--json", scan_json, "Machine-readable output");
+  scan_cmd->add_option("--listen", scan_listen, "Milliseconds to listen for heartbeats")->capture_default_str()->check(CLI::Range(0, 600000));
+  scan_cmd->add_option("--probe-timeout", scan_probe, "SDO probe timeout per node in ms")->capture_default_str()->check(CLI::Range(1, 10000));
+  scan_cmd->add_flag("--no-probe", scan_no_probe, "Only listen, send nothing");
+
+  std::string start_node, stop_node, reset_node;
+  bool start_nmt = false, stop_nmt = false, reset_comm = false, reset_no_wait = false;
+  auto* start_cmd = app.add_subcommand("start", "Start the application (0x1F51:1 = 1), or NMT start with --nmt");
+  start_cmd->add_option("-n,--node", start_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
+  start_cmd->add_flag("--nmt", start_nmt, "Send NMT start instead");
+  auto* stop_cmd = app.add_subcommand("stop", "Stop the application (0x1F51:1 = 0: back to the bootloader), or NMT stop with --nmt");
+  stop_cmd->add_option("-n,--node", stop_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
+  stop_cmd->add_flag("--nmt", stop_nmt, "Send NMT stop instead");
+  auto* reset_cmd = app.add_subcommand("reset", "NMT reset node (or communication) and wait for the boot-up");
+  reset_cmd->add_option("-n,--node", reset_node, "Node-ID 1..127, 0 = all")->required();
+  reset_cmd->add_flag("--communication", reset_comm, "Reset communication instead of the node");
+  reset_cmd->add_flag("--no-wait", reset_no_wait, "Do not wait for the boot-up message");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "rtcanboot: {} (see rtcanboot --help)\n", one_line(e.what()));
+    return exit_code(ErrorKind::kUsage);
+  }
+
+  try {
+    if (*pack_cmd) return cmd_pack(g, pack_in, pack_out);
+    if (*flash_cmd) return cmd_flash(g, fa);
+    if (*info_cmd) return cmd_info(g, info_node, info_json);
+    if (*scan_cmd) return cmd_scan(g, scan_json, scan_listen, scan_probe, !scan_no_probe);
+    if (*start_cmd) return cmd_program(g, start_node, canopen::ProgramCommand::kStart, start_nmt);
+    if (*stop_cmd) return cmd_program(g, stop_node, canopen::ProgramCommand::kStop, stop_nmt);
+    if (*reset_cmd) return cmd_reset(g, reset_node, reset_comm, !reset_no_wait);
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "rtcanboot: {}\n", one_line(e.what()));
+    return exit_code(e.kind());
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "rtcanboot: internal error: {}\n", one_line(e.what()));
+    return exit_code(ErrorKind::kInternal);
+  }
+  return exit_code(ErrorKind::kUsage);
+}

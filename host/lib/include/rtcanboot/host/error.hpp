@@ -1,0 +1,35 @@
+// Errors of the host library. Every failure a user can cause or meet is an Error with a kind;
+// the CLI maps the kind to its exit code and prints the message as one line.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace rtcanboot::host {
+
+enum class ErrorKind {
+  kInternal = 1,   // a bug or an unexpected system failure
+  kUsage = 2,      // bad command line (unknown option, bus URI typo, bad number)
+  kInput = 3,      // unreadable or malformed input file, image outside the application region
+  kBus = 4,        // the bus cannot be opened or failed (bus-off, adapter gone)
+  kNoNode = 5,     // the addressed node does not answer at all
+  kTimeout = 6,    // the node answered before but stopped answering part-way
+  kRejected = 7,   // the node refused the image (0x1F57 reason) or it failed verification
+  kAborted = 8,    // an SDO transfer was aborted (by the node or by us) for another reason
+  kWrongProduct = 9,  // the image is for another vendor/product (use --force-product)
+};
+
+// Process exit code for an error kind (0 is success).
+constexpr int exit_code(ErrorKind kind) { return static_cast<int>(kind); }
+const char* to_string(ErrorKind kind);
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+}  // namespace rtcanboot::host

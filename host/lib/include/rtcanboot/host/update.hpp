@@ -1,0 +1,79 @@
+// The CiA 302-2 program download flow (what `rtcanboot flash` runs) and node information.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "rtcanboot/host/image.hpp"
+#include "rtcanboot/host/master.hpp"
+
+namespace rtcanboot::host {
+
+// "data format error: payload CRC-32 mismatch" for a 0x1F57 value.
+std::string describe_flash_status(std::uint32_t value);
+const char* describe_boot_reason(std::uint8_t reason);
+const char* describe_program_state(std::uint8_t state);
+
+struct NodeInfo {
+  std::uint8_t node = 0;
+  std::optional<std::uint32_t> device_type, vendor_id, product_code, revision, serial;
+  std::optional<std::string> device_name, software_version;
+  std::optional<std::uint16_t> heartbeat_ms;
+  // 0x5F00 (absent on nodes that are not rtcanboot)
+  std::optional<std::uint8_t> running_program;
+  std::optional<std::uint32_t> bootloader_version, app_start, app_size;
+  std::optional<std::uint8_t> boot_reason;
+  std::optional<std::uint32_t> image_version;
+  // CiA 302-3
+  std::optional<std::uint8_t> program_state;     // 0x1F51:1
+  std::optional<std::uint32_t> software_id;      // 0x1F56:1
+  std::optional<std::uint32_t> flash_status;     // 0x1F57:1
+};
+
+// Reads everything `info` shows. Throws Error(kNoNode) when the node does not answer 0x1000.
+NodeInfo read_node_info(Master& master, std::uint8_t node);
+
+struct UpdateOptions {
+  std::uint8_t node = 0;
+  std::uint8_t program = 1;        // sub-index of 0x1F50/0x1F51/0x1F56/0x1F57
+  bool start = true;               // false: --no-start
+  bool force = false;              // download even when 0x1F56 already matches
+  bool force_product = false;      // download an image built for another vendor/product
+  std::optional<std::uint32_t> vendor_id;     // container fields when packing (default: node's 0x1018)
+  std::optional<std::uint32_t> product_code;
+  std::uint32_t image_version = 0;
+  bool allow_block = true;         // false: segmented only
+  Micros reboot_window = 5'000'000;   // how long resets between steps may take
+  Micros flash_timeout = 120'000'000; // 0x1F57 busy at most this long
+  Micros poll_interval = 100'000;
+  Micros boot_timeout = 10'000'000;   // application boot-up/heartbeat after start
+};
+
+struct UpdateEvents {
+  std::function<void(const std::string&)> step;  // human-readable progress of the sequence
+  ProgressFn progress;                            // bytes of the download
+};
+
+struct UpdateResult {
+  bool skipped = false;        // 0x1F56 already matched (without --force)
+  bool used_block = false;
+  std::uint32_t software_id = 0;
+  std::uint64_t bytes = 0;
+  Micros download_time = 0;
+  bool started = false;
+  std::optional<canopen::NmtState> app_state;  // from the application's boot-up/heartbeat
+};
+
+// Runs the sequence. Throws Error with the kind of the failure (kNoNode, kRejected with the
+// decoded 0x1F57 reason, kTimeout, kBus, kWrongProduct, kAborted).
+UpdateResult run_update(Master& master, const LoadedInput& input, const UpdateOptions& options,
+                        const UpdateEvents& events = {});
+
+// Pure helper: the container bytes for an input and the node's identity (packs images,
+// checks containers). Throws Error(kWrongProduct) on a mismatch unless force_product.
+std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const UpdateOptions& options,
+                                             std::uint32_t node_vendor, std::uint32_t node_product);
+
+}  // namespace rtcanboot::host

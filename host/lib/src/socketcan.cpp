@@ -1,0 +1,217 @@
+// SocketCAN: a CAN_RAW socket bound to one interface, with kernel filters and error frames.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/can.h>
+#include <linux/can/error.h>
+#include <linux/can/raw.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "fd_util.hpp"
+#include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/transports.hpp"
+
+namespace rtcanboot::host {
+
+void socketcan_encode(const CanFrame& frame, ::can_frame& out) {
+  std::memset(&out, 0, sizeof out);
+  if (frame.extended()) {
+    out.can_id = (frame.id & CAN_EFF_MASK) | CAN_EFF_FLAG;
+  } else {
+    out.can_id = frame.id & CAN_SFF_MASK;
+  }
+  if (frame.remote()) out.can_id |= CAN_RTR_FLAG;
+  out.can_dlc = frame.dlc > 8 ? 8 : frame.dlc;
+  if (!frame.remote()) std::memcpy(out.data, frame.data, out.can_dlc);
+}
+
+BusStatus socketcan_error_status(const ::can_frame& in) {
+  BusStatus status;
+  status.level = BusStatus::Level::kWarning;
+  std::vector<std::string> parts;
+  const canid_t err = in.can_id & CAN_ERR_MASK;
+  if (err & CAN_ERR_TX_TIMEOUT) parts.emplace_back("transmit timeout");
+  if (err & CAN_ERR_LOSTARB) parts.emplace_back("lost arbitration");
+  if (err & CAN_ERR_CRTL) {
+    const std::uint8_t c = in.data[1];
+    if (c & CAN_ERR_CRTL_RX_OVERFLOW) parts.emplace_back("receive buffer overflow");
+    if (c & CAN_ERR_CRTL_TX_OVERFLOW) parts.emplace_back("transmit buffer overflow");
+    if (c & CAN_ERR_CRTL_RX_WARNING) parts.emplace_back("receive error warning");
+    if (c & CAN_ERR_CRTL_TX_WARNING) parts.emplace_back("transmit error warning");
+    if (c & CAN_ERR_CRTL_RX_PASSIVE) parts.emplace_back("receive error passive");
+    if (c & CAN_ERR_CRTL_TX_PASSIVE) {
+      parts.emplace_back("transmit error passive");
+      status.level = BusStatus::Level::kError;
+    }
+    if (c & CAN_ERR_CRTL_ACTIVE) {
+      parts.emplace_back("back to error active");
+      status.level = BusStatus::Level::kInfo;
+    }
+    if (c == 0) parts.emplace_back("controller problem");
+  }
+  if (err & CAN_ERR_PROT) {
+    const std::uint8_t t = in.data[2];
+    std::string what = "protocol violation";
+    if (t & CAN_ERR_PROT_BIT) what += ": bit error";
+    if (t & CAN_ERR_PROT_FORM) what += ": form error";
+    if (t & CAN_ERR_PROT_STUFF) what += ": stuff error (bit rate mismatch?)";
+    if (t & CAN_ERR_PROT_OVERLOAD) what += ": overload";
+    if (t & CAN_ERR_PROT_TX) what += " (while transmitting)";
+    parts.push_back(what);
+  }
+  if (err & CAN_ERR_TRX) parts.emplace_back("transceiver problem (wiring?)");
+  if (err & CAN_ERR_ACK) {
+    parts.emplace_back("no acknowledge: no other node on the bus, or a bit rate mismatch");
+    status.level = BusStatus::Level::kError;
+  }
+  if (err & CAN_ERR_BUSERROR) parts.emplace_back("bus error");
+  if (err & CAN_ERR_RESTARTED) {
+    parts.emplace_back("controller restarted");
+    status.level = BusStatus::Level::kInfo;
+  }
+  if (err & CAN_ERR_BUSOFF) {
+    parts.emplace_back("bus-off (check wiring, termination and bit rate)");
+    status.level = BusStatus::Level::kBusOff;
+  }
+  if (parts.empty()) parts.emplace_back("error frame");
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) status.text += ", ";
+    status.text += parts[i];
+  }
+  return status;
+}
+
+RxEvent socketcan_decode(const ::can_frame& in) {
+  RxEvent ev;
+  if (in.can_id & CAN_ERR_FLAG) {
+    ev.kind = RxEvent::Kind::kStatus;
+    ev.status = socketcan_error_status(in);
+    return ev;
+  }
+  ev.kind = RxEvent::Kind::kFrame;
+  if (in.can_id & CAN_EFF_FLAG) {
+    ev.frame.id = in.can_id & CAN_EFF_MASK;
+    ev.frame.flags |= CanFrame::kExtended;
+  } else {
+    ev.frame.id = in.can_id & CAN_SFF_MASK;
+  }
+  if (in.can_id & CAN_RTR_FLAG) ev.frame.flags |= CanFrame::kRemote;
+  ev.frame.dlc = in.can_dlc > 8 ? 8 : in.can_dlc;
+  if (!ev.frame.remote()) std::memcpy(ev.frame.data, in.data, ev.frame.dlc);
+  return ev;
+}
+
+namespace {
+
+class SocketCanTransport final : public Transport {
+ public:
+  explicit SocketCanTransport(std::string interface) : interface_(std::move(interface)) {
+    const int s = ::socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
+    if (s < 0) {
+      const int e = errno;
+      if (e == EAFNOSUPPORT || e == EPROTONOSUPPORT) {
+        throw Error(ErrorKind::kBus, fmt::format("{}: this kernel has no SocketCAN support (modprobe can-raw?)", describe()));
+      }
+      throw Error(ErrorKind::kBus, fmt::format("{}: cannot create a CAN socket: {}", describe(), detail::errno_text(e)));
+    }
+    fd_ = detail::Fd(s);
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, interface_.c_str(), IFNAMSIZ - 1);
+    if (::ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: no such CAN interface (see 'ip -details link show')", describe()));
+    }
+    can_err_mask_t mask = CAN_ERR_MASK;
+    ::setsockopt(s, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask);
+    sockaddr_can addr{};
+    addr.can_family = AF_CAN;
+    addr.can_ifindex = ifr.ifr_ifindex;
+    if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: cannot bind: {} (is the interface up? ip link set {} up type can bitrate 500000)",
+                                               describe(), detail::errno_text(errno), interface_));
+    }
+  }
+
+  Clock& clock() override { return clock_; }
+
+  void send(const CanFrame& frame) override {
+    ::can_frame raw;
+    socketcan_encode(frame, raw);
+    const Micros give_up = clock_.now() + 1'000'000;
+    for (;;) {
+      const ssize_t n = ::write(fd_.get(), &raw, sizeof raw);
+      if (n == static_cast<ssize_t>(sizeof raw)) return;
+      const int e = errno;
+      if (n < 0 && (e == ENOBUFS || e == EAGAIN || e == EINTR)) {
+        if (clock_.now() >= give_up) {
+          throw Error(ErrorKind::kBus, fmt::format("{}: transmit queue stays full: is the bus connected, terminated and at the right bit rate?", describe()));
+        }
+        detail::wait_fd(fd_.get(), POLLOUT, clock_, clock_.now() + 1000);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        continue;
+      }
+      if (n < 0 && e == ENETDOWN) {
+        throw Error(ErrorKind::kBus, fmt::format("{}: interface is down (ip link set {} up type can bitrate 500000)", describe(), interface_));
+      }
+      throw Error(ErrorKind::kBus, fmt::format("{}: send failed: {}", describe(), detail::errno_text(e)));
+    }
+  }
+
+  std::optional<RxEvent> receive(Micros deadline) override {
+    for (;;) {
+      ::can_frame raw;
+      const ssize_t n = ::read(fd_.get(), &raw, sizeof raw);
+      if (n == static_cast<ssize_t>(sizeof raw)) {
+        RxEvent ev = socketcan_decode(raw);
+        ev.timestamp = clock_.now();
+        return ev;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        const int e = errno;
+        if (e == ENETDOWN) throw Error(ErrorKind::kBus, fmt::format("{}: interface went down", describe()));
+        throw Error(ErrorKind::kBus, fmt::format("{}: receive failed: {}", describe(), detail::errno_text(e)));
+      }
+      if (clock_.now() >= deadline) return std::nullopt;
+      const short r = detail::wait_fd(fd_.get(), POLLIN, clock_, deadline);
+      if (r == 0) return std::nullopt;
+      if (r & (POLLERR | POLLHUP | POLLNVAL)) {
+        throw Error(ErrorKind::kBus, fmt::format("{}: the interface disappeared", describe()));
+      }
+    }
+  }
+
+  void set_filters(std::span<const RxFilter> filters) override {
+    std::vector<::can_filter> raw;
+    for (const RxFilter& f : filters) {
+      ::can_filter c{};
+      c.can_id = f.extended ? (f.id | CAN_EFF_FLAG) : f.id;
+      c.can_mask = f.mask | CAN_EFF_FLAG | CAN_RTR_FLAG;
+      raw.push_back(c);
+    }
+    if (raw.empty()) {
+      ::can_filter all{0, 0};
+      raw.push_back(all);
+    }
+    ::setsockopt(fd_.get(), SOL_CAN_RAW, CAN_RAW_FILTER, raw.data(),
+                 static_cast<socklen_t>(raw.size() * sizeof(::can_filter)));
+  }
+
+  std::string describe() const override { return "socketcan://" + interface_; }
+
+ private:
+  std::string interface_;
+  detail::Fd fd_;
+  SteadyClock clock_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> open_socketcan(const std::string& interface) {
+  return std::make_unique<SocketCanTransport>(interface);
+}
+
+}  // namespace rtcanboot::host

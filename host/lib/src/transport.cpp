@@ -1,0 +1,182 @@
+#include <fmt/format.h>
+
+#include <cctype>
+#include <charconv>
+#include <chrono>
+
+#include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/transports.hpp"
+
+namespace rtcanboot::host {
+
+const char* to_string(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kInternal: return "internal error";
+    case ErrorKind::kUsage: return "usage error";
+    case ErrorKind::kInput: return "bad input";
+    case ErrorKind::kBus: return "bus error";
+    case ErrorKind::kNoNode: return "no such node";
+    case ErrorKind::kTimeout: return "timeout";
+    case ErrorKind::kRejected: return "image rejected";
+    case ErrorKind::kAborted: return "transfer aborted";
+    case ErrorKind::kWrongProduct: return "wrong product";
+  }
+  return "error";
+}
+
+Micros SteadyClock::now() const {
+  return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count());
+}
+
+std::string format_frame(const CanFrame& frame) {
+  std::string s = frame.extended() ? fmt::format("{:08X}#", frame.id) : fmt::format("{:03X}#", frame.id);
+  if (frame.remote()) return s + fmt::format("R{}", frame.dlc);
+  for (int i = 0; i < frame.dlc && i < 8; ++i) s += fmt::format("{:02X}", frame.data[i]);
+  return s;
+}
+
+namespace {
+
+[[noreturn]] void bad_uri(std::string_view text, const std::string& why) {
+  throw Error(ErrorKind::kUsage, fmt::format("bad bus URI '{}': {}", text, why));
+}
+
+std::optional<std::uint64_t> parse_number(std::string_view s) {
+  std::uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+BusUri parse_bus_uri(std::string_view text) {
+  BusUri uri;
+  const auto sep = text.find("://");
+  if (sep == std::string_view::npos) {
+    if (!text.empty() && text.find('/') == std::string_view::npos && text.find(':') == std::string_view::npos) {
+      bad_uri(text, fmt::format("no scheme; did you mean socketcan://{}?", text));
+    }
+    bad_uri(text, "expected socketcan://IFACE, slcan:///dev/DEVICE?bitrate=N or socketcand://HOST:PORT/CHANNEL");
+  }
+  const std::string_view scheme = text.substr(0, sep);
+  std::string_view rest = text.substr(sep + 3);
+  if (scheme == "socketcan") {
+    uri.scheme = BusUri::Scheme::kSocketCan;
+    if (rest.empty()) bad_uri(text, "missing interface name (socketcan://can0)");
+    if (rest.size() > 15) bad_uri(text, "interface names have at most 15 characters");
+    for (char c : rest) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+        bad_uri(text, fmt::format("'{}' is not allowed in an interface name", c));
+      }
+    }
+    uri.interface = std::string(rest);
+    return uri;
+  }
+  if (scheme == "slcan") {
+    uri.scheme = BusUri::Scheme::kSlcan;
+    uri.bitrate = 500000;
+    std::string_view query;
+    if (auto q = rest.find('?'); q != std::string_view::npos) {
+      query = rest.substr(q + 1);
+      rest = rest.substr(0, q);
+    }
+    if (rest.empty() || rest.front() != '/') {
+      bad_uri(text, "the serial device must be an absolute path (slcan:///dev/ttyACM0)");
+    }
+    uri.interface = std::string(rest);
+    while (!query.empty()) {
+      const auto amp = query.find('&');
+      const std::string_view item = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+      const auto eq = item.find('=');
+      if (eq == std::string_view::npos) bad_uri(text, fmt::format("option '{}' needs a value", item));
+      const std::string_view key = item.substr(0, eq);
+      const auto value = parse_number(item.substr(eq + 1));
+      if (!value) bad_uri(text, fmt::format("option '{}' needs a number", key));
+      if (key == "bitrate") {
+        if (!slcan_bitrate_code(static_cast<std::uint32_t>(*value))) {
+          bad_uri(text, "bitrate must be a CiA bit rate: 10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000 or 1000000");
+        }
+        uri.bitrate = static_cast<std::uint32_t>(*value);
+      } else if (key == "baud") {
+        uri.serial_baud = static_cast<std::uint32_t>(*value);
+      } else {
+        bad_uri(text, fmt::format("unknown option '{}' (known: bitrate, baud)", key));
+      }
+    }
+    return uri;
+  }
+  if (scheme == "socketcand") {
+    uri.scheme = BusUri::Scheme::kSocketcand;
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos || slash + 1 >= rest.size()) {
+      bad_uri(text, "missing channel (socketcand://HOST:PORT/can0)");
+    }
+    uri.interface = std::string(rest.substr(slash + 1));
+    std::string_view hostport = rest.substr(0, slash);
+    if (hostport.empty()) bad_uri(text, "missing host");
+    std::string_view host = hostport;
+    if (hostport.front() == '[') {
+      const auto close = hostport.find(']');
+      if (close == std::string_view::npos) bad_uri(text, "unclosed '[' in IPv6 address");
+      host = hostport.substr(1, close - 1);
+      hostport = hostport.substr(close + 1);
+      if (!hostport.empty() && hostport.front() != ':') bad_uri(text, "expected ':PORT' after ']'");
+      if (!hostport.empty()) hostport = hostport.substr(1);
+      else hostport = {};
+      if (!hostport.empty()) {
+        const auto port = parse_number(hostport);
+        if (!port || *port == 0 || *port > 65535) bad_uri(text, "port must be 1..65535");
+        uri.port = static_cast<std::uint16_t>(*port);
+      }
+    } else if (auto colon = hostport.rfind(':'); colon != std::string_view::npos) {
+      host = hostport.substr(0, colon);
+      const auto port = parse_number(hostport.substr(colon + 1));
+      if (!port || *port == 0 || *port > 65535) bad_uri(text, "port must be 1..65535");
+      uri.port = static_cast<std::uint16_t>(*port);
+    }
+    if (host.empty()) bad_uri(text, "missing host");
+    uri.host = std::string(host);
+    return uri;
+  }
+  if (scheme == "sim") {
+    uri.scheme = BusUri::Scheme::kSim;
+    uri.interface = std::string(rest);
+    return uri;
+  }
+  bad_uri(text, fmt::format("unknown scheme '{}' (expected socketcan, slcan or socketcand)", scheme));
+}
+
+std::string to_string(const BusUri& uri) {
+  switch (uri.scheme) {
+    case BusUri::Scheme::kSocketCan: return "socketcan://" + uri.interface;
+    case BusUri::Scheme::kSlcan:
+      return fmt::format("slcan://{}?bitrate={}", uri.interface, uri.bitrate);
+    case BusUri::Scheme::kSocketcand:
+      return fmt::format("socketcand://{}:{}/{}", uri.host.find(':') != std::string::npos ? "[" + uri.host + "]" : uri.host,
+                         uri.port, uri.interface);
+    case BusUri::Scheme::kSim: return "sim://" + uri.interface;
+  }
+  return "?";
+}
+
+std::unique_ptr<Transport> open_transport(const BusUri& uri) {
+  switch (uri.scheme) {
+    case BusUri::Scheme::kSocketCan: return open_socketcan(uri.interface);
+    case BusUri::Scheme::kSlcan: return open_slcan(uri.interface, uri.bitrate, uri.serial_baud);
+    case BusUri::Scheme::kSocketcand: return open_socketcand(uri.host, uri.port, uri.interface);
+    case BusUri::Scheme::kSim:
+      throw Error(ErrorKind::kUsage, "sim:// buses exist only inside a program (tests, benchmarks)");
+  }
+  throw Error(ErrorKind::kUsage, "unknown bus");
+}
+
+std::unique_ptr<Transport> open_transport(std::string_view uri) {
+  return open_transport(parse_bus_uri(uri));
+}
+
+}  // namespace rtcanboot::host

@@ -1,0 +1,372 @@
+#include "rtcanboot/host/update.hpp"
+
+#include <fmt/format.h>
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/canopen_defs.hpp"
+
+namespace rtcanboot::host {
+
+using canopen::Abort;
+using canopen::FlashDetail;
+using canopen::FlashStatus;
+namespace od = canopen::od;
+
+std::string describe_flash_status(std::uint32_t value) {
+  if (value & 1U) return "operation in progress";
+  const auto status = static_cast<std::uint8_t>((value >> 1) & 0x7F);
+  const auto detail = static_cast<std::uint16_t>(value >> 16);
+  const char* s = nullptr;
+  switch (static_cast<FlashStatus>(status)) {
+    case FlashStatus::kOk: s = "OK"; break;
+    case FlashStatus::kNoValidProgram: s = "no valid program"; break;
+    case FlashStatus::kDataFormatUnknown: s = "data format unknown"; break;
+    case FlashStatus::kDataFormatError: s = "data format error or CRC error"; break;
+    case FlashStatus::kNotCleared: s = "flash not cleared before write"; break;
+    case FlashStatus::kWriteError: s = "flash write error"; break;
+    case FlashStatus::kAddressError: s = "general address error"; break;
+    case FlashStatus::kSecured: s = "flash secured (write access forbidden)"; break;
+    case FlashStatus::kUnspecified: s = "unspecified error"; break;
+    case FlashStatus::kWrongProduct: s = "image is for another vendor/product"; break;
+  }
+  std::string text = s ? s : fmt::format("status code {}", status);
+  const char* d = nullptr;
+  switch (static_cast<FlashDetail>(detail)) {
+    case FlashDetail::kNone: break;
+    case FlashDetail::kBadMagic: d = "not an rtcanboot container (bad magic)"; break;
+    case FlashDetail::kBadFormatVersion: d = "unsupported container format version"; break;
+    case FlashDetail::kBadHeaderLength: d = "bad container header length"; break;
+    case FlashDetail::kBadHeaderCrc: d = "container header CRC mismatch"; break;
+    case FlashDetail::kLoadAddress: d = "load address is not the application start"; break;
+    case FlashDetail::kTooLarge: d = "image does not fit the application region"; break;
+    case FlashDetail::kPayloadCrc: d = "payload CRC-32 mismatch"; break;
+    case FlashDetail::kPayloadSha256: d = "payload SHA-256 mismatch"; break;
+    case FlashDetail::kLengthMismatch: d = "download length differs from the container's"; break;
+    case FlashDetail::kVerifyFailed: d = "read-back verification failed"; break;
+    case FlashDetail::kEraseFailed: d = "erase failed"; break;
+    case FlashDetail::kProgramFailed: d = "programming failed"; break;
+    case FlashDetail::kJournalFailed: d = "install record could not be written"; break;
+    case FlashDetail::kProductMismatch: d = "vendor-ID/product code differ from the node's 0x1018"; break;
+    case FlashDetail::kAborted: d = "the transfer was aborted part-way"; break;
+    case FlashDetail::kUnsupportedFlags: d = "container uses flags this bootloader does not know"; break;
+    default:
+      if (detail == 17) d = "the image's initial stack pointer or reset handler cannot start";
+      break;
+  }
+  if (d) text += fmt::format(": {}", d);
+  else if (detail) text += fmt::format(" (detail {})", detail);
+  return text;
+}
+
+const char* describe_boot_reason(std::uint8_t reason) {
+  switch (static_cast<canopen::BootReason>(reason)) {
+    case canopen::BootReason::kBootWindow: return "waiting out the boot window";
+    case canopen::BootReason::kNoValidApplication: return "no valid application";
+    case canopen::BootReason::kEntryRequest: return "the application asked for the bootloader";
+    case canopen::BootReason::kApplicationDamaged: return "the application image is damaged";
+    case canopen::BootReason::kHeldByMaster: return "held by a master";
+  }
+  return "unknown";
+}
+
+const char* describe_program_state(std::uint8_t state) {
+  switch (state) {
+    case 0: return "stopped";
+    case 1: return "started";
+    case 2: return "stopped";
+    case 3: return "no program";
+    default: return "unknown";
+  }
+}
+
+namespace {
+
+template <typename T, typename F>
+std::optional<T> optional_read(F&& f) {
+  try {
+    return f();
+  } catch (const SdoError& e) {
+    if (e.timed_out()) throw;
+    return std::nullopt;
+  }
+}
+
+[[noreturn]] void no_node(std::uint8_t node) {
+  throw Error(ErrorKind::kNoNode,
+              fmt::format("node {} does not answer (no SDO response): check the node-ID, bit rate and wiring", node));
+}
+
+}  // namespace
+
+NodeInfo read_node_info(Master& m, std::uint8_t node) {
+  NodeInfo info;
+  info.node = node;
+  try {
+    info.device_type = m.upload_u32(node, od::kDeviceType, 0);
+  } catch (const SdoError& e) {
+    if (e.timed_out()) no_node(node);
+    throw;
+  }
+  try {
+    info.vendor_id = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 1); });
+    info.product_code = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 2); });
+    info.revision = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 3); });
+    info.serial = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 4); });
+    info.device_name = optional_read<std::string>([&] { return m.upload_string(node, 0x1008, 0); });
+    info.software_version = optional_read<std::string>([&] { return m.upload_string(node, 0x100A, 0); });
+    info.heartbeat_ms = optional_read<std::uint16_t>(
+        [&] { return static_cast<std::uint16_t>(m.upload_u32(node, od::kProducerHeartbeat, 0)); });
+    info.running_program = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 1); });
+    if (info.running_program) {
+      info.bootloader_version = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 2); });
+      info.app_start = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 3); });
+      info.app_size = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 4); });
+      info.boot_reason = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 5); });
+      info.image_version = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 6); });
+    }
+    info.program_state = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kProgramControl, 1); });
+    info.software_id = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kSoftwareId, 1); });
+    info.flash_status = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kFlashStatus, 1); });
+  } catch (const SdoError& e) {
+    throw Error(ErrorKind::kTimeout, fmt::format("node {} stopped answering: {}", node, e.what()));
+  }
+  return info;
+}
+
+std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const UpdateOptions& o,
+                                             std::uint32_t node_vendor, std::uint32_t node_product) {
+  std::uint32_t vendor = 0;
+  std::uint32_t product = 0;
+  std::vector<std::uint8_t> bytes;
+  if (input.container) {
+    vendor = input.container->header.vendor_id;
+    product = input.container->header.product_code;
+    bytes = input.container->bytes;
+  } else if (input.image) {
+    vendor = o.vendor_id.value_or(node_vendor);
+    product = o.product_code.value_or(node_product);
+    PackOptions p;
+    p.vendor_id = vendor;
+    p.product_code = product;
+    p.image_version = o.image_version;
+    bytes = pack(*input.image, p);
+  } else {
+    throw Error(ErrorKind::kInternal, "no image to flash");
+  }
+  if ((vendor != node_vendor || product != node_product) && !o.force_product) {
+    throw Error(ErrorKind::kWrongProduct,
+                fmt::format("the image is for vendor 0x{:08X} product 0x{:08X}, node {} is vendor 0x{:08X} product 0x{:08X} (--force-product to flash anyway)",
+                            vendor, product, o.node, node_vendor, node_product));
+  }
+  return bytes;
+}
+
+namespace {
+
+class Flow {
+ public:
+  Flow(Master& m, const UpdateOptions& o, const UpdateEvents& ev) : m_(m), o_(o), ev_(ev) {}
+
+  void step(const std::string& s) {
+    if (ev_.step) ev_.step(s);
+  }
+
+  // An SDO action repeated while the node is rebooting (timeouts) within the reboot window.
+  template <typename F>
+  auto retry_while_rebooting(const char* what, F&& f) {
+    const Micros until = m_.now() + o_.reboot_window;
+    for (;;) {
+      try {
+        return f();
+      } catch (const SdoError& e) {
+        if (!e.timed_out() || m_.now() >= until) {
+          if (e.timed_out()) {
+            throw Error(ErrorKind::kTimeout, fmt::format("node {} did not answer while {}", o_.node, what));
+          }
+          throw;
+        }
+        step(fmt::format("no answer while {}; the node may be restarting, retrying", what));
+      }
+    }
+  }
+
+  std::uint32_t wait_flash_idle(const char* what) {
+    const Micros until = m_.now() + o_.flash_timeout;
+    for (;;) {
+      const std::uint32_t status = retry_while_rebooting("reading the flash status", [&] {
+        return m_.upload_u32(o_.node, od::kFlashStatus, o_.program);
+      });
+      if ((status & 1U) == 0) return status;
+      if (m_.now() >= until) {
+        throw Error(ErrorKind::kTimeout, fmt::format("node {} still busy {} after {} s", o_.node, what, o_.flash_timeout / 1'000'000));
+      }
+      m_.listen_until(m_.now() + o_.poll_interval);
+    }
+  }
+
+  UpdateResult run(const LoadedInput& input) {
+    UpdateResult result;
+    const std::uint8_t node = o_.node;
+    const std::uint8_t p = o_.program;
+    // 0. Who is there?
+    std::uint32_t vendor = 0;
+    std::uint32_t product = 0;
+    try {
+      vendor = m_.upload_u32(node, od::kIdentity, 1);
+    } catch (const SdoError& e) {
+      if (e.timed_out()) no_node(node);
+      throw;
+    }
+    product = m_.upload_u32(node, od::kIdentity, 2);
+    step(fmt::format("node {}: vendor 0x{:08X}, product 0x{:08X}", node, vendor, product));
+    const auto container = container_for_node(input, o_, vendor, product);
+    image::Header header;
+    {
+      image::Expectation any;
+      any.load_address = load_le32(container.data() + 0x08);
+      any.max_payload_length = 0xFFFF'FFFF;
+      any.vendor_id = load_le32(container.data() + 0x14);
+      any.product_code = load_le32(container.data() + 0x18);
+      image::parse(container.data(), container.size(), any, header);
+    }
+    const std::uint32_t expected_id = header.payload_crc32;
+
+    // 1. Already installed?
+    const std::uint32_t installed = m_.upload_u32(node, od::kSoftwareId, p);
+    if (installed == expected_id && !o_.force) {
+      step(fmt::format("node {} already runs this image (0x1F56 = 0x{:08X}); use --force to flash again", node, installed));
+      result.skipped = true;
+      result.software_id = installed;
+      if (o_.start) start(result);
+      return result;
+    }
+
+    // 2. Stop the program (the application may reset into the bootloader here).
+    const std::uint8_t state = m_.upload_u8(node, od::kProgramControl, p);
+    if (state != 0 && state != 3) {
+      step("stopping the program");
+      const Micros before = m_.now();
+      try {
+        m_.download_u8(node, od::kProgramControl, p, static_cast<std::uint8_t>(canopen::ProgramCommand::kStop));
+      } catch (const SdoError& e) {
+        if (!e.timed_out()) throw;
+        step("no answer to stop: the node is restarting into its bootloader");
+      }
+      // An application that hands over to the bootloader announces the bootloader's boot-up.
+      if (auto hb = m_.wait_heartbeat(node, before, m_.now() + 200'000, true)) {
+        step("the bootloader came up");
+      }
+    }
+
+    // 3. Clear (a first timeout means "still rebooting").
+    step("clearing the application region");
+    retry_while_rebooting("clearing the program", [&] {
+      m_.download_u8(node, od::kProgramControl, p, static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
+      return 0;
+    });
+    wait_flash_idle("erasing");
+
+    // 4. Download the container.
+    step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData, p));
+    const Micros t0 = m_.now();
+    bool block = o_.allow_block;
+    for (;;) {
+      try {
+        m_.download(node, od::kProgramData, p, container, block ? SdoMode::kBlock : SdoMode::kSegmented, ev_.progress);
+        break;
+      } catch (const SdoError& e) {
+        const bool refused_block = block && e.bytes_done() == 0 &&
+                                   e.failure() == SdoClient::Failure::kServerAbort &&
+                                   (e.abort_code() == static_cast<std::uint32_t>(Abort::kCommandSpecifier) ||
+                                    e.abort_code() == static_cast<std::uint32_t>(Abort::kUnsupportedAccess));
+        if (refused_block) {
+          step("the node refused block transfer; falling back to segmented transfer");
+          block = false;
+          continue;
+        }
+        // Tell the user what the node thinks, if it says anything.
+        std::string reason;
+        try {
+          const std::uint32_t fs = m_.upload_u32(node, od::kFlashStatus, p);
+          if ((fs >> 1 & 0x7F) != 0) reason = describe_flash_status(fs);
+        } catch (const Error&) {
+        }
+        if (!reason.empty()) {
+          throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {} ({})", node, reason, e.what()));
+        }
+        if (e.timed_out()) {
+          throw Error(ErrorKind::kTimeout, fmt::format("download interrupted after {} of {} bytes: {}", e.bytes_done(), container.size(), e.what()));
+        }
+        throw;
+      }
+    }
+    result.used_block = block;
+    result.bytes = container.size();
+    result.download_time = m_.now() - t0;
+
+    // 5. Wait for the node to finish writing and verifying.
+    m_.listen_until(m_.now() + o_.poll_interval);
+    const std::uint32_t fs = wait_flash_idle("programming");
+    if (fs != 0) {
+      throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {}", node, describe_flash_status(fs)));
+    }
+    // 6. Check the software identification.
+    const std::uint32_t now_id = m_.upload_u32(node, od::kSoftwareId, p);
+    result.software_id = now_id;
+    if (now_id != expected_id) {
+      throw Error(ErrorKind::kRejected, fmt::format("node {} reports software id 0x{:08X} after the download, expected 0x{:08X}", node, now_id, expected_id));
+    }
+    step(fmt::format("image installed and verified (0x1F56 = 0x{:08X})", now_id));
+    // 7. Start.
+    if (o_.start) start(result);
+    return result;
+  }
+
+  void start(UpdateResult& result) {
+    step("starting the application");
+    const Micros before = m_.now();
+    try {
+      m_.download_u8(o_.node, od::kProgramControl, o_.program, static_cast<std::uint8_t>(canopen::ProgramCommand::kStart));
+    } catch (const SdoError& e) {
+      if (!e.timed_out()) {
+        throw Error(ErrorKind::kRejected, fmt::format("node {} refused to start the application: {}", o_.node, e.what()));
+      }
+    }
+    // Prefer the boot-up message: a heartbeat could still come from the bootloader.
+    auto hb = m_.wait_heartbeat(o_.node, before, before + o_.boot_timeout, true);
+    if (!hb) hb = m_.wait_heartbeat(o_.node, before + 500'000, m_.now(), false);
+    if (!hb) {
+      throw Error(ErrorKind::kTimeout, fmt::format("the application on node {} sent no boot-up or heartbeat within {} s", o_.node, o_.boot_timeout / 1'000'000));
+    }
+    // The boot-up message comes first; wait for a heartbeat to learn the state if one follows soon.
+    auto state = hb->state;
+    if (state == canopen::NmtState::kBootUp) {
+      if (auto next = m_.wait_heartbeat(o_.node, hb->at + 1, m_.now() + 1'500'000, false)) {
+        if (next->state != canopen::NmtState::kBootUp) state = next->state;
+      }
+    }
+    result.started = true;
+    result.app_state = state;
+    step(fmt::format("node {} is up ({})", o_.node, to_string(state)));
+  }
+
+ private:
+  Master& m_;
+  const UpdateOptions& o_;
+  const UpdateEvents& ev_;
+};
+
+}  // namespace
+
+UpdateResult run_update(Master& master, const LoadedInput& input, const UpdateOptions& options,
+                        const UpdateEvents& events) {
+  Flow flow(master, options, events);
+  try {
+    return flow.run(input);
+  } catch (const SdoError& e) {
+    if (e.timed_out()) throw Error(ErrorKind::kTimeout, e.what());
+    throw;
+  }
+}
+
+}  // namespace rtcanboot::host
