@@ -292,7 +292,7 @@ bool SdoClient::on_frame(const CanFrame& frame, Micros now) {
   if (d[0] == 0x80) {
     // An abort names the object; one for another object is a stale answer to an earlier
     // transfer (or to stray segments) and is ignored.
-    if ((load_le16(d + 1) == index_ && d[3] == sub_) || (load_le16(d + 1) == 0 && d[3] == 0)) {
+    if (load_le16(d + 1) == index_ && d[3] == sub_) {
       fail(Failure::kServerAbort, load_le32(d + 4), false);
     }
     return true;
