@@ -1,0 +1,219 @@
+// libFuzzer target: a CanopenNode fed with a sequence of frames and time steps decoded from the
+// input, with a fake ProgramControl whose download sink has a small, changing amount of room.
+//
+// Input: 4 configuration bytes, then operations, each one opcode byte followed by its operands:
+//   0..3 SDO request to the node (8 data bytes)      4 time step (2 bytes, x 37 us) + poll
+//   5    sink: drain / resize / fail next call (1)    6 NMT frame (2 bytes), DLC from the opcode
+//   7    any frame: id (2 bytes), DLC (1), data (8)
+//
+// Invariants: every frame the node sends is an SDO response (0x580 + id, DLC 8) or a boot-up /
+// heartbeat (0x700 + id, DLC 1); the sink never gets more than free_space() and sees calls only
+// in the order begin, write*, end | cancel; after poll(now) the next deadline lies in the future.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include "rtcanboot/canopen_node.hpp"
+
+namespace {
+
+using rtcanboot::CanFrame;
+using rtcanboot::Micros;
+using rtcanboot::canopen::Abort;
+
+#define FUZZ_CHECK(condition)                                                         \
+  do {                                                                                \
+    if (!(condition)) {                                                               \
+      std::fprintf(stderr, "invariant failed: %s (line %d)\n", #condition, __LINE__); \
+      std::abort();                                                                   \
+    }                                                                                 \
+  } while (false)
+
+constexpr std::uint8_t kNodeId = 0x21;
+
+class Input {
+ public:
+  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+  bool empty() const { return offset_ >= size_; }
+  std::uint8_t byte() { return offset_ < size_ ? data_[offset_++] : 0; }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t offset_ = 0;
+};
+
+class CheckingFrameSink final : public rtcanboot::FrameSink {
+ public:
+  bool send(const CanFrame& frame) override {
+    const bool sdo = frame.id == 0x580U + kNodeId && frame.dlc == 8;
+    const bool heartbeat = frame.id == 0x700U + kNodeId && frame.dlc == 1;
+    FUZZ_CHECK(sdo || heartbeat);
+    FUZZ_CHECK(frame.flags == 0);
+    // Now and then the queue is full, as on a busy bus.
+    return refuse_every == 0 || ++count % refuse_every != 0;
+  }
+  unsigned refuse_every = 0;
+  unsigned count = 0;
+};
+
+class CheckingSink final : public rtcanboot::DownloadSink {
+ public:
+  Abort begin(bool, std::uint32_t) override {
+    FUZZ_CHECK(!active);
+    const Abort result = take_failure();
+    active = result == Abort::kNone;
+    return result;
+  }
+  std::uint32_t free_space() const override {
+    return capacity > buffered ? capacity - buffered : 0;
+  }
+  Abort write(const std::uint8_t* data, std::uint32_t length) override {
+    FUZZ_CHECK(active);
+    FUZZ_CHECK(length > 0);
+    FUZZ_CHECK(length <= free_space());
+    std::uint32_t sum = 0;
+    for (std::uint32_t i = 0; i < length; ++i) sum += data[i];  // touches every byte (ASan)
+    checksum += sum;
+    buffered += length;
+    const Abort result = take_failure();
+    if (result != Abort::kNone) active = false;
+    return result;
+  }
+  Abort end() override {
+    FUZZ_CHECK(active);
+    active = false;
+    return take_failure();
+  }
+  void cancel(Abort) override {
+    FUZZ_CHECK(active);
+    active = false;
+  }
+
+  Abort take_failure() {
+    const Abort result = fail_next;
+    fail_next = Abort::kNone;
+    return result;
+  }
+
+  bool active = false;
+  std::uint32_t capacity = 2048;
+  std::uint32_t buffered = 0;
+  std::uint32_t checksum = 0;
+  Abort fail_next = Abort::kNone;
+};
+
+class FakeProgram final : public rtcanboot::ProgramControl {
+ public:
+  rtcanboot::DownloadSink* program_data(std::uint8_t sub) override {
+    FUZZ_CHECK(sub >= 1 && sub <= count);
+    return &sink;
+  }
+  Abort control(std::uint8_t sub, std::uint8_t command) override {
+    FUZZ_CHECK(sub >= 1 && sub <= count);
+    return command <= 3 ? Abort::kNone : Abort::kValueRange;
+  }
+  std::uint8_t control_state(std::uint8_t) const override { return 3; }
+  std::uint32_t software_id(std::uint8_t) const override { return 0x1234'5678; }
+  std::uint32_t flash_status(std::uint8_t) const override { return 0; }
+  std::uint8_t program_count() const override { return count; }
+
+  CheckingSink sink;
+  std::uint8_t count = 1;
+};
+
+CanFrame read_frame(Input& input, std::uint32_t id, std::uint8_t dlc) {
+  CanFrame frame;
+  frame.id = id;
+  frame.dlc = dlc;
+  for (std::uint8_t i = 0; i < dlc; ++i) frame.data[i] = input.byte();
+  return frame;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Input input(data, size);
+  const std::uint8_t flags = input.byte();
+  const std::uint8_t reserve = input.byte();
+  const std::uint8_t hold = input.byte();
+  const std::uint8_t timeout = input.byte();
+
+  rtcanboot::RtcanbootInfo info;
+  rtcanboot::NodeConfig config;
+  config.node_id = kNodeId;
+  config.device_name = "a device name longer than one sub-block of seven-byte segments, surely";
+  config.software_version = (flags & 0x01) != 0 ? "" : "1.0.0";
+  config.is_application = (flags & 0x02) != 0;
+  config.info = (flags & 0x04) != 0 ? &info : nullptr;
+  config.heartbeat_ms = (flags & 0x08) != 0 ? 0 : 10;
+  config.block_reserve = reserve * 8U;
+  config.max_ack_hold = hold * 100U;
+  config.sdo_timeout = 1000U + timeout * 1000U;
+
+  CheckingFrameSink frames;
+  frames.refuse_every = (flags >> 4) & 0x03;
+  FakeProgram program;
+  program.count = (flags & 0x40) != 0 ? 2 : 1;
+  rtcanboot::CanopenNode node(frames, program, config);
+
+  Micros now = 0;
+  node.start(now);
+  while (!input.empty()) {
+    const std::uint8_t opcode = input.byte();
+    switch (opcode & 0x07) {
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+        node.on_frame(read_frame(input, 0x600U + kNodeId, 8), now);
+        break;
+      case 4: {
+        const std::uint32_t steps = input.byte() | (input.byte() << 8U);
+        now += steps * 37U;
+        node.poll(now);
+        FUZZ_CHECK(node.next_deadline() > now);
+        break;
+      }
+      case 5: {
+        const std::uint8_t value = input.byte();
+        switch (opcode >> 6) {
+          case 0:
+            program.sink.buffered -=
+                program.sink.buffered < value * 8U ? program.sink.buffered : value * 8U;
+            break;
+          case 1:
+            program.sink.capacity = value * 16U;  // may shrink below what is buffered
+            break;
+          case 2:
+            program.sink.buffered = 0;
+            break;
+          default:
+            program.sink.fail_next = value < 128 ? Abort::kCannotStore : Abort::kGeneral;
+            break;
+        }
+        break;
+      }
+      case 6:
+        node.on_frame(read_frame(input, 0x000, static_cast<std::uint8_t>((opcode >> 3) % 4)), now);
+        break;
+      default: {
+        const std::uint32_t id = (input.byte() | (input.byte() << 8U)) & 0x7FFU;
+        const auto dlc = static_cast<std::uint8_t>(input.byte() % 9);
+        node.on_frame(read_frame(input, id, dlc), now);
+        break;
+      }
+    }
+    // The sink is never left mid-download once the node has no transfer.
+    if (!node.transfer_active()) FUZZ_CHECK(!program.sink.active);
+  }
+  // Silence ends every transfer: the SDO timeout cleans up (a forced acknowledge or a retried
+  // segment counts as activity, so it may take a few rounds).
+  for (int round = 0; round < 300 && node.transfer_active(); ++round) {
+    now += config.sdo_timeout + config.max_ack_hold + 1;
+    node.poll(now);
+  }
+  FUZZ_CHECK(!node.transfer_active());
+  FUZZ_CHECK(!program.sink.active);
+  return 0;
+}
