@@ -1,0 +1,270 @@
+// The container header: every malformed field gets its own 0x1F57 code and detail, and the test
+// vectors in tests/vectors pin the exact bytes (written by an independent Python encoder).
+#include "rtcanboot/image_format.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "image_builder.hpp"
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot {
+namespace {
+
+using canopen::FlashDetail;
+using canopen::FlashStatus;
+using Bytes = std::vector<std::uint8_t>;
+
+image::Expectation expectation() {
+  return {test::kTestVendor, test::kTestProduct, memory_map::kAppAddress, memory_map::kAppSize};
+}
+
+Bytes header_bytes(std::uint16_t header_length = image::kDefaultHeaderLength) {
+  image::Header header = test::header_for(test::make_payload(64, 1));
+  header.header_length = header_length;
+  Bytes bytes(header_length);
+  EXPECT_TRUE(image::encode(header, bytes.data(), bytes.size()));
+  return bytes;
+}
+
+// Recomputes the header CRC after a field was changed, so the check under test is the field's.
+void reseal(Bytes& bytes) {
+  const std::size_t crc_at = bytes.size() - 4;
+  store_le32(bytes.data() + crc_at, crc32(0, bytes.data(), crc_at));
+}
+
+image::CheckResult check(const Bytes& bytes) {
+  image::Header header;
+  return image::parse(bytes.data(), bytes.size(), expectation(), header);
+}
+
+void expect_result(const image::CheckResult& result, FlashStatus status, FlashDetail detail) {
+  EXPECT_EQ(result.status, status);
+  EXPECT_EQ(result.detail, detail);
+}
+
+TEST(ImageFormat, WellFormedHeaderParsesWithEveryField) {
+  const Bytes payload = test::make_payload(64, 1);
+  image::Header in = test::header_for(payload, 0x0102'0304);
+  in.flags = 0x0003'0000;  // informational bits only
+  Bytes bytes(in.header_length);
+  ASSERT_TRUE(image::encode(in, bytes.data(), bytes.size()));
+  image::Header out;
+  ASSERT_TRUE(image::parse(bytes.data(), bytes.size(), expectation(), out).ok());
+  EXPECT_EQ(out.header_length, in.header_length);
+  EXPECT_EQ(out.load_address, memory_map::kAppAddress);
+  EXPECT_EQ(out.payload_length, 64U);
+  EXPECT_EQ(out.image_version, 0x0102'0304U);
+  EXPECT_EQ(out.vendor_id, test::kTestVendor);
+  EXPECT_EQ(out.product_code, test::kTestProduct);
+  EXPECT_EQ(out.flags, 0x0003'0000U);
+  EXPECT_EQ(out.payload_crc32, crc32(0, payload.data(), payload.size()));
+  EXPECT_EQ(0, std::memcmp(out.payload_sha256, in.payload_sha256, 32));
+}
+
+TEST(ImageFormat, BadMagicIsUnknownFormat) {
+  Bytes bytes = header_bytes();
+  bytes[0] ^= 0x01;
+  reseal(bytes);
+  expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kBadMagic);
+}
+
+TEST(ImageFormat, OtherFormatVersionIsUnknownFormat) {
+  for (std::uint16_t version : {0, 2, 0xFFFF}) {
+    Bytes bytes = header_bytes();
+    store_le16(bytes.data() + 4, version);
+    reseal(bytes);
+    expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kBadFormatVersion);
+  }
+}
+
+TEST(ImageFormat, HeaderLengthOutOfRangeOrUnalignedIsFormatError) {
+  for (std::uint16_t length : {0, 0x48, 0x4A, 0x4E, 0x81, 1028, 0xFFFC}) {
+    Bytes bytes = header_bytes();
+    store_le16(bytes.data() + 6, length);
+    reseal(bytes);
+    expect_result(check(bytes), FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  }
+}
+
+TEST(ImageFormat, TruncatedHeaderIsFormatError) {
+  const Bytes bytes = header_bytes();
+  for (std::size_t length :
+       {std::size_t{0}, std::size_t{4}, std::size_t{0x47}, std::size_t{0x48}, bytes.size() - 1}) {
+    image::Header header;
+    expect_result(image::parse(bytes.data(), length, expectation(), header),
+                  FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  }
+}
+
+TEST(ImageFormat, EveryFlippedHeaderBitFailsTheHeaderCrc) {
+  const Bytes good = header_bytes(image::kMinHeaderLength);
+  // Bits after the length field (magic/version/length have their own earlier checks).
+  for (std::size_t bit = 8 * 8; bit < good.size() * 8; ++bit) {
+    Bytes bytes = good;
+    bytes[bit / 8] ^= static_cast<std::uint8_t>(1U << (bit % 8));
+    expect_result(check(bytes), FlashStatus::kDataFormatError, FlashDetail::kBadHeaderCrc);
+  }
+}
+
+TEST(ImageFormat, RequiredFlagBitsAreRejectedInformationalAccepted) {
+  for (int bit = 0; bit < 32; ++bit) {
+    Bytes bytes = header_bytes();
+    store_le32(bytes.data() + 0x1C, 1U << bit);
+    reseal(bytes);
+    if (bit < 16) {
+      expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
+    } else {
+      EXPECT_TRUE(check(bytes).ok()) << "bit " << bit;
+    }
+  }
+}
+
+TEST(ImageFormat, LoadAddressMustBeTheApplicationStart) {
+  for (std::uint32_t address : {0x7000'0000U, 0x7002'0100U, 0x6002'0000U, 0U}) {
+    Bytes bytes = header_bytes();
+    store_le32(bytes.data() + 0x08, address);
+    reseal(bytes);
+    expect_result(check(bytes), FlashStatus::kAddressError, FlashDetail::kLoadAddress);
+  }
+}
+
+TEST(ImageFormat, PayloadLengthOutsideTheRegionIsRejected) {
+  for (std::uint32_t length : {0U, 7U, memory_map::kAppSize + 1, 0xFFFF'FFFFU}) {
+    Bytes bytes = header_bytes();
+    store_le32(bytes.data() + 0x0C, length);
+    reseal(bytes);
+    expect_result(check(bytes), FlashStatus::kAddressError, FlashDetail::kTooLarge);
+  }
+  for (std::uint32_t length : {8U, memory_map::kAppSize}) {
+    Bytes bytes = header_bytes();
+    store_le32(bytes.data() + 0x0C, length);
+    reseal(bytes);
+    EXPECT_TRUE(check(bytes).ok()) << length;
+  }
+}
+
+TEST(ImageFormat, OtherVendorOrProductIsWrongProduct) {
+  for (std::size_t at : {std::size_t{0x14}, std::size_t{0x18}}) {
+    Bytes bytes = header_bytes();
+    store_le32(bytes.data() + at, load_le32(bytes.data() + at) + 1);
+    reseal(bytes);
+    expect_result(check(bytes), FlashStatus::kWrongProduct, FlashDetail::kProductMismatch);
+  }
+}
+
+TEST(ImageFormat, RecordsAreaIsCoveredByTheCrcButNotInterpreted) {
+  Bytes bytes = header_bytes(0x60);
+  store_le16(bytes.data() + 0x48, 0x1234);  // an unknown record type
+  store_le16(bytes.data() + 0x4A, 4);
+  reseal(bytes);
+  EXPECT_TRUE(check(bytes).ok());
+}
+
+TEST(ImageFormat, BytesNeededAsksForTheFixedPartThenTheHeader) {
+  const Bytes bytes = header_bytes(0x60);
+  EXPECT_EQ(image::bytes_needed(bytes.data(), 0), image::kFixedLength);
+  EXPECT_EQ(image::bytes_needed(bytes.data(), 0x47), image::kFixedLength);
+  EXPECT_EQ(image::bytes_needed(bytes.data(), 0x48), 0x60U);
+  Bytes small = bytes;
+  store_le16(small.data() + 6, 0x10);
+  EXPECT_EQ(image::bytes_needed(small.data(), 0x48), image::kFixedLength);
+}
+
+TEST(ImageFormat, EncodeRefusesBadLengthsAndSmallBuffers) {
+  image::Header header;
+  std::uint8_t out[image::kMaxHeaderLength + 4];
+  header.header_length = 0x4A;
+  EXPECT_FALSE(image::encode(header, out, sizeof out));
+  header.header_length = image::kMaxHeaderLength + 4;
+  EXPECT_FALSE(image::encode(header, out, sizeof out));
+  header.header_length = 128;
+  EXPECT_FALSE(image::encode(header, out, 127));
+  EXPECT_TRUE(image::encode(header, out, 128));
+}
+
+// --- test vectors ---------------------------------------------------------------------------
+
+Bytes read_file(const std::string& name) {
+  std::ifstream file(std::string(RTCANBOOT_SOURCE_DIR) + "/tests/vectors/" + name,
+                     std::ios::binary);
+  EXPECT_TRUE(file.good()) << name;
+  return Bytes(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+}
+
+Bytes read_hex(const std::string& name) {
+  std::ifstream file(std::string(RTCANBOOT_SOURCE_DIR) + "/tests/vectors/" + name);
+  EXPECT_TRUE(file.good()) << name;
+  Bytes bytes;
+  std::string token;
+  while (file >> token) bytes.push_back(static_cast<std::uint8_t>(std::stoul(token, nullptr, 16)));
+  return bytes;
+}
+
+// The payload pattern of tests/vectors/make_vectors.py.
+Bytes vector_payload(std::uint32_t length, std::uint32_t seed) {
+  Bytes payload(length);
+  store_le32(payload.data(), 0x2002'0000);
+  store_le32(payload.data() + 4, (memory_map::kAppAddress + 8) | 1U);
+  for (std::uint32_t i = 0; i + 8 < length; ++i) {
+    payload[8 + i] = static_cast<std::uint8_t>(seed + 7 * i);
+  }
+  return payload;
+}
+
+struct Vector {
+  const char* name;
+  std::uint32_t payload_length;
+  std::uint32_t seed;
+  std::uint16_t header_length;
+  std::uint32_t image_version;
+  std::uint32_t flags;
+};
+
+constexpr Vector kVectors[] = {
+    {"container_minimal", 8, 0, 0x4C, 1, 0},
+    {"container_default", 64, 1, 128, 0x0001'0203, 0},
+    {"container_info_flags", 40, 2, 0x60, 0xFFFF'FFFF, 0xA5A5'0000},
+};
+
+TEST(ImageFormatVectors, EncoderProducesTheCommittedBytes) {
+  for (const Vector& vector : kVectors) {
+    SCOPED_TRACE(vector.name);
+    const Bytes payload = vector_payload(vector.payload_length, vector.seed);
+    image::Header header = test::header_for(payload, vector.image_version);
+    header.header_length = vector.header_length;
+    header.flags = vector.flags;
+    const Bytes encoded = test::make_container(header, payload);
+    EXPECT_EQ(encoded, read_file(std::string(vector.name) + ".bin"));
+    EXPECT_EQ(read_hex(std::string(vector.name) + ".hex"),
+              read_file(std::string(vector.name) + ".bin"));
+  }
+}
+
+TEST(ImageFormatVectors, ParserAcceptsTheCommittedBytes) {
+  for (const Vector& vector : kVectors) {
+    SCOPED_TRACE(vector.name);
+    const Bytes bytes = read_file(std::string(vector.name) + ".bin");
+    ASSERT_GE(bytes.size(), vector.header_length);
+    EXPECT_EQ(image::bytes_needed(bytes.data(), bytes.size()), vector.header_length);
+    image::Header header;
+    ASSERT_TRUE(image::parse(bytes.data(), bytes.size(), expectation(), header).ok());
+    EXPECT_EQ(header.payload_length, vector.payload_length);
+    EXPECT_EQ(header.image_version, vector.image_version);
+    EXPECT_EQ(header.flags, vector.flags);
+    EXPECT_EQ(header.payload_crc32,
+              crc32(0, bytes.data() + vector.header_length, vector.payload_length));
+    EXPECT_EQ(bytes.size(), std::size_t{vector.header_length} + vector.payload_length);
+  }
+}
+
+}  // namespace
+}  // namespace rtcanboot

@@ -1,0 +1,278 @@
+// The install journal: write-once records, torn records skipped, the sector switch.
+#include "rtcanboot/install_journal.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "nor_flash_fake.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "strict_flash.hpp"
+
+namespace rtcanboot::journal {
+namespace {
+
+using test::NorFlashFake;
+
+constexpr std::uint32_t kSector0 = memory_map::kJournalOffset;
+constexpr std::uint32_t kSector1 = memory_map::kJournalOffset + memory_map::kSectorSize;
+
+InstalledImage image(std::uint32_t n) {
+  InstalledImage result;
+  result.valid = true;
+  result.payload_length = 1000 + n;
+  result.payload_crc32 = 0xC0DE'0000 + n;
+  result.image_version = n;
+  for (std::uint32_t i = 0; i < 32; ++i)
+    result.payload_sha256[i] = static_cast<std::uint8_t>(n + i);
+  return result;
+}
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override { test::fail_on_violation(flash); }
+
+  // Runs the append to its end, time advancing with the flash.
+  void drive(InstallJournal& journal) {
+    for (int i = 0; i < 1000 && journal.busy() && !flash.power_lost(); ++i) {
+      flash.set_now(flash.busy_until());
+      journal.poll();
+    }
+  }
+  void commit(InstallJournal& journal, std::uint32_t n) {
+    ASSERT_TRUE(journal.append_commit(image(n)));
+    drive(journal);
+    ASSERT_FALSE(journal.failed());
+  }
+  void revoke(InstallJournal& journal) {
+    ASSERT_TRUE(journal.append_revoke());
+    drive(journal);
+    ASSERT_FALSE(journal.failed());
+  }
+  InstalledImage reload() {
+    InstallJournal fresh(flash);
+    fresh.load();
+    return fresh.installed();
+  }
+  std::vector<std::uint8_t> bytes(std::uint32_t offset, std::uint32_t length) {
+    return {flash.contents().begin() + offset, flash.contents().begin() + offset + length};
+  }
+
+  NorFlashFake flash{test::NorTiming::typical()};
+};
+
+void expect_image(const InstalledImage& actual, std::uint32_t n) {
+  const InstalledImage expected = image(n);
+  EXPECT_TRUE(actual.valid);
+  EXPECT_EQ(actual.payload_length, expected.payload_length);
+  EXPECT_EQ(actual.payload_crc32, expected.payload_crc32);
+  EXPECT_EQ(actual.image_version, expected.image_version);
+  EXPECT_EQ(0, std::memcmp(actual.payload_sha256, expected.payload_sha256, 32));
+}
+
+TEST(JournalRecord, EncodeDecodeRoundTripAndEveryBitFlipIsDetected) {
+  Record record;
+  record.type = RecordType::kCommit;
+  record.sequence = 77;
+  record.payload_length = 123456;
+  record.payload_crc32 = 0xDEADBEEF;
+  record.image_version = 9;
+  for (std::uint32_t i = 0; i < 32; ++i)
+    record.payload_sha256[i] = static_cast<std::uint8_t>(i * 3);
+  std::uint8_t bytes[kRecordSize];
+  encode_record(record, bytes);
+  Record out;
+  ASSERT_TRUE(decode_record(bytes, out));
+  EXPECT_EQ(out.type, RecordType::kCommit);
+  EXPECT_EQ(out.sequence, 77U);
+  EXPECT_EQ(out.payload_length, 123456U);
+  EXPECT_EQ(out.payload_crc32, 0xDEADBEEFU);
+  EXPECT_EQ(out.image_version, 9U);
+  EXPECT_EQ(0, std::memcmp(out.payload_sha256, record.payload_sha256, 32));
+  for (std::uint32_t bit = 0; bit < kRecordSize * 8; ++bit) {
+    std::uint8_t flipped[kRecordSize];
+    std::memcpy(flipped, bytes, kRecordSize);
+    flipped[bit / 8] ^= static_cast<std::uint8_t>(1U << (bit % 8));
+    EXPECT_FALSE(decode_record(flipped, out)) << bit;
+  }
+  std::uint8_t blank[kRecordSize];
+  std::memset(blank, 0xFF, sizeof blank);
+  EXPECT_FALSE(decode_record(blank, out));
+}
+
+TEST_F(JournalTest, BlankJournalMeansNoApplication) {
+  InstallJournal journal(flash);
+  journal.load();
+  EXPECT_FALSE(journal.installed().valid);
+  EXPECT_EQ(journal.last_sequence(), 0U);
+  EXPECT_EQ(journal.active_sector(), 0U);
+  EXPECT_EQ(journal.next_slot(), 0U);
+}
+
+TEST_F(JournalTest, CommitIsDurableAndRevokeCancelsIt) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 1);
+  expect_image(journal.installed(), 1);
+  expect_image(reload(), 1);
+  revoke(journal);
+  EXPECT_FALSE(journal.installed().valid);
+  EXPECT_FALSE(reload().valid);
+  commit(journal, 2);
+  expect_image(reload(), 2);
+  EXPECT_EQ(journal.last_sequence(), 3U);
+  // One record per page, nothing else touched.
+  EXPECT_EQ(flash.programs(), 3U);
+  EXPECT_EQ(flash.erases(4096), 0U);
+}
+
+TEST_F(JournalTest, RecordsAreNeverRewritten) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 1);
+  const auto first = bytes(kSector0, 256);
+  revoke(journal);
+  commit(journal, 2);
+  EXPECT_EQ(bytes(kSector0, 256), first);
+}
+
+TEST_F(JournalTest, FullSectorContinuesInTheOtherWithoutLosingState) {
+  InstallJournal journal(flash);
+  journal.load();
+  for (std::uint32_t n = 1; n <= kSlotsPerSector; ++n) commit(journal, n);
+  EXPECT_EQ(journal.next_slot(), kSlotsPerSector);
+  const auto old_sector = bytes(kSector0, memory_map::kSectorSize);
+  commit(journal, 100);  // sector 1 is blank: no erase needed
+  EXPECT_EQ(journal.active_sector(), 1U);
+  EXPECT_EQ(journal.next_slot(), 1U);
+  EXPECT_EQ(flash.erases(4096), 0U);
+  EXPECT_EQ(bytes(kSector0, memory_map::kSectorSize), old_sector);
+  expect_image(reload(), 100);
+  for (std::uint32_t n = 101; n < 101 + kSlotsPerSector - 1; ++n) commit(journal, n);
+  // Back to sector 0, which must be erased first; sector 1 keeps the state meanwhile.
+  const auto before = bytes(kSector1, memory_map::kSectorSize);
+  commit(journal, 200);
+  EXPECT_EQ(flash.erases(4096), 1U);
+  EXPECT_EQ(journal.active_sector(), 0U);
+  EXPECT_EQ(bytes(kSector1, memory_map::kSectorSize), before);
+  expect_image(reload(), 200);
+  InstallJournal again(flash);
+  again.load();
+  EXPECT_EQ(again.active_sector(), 0U);
+  EXPECT_EQ(again.next_slot(), 1U);
+  EXPECT_EQ(again.last_sequence(), 2 * kSlotsPerSector + 1);
+}
+
+TEST_F(JournalTest, HighestSequenceDecidesWhereverItIs) {
+  // Sector 1 slot 0 holds seq 5 (COMMIT 5); sector 0 holds seq 3 and 4.
+  auto put = [&](std::uint32_t offset, RecordType type, std::uint32_t seq, std::uint32_t n) {
+    Record record;
+    record.type = type;
+    record.sequence = seq;
+    const InstalledImage img = image(n);
+    record.payload_length = img.payload_length;
+    record.payload_crc32 = img.payload_crc32;
+    record.image_version = img.image_version;
+    std::memcpy(record.payload_sha256, img.payload_sha256, 32);
+    std::uint8_t encoded[kRecordSize];
+    encode_record(record, encoded);
+    flash.load(offset, encoded, kRecordSize);
+  };
+  put(kSector0, RecordType::kCommit, 3, 3);
+  put(kSector0 + 256, RecordType::kRevoke, 4, 0);
+  put(kSector1, RecordType::kCommit, 5, 5);
+  InstallJournal journal(flash);
+  journal.load();
+  expect_image(journal.installed(), 5);
+  EXPECT_EQ(journal.active_sector(), 1U);
+  EXPECT_EQ(journal.next_slot(), 1U);
+  revoke(journal);
+  EXPECT_EQ(journal.last_sequence(), 6U);
+  EXPECT_FALSE(reload().valid);
+}
+
+TEST_F(JournalTest, TornRecordIsSkippedAndItsPageNeverReused) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 1);
+  flash.cut_power_at(1, NorFlashFake::Cut::kMidOperation, 0.6);
+  ASSERT_TRUE(journal.append_revoke());
+  drive(journal);
+  ASSERT_TRUE(flash.power_lost());
+  flash.power_on();
+  const auto torn = bytes(kSector0 + 256, 256);
+  EXPECT_NE(torn, std::vector<std::uint8_t>(256, 0xFF));
+  // The torn REVOKE does not count: the commit still stands.
+  InstallJournal rebooted(flash);
+  rebooted.load();
+  expect_image(rebooted.installed(), 1);
+  EXPECT_EQ(rebooted.next_slot(), 2U);
+  revoke(rebooted);
+  EXPECT_EQ(bytes(kSector0 + 256, 256), torn);
+  EXPECT_FALSE(reload().valid);
+}
+
+TEST_F(JournalTest, TornRecordInTheLastSlotMovesToTheOtherSector) {
+  InstallJournal journal(flash);
+  journal.load();
+  for (std::uint32_t n = 1; n < kSlotsPerSector; ++n) commit(journal, n);
+  flash.cut_power_at(1, NorFlashFake::Cut::kMidOperation, 0.3);
+  ASSERT_TRUE(journal.append_commit(image(99)));
+  drive(journal);
+  flash.power_on();
+  InstallJournal rebooted(flash);
+  rebooted.load();
+  expect_image(rebooted.installed(), kSlotsPerSector - 1);
+  EXPECT_EQ(rebooted.next_slot(), kSlotsPerSector);
+  commit(rebooted, 50);
+  EXPECT_EQ(rebooted.active_sector(), 1U);
+  expect_image(reload(), 50);
+}
+
+TEST_F(JournalTest, PowerCutWhileErasingTheOtherSectorKeepsTheState) {
+  InstallJournal journal(flash);
+  journal.load();
+  for (std::uint32_t n = 1; n <= 2 * kSlotsPerSector; ++n) commit(journal, n);
+  ASSERT_EQ(journal.active_sector(), 1U);
+  ASSERT_EQ(journal.next_slot(), kSlotsPerSector);
+  flash.cut_power_at(1, NorFlashFake::Cut::kMidOperation, 0.5);  // the erase of sector 0
+  ASSERT_TRUE(journal.append_revoke());
+  drive(journal);
+  ASSERT_TRUE(flash.power_lost());
+  flash.power_on();
+  InstallJournal rebooted(flash);
+  rebooted.load();
+  expect_image(rebooted.installed(), 2 * kSlotsPerSector);
+  revoke(rebooted);
+  EXPECT_FALSE(reload().valid);
+  EXPECT_EQ(rebooted.active_sector(), 0U);
+}
+
+TEST_F(JournalTest, FailedProgramReportsFailureAndKeepsTheState) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 1);
+  flash.fail_operation_at(1);
+  ASSERT_TRUE(journal.append_revoke());
+  drive(journal);
+  EXPECT_TRUE(journal.failed());
+  expect_image(journal.installed(), 1);
+  revoke(journal);  // the next attempt takes a fresh page and a fresh sequence number
+  EXPECT_EQ(journal.last_sequence(), 3U);
+  EXPECT_FALSE(reload().valid);
+}
+
+TEST_F(JournalTest, ForeignBytesInASlotAreSkipped) {
+  const std::uint8_t junk[16] = {1, 2, 3};
+  flash.load(kSector0, junk, sizeof junk);
+  InstallJournal journal(flash);
+  journal.load();
+  EXPECT_FALSE(journal.installed().valid);
+  EXPECT_EQ(journal.next_slot(), 1U);
+  commit(journal, 4);
+  expect_image(reload(), 4);
+}
+
+}  // namespace
+}  // namespace rtcanboot::journal
