@@ -63,13 +63,15 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
 
 // Quiesces everything the bootloader started and branches to the application's reset handler
 // with its stack, as close to the state after reset as the hand-over allows.
-[[noreturn]] void start_application(const Provisioning& provisioning) {
+[[noreturn]] void start_application(const Provisioning& provisioning,
+                                    const journal::InstalledImage& image) {
   console_write("rtcanboot: starting application\n");
   console_flush();
   disable_irq();
   flexcan_driver().stop();
   g_clock.stop();
-  handover::write({provisioning.node_id, provisioning.bitrate, kVersion});
+  handover::write({provisioning.node_id, provisioning.bitrate, kVersion, image.payload_crc32,
+                   image.image_version});
   g_flash.prepare_for_execute();
   mpu_disable();
   stop_systick();
@@ -149,7 +151,8 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
     if (action != PendingAction::kNone) {
       if (action_since == 0) action_since = now | 1;
       if (can.tx_idle() || now - action_since > kDrainTimeout) {
-        if (action == PendingAction::kStartApplication) start_application(provisioning);
+        if (action == PendingAction::kStartApplication)
+          start_application(provisioning, bootloader.installed());
         console_write("rtcanboot: reset\n");
         console_flush();
         system_reset();

@@ -9,6 +9,9 @@
 //   SRC_GPR7 (0x400F_8038)  handover word 1: bits 31:24 check byte, 23:0 bootloader version
 //                           (major << 16 | minor << 8 | patch). Check byte = bitwise NOT of the
 //                           8-bit sum of GPR6's four bytes and GPR7's three low bytes.
+//   SRC_GPR8 (0x400F_803C)  software ID of the installed image (payload CRC-32, 0x1F56:1)
+//   SRC_GPR4 (0x400F_802C)  image version from the container header (0x5F00:6)
+//                           GPR8 and GPR4 are meaningful only when GPR6/GPR7 decode.
 // The bootloader clears GPR6/GPR7 at start, so an application started any other way (debugger,
 // no bootloader) sees no handover.
 #pragma once
@@ -23,12 +26,16 @@ inline constexpr std::uint32_t kEntryRequestMagic = 0xB007'10AD;
 inline constexpr Address kEntryRequestRegister = src::kGpr5;
 inline constexpr Address kWord0Register = src::kGpr6;
 inline constexpr Address kWord1Register = src::kGpr7;
+inline constexpr Address kSoftwareIdRegister = src::gpr(8);
+inline constexpr Address kImageVersionRegister = src::gpr(4);
 inline constexpr std::uint32_t kTag = 0xA5;
 
 struct Info {
   std::uint8_t node_id = 0;
   std::uint32_t bitrate = 0;             // bit/s (a multiple of 1000)
   std::uint32_t bootloader_version = 0;  // major << 16 | minor << 8 | patch
+  std::uint32_t software_id = 0;         // payload CRC-32 of the installed image
+  std::uint32_t image_version = 0;
 };
 
 constexpr std::uint8_t byte_sum(std::uint32_t value, int bytes) {
@@ -59,7 +66,7 @@ constexpr bool decode(std::uint32_t word0, std::uint32_t word1, Info& out) {
 }
 
 static_assert([] {
-  const Info info{5, 500'000, 0x000102};
+  const Info info{5, 500'000, 0x000102, 0, 0};
   const std::uint32_t w0 = encode_word0(info);
   Info back{};
   return w0 == 0xA505'01F4 && decode(w0, encode_word1(info, w0), back) && back.node_id == 5 &&

@@ -1,0 +1,50 @@
+// Start-up of an application linked by the kit: the vector table at 0x7002_0000 (first bytes
+// of the image, no FCB/IVT) and a reset handler that runs in place from the QSPI flash.
+#include <cstdint>
+
+#include "rtcanboot/imxrt1064/cortex_m7.hpp"
+#include "rtcanboot/imxrt1064/registers.hpp"
+#include "rtcanboot/imxrt1064/vector_table.hpp"
+
+extern "C" {
+extern std::uint32_t __stack_top[];
+extern std::uint32_t __data_load[];
+extern std::uint32_t __data_start[];
+extern std::uint32_t __data_end[];
+extern std::uint32_t __bss_start[];
+extern std::uint32_t __bss_end[];
+extern void (*__init_array_start[])();
+extern void (*__init_array_end[])();
+[[noreturn]] void rtcanboot_app_reset();
+}
+
+namespace {
+using namespace rtcanboot::imxrt1064;
+
+[[gnu::section(".app_vectors"), gnu::used]] constinit const VectorTable kAppVectors =
+    make_vector_table(__stack_top, rtcanboot_app_reset, rtcanboot_fault_handler,
+                      rtcanboot_flexcan_irq, rtcanboot_gpt1_irq);
+}  // namespace
+
+extern "C" void rtcanboot_app_reset() {
+  disable_irq();
+  // FPU before any compiled code (hard-float code may use VFP registers anywhere).
+  reg32(scb::kCpacr) = reg32(scb::kCpacr) | (0xFU << 20);
+  dsb();
+  isb();
+  // Word copies through volatile pointers so the compiler cannot call memcpy before .data exists.
+  volatile std::uint32_t* source = __data_load;
+  for (volatile std::uint32_t* target = __data_start; target < __data_end;) *target++ = *source++;
+  for (volatile std::uint32_t* target = __bss_start; target < __bss_end;) *target++ = 0;
+  reg32(scb::kVtor) = reinterpret_cast<std::uintptr_t>(&kAppVectors);
+  dsb();
+  isb();
+  icache_enable();  // execute-in-place from the QSPI flash
+  for (auto* constructor = __init_array_start; constructor != __init_array_end; ++constructor) {
+    (*constructor)();
+  }
+  enable_irq();
+  // ISO C++ does not let a program call main(); the branch is the C start-up's job.
+  __asm__ volatile("bl main" ::: "r0", "r1", "r2", "r3", "r12", "lr", "memory");
+  system_reset();
+}

@@ -1,0 +1,148 @@
+// Example application for rtcanboot: a CANopen node in OPERATIONAL that uses the node-ID and
+// bit rate the bootloader handed over, answers SDO reads (0x1018 identity, 0x100A software
+// version, 0x1F56 software ID, 0x5F00 info) and returns to the bootloader when a master writes
+// 0 (stop program) to 0x1F51:1 - the first step of every CiA 302-2 program download.
+// All CANopen behaviour is the core's CanopenNode in application mode; only the program control
+// below is specific to an application.
+#include <cstdint>
+
+#include "rtcanboot/app_kit.hpp"
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/canopen_node.hpp"
+#include "rtcanboot/imxrt1064/board.hpp"
+#include "rtcanboot/imxrt1064/console.hpp"
+#include "rtcanboot/imxrt1064/cortex_m7.hpp"
+#include "rtcanboot/imxrt1064/flexcan.hpp"
+#include "rtcanboot/imxrt1064/timebase.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/program_control.hpp"
+
+namespace {
+
+using namespace rtcanboot;
+using namespace rtcanboot::imxrt1064;
+
+// Used when the application was started without the bootloader (e.g. from a debugger).
+constexpr std::uint8_t kDefaultNodeId = 1;
+constexpr std::uint32_t kDefaultBitrate = 125'000;
+// The stop command's SDO response must leave before the reset; give up waiting after this.
+constexpr Micros kDrainTimeout = 200'000;
+
+// 0x1F51 in the application: "stop" hands over to the bootloader, "start" is a no-op (already
+// running), "reset" restarts the application through the bootloader; downloads (0x1F50) and
+// "clear" need the bootloader, so they are refused with "device state".
+class ApplicationProgramControl final : public ProgramControl {
+ public:
+  explicit ApplicationProgramControl(const app_kit::BootInfo& boot) : boot_(boot) {}
+
+  DownloadSink* program_data(std::uint8_t) override { return nullptr; }
+  canopen::Abort control(std::uint8_t sub, std::uint8_t command) override {
+    if (sub != 1) return canopen::Abort::kNoSubIndex;
+    switch (static_cast<canopen::ProgramCommand>(command)) {
+      case canopen::ProgramCommand::kStop:
+        enter_bootloader_ = true;
+        return canopen::Abort::kNone;
+      case canopen::ProgramCommand::kStart:
+        return canopen::Abort::kNone;
+      case canopen::ProgramCommand::kReset:
+        reset_ = true;
+        return canopen::Abort::kNone;
+      case canopen::ProgramCommand::kClear:
+        return canopen::Abort::kDeviceState;
+    }
+    return canopen::Abort::kValueRange;
+  }
+  std::uint8_t control_state(std::uint8_t) const override {
+    return static_cast<std::uint8_t>(canopen::ProgramState::kStarted);
+  }
+  std::uint32_t software_id(std::uint8_t) const override { return boot_.software_id; }
+  std::uint32_t flash_status(std::uint8_t) const override {
+    return canopen::flash_status_word(false, canopen::FlashStatus::kOk);
+  }
+  std::uint8_t program_count() const override { return 1; }
+
+  bool enter_bootloader() const { return enter_bootloader_; }
+  bool reset() const { return reset_; }
+
+ private:
+  const app_kit::BootInfo& boot_;
+  bool enter_bootloader_ = false;
+  bool reset_ = false;
+};
+
+Timebase g_clock;
+
+}  // namespace
+
+int main() {
+  app_kit::BootInfo boot;
+  const bool from_bootloader = app_kit::boot_info(boot);
+  if (!from_bootloader) {
+    boot.node_id = kDefaultNodeId;
+    boot.bitrate = kDefaultBitrate;
+  }
+
+  board::init_clocks();
+  board::init_pins();
+  board::init_console();
+  console_write("\nrtcanboot example application, node ");
+  console_write_decimal(boot.node_id);
+  console_write(", ");
+  console_write_decimal(boot.bitrate / 1000);
+  console_write(from_bootloader ? " kbit/s (from the bootloader)\n" : " kbit/s (defaults)\n");
+
+  g_clock.start();
+  FlexCan& can = flexcan_driver();
+  if (!can.start(board::kCanClockHz, boot.bitrate)) can.start(board::kCanClockHz, kDefaultBitrate);
+
+  static RtcanbootInfo info;
+  info.running_program = canopen::kRunningApplication;
+  info.bootloader_version = boot.bootloader_version;
+  info.app_region_start = memory_map::kAppAddress;
+  info.app_region_size = memory_map::kAppSize;
+  info.image_version = boot.image_version;
+
+  static NodeConfig config;
+  config.node_id = boot.node_id;
+  config.identity = {
+      RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE,
+      (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH,
+      0};
+  config.device_name = "rtcanboot example application";
+  config.software_version = "example-app " RTCANBOOT_VERSION_STRING;
+  config.is_application = true;
+  config.info = &info;
+
+  static ApplicationProgramControl program(boot);
+  static CanopenNode node(can, program, config);
+  enable_irq();
+  node.start(g_clock.now());
+
+  Micros leaving_since = 0;
+  for (;;) {
+    Micros now = g_clock.now();
+    CanFrame frame;
+    while (can.receive(frame)) {
+      node.on_frame(frame, now);
+      now = g_clock.now();
+    }
+    node.poll(now);
+    can.poll();
+
+    const bool leaving =
+        program.enter_bootloader() || program.reset() || node.reset_node_requested();
+    if (leaving) {
+      if (leaving_since == 0) leaving_since = now | 1;
+      if (can.tx_idle() || now - leaving_since > kDrainTimeout) {
+        console_flush();
+        if (program.enter_bootloader()) app_kit::request_bootloader();
+        system_reset();
+      }
+    }
+
+    disable_irq();
+    const Micros deadline = leaving ? now + 1000 : node.next_deadline();
+    if (!can.rx_pending() && g_clock.arm_wakeup(deadline)) wait_for_interrupt();
+    enable_irq();
+  }
+}
