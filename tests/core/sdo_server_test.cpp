@@ -802,23 +802,72 @@ TEST_F(SdoServerTest, BlockUploadClientAbortAndTimeout) {
 }
 
 TEST_F(SdoServerTest, BlockUploadRetriesWhenFrameQueueIsFull) {
-  config.heartbeat_ms = 0;
-  restart();
-  sdo({0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0});
-  next_response();
-  sdo({0xA3, 0, 0, 0, 0, 0, 0, 0});
-  EXPECT_EQ(frames.size(), 3U);
-  frames.frames.clear();
   sdo({0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0});
   next_response();
   frames.refuse_count = 1;
   sdo({0xA3, 0, 0, 0, 0, 0, 0, 0});
-  expect_silence();  // the first segment was refused
+  expect_silence();  // the first segment was refused: nothing sent out of order
   EXPECT_EQ(node->next_deadline(), now + canopen::SdoServer::kSendRetry);
+  advance(canopen::SdoServer::kSendRetry - 1);
+  expect_silence();
+  frames.refuse_count = 1;  // the second attempt gets one segment through
+  advance(1);
+  expect_silence();
   advance(canopen::SdoServer::kSendRetry);
   expect_response({0x01, 'r', 't', 'c', 'a', 'n', 'b', 'o'});
   expect_response({0x02, 'o', 't', ' ', 't', 'e', 's', 't'});
   expect_response({0x83, ' ', 'd', 'e', 'v', 'i', 'c', 'e'});
+  EXPECT_EQ(frames.refused, 2U);
+  frames.refuse_count = 2;  // mid sub-block: continues where it stopped
+  sdo({0xA2, 1, 127, 0, 0, 0, 0, 0});
+  expect_silence();
+  advance(canopen::SdoServer::kSendRetry);
+  expect_silence();
+  advance(canopen::SdoServer::kSendRetry);
+  expect_response({0x01, 'o', 't', ' ', 't', 'e', 's', 't'});
+  expect_response({0x82, ' ', 'd', 'e', 'v', 'i', 'c', 'e'});
+}
+
+TEST_F(SdoServerTest, HeldBlockEndTimesOut) {
+  sink().capacity = 64 + 7;
+  const auto data = pattern(3);
+  EXPECT_EQ(initiate_block_download(3), 1);
+  block_segment(1, true, data, 0);
+  expect_ack(1, 1);
+  sink().buffered = sink().capacity;  // never frees
+  const std::uint16_t crc = crc16_xmodem(0, data.data(), data.size());
+  sdo({0xC1 | (4 << 2), lo(crc), hi(crc), 0, 0, 0, 0, 0});
+  expect_silence();
+  advance(milliseconds(499));
+  expect_silence();
+  advance(milliseconds(1));
+  expect_abort(0x1F50, 1, Abort::kTimeout);
+  EXPECT_EQ(sink().end_calls, 0);
+  EXPECT_EQ(sink().cancel_reason, Abort::kTimeout);
+  EXPECT_TRUE(sink().data.empty());
+  expect_recovers();
+}
+
+TEST_F(SdoServerTest, ResetCommunicationInsideSubBlock) {
+  initiate_block_download(100);
+  sdo({0x01, 1, 2, 3, 4, 5, 6, 7});
+  nmt(0x82, 0);
+  const CanFrame boot_up = frames.pop();
+  EXPECT_EQ(boot_up.id, 0x705U);
+  EXPECT_EQ(boot_up.data[0], 0x00);
+  expect_silence();
+  EXPECT_FALSE(node->transfer_active());
+  EXPECT_EQ(sink().cancel_calls, 1);
+  expect_recovers();
+}
+
+TEST_F(SdoServerTest, InitiateInsideSubBlockIsASegment) {
+  // Inside a sub-block the first byte is a sequence number: 0xC6 is segment 70 > block size.
+  sink().capacity = 64 + 3 * 7;
+  EXPECT_EQ(initiate_block_download(100), 3);
+  sdo({0xC6, 0x50, 0x1F, 0x01, 100, 0, 0, 0});
+  expect_abort(0x1F50, 1, Abort::kSequenceNumber);
+  expect_recovers();
 }
 
 // --- block download to a fixed-size object ----------------------------------------------------
