@@ -1,0 +1,522 @@
+// Bus URIs, frame encodings of every transport, slcan against a pseudo-terminal peer, the
+// socketcand client against a small server on loopback, and the in-process endpoint binding.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/can.h>
+#include <linux/can/error.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "rtcanboot/host/endpoint_transport.hpp"
+#include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/master.hpp"
+#include "rtcanboot/host/transports.hpp"
+
+namespace rtcanboot::host {
+namespace {
+
+CanFrame frame(std::uint32_t id, std::initializer_list<std::uint8_t> data, std::uint8_t flags = 0) {
+  CanFrame f;
+  f.id = id;
+  f.flags = flags;
+  f.dlc = static_cast<std::uint8_t>(data.size());
+  std::copy(data.begin(), data.end(), f.data);
+  return f;
+}
+
+std::string usage_error(std::string_view uri) {
+  try {
+    parse_bus_uri(uri);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    return e.what();
+  }
+  return "";
+}
+
+// ---- URIs ------------------------------------------------------------------------------------
+TEST(BusUri, ParsesEveryScheme) {
+  auto s = parse_bus_uri("socketcan://can0");
+  EXPECT_EQ(s.scheme, BusUri::Scheme::kSocketCan);
+  EXPECT_EQ(s.interface, "can0");
+  auto l = parse_bus_uri("slcan:///dev/ttyACM0?bitrate=250000");
+  EXPECT_EQ(l.scheme, BusUri::Scheme::kSlcan);
+  EXPECT_EQ(l.interface, "/dev/ttyACM0");
+  EXPECT_EQ(l.bitrate, 250000U);
+  EXPECT_EQ(parse_bus_uri("slcan:///dev/ttyUSB1").bitrate, 500000U);
+  EXPECT_EQ(parse_bus_uri("slcan:///dev/ttyUSB1?bitrate=1000000&baud=921600").serial_baud, 921600U);
+  auto d = parse_bus_uri("socketcand://127.0.0.1:29999/can1");
+  EXPECT_EQ(d.scheme, BusUri::Scheme::kSocketcand);
+  EXPECT_EQ(d.host, "127.0.0.1");
+  EXPECT_EQ(d.port, 29999);
+  EXPECT_EQ(d.interface, "can1");
+  EXPECT_EQ(parse_bus_uri("socketcand://twin.local/can0").port, 29536);
+  auto v6 = parse_bus_uri("socketcand://[::1]:1234/vcan0");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 1234);
+  EXPECT_EQ(to_string(parse_bus_uri("socketcand://h:5/c")), "socketcand://h:5/c");
+  EXPECT_EQ(to_string(parse_bus_uri("slcan:///dev/x?bitrate=125000")), "slcan:///dev/x?bitrate=125000");
+}
+
+TEST(BusUri, TyposGetAOneLineExplanation) {
+  EXPECT_NE(usage_error("can0").find("did you mean socketcan://can0"), std::string::npos);
+  EXPECT_NE(usage_error("socketcn://can0").find("unknown scheme 'socketcn'"), std::string::npos);
+  EXPECT_NE(usage_error("socketcan://").find("missing interface"), std::string::npos);
+  EXPECT_NE(usage_error("socketcan://can 0").find("not allowed"), std::string::npos);
+  EXPECT_NE(usage_error("slcan://dev/ttyACM0").find("absolute path"), std::string::npos);
+  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?bitrate=300000").find("CiA bit rate"), std::string::npos);
+  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?speed=1").find("unknown option 'speed'"), std::string::npos);
+  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?bitrate=").find("needs a number"), std::string::npos);
+  EXPECT_NE(usage_error("socketcand://host:99999/can0").find("port"), std::string::npos);
+  EXPECT_NE(usage_error("socketcand://host:29536").find("missing channel"), std::string::npos);
+  EXPECT_NE(usage_error("socketcand://:29536/can0").find("missing host"), std::string::npos);
+  EXPECT_NE(usage_error("").find("expected"), std::string::npos);
+  for (const char* bad : {"can0", "socketcand://host:29536", "slcan:///x?bitrate=1"}) {
+    EXPECT_EQ(usage_error(bad).find('\n'), std::string::npos);
+  }
+}
+
+// ---- SocketCAN encoding ------------------------------------------------------------------------
+TEST(SocketCan, EncodesAndDecodesFrames) {
+  ::can_frame raw;
+  socketcan_encode(frame(0x605, {0x40, 0x00, 0x10, 0x00}), raw);
+  EXPECT_EQ(raw.can_id, 0x605U);
+  EXPECT_EQ(raw.can_dlc, 4);
+  EXPECT_EQ(raw.data[0], 0x40);
+  socketcan_encode(frame(0x1ABCDEF0, {1}, CanFrame::kExtended), raw);
+  EXPECT_EQ(raw.can_id, 0x1ABCDEF0U | CAN_EFF_FLAG);
+  socketcan_encode(frame(0x123, {}, CanFrame::kRemote), raw);
+  EXPECT_EQ(raw.can_id, 0x123U | CAN_RTR_FLAG);
+
+  ::can_frame in{};
+  in.can_id = 0x185;
+  in.can_dlc = 8;
+  in.data[7] = 0x77;
+  auto ev = socketcan_decode(in);
+  EXPECT_EQ(ev.kind, RxEvent::Kind::kFrame);
+  EXPECT_EQ(ev.frame.id, 0x185U);
+  EXPECT_EQ(ev.frame.data[7], 0x77);
+  EXPECT_FALSE(ev.frame.extended());
+  in.can_id = 0x12345 | CAN_EFF_FLAG;
+  EXPECT_TRUE(socketcan_decode(in).frame.extended());
+  EXPECT_EQ(socketcan_decode(in).frame.id, 0x12345U);
+}
+
+TEST(SocketCan, MapsErrorFramesToStatus) {
+  ::can_frame err{};
+  err.can_id = CAN_ERR_FLAG | CAN_ERR_BUSOFF;
+  err.can_dlc = CAN_ERR_DLC;
+  auto ev = socketcan_decode(err);
+  EXPECT_EQ(ev.kind, RxEvent::Kind::kStatus);
+  EXPECT_EQ(ev.status.level, BusStatus::Level::kBusOff);
+  EXPECT_NE(ev.status.text.find("bus-off"), std::string::npos);
+
+  err.can_id = CAN_ERR_FLAG | CAN_ERR_ACK;
+  EXPECT_NE(socketcan_error_status(err).text.find("no acknowledge"), std::string::npos);
+  EXPECT_EQ(socketcan_error_status(err).level, BusStatus::Level::kError);
+
+  err.can_id = CAN_ERR_FLAG | CAN_ERR_CRTL;
+  err.data[1] = CAN_ERR_CRTL_RX_OVERFLOW | CAN_ERR_CRTL_TX_WARNING;
+  const auto s = socketcan_error_status(err);
+  EXPECT_NE(s.text.find("receive buffer overflow"), std::string::npos);
+  EXPECT_NE(s.text.find("transmit error warning"), std::string::npos);
+
+  err.can_id = CAN_ERR_FLAG | CAN_ERR_PROT;
+  err.data[2] = CAN_ERR_PROT_STUFF;
+  EXPECT_NE(socketcan_error_status(err).text.find("stuff error"), std::string::npos);
+}
+
+TEST(SocketCan, OpeningWithoutKernelSupportOrInterfaceIsABusError) {
+  try {
+    open_socketcan("rtcbnosuch0");
+    FAIL() << "opened a CAN interface that does not exist";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("socketcan://rtcbnosuch0"), std::string::npos);
+  }
+}
+
+// ---- slcan ---------------------------------------------------------------------------------------
+TEST(Slcan, EncodesFrames) {
+  EXPECT_EQ(slcan_encode(frame(0x605, {0x40, 0x00, 0x10, 0x00, 0, 0, 0, 0})), "t60584000100000000000\r");
+  EXPECT_EQ(slcan_encode(frame(0x7E5, {})), "t7E50\r");
+  EXPECT_EQ(slcan_encode(frame(0x1ABCDEF0, {0xAA}, CanFrame::kExtended)), "T1ABCDEF01AA\r");
+  EXPECT_EQ(slcan_encode(frame(0x123, {}, CanFrame::kRemote)), "r1230\r");
+  CanFrame r = frame(0x1234567, {}, CanFrame::kRemote | CanFrame::kExtended);
+  r.dlc = 2;
+  EXPECT_EQ(slcan_encode(r), "R012345672\r");
+}
+
+TEST(Slcan, DecodesFramesAndRejectsJunk) {
+  auto f = slcan_decode("t5858430010000000000000");
+  ASSERT_FALSE(f);  // 9 data bytes claimed by length: malformed
+  f = slcan_decode("t58584300100000000000");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->id, 0x585U);
+  EXPECT_EQ(f->dlc, 8);
+  EXPECT_EQ(f->data[0], 0x43);
+  f = slcan_decode("t70510000");  // with a 4-digit timestamp... no: dlc 1, data 00, timestamp missing digits
+  EXPECT_FALSE(f);
+  f = slcan_decode("t705100ABCD");  // dlc 1, data 00, timestamp ABCD
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->dlc, 1);
+  f = slcan_decode("T1ABCDEF02BEEF");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->extended());
+  EXPECT_EQ(f->id, 0x1ABCDEF0U);
+  EXPECT_EQ(f->data[1], 0xEF);
+  f = slcan_decode("r1233");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->remote());
+  EXPECT_EQ(f->dlc, 3);
+  EXPECT_FALSE(slcan_decode("t8001"));       // 11-bit id out of range
+  EXPECT_FALSE(slcan_decode("t1239"));       // dlc 9
+  EXPECT_FALSE(slcan_decode("t12320G"));     // not hex
+  EXPECT_FALSE(slcan_decode("x"));
+  EXPECT_FALSE(slcan_decode(""));
+  EXPECT_FALSE(slcan_decode("T3FFFFFFF0"));  // 29-bit id out of range
+}
+
+TEST(Slcan, BitRateCodes) {
+  EXPECT_EQ(*slcan_bitrate_code(10000), 0);
+  EXPECT_EQ(*slcan_bitrate_code(125000), 4);
+  EXPECT_EQ(*slcan_bitrate_code(500000), 6);
+  EXPECT_EQ(*slcan_bitrate_code(800000), 7);
+  EXPECT_EQ(*slcan_bitrate_code(1000000), 8);
+  EXPECT_FALSE(slcan_bitrate_code(83333));
+}
+
+// A pseudo-terminal peer that behaves like an slcan adapter with one CANopen node behind it
+// answering expedited uploads of 0x1000.
+class SlcanPeer {
+ public:
+  SlcanPeer() {
+    char name[256];
+    if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+    path_ = name;
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~SlcanPeer() {
+    stop_ = true;
+    thread_.join();
+    ::close(master_);
+    ::close(slave_);
+  }
+  const std::string& path() const { return path_; }
+  std::vector<std::string> commands() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return commands_;
+  }
+  std::atomic<bool> refuse_bitrate{false};
+  std::atomic<bool> silent{false};
+
+ private:
+  void reply(const std::string& s) { (void)!::write(master_, s.data(), s.size()); }
+  void loop() {
+    std::string buf;
+    while (!stop_) {
+      pollfd p{master_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      char tmp[256];
+      const ssize_t n = ::read(master_, tmp, sizeof tmp);
+      if (n <= 0) continue;
+      buf.append(tmp, static_cast<std::size_t>(n));
+      std::size_t cr;
+      while ((cr = buf.find('\r')) != std::string::npos) {
+        const std::string line = buf.substr(0, cr);
+        buf.erase(0, cr + 1);
+        handle(line);
+      }
+    }
+  }
+  void handle(const std::string& line) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      commands_.push_back(line);
+    }
+    if (silent) return;
+    if (line.empty()) {
+      reply("\r");
+    } else if (line[0] == 'S') {
+      reply(refuse_bitrate ? "\a" : "\r");
+    } else if (line == "O" || line == "C") {
+      reply("\r");
+    } else if (line[0] == 't') {
+      reply("z\r");
+      // An expedited upload request of 0x1000:0 to node 5: answer with device type 0x00020192,
+      // preceded by an unrelated heartbeat, a status line and junk.
+      if (line.rfind("t6058400010", 0) == 0) {
+        reply("t7051" "05" "\r");
+        reply("F00\r");
+        reply("garbage\r");
+        reply("t58584300100092010200\r");
+      }
+    }
+  }
+  int master_ = -1;
+  int slave_ = -1;
+  std::string path_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<std::string> commands_;
+};
+
+TEST(Slcan, TalksToAnAdapterOverAPseudoTerminal) {
+  SlcanPeer peer;
+  auto transport = open_transport("slcan://" + peer.path() + "?bitrate=250000");
+  EXPECT_NE(transport->describe().find("bitrate=250000"), std::string::npos);
+  Master master(*transport);
+  EXPECT_EQ(master.upload_u32(5, 0x1000, 0), 0x0002'0192U);
+  ASSERT_EQ(master.heartbeats().count(5), 1U);
+  EXPECT_EQ(master.heartbeats().at(5).state, canopen::NmtState::kOperational);
+  const auto cmds = peer.commands();
+  // Set-up: close, bit rate S5, open; then the request.
+  auto pos_s = std::find(cmds.begin(), cmds.end(), "S5");
+  auto pos_o = std::find(cmds.begin(), cmds.end(), "O");
+  ASSERT_NE(pos_s, cmds.end());
+  ASSERT_NE(pos_o, cmds.end());
+  EXPECT_LT(pos_s, pos_o);
+  EXPECT_NE(std::find(cmds.begin(), cmds.end(), "C"), cmds.end());
+  EXPECT_NE(std::find(cmds.begin(), cmds.end(), "t60584000100000000000"), cmds.end());
+}
+
+TEST(Slcan, AdapterErrorsAreBusErrors) {
+  SlcanPeer peer;
+  peer.refuse_bitrate = true;
+  try {
+    open_slcan(peer.path(), 500000, 115200);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("refused bit rate"), std::string::npos);
+  }
+  SlcanPeer mute;
+  mute.silent = true;
+  try {
+    open_slcan(mute.path(), 500000, 115200);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("no answer"), std::string::npos);
+  }
+  try {
+    open_slcan("/nonexistent/ttyACM9", 500000, 115200);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos);
+  }
+}
+
+// ---- socketcand -------------------------------------------------------------------------------
+TEST(Socketcand, EncodesSendAndDecodesFrame) {
+  EXPECT_EQ(socketcand_encode_send(frame(0x605, {0x40, 0x00, 0x10})), "< send 605 3 40 00 10 >");
+  EXPECT_EQ(socketcand_encode_send(frame(0x12345, {}, CanFrame::kExtended)), "< send 00012345 0 >");
+  auto f = socketcand_decode_frame("frame 585 1700000000.123456 4300100000000000");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->id, 0x585U);
+  EXPECT_EQ(f->dlc, 8);
+  EXPECT_EQ(f->data[0], 0x43);
+  f = socketcand_decode_frame("frame 00012345 1.0 11 22");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->extended());
+  EXPECT_EQ(f->dlc, 2);
+  f = socketcand_decode_frame("frame 705 1.0");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->dlc, 0);
+  EXPECT_FALSE(socketcand_decode_frame("frame 800 1.0 11"));
+  EXPECT_FALSE(socketcand_decode_frame("frame 123 1.0 1"));
+  EXPECT_FALSE(socketcand_decode_frame("frame 123 1.0 112233445566778899"));
+  EXPECT_FALSE(socketcand_decode_frame("ok"));
+  EXPECT_FALSE(socketcand_decode_frame("frame zz 1.0"));
+}
+
+// A socketcand server on loopback with one node behind it (same answers as the slcan peer).
+class SocketcandServer {
+ public:
+  explicit SocketcandServer(std::string channel = "can0") : channel_(std::move(channel)) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 4) != 0) {
+      throw std::runtime_error("bind/listen");
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~SocketcandServer() {
+    stop_ = true;
+    ::shutdown(listen_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_);
+  }
+  std::uint16_t port() const { return port_; }
+  std::vector<std::string> received() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return received_;
+  }
+
+ private:
+  void send_text(int fd, const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+  void serve() {
+    while (!stop_) {
+      pollfd p{listen_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      const int fd = ::accept(listen_, nullptr, nullptr);
+      if (fd < 0) continue;
+      send_text(fd, "< hi >");
+      std::string buf;
+      bool open = false;
+      while (!stop_) {
+        pollfd q{fd, POLLIN, 0};
+        if (::poll(&q, 1, 20) <= 0) continue;
+        char tmp[512];
+        const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+        if (n <= 0) break;
+        buf.append(tmp, static_cast<std::size_t>(n));
+        std::size_t close_at;
+        while ((close_at = buf.find('>')) != std::string::npos) {
+          const std::string msg = buf.substr(0, close_at + 1);
+          buf.erase(0, close_at + 1);
+          {
+            std::lock_guard<std::mutex> lock(mutex_);
+            received_.push_back(msg);
+          }
+          if (msg == "< open " + channel_ + " >") {
+            open = true;
+            send_text(fd, "< ok >");
+          } else if (msg.rfind("< open ", 0) == 0) {
+            send_text(fd, "< error could not open bus >");
+          } else if (msg == "< rawmode >" && open) {
+            send_text(fd, "< ok >");
+          } else if (msg.rfind("< send 605 8 40 00 10 00", 0) == 0) {
+            // Split across two TCP writes on purpose, with a heartbeat first.
+            send_text(fd, "< frame 705 10.000000 7F >< frame 585 10.0001");
+            send_text(fd, "00 43 00 10 00 92 01 02 00 >");
+          }
+        }
+      }
+      ::close(fd);
+    }
+  }
+  std::string channel_;
+  int listen_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<std::string> received_;
+};
+
+TEST(Socketcand, ClientTalksToAServer) {
+  SocketcandServer server;
+  auto transport = open_transport(fmt::format("socketcand://127.0.0.1:{}/can0", server.port()));
+  Master master(*transport);
+  EXPECT_EQ(master.upload_u32(5, 0x1000, 0), 0x0002'0192U);
+  EXPECT_EQ(master.heartbeats().at(5).state, canopen::NmtState::kPreOperational);
+  const auto got = server.received();
+  ASSERT_GE(got.size(), 3U);
+  EXPECT_EQ(got[0], "< open can0 >");
+  EXPECT_EQ(got[1], "< rawmode >");
+  EXPECT_EQ(got[2], "< send 605 8 40 00 10 00 00 00 00 00 >");
+}
+
+TEST(Socketcand, RefusedChannelAndNoServerAreBusErrors) {
+  SocketcandServer server("can0");
+  try {
+    open_socketcand("127.0.0.1", server.port(), "can7");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("could not open bus"), std::string::npos);
+  }
+  // A port nobody listens on: take a fresh server's port and shut it down.
+  std::uint16_t dead_port;
+  {
+    SocketcandServer gone;
+    dead_port = gone.port();
+  }
+  try {
+    open_socketcand("127.0.0.1", dead_port, "can0");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos);
+  }
+}
+
+// ---- in-process endpoint binding --------------------------------------------------------------
+struct FakeTimedFrame {
+  CanFrame frame;
+  std::uint64_t sof = 0;
+  std::uint64_t eof = 0;
+};
+// Shaped like the twin's Endpoint: a node behind it answers expedited uploads 1 ms later.
+struct FakeEndpoint {
+  std::uint64_t now_ns = 0;
+  std::deque<std::pair<std::uint64_t, CanFrame>> scheduled;
+  std::deque<FakeTimedFrame> rx;
+  void send(const CanFrame& f) {
+    if (f.id == 0x605) {
+      CanFrame r = f;
+      r.id = 0x585;
+      r.data[0] = 0x4F;
+      r.data[4] = 0x99;
+      scheduled.emplace_back(now_ns + 1'000'000, r);
+    }
+  }
+  std::optional<FakeTimedFrame> receive() {
+    if (rx.empty()) return std::nullopt;
+    auto f = rx.front();
+    rx.pop_front();
+    return f;
+  }
+  std::size_t rx_pending() const { return rx.size(); }
+  void run(std::uint64_t deadline, const std::function<bool()>& stop) {
+    while (!stop()) {
+      if (scheduled.empty() || scheduled.front().first > deadline) {
+        now_ns = std::max(now_ns, deadline);
+        return;
+      }
+      now_ns = scheduled.front().first;
+      rx.push_back({scheduled.front().second, now_ns - 100'000, now_ns});
+      scheduled.pop_front();
+    }
+  }
+};
+
+TEST(EndpointTransport, RunsTheSimulationWhileWaiting) {
+  FakeEndpoint ep;
+  EndpointTransport<FakeEndpoint> t(
+      ep, [&] { return ep.now_ns; }, [&](std::uint64_t d, const std::function<bool()>& stop) { ep.run(d, stop); });
+  Master master(t);
+  EXPECT_EQ(master.upload_u8(5, 0x1001, 0), 0x99);
+  EXPECT_EQ(t.clock().now(), 1000U);  // exactly one simulated millisecond
+  // Nobody answers node 6: the timeout passes in virtual time only.
+  master.options().retries = 0;
+  EXPECT_THROW(master.upload_u8(6, 0x1001, 0), SdoError);
+  EXPECT_EQ(t.clock().now(), 1000U + master.options().sdo.timeout);
+}
+
+}  // namespace
+}  // namespace rtcanboot::host
