@@ -301,6 +301,7 @@ void Bus::inject_bus_off(BusNode& node, Nanos at) {
       bus_off_injections_.emplace_back(target, clock_.now());
       return;
     }
+    consume_idle(clock_.now());  // recovery counts recessive bits from now on
     ErrorCounters c = target->counters_;
     c.tec = 256;
     apply_counters(target, c, clock_.now());
