@@ -93,6 +93,13 @@ std::optional<CanFrame> CoreRig::receive(std::uint32_t id, Micros timeout) {
   return std::nullopt;
 }
 
+void CoreRig::flush() {
+  while (!inbox_.empty() && !flash_.power_lost()) {
+    if (inbox_.front().at > now_) run_until(inbox_.front().at);
+    inbox_.pop_front();
+  }
+}
+
 std::optional<CanFrame> CoreRig::response(Micros asked_at) {
   auto frame = receive(canopen::kSdoTxBase + node_id(), sdo_timeout);
   if (frame) max_response_delay_ = std::max(max_response_delay_, now_ - asked_at);
@@ -138,6 +145,7 @@ CoreRig::SdoResult unexpected() {
 }  // namespace
 
 CoreRig::SdoResult CoreRig::sdo_read(std::uint16_t index, std::uint8_t sub) {
+  flush();
   send(sdo_frame(node_id(), 0x40, index, sub, 0));
   const auto reply = response(now_);
   if (!reply) return timed_out();
@@ -150,6 +158,7 @@ CoreRig::SdoResult CoreRig::sdo_read(std::uint16_t index, std::uint8_t sub) {
 
 CoreRig::SdoResult CoreRig::sdo_write(std::uint16_t index, std::uint8_t sub, std::uint32_t value,
                                       std::uint8_t size) {
+  flush();
   const auto command = static_cast<std::uint8_t>(0x23 | ((4 - size) << 2));
   send(sdo_frame(node_id(), command, index, sub, value));
   const auto reply = response(now_);
@@ -166,6 +175,7 @@ void CoreRig::sdo_abort(std::uint16_t index, std::uint8_t sub, Abort code) {
 CoreRig::SdoResult CoreRig::sdo_download_segmented(std::uint16_t index, std::uint8_t sub,
                                                    const std::vector<std::uint8_t>& data,
                                                    bool size_indicated) {
+  flush();
   send(sdo_frame(node_id(), size_indicated ? 0x21 : 0x20, index, sub,
                  size_indicated ? static_cast<std::uint32_t>(data.size()) : 0));
   auto reply = response(now_);
@@ -196,6 +206,7 @@ CoreRig::SdoResult CoreRig::sdo_download_segmented(std::uint16_t index, std::uin
 CoreRig::SdoResult CoreRig::sdo_download_block(std::uint16_t index, std::uint8_t sub,
                                                const std::vector<std::uint8_t>& data,
                                                std::optional<std::uint32_t> announced_size) {
+  flush();
   const auto size = announced_size.value_or(static_cast<std::uint32_t>(data.size()));
   send(sdo_frame(node_id(), 0xC6, index, sub, size));  // CRC supported, size indicated
   auto reply = response(now_);
@@ -225,9 +236,12 @@ CoreRig::SdoResult CoreRig::sdo_download_block(std::uint16_t index, std::uint8_t
       send(frame);
       sent = seq;
       // An abort may arrive in the middle of a sub-block.
-      if (!inbox_.empty() && inbox_.front().frame.id == canopen::kSdoTxBase + node_id() &&
-          is_abort(inbox_.front().frame)) {
-        const auto abort_frame = receive(canopen::kSdoTxBase + node_id(), 0);
+      const bool abort_waiting =
+          std::any_of(inbox_.begin(), inbox_.end(), [&](const Arrived& arrived) {
+            return arrived.frame.id == canopen::kSdoTxBase + node_id() && is_abort(arrived.frame);
+          });
+      if (abort_waiting) {
+        const auto abort_frame = receive(canopen::kSdoTxBase + node_id(), sdo_timeout);
         if (abort_frame) return aborted(*abort_frame);
       }
       if (last) break;

@@ -29,6 +29,7 @@ class CoreRig {
   // Constructs a fresh Bootloader (as after a reset) and starts it at now().
   void boot();
   Bootloader& bootloader() { return *bootloader_; }
+  bool bootloader_ready() const { return bootloader_ != nullptr; }
   NorFlashFake& flash() { return flash_; }
   Micros now() const { return now_; }
   BootloaderSettings& settings() { return settings_; }
@@ -88,6 +89,8 @@ class CoreRig {
     CoreRig& rig_;
   };
   std::optional<CanFrame> response(Micros asked_at);
+  // Drops whatever the node sent before a new request (late answers to an aborted transfer).
+  void flush();
   Micros frame_time(const CanFrame& frame) const;
 
   NorFlashFake& flash_;

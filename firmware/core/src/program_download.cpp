@@ -71,8 +71,9 @@ Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
     set_status(FlashStatus::kAddressError, FlashDetail::kTooLarge);
     return Abort::kTypeMismatch;
   }
-  // A running clear gives way: its REVOKE (if in flight) completes, and the download's own lazy
-  // erase takes over what is needed.
+  // A running clear gives way: its REVOKE still happens (even if this download fails at its
+  // header), and the download's own lazy erase takes over what is needed.
+  if (phase_ == Phase::kClearing) clear_revoke_pending_ = true;
   writer_.stop();
   phase_ = Phase::kHeader;
   transfer_open_ = true;
@@ -93,8 +94,10 @@ std::uint32_t ProgramDownload::free_space() const {
   // Let a pending abort (or excess data) reach write() promptly.
   if (pending_abort_ != Abort::kNone || !transfer_open_) return writer_.ring_capacity();
   if (phase_ == Phase::kHeader) return writer_.ring_capacity();
+  // Ring room, not capped by the rest of the payload: the SDO server wants room for a whole
+  // segment even when the last one is shorter; excess data is refused by write().
   if (phase_ == Phase::kPayload && payload_received_ < header_.payload_length) {
-    return writer_.free_space();
+    return writer_.ring_room();
   }
   return writer_.ring_capacity();
 }
@@ -232,6 +235,8 @@ bool ProgramDownload::revoke_then_arm() {
     if (!revoke_requested_) fail_background(FlashStatus::kWriteError, FlashDetail::kJournalFailed);
     return false;
   }
+  clear_revoke_pending_ = false;
+  if (phase_ == Phase::kHeader) return true;  // nothing to arm before the header is known
   armed_ = true;
   writer_.arm();
   return true;
@@ -242,7 +247,9 @@ void ProgramDownload::poll() {
   writer_.poll();
   switch (phase_) {
     case Phase::kIdle:
+      return;
     case Phase::kHeader:
+      if (clear_revoke_pending_ && revoke_then_arm()) clear_revoke_pending_ = false;
       return;
     case Phase::kPayload:
     case Phase::kFinishing:

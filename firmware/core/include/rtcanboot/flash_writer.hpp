@@ -53,8 +53,10 @@ class FlashWriter {
   // Abandons the job (an operation in flight still completes in poll()).
   void stop();
 
-  // Ring space for push(); 0 when no write job is open.
+  // Ring space for push(), never more than the rest of the payload; 0 when no write job is open.
   std::uint32_t free_space() const;
+  // Ring space regardless of the payload length (pacing a client whose last segment is short).
+  std::uint32_t ring_room() const { return capacity_ - pending_bytes(); }
   // Queues payload bytes (in order); returns how many were taken (at most free_space()).
   std::uint32_t push(const std::uint8_t* data, std::uint32_t length);
   // Every byte has been pushed: program the tail, then verify.

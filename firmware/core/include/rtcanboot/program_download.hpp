@@ -46,7 +46,11 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   const journal::InstalledImage& installed() const { return journal_.installed(); }
   // A committed application the boot decision found damaged does not count as a valid program.
   void mark_installed_damaged() { damaged_ = true; }
-  bool valid_program() const { return journal_.installed().valid && !damaged_; }
+  // A committed, undamaged application that no clear is removing.
+  bool valid_program() const {
+    return journal_.installed().valid && !damaged_ && phase_ != Phase::kClearing &&
+           !clear_revoke_pending_;
+  }
 
   // ProgramControl
   DownloadSink* program_data(std::uint8_t sub) override;
@@ -98,6 +102,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool armed_ = false;  // revoke done, flash work of the current job may run
   bool start_requested_ = false;
   bool revoke_requested_ = false;
+  bool clear_revoke_pending_ = false;  // a download interrupted a clear before its REVOKE
   bool damaged_ = false;
   canopen::Abort pending_abort_ = canopen::Abort::kNone;  // for the next write()/end()
   canopen::FlashStatus status_ = canopen::FlashStatus::kOk;

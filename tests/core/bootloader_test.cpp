@@ -1,0 +1,476 @@
+// The Bootloader end to end: the real CanopenNode, SDO frames on a bit-timed bus, the strict NOR
+// fake. Program download (block and segmented), every 0x1F50/51/56/57 behaviour, the boot
+// decision and the boot window.
+#include "rtcanboot/bootloader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core_rig.hpp"
+#include "image_builder.hpp"
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "strict_flash.hpp"
+
+namespace rtcanboot {
+namespace {
+
+using canopen::Abort;
+using canopen::BootReason;
+using canopen::FlashDetail;
+using canopen::FlashStatus;
+using test::CoreRig;
+using test::NorFlashFake;
+namespace mm = memory_map;
+namespace od = canopen::od;
+
+using Bytes = std::vector<std::uint8_t>;
+
+[[maybe_unused]] constexpr std::uint32_t status_word(FlashStatus status,
+                                                     FlashDetail detail = FlashDetail::kNone) {
+  return canopen::flash_status_word(false, status, detail);
+}
+
+class BootloaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::fail_on_violation(flash);
+    // Something recognisable where the bootloader lives: it must never change.
+    for (std::uint32_t i = 0; i < mm::kBootloaderSize; ++i) {
+      flash.contents()[i] = static_cast<std::uint8_t>(i * 13 + 7);
+    }
+    bootloader_image.assign(flash.contents().begin(),
+                            flash.contents().begin() + mm::kBootloaderSize);
+  }
+  void TearDown() override {
+    EXPECT_TRUE(
+        std::equal(bootloader_image.begin(), bootloader_image.end(), flash.contents().begin()))
+        << "the bootloader region changed";
+    if (rig.bootloader_ready()) EXPECT_EQ(rig.bootloader().refused_flash_requests(), 0U);
+  }
+
+  // Installs `payload` through a full block download and waits for the commit.
+  void install(const Bytes& payload, std::uint32_t version = 1) {
+    const auto result =
+        rig.sdo_download_block(od::kProgramData, 1, test::make_container(payload, version));
+    ASSERT_TRUE(result.ok()) << std::hex << static_cast<std::uint32_t>(result.abort);
+    ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  }
+  bool app_in_flash(const Bytes& payload) {
+    return std::equal(payload.begin(), payload.end(), flash.contents().begin() + mm::kAppOffset);
+  }
+  std::uint32_t read(std::uint16_t index, std::uint8_t sub = 1) {
+    const auto result = rig.sdo_read(index, sub);
+    EXPECT_TRUE(result.ok()) << std::hex << index << " abort "
+                             << static_cast<std::uint32_t>(result.abort);
+    return result.value;
+  }
+  Abort write(std::uint16_t index, std::uint8_t sub, std::uint32_t value, std::uint8_t size = 1) {
+    const auto result = rig.sdo_write(index, sub, value, size);
+    EXPECT_FALSE(result.timed_out);
+    return result.abort;
+  }
+  void reboot() {
+    rig.run_for(1000);
+    rig.boot();
+  }
+
+  NorFlashFake flash{test::NorTiming::typical()};
+  Bytes bootloader_image;
+  CoreRig rig{flash, test::test_settings()};
+};
+
+TEST_F(BootloaderTest, FreshDeviceStaysInTheBootloaderWithNoProgram) {
+  rig.boot();
+  ASSERT_FALSE(rig.history().empty());
+  EXPECT_EQ(rig.history().front().frame.id, 0x705U);  // boot-up
+  EXPECT_EQ(rig.history().front().frame.data[0], 0x00);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kNoValidApplication);
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  EXPECT_EQ(read(od::kSoftwareId), 0U);
+  EXPECT_EQ(read(od::kFlashStatus), 0U);
+  EXPECT_EQ(read(od::kRtcanbootInfo, 5),
+            static_cast<std::uint32_t>(BootReason::kNoValidApplication));
+  EXPECT_EQ(read(od::kRtcanbootInfo, 3), mm::kAppAddress);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+}
+
+TEST_F(BootloaderTest, BlockDownloadInstallsVerifiesAndCommits) {
+  rig.boot();
+  const Bytes payload = test::make_payload(100'000, 1);
+  const auto result = rig.sdo_download_block(od::kProgramData, 1, test::make_container(payload, 7));
+  ASSERT_TRUE(result.ok()) << std::hex << static_cast<std::uint32_t>(result.abort);
+  // The end of the transfer is answered at once; the rest runs in the background.
+  EXPECT_EQ(read(od::kFlashStatus) & 1U, 1U);
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+  EXPECT_EQ(read(od::kSoftwareId), crc32(0, payload.data(), payload.size()));
+  EXPECT_EQ(read(od::kRtcanbootInfo, 6), 7U);
+  EXPECT_TRUE(app_in_flash(payload));
+  EXPECT_TRUE(rig.bootloader().installed().valid);
+  // A reboot finds it valid and starts it straight away (no boot window).
+  reboot();
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  EXPECT_TRUE(rig.bootloader().decision().start_application);
+}
+
+TEST_F(BootloaderTest, SegmentedDownloadWorksToo) {
+  rig.boot();
+  const Bytes payload = test::make_payload(3000, 2);
+  const auto result =
+      rig.sdo_download_segmented(od::kProgramData, 1, test::make_container(payload));
+  ASSERT_TRUE(result.ok()) << std::hex << static_cast<std::uint32_t>(result.abort);
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  EXPECT_EQ(read(od::kSoftwareId), crc32(0, payload.data(), payload.size()));
+  EXPECT_TRUE(app_in_flash(payload));
+}
+
+// --- 0x1F51 program control ---------------------------------------------------------------------
+
+TEST_F(BootloaderTest, StartWithoutValidProgramIsRefused) {
+  rig.boot();
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kDeviceState);
+  EXPECT_EQ(write(od::kProgramControl, 1, 2), Abort::kDeviceState);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+}
+
+TEST_F(BootloaderTest, StopIsAcceptedAndUnknownCommandsAreOutOfRange) {
+  rig.boot();
+  EXPECT_EQ(write(od::kProgramControl, 1, 0), Abort::kNone);
+  EXPECT_EQ(write(od::kProgramControl, 1, 4), Abort::kValueRange);
+  EXPECT_EQ(write(od::kProgramControl, 1, 0xFF), Abort::kValueRange);
+}
+
+TEST_F(BootloaderTest, StartWithValidProgramAnswersFirstThenAsksForTheApplication) {
+  rig.boot();
+  install(test::make_payload(5000, 3));
+  rig.settings().entry_requested = true;  // otherwise it would start without waiting
+  for (std::uint32_t command : {1U, 2U}) {
+    reboot();
+    const std::size_t frames_before = rig.history().size();
+    EXPECT_EQ(write(od::kProgramControl, 1, command), Abort::kNone);
+    // The SDO response was handed to the bus before the action became pending.
+    ASSERT_GT(rig.history().size(), frames_before);
+    EXPECT_EQ(rig.history().back().frame.data[0], 0x60);
+    EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  }
+}
+
+TEST_F(BootloaderTest, ClearRevokesAndErasesInTheBackground) {
+  rig.boot();
+  const Bytes payload = test::make_payload(150'000, 4);
+  install(payload);
+  ASSERT_EQ(read(od::kProgramControl), 0U);
+  EXPECT_EQ(write(od::kProgramControl, 1, 3), Abort::kNone);  // acknowledged at once
+  EXPECT_EQ(read(od::kFlashStatus) & 1U, 1U);
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  EXPECT_EQ(read(od::kSoftwareId), 0U);
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  EXPECT_TRUE(std::all_of(flash.contents().begin() + mm::kAppOffset,
+                          flash.contents().begin() + mm::kRecordsOffset,
+                          [](std::uint8_t b) { return b == 0xFF; }));
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kNoValidApplication);
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+}
+
+TEST_F(BootloaderTest, DownloadMayStartWhileAClearRuns) {
+  rig.boot();
+  install(test::make_payload(300'000, 5));
+  EXPECT_EQ(write(od::kProgramControl, 1, 3), Abort::kNone);
+  rig.run_for(20'000);
+  ASSERT_EQ(read(od::kFlashStatus) & 1U, 1U);
+  const Bytes payload = test::make_payload(70'000, 6);
+  const auto result = rig.sdo_download_block(od::kProgramData, 1, test::make_container(payload));
+  ASSERT_TRUE(result.ok()) << std::hex << static_cast<std::uint32_t>(result.abort);
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  EXPECT_EQ(read(od::kSoftwareId), crc32(0, payload.data(), payload.size()));
+  EXPECT_TRUE(app_in_flash(payload));
+}
+
+TEST_F(BootloaderTest, DownloadWithoutClearReplacesTheApplication) {
+  rig.boot();
+  install(test::make_payload(200'000, 7), 1);
+  const Bytes second = test::make_payload(90'000, 8);
+  install(second, 2);
+  EXPECT_EQ(read(od::kSoftwareId), crc32(0, second.data(), second.size()));
+  EXPECT_EQ(read(od::kRtcanbootInfo, 6), 2U);
+  EXPECT_TRUE(app_in_flash(second));
+  reboot();
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderTest, ProgramDataIsWriteOnlyAndOtherSubIndicesDoNotExist) {
+  rig.boot();
+  EXPECT_EQ(rig.sdo_read(od::kProgramData, 1).abort, Abort::kWriteOnly);
+  EXPECT_NE(write(od::kProgramControl, 2, 1), Abort::kNone);
+}
+
+// --- refused downloads
+// -----------------------------------------------------------------------------
+
+TEST_F(BootloaderTest, ImpossibleSizeAtInitiateIsRefusedBeforeAnything) {
+  rig.boot();
+  const Bytes container = test::make_container(test::make_payload(1000, 1));
+  auto result = rig.sdo_download_block(od::kProgramData, 1, container, 10U);
+  EXPECT_EQ(result.abort, Abort::kTypeMismatch);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kLengthMismatch));
+  result = rig.sdo_download_block(od::kProgramData, 1, container, mm::kAppSize + 2000);
+  EXPECT_EQ(result.abort, Abort::kTypeMismatch);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kAddressError, FlashDetail::kTooLarge));
+  EXPECT_EQ(flash.mutating_ops(), 0U);
+}
+
+TEST_F(BootloaderTest, AnnouncedSizeThatDisagreesWithTheHeaderIsRefusedBeforeErasing) {
+  rig.boot();
+  install(test::make_payload(4000, 1));
+  const std::uint32_t ops = flash.mutating_ops();
+  const Bytes container = test::make_container(test::make_payload(1000, 2));
+  const auto result = rig.sdo_download_block(od::kProgramData, 1, container,
+                                             static_cast<std::uint32_t>(container.size() + 7));
+  EXPECT_EQ(result.abort, Abort::kTypeMismatch);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kLengthMismatch));
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_EQ(read(od::kProgramControl), 0U);  // the installed application is untouched
+}
+
+TEST_F(BootloaderTest, HeaderErrorsAbortWithTheirFlashStatusAndKeepTheApplication) {
+  rig.boot();
+  const Bytes installed = test::make_payload(4000, 1);
+  install(installed);
+  const std::uint32_t ops = flash.mutating_ops();
+  struct Case {
+    void (*patch)(image::Header&);
+    FlashStatus status;
+    FlashDetail detail;
+  };
+  const Case cases[] = {
+      {[](image::Header& h) { h.vendor_id ^= 1; }, FlashStatus::kWrongProduct,
+       FlashDetail::kProductMismatch},
+      {[](image::Header& h) { h.product_code ^= 1; }, FlashStatus::kWrongProduct,
+       FlashDetail::kProductMismatch},
+      {[](image::Header& h) { h.load_address = mm::kFlashBase; }, FlashStatus::kAddressError,
+       FlashDetail::kLoadAddress},
+      {[](image::Header& h) { h.format_version = 2; }, FlashStatus::kDataFormatUnknown,
+       FlashDetail::kBadFormatVersion},
+      {[](image::Header& h) { h.flags = 1; }, FlashStatus::kDataFormatUnknown,
+       FlashDetail::kUnsupportedFlags},
+  };
+  for (const Case& c : cases) {
+    const Bytes payload = test::make_payload(2000, 9);
+    image::Header header = test::header_for(payload);
+    c.patch(header);
+    const auto result =
+        rig.sdo_download_block(od::kProgramData, 1, test::make_container(header, payload));
+    EXPECT_EQ(result.abort, Abort::kCannotStore);
+    EXPECT_EQ(read(od::kFlashStatus), status_word(c.status, c.detail));
+  }
+  Bytes bad_magic = test::make_container(test::make_payload(2000, 9));
+  bad_magic[0] = 'X';
+  EXPECT_EQ(rig.sdo_download_block(od::kProgramData, 1, bad_magic).abort, Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatUnknown, FlashDetail::kBadMagic));
+  Bytes bad_crc = test::make_container(test::make_payload(2000, 9));
+  bad_crc[0x30] ^= 0x40;
+  EXPECT_EQ(rig.sdo_download_block(od::kProgramData, 1, bad_crc).abort, Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderCrc));
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+  EXPECT_EQ(read(od::kSoftwareId), crc32(0, installed.data(), installed.size()));
+}
+
+TEST_F(BootloaderTest, PayloadCrcOrShaMismatchAbortsAtTheEndAndNothingIsCommitted) {
+  rig.boot();
+  const Bytes payload = test::make_payload(20'000, 3);
+  Bytes container = test::make_container(payload);
+  container[container.size() - 100] ^= 0x01;
+  EXPECT_EQ(rig.sdo_download_block(od::kProgramData, 1, container).abort, Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kPayloadCrc));
+
+  image::Header header = test::header_for(payload);
+  header.payload_sha256[5] ^= 0x80;
+  EXPECT_EQ(
+      rig.sdo_download_block(od::kProgramData, 1, test::make_container(header, payload)).abort,
+      Abort::kCannotStore);
+  rig.run_for(500'000);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kPayloadSha256));
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kNoValidApplication);
+}
+
+TEST_F(BootloaderTest, TruncatedAndOverlongDownloadsAreLengthMismatches) {
+  rig.boot();
+  const Bytes container = test::make_container(test::make_payload(3000, 3));
+  Bytes shorter(container.begin(), container.end() - 5);
+  EXPECT_EQ(rig.sdo_download_segmented(od::kProgramData, 1, shorter, false).abort,
+            Abort::kTypeMismatch);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kLengthMismatch));
+  Bytes longer = container;
+  longer.insert(longer.end(), 9, 0xAA);
+  EXPECT_EQ(rig.sdo_download_segmented(od::kProgramData, 1, longer, false).abort,
+            Abort::kTypeMismatch);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kLengthMismatch));
+  Bytes header_only(container.begin(), container.begin() + 60);
+  EXPECT_EQ(rig.sdo_download_segmented(od::kProgramData, 1, header_only, false).abort,
+            Abort::kTypeMismatch);
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+}
+
+TEST_F(BootloaderTest, VectorTableThatCannotStartIsRefused) {
+  rig.boot();
+  Bytes payload = test::make_payload(3000, 3);
+  store_le32(payload.data() + 4, mm::kAppAddress + 0x200);  // no Thumb bit
+  EXPECT_EQ(rig.sdo_download_block(od::kProgramData, 1, test::make_container(payload)).abort,
+            Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable));
+}
+
+TEST_F(BootloaderTest, FlashErrorDuringDownloadIsAHardwareAbort) {
+  rig.boot();
+  flash.fail_operation_at(3);
+  const auto result = rig.sdo_download_block(od::kProgramData, 1,
+                                             test::make_container(test::make_payload(50'000, 3)));
+  EXPECT_EQ(result.abort, Abort::kHardware);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kWriteError, FlashDetail::kProgramFailed));
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  // The next attempt succeeds.
+  install(test::make_payload(50'000, 4));
+}
+
+TEST_F(BootloaderTest, MasterAbortPartWayLeavesNoValidProgram) {
+  rig.boot();
+  install(test::make_payload(10'000, 1));
+  rig.stop_after_bytes = 30'000;
+  EXPECT_TRUE(rig.sdo_download_block(od::kProgramData, 1,
+                                     test::make_container(test::make_payload(80'000, 2)))
+                  .timed_out);
+  rig.stop_after_bytes = 0;
+  rig.sdo_abort(od::kProgramData, 1, Abort::kGeneral);
+  rig.run_for(200'000);
+  EXPECT_EQ(read(od::kFlashStatus), status_word(FlashStatus::kUnspecified, FlashDetail::kAborted));
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kNoValidApplication);
+}
+
+// --- boot decision
+// -----------------------------------------------------------------------------------
+
+TEST_F(BootloaderTest, BootWindowStartsTheApplicationWhenNobodyCalls) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.settings().provisioning.boot_window_ms = 200;
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kBootWindow);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  rig.run_for(199'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  rig.run_for(2'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderTest, MasterAddressingTheNodeInTheWindowHoldsIt) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.settings().provisioning.boot_window_ms = 200;
+  reboot();
+  rig.run_for(50'000);
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+  rig.run_for(1'000'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kHeldByMaster);
+  EXPECT_EQ(read(od::kRtcanbootInfo, 5), static_cast<std::uint32_t>(BootReason::kHeldByMaster));
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kNone);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderTest, ValidApplicationWithoutWindowStartsSilently) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.run_for(1000);
+  const std::size_t frames = rig.history().size();
+  rig.boot();
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  EXPECT_EQ(rig.history().size(), frames);  // not even a boot-up message
+}
+
+TEST_F(BootloaderTest, EntryRequestKeepsTheBootloaderWithTheApplicationStillValid) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.settings().entry_requested = true;
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kEntryRequest);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kNone);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderTest, DamagedApplicationIsNotStartedAndNotOffered) {
+  rig.boot();
+  const Bytes payload = test::make_payload(5000, 1);
+  install(payload);
+  flash.contents()[mm::kAppOffset + 3000] &= 0x7F;  // a bit rots
+  flash.contents()[mm::kAppOffset + 3001] &= 0x7F;
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kApplicationDamaged);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  EXPECT_EQ(read(od::kSoftwareId), 0U);
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kDeviceState);
+  install(payload);  // a new download repairs it
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+}
+
+TEST_F(BootloaderTest, NmtResetNodeBecomesAPendingReset) {
+  rig.boot();
+  CanFrame nmt;
+  nmt.id = 0;
+  nmt.dlc = 2;
+  nmt.data[0] = 0x81;
+  nmt.data[1] = rig.node_id();
+  rig.send(nmt);
+  rig.run_for(1000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kReset);
+}
+
+TEST_F(BootloaderTest, ProvisionedNodeIdAndSerialAreUsed) {
+  rig.settings().provisioning.node_id = 0x21;
+  rig.settings().provisioning.serial = 0xABCD;
+  rig.boot();
+  EXPECT_EQ(rig.history().front().frame.id, 0x721U);
+  EXPECT_EQ(read(od::kIdentity, 4), 0xABCDU);
+}
+
+TEST(BootDecision, VectorTableSanity) {
+  const std::uint32_t app = mm::kAppAddress;
+  EXPECT_TRUE(vector_table_sane(0x2002'0000, app + 0x201, 0x1000));
+  EXPECT_TRUE(vector_table_sane(0x2020'1000, app + 0x201, 0x1000));    // OCRAM
+  EXPECT_TRUE(vector_table_sane(0x202C'0000, app + 0x201, 0x1000));    // top of OCRAM
+  EXPECT_FALSE(vector_table_sane(0x2000'0000, app + 0x201, 0x1000));   // empty stack
+  EXPECT_FALSE(vector_table_sane(0x2002'0004, app + 0x201, 0x1000));   // past DTCM
+  EXPECT_FALSE(vector_table_sane(0x2001'0002, app + 0x201, 0x1000));   // unaligned
+  EXPECT_FALSE(vector_table_sane(0x7002'0000, app + 0x201, 0x1000));   // SP in flash
+  EXPECT_FALSE(vector_table_sane(0x2002'0000, app + 0x200, 0x1000));   // no Thumb bit
+  EXPECT_FALSE(vector_table_sane(0x2002'0000, app + 0x1001, 0x1000));  // past the payload
+  EXPECT_FALSE(vector_table_sane(0x2002'0000, mm::kFlashBase + 0x1001, 0x1000));  // bootloader
+  EXPECT_FALSE(vector_table_sane(0xFFFF'FFFF, 0xFFFF'FFFF, 0x1000));              // erased flash
+}
+
+}  // namespace
+}  // namespace rtcanboot
