@@ -85,6 +85,7 @@ FlashResult RomFlash::start(std::uint32_t sequence, std::uint32_t offset, std::u
     started = command(sequence, offset);
   }
   if (!started) return FlashResult::kFailed;
+  mpu_lock_flash_window(true);
   operation_ = operation;
   offset_ = offset;
   length_ = length;
@@ -130,6 +131,7 @@ FlashResult RomFlash::start_program(std::uint32_t offset, const std::uint8_t* pa
 void RomFlash::finish(FlashResult result) {
   // The AHB RX buffers and the D-cache may still hold the old contents of the range.
   driver_->clear_cache(rom::kFlexspi2Instance);
+  if (!device_may_be_busy_) mpu_lock_flash_window(false);
   dcache_invalidate_range(mm::kFlashBase + offset_, length_);
   operation_ = Operation::kNone;
   result_ = result;
@@ -161,6 +163,7 @@ bool RomFlash::device_idle() {
   if (!read_status(status) || (status & kStatusBusy) != 0) return false;
   device_may_be_busy_ = false;
   driver_->clear_cache(rom::kFlexspi2Instance);
+  mpu_lock_flash_window(false);
   dcache_invalidate_range(mm::kFlashBase, mm::kFlashSize);
   return true;
 }

@@ -96,22 +96,39 @@ void icache_invalidate_and_disable() {
   isb();
 }
 
+namespace {
+constexpr std::uint32_t kFlashWindowRegion = 1;
+constexpr std::uint32_t kFlashWindowReadable = mpu::kRasrExecuteNever | mpu::kRasrApReadOnly |
+                                               mpu::kRasrNormalWriteBack | mpu::rasr_size(22) |
+                                               mpu::kRasrEnable;
+constexpr std::uint32_t kFlashWindowLocked =
+    mpu::kRasrExecuteNever | mpu::kRasrApNone | mpu::rasr_size(22) | mpu::kRasrEnable;
+}  // namespace
+
 void mpu_configure_bootloader() {
   mpu_disable();
-  // Region 0: 0x6000_0000-0x7FFF_FFFF (both FlexSPI windows and their FIFOs' address space):
-  // no access, never executable. Nothing in the bootloader reads FlexSPI1 (not populated), and
-  // XN stops speculative instruction fetches into the QSPI flash (Arm erratum 1013783 class).
+  // Region 0: the FlexSPI1 window 0x6000_0000-0x6FFF_FFFF (no device on the RT1064): no access,
+  // never executable, so no speculative access can reach an unpopulated bus.
   reg32(mpu::kRnr) = 0;
   reg32(mpu::kRbar) = 0x6000'0000;
   reg32(mpu::kRasr) =
-      mpu::kRasrExecuteNever | mpu::kRasrApNone | mpu::rasr_size(29) | mpu::kRasrEnable;
+      mpu::kRasrExecuteNever | mpu::kRasrApNone | mpu::rasr_size(28) | mpu::kRasrEnable;
   // Region 1: the 4 MiB QSPI flash window. Data reads only (read-back, records), cacheable
-  // write-back (D-cache invalidated by range after every erase/program), never executable.
-  reg32(mpu::kRnr) = 1;
+  // write-back (D-cache invalidated by range after every erase/program), never executable, so
+  // the core never fetches instructions from it, not even speculatively.
+  reg32(mpu::kRnr) = kFlashWindowRegion;
   reg32(mpu::kRbar) = 0x7000'0000;
-  reg32(mpu::kRasr) = mpu::kRasrExecuteNever | mpu::kRasrApReadOnly | mpu::kRasrNormalWriteBack |
-                      mpu::rasr_size(22) | mpu::kRasrEnable;
+  reg32(mpu::kRasr) = kFlashWindowReadable;
   reg32(mpu::kCtrl) = mpu::kCtrlEnable | mpu::kCtrlPrivDefEna;
+  dsb();
+  isb();
+}
+
+void mpu_lock_flash_window(bool locked) {
+  if ((reg32(mpu::kCtrl) & mpu::kCtrlEnable) == 0) return;
+  dsb();
+  reg32(mpu::kRnr) = kFlashWindowRegion;
+  reg32(mpu::kRasr) = locked ? kFlashWindowLocked : kFlashWindowReadable;
   dsb();
   isb();
 }

@@ -59,9 +59,13 @@ void icache_enable();
 void icache_invalidate_and_disable();
 void icache_invalidate();
 
-// MPU: background map for privileged code, the FlexSPI windows read-only/no-access and never
-// executable (so no speculative instruction fetch touches the QSPI flash), see README.md.
+// MPU: default map for privileged code as background; the FlexSPI1 window no-access and the
+// QSPI flash window read-only, both never executable (see README.md).
 void mpu_configure_bootloader();
+// While an erase/program runs the flash window is made inaccessible (no access at all, so not
+// even a speculative read can reach the busy flash; a stray access faults instead of reading
+// garbage). No effect when the MPU is off.
+void mpu_lock_flash_window(bool locked);
 void mpu_disable();
 
 void stop_systick();
