@@ -1,5 +1,7 @@
 // SDO server of CanopenNode: expedited, segmented and block transfers in both directions, every
 // protocol abort, flow control towards the download sink, timeouts and recovery.
+#include <random>
+
 #include "canopen_node_fixture.hpp"
 
 namespace rtcanboot::test {
@@ -672,6 +674,57 @@ TEST_F(SdoServerTest, BlockEndWaitsForRoomForTheLastBytes) {
   advance(milliseconds(1));
   expect_response({0xA1, 0, 0, 0, 0, 0, 0, 0});
   EXPECT_EQ(sink().data, data);
+}
+
+// A client that follows CiA 301 over a channel that loses segments (never the one that closes a
+// sub-block, which would leave both sides waiting for a timeout), into a sink that drains slowly.
+TEST_F(SdoServerTest, BlockDownloadSurvivesLostSegmentsAndSlowSink) {
+  std::mt19937 random(20261123);
+  for (int round = 0; round < 20; ++round) {
+    sink().capacity = 64 + 7 * static_cast<std::uint32_t>(1 + random() % 60);
+    sink().buffered = 0;
+    const auto data = pattern(1 + random() % 4000);
+    std::uint8_t block_size = initiate_block_download(static_cast<std::uint32_t>(data.size()));
+    std::size_t acknowledged = 0;  // bytes confirmed so far
+    int guard = 0;
+    while (true) {
+      ASSERT_LT(++guard, 100000);
+      std::uint8_t seqno = 0;
+      bool sent_last = false;
+      while (seqno < block_size && !sent_last) {
+        ++seqno;
+        const std::size_t offset = acknowledged + (seqno - 1) * 7U;
+        sent_last = offset + 7 >= data.size();
+        const bool closes = sent_last || seqno == block_size;
+        if (!closes && random() % 8 == 0) continue;  // lost on the bus
+        block_segment(seqno, sent_last, data, offset);
+        if (random() % 3 == 0) sink().drain(static_cast<std::uint32_t>(random() % 40));
+      }
+      // Wait for the acknowledge; the node may hold it while the sink is full.
+      while (frames.empty()) {
+        sink().drain(5);
+        advance(milliseconds(10));
+      }
+      const Bytes8 ack = payload(next_response());
+      ASSERT_EQ(ack[0], 0xA2);
+      ASSERT_LE(ack[1], seqno);
+      acknowledged += ack[1] * 7U;
+      block_size = ack[2];
+      ASSERT_GE(block_size, 1);
+      if (sent_last && ack[1] == seqno) break;
+    }
+    const auto unused = static_cast<std::uint8_t>(7 - ((data.size() - 1) % 7 + 1));
+    const std::uint16_t crc = crc16_xmodem(0, data.data(), data.size());
+    sdo({static_cast<std::uint8_t>(0xC1 | (unused << 2)), lo(crc), hi(crc), 0, 0, 0, 0, 0});
+    while (frames.empty()) {
+      sink().drain_all();
+      advance(milliseconds(1));
+    }
+    expect_response({0xA1, 0, 0, 0, 0, 0, 0, 0});
+    ASSERT_EQ(sink().data, data) << "round " << round;
+  }
+  EXPECT_EQ(sink().end_calls, 20);
+  EXPECT_EQ(sink().cancel_calls, 0);
 }
 
 // --- block upload -----------------------------------------------------------------------------
