@@ -481,6 +481,38 @@ TEST(FlexCan, SelfReceptionUnlessSrxdis) {
   }
 }
 
+TEST(FlexCan, LoopbackModeReceivesItsOwnFramesWithoutTheBus) {
+  Rig rig;
+  rig.start(kCtrl1_1M | (1U << 12), kIrmq);  // LPB, self-reception on
+  rig.arm_rx(4, 0x181);
+  rig.tx(9, 0x181, {0x5A});
+  rig.clock.run_for(500'000);
+  EXPECT_EQ(rig.code(9), 0x8U);
+  EXPECT_EQ(rig.code(4), 0x2U);
+  EXPECT_EQ(rig.rd(cs(4) + 8) >> 24, 0x5AU);
+  EXPECT_EQ(rig.peer.rx_pending(), 0U);
+}
+
+TEST(FlexCan, TimerCountsBitTimesOutOfFreezeAndStampsFrames) {
+  Rig rig;
+  rig.start();
+  const std::uint32_t t0 = rig.rd(TIMER);
+  rig.clock.run_for(1'000'000);  // 1000 bit times at 1 Mbit/s
+  EXPECT_EQ((rig.rd(TIMER) - t0) & 0xFFFFU, 1000U);
+  rig.enter_freeze();
+  const std::uint32_t frozen = rig.rd(TIMER);
+  rig.clock.run_for(1'000'000);
+  EXPECT_EQ(rig.rd(TIMER), frozen);  // stopped in freeze mode
+  rig.leave_freeze();
+  rig.arm_rx(4, 0x123);
+  const Nanos sof = rig.clock.now();
+  const std::uint32_t at_sof = rig.rd(TIMER);
+  rig.peer.send(make(0x123, {1}));
+  rig.clock.run_for(500'000);
+  ASSERT_LE(rig.clock.now() - sof, 500'000U);
+  EXPECT_EQ(rig.rd(cs(4)) & 0xFFFFU, (at_sof + 1) & 0xFFFFU);  // captured at the identifier
+}
+
 TEST(FlexCan, PartialWidthAccessesWork) {
   Rig rig;
   rig.start();

@@ -150,8 +150,10 @@ void FlexCan::hard_reset() {
   fifo_output_ = Stored{};
   tx_warn_ = rx_warn_ = false;
   set_counters(ErrorCounters{});
-  irq_level_ = false;
-  irq_.set_irq_level(config_.irq, false);
+  if (irq_level_) {
+    irq_level_ = false;
+    irq_.set_irq_level(config_.irq, false);
+  }
   notify_bus();
 }
 
@@ -229,6 +231,7 @@ void FlexCan::update_mode() {
   }
   notify_bus();
   update_irq();
+  loopback_kick();
 }
 
 void FlexCan::enter_normal(Nanos now) {
