@@ -282,6 +282,22 @@ TEST(CanBus, InjectedBusOffRecoversAfter128Times11RecessiveBits) {
   EXPECT_EQ(b.receive()->sof, 1'000'000U + 128U * 11U * 1000U);
 }
 
+TEST(CanBus, EventsLeftAfterTheBusIsGoneDoNothing) {
+  FakeClock clock;
+  RecordingReporter reporter;
+  {
+    Bus bus(clock, reporter, 1'000'000);
+    Endpoint a("a"), b("b");
+    bus.attach(a);
+    bus.attach(b);
+    a.send(make(0x100, {1, 2, 3}));
+    clock.run_for(10'000);  // the frame is on the wire
+    EXPECT_FALSE(bus.idle());
+  }
+  clock.run_for(1'000'000);  // must not touch the destroyed bus or endpoints (ASan)
+  SUCCEED();
+}
+
 TEST(CanBus, TraceIsCandumpLike) {
   EXPECT_EQ(format_candump(12'345'678'901ULL, "can0", make(0x581, {0x43, 0x00, 0x10, 0x00, 0, 0, 0, 0})),
             "(12.345678) can0 581#4300100000000000");

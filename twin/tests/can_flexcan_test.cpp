@@ -513,6 +513,55 @@ TEST(FlexCan, TimerCountsBitTimesOutOfFreezeAndStampsFrames) {
   EXPECT_EQ(rig.rd(cs(4)) & 0xFFFFU, (at_sof + 1) & 0xFFFFU);  // captured at the identifier
 }
 
+// The MCUXpresso SDK driver sequence (shared/reference/rt1064.md §5.7) runs without any report.
+TEST(FlexCan, SdkInitSequenceIsAcceptedWithoutReports) {
+  Rig rig;
+  auto poll = [&](std::uint32_t mask, bool set) {
+    for (int i = 0; i < 1000; ++i) {
+      if (((rig.rd(MCR) & mask) != 0) == set) return true;
+      rig.clock.run_for(100);
+    }
+    return false;
+  };
+  // FLEXCAN_Enable(false) then (true).
+  rig.wr(MCR, rig.rd(MCR) | kMdis);
+  ASSERT_TRUE(poll(kLpmack, true));
+  rig.wr(MCR, rig.rd(MCR) & ~kMdis);
+  ASSERT_TRUE(poll(kLpmack, false));
+  // FLEXCAN_Reset: DOZE off, soft reset, then configuration straight away (frozen by the reset).
+  rig.wr(MCR, rig.rd(MCR) & ~(1U << 18));
+  rig.wr(MCR, rig.rd(MCR) | kSoftrst);
+  ASSERT_TRUE(poll(kSoftrst, false));
+  rig.wr(MCR, rig.rd(MCR) | (1U << 21) | (1U << 19) | 63U);
+  rig.wr(CTRL1, 1U << 7);
+  rig.wr(CTRL2, (0x16U << 19) | (1U << 17) | (1U << 16));
+  for (unsigned i = 0; i < 64; ++i) rig.wr(rximr(i), 0x3FFFFFFF);
+  rig.wr(RXMGMASK, 0x3FFFFFFF);
+  rig.wr(0x14, 0x3FFFFFFF);
+  rig.wr(0x18, 0x3FFFFFFF);
+  rig.wr(RXFGMASK, 0x3FFFFFFF);
+  for (std::uint32_t off = 0x80; off < 0x480; off += 4) rig.wr(off, 0);
+  // FLEXCAN_EnterFreezeMode (errata 9595 variant), timing, MCR options, exit freeze.
+  rig.wr(MCR, rig.rd(MCR) | kFrz);
+  ASSERT_TRUE(poll(kLpmack, false));
+  ASSERT_NE((rig.rd(ESR1) >> 4) & 3U, 2U);
+  rig.wr(MCR, rig.rd(MCR) | kHalt);
+  ASSERT_TRUE(poll(kFrzack, true));
+  std::uint32_t ctrl1 = rig.rd(CTRL1) & ~0xFFFF0007U;
+  rig.wr(CTRL1, ctrl1 | kCtrl1_1M);
+  rig.wr(MCR, (rig.rd(MCR) & ~0x7FU) | 15U | kIrmq | kSrxdis | (1U << 23));
+  rig.wr(MCR, rig.rd(MCR) & ~kHalt);
+  rig.wr(MCR, rig.rd(MCR) & ~kFrz);
+  ASSERT_TRUE(poll(kFrzack, false));
+  // Errata 5829: two INACTIVE writes to the first valid MB after each transmit request.
+  rig.tx(9, 0x701, {0x00});
+  rig.wr(cs(0), 0x8U << 24);
+  rig.wr(cs(0), 0x8U << 24);
+  rig.clock.run_for(500'000);
+  EXPECT_EQ(rig.peer.rx_pending(), 1U);
+  EXPECT_EQ(rig.reporter.entries.size(), 0U) << rig.reporter.entries.front().message;
+}
+
 TEST(FlexCan, PartialWidthAccessesWork) {
   Rig rig;
   rig.start();

@@ -1,6 +1,7 @@
 #include "twin/can/bus.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -290,12 +291,12 @@ void Bus::check_modes() {
 
 void Bus::schedule_arbitration(Nanos at) {
   arbitration_pending_ = true;
-  arbitration_event_ = clock_.schedule(at, [this] { arbitrate(); });
+  arbitration_event_ = later(at, [this] { arbitrate(); });
 }
 
 void Bus::inject_bus_off(BusNode& node, Nanos at) {
   BusNode* target = &node;
-  clock_.schedule(at, [this, target] {
+  later(at, [this, target] {
     if (std::find(nodes_.begin(), nodes_.end(), target) == nodes_.end()) return;
     if (busy_) {
       bus_off_injections_.emplace_back(target, clock_.now());
@@ -409,7 +410,7 @@ void Bus::schedule_recovery() {
   if (least == 0) return;
   const Nanos at = idle_since_ + bit_ns(static_cast<std::uint64_t>(least) * kRecoverySequenceBits);
   recovery_scheduled_ = true;
-  recovery_event_ = clock_.schedule(std::max(at, clock_.now()), [this] {
+  recovery_event_ = later(std::max(at, clock_.now()), [this] {
     recovery_scheduled_ = false;
     if (busy_) return;
     consume_idle(clock_.now());
@@ -599,7 +600,7 @@ void Bus::arbitrate() {
   const Nanos eof = now + bit_ns(total);
   const Nanos idle_at = now + bit_ns(total + can_timing::kInterframeBits);
   stats_.busy_bits += total + can_timing::kInterframeBits;
-  clock_.schedule(eof, [this, tx, on_wire, now, eof, idle_at, deliver] {
+  later(eof, [this, tx, on_wire, now, eof, idle_at, deliver] {
     ++stats_.frames;
     trace_frame(eof, on_wire);
     const bool attached = std::find(nodes_.begin(), nodes_.end(), tx) != nodes_.end();
@@ -621,7 +622,7 @@ void Bus::arbitrate() {
         node->on_error(BusError::kStuff, false, eof);
       }
     }
-    clock_.schedule(idle_at, [this, idle_at] { become_idle(idle_at); });
+    later(idle_at, [this, idle_at] { become_idle(idle_at); });
   });
 }
 
@@ -630,7 +631,7 @@ void Bus::error_episode(const EpisodeSpec& spec) {
   const std::uint64_t episode_bits = spec.error_bit + spec.flag_bits + kErrorDelimiter + can_timing::kInterframeBits;
   const Nanos idle_at = spec.sof + bit_ns(episode_bits);
   stats_.busy_bits += episode_bits;
-  clock_.schedule(err_at, [this, spec, err_at, idle_at] {
+  later(err_at, [this, spec, err_at, idle_at] {
     ++stats_.error_frames;
     if (spec.tx_error == BusError::kAck) {
       trace_error(err_at, kErrAck, 0);
@@ -664,7 +665,7 @@ void Bus::error_episode(const EpisodeSpec& spec) {
         const Nanos eof = spec.sof + bit_ns(spec.total_bits);
         const CanFrame frame = spec.frame;
         const Nanos sof = spec.sof;
-        clock_.schedule(eof, [this, node, frame, sof, eof] {
+        later(eof, [this, node, frame, sof, eof] {
           if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) return;
           rx_ok(node, eof);
           node->rx(frame, sof, eof);
@@ -675,7 +676,7 @@ void Bus::error_episode(const EpisodeSpec& spec) {
       add_rec(node, 1, err_at);
       node->on_error(spec.rx_error, false, err_at);
     }
-    clock_.schedule(idle_at, [this, idle_at] { become_idle(idle_at); });
+    later(idle_at, [this, idle_at] { become_idle(idle_at); });
   });
 }
 
@@ -696,6 +697,13 @@ void Bus::trace_error(Nanos at, std::uint32_t error_class, std::uint8_t prot) {
   const std::size_t hash = line.find('#');
   line.replace(hash - 8, 8, id);
   trace_(line);
+}
+
+std::uint64_t Bus::later(Nanos at, std::function<void()> action) {
+  // Events left in the clock's queue after this object is gone do nothing.
+  return clock_.schedule(at, [alive = std::weak_ptr<int>(alive_), action = std::move(action)] {
+    if (!alive.expired()) action();
+  });
 }
 
 }  // namespace rtcanboot::twin::can

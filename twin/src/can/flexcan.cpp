@@ -1,6 +1,7 @@
 #include "twin/can/flexcan.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <cstdio>
 
@@ -184,7 +185,7 @@ std::uint32_t FlexCan::clock_hz() const { return config_.clock_hz ? config_.cloc
 void FlexCan::schedule_mode_update() {
   if (mode_event_pending_) clock_.cancel(mode_event_);
   mode_event_pending_ = true;
-  mode_event_ = clock_.schedule(clock_.now() + config_.handshake_ns, [this] {
+  mode_event_ = later(clock_.now() + config_.handshake_ns, [this] {
     mode_event_pending_ = false;
     update_mode();
   });
@@ -409,7 +410,7 @@ void FlexCan::loopback_kick() {
   tx_begin(sof);
   loopback_busy_ = true;
   const Nanos eof = sof + can_timing::bits_to_ns(can_timing::frame_bits(f), static_cast<std::uint32_t>(std::lround(br)));
-  clock_.schedule(eof, [this, sof, eof] {
+  later(eof, [this, sof, eof] {
     loopback_busy_ = false;
     tx_end(true, sof, eof);
   });
@@ -925,6 +926,13 @@ void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask
     return;
   }
   report(Severity::kFault, "write " + hex(value) + " to unmodelled or reserved offset " + hex(off), pc);
+}
+
+std::uint64_t FlexCan::later(Nanos at, std::function<void()> action) {
+  // Events left in the clock's queue after this object is gone do nothing.
+  return clock_.schedule(at, [alive = std::weak_ptr<int>(alive_), action = std::move(action)] {
+    if (!alive.expired()) action();
+  });
 }
 
 }  // namespace rtcanboot::twin::can

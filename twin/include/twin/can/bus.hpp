@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -228,6 +229,7 @@ class Bus {
     BusNode* node;
     CanFrame frame;
   };
+  std::uint64_t later(Nanos at, std::function<void()> action);
   void schedule_arbitration(Nanos at);
   void arbitrate();
   struct EpisodeSpec {
@@ -278,6 +280,7 @@ class Bus {
   std::uint64_t rng_ = 0x9E3779B97F4A7C15ULL;
   std::function<void(const std::string&)> trace_;
   BusStats stats_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 // "(12.345678) can0 581#4300100000000000" (extended ids with 8 digits, "R" for remote frames).

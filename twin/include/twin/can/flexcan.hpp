@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -96,6 +97,7 @@ class FlexCan : public Peripheral, public BusNode {
   std::uint32_t read_mb_word(std::uint32_t word);
 
   void report(Severity severity, const std::string& message, std::uint32_t pc);
+  std::uint64_t later(Nanos at, std::function<void()> action);
   void schedule_mode_update();
   void update_mode();
   void soft_reset();
@@ -176,6 +178,7 @@ class FlexCan : public Peripheral, public BusNode {
   bool tx_warn_ = false, rx_warn_ = false;
   std::uint64_t lost_frames_ = 0, overruns_ = 0, fifo_overflows_ = 0;
   std::uint64_t frames_received_ = 0, frames_transmitted_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace rtcanboot::twin::can
