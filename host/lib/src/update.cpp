@@ -237,7 +237,15 @@ class Flow {
       step(fmt::format("node {} already runs this image (0x1F56 = 0x{:08X}); use --force to flash again", node, installed));
       result.skipped = true;
       result.software_id = installed;
-      if (o_.start) start(result);
+      if (o_.start) {
+        const std::uint8_t running = m_.upload_u8(node, od::kProgramControl, p);
+        if (running == static_cast<std::uint8_t>(canopen::ProgramState::kStarted)) {
+          step("the application is already running");
+          result.started = true;
+        } else {
+          start(result);
+        }
+      }
       return result;
     }
 

@@ -1,0 +1,224 @@
+// The CiA 302-2 update flow against the core's real Bootloader (flash in RAM) on the in-process
+// bus, in virtual time: fresh install, skip when installed, update over a running application,
+// wrong product, no node, lost frames, --no-start.
+#include <gtest/gtest.h>
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/host/update.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "sim_nodes.hpp"
+
+namespace rtcanboot::host {
+namespace {
+
+namespace mm = memory_map;
+using test::SimBoard;
+
+constexpr std::uint32_t kVendor = 0x0000'1234;
+constexpr std::uint32_t kProduct = 0x0000'0042;
+
+LoadedInput app_image(std::size_t size, std::uint8_t seed) {
+  FlatImage img;
+  img.address = mm::kAppAddress;
+  img.bytes.resize(size);
+  for (std::size_t i = 0; i < size; ++i) img.bytes[i] = static_cast<std::uint8_t>(i * 7 + seed);
+  store_le32(img.bytes.data(), 0x2002'0000);              // initial SP in DTCM
+  store_le32(img.bytes.data() + 4, mm::kAppAddress + 0x201);  // reset handler (thumb)
+  LoadedInput in;
+  in.format = InputFormat::kElf;
+  in.image = img;
+  return in;
+}
+
+class UpdateTest : public ::testing::Test {
+ protected:
+  UpdateTest() {
+    settings.identity = {kVendor, kProduct, 1, 99};
+    settings.bootloader_version = 0x00'01'02;
+    settings.provisioning.node_id = 7;
+    settings.heartbeat_ms = 500;
+    board = std::make_unique<SimBoard>(bus, settings);
+    master = std::make_unique<Master>(bus);
+    options.node = 7;
+    events.step = [this](const std::string& s) { steps.push_back(s); };
+  }
+
+  bool saw_step(const std::string& part) const {
+    for (const auto& s : steps) {
+      if (s.find(part) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  ErrorKind fails_with(const LoadedInput& in, std::string* message = nullptr) {
+    try {
+      run_update(*master, in, options, events);
+    } catch (const Error& e) {
+      if (message) *message = e.what();
+      return e.kind();
+    }
+    return ErrorKind::kInternal;
+  }
+
+  SimBus bus{1'000'000};
+  BootloaderSettings settings;
+  std::unique_ptr<SimBoard> board;
+  std::unique_ptr<Master> master;
+  UpdateOptions options;
+  UpdateEvents events;
+  std::vector<std::string> steps;
+};
+
+TEST_F(UpdateTest, FreshInstallDownloadsVerifiesAndStarts) {
+  const auto in = app_image(100'000, 1);
+  std::uint64_t last_progress = 0;
+  events.progress = [&](std::uint64_t done, std::uint64_t) { last_progress = done; };
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_FALSE(r.skipped);
+  EXPECT_TRUE(r.used_block);
+  EXPECT_TRUE(r.started);
+  EXPECT_EQ(r.bytes, 100'000U + image::kDefaultHeaderLength);
+  EXPECT_EQ(last_progress, r.bytes);
+  EXPECT_EQ(r.software_id, crc32(0, in.image->bytes.data(), in.image->bytes.size()));
+  EXPECT_TRUE(board->app_running());
+  ASSERT_TRUE(r.app_state);
+  // The flash holds the payload at the application address.
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(), board->flash.mem.begin() + mm::kAppOffset));
+  // info sees the application.
+  const NodeInfo info = read_node_info(*master, 7);
+  EXPECT_EQ(*info.vendor_id, kVendor);
+  EXPECT_EQ(*info.running_program, canopen::kRunningApplication);
+  EXPECT_EQ(*info.software_id, r.software_id);
+}
+
+TEST_F(UpdateTest, SameImageIsSkippedUnlessForced) {
+  const auto in = app_image(5000, 2);
+  run_update(*master, in, options, events);
+  ASSERT_TRUE(board->app_running());
+  const int erases = board->flash.erases;
+  steps.clear();
+  const UpdateResult again = run_update(*master, in, options, events);
+  EXPECT_TRUE(again.skipped);
+  EXPECT_TRUE(saw_step("already runs this image"));
+  EXPECT_EQ(board->flash.erases, erases);
+  options.force = true;
+  const UpdateResult forced = run_update(*master, in, options, events);
+  EXPECT_FALSE(forced.skipped);
+  EXPECT_GT(board->flash.erases, erases);
+  EXPECT_TRUE(board->app_running());
+}
+
+TEST_F(UpdateTest, UpdatesOverARunningApplication) {
+  run_update(*master, app_image(3000, 3), options, events);
+  ASSERT_TRUE(board->app_running());
+  EXPECT_EQ(board->app_starts, 1);
+  steps.clear();
+  const auto v2 = app_image(9000, 4);
+  const UpdateResult r = run_update(*master, v2, options, events);
+  EXPECT_TRUE(saw_step("stopping the program"));
+  EXPECT_TRUE(r.started);
+  EXPECT_EQ(board->app_starts, 2);
+  EXPECT_EQ(r.software_id, crc32(0, v2.image->bytes.data(), v2.image->bytes.size()));
+}
+
+TEST_F(UpdateTest, NoStartLeavesTheBootloaderRunning) {
+  options.start = false;
+  const UpdateResult r = run_update(*master, app_image(2000, 5), options, events);
+  EXPECT_FALSE(r.started);
+  EXPECT_FALSE(board->app_running());
+  const NodeInfo info = read_node_info(*master, 7);
+  EXPECT_EQ(*info.running_program, canopen::kRunningBootloader);
+  EXPECT_EQ(*info.flash_status, 0U);
+}
+
+TEST_F(UpdateTest, SegmentedTransferWorksToo) {
+  options.allow_block = false;
+  const UpdateResult r = run_update(*master, app_image(3000, 6), options, events);
+  EXPECT_FALSE(r.used_block);
+  EXPECT_TRUE(board->app_running());
+}
+
+TEST_F(UpdateTest, SurvivesLostFramesDuringTheDownload) {
+  int n = 0;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    // A handful of lost segments (never the last of a sub-block, which only a timeout recovers).
+    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) > 0 && (f.data[0] & 0x7F) < 100) {
+      ++n;
+      if (n == 30 || n == 300 || n == 301 || n == 1000 || n == 3000) return SimBus::Fault::kDrop;
+    }
+    return SimBus::Fault::kDeliver;
+  });
+  const auto in = app_image(40'000, 7);
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_TRUE(r.started);
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(), board->flash.mem.begin() + mm::kAppOffset));
+}
+
+TEST_F(UpdateTest, ImageForAnotherProductIsRefusedBeforeAnythingIsSent) {
+  options.product_code = 0x99;
+  std::string message;
+  EXPECT_EQ(fails_with(app_image(2000, 8), &message), ErrorKind::kWrongProduct);
+  EXPECT_NE(message.find("--force-product"), std::string::npos);
+  EXPECT_EQ(board->flash.erases, 0);
+  // Forced, the node itself refuses it and says why through 0x1F57.
+  options.force_product = true;
+  EXPECT_EQ(fails_with(app_image(2000, 8), &message), ErrorKind::kRejected);
+  EXPECT_NE(message.find("vendor"), std::string::npos) << message;
+}
+
+TEST_F(UpdateTest, ImageTheNodeRejectsReportsTheDecodedReason) {
+  auto in = app_image(1000, 12);
+  store_le32(in.image->bytes.data() + 4, mm::kAppAddress + 0x8001);  // reset handler beyond the image
+  std::string message;
+  EXPECT_EQ(fails_with(in, &message), ErrorKind::kRejected);
+  EXPECT_NE(message.find("node 7 rejected the image: data format error"), std::string::npos) << message;
+  EXPECT_FALSE(board->app_running());
+}
+
+TEST_F(UpdateTest, PackedContainerForAnotherProductIsRefused) {
+  PackOptions p;
+  p.vendor_id = kVendor + 1;
+  p.product_code = kProduct;
+  LoadedInput in;
+  in.format = InputFormat::kContainer;
+  in.container = parse_container(pack(*app_image(1000, 9).image, p), "x.rcb");
+  EXPECT_EQ(fails_with(in), ErrorKind::kWrongProduct);
+}
+
+TEST_F(UpdateTest, MissingNodeIsReportedAsSuch) {
+  options.node = 9;
+  std::string message;
+  EXPECT_EQ(fails_with(app_image(1000, 10), &message), ErrorKind::kNoNode);
+  EXPECT_NE(message.find("node 9 does not answer"), std::string::npos);
+  EXPECT_THROW(read_node_info(*master, 9), Error);
+}
+
+TEST_F(UpdateTest, ApplicationThatNeverComesUpIsATimeout) {
+  board->app_heartbeat = false;
+  // Swallow the application's boot-up message.
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    if (!from_master && f.id == 0x707 && board->app_running()) return SimBus::Fault::kDrop;
+    return SimBus::Fault::kDeliver;
+  });
+  options.boot_timeout = 2'000'000;
+  std::string message;
+  EXPECT_EQ(fails_with(app_image(1000, 11), &message), ErrorKind::kTimeout) << message;
+  EXPECT_NE(message.find("no boot-up"), std::string::npos);
+}
+
+TEST(FlashStatusText, DecodesStatusAndDetail) {
+  EXPECT_EQ(describe_flash_status(0), "OK");
+  EXPECT_EQ(describe_flash_status(1), "operation in progress");
+  EXPECT_EQ(describe_flash_status(canopen::flash_status_word(false, canopen::FlashStatus::kDataFormatError,
+                                                             canopen::FlashDetail::kPayloadCrc)),
+            "data format error or CRC error: payload CRC-32 mismatch");
+  EXPECT_NE(describe_flash_status(canopen::flash_status_word(false, canopen::FlashStatus::kWrongProduct,
+                                                             canopen::FlashDetail::kProductMismatch))
+                .find("another vendor/product"),
+            std::string::npos);
+  EXPECT_EQ(describe_flash_status(0x00FF'0000 | (100U << 1)), "status code 100 (detail 255)");
+}
+
+}  // namespace
+}  // namespace rtcanboot::host
