@@ -83,6 +83,7 @@ FlashResult NorFlashFake::start_erase(std::uint32_t offset, std::uint32_t length
     return FlashResult::kInvalidArgument;
   }
   if (offset < kProtectedEnd) violation(describe("erase in the bootloader region", offset, length));
+  operations_.push_back({true, offset, length});
   if (!count_mutation()) {
     power_lost_ = true;
     if (cut_mode_ == Cut::kMidOperation) {
@@ -123,6 +124,7 @@ FlashResult NorFlashFake::start_program(std::uint32_t offset, const std::uint8_t
       break;
     }
   }
+  operations_.push_back({false, offset, kPage});
   if (!count_mutation()) {
     power_lost_ = true;
     if (cut_mode_ == Cut::kMidOperation) {

@@ -73,6 +73,13 @@ class NorFlashFake final : public FlashPort {
   void fail_operation_at(std::uint32_t index) { fail_at_ = mutating_ops_ + index; }
 
   std::uint32_t mutating_ops() const { return mutating_ops_; }
+  // Every mutating operation started (or cut), in order.
+  struct Operation {
+    bool erase;
+    std::uint32_t offset;
+    std::uint32_t length;
+  };
+  const std::vector<Operation>& operations() const { return operations_; }
   std::uint32_t programs() const { return programs_; }
   std::uint32_t erases(std::uint32_t size) const;
   Micros busy_time() const { return busy_time_; }
@@ -114,6 +121,7 @@ class NorFlashFake final : public FlashPort {
   std::uint32_t erases_64k_ = 0;
   Micros busy_time_ = 0;
 
+  std::vector<Operation> operations_;
   std::vector<std::string> violations_;
   std::function<void(const std::string&)> on_violation_;
 };

@@ -115,7 +115,7 @@ Micros Bootloader::next_deadline() const {
   if (!node_started_) return ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
-  const bool flash_work = download_.busy() || !download_.flash_quiet() ||
+  const bool flash_work = download_.needs_poll() || !download_.flash_quiet() ||
                           (node_.reset_node_requested() && pending_ == PendingAction::kNone);
   if (flash_work && last_poll_ + kFlashPollInterval < deadline) {
     deadline = last_poll_ + kFlashPollInterval;

@@ -172,6 +172,25 @@ void FlashWriter::verify_step() {
   }
 }
 
+bool FlashWriter::has_work() const {
+  if (in_flight_) return true;
+  if (!armed_) return false;
+  switch (state_) {
+    case State::kWriting: {
+      const std::uint32_t bytes = pending_bytes();
+      const bool page_ready = bytes >= kPageSize || (input_complete_ && bytes > 0);
+      const std::uint32_t lookahead = programmed_ + kEraseLookahead;
+      const std::uint32_t erase_limit = lookahead < erase_end_ ? lookahead : erase_end_;
+      return page_ready || erased_to_ < erase_limit || (input_complete_ && programmed_ >= length_);
+    }
+    case State::kVerifying:
+    case State::kErasing:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void FlashWriter::poll() {
   if (in_flight_) {
     if (flash_.busy()) return;

@@ -242,6 +242,21 @@ bool ProgramDownload::revoke_then_arm() {
   return true;
 }
 
+bool ProgramDownload::needs_poll() const {
+  const bool flash_activity =
+      writer_.has_work() || journal_.busy() || journal_.operation_in_flight() || revoke_requested_;
+  switch (phase_) {
+    case Phase::kIdle:
+      return flash_activity;
+    case Phase::kHeader:
+      return flash_activity || clear_revoke_pending_;
+    case Phase::kPayload:
+      return flash_activity || !armed_ || writer_.state() == FlashWriter::State::kFailed;
+    default:
+      return true;
+  }
+}
+
 void ProgramDownload::poll() {
   journal_.poll();
   writer_.poll();

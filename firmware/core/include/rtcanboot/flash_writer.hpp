@@ -67,6 +67,8 @@ class FlashWriter {
 
   State state() const { return state_; }
   bool operation_in_flight() const { return in_flight_; }
+  // poll() has something to do now (an operation to complete or to start, data to read back).
+  bool has_work() const;
   canopen::FlashDetail failure() const { return failure_; }
   std::uint32_t ring_capacity() const { return capacity_; }
   std::uint32_t verified_crc32() const { return verified_crc32_; }

@@ -32,6 +32,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   void poll();
   // A download, its completion or a clear is running (0x1F57 bit 0).
   bool busy() const { return phase_ != Phase::kIdle; }
+  // poll() has work now (false while a download only waits for data).
+  bool needs_poll() const;
   // No flash operation is in flight (safe moment for a reset).
   bool flash_quiet() const {
     return !writer_.operation_in_flight() && !journal_.operation_in_flight();
