@@ -1,0 +1,289 @@
+// rtcanboot-twin: runs i.MX RT1064 boards (the unmodified firmware) on a virtual CAN bus.
+// docs/twin.md documents every option.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/provisioning.hpp"
+#include "twin/board.hpp"
+#include "twin/can/bus.hpp"
+#include "twin/can/socketcand.hpp"
+
+namespace {
+
+using namespace rtcanboot;
+using namespace rtcanboot::twin;
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+struct BoardSpec {
+  std::string name;
+  std::string flash;
+  std::string bootloader;
+  std::optional<unsigned> node_id;
+  std::optional<std::uint32_t> bitrate;
+  unsigned can_instance = 2;
+};
+
+bool parse_board(const std::string& text, BoardSpec& spec, std::string& error) {
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) {
+      error = fmt::format("--board: '{}' is not key=value", item);
+      return false;
+    }
+    const std::string key = item.substr(0, eq);
+    const std::string value = item.substr(eq + 1);
+    try {
+      if (key == "flash") {
+        spec.flash = value;
+      } else if (key == "bootloader" || key == "write-bootloader") {
+        spec.bootloader = value;
+      } else if (key == "node-id") {
+        spec.node_id = static_cast<unsigned>(std::stoul(value, nullptr, 0));
+      } else if (key == "bitrate") {
+        spec.bitrate = static_cast<std::uint32_t>(std::stoul(value, nullptr, 0));
+      } else if (key == "name") {
+        spec.name = value;
+      } else if (key == "can") {
+        spec.can_instance = static_cast<unsigned>(std::stoul(value, nullptr, 0));
+      } else {
+        error = fmt::format("--board: unknown key '{}' (flash, bootloader, node-id, bitrate, name, can)", key);
+        return false;
+      }
+    } catch (const std::exception&) {
+      error = fmt::format("--board: bad number in '{}'", item);
+      return false;
+    }
+  }
+  if (spec.flash.empty()) {
+    error = "--board needs flash=FILE";
+    return false;
+  }
+  return true;
+}
+
+std::vector<std::uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rtcanboot-twin: i.MX RT1064 digital twin running the unmodified rtcanboot firmware on a virtual CAN bus"};
+  std::string flash;
+  std::string bootloader;
+  std::optional<unsigned> node_id;
+  std::optional<std::uint32_t> bitrate;
+  std::vector<std::string> board_specs;
+  std::string socketcand;
+  std::string timing = "typical";
+  std::string trace_path;
+  double run_ms = 0;
+  std::string until_console;
+  bool verbose = false;
+  bool stats = false;
+  std::optional<std::uint32_t> bus_bitrate;
+  app.add_option("--flash", flash, "Flash backing file of the board (4 MiB, created erased when missing)");
+  app.add_option("--write-bootloader", bootloader, "Program BIN at flash offset 0 before power-on (like a debug probe)");
+  app.add_option("--node-id", node_id, "Write the provisioning record with this node-ID (1..127)");
+  app.add_option("--bitrate", bitrate, "Write the provisioning record with this CAN bit rate (CiA 301 rates)");
+  app.add_option("--board", board_specs,
+                 "Another board on the bus: flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3]")
+      ->take_all();
+  app.add_option("--socketcand", socketcand, "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows wall-clock time");
+  app.add_option("--flash-timing", timing, "Flash timing profile")->check(CLI::IsMember({"typical", "max"}));
+  app.add_option("--trace", trace_path, "Write every bus frame with its virtual time (candump -L format) to FILE");
+  app.add_option("--bus-bitrate", bus_bitrate, "Bit rate of the bus (default: the provisioned bit rate, else 125000)");
+  app.add_option("--run-for", run_ms, "Stop after this much virtual time in ms (default: run until interrupted)");
+  app.add_option("--until-console", until_console, "Stop when a board's console shows this text");
+  app.add_flag("--verbose", verbose, "Also print info reports (boot, resets)");
+  app.add_flag("--stats", stats, "Print virtual vs wall time and executed instructions at the end");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<BoardSpec> specs;
+  if (!flash.empty()) {
+    BoardSpec s;
+    s.name = "node";
+    s.flash = flash;
+    s.bootloader = bootloader;
+    s.node_id = node_id;
+    s.bitrate = bitrate;
+    specs.push_back(s);
+  } else if (!bootloader.empty() || node_id || bitrate) {
+    std::fprintf(stderr, "rtcanboot-twin: --write-bootloader/--node-id/--bitrate need --flash FILE\n");
+    return 2;
+  }
+  for (const auto& text : board_specs) {
+    BoardSpec s;
+    std::string err;
+    if (!parse_board(text, s, err)) {
+      std::fprintf(stderr, "rtcanboot-twin: %s\n", err.c_str());
+      return 2;
+    }
+    if (s.name.empty()) s.name = fmt::format("node{}", specs.size() + 1);
+    specs.push_back(s);
+  }
+  if (specs.empty()) {
+    std::fprintf(stderr, "rtcanboot-twin: give --flash FILE or --board flash=FILE (see --help)\n");
+    return 2;
+  }
+
+  Simulation sim;
+  std::uint32_t rate = 125'000;
+  if (bus_bitrate) {
+    rate = *bus_bitrate;
+  } else {
+    for (const auto& s : specs) {
+      if (s.bitrate) {
+        rate = *s.bitrate;
+        break;
+      }
+    }
+  }
+  can::Bus& bus = sim.add_bus(rate, "can0");
+  std::unique_ptr<std::ofstream> trace;
+  if (!trace_path.empty()) {
+    trace = std::make_unique<std::ofstream>(trace_path);
+    if (!*trace) {
+      std::fprintf(stderr, "rtcanboot-twin: cannot write %s\n", trace_path.c_str());
+      return 1;
+    }
+    bus.set_trace([&trace](const std::string& line) { *trace << line << '\n'; });
+  }
+
+  auto print_report = [verbose](const std::string& name, const Report& r) {
+    if (r.severity == Severity::kInfo && !verbose) return;
+    const char* sev = r.severity == Severity::kFault ? "FAULT" : r.severity == Severity::kWarning ? "warning" : "info";
+    std::fprintf(stderr, "[%s %s] %.6f s %s: %s%s\n", name.c_str(), sev, static_cast<double>(r.time) / 1e9,
+                 r.source.c_str(), r.message.c_str(), r.pc != 0 ? fmt::format(" (pc 0x{:08X})", r.pc).c_str() : "");
+  };
+  sim.set_report_sink([&](const Report& r) { print_report("bus", r); });
+
+  std::vector<Board*> boards;
+  for (const auto& s : specs) {
+    BoardConfig cfg;
+    cfg.name = s.name;
+    cfg.flash_path = s.flash;
+    cfg.flash_timing = timing == "max" ? FlashTiming::kMax : FlashTiming::kTypical;
+    const std::string name = s.name;
+    cfg.report_sink = [print_report, name](const Report& r) { print_report(name, r); };
+    Board* b = nullptr;
+    try {
+      b = &sim.add_board(cfg);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rtcanboot-twin: %s\n", e.what());
+      return 1;
+    }
+    if (!s.bootloader.empty()) {
+      const auto image = read_file(s.bootloader);
+      if (image.empty()) {
+        std::fprintf(stderr, "rtcanboot-twin: cannot read bootloader %s\n", s.bootloader.c_str());
+        return 1;
+      }
+      if (image.size() > memory_map::kBootloaderSize) {
+        std::fprintf(stderr, "rtcanboot-twin: %s is %zu bytes, more than the 128 KiB bootloader region\n",
+                     s.bootloader.c_str(), image.size());
+        return 1;
+      }
+      // Like a debug probe: erase the bootloader region, then program the image.
+      std::vector<std::uint8_t> region(memory_map::kBootloaderSize, 0xFF);
+      std::copy(image.begin(), image.end(), region.begin());
+      b->flash().probe_write(memory_map::kBootloaderOffset, region);
+    }
+    if (s.node_id || s.bitrate) {
+      Provisioning p;
+      p.node_id = static_cast<std::uint8_t>(s.node_id.value_or(1));
+      p.bitrate = s.bitrate.value_or(rate);
+      if (!s.node_id || *s.node_id < 1 || *s.node_id > 127) {
+        if (s.node_id) {
+          std::fprintf(stderr, "rtcanboot-twin: node-ID %u is not 1..127\n", *s.node_id);
+          return 2;
+        }
+      }
+      std::vector<std::uint8_t> sector(memory_map::kSectorSize, 0xFF);
+      if (!encode_provisioning(p, sector.data(), sector.size())) {
+        std::fprintf(stderr, "rtcanboot-twin: cannot encode provisioning (node-ID %u, bit rate %u)\n", p.node_id, p.bitrate);
+        return 2;
+      }
+      b->flash().probe_write(memory_map::kProvisioningOffset, sector);
+    }
+    b->connect_can(bus, s.can_instance);
+    boards.push_back(b);
+  }
+
+  std::unique_ptr<can::SocketcandServer> server;
+  if (!socketcand.empty()) {
+    can::SocketcandOptions opt;
+    const auto colon = socketcand.rfind(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "rtcanboot-twin: --socketcand wants HOST:PORT\n");
+      return 2;
+    }
+    opt.host = socketcand.substr(0, colon);
+    opt.port = static_cast<std::uint16_t>(std::stoul(socketcand.substr(colon + 1)));
+    opt.channel = "can0";
+    server = std::make_unique<can::SocketcandServer>(bus, sim.reporter(), opt);
+    std::string err;
+    if (!server->start(&err)) {
+      std::fprintf(stderr, "rtcanboot-twin: socketcand: %s\n", err.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "rtcanboot-twin: socketcand on %s:%u, channel can0\n", opt.host.c_str(), server->port());
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  for (Board* b : boards) b->power_on();
+  const auto wall_start = std::chrono::steady_clock::now();
+  const Nanos end = run_ms > 0 ? static_cast<Nanos>(run_ms * 1e6) : kNever;
+  const Nanos step = 1'000'000;  // 1 ms of virtual time per outer step
+  bool seen = false;
+  while (!g_stop && sim.now() < end && !seen) {
+    Nanos target = std::min(end, sim.now() + step);
+    if (server) {
+      server->poll();
+      target = server->pace(target);
+      if (target <= sim.now()) continue;
+    }
+    sim.run_until(target);
+    if (server) server->poll();
+    if (!until_console.empty()) {
+      for (Board* b : boards) {
+        if (b->console().find(until_console) != std::string::npos) seen = true;
+      }
+    }
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  if (stats) {
+    std::uint64_t hw = 0;
+    for (Board* b : boards) hw += b->executed_halfwords();
+    std::fprintf(stderr, "rtcanboot-twin: %.3f s virtual in %.3f s wall (%.1fx), %.1f M halfwords executed\n",
+                 static_cast<double>(sim.now()) / 1e9, wall, wall > 0 ? static_cast<double>(sim.now()) / 1e9 / wall : 0.0,
+                 static_cast<double>(hw) / 1e6);
+  }
+  int rc = 0;
+  for (Board* b : boards) {
+    if (b->fault_count() > 0) rc = 3;
+  }
+  if (!until_console.empty() && !seen) rc = rc ? rc : 4;
+  return rc;
+}

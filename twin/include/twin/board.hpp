@@ -1,0 +1,185 @@
+// The i.MX RT1064 board model: a Cortex-M7 (Unicorn) with the RT1064 memory map, boot ROM path,
+// ROM FlexSPI NOR API, NVIC/SCB/SysTick/DWT, the SoC peripheral models and the W25Q32JV flash.
+// A Simulation owns the virtual clock shared by all boards (and the CAN bus) and runs them in
+// deterministic lock-step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "twin/event_queue.hpp"
+#include "twin/flash_w25q.hpp"
+#include "twin/peripheral.hpp"
+#include "twin/soc_peripherals.hpp"
+
+namespace rtcanboot::twin {
+
+namespace can {
+class Bus;
+class FlexCan;
+}  // namespace can
+
+// Core clock 600 MHz; the twin charges one cycle per 16-bit halfword of executed Thumb code
+// (16-bit instructions 1 cycle, 32-bit instructions 2 cycles).
+inline constexpr std::uint64_t kCoreHz = 600'000'000;
+constexpr Nanos cycles_to_ns(std::uint64_t cycles) { return cycles * 5 / 3; }
+constexpr std::uint64_t ns_to_cycles(Nanos ns) { return (ns * 3 + 4) / 5; }
+
+struct Report {
+  Nanos time = 0;
+  Severity severity = Severity::kInfo;
+  std::string source;
+  std::string message;
+  std::uint32_t pc = 0;
+};
+
+struct BoardConfig {
+  std::string name = "node";  // console lines are prefixed with "[<name> uart] "
+  std::string flash_path;     // backing file; empty = memory only
+  FlashTiming flash_timing = FlashTiming::kTypical;
+  bool strict = true;
+  std::uint64_t seed = 1;  // power-cut tearing and other indeterminate contents
+  // Console lines (without newline). Default: printed to stdout with the prefix.
+  std::function<void(const std::string& line)> console_sink;
+  // Reports (faults, warnings, infos). Default: faults and warnings printed to stderr.
+  std::function<void(const Report&)> report_sink;
+};
+
+class Simulation;
+
+enum class BoardState { kOff, kBooting, kRunning, kSleeping, kBootFailed, kHalted };
+
+class Board final : public InterruptController {
+ public:
+  Board(Simulation& sim, BoardConfig config);
+  ~Board() override;
+  Board(const Board&) = delete;
+  Board& operator=(const Board&) = delete;
+
+  const std::string& name() const { return config_.name; }
+  W25Q32& flash() { return *flash_; }
+  Simulation& simulation() { return sim_; }
+
+  // Power: cold reset and start of the boot ROM (also after a power cut).
+  void power_on();
+  void power_off(const std::string& why);
+  // Warm reset of the whole chip (AIRCR.SYSRESETREQ, watchdog): RAM, SRC GPRs and SNVS kept.
+  void warm_reset(ResetCause cause, const std::string& why);
+
+  BoardState state() const { return state_; }
+  bool halted() const { return state_ == BoardState::kHalted; }
+  const std::string& stop_reason() const { return stop_reason_; }  // why halted / boot failed
+
+  // Everything reported so far (faults, warnings, infos) and the console text.
+  const std::vector<Report>& reports() const { return reports_; }
+  std::size_t fault_count() const;
+  bool has_fault_containing(const std::string& text) const;
+  const std::string& console() const { return console_text_; }
+
+  Nanos local_time() const { return cycles_to_ns(cycles_); }
+  std::uint64_t cycles() const { return cycles_; }
+  std::uint64_t executed_halfwords() const { return executed_halfwords_; }
+
+  // SoC models other parts couple to (the FlexCAN models need the CAN clock and pin mux).
+  Ccm& ccm() { return *ccm_; }
+  Iomuxc& iomuxc() { return *iomuxc_; }
+  Src& src() { return *src_; }
+  Clock& clock();
+  Reporter& reporter() { return reporter_; }
+  InterruptController& irq() { return *this; }
+  // Maps a model at `base` in the peripheral space (0x4000_0000-0x403F_FFFF).
+  void attach_peripheral(std::uint32_t base, std::unique_ptr<Peripheral> model);
+  void attach_peripheral(std::uint32_t base, Peripheral* model);  // not owned
+
+  // FlexCAN instance 1..3 (always present; reaches a bus only when connected, clocked and muxed).
+  can::FlexCan& flexcan(unsigned instance);
+  // Connects FlexCAN `instance` (the bootloader uses 2) to `bus`.
+  void connect_can(can::Bus& bus, unsigned instance = 2);
+
+  // InterruptController
+  void set_irq_level(unsigned irq, bool asserted) override;
+
+  // Debug access to memory and registers (tests).
+  bool read_memory(std::uint32_t address, void* out, std::size_t length);
+  bool write_memory(std::uint32_t address, const void* data, std::size_t length);
+  std::uint32_t read_u32(std::uint32_t address);
+  std::uint32_t pc() const;
+  std::uint32_t reg(int uc_reg) const;
+
+  // Runs this board's CPU until its local time reaches `until` (or it sleeps, halts or an event
+  // it scheduled is due earlier than `until`). Used by Simulation.
+  void run_to(Nanos until);
+
+  struct Impl;
+
+ private:
+  friend struct Impl;
+  class BoardReporter final : public Reporter {
+   public:
+    explicit BoardReporter(Board& b) : board_(b) {}
+    void report(Severity severity, const std::string& source, const std::string& message,
+                std::uint32_t pc) override;
+
+   private:
+    Board& board_;
+  };
+
+  Simulation& sim_;
+  BoardConfig config_;
+  BoardReporter reporter_;
+  std::unique_ptr<W25Q32> flash_;
+  SocContext soc_;
+  std::unique_ptr<Ccm> ccm_;
+  std::unique_ptr<Iomuxc> iomuxc_;
+  std::unique_ptr<Src> src_;
+  std::unique_ptr<Impl> impl_;
+  BoardState state_ = BoardState::kOff;
+  std::string stop_reason_;
+  std::vector<Report> reports_;
+  std::string console_text_;
+  std::string console_line_;
+  std::uint64_t cycles_ = 0;
+  std::uint64_t executed_halfwords_ = 0;
+};
+
+// A set of boards on one virtual clock.
+class Simulation {
+ public:
+  Simulation();
+  ~Simulation();
+  Board& add_board(BoardConfig config);
+  std::vector<std::unique_ptr<Board>>& boards() { return boards_; }
+  EventQueue& clock() { return clock_; }
+  // A CAN bus on this simulation's clock (owned by the simulation).
+  can::Bus& add_bus(std::uint32_t bitrate, const std::string& name = "can0");
+  Reporter& reporter() { return reporter_; }
+  Nanos now() const { return clock_.queue_time(); }
+  void run_until(Nanos t);
+  void run_for(Nanos d) { run_until(now() + d); }
+  // Runs until `done()` holds (checked between quanta) or `deadline`; returns done().
+  bool run_until(const std::function<bool()>& done, Nanos deadline);
+  // Longest stretch the boards run apart before the queue catches up (lock-step quantum).
+  Nanos quantum = 200'000;
+
+ private:
+  class SimReporter final : public Reporter {
+   public:
+    void report(Severity severity, const std::string& source, const std::string& message,
+                std::uint32_t pc) override;
+    std::function<void(const Report&)> sink;
+    Simulation* sim = nullptr;
+  };
+  EventQueue clock_;
+  SimReporter reporter_;
+  std::vector<std::unique_ptr<can::Bus>> buses_;
+  std::vector<std::unique_ptr<Board>> boards_;
+
+ public:
+  // Reports from buses (default: warnings and faults to stderr).
+  void set_report_sink(std::function<void(const Report&)> sink) { reporter_.sink = std::move(sink); }
+};
+
+}  // namespace rtcanboot::twin

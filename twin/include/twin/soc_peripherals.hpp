@@ -1,0 +1,243 @@
+// Peripheral models of the i.MX RT1064 SoC side of the twin (everything except FlexCAN):
+// CCM, CCM_ANALOG, IOMUXC, IOMUXC_GPR, SRC, SNVS, watchdogs, GPT, PIT, LPUART, FlexSPI2
+// registers and plain register files for harmless blocks.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "twin/peripheral.hpp"
+
+namespace rtcanboot::twin {
+
+// Reset causes as SRC_SRSR bits.
+enum class ResetCause : std::uint32_t {
+  kPowerOn = 1u << 0,
+  kSysResetReq = 1u << 1,
+  kWdog = 1u << 4,
+  kWdog3 = 1u << 7,
+};
+
+// What the SoC peripherals need from the SoC around them.
+struct SocContext {
+  Clock* clock = nullptr;
+  InterruptController* irq = nullptr;
+  Reporter* reporter = nullptr;
+  std::function<void(ResetCause, const std::string&)> request_reset;
+  std::function<void(char)> console;  // LPUART1 transmit
+  std::function<void()> ahb_buffer_reset;  // FlexSPI2 MCR0.SWRESET / AHBCR.CLRAHBRXBUF
+};
+
+// Base for 32-bit register blocks: splits byte/halfword accesses into masked word accesses.
+class RegisterBlock : public Peripheral {
+ public:
+  RegisterBlock(std::string name, std::uint32_t size, SocContext& ctx)
+      : name_(std::move(name)), size_(size), ctx_(ctx) {}
+  std::string name() const override { return name_; }
+  std::uint32_t size() const override { return size_; }
+  std::uint32_t read(std::uint32_t offset, unsigned width, std::uint32_t pc) override;
+  void write(std::uint32_t offset, std::uint32_t value, unsigned width, std::uint32_t pc) override;
+  void reset(bool warm) override;
+
+ protected:
+  // Word access at an aligned offset; `mask` has the bytes being written.
+  virtual std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) { (void)pc; return reg(offset); }
+  virtual void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+    (void)pc;
+    store(offset, value, mask);
+  }
+  virtual void on_reset(bool warm) { (void)warm; }
+  std::uint32_t reg(std::uint32_t offset) const;
+  void set_reg(std::uint32_t offset, std::uint32_t value) { regs_[offset] = value; }
+  void store(std::uint32_t offset, std::uint32_t value, std::uint32_t mask) {
+    regs_[offset] = (reg(offset) & ~mask) | (value & mask);
+  }
+  void set_reset_value(std::uint32_t offset, std::uint32_t value) { reset_values_[offset] = value; }
+  void fault(const std::string& message, std::uint32_t pc) const;
+  void warn(const std::string& message, std::uint32_t pc) const;
+  Nanos now() const { return ctx_.clock->now(); }
+
+  std::string name_;
+  std::uint32_t size_;
+  SocContext& ctx_;
+  std::map<std::uint32_t, std::uint32_t> regs_;
+  std::map<std::uint32_t, std::uint32_t> reset_values_;
+  std::map<std::uint32_t, std::uint32_t> previous_;  // contents before the last reset
+};
+
+// Plain storage, no behaviour (GPIO, FlexRAM, DCDC, OCOTP, IOMUXC_SNVS, CM7_MCM ...).
+class PlainRegisters final : public RegisterBlock {
+ public:
+  using RegisterBlock::RegisterBlock;
+  void preset(std::uint32_t offset, std::uint32_t value) { set_reset_value(offset, value); set_reg(offset, value); }
+};
+
+class Ccm final : public RegisterBlock {
+ public:
+  explicit Ccm(SocContext& ctx);
+  // The CAN clock root (CSCMR2 CAN_CLK_SEL/PODF); 0 when disabled.
+  std::uint32_t can_root_hz() const;
+  // Whether the clock gate (CCGRn, CGm) is on in run mode.
+  bool gate_on(unsigned ccgr, unsigned cg) const;
+  // FlexCAN instance 1..3: root frequency if both the module and serial gates are on, else 0.
+  std::uint32_t can_clock_hz(unsigned instance) const;
+  std::uint32_t uart_root_hz() const;
+  std::uint32_t ipg_hz() const;
+  std::uint32_t perclk_hz() const;
+
+ protected:
+  void on_reset(bool warm) override;
+};
+
+class CcmAnalog final : public RegisterBlock {
+ public:
+  explicit CcmAnalog(SocContext& ctx);
+
+ protected:
+  std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+};
+
+class Iomuxc final : public RegisterBlock {
+ public:
+  explicit Iomuxc(SocContext& ctx);
+  // Whether the TX and RX pins of FlexCAN `instance` (1..3) are routed to a pad (one of the
+  // documented pad options, with the daisy chain set for RX).
+  bool can_pins_muxed(unsigned instance) const;
+  std::uint32_t mux(std::uint32_t offset) const { return reg(offset); }
+};
+
+class Src final : public RegisterBlock {
+ public:
+  explicit Src(SocContext& ctx);
+  void record_reset(ResetCause cause);
+
+ protected:
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+};
+
+class Snvs final : public RegisterBlock {
+ public:
+  explicit Snvs(SocContext& ctx) : RegisterBlock("SNVS", 0x4000, ctx) {}
+
+ protected:
+  void on_reset(bool warm) override;
+};
+
+// WDOG1/WDOG2 (16-bit registers).
+class Wdog final : public RegisterBlock {
+ public:
+  Wdog(std::string name, unsigned irq, SocContext& ctx);
+  bool enabled() const { return (reg(0) & 0x4) != 0; }
+
+ protected:
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+
+ private:
+  void rearm();
+  unsigned irq_;
+  std::uint16_t service_state_ = 0;
+  std::uint64_t event_ = 0;
+  bool wde_written_ = false;
+};
+
+// RTWDOG (WDOG3).
+class Rtwdog final : public RegisterBlock {
+ public:
+  explicit Rtwdog(SocContext& ctx);
+  bool enabled() const { return (reg(0) & 0x80) != 0; }
+
+ protected:
+  std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+
+ private:
+  void rearm();
+  Nanos tick_ns() const;
+  Nanos unlock_until_ = 0;
+  bool unlocked_ = false;
+  std::uint16_t half_key_ = 0;
+  std::uint16_t half_refresh_ = 0;
+  Nanos started_ = 0;
+  std::uint64_t event_ = 0;
+};
+
+class Gpt final : public RegisterBlock {
+ public:
+  Gpt(std::string name, unsigned irq, const Ccm& ccm, SocContext& ctx);
+  // For the idle detector: counter register values change with time.
+  static bool is_time_register(std::uint32_t offset) { return offset == 0x24; }
+
+ protected:
+  std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+
+ private:
+  double tick_hz() const;
+  std::uint32_t counter() const;
+  void rebase(std::uint32_t value);
+  void reschedule();
+  void update_irq();
+  unsigned irq_;
+  const Ccm& ccm_;
+  bool running_ = false;
+  std::uint32_t base_value_ = 0;
+  Nanos base_time_ = 0;
+  std::array<std::uint64_t, 3> events_{};
+};
+
+class Pit final : public RegisterBlock {
+ public:
+  Pit(const Ccm& ccm, SocContext& ctx);
+  static bool is_time_register(std::uint32_t offset) { return offset >= 0x100 && (offset & 0xF) == 0x4; }
+
+ protected:
+  std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+
+ private:
+  void restart(unsigned ch);
+  void update_irq();
+  const Ccm& ccm_;
+  std::array<Nanos, 4> start_{};
+  std::array<std::uint64_t, 4> events_{};
+};
+
+class Lpuart final : public RegisterBlock {
+ public:
+  Lpuart(std::string name, SocContext& ctx);
+
+ protected:
+  std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+};
+
+// FlexSPI2 controller registers. Holds the LUT that the ROM API and the boot path use.
+class FlexSpi2 final : public RegisterBlock {
+ public:
+  explicit FlexSpi2(SocContext& ctx);
+  std::uint32_t lut(unsigned index) const { return lut_[index & 63]; }
+  void set_lut(unsigned index, std::uint32_t word) { lut_[index & 63] = word; }
+  void configure_from_fcb(const std::uint8_t* fcb);  // what the ROM leaves after boot
+
+ protected:
+  std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void on_reset(bool warm) override;
+
+ private:
+  std::array<std::uint32_t, 64> lut_{};
+  bool lut_locked_ = false;
+};
+
+}  // namespace rtcanboot::twin
