@@ -46,6 +46,19 @@ void NorFlashFake::cut_power_at(std::uint32_t index, Cut mode, double fraction) 
   cut_fraction_ = fraction;
 }
 
+void NorFlashFake::reset_touched() {
+  for (const Operation& operation : operations_) {
+    std::memset(memory_.data() + operation.offset, 0xFF, operation.length);
+  }
+  operations_.clear();
+  violations_.clear();
+  mutating_ops_ = 0;
+  programs_ = erases_4k_ = erases_32k_ = erases_64k_ = 0;
+  busy_time_ = 0;
+  now_ = 0;
+  power_on();
+}
+
 void NorFlashFake::power_on() {
   power_lost_ = false;
   in_op_ = false;

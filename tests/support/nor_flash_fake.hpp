@@ -62,6 +62,10 @@ class NorFlashFake final : public FlashPort {
   const std::vector<std::uint8_t>& contents() const { return memory_; }
   void load(std::uint32_t offset, const void* data, std::size_t length);
 
+  // Back to a fresh state cheaply (fuzzing): every range an operation touched is erased again,
+  // the operation log, counters and violations are cleared, power is on.
+  void reset_touched();
+
   // Power cut at the `index`-th (1-based) mutating operation from now on. `fraction` (0..1) is
   // how far a mid-operation cut gets.
   void cut_power_at(std::uint32_t index, Cut mode, double fraction = 0.5);

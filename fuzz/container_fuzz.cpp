@@ -1,0 +1,171 @@
+// Arbitrary bytes as a 0x1F50 container stream, in random chunk sizes, into ProgramDownload on
+// the strict NOR flash fake. Invariants: no crash (ASan/UBSan), no flash violation, the
+// bootloader region untouched, and never a COMMIT for data that does not match its header.
+//
+// Input: byte 0 = flags, byte 1 = chunk-size seed, the rest = the stream.
+//   flags bits 0..1: 0 raw; 1 reseal the header CRC; 2 also make the header fit this node and
+//                    carry the payload's true CRC-32/SHA-256 (reaches programming and commit)
+//   bit 2: announce the size at begin(); bit 3: announce a wrong size; bit 4: cancel part-way
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "nor_flash_fake.hpp"
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/flash_guard.hpp"
+#include "rtcanboot/flash_writer.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/image_format.hpp"
+#include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/program_download.hpp"
+
+namespace {
+
+using namespace rtcanboot;
+namespace mm = memory_map;
+
+constexpr std::uint32_t kVendor = 0x0ABC;
+constexpr std::uint32_t kProduct = 0x0001'0064;
+
+void check(bool condition) {
+  if (!condition) __builtin_trap();
+}
+
+void fix_up(std::vector<std::uint8_t>& stream, int mode) {
+  if (mode == 0 || stream.size() < image::kFixedLength) return;
+  std::uint16_t header_length = load_le16(stream.data() + 6);
+  if (mode == 2) {
+    header_length = static_cast<std::uint16_t>(image::kMinHeaderLength +
+                                               (header_length % 64) * 4);  // always a valid length
+    store_le16(stream.data() + 6, header_length);
+  }
+  if (header_length < image::kMinHeaderLength || header_length > image::kMaxHeaderLength ||
+      header_length % 4 != 0 || stream.size() < header_length) {
+    return;
+  }
+  if (mode == 2) {
+    const auto payload_length = static_cast<std::uint32_t>(stream.size() - header_length);
+    store_le32(stream.data(), image::kMagic);
+    store_le16(stream.data() + 4, image::kFormatVersion);
+    store_le32(stream.data() + 0x08, mm::kAppAddress);
+    store_le32(stream.data() + 0x0C, payload_length);
+    store_le32(stream.data() + 0x14, kVendor);
+    store_le32(stream.data() + 0x18, kProduct);
+    store_le32(stream.data() + 0x1C, load_le32(stream.data() + 0x1C) & 0xFFFF'0000U);
+    const std::uint8_t* payload = stream.data() + header_length;
+    store_le32(stream.data() + 0x20, crc32(0, payload, payload_length));
+    SoftwareSha256 sha;
+    sha.update(payload, payload_length);
+    sha.finish(stream.data() + 0x24);
+    if (payload_length >= 8) {  // a vector table that can start, most of the time
+      if ((stream[1] & 0x80) == 0)
+        store_le32(stream.data() + header_length, mm::kDtcmBase + 0x1000);
+      if ((stream[2] & 0x80) == 0)
+        store_le32(stream.data() + header_length + 4, mm::kAppAddress | 1U);
+      store_le32(stream.data() + 0x20, crc32(0, payload, payload_length));
+      SoftwareSha256 again;
+      again.update(payload, payload_length);
+      again.finish(stream.data() + 0x24);
+    }
+  }
+  store_le32(stream.data() + header_length - 4, crc32(0, stream.data(), header_length - 4U));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 2 || size > 70'000) return 0;
+  const std::uint8_t flags = data[0];
+  std::uint32_t random = data[1] * 2654435761U + 1U;
+  std::vector<std::uint8_t> stream(data + 2, data + size);
+  fix_up(stream, flags & 3);
+
+  // One flash for all runs (a fresh 4 MiB per input is slow): what a run touched is erased again.
+  static std::vector<std::uint8_t> bootloader_pattern;
+  static test::NorFlashFake flash(test::NorTiming{2, 5, 7, 9});
+  if (bootloader_pattern.empty()) {
+    bootloader_pattern.resize(mm::kBootloaderSize);
+    for (std::uint32_t i = 0; i < mm::kBootloaderSize; ++i) {
+      bootloader_pattern[i] = static_cast<std::uint8_t>(i * 31 + 5);
+    }
+    flash.load(0, bootloader_pattern.data(), bootloader_pattern.size());
+  }
+  flash.reset_touched();
+  GuardedFlash guard(flash);
+  SoftwareSha256 sha;
+  std::vector<std::uint8_t> ring(4096 + 512 * (random % 8));
+  journal::InstallJournal journal(guard);
+  journal.load();
+  FlashWriter writer(guard, sha, ring);
+  const image::Expectation expectation{kVendor, kProduct, mm::kAppAddress, mm::kAppSize};
+  ProgramDownload download(writer, journal, sha, expectation);
+
+  Micros now = 0;
+  auto poll = [&] {
+    now += 1 + (random >> 28);
+    flash.set_now(now);
+    download.poll();
+  };
+  auto next_random = [&] {
+    random = random * 1103515245U + 12345U;
+    return random >> 8;
+  };
+
+  const bool size_known = (flags & 4) != 0;
+  const auto announced = static_cast<std::uint32_t>(stream.size() + ((flags & 8) ? 1 : 0));
+  const std::size_t cancel_at =
+      (flags & 16) ? next_random() % (stream.size() + 1) : stream.size() + 1;
+  bool open = download.begin(size_known, announced) == canopen::Abort::kNone;
+  std::size_t offset = 0;
+  while (open && offset < stream.size()) {
+    if (offset >= cancel_at) {
+      download.cancel(canopen::Abort::kGeneral);
+      open = false;
+      break;
+    }
+    const std::uint32_t space = download.free_space();
+    std::uint32_t chunk = 1 + next_random() % 1024;
+    if (chunk > stream.size() - offset) chunk = static_cast<std::uint32_t>(stream.size() - offset);
+    if (chunk > space) chunk = space;
+    if (chunk == 0) {
+      poll();
+      continue;
+    }
+    if (download.write(stream.data() + offset, chunk) != canopen::Abort::kNone) open = false;
+    offset += chunk;
+    for (std::uint32_t i = next_random() % 4; i > 0; --i) poll();
+  }
+  const bool ended = open && download.end() == canopen::Abort::kNone;
+  for (int i = 0; i < 2'000'000 && download.busy(); ++i) poll();
+  check(!download.busy());
+
+  check(flash.violations().empty());
+  check(guard.refused() == 0);
+  check(std::memcmp(flash.contents().data(), bootloader_pattern.data(), mm::kBootloaderSize) == 0);
+
+  // A commit only for a stream that is exactly a header plus the payload it describes.
+  if (journal.installed().valid) {
+    check(ended);
+    const journal::InstalledImage& installed = journal.installed();
+    image::Header header;
+    check(image::parse(stream.data(), stream.size(), expectation, header).ok());
+    check(stream.size() == std::size_t{header.header_length} + header.payload_length);
+    check(installed.payload_length == header.payload_length);
+    check(installed.payload_crc32 == header.payload_crc32);
+    const std::uint8_t* payload = stream.data() + header.header_length;
+    check(crc32(0, payload, header.payload_length) == header.payload_crc32);
+    check(std::memcmp(flash.contents().data() + mm::kAppOffset, payload, header.payload_length) ==
+          0);
+    SoftwareSha256 digest;
+    digest.update(payload, header.payload_length);
+    std::uint8_t sha256[32];
+    digest.finish(sha256);
+    check(std::memcmp(sha256, header.payload_sha256, 32) == 0);
+    journal::InstallJournal reread(flash);
+    reread.load();
+    check(reread.installed().valid && reread.installed().payload_crc32 == header.payload_crc32);
+  }
+  return 0;
+}
