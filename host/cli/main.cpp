@@ -297,14 +297,14 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
     return 0;
   }
   fmt::print("node {}\n", node);
-  auto row = [](const char* k, const std::string& v) { fmt::print("  {:<19}{}\n", k, v); };
+  auto row = [](const char* k, const std::string& v) { fmt::print("  {:<23}{}\n", k, v); };
   row("device type", hex32(i.device_type));
   row("vendor-ID", hex32(i.vendor_id));
   row("product code", hex32(i.product_code));
   row("revision", hex32(i.revision));
   row("serial number", hex32(i.serial));
   if (i.device_name) row("device name", *i.device_name);
-  if (i.software_version) row("software version", *i.software_version);
+  if (i.software_version && !i.software_version->empty()) row("software version", *i.software_version);
   if (i.heartbeat_ms) row("heartbeat", fmt::format("{} ms", *i.heartbeat_ms));
   if (i.running_program) {
     const bool app = *i.running_program == canopen::kRunningApplication;

@@ -1,0 +1,358 @@
+// The built `rtcanboot` binary: exit codes and one-line messages for bad input, and a full
+// pack/flash/info/scan run over socketcand against a simulated board (the core's Bootloader).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/host/image.hpp"
+#include "rtcanboot/host/transports.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "sim_nodes.hpp"
+
+namespace rtcanboot::host {
+namespace {
+
+namespace fs = std::filesystem;
+namespace mm = memory_map;
+
+struct CliRun {
+  int code = -1;
+  std::string out;
+  std::string err;
+  double seconds = 0;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / fmt::format("rtcanboot-cli-{}-{}", ::getpid(), counter++);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  CliRun run(const std::string& args) {
+    const auto out = dir / "stdout";
+    const auto err = dir / "stderr";
+    const std::string cmd = fmt::format("timeout 60 {} {} >{} 2>{} </dev/null", RTCANBOOT_CLI, args, out.string(), err.string());
+    const auto t0 = std::chrono::steady_clock::now();
+    const int status = std::system(cmd.c_str());
+    CliRun r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+  }
+
+  // A failure: the exit code, exactly one line on stderr, no crash/sanitizer noise.
+  void expect_error(const CliRun& r, int code, const std::string& text) {
+    EXPECT_EQ(r.code, code) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(text), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.rfind("rtcanboot: ", 0), 0U) << r.err;
+  }
+
+  std::string write(const std::string& name, const std::string& content) {
+    const auto p = dir / name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p.string();
+  }
+
+  static std::string hex_file(std::uint32_t address, const std::vector<std::uint8_t>& data) {
+    std::string s;
+    auto rec = [&](std::uint8_t type, std::uint16_t off, const std::uint8_t* d, std::size_t n) {
+      std::uint8_t sum = static_cast<std::uint8_t>(n + (off >> 8) + (off & 0xFF) + type);
+      s += fmt::format(":{:02X}{:04X}{:02X}", n, off, type);
+      for (std::size_t i = 0; i < n; ++i) {
+        s += fmt::format("{:02X}", d[i]);
+        sum = static_cast<std::uint8_t>(sum + d[i]);
+      }
+      s += fmt::format("{:02X}\n", static_cast<std::uint8_t>(-sum));
+    };
+    std::uint32_t upper = 0xFFFF'FFFF;
+    for (std::size_t i = 0; i < data.size(); i += 16) {
+      const std::uint32_t a = address + static_cast<std::uint32_t>(i);
+      if ((a >> 16) != upper) {
+        upper = a >> 16;
+        const std::uint8_t u[2] = {static_cast<std::uint8_t>(upper >> 8), static_cast<std::uint8_t>(upper)};
+        rec(4, 0, u, 2);
+      }
+      rec(0, static_cast<std::uint16_t>(a & 0xFFFF), data.data() + i, std::min<std::size_t>(16, data.size() - i));
+    }
+    rec(1, 0, nullptr, 0);
+    return s;
+  }
+
+  static std::vector<std::uint8_t> app_bytes(std::size_t n) {
+    std::vector<std::uint8_t> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint8_t>(i * 13 + 5);
+    store_le32(v.data(), 0x2002'0000);
+    store_le32(v.data() + 4, mm::kAppAddress + 0x101);
+    return v;
+  }
+
+  fs::path dir;
+  static inline int counter = 0;
+};
+
+TEST_F(Cli, HelpAndVersion) {
+  auto r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("flash"), std::string::npos);
+  EXPECT_NE(r.out.find("socketcand://"), std::string::npos);
+  r = run("flash --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--no-start"), std::string::npos);
+  r = run("--version");
+  EXPECT_EQ(r.code, 0);
+}
+
+TEST_F(Cli, UsageErrors) {
+  expect_error(run(""), 2, "subcommand");
+  expect_error(run("frobnicate"), 2, "see rtcanboot --help");
+  expect_error(run("info"), 2, "--node");
+  expect_error(run("info --node 0"), 2, "not a node-ID");
+  expect_error(run("info --node 128"), 2, "not a node-ID");
+  expect_error(run("info --node abc"), 2, "not a 32-bit number");
+  expect_error(run("--bus socketcn://can0 info --node 1"), 2, "unknown scheme");
+  expect_error(run("--bus can0 info --node 1"), 2, "did you mean socketcan://can0");
+  expect_error(run("--bus slcan:///dev/null?bitrate=123 info --node 1"), 2, "CiA bit rate");
+}
+
+TEST_F(Cli, BadInputFiles) {
+  expect_error(run("pack /nonexistent/app.hex -o " + (dir / "x.rcb").string()), 3, "cannot open");
+  const auto good = hex_file(mm::kAppAddress, app_bytes(64));
+  std::string corrupt = good;
+  corrupt[corrupt.find('\n') + 12] = corrupt[corrupt.find('\n') + 12] == '0' ? '1' : '0';  // line 2 data
+  expect_error(run("pack " + write("bad.hex", corrupt) + " -o " + (dir / "x.rcb").string()), 3, "bad.hex:2: Intel HEX record checksum");
+  expect_error(run("pack " + write("low.hex", hex_file(0x6000'0000, app_bytes(64))) + " -o x"), 3,
+               "outside the application region");
+  expect_error(run("pack " + write("bl.hex", hex_file(mm::kFlashBase, app_bytes(64))) + " -o x"), 3,
+               "outside the application region");
+  expect_error(run("pack " + write("a.bin", "12345678") + " -o x"), 2, "--load-address");
+  expect_error(run("pack " + write("a.txt", "hello") + " -o x"), 3, "unknown file format");
+  expect_error(run("pack " + write("empty.hex", "") + " -o x"), 3, "empty");
+  // flash checks the file before touching the bus (the bus here does not exist).
+  expect_error(run("--bus socketcan://rtcbnone0 flash --node 1 " + write("bad2.hex", corrupt)), 3, "checksum");
+}
+
+TEST_F(Cli, PackWritesTheContainer) {
+  const auto hex = write("app.hex", hex_file(mm::kAppAddress, app_bytes(1000)));
+  const auto out = (dir / "app.rcb").string();
+  const CliRun r = run(fmt::format("pack {} -o {} --vendor-id 0x1234 --product-code 66 --image-version 3", hex, out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto bytes = read_file(out);
+  const Container c = parse_container(bytes, out);
+  EXPECT_EQ(c.header.vendor_id, 0x1234U);
+  EXPECT_EQ(c.header.product_code, 66U);
+  EXPECT_EQ(c.header.image_version, 3U);
+  EXPECT_EQ(c.header.payload_length, 1000U);
+  EXPECT_NE(r.out.find("CRC-32"), std::string::npos);
+  // Packing a container again gives the same bytes.
+  const auto again = (dir / "again.rcb").string();
+  ASSERT_EQ(run(fmt::format("pack {} -o {}", out, again)).code, 0);
+  EXPECT_EQ(read_file(again), bytes);
+  // A raw binary at the application address packs the same payload.
+  std::ofstream(dir / "app.bin", std::ios::binary).write(reinterpret_cast<const char*>(app_bytes(1000).data()), 1000);
+  const auto from_bin = (dir / "bin.rcb").string();
+  ASSERT_EQ(run(fmt::format("pack {} --load-address 0x70020000 -o {} --vendor-id 0x1234 --product-code 66 --image-version 3",
+                            (dir / "app.bin").string(), from_bin)).code, 0);
+  EXPECT_EQ(read_file(from_bin), bytes);
+}
+
+TEST_F(Cli, BusErrorsAreReported) {
+  expect_error(run("--bus socketcan://rtcbnone0 info --node 1"), 4, "socketcan://rtcbnone0");
+  std::uint16_t dead = 0;
+  {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+    dead = ntohs(a.sin_port);
+    ::close(s);
+  }
+  expect_error(run(fmt::format("--bus socketcand://127.0.0.1:{}/can0 info --node 1", dead)), 4, "cannot connect");
+  expect_error(run("--bus slcan:///nonexistent/tty info --node 1"), 4, "cannot open");
+}
+
+// socketcand server in front of a SimBus that runs in wall-clock time (1 µs virtual = 1 µs real).
+class Bridge {
+ public:
+  explicit Bridge(bool with_board) {
+    settings_.identity = {0x1234, 66, 1, 5};
+    settings_.provisioning.node_id = 5;
+    settings_.heartbeat_ms = 300;
+    if (with_board) board_ = std::make_unique<test::SimBoard>(bus_, settings_);
+    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(listen_, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~Bridge() {
+    stop_ = true;
+    thread_.join();
+    ::close(listen_);
+  }
+  std::string uri() const { return fmt::format("socketcand://127.0.0.1:{}/can0", port_); }
+  test::SimBoard* board() { return board_.get(); }
+
+ private:
+  void send_text(int fd, const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+  void serve() {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto wall = [&] {
+      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+    };
+    int fd = -1;
+    std::string buf;
+    while (!stop_) {
+      bus_.run_until(std::max(bus_.clock().now(), wall()));
+      if (fd < 0) {
+        while (bus_.receive(bus_.clock().now())) {
+        }
+        pollfd p{listen_, POLLIN, 0};
+        if (::poll(&p, 1, 1) > 0) {
+          fd = ::accept(listen_, nullptr, nullptr);
+          send_text(fd, "< hi >");
+          buf.clear();
+        }
+        continue;
+      }
+      while (auto ev = bus_.receive(bus_.clock().now())) {
+        std::string hex;
+        for (int i = 0; i < ev->frame.dlc; ++i) hex += fmt::format("{:02X}", ev->frame.data[i]);
+        send_text(fd, fmt::format("< frame {:03X} {}.{:06} {} >", ev->frame.id, ev->timestamp / 1000000, ev->timestamp % 1000000, hex));
+      }
+      pollfd q{fd, POLLIN, 0};
+      if (::poll(&q, 1, 1) <= 0) continue;
+      char tmp[4096];
+      const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+      if (n <= 0) {
+        ::close(fd);
+        fd = -1;
+        continue;
+      }
+      buf.append(tmp, static_cast<std::size_t>(n));
+      std::size_t end;
+      while ((end = buf.find('>')) != std::string::npos) {
+        const std::string msg = buf.substr(0, end + 1);
+        buf.erase(0, end + 1);
+        if (msg.find("< open ") != std::string::npos || msg.find("< rawmode >") != std::string::npos) {
+          send_text(fd, "< ok >");
+        } else if (msg.find("< send ") != std::string::npos) {
+          std::istringstream in(msg.substr(msg.find("send") + 4));
+          std::string id_text;
+          unsigned dlc = 0;
+          in >> id_text >> dlc;
+          CanFrame f;
+          f.id = static_cast<std::uint32_t>(std::stoul(id_text, nullptr, 16));
+          f.dlc = static_cast<std::uint8_t>(dlc);
+          for (unsigned i = 0; i < dlc; ++i) {
+            std::string b;
+            in >> b;
+            f.data[i] = static_cast<std::uint8_t>(std::stoul(b, nullptr, 16));
+          }
+          bus_.run_until(std::max(bus_.clock().now(), wall()));
+          bus_.send(f);
+        }
+      }
+    }
+    if (fd >= 0) ::close(fd);
+  }
+
+  SimBus bus_{1'000'000};
+  BootloaderSettings settings_;
+  std::unique_ptr<test::SimBoard> board_;
+  int listen_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+TEST_F(Cli, NoNodeAnsweringEndsQuicklyWithItsOwnExitCode) {
+  Bridge empty(false);
+  const CliRun r = run(fmt::format("--bus {} --timeout 200 info --node 5", empty.uri()));
+  expect_error(r, 5, "node 5 does not answer");
+  EXPECT_LT(r.seconds, 5.0);
+  const CliRun f = run(fmt::format("--bus {} --timeout 200 flash --node 5 {}", empty.uri(),
+                                write("app.hex", hex_file(mm::kAppAddress, app_bytes(100)))));
+  expect_error(f, 5, "does not answer");
+  const CliRun s = run(fmt::format("--bus {} scan --listen 300 --probe-timeout 20", empty.uri()));
+  EXPECT_EQ(s.code, 0) << s.err;
+  EXPECT_NE(s.out.find("no nodes found"), std::string::npos);
+}
+
+TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
+  Bridge bridge(true);
+  const auto hex = write("app.hex", hex_file(mm::kAppAddress, app_bytes(20'000)));
+  CliRun r = run(fmt::format("--bus {} info --node 5 --json", bridge.uri()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"running\": \"bootloader\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"vendor_id\": 4660"), std::string::npos) << r.out;
+
+  r = run(fmt::format("--bus {} flash --node 5 {}", bridge.uri(), hex));
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("100%"), std::string::npos) << r.out;  // plain progress lines (not a tty)
+  EXPECT_NE(r.out.find("is up"), std::string::npos) << r.out;
+  EXPECT_TRUE(bridge.board()->app_running());
+
+  r = run(fmt::format("--bus {} info --node 5", bridge.uri()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("application"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("flash status (0x1F57)"), std::string::npos) << r.out;
+
+  r = run(fmt::format("--bus {} flash --node 5 {}", bridge.uri(), hex));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("already runs this image"), std::string::npos) << r.out;
+
+  r = run(fmt::format("--bus {} scan --json --listen 700 --probe-timeout 30", bridge.uri()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("{\"node\": 5, \"sdo\": true"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"running\": \"application\""), std::string::npos) << r.out;
+
+  r = run(fmt::format("--bus {} stop --node 5", bridge.uri()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run(fmt::format("--bus {} info --node 5 --json", bridge.uri()));
+  EXPECT_NE(r.out.find("\"running\": \"bootloader\""), std::string::npos) << r.out;
+  r = run(fmt::format("--bus {} start --node 5", bridge.uri()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run(fmt::format("--bus {} reset --node 5", bridge.uri()));
+  EXPECT_EQ(r.code, 0) << r.err;
+
+  // Wrong product: refused before anything is sent, with its own exit code.
+  expect_error(run(fmt::format("--bus {} flash --node 5 --product-code 7 {}", bridge.uri(), hex)), 9, "--force-product");
+}
+
+}  // namespace
+}  // namespace rtcanboot::host
