@@ -196,6 +196,30 @@ TEST(CanBus, DropNthFrameLosesItForReceiversOnly) {
   EXPECT_EQ(rig.bus.stats().dropped, 1U);
 }
 
+TEST(CanBus, DropForOneReceiverOnly) {
+  BusRig rig;
+  Endpoint a("a"), b("b"), c("c");
+  rig.bus.attach(a);
+  rig.bus.attach(b);
+  rig.bus.attach(c);
+  FaultRule r;
+  r.action = FaultRule::Action::kDrop;
+  r.id = 0x600;
+  r.id_mask = 0x780;  // 0x600..0x67F
+  r.receiver = "c";
+  r.limit = 1;
+  rig.bus.add_fault(r);
+  a.send(make(0x181, {1}));
+  a.send(make(0x601, {2}));
+  a.send(make(0x601, {3}));
+  rig.clock.run_for(1'000'000);
+  EXPECT_EQ(b.rx_pending(), 3U);
+  ASSERT_EQ(c.rx_pending(), 2U);
+  EXPECT_EQ(c.receive()->frame.id, 0x181U);
+  EXPECT_EQ(c.receive()->frame.data[0], 3);
+  EXPECT_EQ(rig.bus.faults()[0].fired, 1U);
+}
+
 TEST(CanBus, CorruptedFrameIsRetransmittedAndArrivesOnce) {
   BusRig rig;
   Endpoint a("a"), b("b");

@@ -360,7 +360,7 @@ std::uint64_t Bus::next_random() {
   return z ^ (z >> 31);
 }
 
-std::optional<FaultRule::Action> Bus::pick_fault(const CanFrame& frame) {
+const FaultRule* Bus::pick_fault(const CanFrame& frame) {
   for (FaultRule& rule : faults_) {
     if (((frame.id ^ rule.id) & rule.id_mask) != 0) continue;
     if (rule.limit != 0 && rule.fired >= rule.limit) continue;
@@ -370,13 +370,15 @@ std::optional<FaultRule::Action> Bus::pick_fault(const CanFrame& frame) {
     } else if (rule.rate > 0) {
       const double u = static_cast<double>(next_random() >> 11) * (1.0 / 9007199254740992.0);
       fire = u < rule.rate;
+    } else {
+      fire = true;  // neither a number nor a rate: every matching frame (up to `limit`)
     }
     if (fire) {
       ++rule.fired;
-      return rule.action;
+      return &rule;
     }
   }
-  return std::nullopt;
+  return nullptr;
 }
 
 void Bus::consume_idle(Nanos until) {
@@ -516,7 +518,9 @@ void Bus::arbitrate() {
   tx->tx_begin(now);
 
   const std::uint32_t total = can_timing::frame_bits(frame);
-  const std::optional<FaultRule::Action> fault = pick_fault(frame);
+  const FaultRule* rule = pick_fault(frame);
+  const std::optional<FaultRule::Action> fault =
+      rule != nullptr ? std::optional<FaultRule::Action>(rule->action) : std::nullopt;
 
   bool acked = false;
   std::vector<BusNode*> destroyers;
@@ -583,9 +587,14 @@ void Bus::arbitrate() {
   }
 
   bool deliver = true;
+  std::string drop_for;  // one receiver misses the frame
   if (fault == FaultRule::Action::kDrop) {
-    deliver = false;
     ++stats_.dropped;
+    if (rule->receiver.empty()) {
+      deliver = false;
+    } else {
+      drop_for = rule->receiver;
+    }
   }
   CanFrame on_wire = frame;
   if (fault == FaultRule::Action::kCorruptSilent) {
@@ -600,7 +609,7 @@ void Bus::arbitrate() {
   const Nanos eof = now + bit_ns(total);
   const Nanos idle_at = now + bit_ns(total + can_timing::kInterframeBits);
   stats_.busy_bits += total + can_timing::kInterframeBits;
-  later(eof, [this, tx, on_wire, now, eof, idle_at, deliver] {
+  later(eof, [this, tx, on_wire, now, eof, idle_at, deliver, drop_for] {
     ++stats_.frames;
     trace_frame(eof, on_wire);
     const bool attached = std::find(nodes_.begin(), nodes_.end(), tx) != nodes_.end();
@@ -616,7 +625,7 @@ void Bus::arbitrate() {
       if (node->counters_.state() == FaultState::kBusOff) continue;
       if (in_sync(node)) {
         rx_ok(node, eof);
-        if (deliver) node->rx(on_wire, now, eof);
+        if (deliver && (drop_for.empty() || node->node_name() != drop_for)) node->rx(on_wire, now, eof);
       } else {
         add_rec(node, 1, eof);
         node->on_error(BusError::kStuff, false, eof);

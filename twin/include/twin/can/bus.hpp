@@ -171,10 +171,12 @@ struct FaultRule {
   };
   Action action = Action::kDrop;
   std::uint64_t nth = 0;      // fire on this attempt number (1-based); 0 = not by number
-  double rate = 0.0;          // otherwise fire with this probability per attempt (seeded)
+  double rate = 0.0;          // otherwise fire with this probability per attempt (seeded);
+                              // with neither nth nor rate: every matching attempt
   std::uint32_t id = 0;       // only frames with this identifier ...
   std::uint32_t id_mask = 0;  // ... under this mask (0 = every frame)
   std::uint64_t limit = 0;    // fire at most this many times (0 = unlimited)
+  std::string receiver;       // kDrop only: the node (by name) that misses the frame; empty = all
   std::uint64_t fired = 0;    // how many times it fired so far (state)
 };
 
@@ -257,7 +259,7 @@ class Bus {
   void rx_ok(BusNode* node, Nanos at);
   void check_modes();
   bool in_sync(const BusNode* node) const;
-  std::optional<FaultRule::Action> pick_fault(const CanFrame& frame);
+  const FaultRule* pick_fault(const CanFrame& frame);
   std::uint64_t next_random();
   void trace_frame(Nanos at, const CanFrame& frame);
   void trace_error(Nanos at, std::uint32_t error_class, std::uint8_t prot_type);
