@@ -519,8 +519,7 @@ void Bus::arbitrate() {
 
   const std::uint32_t total = can_timing::frame_bits(frame);
   const FaultRule* rule = pick_fault(frame);
-  const std::optional<FaultRule::Action> fault =
-      rule != nullptr ? std::optional<FaultRule::Action>(rule->action) : std::nullopt;
+  auto fault_is = [rule](FaultRule::Action action) { return rule != nullptr && rule->action == action; };
 
   bool acked = false;
   std::vector<BusNode*> destroyers;
@@ -550,7 +549,7 @@ void Bus::arbitrate() {
     error_episode(spec);
     return;
   }
-  if (fault == FaultRule::Action::kErrorFrame) {
+  if (fault_is(FaultRule::Action::kErrorFrame)) {
     spec.error_bit = 1 + static_cast<std::uint32_t>(next_random() % (total - 10));
     spec.flag_bits = kFlagAnswered;
     spec.tx_error = BusError::kBit1;
@@ -559,7 +558,7 @@ void Bus::arbitrate() {
     error_episode(spec);
     return;
   }
-  if (fault == FaultRule::Action::kCorrupt) {
+  if (fault_is(FaultRule::Action::kCorrupt)) {
     // Receivers see a CRC error and withhold the ACK; the transmitter flags an ACK error at the
     // ACK delimiter and the receivers' flags follow one bit later.
     spec.error_bit = total - 8;
@@ -588,7 +587,7 @@ void Bus::arbitrate() {
 
   bool deliver = true;
   std::string drop_for;  // one receiver misses the frame
-  if (fault == FaultRule::Action::kDrop) {
+  if (fault_is(FaultRule::Action::kDrop)) {
     ++stats_.dropped;
     if (rule->receiver.empty()) {
       deliver = false;
@@ -597,7 +596,7 @@ void Bus::arbitrate() {
     }
   }
   CanFrame on_wire = frame;
-  if (fault == FaultRule::Action::kCorruptSilent) {
+  if (fault_is(FaultRule::Action::kCorruptSilent)) {
     const std::uint64_t r = next_random();
     const unsigned n = std::min<unsigned>(on_wire.dlc, 8U);
     if (n > 0 && !on_wire.remote()) {
