@@ -562,6 +562,60 @@ TEST(FlexCan, SdkInitSequenceIsAcceptedWithoutReports) {
   EXPECT_EQ(rig.reporter.entries.size(), 0U) << rig.reporter.entries.front().message;
 }
 
+TEST(FlexCan, AloneOnTheBusAckErrorsMakeItErrorPassive) {
+  Rig rig;
+  rig.bus.detach(rig.peer);
+  rig.start(kCtrl1_1M | (1U << 14), kIrmq | kSrxdis | (1U << 21));  // ERRMSK, WRNEN
+  rig.tx(9, 0x701, {0x00});
+  rig.clock.run_for(10'000'000);
+  EXPECT_EQ(rig.rd(ECR) & 0xFFU, 128U);  // TXERRCNT stops at 128 (ACK errors while passive)
+  const std::uint32_t esr1 = rig.rd(ESR1);
+  EXPECT_EQ((esr1 >> 4) & 3U, 1U);        // error-passive
+  EXPECT_NE(esr1 & (1U << 13), 0U);       // ACKERR
+  EXPECT_NE(esr1 & (1U << 9), 0U);        // TXWRN
+  EXPECT_NE(esr1 & (1U << 17), 0U);       // TWRNINT (WRNEN)
+  EXPECT_TRUE(rig.irq.level(37));         // ERRINT under ERRMSK
+  EXPECT_EQ(rig.code(9), 0xCU);           // still trying
+  // A second node appears: the frame goes out, the counter starts to fall.
+  rig.bus.attach(rig.peer);
+  rig.clock.run_for(1'000'000);
+  EXPECT_EQ(rig.peer.rx_pending(), 1U);
+  EXPECT_EQ(rig.code(9), 0x8U);
+  EXPECT_EQ(rig.rd(ECR) & 0xFFU, 127U);
+}
+
+TEST(FlexCan, TwoFlexcansOnOneBusTalk) {
+  FakeClock clock;
+  RecordingReporter reporter;
+  FakeIrq irq;
+  Bus bus(clock, reporter, 500'000);
+  FlexCanConfig cfg;
+  cfg.clock_hz = [] { return 40'000'000U; };
+  cfg.instance = 2;
+  FlexCan a(cfg, clock, irq, reporter);
+  cfg.instance = 3;
+  FlexCan b(cfg, clock, irq, reporter);
+  bus.attach(a);
+  bus.attach(b);
+  for (FlexCan* c : {&a, &b}) {
+    c->write(MCR, c->read(MCR, 4, 0) & ~kMdis, 4, 0);
+    clock.run_for(20'000);
+    c->write(CTRL1, 0x03730007, 4, 0);  // 500 kbit/s at 40 MHz (FLEXCAN3 with BTF=0 uses CTRL1 too)
+    c->write(MCR, (c->read(MCR, 4, 0) & ~(kFrz | kHalt | 0x7FU)) | 15U | kIrmq | kSrxdis, 4, 0);
+    clock.run_for(20'000);
+  }
+  b.write(cs(4) + 4, 0x581U << 18, 4, 0);
+  b.write(cs(4), 0x4U << 24, 4, 0);
+  a.write(cs(9) + 4, 0x581U << 18, 4, 0);
+  a.write(cs(9) + 8, 0x43001000, 4, 0);
+  a.write(cs(9), (0xCU << 24) | (4U << 16), 4, 0);
+  clock.run_for(1'000'000);
+  EXPECT_EQ((b.read(cs(4), 4, 0) >> 24) & 0xFU, 0x2U);
+  EXPECT_EQ(b.read(cs(4) + 8, 4, 0), 0x43001000U);
+  EXPECT_EQ((a.read(cs(9), 4, 0) >> 24) & 0xFU, 0x8U);
+  EXPECT_EQ(reporter.count(Severity::kFault), 0U);
+}
+
 TEST(FlexCan, PartialWidthAccessesWork) {
   Rig rig;
   rig.start();
