@@ -1,0 +1,194 @@
+// ProgramDownload through its own interfaces (DownloadSink / ProgramControl), without the SDO
+// server: chunking, busy states, cancel, journal and verify failures.
+#include "rtcanboot/program_download.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "image_builder.hpp"
+#include "nor_flash_fake.hpp"
+#include "rtcanboot/flash_guard.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "strict_flash.hpp"
+
+namespace rtcanboot {
+namespace {
+
+using canopen::Abort;
+using canopen::FlashDetail;
+using canopen::FlashStatus;
+namespace mm = memory_map;
+using Bytes = std::vector<std::uint8_t>;
+
+class ProgramDownloadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::fail_on_violation(flash);
+    journal.load();
+  }
+
+  void poll(int times = 1) {
+    for (int i = 0; i < times; ++i) {
+      now += 50;
+      flash.set_now(now);
+      download.poll();
+    }
+  }
+  void poll_until_idle() {
+    for (int i = 0; i < 1'000'000 && download.busy(); ++i) poll();
+    ASSERT_FALSE(download.busy());
+  }
+  // Feeds `container` in pseudo-random chunks (never more than free_space()).
+  Abort feed(const Bytes& container, std::uint32_t seed, std::size_t stop_at = SIZE_MAX) {
+    std::uint32_t random = seed;
+    std::size_t offset = 0;
+    while (offset < container.size() && offset < stop_at) {
+      random = random * 1103515245U + 12345U;
+      std::uint32_t chunk = 1 + (random >> 16) % 900;
+      chunk = std::min<std::uint32_t>(chunk, static_cast<std::uint32_t>(container.size() - offset));
+      chunk = std::min(chunk, download.free_space());
+      if (chunk == 0) {
+        poll();
+        continue;
+      }
+      const Abort abort = download.write(container.data() + offset, chunk);
+      if (abort != Abort::kNone) return abort;
+      offset += chunk;
+      poll(static_cast<int>(random % 3));
+    }
+    return Abort::kNone;
+  }
+  void install(const Bytes& payload, std::uint32_t seed = 1) {
+    const Bytes container = test::make_container(payload);
+    ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+    ASSERT_EQ(feed(container, seed), Abort::kNone);
+    ASSERT_EQ(download.end(), Abort::kNone);
+    poll_until_idle();
+    ASSERT_EQ(download.flash_status(1), 0U);
+  }
+
+  test::NorFlashFake flash{test::NorTiming::typical()};
+  GuardedFlash guard{flash};
+  SoftwareSha256 sha;
+  Bytes ring = Bytes(6 * 1024);
+  journal::InstallJournal journal{guard};
+  FlashWriter writer{guard, sha, ring};
+  ProgramDownload download{
+      writer, journal, sha, {test::kTestVendor, test::kTestProduct, mm::kAppAddress, mm::kAppSize}};
+  Micros now = 0;
+};
+
+TEST_F(ProgramDownloadTest, AnyChunkingGivesTheSameInstalledImage) {
+  const Bytes payload = test::make_payload(40'000, 9);
+  for (std::uint32_t seed : {1U, 2U, 77U, 1234U}) {
+    install(payload, seed);
+    EXPECT_TRUE(
+        std::equal(payload.begin(), payload.end(), flash.contents().begin() + mm::kAppOffset));
+    EXPECT_EQ(download.software_id(1), crc32(0, payload.data(), payload.size()));
+    EXPECT_EQ(download.control_state(1), 0);
+  }
+}
+
+TEST_F(ProgramDownloadTest, SizeNeedNotBeAnnounced) {
+  const Bytes payload = test::make_payload(5'000, 3);
+  const Bytes container = test::make_container(payload);
+  ASSERT_EQ(download.begin(false, 0), Abort::kNone);
+  ASSERT_EQ(feed(container, 5), Abort::kNone);
+  ASSERT_EQ(download.end(), Abort::kNone);
+  poll_until_idle();
+  EXPECT_TRUE(download.valid_program());
+}
+
+TEST_F(ProgramDownloadTest, OnlySubIndexOneExists) {
+  EXPECT_EQ(download.program_count(), 1);
+  EXPECT_EQ(download.program_data(1), &download);
+  EXPECT_EQ(download.program_data(2), nullptr);
+  EXPECT_EQ(download.control(2, 1), Abort::kNoSubIndex);
+}
+
+TEST_F(ProgramDownloadTest, WhileFinishingNothingElseCanStart) {
+  const Bytes container = test::make_container(test::make_payload(30'000, 3));
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  ASSERT_EQ(feed(container, 3), Abort::kNone);
+  ASSERT_EQ(download.end(), Abort::kNone);
+  ASSERT_TRUE(download.busy());
+  EXPECT_EQ(download.flash_status(1), 1U);
+  EXPECT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())),
+            Abort::kDeviceState);
+  EXPECT_EQ(download.control(1, 3), Abort::kDeviceState);
+  EXPECT_EQ(download.control(1, 1), Abort::kDeviceState);
+  EXPECT_EQ(download.control(1, 0), Abort::kNone);
+  poll_until_idle();
+  EXPECT_TRUE(download.valid_program());
+  EXPECT_EQ(download.control(1, 1), Abort::kNone);
+  EXPECT_TRUE(download.take_start_request());
+  EXPECT_FALSE(download.take_start_request());
+}
+
+TEST_F(ProgramDownloadTest, CancelBeforeAnyFlashWorkKeepsTheOldApplication) {
+  install(test::make_payload(8'000, 1));
+  const std::uint32_t ops = flash.mutating_ops();
+  const Bytes container = test::make_container(test::make_payload(20'000, 2));
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  ASSERT_EQ(download.write(container.data(), 3000), Abort::kNone);  // no poll: no flash work yet
+  download.cancel(Abort::kTimeout);
+  poll_until_idle();
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_TRUE(download.valid_program());
+  EXPECT_EQ(download.flash_status(1),
+            canopen::flash_status_word(false, FlashStatus::kUnspecified, FlashDetail::kAborted));
+}
+
+TEST_F(ProgramDownloadTest, FailedRevokeStopsBeforeAnyErase) {
+  install(test::make_payload(8'000, 1));
+  const Bytes old_region(flash.contents().begin() + mm::kAppOffset,
+                         flash.contents().begin() + mm::kAppOffset + 8'000);
+  flash.fail_operation_at(1);  // the REVOKE record
+  const Bytes container = test::make_container(test::make_payload(20'000, 2));
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  EXPECT_EQ(feed(container, 4), Abort::kHardware);
+  poll_until_idle();
+  EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, FlashStatus::kWriteError,
+                                                                 FlashDetail::kJournalFailed));
+  EXPECT_TRUE(download.valid_program());
+  EXPECT_TRUE(
+      std::equal(old_region.begin(), old_region.end(), flash.contents().begin() + mm::kAppOffset));
+  EXPECT_EQ(flash.erases(4096) + flash.erases(65536), 0U);
+}
+
+TEST_F(ProgramDownloadTest, ReadBackMismatchIsAVerifyFailureAndNothingIsCommitted) {
+  const Bytes payload = test::make_payload(10'000, 3);
+  const Bytes container = test::make_container(payload);
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  ASSERT_EQ(feed(container, 8), Abort::kNone);
+  ASSERT_EQ(download.end(), Abort::kNone);
+  for (int i = 0; i < 100'000 && writer.state() != FlashWriter::State::kVerifying; ++i) poll();
+  ASSERT_EQ(writer.state(), FlashWriter::State::kVerifying);
+  flash.contents()[mm::kAppOffset + 9'000] ^= 0x10;  // as if a bit did not program
+  poll_until_idle();
+  EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, FlashStatus::kWriteError,
+                                                                 FlashDetail::kVerifyFailed));
+  EXPECT_FALSE(download.valid_program());
+  journal::InstallJournal reread(flash);
+  reread.load();
+  EXPECT_FALSE(reread.installed().valid);
+}
+
+TEST_F(ProgramDownloadTest, ClearThenStatusAndControlState) {
+  install(test::make_payload(8'000, 1));
+  EXPECT_EQ(download.control(1, 3), Abort::kNone);
+  EXPECT_EQ(download.control(1, 3), Abort::kNone);  // repeated: still fine
+  EXPECT_EQ(download.control_state(1), 3);
+  EXPECT_EQ(download.software_id(1), 0U);
+  EXPECT_EQ(download.flash_status(1), 1U);
+  poll_until_idle();
+  EXPECT_EQ(download.flash_status(1), 0U);
+  EXPECT_EQ(download.control(1, 1), Abort::kDeviceState);
+  EXPECT_EQ(download.control(1, 9), Abort::kValueRange);
+}
+
+}  // namespace
+}  // namespace rtcanboot
