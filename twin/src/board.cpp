@@ -1270,6 +1270,17 @@ void Board::Impl::rom_call(std::uint32_t address) {
       flash.finish_now();
     }
   };
+  // Code in the flash window must not run around an erase/program: the ROM returns into it and
+  // the core's prefetcher fetches from it while the operation is still going on.
+  auto caller_in_window = [&](const char* name) {
+    if (lr < kWindowBase || lr >= kWindowBase + kWindowSize) return false;
+    cpu_fault("flash", fmt::format("read-while-write: ROM {} called from code in the FlexSPI2 window (return address "
+                                   "0x{:08X}); the core fetches from the flash while it is being modified. Run flash "
+                                   "operations from RAM",
+                                   name, lr & ~1u),
+              lr);
+    return true;
+  };
   auto ok_instance = [&](const char* name) {
     const std::uint32_t inst = rreg(UC_ARM_REG_R0);
     if (rom_check_instance(inst, name)) return true;
@@ -1305,7 +1316,7 @@ void Board::Impl::rom_call(std::uint32_t address) {
       break;
     }
     case kFnProgram: {
-      if (!ok_instance("program")) break;
+      if (!ok_instance("program") || caller_in_window("program")) break;
       const std::uint32_t dst = rom_arg(2);
       const std::uint32_t src = rom_arg(3);
       if (dst >= W25Q32::kSize) {
@@ -1330,13 +1341,13 @@ void Board::Impl::rom_call(std::uint32_t address) {
       break;
     }
     case kFnEraseAll: {
-      if (!ok_instance("erase_all")) break;
+      if (!ok_instance("erase_all") || caller_in_window("erase_all")) break;
       if (!flash.command(0x06, 0, {}, {}, lr) || !flash.command(0x60, 0, {}, {}, lr)) result = kStatusEraseAllFail;
       finish_blocking(2'000);
       break;
     }
     case kFnErase: {
-      if (!ok_instance("erase")) break;
+      if (!ok_instance("erase") || caller_in_window("erase")) break;
       const std::uint32_t start = rom_arg(2);
       const std::uint32_t length = rom_arg(3);
       if (start >= W25Q32::kSize || length > W25Q32::kSize - start) {
@@ -1383,6 +1394,7 @@ void Board::Impl::rom_call(std::uint32_t address) {
     case kFnXfer:
       if (!ok_instance("xfer")) break;
       result = rom_xfer(rom_arg(1), lr);
+      if (flash.busy() && caller_in_window("xfer starting an erase/program")) break;
       break;
     case kFnUpdateLut: {
       if (!ok_instance("update_lut")) break;
@@ -1707,6 +1719,24 @@ bool Board::write_memory(std::uint32_t address, const void* data, std::size_t le
 std::uint32_t Board::read_u32(std::uint32_t address) { return impl_->mem32(address); }
 std::uint32_t Board::pc() const { return impl_->rreg(UC_ARM_REG_PC); }
 std::uint32_t Board::reg(int uc_reg) const { return impl_->rreg(uc_reg); }
+void Board::set_reg(int uc_reg, std::uint32_t value) { impl_->wreg(uc_reg, value); }
+
+std::uint32_t Board::call(std::uint32_t address, const std::vector<std::uint32_t>& args, Nanos timeout) {
+  constexpr std::uint32_t kStub = kDtcmBase + kDtcmSize - 16;
+  const std::uint16_t stub[2] = {0xBF30, 0xE7FD};  // wfi; b wfi
+  write_memory(kStub, stub, sizeof stub);
+  std::uint32_t sp = kStub - 64;
+  for (std::size_t i = 4; i < args.size(); ++i) write_memory(sp + 4 * static_cast<std::uint32_t>(i - 4), &args[i], 4);
+  for (std::size_t i = 0; i < args.size() && i < 4; ++i) impl_->wreg(UC_ARM_REG_R0 + static_cast<int>(i), args[i]);
+  impl_->wreg(UC_ARM_REG_SP, sp);
+  impl_->wreg(UC_ARM_REG_LR, kStub | 1);
+  impl_->wreg(UC_ARM_REG_PC, address | 1);
+  impl_->wreg(UC_ARM_REG_XPSR, 0x0100'0000);
+  state_ = BoardState::kRunning;
+  const Nanos deadline = sim_.now() + timeout;
+  sim_.run_until([this] { return state_ != BoardState::kRunning; }, deadline);
+  return impl_->rreg(UC_ARM_REG_R0);
+}
 
 void Board::run_to(Nanos until) {
   Impl& im = *impl_;

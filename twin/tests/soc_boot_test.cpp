@@ -1,6 +1,8 @@
 // Boot path and strictness tests on the twin with the test firmwares from firmware/twin-tests.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "soc_test_support.hpp"
 
 namespace rtcanboot::twin {
@@ -45,6 +47,137 @@ TEST_F(FirmwareTest, HelloBootsRunsTimerRomApiAndWarmReset) {
   EXPECT_NE(c.find("warm reset seen, SRSR=0x00000003"), std::string::npos) << c;
   EXPECT_NE(c.find("DONE"), std::string::npos) << c;
   EXPECT_EQ(b.state(), BoardState::kSleeping);
+}
+
+}  // namespace
+}  // namespace rtcanboot::twin
+
+namespace rtcanboot::twin {
+namespace {
+
+using testing::firmware_path;
+using testing::load_file;
+using testing::quiet_config;
+
+struct Strict {
+  const char* firmware;
+  const char* fault_text;
+};
+
+class StrictnessTest : public ::testing::TestWithParam<Strict> {};
+
+TEST_P(StrictnessTest, FaultIsReported) {
+  const auto image = load_file(firmware_path(GetParam().firmware));
+  if (image.empty()) GTEST_SKIP() << "test firmware not built: " << firmware_path(GetParam().firmware);
+  Simulation sim;
+  Board& b = sim.add_board(quiet_config(GetParam().firmware));
+  b.flash().probe_write(0, image);
+  b.power_on();
+  sim.run_for(milliseconds_ns(200));
+  EXPECT_TRUE(b.has_fault_containing(GetParam().fault_text))
+      << "console:\n" << b.console() << "\nstop: " << b.stop_reason();
+  EXPECT_EQ(b.console().find("not reached"), std::string::npos) << b.console();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Firmwares, StrictnessTest,
+    ::testing::Values(Strict{"read-during-program", "read-while-write: data read at 0x70000000"},
+                      Strict{"zero-to-one", "0->1 bit change at offset 0x3F0000"},
+                      Strict{"stale", "D-cache on and the line not invalidated"},
+                      Strict{"instance0", "instance 0"},
+                      Strict{"xip-erase", "ROM erase called from code in the FlexSPI2 window"}),
+    [](const ::testing::TestParamInfo<Strict>& param_info) {
+      std::string n = param_info.param.firmware;
+      for (auto& c : n) {
+        if (c == '-') c = '_';
+      }
+      return n;
+    });
+
+class BootPathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    image_ = load_file(firmware_path("hello"));
+    if (image_.empty()) GTEST_SKIP() << "test firmware not built";
+  }
+  Board& boot(const std::vector<std::uint8_t>& image) {
+    Board& b = sim_.add_board(quiet_config("boot"));
+    b.flash().probe_write(0, image);
+    b.power_on();
+    sim_.run_for(milliseconds_ns(30));
+    return b;
+  }
+  void put32(std::vector<std::uint8_t>& img, std::size_t off, std::uint32_t v) { std::memcpy(&img[off], &v, 4); }
+  Simulation sim_;
+  std::vector<std::uint8_t> image_;
+};
+
+TEST_F(BootPathTest, ErasedFlashDoesNotBoot) {
+  Board& b = sim_.add_board(quiet_config("blank"));
+  b.power_on();
+  sim_.run_for(milliseconds_ns(10));
+  EXPECT_EQ(b.state(), BoardState::kBootFailed);
+  EXPECT_NE(b.stop_reason().find("FCB tag at flash offset 0 is 0xFFFFFFFF"), std::string::npos) << b.stop_reason();
+}
+
+TEST_F(BootPathTest, BadFcbTagDoesNotBoot) {
+  auto img = image_;
+  img[0] ^= 0x01;
+  Board& b = boot(img);
+  EXPECT_EQ(b.state(), BoardState::kBootFailed);
+  EXPECT_NE(b.stop_reason().find("FCB tag"), std::string::npos) << b.stop_reason();
+  EXPECT_TRUE(b.console().empty());
+}
+
+TEST_F(BootPathTest, BadIvtHeaderDoesNotBoot) {
+  auto img = image_;
+  put32(img, 0x1000, 0x412000D2);
+  Board& b = boot(img);
+  EXPECT_EQ(b.state(), BoardState::kBootFailed);
+  EXPECT_NE(b.stop_reason().find("IVT header"), std::string::npos) << b.stop_reason();
+}
+
+TEST_F(BootPathTest, IvtSelfMismatchDoesNotBoot) {
+  auto img = image_;
+  put32(img, 0x1014, 0x70001000);  // self says XIP, boot data says ITCM
+  Board& b = boot(img);
+  EXPECT_EQ(b.state(), BoardState::kBootFailed);
+  EXPECT_NE(b.stop_reason().find("self"), std::string::npos) << b.stop_reason();
+}
+
+TEST_F(BootPathTest, ResetVectorWithoutThumbBitDoesNotBoot) {
+  auto img = image_;
+  std::uint32_t pc = 0;
+  std::memcpy(&pc, &img[0x2004], 4);
+  put32(img, 0x2004, pc & ~1u);
+  Board& b = boot(img);
+  EXPECT_EQ(b.state(), BoardState::kBootFailed);
+  EXPECT_NE(b.stop_reason().find("Thumb bit"), std::string::npos) << b.stop_reason();
+}
+
+TEST_F(BootPathTest, IvtEntryMayBeAThumbFunction) {
+  auto img = image_;
+  std::uint32_t pc = 0;
+  std::memcpy(&pc, &img[0x2004], 4);
+  put32(img, 0x1004, pc);  // entry = Reset_Handler (odd) instead of the vector table
+  Board& b = boot(img);
+  EXPECT_EQ(b.fault_count(), 0u) << b.stop_reason();
+  EXPECT_NE(b.console().find("twin-test hello start"), std::string::npos) << b.console();
+}
+
+TEST_F(BootPathTest, SameInputsGiveSameTimings) {
+  auto run = [this]() {
+    Simulation sim;
+    BoardConfig cfg = quiet_config("det");
+    Board& b = sim.add_board(cfg);
+    b.flash().probe_write(0, image_);
+    b.power_on();
+    sim.run_for(milliseconds_ns(400));
+    std::string log;
+    for (const auto& r : b.reports()) log += std::to_string(r.time) + " " + r.message + "\n";
+    return log + b.console() + std::to_string(b.cycles());
+  };
+  EXPECT_EQ(run(), run());
 }
 
 }  // namespace

@@ -108,6 +108,12 @@ class Board final : public InterruptController {
   std::uint32_t read_u32(std::uint32_t address);
   std::uint32_t pc() const;
   std::uint32_t reg(int uc_reg) const;
+  void set_reg(int uc_reg, std::uint32_t value);
+  // Tests: calls the function at `address` (AAPCS, up to 4 register and 4 stack arguments) from
+  // RAM with SP near the top of DTCM, runs until it returns or `timeout` passes; returns r0.
+  // The board must not be executing firmware (e.g. flash without a bootloader).
+  std::uint32_t call(std::uint32_t address, const std::vector<std::uint32_t>& args,
+                     Nanos timeout = 10'000'000'000ull);
 
   // Runs this board's CPU until its local time reaches `until` (or it sleeps, halts or an event
   // it scheduled is due earlier than `until`). Used by Simulation.
