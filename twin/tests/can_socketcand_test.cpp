@@ -238,6 +238,16 @@ TEST(Socketcand, PacingFollowsWallClockWhileConnected) {
   const auto wall = std::chrono::steady_clock::now() - t0;
   EXPECT_GE(wall, std::chrono::milliseconds(45));
   EXPECT_LT(wall, std::chrono::milliseconds(1000));
+  // After a stall longer than max_lag, pacing restarts instead of racing to catch up.
+  ::usleep(300'000);
+  const auto t1 = std::chrono::steady_clock::now();
+  const Nanos target2 = clock.now() + 50'000'000;
+  v = clock.now();
+  while (v < target2) {
+    v = server.pace(target2);
+    clock.run_until(v);
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - t1, std::chrono::milliseconds(45));
 }
 
 }  // namespace

@@ -408,9 +408,14 @@ Nanos SocketcandServer::pace(Nanos target) {
     anchored_ = false;
     return target;
   }
+  const auto wall_now = SteadyClock::now();
+  if (anchored_ && now_v >= anchor_virtual_ &&
+      wall_now - (anchor_wall_ + std::chrono::nanoseconds(now_v - anchor_virtual_)) > options_.max_lag) {
+    anchored_ = false;  // fell behind: restart real-time pacing from here
+  }
   if (!anchored_) {
     anchored_ = true;
-    anchor_wall_ = SteadyClock::now();
+    anchor_wall_ = wall_now;
     anchor_virtual_ = now_v;
   }
   if (target <= now_v) return target;

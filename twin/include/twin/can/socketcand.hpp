@@ -36,6 +36,10 @@ struct SocketcandOptions {
   // drops one character after the last complete element of every read; with the space that
   // character is the separator instead of the "<" of a frame split across two reads.
   bool frame_separator = true;
+  // When the simulation falls behind the wall clock by more than this (a slow stretch, a
+  // debugger pause), pacing restarts from the current moment instead of letting virtual time
+  // race to catch up.
+  std::chrono::milliseconds max_lag{100};
 };
 
 class SocketcandServer {
