@@ -616,6 +616,24 @@ TEST(FlexCan, TwoFlexcansOnOneBusTalk) {
   EXPECT_EQ(reporter.count(Severity::kFault), 0U);
 }
 
+TEST(FlexCan, RemoteFramesStoredOnlyWithRrsAndMatchingRtrUnderEacen) {
+  for (std::uint32_t ctrl2 : {0U, (1U << 17), (1U << 17) | (1U << 16)}) {
+    Rig rig;
+    rig.enable_frozen();
+    rig.wr(CTRL1, kCtrl1_1M);
+    rig.wr(CTRL2, (rig.rd(CTRL2) & ~((1U << 17) | (1U << 16))) | ctrl2);
+    rig.wr(MCR, (rig.rd(MCR) & ~0x7FU) | 15U | kIrmq | kSrxdis);
+    rig.leave_freeze();
+    rig.arm_rx(4, 0x123);  // RTR bit of the MB is 0
+    CanFrame remote = make(0x123, {});
+    remote.flags = CanFrame::kRemote;
+    rig.peer.send(remote);
+    rig.clock.run_for(300'000);
+    const bool stored = ctrl2 == (1U << 17);  // RRS without EACEN
+    EXPECT_EQ(rig.code(4), stored ? 0x2U : 0x4U) << ctrl2;
+  }
+}
+
 TEST(FlexCan, PartialWidthAccessesWork) {
   Rig rig;
   rig.start();

@@ -40,7 +40,8 @@ constexpr std::uint32_t kCtrl1FreezeOnly = 0xFFFF0000U | kSmp | kLom | kLpb | 0x
 constexpr std::uint32_t kCtrl1Anytime = kBoffmsk | kErrmsk | kTwrnmsk | kRwrnmsk | kBoffrec | kTsyn | kLbuf;
 
 // CTRL2 bits.
-constexpr std::uint32_t kErrmskFast = 1U << 31, kBoffdonemsk = 1U << 30, kMrp = 1U << 18, kRrs = 1U << 17;
+constexpr std::uint32_t kErrmskFast = 1U << 31, kBoffdonemsk = 1U << 30, kMrp = 1U << 18, kRrs = 1U << 17,
+                        kEacen = 1U << 16;
 constexpr std::uint32_t kCtrl2FreezeOnly = 0x1FFFD800U;
 constexpr std::uint32_t kCtrl2Reset = 0x00B00000U;  // TASD = 0x16
 
@@ -548,6 +549,8 @@ std::optional<unsigned> FlexCan::match_mb(const CanFrame& frame) const {
     if (c != kRxEmpty && c != kRxFull && c != kRxOverrun) continue;
     const std::uint32_t cs = ram_[mb * 4];
     if (((cs & kCsIde) != 0) != frame.extended()) continue;
+    // CTRL2.EACEN: the RTR bit takes part in the comparison as well.
+    if ((ctrl2_ & kEacen) != 0 && ((cs & kCsRtr) != 0) != frame.remote()) continue;
     std::uint32_t mask = irmq ? rximr_[mb] : (mb == 14 ? rx14mask_ : mb == 15 ? rx15mask_ : rxmgmask_);
     mask &= frame.extended() ? 0x1FFFFFFFU : 0x1FFC0000U;
     if (((ram_[mb * 4 + 1] ^ frame_word) & mask) != 0) continue;
