@@ -1,9 +1,9 @@
-// Example application for rtcanboot: a CANopen node in OPERATIONAL that uses the node-ID and
-// bit rate the bootloader handed over, answers SDO reads (0x1018 identity, 0x100A software
-// version, 0x1F56 software ID, 0x5F00 info) and returns to the bootloader when a master writes
-// 0 (stop program) to 0x1F51:1 - the first step of every CiA 302-2 program download.
-// All CANopen behaviour is the core's CanopenNode in application mode; only the program control
-// below is specific to an application.
+// Example application for rtcanboot: a self-starting CANopen node (OPERATIONAL) that uses the
+// node-ID and bit rate the bootloader handed over, answers SDO reads (0x1018 identity, 0x100A
+// software version, 0x1F56 software ID, 0x5F00 info) and returns to the bootloader when a master
+// writes 0 (stop program) to 0x1F51:1 - the first step of every CiA 302-2 program download. All
+// CANopen behaviour is the core's CanopenNode in application mode; only the program control below
+// is specific to an application.
 #include <cstdint>
 
 #include "rtcanboot/app_kit.hpp"
@@ -117,6 +117,14 @@ int main() {
   static CanopenNode node(can, program, config);
   enable_irq();
   node.start(g_clock.now());
+  // A self-starting node (CiA 302-2 NMT start-up without a master's start command): after its
+  // boot-up message it applies NMT "start" to itself, so its heartbeats report OPERATIONAL.
+  CanFrame self_start;
+  self_start.id = canopen::kNmtCobId;
+  self_start.dlc = 2;
+  self_start.data[0] = static_cast<std::uint8_t>(canopen::NmtCommand::kStart);
+  self_start.data[1] = boot.node_id;
+  node.on_frame(self_start, g_clock.now());
 
   Micros leaving_since = 0;
   for (;;) {

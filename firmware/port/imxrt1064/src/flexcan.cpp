@@ -87,7 +87,7 @@ void exit_freeze() {
   wait_mcr(fc::kMcrFrzAck, 0);
 }
 
-// Writes the bit timing; the controller must be frozen.
+// Writes the bit timing (and the rest of CTRL1 as zero); the controller must be frozen.
 bool write_timing(const CanBitTiming& timing) {
   const std::uint32_t prescaler = timing.prescaler - 1;
   const std::uint32_t propagation = timing.propagation - 1U;
@@ -103,14 +103,14 @@ bool write_timing(const CanBitTiming& timing) {
       r(fc::kCbt) = cbt;
       if (r(fc::kCbt) == cbt) break;
     }
-    r(fc::kCtrl1) = r(fc::kCtrl1) & ~fc::kCtrl1TimingMask;
+    r(fc::kCtrl1) = 0;
     return r(fc::kCbt) == cbt;
   }
   const std::uint32_t timing_bits =
       (prescaler << fc::kCtrl1PresDivShift) | (jump << fc::kCtrl1RjwShift) |
       (phase1 << fc::kCtrl1Pseg1Shift) | (phase2 << fc::kCtrl1Pseg2Shift) |
       (propagation << fc::kCtrl1PropSegShift);
-  r(fc::kCtrl1) = (r(fc::kCtrl1) & ~fc::kCtrl1TimingMask) | timing_bits;
+  r(fc::kCtrl1) = timing_bits;
   return true;
 }
 
@@ -142,13 +142,18 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate) {
   soft_reset();
   enter_freeze();
 
-  r(fc::kMcr) = fc::kMcrFrz | fc::kMcrHalt | fc::kMcrSupv | fc::kMcrWrnEn | fc::kMcrRfen |
-                fc::kMcrSrxDis | kTxMb;
-  // Automatic bus-off recovery (BOFFREC = 0); timing written below.
-  r(fc::kCtrl1) = 0;
-  r(fc::kCtrl2) = (0U << fc::kCtrl2RffnShift) | (0x16U << fc::kCtrl2TasdShift) | fc::kCtrl2Rrs;
+  // MB RAM is cleared before the RX FIFO is enabled (MB0..5 become FIFO output then).
+  const std::uint32_t mcr =
+      fc::kMcrFrz | fc::kMcrHalt | fc::kMcrSupv | fc::kMcrWrnEn | fc::kMcrSrxDis | kTxMb;
+  r(fc::kMcr) = mcr;
   for (Address offset = fc::kMbRam; offset < fc::kMbRamEnd; offset += 4) r(offset) = 0;
   for (std::uint32_t mb = 0; mb < fc::kMbCount; ++mb) r(fc::kRximr + 4 * mb) = 0;
+  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  r(fc::mb(kTxMb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  r(fc::kMcr) = mcr | fc::kMcrRfen;
+  // Automatic bus-off recovery (CTRL1.BOFFREC = 0), timing in CTRL1 or CBT.
+  if (!write_timing(timing)) return false;
+  r(fc::kCtrl2) = (0U << fc::kCtrl2RffnShift) | (0x16U << fc::kCtrl2TasdShift) | fc::kCtrl2Rrs;
   r(fc::kRxMgMask) = 0x3FFF'FFFF;
   r(fc::kRx14Mask) = 0x3FFF'FFFF;
   r(fc::kRx15Mask) = 0x3FFF'FFFF;
@@ -156,9 +161,6 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate) {
   for (std::uint32_t element = 0; element < kFilterElements; ++element) {
     r(fc::mb(kFilterTableMb) + 4 * element) = 0;
   }
-  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
-  r(fc::mb(kTxMb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
-  if (!write_timing(timing)) return false;
 
   rx_head_.store(0, std::memory_order_relaxed);
   rx_tail_.store(0, std::memory_order_relaxed);

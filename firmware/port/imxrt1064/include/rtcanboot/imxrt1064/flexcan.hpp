@@ -1,7 +1,7 @@
 // FlexCAN driver for classic CAN on FLEXCAN1, 2 or 3 (build-time choice,
 // RTCANBOOT_FLEXCAN_INSTANCE). Reception: the legacy RX FIFO (6 frames deep, accepting every
 // identifier) drained by the interrupt handler into a 256-frame software ring, so the main loop
-// may be busy for ~50 ms at 1 Mbit/s before a frame is lost. Transmission: one message buffer
+// may be busy for ~28 ms at 1 Mbit/s (8-byte frames) before a frame is lost. Transmission: one message buffer
 // (MB9) fed from a software queue in order, refilled from the interrupt handler. Bus-off
 // recovery is the controller's automatic one (CTRL1.BOFFREC = 0).
 #pragma once
