@@ -142,6 +142,10 @@ Bus open_bus(const Globals& g) {
   const BusUri parsed = parse_bus_uri(uri);
   Bus bus;
   bus.transport = open_transport(parsed);
+  // The master only listens to SDO answers (0x580..0x5FF) and heartbeats (0x700..0x77F); where
+  // the transport has kernel filters (SocketCAN) the rest of a busy bus never reaches us.
+  const RxFilter filters[] = {{canopen::kSdoTxBase, 0x780, false}, {canopen::kHeartbeatBase, 0x780, false}};
+  bus.transport->set_filters(filters);
   MasterOptions mo;
   mo.sdo.timeout = static_cast<Micros>(g.timeout_ms) * 1000;
   mo.retries = g.retries;

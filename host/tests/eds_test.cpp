@@ -119,8 +119,11 @@ TEST_F(EdsTest, TheEdsDescribesNothingElse) {
     for (std::uint32_t i = 1; i <= n; ++i) {
       const auto index = static_cast<std::uint16_t>(number(s[std::to_string(i)]));
       EXPECT_TRUE(listed.insert(index).second) << "listed twice: " << std::hex << index;
-      if (std::string(list) == "MANUFACTUREROBJECTS") EXPECT_GE(index, 0x2000);
-      else EXPECT_LT(index, 0x2000);
+      if (std::string(list) == "MANUFACTUREROBJECTS") {
+        EXPECT_GE(index, 0x2000);
+      } else {
+        EXPECT_LT(index, 0x2000);
+      }
     }
     EXPECT_EQ(s.size(), n + 1) << list;
   }
@@ -128,7 +131,9 @@ TEST_F(EdsTest, TheEdsDescribesNothingElse) {
   for (const auto& [index, count] : subs) {
     EXPECT_TRUE(listed.count(index)) << std::hex << index;
     Section& s = eds[section_name(index)];
-    if (number(s["OBJECTTYPE"]) != 0x7) EXPECT_EQ(number(s["SUBNUMBER"]), static_cast<std::uint32_t>(count)) << std::hex << index;
+    if (number(s["OBJECTTYPE"]) != 0x7) {
+      EXPECT_EQ(number(s["SUBNUMBER"]), static_cast<std::uint32_t>(count)) << std::hex << index;
+    }
   }
   for (std::uint16_t mandatory : {0x1000, 0x1001, 0x1018}) {
     bool found = false;
