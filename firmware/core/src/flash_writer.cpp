@@ -101,14 +101,14 @@ bool FlashWriter::erase_step(std::uint32_t limit) {
       offset % memory_map::kBlock64Size == 0 && erased_to_ + memory_map::kBlock64Size <= erase_end_;
   const std::uint32_t unit = whole_block ? memory_map::kBlock64Size : memory_map::kSectorSize;
 
-  std::uint8_t chunk[memory_map::kPageSize];
+  std::uint32_t chunk[memory_map::kPageSize / 4];  // words: the check runs 4 bytes at a time
   bool blank = true;
   for (std::uint32_t done = 0; done < kReadPerPoll && blank; done += sizeof chunk) {
     if (flash_.read(offset + check_cursor_, chunk, sizeof chunk) != FlashResult::kOk) {
       fail(FlashDetail::kEraseFailed);
       return true;
     }
-    for (const std::uint8_t byte : chunk) blank = blank && byte == 0xFF;
+    for (const std::uint32_t word : chunk) blank = blank && word == 0xFFFF'FFFFU;
     if (blank) check_cursor_ += sizeof chunk;
   }
   if (blank) {
