@@ -139,6 +139,54 @@ TEST_F(UpdateTest, SegmentedTransferWorksToo) {
   EXPECT_TRUE(board->app_running());
 }
 
+// Answers for the board where the test needs a frame the board would not send.
+struct Responder final : SimNode {
+  explicit Responder(SimBus& bus) : sink(bus.attach(*this)) {}
+  void on_frame(const CanFrame&, Micros) override {}
+  void poll(Micros) override {}
+  Micros next_wakeup() const override { return UINT64_MAX; }
+  FrameSink& sink;
+};
+
+TEST_F(UpdateTest, FallsBackToSegmentedWhenBlockTransferIsRefused) {
+  Responder responder(bus);
+  int refused = 0;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    if (from_master && f.id == 0x607 && (f.data[0] & 0xE1) == 0xC0 && f.data[1] == 0x50 && f.data[2] == 0x1F) {
+      CanFrame abort = f;
+      abort.id = 0x587;
+      abort.data[0] = 0x80;
+      store_le32(abort.data + 4, static_cast<std::uint32_t>(canopen::Abort::kCommandSpecifier));
+      responder.sink.send(abort);
+      ++refused;
+      return SimBus::Fault::kDrop;
+    }
+    return SimBus::Fault::kDeliver;
+  });
+  const auto in = app_image(5000, 13);
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_EQ(refused, 1);
+  EXPECT_FALSE(r.used_block);
+  EXPECT_TRUE(saw_step("falling back to segmented"));
+  EXPECT_TRUE(board->app_running());
+  bus.detach(responder);
+}
+
+TEST_F(UpdateTest, LostEndConfirmationIsResolvedThroughTheFlashStatus) {
+  bool dropped = false;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    if (!from_master && f.id == 0x587 && f.data[0] == 0xA1 && !dropped) {
+      dropped = true;
+      return SimBus::Fault::kDrop;
+    }
+    return SimBus::Fault::kDeliver;
+  });
+  const UpdateResult r = run_update(*master, app_image(5000, 14), options, events);
+  EXPECT_TRUE(dropped);
+  EXPECT_TRUE(saw_step("checking the node's status"));
+  EXPECT_TRUE(r.started);
+}
+
 TEST_F(UpdateTest, SurvivesLostFramesDuringTheDownload) {
   int n = 0;
   bus.set_fault_hook([&](const CanFrame& f, bool from_master) {

@@ -292,6 +292,11 @@ class Flow {
           block = false;
           continue;
         }
+        if (e.timed_out() && e.bytes_done() >= container.size()) {
+          // Everything arrived but the final confirmation was lost: let the status decide.
+          step("no confirmation of the end of the download; checking the node's status");
+          break;
+        }
         // Tell the user what the node thinks, if it says anything.
         std::string reason;
         try {
