@@ -5,9 +5,11 @@
 // Input: byte 0 = flags, byte 1 = chunk-size seed, the rest = the stream.
 //   flags bits 0..1: 0 raw; 1 reseal the header CRC; 2 also make the header fit this node and
 //                    carry the payload's true CRC-32/SHA-256 (reaches programming and commit)
-//   bit 2: announce the size at begin(); bit 3: announce a wrong size; bit 4: cancel part-way
+//   bit 2: announce the size at begin(); bit 3: announce a wrong size; bit 4: cancel part-way;
+//   bit 5: a 0x1F51 clear is running when the download begins; bit 6: 0x1F51 commands part-way
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -29,9 +31,13 @@ namespace mm = memory_map;
 constexpr std::uint32_t kVendor = 0x0ABC;
 constexpr std::uint32_t kProduct = 0x0001'0064;
 
-void check(bool condition) {
-  if (!condition) __builtin_trap();
+void check_at(bool condition, int line) {
+  if (!condition) {
+    std::fprintf(stderr, "container_fuzz: invariant at line %d broken\n", line);
+    __builtin_trap();
+  }
 }
+#define check(condition) check_at((condition), __LINE__)
 
 void fix_up(std::vector<std::uint8_t>& stream, int mode) {
   if (mode == 0 || stream.size() < image::kFixedLength) return;
@@ -117,6 +123,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto announced = static_cast<std::uint32_t>(stream.size() + ((flags & 8) ? 1 : 0));
   const std::size_t cancel_at =
       (flags & 16) ? next_random() % (stream.size() + 1) : stream.size() + 1;
+  if ((flags & 32) != 0) {
+    download.control(1, static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
+    for (std::uint32_t i = next_random() % 64; i > 0; --i) poll();
+  }
   bool open = download.begin(size_known, announced) == canopen::Abort::kNone;
   std::size_t offset = 0;
   while (open && offset < stream.size()) {
@@ -135,6 +145,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (download.write(stream.data() + offset, chunk) != canopen::Abort::kNone) open = false;
     offset += chunk;
+    if ((flags & 64) != 0 && next_random() % 8 == 0) {
+      // Commands a master may send on another channel; none may disturb the download.
+      const auto command = static_cast<std::uint8_t>(next_random() % 5);
+      const bool was_busy = download.busy();
+      const canopen::Abort answer = download.control(1, command);
+      // Never "start" while a download or clear runs; unknown commands are out of range.
+      if (was_busy && (command == 1 || command == 2)) check(answer == canopen::Abort::kDeviceState);
+      if (command > 3) check(answer == canopen::Abort::kValueRange);
+      download.flash_status(1);
+      download.software_id(1);
+      download.control_state(1);
+    }
     for (std::uint32_t i = next_random() % 4; i > 0; --i) poll();
   }
   const bool ended = open && download.end() == canopen::Abort::kNone;
