@@ -472,5 +472,34 @@ TEST(BootDecision, VectorTableSanity) {
   EXPECT_FALSE(vector_table_sane(0xFFFF'FFFF, 0xFFFF'FFFF, 0x1000));              // erased flash
 }
 
+// --- worst-case flash timing
+// ----------------------------------------------------------------------
+
+TEST_F(BootloaderTest, AnswersAtOnceWhileALongEraseRuns) {
+  flash.set_timing(test::NorTiming::maximum());
+  rig.boot();
+  std::fill_n(flash.contents().begin() + mm::kAppOffset, 0x40000, 0x00);
+  EXPECT_EQ(write(od::kProgramControl, 1, 3), Abort::kNone);
+  rig.run_for(10'000);  // a 2 s block erase is running now
+  ASSERT_TRUE(flash.busy());
+  const Micros before = rig.now();
+  EXPECT_EQ(read(od::kFlashStatus) & 1U, 1U);
+  EXPECT_LT(rig.now() - before, 1'000U);  // request and answer: two frames on the bus
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+}
+
+TEST_F(BootloaderTest, WorstCaseFlashTimingNeverHitsTheSdoTimeout) {
+  flash.set_timing(test::NorTiming::maximum());
+  std::fill_n(flash.contents().begin() + mm::kAppOffset, 0x60000, 0x00);  // every block erases
+  rig.boot();
+  const Bytes payload = test::make_payload(300'000, 5);
+  rig.sdo_timeout = 500'000;  // stricter than the usual 1 s
+  const auto result = rig.sdo_download_block(od::kProgramData, 1, test::make_container(payload));
+  ASSERT_TRUE(result.ok()) << std::hex << static_cast<std::uint32_t>(result.abort);
+  EXPECT_LE(rig.max_response_delay(), 250'000U);
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  EXPECT_TRUE(app_in_flash(payload));
+}
+
 }  // namespace
 }  // namespace rtcanboot
