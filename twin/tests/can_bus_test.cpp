@@ -121,8 +121,9 @@ TEST(CanBus, FrameNobodyAcknowledgesIsAnAckErrorAndRetransmitted) {
   // TEC rises by 8 per attempt up to error-passive, then stays (ISO 11898-1 exception).
   EXPECT_EQ(alone.counters().tec, 128U);
   EXPECT_EQ(alone.fault_state(), FaultState::kErrorPassive);
-  // An error-passive sender's flag is recessive: the listen-only node now takes the frame.
-  EXPECT_GT(sniffer.rx_pending(), 0U);
+  // A listen-only node never takes an unacknowledged frame and keeps its counters frozen.
+  EXPECT_EQ(sniffer.rx_pending(), 0U);
+  EXPECT_EQ(sniffer.counters().rec, 0U);
   EXPECT_EQ(alone.frames_sent(), 0U);
 }
 

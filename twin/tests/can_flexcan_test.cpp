@@ -616,22 +616,92 @@ TEST(FlexCan, TwoFlexcansOnOneBusTalk) {
   EXPECT_EQ(reporter.count(Severity::kFault), 0U);
 }
 
-TEST(FlexCan, RemoteFramesStoredOnlyWithRrsAndMatchingRtrUnderEacen) {
-  for (std::uint32_t ctrl2 : {0U, (1U << 17), (1U << 17) | (1U << 16)}) {
+TEST(FlexCan, RemoteFramesStoredOnlyWithRrsAndRtrComparedUnderEacenMask) {
+  struct Case {
+    std::uint32_t ctrl2;
+    std::uint32_t rximr;
+    bool stored;
+  };
+  const std::uint32_t rrs = 1U << 17, eacen = 1U << 16;
+  for (const Case& c : {Case{0, 0x1FFFFFFF, false}, Case{rrs, 0x1FFFFFFF, true},
+                        Case{rrs | eacen, 0xFFFFFFFF, false}, Case{rrs | eacen, 0x7FFFFFFF, true}}) {
     Rig rig;
     rig.enable_frozen();
     rig.wr(CTRL1, kCtrl1_1M);
-    rig.wr(CTRL2, (rig.rd(CTRL2) & ~((1U << 17) | (1U << 16))) | ctrl2);
+    rig.wr(CTRL2, (rig.rd(CTRL2) & ~(rrs | eacen)) | c.ctrl2);
     rig.wr(MCR, (rig.rd(MCR) & ~0x7FU) | 15U | kIrmq | kSrxdis);
+    rig.wr(rximr(4), c.rximr);
     rig.leave_freeze();
     rig.arm_rx(4, 0x123);  // RTR bit of the MB is 0
     CanFrame remote = make(0x123, {});
     remote.flags = CanFrame::kRemote;
     rig.peer.send(remote);
     rig.clock.run_for(300'000);
-    const bool stored = ctrl2 == (1U << 17);  // RRS without EACEN
-    EXPECT_EQ(rig.code(4), stored ? 0x2U : 0x4U) << ctrl2;
+    EXPECT_EQ(rig.code(4), c.stored ? 0x2U : 0x4U) << c.ctrl2 << " " << c.rximr;
   }
+}
+
+TEST(FlexCan, EacenWithoutIdeMaskBitAcceptsBothFormats) {
+  Rig rig;
+  rig.enable_frozen();
+  rig.wr(CTRL1, kCtrl1_1M);
+  rig.wr(CTRL2, rig.rd(CTRL2) | (1U << 16));
+  rig.wr(MCR, (rig.rd(MCR) & ~0x7FU) | 15U | kIrmq | kSrxdis);
+  rig.wr(rximr(4), 0x1FFC0000);  // base id only, IDE/RTR not compared
+  rig.leave_freeze();
+  rig.arm_rx(4, 0x123);
+  CanFrame ext = make(0x123U << 18, {1});
+  ext.flags = CanFrame::kExtended;
+  rig.peer.send(ext);
+  rig.clock.run_for(300'000);
+  EXPECT_EQ(rig.code(4), 0x2U);
+  EXPECT_NE(rig.rd(cs(4)) & (1U << 21), 0U);  // stored with IDE
+}
+
+TEST(FlexCan, ListenOnlyReadsPassiveNeverAcknowledgesAndKeepsCountersFrozen) {
+  Rig rig;
+  rig.start(kCtrl1_1M | (1U << 3));  // LOM
+  EXPECT_EQ((rig.rd(ESR1) >> 4) & 3U, 1U);
+  rig.arm_rx(4, 0x181);
+  rig.peer.send(make(0x181, {1}));
+  rig.clock.run_for(300'000);
+  EXPECT_EQ(rig.code(4), 0x4U);             // not acknowledged by anyone: not received
+  EXPECT_GT(rig.peer.counters().tec, 0U);   // the listen-only node gave no ACK
+  EXPECT_NE(rig.rd(ESR1) & (1U << 14), 0U); // BIT0ERR
+  EXPECT_EQ(rig.rd(ECR), 0U);
+  Endpoint acker("acker");
+  rig.bus.attach(acker);
+  rig.clock.run_for(300'000);
+  EXPECT_EQ(rig.code(4), 0x2U);             // acknowledged by another node: received
+  rig.tx(9, 0x200, {1});
+  rig.clock.run_for(300'000);
+  EXPECT_EQ(rig.code(9), 0xCU);             // no transmission in listen-only mode
+  EXPECT_EQ(acker.rx_pending(), 1U);        // only the peer's frame
+}
+
+TEST(FlexCan, WarningMasksNeedWrnen) {
+  Rig rig;
+  rig.start();
+  rig.wr(CTRL1, kCtrl1_1M | (1U << 10) | (1U << 11));
+  EXPECT_EQ(rig.rd(CTRL1), kCtrl1_1M);
+  EXPECT_TRUE(rig.reporter.has(Severity::kWarning, "WRNEN"));
+  rig.enter_freeze();
+  rig.wr(MCR, rig.rd(MCR) | (1U << 21));
+  rig.wr(CTRL1, kCtrl1_1M | (1U << 10) | (1U << 11));
+  EXPECT_EQ(rig.rd(CTRL1), kCtrl1_1M | (1U << 10) | (1U << 11));
+}
+
+TEST(FlexCan, TxErrCountCountsRecoverySequencesWhileBusOff) {
+  Rig rig;
+  rig.start();
+  const Nanos t0 = rig.clock.now();
+  rig.bus.inject_bus_off(*rig.can, t0);
+  rig.clock.run_until(t0 + 64 * 11 * 1000 + 500);
+  EXPECT_EQ((rig.rd(ESR1) >> 4) & 3U, 2U);
+  EXPECT_EQ(rig.rd(ECR) & 0xFFU, 64U);
+  rig.clock.run_until(t0 + 128 * 11 * 1000 + 500);
+  EXPECT_EQ((rig.rd(ESR1) >> 4) & 3U, 0U);
+  EXPECT_EQ(rig.rd(ECR), 0U);
 }
 
 TEST(FlexCan, PartialWidthAccessesWork) {

@@ -88,6 +88,11 @@ void BusNode::set_counters(const ErrorCounters& counters) {
   if (bus_ != nullptr) bus_->notify();
 }
 
+std::uint32_t BusNode::recovery_sequences_seen() const {
+  if (counters_.state() != FaultState::kBusOff) return 0;
+  return bus_ != nullptr ? bus_->recovery_progress(*this) : kBusOffRecoverySequences - recovery_left_;
+}
+
 void BusNode::notify_bus() {
   if (bus_ != nullptr) bus_->notify();
 }
@@ -238,6 +243,14 @@ Bus::~Bus() {
 
 std::uint64_t Bus::bit_ns(std::uint64_t bits) const { return can_timing::bits_to_ns(bits, bitrate_); }
 
+std::uint32_t Bus::recovery_progress(const BusNode& node) const {
+  if (node.counters_.state() != FaultState::kBusOff) return 0;
+  std::uint64_t seen = kBusOffRecoverySequences - node.recovery_left_;
+  const Nanos now = clock_.now();
+  if (!busy_ && node.auto_recovery() && now > idle_since_) seen += (now - idle_since_) / bit_ns(kRecoverySequenceBits);
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(seen, kBusOffRecoverySequences));
+}
+
 bool Bus::bitrate_matches(double node_bitrate) const {
   if (node_bitrate <= 0) return false;
   return std::fabs(node_bitrate - bitrate_) <= tolerance_ * bitrate_;
@@ -330,6 +343,8 @@ void Bus::add_tec(BusNode* node, std::uint32_t amount, Nanos at) {
 }
 
 void Bus::add_rec(BusNode* node, std::uint32_t amount, Nanos at) {
+  // Listen-only nodes keep their counters frozen; a REC above 127 is not incremented further.
+  if (node->node_mode() == NodeMode::kListenOnly || node->counters_.rec > 127) return;
   ErrorCounters c = node->counters_;
   c.rec += amount;
   apply_counters(node, c, at);
@@ -342,6 +357,7 @@ void Bus::tx_ok(BusNode* node, Nanos at) {
 }
 
 void Bus::rx_ok(BusNode* node, Nanos at) {
+  if (node->node_mode() == NodeMode::kListenOnly) return;
   ErrorCounters c = node->counters_;
   if (c.rec > 127) {
     c.rec = 127;  // ISO 11898-1: "a value between 119 and 127"
@@ -574,13 +590,12 @@ void Bus::arbitrate() {
     spec.error_bit = total - 8;
     spec.flag_bits = kFlagAlone;
     spec.tx_error = BusError::kAck;
-    spec.rx_error = BusError::kForm;
+    // Listen-only nodes (the only possible other receivers here) take no unacknowledged frame
+    // and flag a BIT0 error without changing their counters (FlexCAN LOM behaviour).
+    spec.rx_error = BusError::kBit0;
     // ISO 11898-1 exception: an error-passive transmitter that sees an ACK error (and no
-    // dominant bit during its passive flag) does not increase its TEC. Its passive flag is
-    // recessive, so listen-only nodes take the frame as valid.
-    const bool passive = tx->counters_.state() == FaultState::kErrorPassive;
-    spec.tx_counts = !passive;
-    spec.listeners_receive = passive;
+    // dominant bit during its passive flag) does not increase its TEC.
+    spec.tx_counts = tx->counters_.state() != FaultState::kErrorPassive;
     error_episode(spec);
     return;
   }
@@ -669,18 +684,6 @@ void Bus::error_episode(const EpisodeSpec& spec) {
         node->on_error(BusError::kStuff, false, err_at);
         continue;
       }
-      if (spec.listeners_receive && node->node_mode() == NodeMode::kListenOnly && spec.has_frame) {
-        const Nanos eof = spec.sof + bit_ns(spec.total_bits);
-        const CanFrame frame = spec.frame;
-        const Nanos sof = spec.sof;
-        later(eof, [this, node, frame, sof, eof] {
-          if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) return;
-          rx_ok(node, eof);
-          node->rx(frame, sof, eof);
-        });
-        continue;
-      }
-      if (spec.listeners_receive) continue;  // passive ACK error: nobody else saw an error
       add_rec(node, 1, err_at);
       node->on_error(spec.rx_error, false, err_at);
     }

@@ -36,8 +36,9 @@ constexpr std::uint32_t kMcrStatus = kNotrdy | kSoftrst | kFrzack | kLpmack;
 constexpr std::uint32_t kBoffmsk = 1U << 15, kErrmsk = 1U << 14, kLpb = 1U << 12, kTwrnmsk = 1U << 11,
                         kRwrnmsk = 1U << 10, kSmp = 1U << 7, kBoffrec = 1U << 6, kTsyn = 1U << 5,
                         kLbuf = 1U << 4, kLom = 1U << 3;
-constexpr std::uint32_t kCtrl1FreezeOnly = 0xFFFF0000U | kSmp | kLom | kLpb | 0x7U;
-constexpr std::uint32_t kCtrl1Anytime = kBoffmsk | kErrmsk | kTwrnmsk | kRwrnmsk | kBoffrec | kTsyn | kLbuf;
+constexpr std::uint32_t kCtrl1FreezeOnly = 0xFFFF0000U | kSmp | kLom | kLpb | kTsyn | kLbuf | 0x7U;
+constexpr std::uint32_t kCtrl1Anytime = kBoffmsk | kErrmsk | kBoffrec;
+constexpr std::uint32_t kCtrl1WarnMasks = kTwrnmsk | kRwrnmsk;  // writable only with MCR.WRNEN
 
 // CTRL2 bits.
 constexpr std::uint32_t kErrmskFast = 1U << 31, kBoffdonemsk = 1U << 30, kMrp = 1U << 18, kRrs = 1U << 17,
@@ -51,8 +52,9 @@ constexpr std::uint32_t kWakint = 1U << 0, kErrint = 1U << 1, kBoffint = 1U << 2
                         kFrmerr = 1U << 11, kCrcerr = 1U << 12, kAckerr = 1U << 13, kBit0err = 1U << 14,
                         kBit1err = 1U << 15, kRwrnint = 1U << 16, kTwrnint = 1U << 17, kSynch = 1U << 18,
                         kBoffdoneint = 1U << 19, kErrintFast = 1U << 20, kErrovr = 1U << 21;
-constexpr std::uint32_t kEsr1W1c = kWakint | kErrint | kBoffint | kRwrnint | kTwrnint | kBoffdoneint | kErrintFast | kErrovr;
 constexpr std::uint32_t kEsr1ReadClear = kStferr | kFrmerr | kCrcerr | kAckerr | kBit0err | kBit1err;
+constexpr std::uint32_t kEsr1W1c =
+    kWakint | kErrint | kBoffint | kRwrnint | kTwrnint | kBoffdoneint | kErrintFast | kErrovr | kEsr1ReadClear;
 
 // CBT (FLEXCAN3).
 constexpr std::uint32_t kBtf = 1U << 31;
@@ -437,7 +439,7 @@ void FlexCan::on_error(BusError error, bool as_transmitter, Nanos at) {
   esr1_ |= bit | kErrint;
   const ErrorCounters& c = counters();
   if ((mcr_ & kWrnen) != 0) {
-    if (c.tec >= 96 && !tx_warn_) esr1_ |= kTwrnint;
+    if (c.tec >= 96 && c.tec < 256 && !tx_warn_) esr1_ |= kTwrnint;
     if (c.rec >= 96 && !rx_warn_) esr1_ |= kRwrnint;
   }
   tx_warn_ = c.tec >= 96;
@@ -461,13 +463,15 @@ void FlexCan::on_fault_state(FaultState from, FaultState to, Nanos at) {
 bool FlexCan::fifo_accepts(const CanFrame& frame, std::uint32_t& filter_hit) const {
   const unsigned idam = (mcr_ >> 8) & 3U;
   if (idam == 3) return false;  // format D: reject all
-  const unsigned elements = (((ctrl2_ >> 24) & 0xFU) + 1) * 8;
-  const bool irmq = (mcr_ & kIrmq) != 0;
+  const unsigned rffn = (ctrl2_ >> 24) & 0xFU;
+  const unsigned elements = (rffn + 1) * 8;
+  // With IRMQ the first 8 + 2·RFFN elements (at most 32) use RXIMR, the others RXFGMASK.
+  const unsigned individual = (mcr_ & kIrmq) != 0 ? std::min(8U + 2U * rffn, 32U) : 0U;
   const bool ext = frame.extended();
   const bool rtr = frame.remote();
   for (unsigned e = 0; e < elements; ++e) {
     const std::uint32_t word = ram_[24 + e];
-    const std::uint32_t mask = (irmq && e < 32) ? rximr_[e] : rxfgmask_;
+    const std::uint32_t mask = e < individual ? rximr_[e] : rxfgmask_;
     bool hit = false;
     if (idam == 0) {
       // Format A: RTR 31, IDE 30, standard id 29:19 or extended id 29:1.
@@ -548,11 +552,17 @@ std::optional<unsigned> FlexCan::match_mb(const CanFrame& frame) const {
     const unsigned c = code(mb);
     if (c != kRxEmpty && c != kRxFull && c != kRxOverrun) continue;
     const std::uint32_t cs = ram_[mb * 4];
-    if (((cs & kCsIde) != 0) != frame.extended()) continue;
-    // CTRL2.EACEN: the RTR bit takes part in the comparison as well.
-    if ((ctrl2_ & kEacen) != 0 && ((cs & kCsRtr) != 0) != frame.remote()) continue;
-    std::uint32_t mask = irmq ? rximr_[mb] : (mb == 14 ? rx14mask_ : mb == 15 ? rx15mask_ : rxmgmask_);
-    mask &= frame.extended() ? 0x1FFFFFFFU : 0x1FFC0000U;
+    const std::uint32_t full_mask = irmq ? rximr_[mb] : (mb == 14 ? rx14mask_ : mb == 15 ? rx15mask_ : rxmgmask_);
+    const bool ide_differs = ((cs & kCsIde) != 0) != frame.extended();
+    const bool rtr_differs = ((cs & kCsRtr) != 0) != frame.remote();
+    if ((ctrl2_ & kEacen) != 0) {
+      // CTRL2.EACEN=1: IDE and RTR are compared under mask bits 30 and 31.
+      if (ide_differs && (full_mask & (1U << 30)) != 0) continue;
+      if (rtr_differs && (full_mask & (1U << 31)) != 0) continue;
+    } else if (ide_differs) {
+      continue;  // EACEN=0: IDE always compared, RTR never
+    }
+    const std::uint32_t mask = full_mask & (frame.extended() ? 0x1FFFFFFFU : 0x1FFC0000U);
     if (((ram_[mb * 4 + 1] ^ frame_word) & mask) != 0) continue;
     if (!irmq) return mb;  // legacy: the first matching buffer, free or not
     const bool free = c == kRxEmpty || serviced_[mb];
@@ -689,7 +699,7 @@ std::uint32_t FlexCan::read32(std::uint32_t off, std::uint32_t pc) {
       if (softrst_) v |= kSoftrst;
       return v;
     }
-    case kCtrl1: return ctrl1_;
+    case kCtrl1: return (mcr_ & kWrnen) != 0 ? ctrl1_ : ctrl1_ & ~kCtrl1WarnMasks;
     case kTimer: {
       const std::uint16_t t = timer_at(clock_.now());
       unlock();
@@ -700,10 +710,14 @@ std::uint32_t FlexCan::read32(std::uint32_t off, std::uint32_t pc) {
     case kRx15mask: return rx15mask_;
     case kEcr: {
       const ErrorCounters& c = counters();
-      return (c.tec & 0xFFU) | ((c.rec & 0xFFU) << 8);
+      // While bus-off TXERRCNT counts the 11-recessive-bit sequences of the recovery.
+      const std::uint32_t tec = fault_state() == FaultState::kBusOff ? recovery_sequences_seen() : c.tec;
+      return (tec & 0xFFU) | ((std::min<std::uint32_t>(c.rec, 255) & 0xFFU) << 8);
     }
     case kEsr1: {
       std::uint32_t v = esr1_;
+      const bool lom = normal_ && (ctrl1_ & kLom) != 0 && fault_state() == FaultState::kErrorActive;
+      if (lom) v |= 1U << 4;  // listen-only mode reads as error-passive
       switch (fault_state()) {
         case FaultState::kErrorActive: break;
         case FaultState::kErrorPassive: v |= 1U << 4; break;
@@ -857,7 +871,13 @@ void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask
     case kMcr: write_mcr(value, mask, pc); return;
     case kCtrl1: {
       const std::uint32_t before = ctrl1_;
-      guarded_write(ctrl1_, value, mask & (kCtrl1FreezeOnly | kCtrl1Anytime), kCtrl1FreezeOnly, "CTRL1", pc);
+      std::uint32_t writable = kCtrl1FreezeOnly | kCtrl1Anytime;
+      if ((mcr_ & kWrnen) != 0) {
+        writable |= kCtrl1WarnMasks;
+      } else if ((value & mask & kCtrl1WarnMasks) != 0) {
+        report(Severity::kWarning, "CTRL1 RWRNMSK/TWRNMSK ignored: writable only with MCR.WRNEN=1", pc);
+      }
+      guarded_write(ctrl1_, value, mask & writable, kCtrl1FreezeOnly, "CTRL1", pc);
       if (((before ^ ctrl1_) & (kBoffrec | kLom | kLpb)) != 0) notify_bus();
       update_irq();
       return;

@@ -31,7 +31,7 @@ const char* to_string(FaultState state);
 // ISO 11898-1 fault confinement counters.
 struct ErrorCounters {
   std::uint32_t tec = 0;  // transmit error counter; >= 256 means bus-off
-  std::uint32_t rec = 0;  // receive error counter (saturates at 255 here, never causes bus-off)
+  std::uint32_t rec = 0;  // receive error counter (not incremented further above 127)
   FaultState state() const {
     if (tec >= 256) return FaultState::kBusOff;
     if (tec >= 128 || rec >= 128) return FaultState::kErrorPassive;
@@ -82,6 +82,8 @@ class BusNode {
 
   const ErrorCounters& counters() const { return counters_; }
   FaultState fault_state() const { return counters_.state(); }
+  // While bus-off: how many of the 128 sequences of 11 recessive bits have been seen.
+  std::uint32_t recovery_sequences_seen() const;
   Bus* bus() const { return bus_; }
 
  protected:
@@ -224,6 +226,8 @@ class Bus {
 
   const BusStats& stats() const { return stats_; }
   bool idle() const { return !busy_; }
+  // Recovery sequences a bus-off node has seen so far (0 when not bus-off).
+  std::uint32_t recovery_progress(const BusNode& node) const;
   std::uint64_t bit_ns(std::uint64_t bits) const;
 
  private:
@@ -245,7 +249,6 @@ class Bus {
     BusError tx_error = BusError::kBit1;
     BusError rx_error = BusError::kStuff;
     bool tx_counts = true;         // TEC += 8
-    bool listeners_receive = false;
     std::vector<BusNode*> first_signallers;
   };
   void error_episode(const EpisodeSpec& spec);
