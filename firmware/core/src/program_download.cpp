@@ -29,12 +29,14 @@ Abort ProgramDownload::control(std::uint8_t sub, std::uint8_t command) {
       return Abort::kNone;  // the bootloader never runs the program: it is stopped already
     case canopen::ProgramCommand::kStart:
     case canopen::ProgramCommand::kReset:
-      if (busy() || !valid_program()) return Abort::kDeviceState;
+      if (busy() || transfer_open_ || !valid_program()) return Abort::kDeviceState;
       start_requested_ = true;
       return Abort::kNone;
     case canopen::ProgramCommand::kClear:
       if (phase_ == Phase::kClearing) return Abort::kNone;
-      if (phase_ != Phase::kIdle && phase_ != Phase::kAbandoning) return Abort::kDeviceState;
+      if (transfer_open_ || (phase_ != Phase::kIdle && phase_ != Phase::kAbandoning)) {
+        return Abort::kDeviceState;
+      }
       phase_ = Phase::kClearing;
       armed_ = false;
       pending_abort_ = Abort::kNone;
