@@ -25,6 +25,9 @@ using namespace rtcanboot::host;
 namespace {
 
 constexpr const char* kDefaultBus = "socketcan://can0";
+// The identity the firmware build gives the bootloader unless configured otherwise.
+constexpr std::uint32_t kDefaultVendorId = RTCANBOOT_DEFAULT_VENDOR_ID;
+constexpr std::uint32_t kDefaultProductCode = RTCANBOOT_DEFAULT_PRODUCT_CODE;
 
 struct Globals {
   std::string bus;
@@ -189,8 +192,10 @@ void add_input_options(CLI::App* cmd, InputArgs& in) {
       ->required();
   cmd->add_option("--format", in.format, "Input format: auto, elf, hex, srec, bin, container")->capture_default_str();
   cmd->add_option("--load-address", in.load_address, fmt::format("Address of a raw binary (the application starts at 0x{:08X})", memory_map::kAppAddress));
-  cmd->add_option("--vendor-id", in.vendor_id, "Container vendor-ID (0x1018:1); flash: default is the node's");
-  cmd->add_option("--product-code", in.product_code, "Container product code (0x1018:2); flash: default is the node's");
+  cmd->add_option("--vendor-id", in.vendor_id,
+                  fmt::format("Container vendor-ID (0x1018:1); flash: default is the node's, pack: 0x{:08X}", kDefaultVendorId));
+  cmd->add_option("--product-code", in.product_code,
+                  fmt::format("Container product code (0x1018:2); flash: default is the node's, pack: 0x{:08X}", kDefaultProductCode));
   cmd->add_option("--image-version", in.image_version, "Image version stored in the container (0x5F00:6)")->capture_default_str();
 }
 
@@ -201,12 +206,9 @@ int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output) {
     bytes = input.container->bytes;
   } else {
     PackOptions p;
-    p.vendor_id = in.vendor_id.empty() ? 0 : parse_u32(in.vendor_id, "--vendor-id");
-    p.product_code = in.product_code.empty() ? 0 : parse_u32(in.product_code, "--product-code");
+    p.vendor_id = in.vendor_id.empty() ? kDefaultVendorId : parse_u32(in.vendor_id, "--vendor-id");
+    p.product_code = in.product_code.empty() ? kDefaultProductCode : parse_u32(in.product_code, "--product-code");
     p.image_version = parse_u32(in.image_version, "--image-version");
-    if ((in.vendor_id.empty() || in.product_code.empty()) && !g.quiet) {
-      fmt::print(stderr, "rtcanboot: note: no --vendor-id/--product-code given, using 0; the node refuses a container that does not match its 0x1018\n");
-    }
     bytes = pack(*input.image, p);
   }
   write_file(output, bytes);
