@@ -165,14 +165,17 @@ TEST_P(Interruption, EveryCutLeavesAValidOldOrNewApplicationOrNoProgram) {
     const bool page_of_the_image = !operation.erase && operation.offset < mm::kRecordsOffset;
     if (plan == Plan::kLargeImage && page_of_the_image && cut % 16 != 0) continue;
     for (const auto mode : {NorFlashFake::Cut::kBefore, NorFlashFake::Cut::kMidOperation}) {
-      SCOPED_TRACE("power cut at operation " + std::to_string(cut) +
+      SCOPED_TRACE("power cut at operation " + std::to_string(cut) + " of " +
+                   std::to_string(operations) +
                    (mode == NorFlashFake::Cut::kBefore ? " (before)" : " (midway)"));
       NorFlashFake flash = *pristine;
       test::fail_on_violation(flash);
       {
         CoreRig rig(flash, settings(true));
         rig.boot();
-        flash.cut_power_at(cut, mode, 0.5);
+        // Tears at varying depths: from a few bits of a page (or bytes of a sector) to almost all.
+        const double depth = 0.02 + 0.96 * static_cast<double>((cut * 37) % 101) / 100.0;
+        flash.cut_power_at(cut, mode, depth);
         run_update(rig, plan);
         ASSERT_TRUE(flash.power_lost());
       }
