@@ -190,5 +190,21 @@ TEST_F(ProgramDownloadTest, ClearThenStatusAndControlState) {
   EXPECT_EQ(download.control(1, 9), Abort::kValueRange);
 }
 
+TEST_F(ProgramDownloadTest, ImageFillingTheWholeRegionStopsAtTheRecordsArea) {
+  std::fill_n(flash.contents().begin() + mm::kAppOffset, mm::kAppSize, 0x00);
+  const Bytes payload = test::make_payload(mm::kAppSize, 4);
+  install(payload, 9);
+  EXPECT_TRUE(
+      std::equal(payload.begin(), payload.end(), flash.contents().begin() + mm::kAppOffset));
+  EXPECT_EQ(flash.erases(65536), mm::kAppSize / mm::kBlock64Size);
+  EXPECT_EQ(flash.erases(4096), 0U);
+  for (const auto& operation : flash.operations()) {
+    const bool in_app = operation.offset >= mm::kAppOffset &&
+                        operation.offset + operation.length <= mm::kRecordsOffset;
+    const bool journal_page = operation.offset >= mm::kJournalOffset && !operation.erase;
+    EXPECT_TRUE(in_app || journal_page) << std::hex << operation.offset;
+  }
+}
+
 }  // namespace
 }  // namespace rtcanboot
