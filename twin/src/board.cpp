@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -172,10 +173,19 @@ struct Board::Impl {
     uc_mem_read(uc, addr, &v, 4);
     return v;
   }
+  // Faults and resets stop at once (the state is abandoned). Everything else stops at the start
+  // of the next translated block: Unicorn 2.0.1 does not keep the PC exact inside a block, so a
+  // stop requested from an MMIO callback would resume at the block start and repeat the
+  // instructions before the access.
   void request_stop(Stop why) {
-    if (stop == Stop::kNone || why == Stop::kFault || why == Stop::kReset) stop = why;
-    uc_emu_stop(uc);
+    if (why == Stop::kFault || why == Stop::kReset) {
+      stop = why;
+      uc_emu_stop(uc);
+      return;
+    }
+    if (deferred_stop == Stop::kNone || why == Stop::kInterrupt) deferred_stop = why;
   }
+  Stop deferred_stop = Stop::kNone;
   void cpu_fault(const std::string& source, const std::string& message, std::uint32_t pc);
   std::uint32_t current_pc() const { return block_pc; }
 
@@ -222,18 +232,30 @@ struct Board::Impl {
   std::uint32_t rom_xfer(std::uint32_t xfer_addr, std::uint32_t lr);
   void rom_get_config(std::uint32_t cfg, std::uint32_t option_addr);
   void charge(Nanos ns) { b.cycles_ += ns_to_cycles(ns); }
+  // Block hook. A stop requested here happens before the block executes; Unicorn 2.0.1 does
+  // not always report that block's address as the PC afterwards, so the run loop restores it
+  // from `stopped_at_block`.
   void on_block(std::uint32_t address, std::uint32_t size) {
+    if (idle_after_rom) {
+      idle_after_rom = false;
+      if (deferred_stop == Stop::kNone) deferred_stop = Stop::kIdle;
+    }
+    Stop why = deferred_stop;
+    if (why == Stop::kNone && b.cycles_ >= stop_cycles) why = Stop::kSlice;
+    if (why != Stop::kNone) {
+      deferred_stop = Stop::kNone;
+      if (stop == Stop::kNone) stop = why;
+      stopped_at_block = address;
+      uc_emu_stop(uc);
+      return;
+    }
     block_pc = address;
     block_size = size;
     const std::uint64_t hw = size / 2;
     b.cycles_ += hw;
     b.executed_halfwords_ += hw;
-    if (b.cycles_ >= stop_cycles) request_stop(Stop::kSlice);
-    if (idle_after_rom) {
-      idle_after_rom = false;
-      request_stop(Stop::kIdle);
-    }
   }
+  std::uint32_t stopped_at_block = 0xFFFF'FFFF;
 
   // --- reset
   void reset_core_state();
@@ -328,6 +350,18 @@ Board::Impl::Impl(Board& board)
   uc_hook_add(uc, &h_block, UC_HOOK_BLOCK, reinterpret_cast<void*>(hook_block), this, 1, 0);
   uc_hook_add(uc, &h_rom, UC_HOOK_CODE, reinterpret_cast<void*>(hook_rom), this, kRomStubs,
               kRomStubsEnd - 1);
+  if (const char* dbg = std::getenv("TWIN_DEBUG_TRACE")) {
+    static uc_hook h_dbg;
+    const std::uint32_t lo = static_cast<std::uint32_t>(std::strtoul(dbg, nullptr, 16));
+    const std::uint32_t hi = static_cast<std::uint32_t>(std::strtoul(std::getenv("TWIN_DEBUG_TRACE_END"), nullptr, 16));
+    uc_hook_add(uc, &h_dbg, UC_HOOK_CODE, reinterpret_cast<void*>(+[](uc_engine* u, std::uint64_t a, std::uint32_t, void*) {
+      std::uint32_t sp = 0, r0 = 0, lr = 0;
+      uc_reg_read(u, UC_ARM_REG_SP, &sp);
+      uc_reg_read(u, UC_ARM_REG_R0, &r0);
+      uc_reg_read(u, UC_ARM_REG_LR, &lr);
+      std::fprintf(stderr, "  pc=%08x sp=%08x r0=%08x lr=%08x\n", static_cast<std::uint32_t>(a), sp, r0, lr);
+    }), this, lo, hi);
+  }
   uc_hook_add(uc, &h_intr, UC_HOOK_INTR, reinterpret_cast<void*>(hook_intr), this, 1, 0);
   uc_hook_add(uc, &h_unmapped, UC_HOOK_MEM_UNMAPPED, reinterpret_cast<void*>(hook_unmapped), this, 1, 0);
   uc_hook_add(uc, &h_prot, UC_HOOK_MEM_PROT, reinterpret_cast<void*>(hook_prot), this, 1, 0);
@@ -1779,6 +1813,8 @@ void Board::run_to(Nanos until) {
       if (state_ != BoardState::kRunning) continue;
     }
     im.stop = Impl::Stop::kNone;
+    im.deferred_stop = Impl::Stop::kNone;
+    im.stopped_at_block = 0xFFFF'FFFF;
     im.stop_cycles = ns_to_cycles(limit);
     const std::uint32_t start_pc = im.rreg(UC_ARM_REG_PC) | 1;
     q.set_local_time_source([this] { return local_time(); });
@@ -1789,6 +1825,7 @@ void Board::run_to(Nanos until) {
     const uc_err err = uc_emu_start(im.uc, start_pc, 0xFFFF'FFFFull, 0, 0);
     q.clear_local_time_source();
     q.set_schedule_observer(nullptr);
+    if (im.stopped_at_block != 0xFFFF'FFFFu && err == UC_ERR_OK) im.wreg(UC_ARM_REG_PC, im.stopped_at_block | 1);
     if (state_ == BoardState::kOff) return;
     if (err != UC_ERR_OK && state_ == BoardState::kRunning) {
       const std::uint32_t pc = im.rreg(UC_ARM_REG_PC);
