@@ -164,6 +164,27 @@ TEST(CanBus, NodeAtWrongBitRateReceivesNothingSeesErrorsAndIsReported) {
   EXPECT_EQ(a.frames_sent(), 30U);
 }
 
+TEST(CanBus, ListenOnlyAtWrongBitRateIsOnlyAnInfo) {
+  BusRig rig;
+  Endpoint a("a"), b("b");
+  Endpoint::Options probe;
+  probe.bitrate = 250'000;
+  probe.listen_only = true;
+  Endpoint p("probe", probe);
+  rig.bus.attach(a);
+  rig.bus.attach(b);
+  rig.bus.attach(p);
+  a.send(make(0x100, {1}));
+  rig.clock.run_for(1'000'000);
+  EXPECT_EQ(rig.reporter.count(Severity::kFault), 0U);
+  EXPECT_TRUE(rig.reporter.has(Severity::kInfo, "probe listens"));
+  EXPECT_EQ(p.rx_pending(), 0U);
+  EXPECT_EQ(b.rx_pending(), 1U);  // a listen-only node never disturbs the bus
+  EXPECT_EQ(rig.bus.stats().error_frames, 0U);
+  p.set_listen_only(false);  // now it drives the bus at the wrong rate: a fault
+  EXPECT_TRUE(rig.reporter.has(Severity::kFault, "probe joins"));
+}
+
 TEST(CanBus, TransmitterAtWrongBitRateGoesBusOff) {
   BusRig rig;
   Endpoint a("a");

@@ -283,18 +283,29 @@ void Bus::notify() {
 
 void Bus::check_modes() {
   for (BusNode* node : nodes_) {
+    const NodeMode mode = node->node_mode();
     const std::string name = node->node_name();
-    const bool on = node->node_mode() != NodeMode::kOff;
-    auto it = std::find(mismatch_reported_.begin(), mismatch_reported_.end(), name);
-    if (on && !in_sync(node)) {
+    // Keyed by name and mode: a listen-only node at the wrong rate (an auto-baud probe) is only
+    // an info; the same node driving the bus at the wrong rate is a fault.
+    const std::string key = name + (mode == NodeMode::kListenOnly ? "|listen" : "|normal");
+    const std::string other = name + (mode == NodeMode::kListenOnly ? "|normal" : "|listen");
+    std::erase(mismatch_reported_, other);
+    auto it = std::find(mismatch_reported_.begin(), mismatch_reported_.end(), key);
+    if (mode != NodeMode::kOff && !in_sync(node)) {
       if (it == mismatch_reported_.end()) {
-        mismatch_reported_.push_back(name);
-        char msg[200];
-        std::snprintf(msg, sizeof msg,
-                      "node %s joins %s at %.1f bit/s but the bus runs at %u bit/s: it receives "
-                      "nothing and sees errors",
-                      name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
-        reporter_.report(Severity::kFault, "can-bus", msg, 0);
+        mismatch_reported_.push_back(key);
+        char msg[220];
+        if (mode == NodeMode::kNormal) {
+          std::snprintf(msg, sizeof msg,
+                        "node %s joins %s at %.1f bit/s but the bus runs at %u bit/s: it receives "
+                        "nothing, sees errors and its error flags destroy frames until it is error-passive",
+                        name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
+          reporter_.report(Severity::kFault, "can-bus", msg, 0);
+        } else {
+          std::snprintf(msg, sizeof msg, "node %s listens on %s at %.1f bit/s, the bus runs at %u bit/s: it receives nothing",
+                        name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
+          reporter_.report(Severity::kInfo, "can-bus", msg, 0);
+        }
       }
     } else if (it != mismatch_reported_.end()) {
       mismatch_reported_.erase(it);
