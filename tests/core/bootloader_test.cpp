@@ -49,7 +49,9 @@ class BootloaderTest : public ::testing::Test {
     EXPECT_TRUE(
         std::equal(bootloader_image.begin(), bootloader_image.end(), flash.contents().begin()))
         << "the bootloader region changed";
-    if (rig.bootloader_ready()) EXPECT_EQ(rig.bootloader().refused_flash_requests(), 0U);
+    if (rig.bootloader_ready()) {
+      EXPECT_EQ(rig.bootloader().refused_flash_requests(), 0U);
+    }
   }
 
   // Installs `payload` through a full block download and waits for the commit.

@@ -154,7 +154,9 @@ TEST_P(Interruption, EveryCutLeavesAValidOldOrNewApplicationOrNoProgram) {
     operations = flash.mutating_ops();
     log = flash.operations();
     ASSERT_GT(operations, 10U);
-    if (plan == Plan::kLargeImage) ASSERT_EQ(flash.erases(65536), 1U);
+    if (plan == Plan::kLargeImage) {
+      ASSERT_EQ(flash.erases(65536), 1U);
+    }
   }
 
   int old_seen = 0;
