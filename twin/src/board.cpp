@@ -545,7 +545,7 @@ std::uint32_t Board::Impl::ppb_read(std::uint32_t off, unsigned size) {
   const std::uint32_t aligned = off & ~3u;
   const unsigned shift = (off & 3u) * 8;
   std::uint32_t v = 0;
-  auto nvic_bits = [this](const std::array<bool, 256>& a, std::uint32_t idx) {
+  auto nvic_bits = [](const std::array<bool, 256>& a, std::uint32_t idx) {
     std::uint32_t r = 0;
     for (unsigned i = 0; i < 32; ++i) r |= a[idx * 32 + i] ? (1u << i) : 0;
     return r;
