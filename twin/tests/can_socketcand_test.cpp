@@ -57,6 +57,7 @@ class TestClient {
   }
   ~TestClient() { ::close(fd_); }
   bool connected() const { return connected_; }
+  int fd() const { return fd_; }
   void send(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), 0), static_cast<ssize_t>(s.size())); }
   // Reads what is available, servicing the server meanwhile, until `text` appears or timeout.
   std::string read_until(ServerRig& rig, const std::string& text, int max_ms = 2000) {
@@ -248,6 +249,48 @@ TEST(Socketcand, PacingFollowsWallClockWhileConnected) {
     clock.run_until(v);
   }
   EXPECT_GE(std::chrono::steady_clock::now() - t1, std::chrono::milliseconds(45));
+}
+
+TEST(Socketcand, HoldUntilClientStopsVirtualTimeUntilRawMode) {
+  FakeClock clock;
+  RecordingReporter reporter;
+  Bus bus(clock, reporter, 1'000'000);
+  SocketcandOptions o;
+  o.port = 0;
+  o.hold_until_client = true;
+  o.rawmode_settle = std::chrono::milliseconds(0);
+  SocketcandServer server(bus, reporter, o);
+  ASSERT_TRUE(server.start());
+  EXPECT_EQ(server.pace(1'000'000'000ULL), 0U);  // nobody there: no time passes
+  TestClient c(server.port());
+  ASSERT_TRUE(c.connected());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::string got;
+  bool opened = false, raw = false;
+  while (std::chrono::steady_clock::now() < deadline && server.raw_clients() == 0) {
+    const Nanos v = server.pace(1'000'000);
+    if (server.raw_clients() == 0) {
+      EXPECT_EQ(v, 0U);
+    }
+    pollfd p{c.fd(), POLLIN, 0};
+    if (::poll(&p, 1, 1) > 0) {
+      char b[256];
+      const ssize_t n = ::recv(c.fd(), b, sizeof b, 0);
+      if (n > 0) got.append(b, static_cast<std::size_t>(n));
+    }
+    if (!opened && got.find("< hi >") != std::string::npos) {
+      c.send("< open can0 >");
+      opened = true;
+    }
+    if (opened && !raw && got.find("< ok >") != std::string::npos) {
+      c.send("< rawmode >");
+      raw = true;
+    }
+  }
+  ASSERT_EQ(server.raw_clients(), 1U);
+  const Nanos v = server.pace(clock.now() + 1'000'000);  // paced from now on
+  EXPECT_GT(v, clock.now());
+  EXPECT_LE(v, clock.now() + 1'000'000U);
 }
 
 }  // namespace

@@ -404,6 +404,15 @@ int SocketcandServer::wait_fds(int timeout_us) {
 Nanos SocketcandServer::pace(Nanos target) {
   poll();
   const Nanos now_v = bus_.clock().now();
+  if (options_.hold_until_client && !client_seen_) {
+    if (raw_clients() == 0) {
+      wait_fds(100'000);
+      poll();
+    }
+    if (raw_clients() == 0) return now_v;
+    client_seen_ = true;
+    anchored_ = false;
+  }
   if (!pacing_active()) {
     anchored_ = false;
     return target;

@@ -40,6 +40,10 @@ struct SocketcandOptions {
   // debugger pause), pacing restarts from the current moment instead of letting virtual time
   // race to catch up.
   std::chrono::milliseconds max_lag{100};
+  // pace() lets no virtual time pass until the first client is in raw mode (it waits at most
+  // 100 ms per call and returns the current time, so the caller's loop stays responsive). For
+  // tools that must see a node's first frames, e.g. its boot-up message.
+  bool hold_until_client = false;
 };
 
 class SocketcandServer {
@@ -97,6 +101,7 @@ class SocketcandServer {
   std::uint64_t next_client_id_ = 1;
   std::deque<std::uint64_t> tx_origin_;  // client id of each frame queued on endpoint_
   bool anchored_ = false;
+  bool client_seen_ = false;
   std::chrono::steady_clock::time_point anchor_wall_;
   Nanos anchor_virtual_ = 0;
 };
