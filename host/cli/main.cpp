@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -456,13 +458,23 @@ int cmd_reset(const Globals& g, const std::string& node_text, bool communication
 
 }  // namespace
 
+extern "C" void on_signal(int) { request_interrupt(); }
+
 int main(int argc, char** argv) {
+  // Ctrl-C aborts a running transfer on the bus (abort frame) instead of leaving it hanging.
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: waits return EINTR and see the request
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
   CLI::App app{"rtcanboot - update the firmware of rtcanboot nodes (CANopen CiA 302-3) over CAN", "rtcanboot"};
   app.footer(
       "\nBus URIs:  socketcan://can0   slcan:///dev/ttyACM0?bitrate=500000   socketcand://HOST:29536/can0\n"
       "The bus defaults to $RTCANBOOT_BUS, else socketcan://can0.\n"
       "Exit codes: 0 ok, 1 internal, 2 usage, 3 bad input, 4 bus error, 5 no such node, 6 timeout,\n"
-      "            7 image rejected, 8 transfer aborted, 9 wrong product.\n"
+      "            7 image rejected, 8 transfer aborted, 9 wrong product, 130 interrupted.\n"
       "Examples:\n"
       "  rtcanboot pack app.elf -o app.rcb --vendor-id 0x1234 --product-code 0x1\n"
       "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"

@@ -55,7 +55,7 @@ class Cli : public ::testing::Test {
   CliRun run(const std::string& args) {
     const auto out = dir / "stdout";
     const auto err = dir / "stderr";
-    const std::string cmd = fmt::format("timeout 60 {} {} >{} 2>{} </dev/null", RTCANBOOT_CLI, args, out.string(), err.string());
+    const std::string cmd = fmt::format("( timeout 60 {} {} ) >{} 2>{} </dev/null", RTCANBOOT_CLI, args, out.string(), err.string());
     const auto t0 = std::chrono::steady_clock::now();
     const int status = std::system(cmd.c_str());
     CliRun r;
@@ -348,6 +348,13 @@ TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
   r = run(fmt::format("--bus {} start --node 5", bridge.uri()));
   ASSERT_EQ(r.code, 0) << r.err;
   r = run(fmt::format("--bus {} reset --node 5", bridge.uri()));
+  EXPECT_EQ(r.code, 0) << r.err;
+
+  // Ctrl-C in the middle of a download: exit code 130, one line, and the node is usable at once.
+  const auto big = write("big.hex", hex_file(mm::kAppAddress, app_bytes(300'000)));
+  const CliRun i = run(fmt::format("--bus {} flash --force --node 5 {} & pid=$!; sleep 1.5; kill -INT $pid; wait $pid", bridge.uri(), big));
+  expect_error(i, 130, "interrupted");
+  r = run(fmt::format("--bus {} info --node 5 --json", bridge.uri()));
   EXPECT_EQ(r.code, 0) << r.err;
 
   // Wrong product: refused before anything is sent, with its own exit code.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "rtcanboot/host/clock.hpp"
+#include "rtcanboot/host/error.hpp"
 
 namespace rtcanboot::host::detail {
 
@@ -51,7 +52,10 @@ inline short wait_fd(int fd, short events, const Clock& clock, Micros deadline) 
     pollfd p{fd, events, 0};
     const int r = ::poll(&p, 1, timeout_ms);
     if (r < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        if (interrupt_requested()) throw Error(ErrorKind::kInterrupted, "interrupted");
+        continue;
+      }
       return POLLERR;
     }
     if (r == 0) {

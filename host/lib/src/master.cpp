@@ -90,7 +90,21 @@ void Master::run(std::span<SdoClient* const> clients, const ProgressFn& progress
     }
     if (!any_busy) return;
     if (deadline == std::numeric_limits<Micros>::max()) deadline = now() + options_.sdo.timeout;
-    if (auto ev = transport_.receive(deadline)) dispatch(*ev, clients);
+    std::optional<RxEvent> ev;
+    try {
+      check_interrupt();
+      ev = transport_.receive(deadline);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::kInterrupted) throw;
+      // Leave the nodes in a clean state: abort what is running, then give up.
+      for (SdoClient* c : clients) c->abort(canopen::Abort::kGeneral);
+      try {
+        flush(clients);
+      } catch (const Error&) {
+      }
+      throw;
+    }
+    if (ev) dispatch(*ev, clients);
     const Micros t = now();
     for (SdoClient* c : clients) c->poll(t);
   }
@@ -177,8 +191,13 @@ void Master::download_u32(std::uint8_t node, std::uint16_t index, std::uint8_t s
   download(node, index, sub, b);
 }
 
+void Master::check_interrupt() const {
+  if (interrupt_requested()) throw Error(ErrorKind::kInterrupted, "interrupted");
+}
+
 void Master::listen_until(Micros deadline) {
   while (now() < deadline) {
+    check_interrupt();
     if (auto ev = transport_.receive(deadline)) dispatch(*ev, {});
   }
 }
@@ -203,6 +222,7 @@ std::optional<HeartbeatInfo> Master::wait_heartbeat(std::uint8_t node, Micros si
   for (;;) {
     if (auto hb = seen()) return hb;
     if (now() >= deadline) return std::nullopt;
+    check_interrupt();
     if (auto ev = transport_.receive(deadline)) dispatch(*ev, {});
   }
 }

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -8,6 +9,15 @@
 #include "rtcanboot/host/transports.hpp"
 
 namespace rtcanboot::host {
+
+namespace {
+std::atomic<bool> g_interrupt{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the interrupt flag is set from signal handlers");
+}  // namespace
+
+void request_interrupt() { g_interrupt.store(true); }
+bool interrupt_requested() { return g_interrupt.load(); }
+void clear_interrupt() { g_interrupt.store(false); }
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
@@ -20,6 +30,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::kRejected: return "image rejected";
     case ErrorKind::kAborted: return "transfer aborted";
     case ErrorKind::kWrongProduct: return "wrong product";
+    case ErrorKind::kInterrupted: return "interrupted";
   }
   return "error";
 }

@@ -17,11 +17,18 @@ enum class ErrorKind {
   kRejected = 7,   // the node refused the image (0x1F57 reason) or it failed verification
   kAborted = 8,    // an SDO transfer was aborted (by the node or by us) for another reason
   kWrongProduct = 9,  // the image is for another vendor/product (use --force-product)
+  kInterrupted = 130,  // SIGINT/SIGTERM (request_interrupt): transfers aborted cleanly
 };
 
 // Process exit code for an error kind (0 is success).
 constexpr int exit_code(ErrorKind kind) { return static_cast<int>(kind); }
 const char* to_string(ErrorKind kind);
+
+// Asks every wait in the library to stop: a running SDO transfer is aborted (abort frame sent)
+// and Error(kInterrupted) is thrown. Async-signal-safe: meant for SIGINT/SIGTERM handlers.
+void request_interrupt();
+bool interrupt_requested();
+void clear_interrupt();
 
 class Error : public std::runtime_error {
  public:

@@ -98,6 +98,7 @@ class Master {
 
  private:
   void run_one(SdoClient& client, const ProgressFn& progress);
+  void check_interrupt() const;
   void dispatch(const RxEvent& event, std::span<SdoClient* const> clients);
   void flush(std::span<SdoClient* const> clients);
   [[noreturn]] void throw_failure(const SdoClient& client);
