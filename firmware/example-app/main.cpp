@@ -126,6 +126,7 @@ int main() {
   self_start.data[1] = boot.node_id;
   node.on_frame(self_start, g_clock.now());
 
+  bool waiting_to_leave = false;
   Micros leaving_since = 0;
   for (;;) {
     Micros now = g_clock.now();
@@ -140,7 +141,10 @@ int main() {
     const bool leaving =
         program.enter_bootloader() || program.reset() || node.reset_node_requested();
     if (leaving) {
-      if (leaving_since == 0) leaving_since = now | 1;
+      if (!waiting_to_leave) {
+        waiting_to_leave = true;
+        leaving_since = now;
+      }
       if (can.tx_idle() || now - leaving_since > kDrainTimeout) {
         console_flush();
         if (program.enter_bootloader()) app_kit::request_bootloader();

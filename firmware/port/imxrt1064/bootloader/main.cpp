@@ -136,6 +136,7 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
 
   enable_irq();
   bootloader.start(g_clock.now());
+  bool action_waiting = false;
   Micros action_since = 0;
   for (;;) {
     Micros now = g_clock.now();
@@ -149,7 +150,10 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
 
     const PendingAction action = bootloader.pending_action();
     if (action != PendingAction::kNone) {
-      if (action_since == 0) action_since = now | 1;
+      if (!action_waiting) {
+        action_waiting = true;
+        action_since = now;
+      }
       if (can.tx_idle() || now - action_since > kDrainTimeout) {
         if (action == PendingAction::kStartApplication)
           start_application(provisioning, bootloader.installed());
