@@ -332,6 +332,25 @@ TEST_F(SdoClientTest, BlockUploadRecoversFromReorderedSegments) {
   EXPECT_EQ(std::string(data.begin(), data.end()), long_name);
 }
 
+TEST_F(SdoClientTest, BlockUploadRecoversFromALostLastSegment) {
+  // Nothing follows the lost segment, so only the client's idle acknowledge gets it resent.
+  bool dropped = false;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    const auto last = static_cast<std::uint8_t>(0x80 | ((long_name.size() + 6) / 7));  // c=1, seqno
+    if (!from_master && f.id == 0x585 && f.data[0] == last && !dropped) {
+      dropped = true;
+      return SimBus::Fault::kDrop;
+    }
+    return SimBus::Fault::kDeliver;
+  });
+  const Micros t0 = bus.clock().now();
+  const auto data = master->upload(5, 0x1008, 0, SdoMode::kBlock);
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(std::string(data.begin(), data.end()), long_name);
+  EXPECT_GE(bus.clock().now() - t0, master->options().sdo.block_upload_idle_ack);
+  EXPECT_LT(bus.clock().now() - t0, master->options().sdo.timeout);
+}
+
 // ---- the state machine alone -------------------------------------------------------------------
 
 TEST(SdoClientMachine, ExpeditedUploadFramesAndTimeout) {
