@@ -271,7 +271,7 @@ void Bus::detach(BusNode& node) {
   if (it == nodes_.end()) return;
   nodes_.erase(it);
   node.bus_ = nullptr;
-  std::erase_if(bus_off_injections_, [&](const auto& p) { return p.first == &node; });
+  std::erase(bus_off_injections_, &node);
 }
 
 void Bus::notify() {
@@ -323,7 +323,7 @@ void Bus::inject_bus_off(BusNode& node, Nanos at) {
   later(at, [this, target] {
     if (std::find(nodes_.begin(), nodes_.end(), target) == nodes_.end()) return;
     if (busy_) {
-      bus_off_injections_.emplace_back(target, clock_.now());
+      bus_off_injections_.push_back(target);
       return;
     }
     consume_idle(clock_.now());  // recovery counts recessive bits from now on
@@ -462,8 +462,7 @@ void Bus::become_idle(Nanos at) {
   }
   auto injections = std::move(bus_off_injections_);
   bus_off_injections_.clear();
-  for (auto& [node, when] : injections) {
-    (void)when;
+  for (BusNode* node : injections) {
     ErrorCounters c = node->counters_;
     c.tec = 256;
     apply_counters(node, c, at);
@@ -562,10 +561,7 @@ void Bus::arbitrate() {
 
   EpisodeSpec spec;
   spec.tx = tx;
-  spec.frame = frame;
-  spec.has_frame = true;
   spec.sof = now;
-  spec.total_bits = total;
   if (!destroyers.empty()) {
     spec.error_bit = kMismatchDetectBit;
     spec.flag_bits = kFlagAnswered;

@@ -240,10 +240,7 @@ class Bus {
   void arbitrate();
   struct EpisodeSpec {
     BusNode* tx = nullptr;
-    CanFrame frame;
-    bool has_frame = false;
     Nanos sof = 0;
-    std::uint32_t total_bits = 0;
     std::uint32_t error_bit = 0;   // bit (after SOF) where the error flag starts
     std::uint32_t flag_bits = 0;   // length of the (superposed) error flag
     BusError tx_error = BusError::kBit1;
@@ -280,7 +277,7 @@ class Bus {
   Nanos idle_since_ = 0;
   std::uint64_t recovery_event_ = 0;
   bool recovery_scheduled_ = false;
-  std::vector<std::pair<BusNode*, Nanos>> bus_off_injections_;
+  std::vector<BusNode*> bus_off_injections_;  // applied when the bus is next idle
   std::vector<FaultRule> faults_;
   std::uint64_t rng_ = 0x9E3779B97F4A7C15ULL;
   std::function<void(const std::string&)> trace_;
