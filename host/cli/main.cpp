@@ -480,6 +480,7 @@ int main(int argc, char** argv) {
       "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"
       "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5");
   app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the command: rtcanboot flash --bus URI ...
   app.set_version_flag("--version", std::string(RTCANBOOT_VERSION));
   Globals g;
   app.add_option("-b,--bus", g.bus, "CAN bus URI (see below)");

@@ -321,7 +321,8 @@ TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
   EXPECT_NE(r.out.find("\"running\": \"bootloader\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"vendor_id\": 4660"), std::string::npos) << r.out;
 
-  r = run(fmt::format("--bus {} flash --node 5 {}", bridge.uri(), hex));
+  // The form of the issue: global options after the command.
+  r = run(fmt::format("flash --bus {} --node 5 {}", bridge.uri(), hex));
   ASSERT_EQ(r.code, 0) << r.err << r.out;
   EXPECT_NE(r.out.find("100%"), std::string::npos) << r.out;  // plain progress lines (not a tty)
   EXPECT_NE(r.out.find("is up"), std::string::npos) << r.out;

@@ -48,7 +48,7 @@ echo "twin on $bus"
 "$cli" --bus "$bus" info --node 5 --json >"$tmp/info1" || fail "info before flashing"
 grep -q '"running": "bootloader"' "$tmp/info1" || fail "no bootloader: $(cat "$tmp/info1")"
 
-"$cli" --bus "$bus" flash --node 5 "$app" >"$tmp/flash" 2>&1 || fail "flash: $(cat "$tmp/flash")"
+"$cli" flash --bus "$bus" --node 5 "$app" >"$tmp/flash" 2>&1 || fail "flash: $(cat "$tmp/flash")"
 cat "$tmp/flash"
 grep -q "node 5 is up" "$tmp/flash" || fail "no heartbeat from the application"
 
