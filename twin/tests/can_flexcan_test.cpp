@@ -704,6 +704,21 @@ TEST(FlexCan, TxErrCountCountsRecoverySequencesWhileBusOff) {
   EXPECT_EQ(rig.rd(ECR), 0U);
 }
 
+TEST(FlexCan, FreezeRequestedDuringAReceptionWaitsForTheEndOfTheFrame) {
+  Rig rig;
+  rig.start();
+  rig.arm_rx(4, 0x181);
+  rig.peer.send(make(0x181, {1, 2, 3, 4, 5, 6, 7, 8}));
+  rig.clock.run_for(30'000);  // 30 bits into a frame of more than 100
+  ASSERT_FALSE(rig.bus.idle());
+  rig.wr(MCR, rig.rd(MCR) | kFrz | kHalt);
+  rig.clock.run_for(10'000);
+  EXPECT_EQ(rig.rd(MCR) & kFrzack, 0U);  // not yet: the frame is still on the wire
+  rig.clock.run_for(200'000);
+  EXPECT_NE(rig.rd(MCR) & kFrzack, 0U);
+  EXPECT_EQ(rig.code(4), 0x2U);  // and it was received
+}
+
 TEST(FlexCan, PartialWidthAccessesWork) {
   Rig rig;
   rig.start();

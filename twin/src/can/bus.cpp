@@ -629,6 +629,7 @@ void Bus::arbitrate() {
   }
   const Nanos eof = now + bit_ns(total);
   const Nanos idle_at = now + bit_ns(total + can_timing::kInterframeBits);
+  busy_until_ = idle_at;
   stats_.busy_bits += total + can_timing::kInterframeBits;
   later(eof, [this, tx, on_wire, now, eof, idle_at, deliver, drop_for] {
     ++stats_.frames;
@@ -660,6 +661,7 @@ void Bus::error_episode(const EpisodeSpec& spec) {
   const Nanos err_at = spec.sof + bit_ns(spec.error_bit);
   const std::uint64_t episode_bits = spec.error_bit + spec.flag_bits + kErrorDelimiter + can_timing::kInterframeBits;
   const Nanos idle_at = spec.sof + bit_ns(episode_bits);
+  busy_until_ = idle_at;
   stats_.busy_bits += episode_bits;
   later(err_at, [this, spec, err_at, idle_at] {
     ++stats_.error_frames;

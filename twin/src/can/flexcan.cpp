@@ -216,6 +216,16 @@ void FlexCan::update_mode() {
     return;
   }
   freeze_waits_for_tx_ = false;
+  if ((want_disable || want_freeze) && node_mode() != NodeMode::kOff && bus() != nullptr && !bus()->idle()) {
+    // Freeze and disable are granted only after the frame being received has ended.
+    if (mode_event_pending_) clock_.cancel(mode_event_);
+    mode_event_pending_ = true;
+    mode_event_ = later(std::max(bus()->busy_until(), now + 1), [this] {
+      mode_event_pending_ = false;
+      update_mode();
+    });
+    return;
+  }
   if (want_disable) {
     if (normal_) leave_normal(now);
     disabled_ = true;

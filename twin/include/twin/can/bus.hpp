@@ -226,6 +226,8 @@ class Bus {
 
   const BusStats& stats() const { return stats_; }
   bool idle() const { return !busy_; }
+  // End of the current frame or error frame and its intermission (valid while !idle()).
+  Nanos busy_until() const { return busy_until_; }
   // Recovery sequences a bus-off node has seen so far (0 when not bus-off).
   std::uint32_t recovery_progress(const BusNode& node) const;
   std::uint64_t bit_ns(std::uint64_t bits) const;
@@ -272,6 +274,7 @@ class Bus {
   std::vector<BusNode*> nodes_;
   std::vector<std::string> mismatch_reported_;
   bool busy_ = false;
+  Nanos busy_until_ = 0;
   bool arbitration_pending_ = false;
   std::uint64_t arbitration_event_ = 0;
   Nanos idle_since_ = 0;
