@@ -389,10 +389,34 @@ TEST(SdoClientMachine, IgnoresOtherNodesAndRejectsProtocolViolations) {
   CanFrame wrong;
   wrong.id = 0x583;
   wrong.dlc = 8;
-  wrong.data[0] = 0x60;  // a download answer to an upload
+  wrong.data[0] = 0x60;  // a download answer to an upload, naming the right object
+  wrong.data[2] = 0x10;
   EXPECT_TRUE(c.on_frame(wrong, 10));
   EXPECT_EQ(c.state(), SdoClient::State::kFailed);
   EXPECT_EQ(c.abort_code(), static_cast<std::uint32_t>(Abort::kCommandSpecifier));
+}
+
+TEST(SdoClientMachine, LateAnswersToEarlierRequestsAreIgnored) {
+  SdoClient c(2);
+  c.start_upload(0x1018, 2, SdoMode::kAuto, 0);
+  CanFrame f;
+  while (c.next_frame(f, 0)) {
+  }
+  CanFrame late;  // the answer to an earlier upload of 0x1018:1
+  late.id = 0x582;
+  late.dlc = 8;
+  late.data[0] = 0x43;
+  late.data[1] = 0x18;
+  late.data[2] = 0x10;
+  late.data[3] = 1;
+  c.on_frame(late, 5);
+  EXPECT_TRUE(c.busy());
+  CanFrame right = late;
+  right.data[3] = 2;
+  right.data[4] = 0x42;
+  c.on_frame(right, 6);
+  ASSERT_EQ(c.state(), SdoClient::State::kDone);
+  EXPECT_EQ(c.data()[0], 0x42);
 }
 
 TEST(SdoClientMachine, RetransmitsFromAckseq) {

@@ -58,6 +58,12 @@ std::string abort_message(std::uint32_t code) {
   return fmt::format("0x{:08X} {}", code, text);
 }
 
+namespace {
+bool mux_matches(const std::uint8_t* d, std::uint16_t index, std::uint8_t sub) {
+  return load_le16(d + 1) == index && d[3] == sub;
+}
+}  // namespace
+
 SdoClient::SdoClient(std::uint8_t node_id, SdoConfig config) : node_id_(node_id), config_(config) {}
 
 void SdoClient::set_node_id(std::uint8_t node_id) {
@@ -297,6 +303,11 @@ bool SdoClient::on_frame(const CanFrame& frame, Micros now) {
     }
     return true;
   }
+  // Every answer to an initiate request names the object: one naming another object is a late
+  // answer to an earlier request (after a timeout and retry) and is ignored.
+  const bool initiate = phase_ == Phase::kDownInitiate || phase_ == Phase::kUpInitiate ||
+                        phase_ == Phase::kBlockDownInitiate || phase_ == Phase::kBlockUpInitiate;
+  if (initiate && !mux_matches(d, index_, sub_)) return true;
   timer_start_ = now;
   switch (phase_) {
     case Phase::kDownInitiate:
@@ -314,12 +325,6 @@ bool SdoClient::on_frame(const CanFrame& frame, Micros now) {
   return true;
 }
 
-namespace {
-bool mux_matches(const std::uint8_t* d, std::uint16_t index, std::uint8_t sub) {
-  return load_le16(d + 1) == index && d[3] == sub;
-}
-}  // namespace
-
 void SdoClient::send_next_download_segment() {
   const std::size_t remaining = data_.size() - offset_;
   const std::size_t n = std::min<std::size_t>(7, remaining);
@@ -335,11 +340,6 @@ void SdoClient::handle_down(const std::uint8_t* d) {
     if (d[0] != 0x60) {
       local_reason_ = fmt::format("unexpected answer 0x{:02X} to a download request", d[0]);
       fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-      return;
-    }
-    if (!mux_matches(d, index_, sub_)) {
-      local_reason_ = "answer names another object";
-      fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kGeneral), true);
       return;
     }
     if (data_.size() <= 4 && mode_ != SdoMode::kSegmented) {
@@ -377,11 +377,6 @@ void SdoClient::handle_up(const std::uint8_t* d) {
     if ((d[0] & 0xE0) != 0x40) {
       local_reason_ = fmt::format("unexpected answer 0x{:02X} to an upload request", d[0]);
       fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-      return;
-    }
-    if (!mux_matches(d, index_, sub_)) {
-      local_reason_ = "answer names another object";
-      fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kGeneral), true);
       return;
     }
     const bool expedited = (d[0] & 0x02) != 0;
@@ -436,11 +431,6 @@ void SdoClient::handle_block_down(const std::uint8_t* d) {
       if ((d[0] & 0xE3) != 0xA0) {
         local_reason_ = fmt::format("unexpected answer 0x{:02X} to a block download request", d[0]);
         fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-        return;
-      }
-      if (!mux_matches(d, index_, sub_)) {
-        local_reason_ = "answer names another object";
-        fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kGeneral), true);
         return;
       }
       if (d[4] < 1 || d[4] > 127) {
@@ -531,11 +521,6 @@ void SdoClient::handle_block_up(const std::uint8_t* d, Micros now) {
       if ((d[0] & 0xE1) != 0xC0) {
         local_reason_ = fmt::format("unexpected answer 0x{:02X} to a block upload request", d[0]);
         fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-        return;
-      }
-      if (!mux_matches(d, index_, sub_)) {
-        local_reason_ = "answer names another object";
-        fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kGeneral), true);
         return;
       }
       crc_ = config_.block_crc && (d[0] & 0x04) != 0;
