@@ -114,9 +114,8 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
   bool provisioned = false;
   Provisioning provisioning = load_provisioning(g_flash, &provisioned);
   FlexCan& can = flexcan_driver();
-  if (!can.start(board::kCanClockHz, provisioning.bitrate)) {
+  if (compute_bit_timing(board::kCanClockHz, provisioning.bitrate).prescaler == 0) {
     provisioning.bitrate = kFallbackBitrate;
-    can.start(board::kCanClockHz, provisioning.bitrate);
   }
   console_write("node ");
   console_write_decimal(provisioning.node_id);
@@ -134,6 +133,8 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
   static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),
                                settings);
 
+  // CAN comes up last and interrupts right after it: from here on every frame reaches the ring.
+  can.start(board::kCanClockHz, provisioning.bitrate);
   enable_irq();
   bootloader.start(g_clock.now());
   bool action_waiting = false;
