@@ -17,6 +17,7 @@
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
 #include "rtcanboot/host/master.hpp"
+#include "rtcanboot/host/progress.hpp"
 #include "rtcanboot/host/transport.hpp"
 #include "rtcanboot/host/update.hpp"
 #include "rtcanboot/memory_map.hpp"
@@ -79,59 +80,6 @@ std::string json_escape(const std::string& s) {
   }
   return out;
 }
-
-// Bytes, rate and ETA; a redrawn bar on a terminal, a line every 10 % otherwise.
-class ProgressPrinter {
- public:
-  explicit ProgressPrinter(bool quiet) : quiet_(quiet), tty_(::isatty(STDOUT_FILENO) != 0) {}
-
-  void operator()(std::uint64_t done, std::uint64_t total) {
-    if (quiet_) return;
-    const Micros now = clock_.now();
-    if (!started_) {
-      started_ = true;
-      t0_ = now;
-    }
-    const double secs = static_cast<double>(now - t0_) / 1e6;
-    const double rate = secs > 0.05 ? static_cast<double>(done) / secs : 0.0;
-    const double pct = total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 0.0;
-    std::string eta = "--:--";
-    if (rate > 0 && total >= done) {
-      const auto left = static_cast<unsigned>(static_cast<double>(total - done) / rate);
-      eta = fmt::format("{}:{:02}", left / 60, left % 60);
-    }
-    if (tty_) {
-      if (done != total && now - last_draw_ < 100'000 && last_draw_ != 0) return;
-      last_draw_ = now;
-      constexpr int kWidth = 30;
-      const int filled = static_cast<int>(pct / 100.0 * kWidth);
-      std::string bar(static_cast<std::size_t>(filled), '#');
-      bar.resize(kWidth, '.');
-      fmt::print("\r[{}] {:5.1f}%  {:.1f}/{:.1f} KiB  {:.1f} KiB/s  ETA {} ", bar, pct,
-                 static_cast<double>(done) / 1024.0, static_cast<double>(total) / 1024.0, rate / 1024.0, eta);
-      if (done == total) fmt::print("\n");
-      std::fflush(stdout);
-      return;
-    }
-    const int decile = static_cast<int>(pct / 10.0);
-    if (decile == last_decile_ && done != total) return;
-    if (done == total && finished_) return;
-    last_decile_ = decile;
-    finished_ = done == total;
-    fmt::print("{:3.0f}%  {} / {} bytes  {:.1f} KiB/s  ETA {}\n", pct, done, total, rate / 1024.0, eta);
-    std::fflush(stdout);
-  }
-
- private:
-  bool quiet_;
-  bool tty_;
-  SteadyClock clock_;
-  bool started_ = false;
-  bool finished_ = false;
-  Micros t0_ = 0;
-  Micros last_draw_ = 0;
-  int last_decile_ = -1;
-};
 
 struct Bus {
   std::unique_ptr<Transport> transport;
@@ -248,12 +196,20 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   o.flash_timeout = static_cast<Micros>(a.flash_timeout_s) * 1'000'000;
   o.boot_timeout = static_cast<Micros>(a.boot_timeout_s) * 1'000'000;
   Bus bus = open_bus(g);
-  ProgressPrinter progress(g.quiet);
+  SteadyClock wall;
+  ProgressDisplay progress(
+      [](const std::string& text) {
+        fmt::print("{}", text);
+        std::fflush(stdout);
+      },
+      ::isatty(STDOUT_FILENO) != 0, [&wall] { return wall.now(); });
   UpdateEvents ev;
   ev.step = [&](const std::string& s) {
     if (!g.quiet) fmt::print("{}\n", s);
   };
-  ev.progress = [&](std::uint64_t d, std::uint64_t t) { progress(d, t); };
+  ev.progress = [&](std::uint64_t d, std::uint64_t t) {
+    if (!g.quiet) progress.update(d, t);
+  };
   const UpdateResult r = run_update(*bus.master, input, o, ev);
   if (!g.quiet && !r.skipped) {
     const double secs = static_cast<double>(r.download_time) / 1e6;
