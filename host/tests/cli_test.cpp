@@ -337,7 +337,7 @@ TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("already runs this image"), std::string::npos) << r.out;
 
-  r = run(fmt::format("--bus {} scan --json --listen 700 --probe-timeout 30", bridge.uri()));
+  r = run(fmt::format("--bus {} scan --json --listen 700 --probe-timeout 250", bridge.uri()));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("{\"node\": 5, \"sdo\": true"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"running\": \"application\""), std::string::npos) << r.out;
