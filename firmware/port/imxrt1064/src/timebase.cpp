@@ -37,6 +37,7 @@ void Timebase::start() {
   reg32(gpt::kCr) = config | gpt::kCrEn;
   last_count_ = reg32(gpt::kCnt);
   wraps_ = 0;
+  compare_valid_ = false;
   nvic_enable(irq::kGpt1, kGptPriority);
 }
 
@@ -66,8 +67,14 @@ bool Timebase::arm_wakeup(Micros deadline) {
   const Micros current = now();
   if (deadline <= current + kMinimumWakeupDelta) return false;
   if (deadline - current > kMaximumSleep) deadline = current + kMaximumSleep;
-  reg32(gpt::kOcr1) = static_cast<std::uint32_t>(deadline);
-  reg32(gpt::kSr) = gpt::kSrOf1;
+  const std::uint32_t compare = static_cast<std::uint32_t>(deadline);
+  if (!compare_valid_ || compare != compare_) {
+    // Only a new deadline touches OCR1 (the idle loop re-arms the same one many times).
+    reg32(gpt::kOcr1) = compare;
+    reg32(gpt::kSr) = gpt::kSrOf1;
+    compare_ = compare;
+    compare_valid_ = true;
+  }
   reg32(gpt::kIr) = gpt::kIrOf1Ie;
   // The compare only fires when CNT passes OCR1: if CNT got there first, do not sleep.
   const std::uint32_t remaining = static_cast<std::uint32_t>(deadline) - reg32(gpt::kCnt);

@@ -25,6 +25,8 @@ class Timebase {
  private:
   std::uint32_t last_count_ = 0;
   std::uint32_t wraps_ = 0;
+  std::uint32_t compare_ = 0;  // OCR1 as last written
+  bool compare_valid_ = false;
 };
 
 }  // namespace rtcanboot::imxrt1064
