@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pty.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,6 +300,96 @@ class Bridge {
   std::thread thread_;
   std::atomic<bool> stop_{false};
 };
+
+// An slcan adapter on a pseudo-terminal in front of a SimBus with the board (wall-clock time).
+class SlcanBridge {
+ public:
+  SlcanBridge() {
+    settings_.identity = {0x1234, 66, 1, 5};
+    settings_.provisioning.node_id = 5;
+    settings_.heartbeat_ms = 300;
+    board_ = std::make_unique<test::SimBoard>(bus_, settings_);
+    char name[256];
+    if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+    path_ = name;
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~SlcanBridge() {
+    stop_ = true;
+    thread_.join();
+    ::close(master_);
+    ::close(slave_);
+  }
+  std::string uri() const { return "slcan://" + path_ + "?bitrate=1000000"; }
+  test::SimBoard* board() { return board_.get(); }
+  std::string commands() const { return commands_; }
+
+ private:
+  void reply(const std::string& s) { (void)!::write(master_, s.data(), s.size()); }
+  void serve() {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto wall = [&] {
+      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+    };
+    std::string buf;
+    while (!stop_) {
+      bus_.run_until(std::max(bus_.clock().now(), wall()));
+      while (auto ev = bus_.receive(bus_.clock().now())) {
+        if (open_) reply(slcan_encode(ev->frame));
+      }
+      pollfd p{master_, POLLIN, 0};
+      if (::poll(&p, 1, 1) <= 0) continue;
+      char tmp[4096];
+      const ssize_t n = ::read(master_, tmp, sizeof tmp);
+      if (n <= 0) continue;
+      buf.append(tmp, static_cast<std::size_t>(n));
+      std::size_t cr;
+      while ((cr = buf.find('\r')) != std::string::npos) {
+        const std::string line = buf.substr(0, cr);
+        buf.erase(0, cr + 1);
+        if (line.empty()) continue;
+        if (line[0] == 't' || line[0] == 'T') {
+          if (auto f = slcan_decode(line); f && open_) {
+            bus_.run_until(std::max(bus_.clock().now(), wall()));
+            bus_.send(*f);
+            reply("z\r");
+          } else {
+            reply("\a");
+          }
+          continue;
+        }
+        commands_ += line + " ";
+        if (line == "O") open_ = true;
+        if (line == "C") open_ = false;
+        reply(line == "S8" || line == "O" || line == "C" ? "\r" : "\a");
+      }
+    }
+  }
+  SimBus bus_{1'000'000};
+  BootloaderSettings settings_;
+  std::unique_ptr<test::SimBoard> board_;
+  int master_ = -1;
+  int slave_ = -1;
+  std::string path_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  bool open_ = false;
+  std::string commands_;
+};
+
+TEST_F(Cli, FlashThroughAnSlcanAdapter) {
+  SlcanBridge adapter;
+  const auto hex = write("app.hex", hex_file(mm::kAppAddress, app_bytes(30'000)));
+  const CliRun r = run(fmt::format("flash --bus '{}' --node 5 {}", adapter.uri(), hex));
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("block transfer"), std::string::npos) << r.out;
+  EXPECT_TRUE(adapter.board()->app_running());
+  const CliRun i = run(fmt::format("--bus '{}' info --node 5 --json", adapter.uri()));
+  EXPECT_NE(i.out.find("\"running\": \"application\""), std::string::npos) << i.out << i.err;
+  // Wrong bit rate for this adapter (it only takes S8): a bus error naming the refusal.
+  expect_error(run(fmt::format("--bus 'slcan://{}?bitrate=125000' info --node 5", adapter.uri().substr(8, adapter.uri().find('?') - 8))),
+               4, "refused bit rate");
+}
 
 TEST_F(Cli, NoNodeAnsweringEndsQuicklyWithItsOwnExitCode) {
   Bridge empty(false);
