@@ -93,7 +93,9 @@ int main() {
 
   g_clock.start();
   FlexCan& can = flexcan_driver();
-  if (!can.start(board::kCanClockHz, boot.bitrate)) can.start(board::kCanClockHz, kDefaultBitrate);
+  if (!can.start(board::kCanClockHz, boot.bitrate, g_clock)) {
+    can.start(board::kCanClockHz, kDefaultBitrate, g_clock);
+  }
 
   static RtcanbootInfo info;
   info.running_program = canopen::kRunningApplication;

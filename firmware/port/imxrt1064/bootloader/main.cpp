@@ -134,7 +134,7 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
                                settings);
 
   // CAN comes up last and interrupts right after it: from here on every frame reaches the ring.
-  can.start(board::kCanClockHz, provisioning.bitrate);
+  can.start(board::kCanClockHz, provisioning.bitrate, g_clock);
   enable_irq();
   bootloader.start(g_clock.now());
   bool action_waiting = false;

@@ -34,19 +34,24 @@ constexpr std::uint32_t kTxMb = kErrata5829Mb + 1;
 static_assert(kErrata5829Mb == 8 && kTxMb == 9);
 constexpr std::uint32_t kTxFlag = 1U << kTxMb;
 constexpr std::uint8_t kCanPriority = 2;  // above the timer: the FIFO holds only 6 frames
-// Freeze acknowledge must come within 178 CAN bit times (17.8 ms at 10 kbit/s); peripheral
-// reads take tens of core cycles, so this bound is well above that at any core clock.
-constexpr std::uint32_t kHandshakeTries = 2'000'000;
+// Freeze acknowledge must come within 178 CAN bit times (17.8 ms at 10 kbit/s). Handshakes are
+// bounded in time (the timebase the driver was started with); the iteration cap only guards
+// against a stopped timer.
+constexpr Micros kHandshakeTimeout = 25'000;
+constexpr std::uint32_t kHandshakeMaxTries = 20'000'000;
+Timebase* g_clock = nullptr;
 
 volatile std::uint32_t& r(Address offset) {
   return reg32(kThis.base + offset);
 }
 
 bool wait_mcr(std::uint32_t mask, std::uint32_t value) {
-  for (std::uint32_t tries = 0; tries < kHandshakeTries; ++tries) {
+  const Micros deadline = g_clock->now() + kHandshakeTimeout;
+  for (std::uint32_t tries = 0; tries < kHandshakeMaxTries; ++tries) {
     if ((r(fc::kMcr) & mask) == value) return true;
+    if (g_clock->now() > deadline) break;
   }
-  return false;
+  return (r(fc::kMcr) & mask) == value;
 }
 
 void soft_reset() {
@@ -128,7 +133,8 @@ extern "C" void rtcanboot_flexcan_irq() {
   g_flexcan.on_interrupt();
 }
 
-bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate) {
+bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clock) {
+  g_clock = &clock;
   const CanBitTiming timing = compute_bit_timing(clock_hz, bitrate);
   if (timing.prescaler == 0) return false;
 

@@ -1,14 +1,15 @@
 // FlexCAN driver for classic CAN on FLEXCAN1, 2 or 3 (build-time choice,
 // RTCANBOOT_FLEXCAN_INSTANCE). Reception: the legacy RX FIFO (6 frames deep, accepting every
 // identifier) drained by the interrupt handler into a 256-frame software ring, so the main loop
-// may be busy for ~28 ms at 1 Mbit/s (8-byte frames) before a frame is lost. Transmission: one message buffer
-// (MB9) fed from a software queue in order, refilled from the interrupt handler. Bus-off
-// recovery is the controller's automatic one (CTRL1.BOFFREC = 0).
+// may be busy for ~28 ms at 1 Mbit/s (8-byte frames) before a frame is lost. Transmission: one
+// message buffer (MB9) fed from a software queue in order, refilled from the interrupt handler.
+// Bus-off recovery is the controller's automatic one (CTRL1.BOFFREC = 0).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
+#include "rtcanboot/imxrt1064/timebase.hpp"
 #include "rtcanboot/types.hpp"
 
 #ifndef RTCANBOOT_FLEXCAN_INSTANCE
@@ -65,8 +66,8 @@ class FlexCan final : public FrameSink {
 
   // Gates the controller on, resets it and starts it at `bitrate` from a CAN clock root of
   // `clock_hz` (the board configures the root and the pins first). False for a bit rate the
-  // clock cannot produce exactly.
-  bool start(std::uint32_t clock_hz, std::uint32_t bitrate);
+  // clock cannot produce exactly. `clock` (running) bounds the mode handshakes in time.
+  bool start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clock);
   // Leaves the bus: freeze mode, soft reset, module disabled, interrupt off, clock gated.
   void stop();
 
