@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -136,7 +137,9 @@ struct Board::Impl {
 
   // Flash window: staleness per 32-byte line, protection per 1 KiB page.
   std::vector<std::uint8_t> line_flags;
-  std::vector<std::uint8_t> page_prot;
+  std::vector<std::uint8_t> page_prot;     // what each 1 KiB page should allow
+  std::vector<std::uint8_t> applied_prot;  // what Unicorn currently has
+  std::set<std::uint32_t> stale_pages;     // pages with any stale line
   bool window_busy = false;
 
   // Run control.
@@ -150,9 +153,19 @@ struct Board::Impl {
   std::string reset_why;
   Nanos boot_at = 0;
 
-  // Idle-poll detector.
-  std::uint32_t poll_pc = 0, poll_addr = 0, poll_value = 0;
-  unsigned poll_repeats = 0;
+  // Idle-poll detectors: MMIO reads that keep returning the same values with no register write
+  // in between, and ROM read-status calls that keep answering BUSY.
+  struct PollEntry {
+    std::uint32_t pc, addr, value, count;
+    std::uint64_t cycles;
+  };
+  std::array<PollEntry, 8> polls{};
+  unsigned npolls = 0;
+  unsigned busy_polls = 0;
+  void reset_polls() {
+    npolls = 0;
+    busy_polls = 0;
+  }
   bool idle_after_rom = false;
 
   // --- setup
@@ -221,6 +234,8 @@ struct Board::Impl {
   void icache_invalidate_all();
   void refresh_page(std::uint32_t page);
   void refresh_all_pages();
+  void apply_protections();
+  void clear_line_flags(std::uint8_t mask);
   bool handle_prot(uc_mem_type type, std::uint32_t addr, int size);
 
   // --- boot ROM
@@ -340,7 +355,8 @@ void ppb_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t
 Board::Impl::Impl(Board& board)
     : b(board), itcm(kItcmSize), dtcm(kDtcmSize), ocram(kOcramSize), rom(kRomSize),
       window(kWindowSize, 0xFF), line_flags(kWindowSize / kLineSize, 0),
-      page_prot(kWindowSize / kProtPage, UC_PROT_READ | UC_PROT_EXEC) {
+      page_prot(kWindowSize / kProtPage, UC_PROT_READ | UC_PROT_EXEC),
+      applied_prot(kWindowSize / kProtPage, UC_PROT_READ | UC_PROT_EXEC) {
   if (uc_open(UC_ARCH_ARM, static_cast<uc_mode>(UC_MODE_THUMB | UC_MODE_MCLASS), &uc) != UC_ERR_OK) {
     throw std::runtime_error("cannot create the Unicorn ARM engine");
   }
@@ -475,18 +491,26 @@ void Board::Impl::cpu_fault(const std::string& source, const std::string& messag
 }
 
 void Board::Impl::note_poll(std::uint32_t addr, std::uint32_t value, bool time_register) {
-  if (time_register) return;
-  if (addr == poll_addr && value == poll_value && block_pc == poll_pc) {
-    if (++poll_repeats >= 24) {
-      poll_repeats = 0;
+  // A tight loop (<= 2048 cycles per iteration) re-reading the same registers, with no register
+  // write, where the non-timer registers keep their values: the firmware waits for an event or
+  // for time to pass. After 24 iterations the board skips ahead (to the next event, at most to
+  // the end of the quantum).
+  for (unsigned i = 0; i < npolls; ++i) {
+    PollEntry& e = polls[i];
+    if (e.pc != block_pc || e.addr != addr) continue;
+    if ((!time_register && e.value != value) || b.cycles_ - e.cycles > 2048) {
+      npolls = 0;
+      break;
+    }
+    e.cycles = b.cycles_;
+    if (++e.count >= 24) {
+      reset_polls();
       request_stop(Stop::kIdle);
     }
-  } else {
-    poll_addr = addr;
-    poll_value = value;
-    poll_pc = block_pc;
-    poll_repeats = 0;
+    return;
   }
+  if (npolls == polls.size()) npolls = 0;
+  polls[npolls++] = PollEntry{block_pc, addr, value, 0, b.cycles_};
 }
 
 std::uint64_t Board::Impl::mmio_read(std::uint32_t addr, unsigned size) {
@@ -517,7 +541,7 @@ std::uint64_t Board::Impl::mmio_read(std::uint32_t addr, unsigned size) {
 }
 
 void Board::Impl::mmio_write(std::uint32_t addr, unsigned size, std::uint32_t value) {
-  poll_repeats = 0;
+  reset_polls();
   const Slot& s = slots[(addr - kPeriphBase) / 0x4000];
   if (s.model == nullptr) {
     const char* name = nullptr;
@@ -641,7 +665,7 @@ std::uint32_t Board::Impl::ppb_read(std::uint32_t off, unsigned size) {
 }
 
 void Board::Impl::ppb_write(std::uint32_t off, unsigned size, std::uint32_t value) {
-  poll_repeats = 0;
+  reset_polls();
   const std::uint32_t aligned = off & ~3u;
   const unsigned shift = (off & 3u) * 8;
   value <<= shift;
@@ -920,8 +944,9 @@ void Board::Impl::on_flash_busy(bool busy) {
   window_busy = busy;
   if (busy) {
     uc_mem_protect(uc, kWindowBase, kWindowSize, UC_PROT_NONE);
+    std::fill(applied_prot.begin(), applied_prot.end(), std::uint8_t{UC_PROT_NONE});
   } else {
-    refresh_all_pages();
+    apply_protections();
   }
 }
 
@@ -929,10 +954,15 @@ void Board::Impl::on_flash_modified(std::uint32_t offset, std::uint32_t length) 
   std::uint8_t flags = kLineAhb;
   if (ccr & (1u << 16)) flags |= kLineDcache;
   if (ccr & (1u << 17)) flags |= kLineIcache;
-  for (std::uint32_t l = offset / kLineSize; l < (offset + length + kLineSize - 1) / kLineSize && l < line_flags.size(); ++l) {
-    line_flags[l] |= flags;
+  const std::uint32_t first_line = offset / kLineSize;
+  const std::uint32_t end_line = std::min<std::uint32_t>((offset + length + kLineSize - 1) / kLineSize,
+                                                         static_cast<std::uint32_t>(line_flags.size()));
+  for (std::uint32_t l = first_line; l < end_line; ++l) line_flags[l] |= flags;
+  for (std::uint32_t p = offset / kProtPage; p < (offset + length + kProtPage - 1) / kProtPage && p < page_prot.size(); ++p) {
+    stale_pages.insert(p);
+    refresh_page(p);
   }
-  if (!window_busy) refresh_all_pages();
+  if (!window_busy) apply_protections();
 }
 
 void Board::Impl::refresh_page(std::uint32_t page) {
@@ -949,63 +979,56 @@ void Board::Impl::refresh_page(std::uint32_t page) {
     uc_ctl_remove_cache(uc, kWindowBase + off, kWindowBase + off + kProtPage);
   }
   page_prot[page] = prot;
+  if (any == 0) stale_pages.erase(page);
 }
 
 void Board::Impl::refresh_all_pages() {
   for (std::uint32_t p = 0; p < page_prot.size(); ++p) refresh_page(p);
-  // Apply protections in runs to keep the number of Unicorn regions small.
-  std::uint32_t start = 0;
-  for (std::uint32_t p = 1; p <= page_prot.size(); ++p) {
-    if (p == page_prot.size() || page_prot[p] != page_prot[start]) {
-      uc_mem_protect(uc, kWindowBase + start * kProtPage, (p - start) * kProtPage, page_prot[start]);
-      start = p;
+  apply_protections();
+}
+
+void Board::Impl::apply_protections() {
+  if (window_busy) return;
+  // Change Unicorn's protections only where they differ, in runs of equal protection.
+  std::uint32_t p = 0;
+  const auto n = static_cast<std::uint32_t>(page_prot.size());
+  while (p < n) {
+    if (page_prot[p] == applied_prot[p]) {
+      ++p;
+      continue;
     }
+    std::uint32_t q = p + 1;
+    while (q < n && page_prot[q] == page_prot[p] && page_prot[q] != applied_prot[q]) ++q;
+    uc_mem_protect(uc, kWindowBase + p * kProtPage, (q - p) * kProtPage, page_prot[p]);
+    for (std::uint32_t i = p; i < q; ++i) applied_prot[i] = page_prot[p];
+    p = q;
   }
 }
 
-void Board::Impl::ahb_buffer_reset() {
-  bool changed = false;
-  for (auto& f : line_flags) {
-    if (f & kLineAhb) {
-      f = static_cast<std::uint8_t>(f & ~kLineAhb);
-      changed = true;
+void Board::Impl::clear_line_flags(std::uint8_t mask) {
+  if (stale_pages.empty()) return;
+  const std::vector<std::uint32_t> pages(stale_pages.begin(), stale_pages.end());
+  for (std::uint32_t page : pages) {
+    const std::uint32_t first = page * (kProtPage / kLineSize);
+    for (std::uint32_t l = first; l < first + kProtPage / kLineSize; ++l) {
+      line_flags[l] = static_cast<std::uint8_t>(line_flags[l] & ~mask);
     }
+    refresh_page(page);
   }
-  if (changed && !window_busy) refresh_all_pages();
+  apply_protections();
 }
+
+void Board::Impl::ahb_buffer_reset() { clear_line_flags(kLineAhb); }
+void Board::Impl::dcache_invalidate_all() { clear_line_flags(kLineDcache); }
+void Board::Impl::icache_invalidate_all() { clear_line_flags(kLineIcache); }
 
 void Board::Impl::dcache_invalidate_line(std::uint32_t addr) {
   if (addr < kWindowBase || addr >= kWindowBase + kWindowSize) return;
   const std::uint32_t l = (addr - kWindowBase) / kLineSize;
   if (!(line_flags[l] & kLineDcache)) return;
   line_flags[l] = static_cast<std::uint8_t>(line_flags[l] & ~kLineDcache);
-  const std::uint32_t page = (addr - kWindowBase) / kProtPage;
-  if (!window_busy) {
-    refresh_page(page);
-    uc_mem_protect(uc, kWindowBase + page * kProtPage, kProtPage, page_prot[page]);
-  }
-}
-
-void Board::Impl::dcache_invalidate_all() {
-  bool changed = false;
-  for (auto& f : line_flags) {
-    if (f & kLineDcache) {
-      f = static_cast<std::uint8_t>(f & ~kLineDcache);
-      changed = true;
-    }
-  }
-  if (changed && !window_busy) refresh_all_pages();
-}
-
-void Board::Impl::icache_invalidate_all() {
-  bool changed = false;
-  for (auto& f : line_flags) {
-    if (f & kLineIcache) {
-      f = static_cast<std::uint8_t>(f & ~kLineIcache);
-      changed = true;
-    }
-  }
-  if (changed && !window_busy) refresh_all_pages();
+  refresh_page((addr - kWindowBase) / kProtPage);
+  apply_protections();
 }
 
 bool Board::Impl::handle_prot(uc_mem_type type, std::uint32_t addr, int size) {
@@ -1058,7 +1081,7 @@ bool Board::Impl::handle_prot(uc_mem_type type, std::uint32_t addr, int size) {
     const std::uint32_t page = (addr - kWindowBase) / kProtPage;
     for (std::uint32_t i = page * (kProtPage / kLineSize); i < (page + 1) * (kProtPage / kLineSize); ++i) line_flags[i] = 0;
     refresh_page(page);
-    uc_mem_protect(uc, kWindowBase + page * kProtPage, kProtPage, page_prot[page]);
+    apply_protections();
     (void)size;
     return true;
   }
@@ -1258,10 +1281,11 @@ void Board::Impl::reset_models(bool warm) {
   mpu_rbar.fill(0);
   mpu_rasr.fill(0);
   active.clear();
+  reset_polls();
   // Caches and AHB buffers start invalid: nothing stale after a reset.
   std::fill(line_flags.begin(), line_flags.end(), std::uint8_t{0});
-  if (!window_busy) refresh_all_pages();
-  poll_repeats = 0;
+  stale_pages.clear();
+  refresh_all_pages();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1589,16 +1613,10 @@ std::uint32_t Board::Impl::rom_xfer(std::uint32_t xfer_addr, std::uint32_t lr) {
         return kStatusInvalidArgument;
       }
       // Status polling while the flash is busy: the firmware only waits (idle detector).
-      if ((opcode == 0x05) && (rx[0] & W25Q32::kStatusBusy)) {
-        if (lr == poll_pc && poll_addr == 0xFFFF'FF05u) {
-          if (++poll_repeats >= 8) {
-            poll_repeats = 0;
-            idle_after_rom = true;  // stopping here would be undone by the PC write below
-          }
-        } else {
-          poll_pc = lr;
-          poll_addr = 0xFFFF'FF05u;
-          poll_repeats = 0;
+      if (opcode == 0x05 && (rx[0] & W25Q32::kStatusBusy)) {
+        if (++busy_polls >= 8) {
+          busy_polls = 0;
+          idle_after_rom = true;  // stopping here would be undone by the PC write below
         }
       }
     }
@@ -1886,18 +1904,20 @@ Board& Simulation::add_board(BoardConfig config) {
   return *boards_.back();
 }
 
+void Simulation::step(Nanos t) {
+  const Nanos now = clock_.queue_time();
+  const Nanos target = std::min({t, std::max(clock_.next_event_time(), now + 1), now + quantum});
+  for (auto& b : boards_) b->run_to(target);
+  // Boards may have scheduled events before `target`: run the queue only up to the first.
+  clock_.advance_to(std::min(target, std::max(clock_.next_event_time(), now + 1)));
+}
+
 void Simulation::run_until(Nanos t) {
-  while (clock_.queue_time() < t) {
-    const Nanos now = clock_.queue_time();
-    const Nanos target = std::min({t, std::max(clock_.next_event_time(), now + 1), now + quantum});
-    for (auto& b : boards_) b->run_to(target);
-    // Boards may have scheduled events before `target`: run the queue only up to the first.
-    clock_.advance_to(std::min(target, std::max(clock_.next_event_time(), now + 1)));
-  }
+  while (clock_.queue_time() < t) step(t);
 }
 
 bool Simulation::run_until(const std::function<bool()>& done, Nanos deadline) {
-  while (!done() && now() < deadline) run_until(std::min(deadline, now() + quantum));
+  while (!done() && now() < deadline) step(deadline);
   return done();
 }
 

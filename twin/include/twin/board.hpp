@@ -167,6 +167,9 @@ class Simulation {
   void run_for(Nanos d) { run_until(now() + d); }
   // Runs until `done()` holds (checked between quanta) or `deadline`; returns done().
   bool run_until(const std::function<bool()>& done, Nanos deadline);
+  // One lock-step: runs the boards to the next event (at most one quantum, not past `t`) and
+  // then the events due.
+  void step(Nanos t);
   // Longest stretch the boards run apart before the queue catches up (lock-step quantum).
   Nanos quantum = 200'000;
 
