@@ -97,6 +97,15 @@ TEST_F(SdoClientTest, SegmentedDownloadOfProgramData) {
   }
 }
 
+TEST_F(SdoClientTest, EmptyDownloadsAreSegmented) {
+  SdoClient c(5);
+  c.start_download(canopen::od::kProgramData, 1, {}, SdoMode::kAuto, 0);
+  CanFrame f;
+  ASSERT_TRUE(c.next_frame(f, 0));
+  EXPECT_EQ(f.data[0], 0x21);  // segmented initiate with size 0, not an expedited frame
+  EXPECT_EQ(load_le32(f.data + 4), 0U);
+}
+
 TEST_F(SdoClientTest, BlockDownloadOfProgramDataAllSizes) {
   for (std::size_t n : {1U, 6U, 7U, 8U, 888U, 889U, 890U, 1778U, 1779U, 100'000U}) {
     const auto data = pattern(n, static_cast<std::uint32_t>(n));

@@ -104,8 +104,8 @@ void SdoClient::reset() {
 void SdoClient::start_download(std::uint16_t index, std::uint8_t sub,
                                std::span<const std::uint8_t> data, SdoMode mode, Micros now) {
   if (busy()) throw std::logic_error("SdoClient: transfer already in progress");
-  if (mode == SdoMode::kExpedited && data.size() > 4) {
-    throw std::invalid_argument("SdoClient: expedited download of more than 4 bytes");
+  if (mode == SdoMode::kExpedited && (data.empty() || data.size() > 4)) {
+    throw std::invalid_argument("SdoClient: expedited download of other than 1..4 bytes");
   }
   reset();
   tx_.clear();
@@ -133,7 +133,7 @@ void SdoClient::start_download(std::uint16_t index, std::uint8_t sub,
     queue(f, true);
     return;
   }
-  if (size <= 4 && mode != SdoMode::kSegmented) {
+  if (size >= 1 && size <= 4 && mode != SdoMode::kSegmented) {
     CanFrame f = make(static_cast<std::uint8_t>(0x23 | ((4 - size) << 2)));
     put_mux(f, index, sub);
     std::copy(data.begin(), data.end(), f.data + 4);
@@ -342,7 +342,7 @@ void SdoClient::handle_down(const std::uint8_t* d) {
       fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
       return;
     }
-    if (data_.size() <= 4 && mode_ != SdoMode::kSegmented) {
+    if (data_.size() >= 1 && data_.size() <= 4 && mode_ != SdoMode::kSegmented) {
       done_ = data_.size();
       finish();
       return;
