@@ -108,9 +108,9 @@ int main(void) {
     puts_uart("DONE\n");
     for (;;) __asm volatile("wfi");
   }
-  /* GPT1: 24 MHz crystal / 24 = 1 MHz, compare every 1000 ticks, IRQ 100. */
+  /* GPT1: 24 MHz crystal, PRESCALER 23 -> 1 MHz, compare every 1000 ticks, IRQ 100. */
   GPT1_CR = 0;
-  GPT1_PR = (23u << 12);
+  GPT1_PR = 23u; /* PRESCALER: 24 MHz / 24 */
   GPT1_OCR1 = 999u;
   GPT1_IR = 1u;
   GPT1_CR = (1u << 10) | (5u << 6) | (1u << 1) | 1u;

@@ -149,6 +149,7 @@ struct Board::Impl {
   std::uint32_t block_pc = 0;
   std::uint32_t block_size = 0;
   bool reset_pending = false;
+  bool emulating = false;
   ResetCause reset_cause = ResetCause::kSysResetReq;
   std::string reset_why;
   Nanos boot_at = 0;
@@ -1652,11 +1653,13 @@ Board::Board(Simulation& sim, BoardConfig config)
   soc_.irq = this;
   soc_.reporter = &reporter_;
   soc_.request_reset = [this](ResetCause cause, const std::string& why) {
-    if (impl_->uc != nullptr && (state_ == BoardState::kRunning)) {
+    if (impl_->emulating) {
+      // From an MMIO access: finish the access, then reset in the run loop.
       impl_->reset_pending = true;
       impl_->reset_cause = cause;
       impl_->reset_why = why;
       impl_->request_stop(Impl::Stop::kReset);
+      return;
     }
     warm_reset(cause, why);
   };
@@ -1840,7 +1843,9 @@ void Board::run_to(Nanos until) {
       const std::uint64_t c = ns_to_cycles(at);
       if (c < im.stop_cycles) im.stop_cycles = c;
     });
+    im.emulating = true;
     const uc_err err = uc_emu_start(im.uc, start_pc, 0xFFFF'FFFFull, 0, 0);
+    im.emulating = false;
     q.clear_local_time_source();
     q.set_schedule_observer(nullptr);
     if (im.stopped_at_block != 0xFFFF'FFFFu && err == UC_ERR_OK) im.wreg(UC_ARM_REG_PC, im.stopped_at_block | 1);
