@@ -1,6 +1,5 @@
 # Prints the flash and RAM footprint of a firmware ELF from its section symbols and sizes.
 # Usage: cmake -DELF=<file> -DNM=<nm> -P footprint.cmake
-execute_process(COMMAND ${NM} -S --size-sort ${ELF} OUTPUT_VARIABLE unused)
 execute_process(COMMAND ${NM} ${ELF} OUTPUT_VARIABLE symbols)
 function(symbol name out)
   string(REGEX MATCH "([0-9a-fA-F]+) [A-Za-z] ${name}\n" found "${symbols}")
@@ -17,6 +16,8 @@ symbol(__itcm_end itcm_end)
 symbol(__dtcm_start dtcm_start)
 symbol(__bss_end bss_end)
 symbol(__stack_top stack_top)
+symbol(__ocram_start ocram_start)
+symbol(__ocram_end ocram_end)
 symbol(__flash_start flash_start)
 symbol(__flash_end flash_end)
 symbol(__ram_start ram_start)
@@ -26,9 +27,10 @@ if(image_size)
   math(EXPR itcm "${itcm_end} - ${itcm_start}")
   math(EXPR dtcm "${bss_end} - 0x20000000")
   math(EXPR flash_kib "(${flash} + 1023) / 1024")
+  math(EXPR ocram "${ocram_end} - ${ocram_start}")
   message(STATUS "${name} footprint: flash ${flash} bytes (${flash_kib} KiB of 64 KiB budget); "
-                 "RAM: ITCM ${itcm} bytes (code), DTCM ${dtcm} bytes (stack, constants, data, bss); "
-                 "OCRAM: see the map (download buffer)")
+                 "RAM: ITCM ${itcm} bytes (code), DTCM ${dtcm} bytes (stack, constants, data, bss), "
+                 "OCRAM ${ocram} bytes (download buffer)")
 elseif(flash_start)
   math(EXPR flash "${flash_end} - ${flash_start}")
   math(EXPR ram "${ram_end} - ${ram_start}")
