@@ -32,6 +32,8 @@ constexpr std::uint32_t kVersion =
 // A pending start/reset waits for the transmit queue at most this long (no bus, no ACK).
 constexpr Micros kDrainTimeout = 200'000;
 constexpr std::uint32_t kFallbackBitrate = 125'000;
+// Only when a watchdog could not be disabled (the shortest WDOG1/2 timeout is 0.5 s).
+constexpr Micros kWatchdogServicePeriod = 100'000;
 
 [[gnu::section(".ram_vectors"), gnu::used]] constinit const VectorTable kRamVectors =
     make_vector_table(__stack_top, rtcanboot_ram_entry, rtcanboot_fault_handler,
@@ -94,6 +96,8 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
   __builtin_unreachable();
 }
 
+bool g_watchdogs_off = true;
+
 [[noreturn]] void run() {
   const bool entry_requested = handover::take_entry_request();
   handover::clear();
@@ -148,6 +152,7 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
     }
     bootloader.poll(now);
     can.poll();
+    if (!g_watchdogs_off) service_watchdogs();
 
     const PendingAction action = bootloader.pending_action();
     if (action != PendingAction::kNone) {
@@ -167,8 +172,10 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
     // Sleep until a frame, a transmit completion or the core's next deadline. PRIMASK keeps
     // the wake-up interrupt pending across the check, so none is missed between test and WFI.
     disable_irq();
-    const Micros deadline =
-        action != PendingAction::kNone ? now + 1000 : bootloader.next_deadline();
+    Micros deadline = action != PendingAction::kNone ? now + 1000 : bootloader.next_deadline();
+    if (!g_watchdogs_off && deadline > now + kWatchdogServicePeriod) {
+      deadline = now + kWatchdogServicePeriod;
+    }
     if (!can.rx_pending() && g_clock.arm_wakeup(deadline)) wait_for_interrupt();
     enable_irq();
   }
@@ -183,7 +190,7 @@ extern "C" void rtcanboot_ram_entry() {
   reg32(scb::kVtor) = reinterpret_cast<std::uintptr_t>(&kRamVectors);
   dsb();
   isb();
-  disable_watchdogs();
+  g_watchdogs_off = disable_watchdogs();
   stop_systick();
   nvic_disable_all();
   for (auto* constructor = __init_array_start; constructor != __init_array_end; ++constructor) {

@@ -4,7 +4,7 @@
 
 namespace rtcanboot::imxrt1064 {
 
-void disable_watchdogs() {
+bool disable_watchdogs() {
   for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
     reg16(base + wdog::kWmcr) = 0;  // clear PDE (power-down counter)
     const std::uint16_t wcr = reg16(base + wdog::kWcr);
@@ -25,6 +25,27 @@ void disable_watchdogs() {
   }
   reg32(wdog::kRtToval) = 0xFFFF;
   reg32(wdog::kRtCs) = (reg32(wdog::kRtCs) & ~wdog::kRtCsEn) | wdog::kRtCsUpdate;
+  bool all_off = (reg32(wdog::kRtCs) & wdog::kRtCsEn) == 0;
+  for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
+    if ((reg16(base + wdog::kWcr) & wdog::kWcrWde) != 0) all_off = false;
+  }
+  return all_off;
+}
+
+void service_watchdogs() {
+  for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
+    if ((reg16(base + wdog::kWcr) & wdog::kWcrWde) == 0) continue;
+    reg16(base + wdog::kWsr) = wdog::kWsrServiceFirst;
+    reg16(base + wdog::kWsr) = wdog::kWsrServiceSecond;
+  }
+  const std::uint32_t cs = reg32(wdog::kRtCs);
+  if ((cs & wdog::kRtCsEn) == 0) return;
+  if ((cs & wdog::kRtCsCmd32En) != 0) {
+    reg32(wdog::kRtCnt) = wdog::kRtRefreshKey;
+  } else {
+    reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtRefreshKey & 0xFFFF);
+    reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtRefreshKey >> 16);
+  }
 }
 
 void clock_gate_on(ccm::Gate gate) {

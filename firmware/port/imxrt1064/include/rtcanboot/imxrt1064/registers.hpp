@@ -158,7 +158,10 @@ namespace wdog {
 inline constexpr Address kWdog1 = 0x400B'8000;
 inline constexpr Address kWdog2 = 0x400D'0000;
 inline constexpr Address kWcr = 0x0;  // 16-bit registers
+inline constexpr Address kWsr = 0x2;
 inline constexpr Address kWmcr = 0x8;
+inline constexpr std::uint16_t kWsrServiceFirst = 0x5555;
+inline constexpr std::uint16_t kWsrServiceSecond = 0xAAAA;
 inline constexpr std::uint16_t kWcrWde = 1U << 2;
 inline constexpr std::uint16_t kWmcrPde = 1U << 0;
 inline constexpr Address kRtwdog = 0x400B'C000;
@@ -170,6 +173,7 @@ inline constexpr std::uint32_t kRtCsEn = 1U << 7;
 inline constexpr std::uint32_t kRtCsUlk = 1U << 11;
 inline constexpr std::uint32_t kRtCsCmd32En = 1U << 13;
 inline constexpr std::uint32_t kRtUnlockKey = 0xD928'C520;
+inline constexpr std::uint32_t kRtRefreshKey = 0xB480'A602;
 }  // namespace wdog
 
 // --- GPT1 (i.MX RT1060/1064 RM, GPT chapter; not in the fact sheet) ---------------------------
