@@ -19,6 +19,13 @@
 #define SCB_CCR REG32(0xE000ED14u)
 #define SCB_CPACR REG32(0xE000ED88u)
 #define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n))
+#define CCM_CSCMR2 REG32(0x400FC020u)
+#define CAN2_MCR REG32(0x401D4000u)
+#define CAN2_CTRL1 REG32(0x401D4004u)
+#define CAN2_MB_CS(n) REG32(0x401D4080u + 16u * (n))
+#define CAN2_MB_ID(n) REG32(0x401D4084u + 16u * (n))
+#define CAN2_MB_W0(n) REG32(0x401D4088u + 16u * (n))
+#define CAN2_MB_W1(n) REG32(0x401D408Cu + 16u * (n))
 
 typedef struct {
   uint32_t operation, base_address, seq_id, seq_num, parallel;
@@ -73,6 +80,28 @@ static void line(const char *s, uint32_t v) {
 void GPT1_IRQHandler(void) {
   GPT1_SR = 1u;
   ++ticks;
+}
+
+__attribute__((unused)) static void wait_mcr(uint32_t mask, uint32_t value) {
+  for (uint32_t i = 0; i < 100000u && (CAN2_MCR & mask) != value; ++i) {
+  }
+}
+
+/* FLEXCAN2 on the EVK pins, 40 MHz CAN clock, left frozen with MB8 free. */
+__attribute__((unused)) static void can2_enable_frozen(void) {
+  CCM_CSCMR2 = (CCM_CSCMR2 & ~0x3FCu) | (2u << 8) | (1u << 2); /* 80 MHz / 2 */
+  REG32(0x401F80F4u) = 0x16u; /* GPIO_AD_B0_14: CAN2_TX (ALT6, SION) */
+  REG32(0x401F80F8u) = 0x16u; /* GPIO_AD_B0_15: CAN2_RX */
+  REG32(0x401F8450u) = 2u;    /* CAN2_RX select input */
+  CAN2_MCR &= ~(1u << 31);    /* MDIS */
+  wait_mcr(1u << 20, 0);      /* LPMACK */
+  CAN2_MCR |= (1u << 30) | (1u << 28); /* FRZ | HALT */
+  wait_mcr(1u << 24, 1u << 24);        /* FRZACK */
+}
+
+__attribute__((unused)) static void can2_exit_freeze(void) {
+  CAN2_MCR &= ~((1u << 30) | (1u << 28));
+  wait_mcr(1u << 24, 0);
 }
 
 static void copy_config(void) {
@@ -169,6 +198,24 @@ int main(void) {
 #elif defined(TWIN_TEST_INSTANCE0)
   line("init(0) ", (uint32_t)NOR_API->init(0, config));
   puts_uart("not reached\n");
+#elif defined(TWIN_TEST_CAN_TIMING_OUTSIDE_FREEZE)
+  can2_enable_frozen();
+  can2_exit_freeze();
+  CAN2_CTRL1 = 0x01730007u; /* 1 Mbit/s at 40 MHz, but not in freeze mode */
+  line("CTRL1 ", CAN2_CTRL1);
+#elif defined(TWIN_TEST_CAN_WRONG_BITRATE)
+  can2_enable_frozen();
+  CAN2_CTRL1 = 0x01730007u; /* 1 Mbit/s at 40 MHz */
+  CAN2_MCR = (CAN2_MCR & ~0x7Fu) | 15u; /* MAXMB = 15 */
+  can2_exit_freeze();
+  CAN2_MB_CS(8) = 0x8u << 24;
+  CAN2_MB_ID(8) = 0x123u << 18;
+  CAN2_MB_W0(8) = 0x11223344u;
+  CAN2_MB_W1(8) = 0x55667788u;
+  CAN2_MB_CS(8) = (0xCu << 24) | (8u << 16);
+  for (volatile uint32_t i = 0; i < 200000u; ++i) {
+  }
+  line("MB8 CS ", CAN2_MB_CS(8));
 #elif defined(TWIN_TEST_XIP_ERASE)
   /* Runs in place from the flash: a blocking erase returns into code in the flash window. */
   NOR_API->init(1, config);

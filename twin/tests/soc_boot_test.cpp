@@ -4,6 +4,9 @@
 #include <cstring>
 
 #include "soc_test_support.hpp"
+#include "twin/can/bus.hpp"
+
+#include <algorithm>
 
 namespace rtcanboot::twin {
 namespace {
@@ -177,6 +180,40 @@ TEST_F(BootPathTest, SameInputsGiveSameTimings) {
     return log + b.console() + std::to_string(b.cycles());
   };
   EXPECT_EQ(run(), run());
+}
+
+TEST(CanStrictness, TimingWriteOutsideFreezeIsIgnoredAndReported) {
+  const auto image = load_file(firmware_path("can-timing-outside-freeze"));
+  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  Simulation sim;
+  Board& b = sim.add_board(quiet_config("can"));
+  b.flash().probe_write(0, image);
+  b.power_on();
+  sim.run_for(milliseconds_ns(50));
+  EXPECT_TRUE(b.has_fault_containing("outside freeze mode")) << b.console();
+  EXPECT_NE(b.console().find("DONE"), std::string::npos) << b.console();
+}
+
+TEST(CanStrictness, MismatchedBitRateReachesNobody) {
+  const auto image = load_file(firmware_path("can-wrong-bitrate"));
+  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  Simulation sim;
+  std::vector<Report> bus_reports;
+  sim.set_report_sink([&](const Report& r) { bus_reports.push_back(r); });
+  can::Bus& bus = sim.add_bus(500'000);  // the firmware configures 1 Mbit/s
+  can::Endpoint peer("peer");
+  bus.attach(peer);
+  Board& b = sim.add_board(quiet_config("can"));
+  b.flash().probe_write(0, image);
+  b.connect_can(bus, 2);
+  b.power_on();
+  sim.run_for(milliseconds_ns(50));
+  EXPECT_EQ(peer.rx_pending(), 0u);
+  const bool reported = std::any_of(bus_reports.begin(), bus_reports.end(), [](const Report& r) {
+    return r.severity == Severity::kFault && r.message.find("but the bus runs at 500000 bit/s") != std::string::npos;
+  });
+  EXPECT_TRUE(reported);
+  EXPECT_NE(b.console().find("DONE"), std::string::npos) << b.console();
 }
 
 }  // namespace
