@@ -187,6 +187,38 @@ TEST_F(UpdateTest, LostEndConfirmationIsResolvedThroughTheFlashStatus) {
   EXPECT_TRUE(r.started);
 }
 
+TEST_F(UpdateTest, NodeRestartingDuringTheDownloadGetsTheSequenceAgain) {
+  int segments = 0;
+  bool reset_done = false;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0 && ++segments == 400 &&
+        !reset_done) {
+      reset_done = true;
+      board->boot(bus.clock().now());  // power cut / watchdog: the bootloader starts over
+      return SimBus::Fault::kDrop;
+    }
+    return SimBus::Fault::kDeliver;
+  });
+  const auto in = app_image(20'000, 15);
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_TRUE(reset_done);
+  EXPECT_TRUE(saw_step("restarted during the download; starting over"));
+  EXPECT_TRUE(r.started);
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(), board->flash.mem.begin() + mm::kAppOffset));
+}
+
+TEST_F(UpdateTest, NodeThatVanishesDuringTheDownloadIsATimeout) {
+  int segments = 0;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0) ++segments;
+    // After 300 segments nothing reaches the node any more (cable pulled).
+    return segments >= 300 && from_master ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
+  });
+  std::string message;
+  EXPECT_EQ(fails_with(app_image(20'000, 16), &message), ErrorKind::kTimeout);
+  EXPECT_NE(message.find("download interrupted after"), std::string::npos) << message;
+}
+
 TEST_F(UpdateTest, SurvivesLostFramesDuringTheDownload) {
   int n = 0;
   bus.set_fault_hook([&](const CanFrame& f, bool from_master) {

@@ -204,6 +204,57 @@ class Flow {
     }
   }
 
+  enum class DownloadOutcome { kDone, kFallBack, kRestarted };
+
+  // One download attempt of the container into 0x1F50. Throws for failures that are final.
+  DownloadOutcome download(const std::vector<std::uint8_t>& container, bool block) {
+    const std::uint8_t node = o_.node;
+    const std::uint8_t p = o_.program;
+    const Micros started = m_.now();
+    try {
+      m_.download(node, od::kProgramData, p, container, block ? SdoMode::kBlock : SdoMode::kSegmented, ev_.progress);
+      return DownloadOutcome::kDone;
+    } catch (const SdoError& e) {
+      const bool refused_block = block && e.bytes_done() == 0 &&
+                                 e.failure() == SdoClient::Failure::kServerAbort &&
+                                 (e.abort_code() == static_cast<std::uint32_t>(Abort::kCommandSpecifier) ||
+                                  e.abort_code() == static_cast<std::uint32_t>(Abort::kUnsupportedAccess));
+      if (refused_block) return DownloadOutcome::kFallBack;
+      if (e.timed_out() && e.bytes_done() >= container.size()) {
+        // Everything arrived but the final confirmation was lost: let the status decide.
+        step("no confirmation of the end of the download; checking the node's status");
+        return DownloadOutcome::kDone;
+      }
+      if (e.timed_out()) {
+        // Did the node restart? Its boot-up message says so (give it a moment to arrive).
+        auto restarted = [&] {
+          const auto it = m_.boot_ups().find(node);
+          return it != m_.boot_ups().end() && it->second >= started;
+        };
+        if (!restarted()) m_.wait_heartbeat(node, started, m_.now() + o_.reboot_window, true);
+        if (restarted()) return DownloadOutcome::kRestarted;
+      }
+      // Tell the user what the node thinks, if it says anything beyond "no valid program".
+      std::string reason;
+      try {
+        const std::uint32_t fs = m_.upload_u32(node, od::kFlashStatus, p);
+        const std::uint32_t code = (fs >> 1) & 0x7F;
+        if (code != 0 && code != static_cast<std::uint32_t>(FlashStatus::kNoValidProgram)) {
+          reason = describe_flash_status(fs);
+        }
+      } catch (const Error&) {
+      }
+      if (!reason.empty()) {
+        throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {} ({})", node, reason, e.what()));
+      }
+      if (e.timed_out()) {
+        throw Error(ErrorKind::kTimeout, fmt::format("download interrupted after {} of {} bytes: {}", e.bytes_done(),
+                                                     container.size(), e.what()));
+      }
+      throw;
+    }
+  }
+
   UpdateResult run(const LoadedInput& input) {
     UpdateResult result;
     const std::uint8_t node = o_.node;
@@ -266,52 +317,32 @@ class Flow {
       }
     }
 
-    // 3. Clear (a first timeout means "still rebooting").
-    step("clearing the application region");
-    retry_while_rebooting("clearing the program", [&] {
-      m_.download_u8(node, od::kProgramControl, p, static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
-      return 0;
-    });
-    wait_flash_idle("erasing");
-
-    // 4. Download the container.
-    step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData, p));
-    const Micros t0 = m_.now();
+    // 3 + 4. Clear, then download the container. A node that restarts part-way (boot-up seen)
+    // gets the sequence again from the clear, up to UpdateOptions::download_attempts times.
     bool block = o_.allow_block;
-    for (;;) {
-      try {
-        m_.download(node, od::kProgramData, p, container, block ? SdoMode::kBlock : SdoMode::kSegmented, ev_.progress);
-        break;
-      } catch (const SdoError& e) {
-        const bool refused_block = block && e.bytes_done() == 0 &&
-                                   e.failure() == SdoClient::Failure::kServerAbort &&
-                                   (e.abort_code() == static_cast<std::uint32_t>(Abort::kCommandSpecifier) ||
-                                    e.abort_code() == static_cast<std::uint32_t>(Abort::kUnsupportedAccess));
-        if (refused_block) {
-          step("the node refused block transfer; falling back to segmented transfer");
-          block = false;
-          continue;
-        }
-        if (e.timed_out() && e.bytes_done() >= container.size()) {
-          // Everything arrived but the final confirmation was lost: let the status decide.
-          step("no confirmation of the end of the download; checking the node's status");
-          break;
-        }
-        // Tell the user what the node thinks, if it says anything.
-        std::string reason;
-        try {
-          const std::uint32_t fs = m_.upload_u32(node, od::kFlashStatus, p);
-          if ((fs >> 1 & 0x7F) != 0) reason = describe_flash_status(fs);
-        } catch (const Error&) {
-        }
-        if (!reason.empty()) {
-          throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {} ({})", node, reason, e.what()));
-        }
-        if (e.timed_out()) {
-          throw Error(ErrorKind::kTimeout, fmt::format("download interrupted after {} of {} bytes: {}", e.bytes_done(), container.size(), e.what()));
-        }
-        throw;
+    Micros t0 = 0;
+    for (int attempt = 1;; ++attempt) {
+      step("clearing the application region");
+      retry_while_rebooting("clearing the program", [&] {
+        m_.download_u8(node, od::kProgramControl, p, static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
+        return 0;
+      });
+      wait_flash_idle("erasing");
+      step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData, p));
+      t0 = m_.now();
+      const DownloadOutcome outcome = download(container, block);
+      if (outcome == DownloadOutcome::kDone) break;
+      if (outcome == DownloadOutcome::kFallBack) {
+        step("the node refused block transfer; falling back to segmented transfer");
+        block = false;
+        --attempt;
+        continue;
       }
+      // kRestarted
+      if (attempt >= o_.download_attempts) {
+        throw Error(ErrorKind::kTimeout, fmt::format("node {} restarted during the download {} times; giving up", node, attempt));
+      }
+      step(fmt::format("node {} restarted during the download; starting over", node));
     }
     result.used_block = block;
     result.bytes = container.size();

@@ -45,6 +45,7 @@ struct UpdateOptions {
   std::optional<std::uint32_t> product_code;
   std::uint32_t image_version = 0;
   bool allow_block = true;         // false: segmented only
+  int download_attempts = 2;       // clear + download again when the node restarts part-way
   Micros reboot_window = 5'000'000;   // how long resets between steps may take
   Micros flash_timeout = 120'000'000; // 0x1F57 busy at most this long
   Micros poll_interval = 100'000;
