@@ -147,6 +147,7 @@ class SocketCanTransport final : public Transport {
       if (n == static_cast<ssize_t>(sizeof raw)) return;
       const int e = errno;
       if (n < 0 && (e == ENOBUFS || e == EAGAIN || e == EINTR)) {
+        if (interrupt_requested()) throw Error(ErrorKind::kInterrupted, "interrupted");
         if (clock_.now() >= give_up) {
           throw Error(ErrorKind::kBus, fmt::format("{}: transmit queue stays full: is the bus connected, terminated and at the right bit rate?", describe()));
         }
