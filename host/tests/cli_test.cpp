@@ -155,6 +155,9 @@ TEST_F(Cli, BadInputFiles) {
   expect_error(run("pack " + write("a.bin", "12345678") + " -o x"), 2, "--load-address");
   expect_error(run("pack " + write("a.txt", "hello") + " -o x"), 3, "unknown file format");
   expect_error(run("pack " + write("empty.hex", "") + " -o x"), 3, "empty");
+  expect_error(run("pack " + dir.string() + " -o x"), 3, "is a directory");
+  expect_error(run("pack " + write("ok.hex", hex_file(mm::kAppAddress, app_bytes(64))) + " -o /nonexistent/dir/x.rcb"), 3,
+               "cannot create");
   // flash checks the file before touching the bus (the bus here does not exist).
   expect_error(run("--bus socketcan://rtcbnone0 flash --node 1 " + write("bad2.hex", corrupt)), 3, "checksum");
 }

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -289,11 +290,20 @@ std::optional<InputFormat> detect_format(std::span<const std::uint8_t> b, const 
 }
 
 std::vector<std::uint8_t> read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw Error(ErrorKind::kInput, fmt::format("{}: is a directory, not a firmware file", path));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw Error(ErrorKind::kInput, fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   }
-  std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::uint8_t> data;
+  try {
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::kInput, fmt::format("{}: read error: {}", path, e.what()));
+  }
   if (in.bad()) throw Error(ErrorKind::kInput, fmt::format("{}: read error", path));
   return data;
 }
