@@ -315,6 +315,25 @@ TEST(Slcan, AdapterErrorsAreBusErrors) {
     EXPECT_EQ(e.kind(), ErrorKind::kBus);
     EXPECT_NE(std::string(e.what()).find("no answer"), std::string::npos);
   }
+  // A regular file named by mistake is refused before anything is written into it.
+  char file_name[] = "/tmp/rtcanboot-slcan-XXXXXX";
+  const int file = ::mkstemp(file_name);
+  ASSERT_GE(file, 0);
+  (void)!::write(file, "keep", 4);
+  ::close(file);
+  try {
+    open_slcan(file_name, 500000, 115200);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("not a serial device"), std::string::npos);
+  }
+  char content[8] = {};
+  const int again = ::open(file_name, O_RDONLY);
+  EXPECT_EQ(::read(again, content, sizeof content), 4);
+  ::close(again);
+  ::unlink(file_name);
+  EXPECT_STREQ(content, "keep");
   try {
     open_slcan("/nonexistent/ttyACM9", 500000, 115200);
     FAIL();

@@ -4,6 +4,7 @@
 //   F  status flags (answer "Fxx")
 // The adapter answers commands with '\r' (ok) or '\a' (error), and transmissions with 'z'/'Z'.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <termios.h>
 
@@ -122,6 +123,12 @@ class SlcanTransport final : public Transport {
       throw Error(ErrorKind::kBus, fmt::format("{}: cannot open: {}", describe(), detail::errno_text(errno)));
     }
     fd_ = detail::Fd(fd);
+    // Only a character device can be a serial adapter: never write the set-up commands into a
+    // regular file (or anything else) named by mistake.
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: not a serial device", describe()));
+    }
     termios tio{};
     if (::tcgetattr(fd, &tio) == 0) {
       ::cfmakeraw(&tio);
