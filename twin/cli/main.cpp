@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   std::vector<BoardSpec> specs;
   if (!flash.empty()) {
     BoardSpec s;
-    s.name = "node";
+    s.name = node_id ? fmt::format("node {}", *node_id) : "node";
     s.flash = flash;
     s.bootloader = bootloader;
     s.node_id = node_id;
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "rtcanboot-twin: %s\n", err.c_str());
       return 2;
     }
-    if (s.name.empty()) s.name = fmt::format("node{}", specs.size() + 1);
+    if (s.name.empty()) s.name = s.node_id ? fmt::format("node {}", *s.node_id) : fmt::format("node{}", specs.size() + 1);
     specs.push_back(s);
   }
   if (specs.empty()) {
