@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# CLI-level end-to-end test: `rtcanboot-twin` runs the real bootloader on a fresh flash file and
+# serves its bus as socketcand on 127.0.0.1; `rtcanboot flash` installs the example application
+# over it and `rtcanboot info` must then report the application running. Stops by itself and
+# leaves nothing running (the twin is killed in a trap).
+#   cli_flash.sh RTCANBOOT_TWIN RTCANBOOT_CLI FIRMWARE_BUILD_DIR
+# Exit 77 = skipped (firmware or programs not built).
+set -u
+twin=$1
+cli=$2
+fw=$3
+bootloader=$fw/firmware/bootloader/rtcanboot-bootloader.bin
+app=$fw/firmware/example-app/example-app.elf
+node=23
+for f in "$bootloader" "$app"; do
+  [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+done
+for f in "$twin" "$cli"; do
+  [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+done
+
+tmp=$(mktemp -d)
+twin_pid=
+cleanup() {
+  if [ -n "$twin_pid" ]; then
+    kill "$twin_pid" 2>/dev/null
+    wait "$twin_pid" 2>/dev/null
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() {
+  echo "FAIL: $*"
+  echo "--- twin output (last 40 lines)"
+  tail -n 40 "$tmp/twin.log"
+  exit 1
+}
+
+# A fresh flash file (created erased), the bootloader written like a debug probe, the provisioning
+# record for node 23 at 500 kbit/s. --run-for bounds the twin even if the trap never runs (virtual
+# time follows the wall clock while a client is connected).
+"$twin" --flash "$tmp/flash.bin" --write-bootloader "$bootloader" --node-id $node --bitrate 500000 \
+  --socketcand 127.0.0.1:0 --run-for 600000 >"$tmp/twin.log" 2>&1 &
+twin_pid=$!
+
+port=
+for _ in $(seq 100); do
+  port=$(sed -n -E 's/.*socketcand on 127\.0\.0\.1:([0-9]+).*/\1/p' "$tmp/twin.log" | head -n 1)
+  [ -n "$port" ] && break
+  kill -0 "$twin_pid" 2>/dev/null || fail "the twin exited early"
+  sleep 0.1
+done
+[ -n "$port" ] || fail "the twin did not print its socketcand port"
+bus=socketcand://127.0.0.1:$port/can0
+[ "$(stat -c %s "$tmp/flash.bin")" = 4194304 ] || fail "flash file is not 4 MiB"
+
+"$cli" info --bus "$bus" --node $node >"$tmp/info0" 2>&1 || fail "info before flashing: $(cat "$tmp/info0")"
+grep -qi "bootloader" "$tmp/info0" || fail "info before flashing does not name the bootloader: $(cat "$tmp/info0")"
+
+"$cli" flash --bus "$bus" --timeout 3000 --node $node "$app" >"$tmp/flash.out" 2>&1
+status=$?
+cat "$tmp/flash.out"
+[ $status -eq 0 ] || fail "rtcanboot flash exited with $status"
+
+"$cli" info --bus "$bus" --node $node >"$tmp/info1" 2>&1 || fail "info after flashing: $(cat "$tmp/info1")"
+cat "$tmp/info1"
+"$cli" info --bus "$bus" --node $node --json >"$tmp/info1.json" 2>&1 || fail "info --json: $(cat "$tmp/info1.json")"
+grep -q '"running": "application"' "$tmp/info1.json" || fail "the application does not run: $(cat "$tmp/info1.json")"
+grep -qi "application" "$tmp/info1" || fail "info does not say the application runs"
+grep -q '"flash_status": 0[,}]' "$tmp/info1.json" || grep -q '"flash_status": 0$' "$tmp/info1.json" \
+  || fail "flash status not 0: $(cat "$tmp/info1.json")"
+
+# The application is on the bus: its console line came from the twin's board.
+grep -q "example application, node $node" "$tmp/twin.log" || fail "no console line of the application"
+if grep -q "FAULT" "$tmp/twin.log"; then
+  fail "the twin reported a fault"
+fi
+echo "PASS"
