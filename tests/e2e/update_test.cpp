@@ -191,6 +191,8 @@ TEST_P(E2eInstance, UpdateThroughThisFlexcan) {
   Rig rig(500'000);
   tw::Board& board = rig.add_board(node(9, GetParam()));
   ASSERT_TRUE(rig.wait_boot_up(9, 0, 500'000).has_value()) << board.console();
+  EXPECT_NE(board.console().find("FLEXCAN" + std::to_string(GetParam())), std::string::npos)
+      << board.console();
   EXPECT_GT(board.flexcan(GetParam()).frames_transmitted(), 0u);
   const Micros t = rig.now();
   rig.update(9, example_app(GetParam()));
