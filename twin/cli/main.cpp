@@ -102,6 +102,9 @@ int main(int argc, char** argv) {
   bool verbose = false;
   bool stats = false;
   std::optional<std::uint32_t> bus_bitrate;
+  std::optional<std::uint64_t> cut_op;
+  std::optional<double> cut_ms;
+  double restore_ms = 100;
   app.add_option("--flash", flash, "Flash backing file of the board (4 MiB, created erased when missing)");
   app.add_option("--write-bootloader", bootloader, "Program BIN at flash offset 0 before power-on (like a debug probe)");
   app.add_option("--node-id", node_id, "Write the provisioning record with this node-ID (1..127)");
@@ -115,6 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--bus-bitrate", bus_bitrate, "Bit rate of the bus (default: the provisioned bit rate, else 125000)");
   app.add_option("--run-for", run_ms, "Stop after this much virtual time in ms (default: run until interrupted)");
   app.add_option("--until-console", until_console, "Stop when a board's console shows this text");
+  app.add_option("--power-cut-op", cut_op, "Cut the first board's power during its N-th flash erase/program (torn operation)");
+  app.add_option("--power-cut-at", cut_ms, "Cut the first board's power at this virtual time in ms");
+  app.add_option("--restore-power-after", restore_ms, "Power a cut board on again after this many ms (default 100; negative: never)");
   app.add_flag("--verbose", verbose, "Also print info reports (boot, resets)");
   app.add_flag("--stats", stats, "Print virtual vs wall time and executed instructions at the end");
   CLI11_PARSE(app, argc, argv);
@@ -253,6 +259,9 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   for (Board* b : boards) b->power_on();
+  if (cut_op) boards.front()->flash().cut_power_at_operation(*cut_op);
+  if (cut_ms) boards.front()->flash().cut_power_at_time(static_cast<Nanos>(*cut_ms * 1e6));
+  std::vector<Nanos> off_since(boards.size(), kNever);
   const auto wall_start = std::chrono::steady_clock::now();
   const Nanos end = run_ms > 0 ? static_cast<Nanos>(run_ms * 1e6) : kNever;
   const Nanos step = 1'000'000;  // 1 ms of virtual time per outer step
@@ -266,6 +275,22 @@ int main(int argc, char** argv) {
     }
     sim.run_until(target);
     if (server) server->poll();
+    for (std::size_t i = 0; i < boards.size(); ++i) {
+      if (boards[i]->state() != BoardState::kOff) {
+        off_since[i] = kNever;
+        continue;
+      }
+      if (off_since[i] == kNever) {
+        off_since[i] = sim.now();
+        std::fprintf(stderr, "[%s] %.6f s power off: %s\n", boards[i]->name().c_str(),
+                     static_cast<double>(sim.now()) / 1e9, boards[i]->stop_reason().c_str());
+      }
+      if (restore_ms >= 0 && sim.now() >= off_since[i] + static_cast<Nanos>(restore_ms * 1e6)) {
+        std::fprintf(stderr, "[%s] %.6f s power on\n", boards[i]->name().c_str(), static_cast<double>(sim.now()) / 1e9);
+        boards[i]->power_on();
+        off_since[i] = kNever;
+      }
+    }
     if (!until_console.empty()) {
       for (Board* b : boards) {
         if (b->console().find(until_console) != std::string::npos) seen = true;

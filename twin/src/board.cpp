@@ -1717,6 +1717,9 @@ void Board::power_on() {
 void Board::power_off(const std::string& why) {
   state_ = BoardState::kOff;
   stop_reason_ = why;
+  // Peripherals lose power too: the FlexCANs go back to their reset state (disabled), so the
+  // node leaves the bus; timers stop.
+  impl_->reset_models(false);
   impl_->request_stop(Impl::Stop::kFault);
 }
 
