@@ -111,9 +111,15 @@ class SocketcandTransport final : public Transport {
 
   Clock& clock() override { return clock_; }
 
-  void send(const CanFrame& frame) override { write_all(socketcand_encode_send(frame)); }
+  // Frames are collected and written together when the caller starts waiting (a sub-block of a
+  // block transfer then leaves in a few TCP segments instead of 127).
+  void send(const CanFrame& frame) override {
+    tx_ += socketcand_encode_send(frame);
+    if (tx_.size() >= 16 * 1024) flush();
+  }
 
   std::optional<RxEvent> receive(Micros deadline) override {
+    flush();
     for (;;) {
       while (auto msg = take_message()) {
         if (auto f = socketcand_decode_frame(*msg)) {
@@ -152,6 +158,13 @@ class SocketcandTransport final : public Transport {
       if (n < 0 && errno == EINTR) continue;
       throw Error(ErrorKind::kBus, fmt::format("{}: connection lost: {}", describe(), detail::errno_text(errno)));
     }
+  }
+
+  void flush() {
+    if (tx_.empty()) return;
+    std::string out;
+    out.swap(tx_);
+    write_all(out);
   }
 
   bool fill(Micros deadline) {
@@ -210,6 +223,7 @@ class SocketcandTransport final : public Transport {
   detail::Fd fd_;
   SteadyClock clock_;
   std::string rx_;
+  std::string tx_;
 };
 
 }  // namespace
