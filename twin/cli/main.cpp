@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
   std::optional<std::uint64_t> cut_op;
   std::optional<double> cut_ms;
   double restore_ms = 100;
+  double wait_client_s = 0;
   app.add_option("--flash", flash, "Flash backing file of the board (4 MiB, created erased when missing)");
   app.add_option("--write-bootloader", bootloader, "Program BIN at flash offset 0 before power-on (like a debug probe)");
   app.add_option("--node-id", node_id, "Write the provisioning record with this node-ID (1..127)");
@@ -113,6 +114,8 @@ int main(int argc, char** argv) {
                  "Another board on the bus: flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3]")
       ->take_all();
   app.add_option("--socketcand", socketcand, "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows wall-clock time");
+  app.add_option("--wait-client", wait_client_s,
+                 "With --socketcand: wait up to this many seconds for a client in raw mode before power-on");
   app.add_option("--flash-timing", timing, "Flash timing profile")->check(CLI::IsMember({"typical", "max"}));
   app.add_option("--trace", trace_path, "Write every bus frame with its virtual time (candump -L format) to FILE");
   app.add_option("--bus-bitrate", bus_bitrate, "Bit rate of the bus (default: the provisioned bit rate, else 125000)");
@@ -256,6 +259,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rtcanboot-twin: socketcand on %s:%u, channel can0\n", opt.host.c_str(), server->port());
   }
 
+  if (server && wait_client_s > 0) {
+    if (!server->wait_for_client(std::chrono::milliseconds(static_cast<long long>(wait_client_s * 1000)))) {
+      std::fprintf(stderr, "rtcanboot-twin: no socketcand client within %.1f s; starting anyway\n", wait_client_s);
+    }
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   for (Board* b : boards) b->power_on();
