@@ -34,7 +34,7 @@ inline constexpr std::uint32_t kProvisioningOffset = 0x003F'C000;  // one 4 KiB 
 inline constexpr std::uint32_t kJournalOffset = 0x003F'E000;       // two 4 KiB sectors
 inline constexpr std::uint32_t kJournalSectors = 2;
 
-inline constexpr std::uint32_t kAppSize = kRecordsOffset - kAppOffset;  // 1984 KiB
+inline constexpr std::uint32_t kAppSize = kRecordsOffset - kAppOffset;  // 3904 KiB
 inline constexpr std::uint32_t kAppEndAddress = kAppAddress + kAppSize;
 
 static_assert(kAppOffset == kBootloaderOffset + kBootloaderSize, "application follows bootloader");
