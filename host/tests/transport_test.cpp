@@ -460,6 +460,24 @@ TEST(Socketcand, ClientTalksToAServer) {
   EXPECT_EQ(got[2], "< send 605 8 40 00 10 00 00 00 00 00 >");
 }
 
+TEST(Socketcand, FramesSentJustBeforeClosingStillLeave) {
+  SocketcandServer server;
+  {
+    auto transport = open_transport(fmt::format("socketcand://127.0.0.1:{}/can0", server.port()));
+    Master master(*transport);
+    master.nmt(canopen::NmtCommand::kResetNode, 5);
+  }
+  for (int i = 0; i < 100; ++i) {
+    const auto got = server.received();
+    if (got.size() >= 3) {
+      EXPECT_EQ(got[2], "< send 000 2 81 05 >");
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  FAIL() << "the NMT frame never arrived";
+}
+
 TEST(Socketcand, RefusedChannelAndNoServerAreBusErrors) {
   SocketcandServer server("can0");
   try {

@@ -109,6 +109,13 @@ class SocketcandTransport final : public Transport {
     expect("ok", until, "rawmode");
   }
 
+  ~SocketcandTransport() override {
+    try {
+      flush();  // an NMT command or abort sent just before exit still goes out
+    } catch (const Error&) {
+    }
+  }
+
   Clock& clock() override { return clock_; }
 
   // Frames are collected and written together when the caller starts waiting (a sub-block of a
