@@ -49,7 +49,7 @@ step "Flashing the example application over CAN (CiA 302-3 program download)"
 
 step "The application runs: its heartbeat says OPERATIONAL"
 "$tool" --bus "$bus" scan
-"$tool" --bus "$bus" info --node $node | grep -E 'device name|software version|running|program'
+"$tool" --bus "$bus" info --node $node | grep -E 'device name|software version|running|program|software id'
 
 step "Asking the application to return to the bootloader (0x1F51:1 = 0)"
 "$tool" --bus "$bus" stop --node $node

@@ -77,13 +77,20 @@ inline void write(const Info& info) {
   const std::uint32_t word0 = encode_word0(info);
   reg32(kWord0Register) = word0;
   reg32(kWord1Register) = encode_word1(info, word0);
+  reg32(kSoftwareIdRegister) = info.software_id;
+  reg32(kImageVersionRegister) = info.image_version;
 }
 inline bool read(Info& out) {
-  return decode(reg32(kWord0Register), reg32(kWord1Register), out);
+  if (!decode(reg32(kWord0Register), reg32(kWord1Register), out)) return false;
+  out.software_id = reg32(kSoftwareIdRegister);
+  out.image_version = reg32(kImageVersionRegister);
+  return true;
 }
 inline void clear() {
   reg32(kWord0Register) = 0;
   reg32(kWord1Register) = 0;
+  reg32(kSoftwareIdRegister) = 0;
+  reg32(kImageVersionRegister) = 0;
 }
 
 // Bootloader side of the entry request: true when the application asked; clears it.
