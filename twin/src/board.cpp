@@ -55,7 +55,10 @@ constexpr std::uint32_t kStatusCommandFailure = 20106;
 
 constexpr std::uint8_t kLineAhb = 1, kLineDcache = 2, kLineIcache = 4;
 constexpr std::uint32_t kLineSize = 32;
-constexpr std::uint32_t kProtPage = 1024;  // Unicorn's ARM page size
+// Granularity of the flash window protections. Unicorn 2.0.1 never merges regions that
+// uc_mem_protect splits and aborts when a memory map exceeds 1024 sections, so the window is
+// protected in 64 KiB chunks (at most 64 pieces).
+constexpr std::uint32_t kProtPage = 64 * 1024;
 
 struct KnownBlock {
   std::uint32_t base;
