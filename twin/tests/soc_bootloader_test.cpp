@@ -72,3 +72,40 @@ TEST(BootloaderOnTwin, BootsPrintsAndSendsBootUp) {
 
 }  // namespace
 }  // namespace rtcanboot::twin
+
+namespace rtcanboot::twin {
+namespace {
+
+TEST(BootloaderOnTwin, TwoNodesOnOneBusAreDeterministic) {
+  const auto image = testing::load_file(bootloader_path());
+  if (image.empty()) GTEST_SKIP() << "bootloader not built: " << bootloader_path();
+  auto run = [&image] {
+    Simulation sim;
+    can::Bus& bus = sim.add_bus(250'000);
+    std::string trace;
+    bus.set_trace([&trace](const std::string& line) { trace += line + "\n"; });
+    for (std::uint8_t id : {3, 4}) {
+      Board& b = sim.add_board(testing::quiet_config("node" + std::to_string(id)));
+      b.flash().probe_write(0, image);
+      Provisioning p;
+      p.node_id = id;
+      p.bitrate = 250'000;
+      std::vector<std::uint8_t> sector(memory_map::kSectorSize, 0xFF);
+      encode_provisioning(p, sector.data(), sector.size());
+      b.flash().probe_write(memory_map::kProvisioningOffset, sector);
+      b.connect_can(bus, 2);
+      b.power_on();
+    }
+    sim.run_for(milliseconds_ns(2100));
+    for (auto& b : sim.boards()) trace += b->console() + std::to_string(b->cycles()) + "\n";
+    return trace;
+  };
+  const std::string a = run();
+  EXPECT_NE(a.find("can0 703#00"), std::string::npos) << a;
+  EXPECT_NE(a.find("can0 704#00"), std::string::npos) << a;
+  EXPECT_NE(a.find("can0 703#7F"), std::string::npos) << a;  // heartbeats, acknowledged by the other
+  EXPECT_EQ(a, run());
+}
+
+}  // namespace
+}  // namespace rtcanboot::twin
