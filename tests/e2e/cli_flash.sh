@@ -67,7 +67,7 @@ cat "$tmp/flash.out"
 cat "$tmp/info1"
 "$cli" info --bus "$bus" --node $node --json >"$tmp/info1.json" 2>&1 || fail "info --json: $(cat "$tmp/info1.json")"
 grep -q '"running": "application"' "$tmp/info1.json" || fail "the application does not run: $(cat "$tmp/info1.json")"
-grep -qi "application" "$tmp/info1" || fail "info does not say the application runs"
+grep -Eq "running +application" "$tmp/info1" || fail "info does not say the application runs"
 grep -q '"flash_status": 0[,}]' "$tmp/info1.json" || grep -q '"flash_status": 0$' "$tmp/info1.json" \
   || fail "flash status not 0: $(cat "$tmp/info1.json")"
 
