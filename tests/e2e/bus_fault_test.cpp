@@ -118,6 +118,35 @@ TEST_F(E2eBusFault, DroppedSegmentsAreResentOrTheTransferAbortsAndARetrySucceeds
   }
 }
 
+// One segment lost in the middle of a sub-block: the node acknowledges what arrived in order and
+// the client resends the rest; the download completes without an abort and installs.
+TEST_F(E2eBusFault, ALostSegmentIsResentInsideTheBlockTransfer) {
+  host::UpdateOptions opt;
+  const auto container = host::container_for_node(example_app(), opt, 0, 0x1064);
+  host::SdoClient client(kNode);
+  client.start_download(co::od::kProgramData, 1, container, host::SdoMode::kBlock, rig_.now());
+  host::SdoClient* clients[] = {&client};
+  bool injected = false;
+  rig_.master().run(clients, [&](std::uint64_t done, std::uint64_t total) {
+    if (!injected && done >= total / 3) {
+      injected = true;  // the next frame of the master (the first segment of the next sub-block)
+      rig_.bus().add_fault(
+          rule(tc::FaultRule::Action::kDrop, 0.0, 1, co::kSdoRxBase + kNode, 0x7FF));
+    }
+  });
+  ASSERT_TRUE(injected);
+  EXPECT_EQ(rig_.bus().faults()[0].fired, 1u);
+  ASSERT_EQ(client.state(), host::SdoClient::State::kDone) << client.error_message();
+  EXPECT_GT(client.retransmitted_segments(), 0u);
+  for (int i = 0; i < 100; ++i) {
+    if ((rig_.master().upload_u32(kNode, co::od::kFlashStatus, 1) & 1U) == 0) break;
+    rig_.listen_for(50'000);
+  }
+  EXPECT_EQ(rig_.master().upload_u32(kNode, co::od::kFlashStatus, 1), 0u);
+  EXPECT_EQ(rig_.master().upload_u32(kNode, co::od::kSoftwareId, 1),
+            host::parse_container(container, "example-app").header.payload_crc32);
+}
+
 // Every frame of the master dropped for a while: the transfer cannot go on; it ends with an SDO
 // timeout/abort on both sides (the node's download is cancelled), and a retry succeeds.
 TEST_F(E2eBusFault, ALongOutageAbortsCleanlyAndARetrySucceeds) {
