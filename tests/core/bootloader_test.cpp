@@ -93,7 +93,7 @@ TEST_F(BootloaderTest, FreshDeviceStaysInTheBootloaderWithNoProgram) {
   EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kNoValidApplication);
   EXPECT_EQ(read(od::kProgramControl), 3U);
   EXPECT_EQ(read(od::kSoftwareId), 0U);
-  EXPECT_EQ(read(od::kFlashStatus), 0U);
+  EXPECT_EQ(read(od::kFlashStatus), status_word(FlashStatus::kNoValidProgram, FlashDetail::kNone));
   EXPECT_EQ(read(od::kRtcanbootInfo, 5),
             static_cast<std::uint32_t>(BootReason::kNoValidApplication));
   EXPECT_EQ(read(od::kRtcanbootInfo, 3), mm::kAppAddress);
@@ -434,9 +434,24 @@ TEST_F(BootloaderTest, DamagedApplicationIsNotStartedAndNotOffered) {
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
   EXPECT_EQ(read(od::kProgramControl), 3U);
   EXPECT_EQ(read(od::kSoftwareId), 0U);
+  EXPECT_EQ(read(od::kFlashStatus), status_word(FlashStatus::kNoValidProgram, FlashDetail::kNone));
   EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kDeviceState);
   install(payload);  // a new download repairs it
   EXPECT_EQ(read(od::kProgramControl), 0U);
+  EXPECT_EQ(read(od::kFlashStatus), 0U);
+}
+
+TEST_F(BootloaderTest, NoValidProgramStatusLastsUntilTheNextCommand) {
+  rig.boot();
+  ASSERT_EQ(read(od::kFlashStatus), status_word(FlashStatus::kNoValidProgram, FlashDetail::kNone));
+  // A clear is a command that succeeds: from then on the status reports its result.
+  EXPECT_EQ(write(od::kProgramControl, 1, 3), Abort::kNone);
+  EXPECT_EQ(rig.wait_flash_idle(), 0U);
+  // A device with a valid application that is held in the bootloader reports OK.
+  install(test::make_payload(3000, 4));
+  rig.settings().entry_requested = true;
+  reboot();
+  EXPECT_EQ(read(od::kFlashStatus), 0U);
 }
 
 TEST_F(BootloaderTest, NmtResetNodeBecomesAPendingReset) {

@@ -61,6 +61,7 @@ void Bootloader::start(Micros now) {
   if (journal_.installed().valid && !decision_.application_valid) {
     download_.mark_installed_damaged();
   }
+  download_.report_boot_state();
   info_.boot_reason = decision_.reason;
   info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
   if (decision_.start_application) {

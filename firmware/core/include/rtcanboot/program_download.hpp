@@ -48,6 +48,12 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   const journal::InstalledImage& installed() const { return journal_.installed(); }
   // A committed application the boot decision found damaged does not count as a valid program.
   void mark_installed_damaged() { damaged_ = true; }
+  // After the boot decision: with no valid program to offer (none committed, or damaged),
+  // 0x1F57:1 reports "no valid program" (CiA 302-3 code 1) until a clear or a download sets its
+  // own status.
+  void report_boot_state() {
+    if (!valid_program()) set_status(canopen::FlashStatus::kNoValidProgram, canopen::FlashDetail::kNone);
+  }
   // A committed, undamaged application that no clear is removing.
   bool valid_program() const {
     return journal_.installed().valid && !damaged_ && phase_ != Phase::kClearing &&
