@@ -1,0 +1,398 @@
+// Update benchmark (prints figures; not a test). script/bench runs it.
+//
+// The real bootloader runs in the twin; the host library's CiA 302-2 update flow (what
+// `rtcanboot flash` runs) updates it over the twin's bit-accurate CAN bus, in pure virtual time.
+// Every case starts from a board whose bootloader runs the example application (a valid, committed
+// image), so the flow stops it, clears, downloads, waits for the verification and reads 0x1F57.
+//
+// Per case (docs/benchmarks.md explains the columns): update_s from the first frame the host
+// queues to the 0x1F57:1 answer reading OK; bus_limit_s of an SDO block download of the same
+// container (can_timing, stuff bits, no gaps); efficiency = bus_limit_s / update_s; lost_frames
+// of the node's FLEXCAN2; the largest SDO response delay on the bus; wall-clock time.
+// Also: boot-to-application time for a 64 KiB and a 1 MiB application, and the bootloader's flash
+// and RAM footprint from its ELF.
+//
+// update_bench [--quick | --full] [--only SUBSTRING] [--json PATH] [--firmware-dir DIR]
+//   default: the mandatory 1 MiB @ 1 Mbit/s cases and a matrix that runs in a few minutes;
+//   --full: every combination of size, bit rate, transfer, flash timing and host latency;
+//   --quick: the two mandatory cases and the boot/footprint figures only.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/image.hpp"
+#include "rtcanboot/host/update.hpp"
+#include "rtcanboot/memory_map.hpp"
+#include "twin/can/flexcan.hpp"
+#include "twin_rig.hpp"
+
+#ifndef RTCANBOOT_SOURCE_DIR
+#define RTCANBOOT_SOURCE_DIR "."
+#endif
+
+namespace {
+
+using namespace rtcanboot;
+using twinrig::Nanos;
+namespace od = canopen::od;
+
+constexpr std::uint8_t kNode = 5;
+constexpr std::uint32_t kKiB = 1024;
+constexpr std::uint32_t kMiB = 1024 * 1024;
+constexpr Nanos kMs = 1'000'000;
+
+struct Case {
+  std::string name;
+  std::uint32_t image_bytes = 0;
+  std::uint32_t bitrate = 0;
+  bool block = true;
+  twin::FlashTiming timing = twin::FlashTiming::kTypical;
+  std::uint32_t latency_us = 0;
+};
+
+struct CaseResult {
+  bool ok = false;
+  std::string error;
+  double update_s = 0;
+  double bus_limit_s = 0;
+  double efficiency = 0;
+  std::uint64_t lost_frames = 0;
+  double max_response_ms = 0;
+  double wall_s = 0;
+  bool used_block = false;
+};
+
+// An application payload of `size` bytes: the example application followed by pseudo-random
+// data (the bootloader checks and stores it whole; the application itself runs unchanged).
+std::vector<std::uint8_t> sized_app(const std::vector<std::uint8_t>& app, std::uint32_t size, unsigned seed) {
+  std::vector<std::uint8_t> payload = app;
+  std::mt19937 rng(seed);
+  while (payload.size() < size) payload.push_back(static_cast<std::uint8_t>(rng()));
+  payload.resize(size);
+  return payload;
+}
+
+std::string bitrate_name(std::uint32_t bitrate) {
+  return bitrate >= 1'000'000 ? fmt::format("{}M", bitrate / 1'000'000) : fmt::format("{}k", bitrate / 1000);
+}
+
+std::string size_name(std::uint32_t bytes) {
+  return bytes >= kMiB ? fmt::format("{}MiB", bytes / kMiB) : fmt::format("{}KiB", bytes / kKiB);
+}
+
+CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
+  const auto w0 = std::chrono::steady_clock::now();
+  CaseResult res;
+  twinrig::RigConfig rc;
+  rc.bitrate = c.bitrate;
+  rc.node_id = kNode;
+  rc.flash_timing = c.timing;
+  rc.host_latency = static_cast<Nanos>(c.latency_us) * 1000;
+  std::vector<std::uint8_t> flash = twinrig::factory_flash(fw.bootloader, rc);
+  twinrig::install_application(flash, fw.app, 0x0001'0000);
+  twinrig::Rig rig(rc, flash);
+  twin::Board& board = rig.board();
+  board.power_on();
+  if (rig.wait_boot_up(0, 2000 * kMs) == 0) {
+    res.error = "the installed application did not boot";
+    return res;
+  }
+  host::Master& m = rig.master();
+  // The container the flow will send (packed for the node's identity, as the flow packs it).
+  const std::vector<std::uint8_t> payload = sized_app(fw.app, c.image_bytes, c.image_bytes);
+  host::LoadedInput input;
+  input.format = host::InputFormat::kBinary;
+  input.image = host::FlatImage{memory_map::kAppAddress, payload};
+  host::PackOptions pack;
+  try {
+    pack.vendor_id = m.upload_u32(kNode, od::kIdentity, 1);
+    pack.product_code = m.upload_u32(kNode, od::kIdentity, 2);
+  } catch (const host::Error& e) {
+    res.error = fmt::format("identity: {}", e.what());
+    return res;
+  }
+  pack.image_version = 0x0002'0000;
+  const std::vector<std::uint8_t> container = host::pack(*input.image, pack);
+  res.bus_limit_s = twinrig::block_download_bus_limit_s(container, kNode, od::kProgramData, 1, c.bitrate);
+
+  host::UpdateOptions o;
+  o.node = kNode;
+  o.start = false;
+  o.force = true;
+  o.allow_block = c.block;
+  o.image_version = pack.image_version;
+  o.flash_timeout = 600'000'000;
+  // Let the application's last frames settle, then measure from the host's first frame.
+  rig.run_until([] { return false; }, rig.sim().now() + 10 * kMs);
+  rig.reset_observations();
+  rig.transport().sent_any = false;
+  const std::uint64_t lost0 = board.flexcan(2).lost_frames();
+  try {
+    const host::UpdateResult r = host::run_update(m, input, o);
+    res.used_block = r.used_block;
+    if (r.software_id != crc32(0, payload.data(), payload.size())) {
+      res.error = fmt::format("software ID 0x{:08X} after the update", r.software_id);
+    }
+  } catch (const host::Error& e) {
+    res.error = e.what();
+  }
+  const Nanos t0 = rig.transport().first_send;
+  const Nanos t1 = rig.observed().last_status_ok;
+  if (res.error.empty() && t1 <= t0) res.error = "no 0x1F57 OK answer observed";
+  if (res.error.empty() && board.fault_count() != 0) res.error = "twin fault: " + rig.fault_summary();
+  res.ok = res.error.empty();
+  res.update_s = t1 > t0 ? static_cast<double>(t1 - t0) / 1e9 : 0;
+  res.efficiency = res.update_s > 0 ? res.bus_limit_s / res.update_s : 0;
+  res.lost_frames = board.flexcan(2).lost_frames() - lost0;
+  res.max_response_ms = static_cast<double>(rig.observed().max_response_ns) / 1e6;
+  res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+  return res;
+}
+
+struct BootResult {
+  std::uint32_t image_bytes = 0;
+  double boot_ms = 0;
+  bool ok = false;
+  double wall_s = 0;
+};
+
+// Power-on to the application's boot-up message (end of frame), with a committed application of
+// `size` bytes: boot ROM, the bootloader's copy to RAM, journal and CRC-32 check of the image,
+// jump, the application's own start.
+BootResult boot_to_application(std::uint32_t size, const twinrig::Firmware& fw) {
+  const auto w0 = std::chrono::steady_clock::now();
+  BootResult b;
+  b.image_bytes = size;
+  twinrig::RigConfig rc;
+  rc.node_id = kNode;
+  std::vector<std::uint8_t> flash = twinrig::factory_flash(fw.bootloader, rc);
+  twinrig::install_application(flash, sized_app(fw.app, size, size), 0x0001'0000);
+  twinrig::Rig rig(rc, flash);
+  rig.board().power_on();
+  const Nanos up = rig.wait_boot_up(0, 5000 * kMs);
+  if (up != 0 && rig.board().fault_count() == 0) {
+    // It must be the application (the bootloader would send a boot-up only when it stays).
+    try {
+      b.ok = rig.master().upload_u8(kNode, od::kRtcanbootInfo, 1) == canopen::kRunningApplication;
+    } catch (const host::Error&) {
+      b.ok = false;
+    }
+  }
+  b.boot_ms = static_cast<double>(up) / 1e6;
+  b.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+  return b;
+}
+
+// Flash and RAM use of the bootloader from its ELF (section headers of an ELF32 little-endian
+// file): flash = the bytes stored from 0x7000_0000 (load addresses), RAM by region.
+struct Footprint {
+  bool ok = false;
+  std::uint32_t flash_bytes = 0;
+  std::uint32_t itcm_bytes = 0;
+  std::uint32_t dtcm_bytes = 0;   // stack + data + bss
+  std::uint32_t stack_bytes = 0;
+  std::uint32_t ocram_bytes = 0;  // the download buffer
+};
+
+Footprint footprint(const std::string& elf_path) {
+  Footprint f;
+  const std::vector<std::uint8_t> elf = twinrig::read_bytes(elf_path);
+  if (elf.size() < 52 || std::memcmp(elf.data(), "\x7f" "ELF", 4) != 0 || elf[4] != 1 || elf[5] != 1) return f;
+  const std::uint32_t phoff = load_le32(&elf[28]);
+  const std::uint32_t shoff = load_le32(&elf[32]);
+  const std::uint16_t phentsize = load_le16(&elf[42]);
+  const std::uint16_t phnum = load_le16(&elf[44]);
+  const std::uint16_t shentsize = load_le16(&elf[46]);
+  const std::uint16_t shnum = load_le16(&elf[48]);
+  const std::uint16_t shstrndx = load_le16(&elf[50]);
+  if (shoff + static_cast<std::size_t>(shnum) * shentsize > elf.size() ||
+      phoff + static_cast<std::size_t>(phnum) * phentsize > elf.size() || shstrndx >= shnum) {
+    return f;
+  }
+  for (std::uint16_t i = 0; i < phnum; ++i) {
+    const std::uint8_t* ph = &elf[phoff + static_cast<std::size_t>(i) * phentsize];
+    const std::uint32_t type = load_le32(ph);
+    const std::uint32_t paddr = load_le32(ph + 12);
+    const std::uint32_t filesz = load_le32(ph + 16);
+    if (type == 1 && filesz > 0 && paddr >= memory_map::kFlashBase &&
+        paddr < memory_map::kFlashBase + memory_map::kFlashSize) {
+      f.flash_bytes = std::max(f.flash_bytes, paddr + filesz - memory_map::kFlashBase);
+    }
+  }
+  const std::uint8_t* strtab_sh = &elf[shoff + static_cast<std::size_t>(shstrndx) * shentsize];
+  const std::uint32_t strtab = load_le32(strtab_sh + 16);
+  for (std::uint16_t i = 0; i < shnum; ++i) {
+    const std::uint8_t* sh = &elf[shoff + static_cast<std::size_t>(i) * shentsize];
+    const std::uint32_t flags = load_le32(sh + 8);
+    const std::uint32_t addr = load_le32(sh + 12);
+    const std::uint32_t size = load_le32(sh + 20);
+    if ((flags & 0x2) == 0 || size == 0) continue;  // SHF_ALLOC
+    const char* name = reinterpret_cast<const char*>(&elf[strtab + load_le32(sh)]);
+    if (addr < memory_map::kItcmBase + memory_map::kItcmSize) {
+      f.itcm_bytes += size;
+    } else if (addr >= memory_map::kDtcmBase && addr < memory_map::kDtcmBase + memory_map::kDtcmSize) {
+      f.dtcm_bytes += size;
+      if (std::strcmp(name, ".stack") == 0) f.stack_bytes += size;
+    } else if (addr >= memory_map::kOcram2Base && addr < memory_map::kOcramFlexBase + memory_map::kOcramFlexSize) {
+      f.ocram_bytes += size;
+    }
+  }
+  f.ok = f.flash_bytes > 0;
+  return f;
+}
+
+std::vector<Case> make_cases(const std::string& mode) {
+  std::vector<Case> cases;
+  auto add = [&](std::uint32_t size, std::uint32_t bitrate, bool block, twin::FlashTiming timing,
+                 std::uint32_t latency_us) {
+    Case c;
+    c.image_bytes = size;
+    c.bitrate = bitrate;
+    c.block = block;
+    c.timing = timing;
+    c.latency_us = latency_us;
+    c.name = fmt::format("{}-{}-{}-{}-lat{}", size_name(size), bitrate_name(bitrate), block ? "block" : "seg",
+                         timing == twin::FlashTiming::kMax ? "max" : "typ", latency_us);
+    cases.push_back(c);
+  };
+  using twin::FlashTiming;
+  // The mandatory cases first.
+  add(kMiB, 1'000'000, true, FlashTiming::kTypical, 0);
+  add(kMiB, 1'000'000, true, FlashTiming::kMax, 0);
+  if (mode == "quick") return cases;
+  const std::uint32_t bitrates[] = {125'000, 500'000, 1'000'000};
+  if (mode == "full") {
+    for (const std::uint32_t size : {64 * kKiB, kMiB}) {
+      for (const std::uint32_t br : bitrates) {
+        for (const bool block : {true, false}) {
+          for (const auto timing : {FlashTiming::kTypical, FlashTiming::kMax}) {
+            for (const std::uint32_t lat : {0u, 1000u}) {
+              if (size == kMiB && br == 1'000'000 && block && lat == 0) continue;  // already there
+              add(size, br, block, timing, lat);
+            }
+          }
+        }
+      }
+    }
+    return cases;
+  }
+  // Default: 1 MiB at every bit rate with block transfer, and the other dimensions at 1 Mbit/s;
+  // 64 KiB over the whole matrix of bit rate, transfer, flash timing and host latency.
+  add(kMiB, 1'000'000, true, FlashTiming::kTypical, 1000);
+  add(kMiB, 1'000'000, false, FlashTiming::kTypical, 0);
+  add(kMiB, 500'000, true, FlashTiming::kTypical, 0);
+  add(kMiB, 125'000, true, FlashTiming::kTypical, 0);
+  for (const std::uint32_t br : bitrates) {
+    for (const bool block : {true, false}) {
+      for (const auto timing : {FlashTiming::kTypical, FlashTiming::kMax}) {
+        for (const std::uint32_t lat : {0u, 1000u}) add(64 * kKiB, br, block, timing, lat);
+      }
+    }
+  }
+  return cases;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::string mode = "default";
+  std::string only;
+  std::string json_path = std::string(RTCANBOOT_SOURCE_DIR) + "/build/results/bench.json";
+  std::string dir = twinrig::default_firmware_dir();
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick" || a == "--full") {
+      mode = a.substr(2);
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (a == "--firmware-dir" && i + 1 < argc) {
+      dir = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick | --full] [--only SUBSTRING] [--json PATH] [--firmware-dir DIR]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  const auto fw = twinrig::load_firmware(dir);
+  if (!fw) {
+    std::fprintf(stderr, "update_bench: firmware not built in %s (run script/build)\n", dir.c_str());
+    return 1;
+  }
+  const auto wall0 = std::chrono::steady_clock::now();
+  std::vector<Case> cases = make_cases(mode);
+  if (!only.empty()) {
+    std::erase_if(cases, [&](const Case& c) { return c.name.find(only) == std::string::npos; });
+  }
+
+  std::printf("update benchmark: the real bootloader in the twin, host update flow in virtual time (%zu cases)\n",
+              cases.size());
+  const char* header = "%-26s %9s %8s %5s %4s %7s %9s %9s %6s %5s %9s %7s\n";
+  std::printf(header, "name", "image", "bitrate", "xfer", "tim", "lat_us", "update_s", "limit_s", "eff", "lost",
+              "maxrsp_ms", "wall_s");
+  bool all_ok = true;
+  std::string entries;
+  for (const Case& c : cases) {
+    const CaseResult r = run_case(c, *fw);
+    all_ok = all_ok && r.ok;
+    std::printf("%-26s %9u %8u %5s %4s %7u %9.3f %9.3f %6.3f %5llu %9.2f %7.1f%s%s\n", c.name.c_str(),
+                c.image_bytes, c.bitrate, c.block ? "block" : "seg",
+                c.timing == twin::FlashTiming::kMax ? "max" : "typ", c.latency_us, r.update_s, r.bus_limit_s,
+                r.efficiency, static_cast<unsigned long long>(r.lost_frames), r.max_response_ms, r.wall_s,
+                r.ok ? "" : "  FAILED: ", r.error.c_str());
+    if (!entries.empty()) entries += ",\n";
+    entries += fmt::format(
+        "    {{\"name\": \"{}\", \"image_bytes\": {}, \"bitrate\": {}, \"transfer\": \"{}\", \"flash_timing\": \"{}\", "
+        "\"host_latency_us\": {}, \"update_s\": {:.4f}, \"bus_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
+        "\"lost_frames\": {}, \"max_sdo_response_ms\": {:.3f}, \"wall_s\": {:.2f}, \"ok\": {}}}",
+        c.name, c.image_bytes, c.bitrate, c.block ? "block" : "segmented",
+        c.timing == twin::FlashTiming::kMax ? "max" : "typical", c.latency_us, r.update_s, r.bus_limit_s,
+        r.efficiency, r.lost_frames, r.max_response_ms, r.wall_s, r.ok);
+  }
+
+  std::string boots;
+  for (const std::uint32_t size : {64 * kKiB, kMiB}) {
+    const BootResult b = boot_to_application(size, *fw);
+    all_ok = all_ok && b.ok;
+    std::printf("boot to application, %s image: %.2f ms (power-on to the application's boot-up frame)%s\n",
+                size_name(size).c_str(), b.boot_ms, b.ok ? "" : "  FAILED");
+    if (!boots.empty()) boots += ",\n";
+    boots += fmt::format("    {{\"name\": \"boot-{}\", \"image_bytes\": {}, \"boot_to_app_ms\": {:.3f}, \"ok\": {}}}",
+                         size_name(size), size, b.boot_ms, b.ok);
+  }
+  const Footprint f = footprint(fw->bootloader_elf);
+  if (f.ok) {
+    std::printf(
+        "bootloader footprint: flash %u bytes (%.1f KiB of the 128 KiB region); RAM: ITCM %u bytes (code), DTCM %u "
+        "bytes (%u stack + %u data/bss), OCRAM %u bytes (download buffer)\n",
+        f.flash_bytes, f.flash_bytes / 1024.0, f.itcm_bytes, f.dtcm_bytes, f.stack_bytes,
+        f.dtcm_bytes - f.stack_bytes, f.ocram_bytes);
+  } else {
+    std::printf("bootloader footprint: cannot read %s\n", fw->bootloader_elf.c_str());
+    all_ok = false;
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(json_path).parent_path(), ec);
+  std::ofstream json(json_path);
+  json << fmt::format(
+      "{{\n  \"cases\": [\n{}\n  ],\n  \"boot_to_application\": [\n{}\n  ],\n"
+      "  \"footprint\": {{\"flash_bytes\": {}, \"itcm_bytes\": {}, \"dtcm_bytes\": {}, \"stack_bytes\": {}, "
+      "\"ocram_bytes\": {}}},\n  \"wall_s\": {:.1f}\n}}\n",
+      entries, boots, f.flash_bytes, f.itcm_bytes, f.dtcm_bytes, f.stack_bytes, f.ocram_bytes, wall);
+  std::printf("results: %s (%.1f s wall)\n", json_path.c_str(), wall);
+  return all_ok ? 0 : 1;
+}
