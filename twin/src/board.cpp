@@ -13,6 +13,9 @@
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -146,7 +149,7 @@ struct Board::Impl {
   bool window_busy = false;
 
   // Run control.
-  enum class Stop { kNone, kSlice, kFault, kReset, kIdle, kInterrupt };
+  enum class Stop { kNone, kSlice, kFault, kReset, kIdle, kInterrupt, kWfi };
   Stop stop = Stop::kNone;
   std::uint64_t stop_cycles = 0;
   std::uint32_t block_pc = 0;
@@ -259,6 +262,12 @@ struct Board::Impl {
       idle_after_rom = false;
       if (deferred_stop == Stop::kNone) deferred_stop = Stop::kIdle;
     }
+    // An interrupt left pending by PRIMASK/BASEPRI is taken at the first block after the mask
+    // drops (CPSIE), not at the end of the slice.
+    if (masked_pending && deferred_stop == Stop::kNone && any_pending_enabled()) {
+      masked_pending = false;
+      deferred_stop = Stop::kInterrupt;
+    }
     Stop why = deferred_stop;
     if (why == Stop::kNone && b.cycles_ >= stop_cycles) why = Stop::kSlice;
     if (why != Stop::kNone) {
@@ -270,11 +279,65 @@ struct Board::Impl {
     }
     block_pc = address;
     block_size = size;
+    // Unicorn 2.0.1 executes WFI as a no-op in M-profile mode; QEMU ends a translated block at
+    // WFI, so a block that ends in one stops the core at the next block start (after the WFI).
+    if (ends_with_wfi(address, size)) deferred_stop = Stop::kWfi;
     const std::uint64_t hw = size / 2;
     b.cycles_ += hw;
     b.executed_halfwords_ += hw;
+    if (profile_path != nullptr) {
+      auto& entry = profile[address];
+      entry.first += hw;
+      ++entry.second;
+    }
   }
+  // RTCANBOOT_TWIN_PROFILE=FILE: executed halfwords per translated block, written when the
+  // board is destroyed (map the addresses to symbols with arm-none-eabi-addr2line).
+  const char* profile_path = std::getenv("RTCANBOOT_TWIN_PROFILE");
+  std::unordered_map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> profile;  // halfwords, runs
+  void write_profile() const;
   std::uint32_t stopped_at_block = 0xFFFF'FFFF;
+  bool masked_pending = false;  // an enabled interrupt is pending but masked: re-check per block
+
+  // Host copy of guest code memory (RAM and the flash window are mapped from these vectors).
+  const std::uint8_t* code_pointer(std::uint32_t address, std::uint32_t size) const {
+    auto in = [&](std::uint32_t base, const std::vector<std::uint8_t>& mem) {
+      return address >= base && address - base <= mem.size() && mem.size() - (address - base) >= size;
+    };
+    if (in(kItcmBase, itcm)) return itcm.data() + (address - kItcmBase);
+    if (in(kDtcmBase, dtcm)) return dtcm.data() + (address - kDtcmBase);
+    if (in(kOcramBase, ocram)) return ocram.data() + (address - kOcramBase);
+    if (in(kWindowBase, window)) return window.data() + (address - kWindowBase);
+    return nullptr;
+  }
+  // True when the last instruction of the block is WFI (0xBF30), decoding Thumb-2 lengths from
+  // the block start so the second half of a 32-bit instruction is not mistaken for one. Cached
+  // per block address, checked against the block's first and last halfwords.
+  struct WfiCacheEntry {
+    std::uint32_t size = 0;
+    std::uint16_t first = 0, last = 0;
+    bool wfi = false;
+  };
+  std::unordered_map<std::uint32_t, WfiCacheEntry> wfi_cache;
+  bool ends_with_wfi(std::uint32_t address, std::uint32_t size) {
+    const std::uint8_t* code = code_pointer(address, size);
+    if (code == nullptr || size < 2) return false;
+    auto halfword = [&](std::uint32_t at) {
+      return static_cast<std::uint16_t>(code[at] | (code[at + 1] << 8));
+    };
+    const std::uint16_t first = halfword(0), last = halfword(size - 2);
+    auto& entry = wfi_cache[address];
+    if (entry.size == size && entry.first == first && entry.last == last) return entry.wfi;
+    std::uint32_t at = 0, last_start = 0;
+    while (at + 2 <= size) {
+      last_start = at;
+      const std::uint16_t hw = halfword(at);
+      const bool wide = (hw >> 11) == 0x1D || (hw >> 11) == 0x1E || (hw >> 11) == 0x1F;
+      at += wide ? 4 : 2;
+    }
+    entry = {size, first, last, at == size && last_start == size - 2 && last == 0xBF30};
+    return entry.wfi;
+  }
 
   // --- reset
   void reset_core_state();
@@ -388,7 +451,24 @@ Board::Impl::Impl(Board& board)
 }
 
 Board::Impl::~Impl() {
+  if (profile_path != nullptr) write_profile();
   if (uc != nullptr) uc_close(uc);
+}
+
+void Board::Impl::write_profile() const {
+  std::vector<std::pair<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>>> blocks(
+      profile.begin(), profile.end());
+  std::sort(blocks.begin(), blocks.end(),
+            [](const auto& l, const auto& r) { return l.second.first > r.second.first; });
+  std::FILE* out = std::fopen(profile_path, "a");
+  if (out == nullptr) return;
+  std::fprintf(out, "# %s: block, executed halfwords, runs (total %llu halfwords)\n", b.name().c_str(),
+               static_cast<unsigned long long>(b.executed_halfwords_));
+  for (const auto& [address, counts] : blocks) {
+    std::fprintf(out, "0x%08x %llu %llu\n", address, static_cast<unsigned long long>(counts.first),
+                 static_cast<unsigned long long>(counts.second));
+  }
+  std::fclose(out);
 }
 
 void Board::Impl::map_memory() {
@@ -1841,6 +1921,7 @@ void Board::run_to(Nanos until) {
     }
     im.stop = Impl::Stop::kNone;
     im.deferred_stop = Impl::Stop::kNone;
+    im.masked_pending = im.best_pending(false, nullptr) != 0;
     im.stopped_at_block = 0xFFFF'FFFF;
     im.stop_cycles = ns_to_cycles(limit);
     const std::uint32_t start_pc = im.rreg(UC_ARM_REG_PC) | 1;
@@ -1868,7 +1949,14 @@ void Board::run_to(Nanos until) {
       continue;
     }
     if (state_ != BoardState::kRunning) continue;
-    if (im.stop == Impl::Stop::kNone) {
+    if (im.stop == Impl::Stop::kNone && im.deferred_stop == Impl::Stop::kWfi) {
+      // Unicorn returned on its own right after a block that ends in WFI (the PC it reports
+      // may be stale): resume after the WFI, asleep unless an enabled interrupt is pending.
+      im.deferred_stop = Impl::Stop::kNone;
+      im.wreg(UC_ARM_REG_PC, (im.block_pc + im.block_size) | 1);
+      int prio = 0;
+      if (im.best_pending(false, &prio) == 0) state_ = BoardState::kSleeping;
+    } else if (im.stop == Impl::Stop::kNone) {
       // Unicorn returned on its own: WFI (or WFE) halts the core until an interrupt.
       const std::uint32_t pc = im.rreg(UC_ARM_REG_PC);
       std::uint16_t prev = 0;
@@ -1877,6 +1965,11 @@ void Board::run_to(Nanos until) {
         int prio = 0;
         if (im.best_pending(false, &prio) == 0) state_ = BoardState::kSleeping;
       }
+    } else if (im.stop == Impl::Stop::kWfi) {
+      // Stopped just after a WFI: sleep until an enabled interrupt is pending (PRIMASK does not
+      // keep WFI from waking, as on the Cortex-M7).
+      int prio = 0;
+      if (im.best_pending(false, &prio) == 0) state_ = BoardState::kSleeping;
     } else if (im.stop == Impl::Stop::kIdle) {
       // A polling loop that cannot see a change before the next event: skip ahead.
       cycles_ = std::max(cycles_, ns_to_cycles(limit));
