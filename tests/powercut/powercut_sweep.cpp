@@ -185,17 +185,16 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
   try {
     running = m.upload_u8(node, od::kRtcanbootInfo, 1);
     if (running == canopen::kRunningApplication) {
-      // Which image runs: the application region must hold one of the two images exactly.
-      // 0x1F56:1 must name it too; 0 is tolerated because the port's hand-over does not pass the
-      // software ID to the application yet (handover::write ignores GPR8, see docs/benchmarks.md).
+      // Which image runs: the application region must hold one of the two images exactly, and
+      // 0x1F56:1 (the software ID the bootloader handed over) must name it.
       const std::uint32_t id = m.upload_u32(node, od::kSoftwareId, 1);
       const auto flash = board.flash().contents();
       if (region_is(flash, s.old_app)) {
         out.state = "old-app";
-        if (id != 0 && id != s.old_crc) return fmt::format("the old application reports software ID 0x{:08X}", id);
+        if (id != s.old_crc) return fmt::format("the old application reports software ID 0x{:08X}", id);
       } else if (region_is(flash, s.new_app)) {
         out.state = "new-app";
-        if (id != 0 && id != s.new_crc) return fmt::format("the new application reports software ID 0x{:08X}", id);
+        if (id != s.new_crc) return fmt::format("the new application reports software ID 0x{:08X}", id);
       } else {
         out.state = "damaged-app-started";
         return fmt::format("an application runs from a region that holds neither image (0x1F56 = 0x{:08X})", id);
@@ -307,7 +306,7 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
       const std::uint8_t running = rig.master().upload_u8(s.rig.node_id, od::kRtcanbootInfo, 1);
       const std::uint32_t id_after = rig.master().upload_u32(s.rig.node_id, od::kSoftwareId, 1);
       if (running != canopen::kRunningApplication || !region_is(board.flash().contents(), s.new_app) ||
-          (id_after != 0 && id_after != s.new_crc)) {
+          id_after != s.new_crc) {
         out.bricked = true;
         return finish("fresh update: the new application is not running from an intact region");
       }
