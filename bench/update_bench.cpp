@@ -60,6 +60,7 @@ struct Case {
   bool block = true;
   twin::FlashTiming timing = twin::FlashTiming::kTypical;
   std::uint32_t latency_us = 0;
+  std::uint32_t previous_bytes = 0;  // size of the installed application the update replaces
 };
 
 struct CaseResult {
@@ -78,6 +79,7 @@ struct CaseResult {
 // data (the bootloader checks and stores it whole; the application itself runs unchanged).
 std::vector<std::uint8_t> sized_app(const std::vector<std::uint8_t>& app, std::uint32_t size, unsigned seed) {
   std::vector<std::uint8_t> payload = app;
+  if (size == 0) return payload;  // the example application as it is
   std::mt19937 rng(seed);
   while (payload.size() < size) payload.push_back(static_cast<std::uint8_t>(rng()));
   payload.resize(size);
@@ -101,7 +103,7 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   rc.flash_timing = c.timing;
   rc.host_latency = static_cast<Nanos>(c.latency_us) * 1000;
   std::vector<std::uint8_t> flash = twinrig::factory_flash(fw.bootloader, rc);
-  twinrig::install_application(flash, fw.app, 0x0001'0000);
+  twinrig::install_application(flash, sized_app(fw.app, c.previous_bytes, 1), 0x0001'0000);
   twinrig::Rig rig(rc, flash);
   twin::Board& board = rig.board();
   board.power_on();
@@ -267,11 +269,20 @@ std::vector<Case> make_cases(const std::string& mode) {
                          timing == twin::FlashTiming::kMax ? "max" : "typ", latency_us);
     cases.push_back(c);
   };
+  // Over an installed application of the same size: the clear erases all of its 64 KiB blocks
+  // before the download (the matrix replaces the 14 KiB example application).
+  auto add_over = [&](twin::FlashTiming timing) {
+    add(kMiB, 1'000'000, true, timing, 0);
+    cases.back().previous_bytes = kMiB;
+    cases.back().name += "-over1MiB";
+  };
   using twin::FlashTiming;
   // The mandatory cases first.
   add(kMiB, 1'000'000, true, FlashTiming::kTypical, 0);
   add(kMiB, 1'000'000, true, FlashTiming::kMax, 0);
   if (mode == "quick") return cases;
+  add_over(FlashTiming::kTypical);
+  add_over(FlashTiming::kMax);
   const std::uint32_t bitrates[] = {125'000, 500'000, 1'000'000};
   for (const std::uint32_t size : {64 * kKiB, kMiB}) {
     for (const std::uint32_t br : bitrates) {
@@ -325,7 +336,7 @@ int main(int argc, char** argv) {
 
   std::printf("update benchmark: the real bootloader in the twin, host update flow in virtual time (%zu cases)\n",
               cases.size());
-  const char* header = "%-29s %9s %8s %5s %4s %7s %9s %9s %6s %5s %9s %7s\n";
+  const char* header = "%-38s %9s %8s %5s %4s %7s %9s %9s %6s %5s %9s %7s\n";
   std::printf(header, "name", "image", "bitrate", "xfer", "tim", "lat_us", "update_s", "limit_s", "eff", "lost",
               "maxrsp_ms", "wall_s");
   bool all_ok = true;
@@ -333,7 +344,7 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     const CaseResult r = run_case(c, *fw);
     all_ok = all_ok && r.ok;
-    std::printf("%-29s %9u %8u %5s %4s %7u %9.3f %9.3f %6.3f %5llu %9.2f %7.1f%s%s\n", c.name.c_str(),
+    std::printf("%-38s %9u %8u %5s %4s %7u %9.3f %9.3f %6.3f %5llu %9.2f %7.1f%s%s\n", c.name.c_str(),
                 c.image_bytes, c.bitrate, c.block ? "block" : "seg",
                 c.timing == twin::FlashTiming::kMax ? "max" : "typ", c.latency_us, r.update_s, r.bus_limit_s,
                 r.efficiency, static_cast<unsigned long long>(r.lost_frames), r.max_response_ms, r.wall_s,
@@ -341,10 +352,11 @@ int main(int argc, char** argv) {
     if (!entries.empty()) entries += ",\n";
     entries += fmt::format(
         "    {{\"name\": \"{}\", \"image_bytes\": {}, \"bitrate\": {}, \"transfer\": \"{}\", \"flash_timing\": \"{}\", "
-        "\"host_latency_us\": {}, \"update_s\": {:.4f}, \"bus_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
+        "\"host_latency_us\": {}, \"previous_image_bytes\": {}, \"update_s\": {:.4f}, \"bus_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
         "\"lost_frames\": {}, \"max_sdo_response_ms\": {:.3f}, \"wall_s\": {:.2f}, \"ok\": {}}}",
         c.name, c.image_bytes, c.bitrate, c.block ? "block" : "segmented",
-        c.timing == twin::FlashTiming::kMax ? "max" : "typical", c.latency_us, r.update_s, r.bus_limit_s,
+        c.timing == twin::FlashTiming::kMax ? "max" : "typical", c.latency_us,
+        c.previous_bytes != 0 ? c.previous_bytes : static_cast<std::uint32_t>(fw->app.size()), r.update_s, r.bus_limit_s,
         r.efficiency, r.lost_frames, r.max_response_ms, r.wall_s, r.ok);
   }
 
