@@ -113,20 +113,13 @@ int main() {
   config.device_name = "rtcanboot example application";
   config.software_version = "example-app " RTCANBOOT_VERSION_STRING;
   config.is_application = true;
+  config.self_starting = true;  // heartbeats say OPERATIONAL without a master's NMT start
   config.info = &info;
 
   static ApplicationProgramControl program(boot);
   static CanopenNode node(can, program, config);
   enable_irq();
   node.start(g_clock.now());
-  // A self-starting node (CiA 302-2 NMT start-up without a master's start command): after its
-  // boot-up message it applies NMT "start" to itself, so its heartbeats report OPERATIONAL.
-  CanFrame self_start;
-  self_start.id = canopen::kNmtCobId;
-  self_start.dlc = 2;
-  self_start.data[0] = static_cast<std::uint8_t>(canopen::NmtCommand::kStart);
-  self_start.data[1] = boot.node_id;
-  node.on_frame(self_start, g_clock.now());
 
   bool waiting_to_leave = false;
   Micros leaving_since = 0;

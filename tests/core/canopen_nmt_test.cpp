@@ -261,5 +261,25 @@ TEST_F(ApplicationNmtTest, ResetCommunicationFromStoppedGoesPreOperational) {
   EXPECT_TRUE(node->reset_node_requested());
 }
 
+TEST_F(ApplicationNmtTest, SelfStartingApplicationIsOperationalAfterEachBootUp) {
+  config.self_starting = true;
+  restart();  // sent the boot-up (restart() drops it)
+  EXPECT_EQ(node->state(), NmtState::kOperational);
+  EXPECT_FALSE(node->addressed());
+  advance(milliseconds(100));
+  expect_heartbeat(0x05);
+  nmt(0x80, kNodeId);  // a master may still hold it in PRE-OPERATIONAL
+  EXPECT_EQ(node->state(), NmtState::kPreOperational);
+  nmt(0x82, kNodeId);  // reset communication starts it again
+  expect_boot_up();
+  EXPECT_EQ(node->state(), NmtState::kOperational);
+}
+
+TEST_F(NmtTest, SelfStartingIsIgnoredByTheBootloader) {
+  config.self_starting = true;
+  restart();
+  EXPECT_EQ(node->state(), NmtState::kPreOperational);
+}
+
 }  // namespace
 }  // namespace rtcanboot::test

@@ -64,7 +64,8 @@ void CanopenNode::on_nmt(const CanFrame& frame, Micros now) {
 }
 
 void CanopenNode::boot_up(Micros now) {
-  state_ = NmtState::kPreOperational;
+  state_ = config_.is_application && config_.self_starting ? NmtState::kOperational
+                                                           : NmtState::kPreOperational;
   CanFrame frame;
   frame.id = canopen::kHeartbeatBase + config_.node_id;
   frame.dlc = 1;

@@ -34,6 +34,9 @@ struct NodeConfig {
   std::uint16_t heartbeat_ms = 1000;      // 0x1017 at start
   // A bootloader stays PRE-OPERATIONAL and ignores NMT start/stop; an application follows NMT.
   bool is_application = false;
+  // A self-starting application (CiA 302-2 NMT start-up "start yourself") enters OPERATIONAL
+  // right after each boot-up message instead of waiting for a master's NMT start.
+  bool self_starting = false;
   // An SDO transfer with no frame from the client for this long is aborted (0x05040000).
   Micros sdo_timeout = milliseconds(1000);
   // Block download pacing: the longest the server holds back a sub-block acknowledge while the
