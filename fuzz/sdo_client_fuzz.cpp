@@ -16,15 +16,9 @@
 
 #include "rtcanboot/host/sdo_client.hpp"
 
-namespace {
+#include "fuzz_check.hpp"
 
-#define FUZZ_CHECK(condition)                                                         \
-  do {                                                                                \
-    if (!(condition)) {                                                               \
-      std::fprintf(stderr, "invariant failed: %s (line %d)\n", #condition, __LINE__); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (false)
+namespace {
 
 using namespace rtcanboot;
 using namespace rtcanboot::host;

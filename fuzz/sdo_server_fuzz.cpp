@@ -15,19 +15,13 @@
 
 #include "rtcanboot/canopen_node.hpp"
 
+#include "fuzz_check.hpp"
+
 namespace {
 
 using rtcanboot::CanFrame;
 using rtcanboot::Micros;
 using rtcanboot::canopen::Abort;
-
-#define FUZZ_CHECK(condition)                                                         \
-  do {                                                                                \
-    if (!(condition)) {                                                               \
-      std::fprintf(stderr, "invariant failed: %s (line %d)\n", #condition, __LINE__); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (false)
 
 constexpr std::uint8_t kNodeId = 0x21;
 
