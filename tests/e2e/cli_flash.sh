@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CLI-level end-to-end test: `rtcanboot-twin` runs the real bootloader on a fresh flash file and
 # serves its bus as socketcand on 127.0.0.1; `rtcanboot flash` installs the example application
-# over it and `rtcanboot info` must then report the application running. Stops by itself and
+# over it and `rtcanboot info` must then report the application running; a second, forced
+# update over the running application installs a new image version. Stops by itself and
 # leaves nothing running (the twin is killed in a trap).
 #   cli_flash.sh RTCANBOOT_TWIN RTCANBOOT_CLI FIRMWARE_BUILD_DIR
 # Exit 77 = skipped (firmware or programs not built).
@@ -73,6 +74,15 @@ grep -q '"flash_status": 0[,}]' "$tmp/info1.json" || grep -q '"flash_status": 0$
 
 # The application is on the bus: its console line came from the twin's board.
 grep -q "example application, node $node" "$tmp/twin.log" || fail "no console line of the application"
+
+# An update over the running application (it is asked back into the bootloader first); --force
+# skips the 0x1F56 shortcut, the new image version must then be installed.
+"$cli" --bus "$bus" -q flash --timeout 3000 --force --image-version 2 --node $node "$app" >"$tmp/flash2.out" 2>&1 \
+  || fail "second flash: $(cat "$tmp/flash2.out")"
+"$cli" info --bus "$bus" --node $node --json >"$tmp/info2.json" 2>&1 || fail "info after the second flash"
+grep -q '"running": "application"' "$tmp/info2.json" || fail "application not running after the second flash"
+grep -Eq '"image_version": 2([^0-9]|$)' "$tmp/info2.json" \
+  || fail "image version 2 not installed: $(cat "$tmp/info2.json")"
 if grep -q "FAULT" "$tmp/twin.log"; then
   fail "the twin reported a fault"
 fi
