@@ -219,6 +219,25 @@ TEST_F(UpdateTest, NodeThatVanishesDuringTheDownloadIsATimeout) {
   EXPECT_NE(message.find("download interrupted after"), std::string::npos) << message;
 }
 
+// A node that stalls for 2.5 s part-way (nothing in, nothing out), then answers again: the
+// client's timeout interrupted the download, so it is exit code 6 ("download interrupted"), not a
+// rejected image, although the node's 0x1F57 then says "aborted part-way" (issue 16, item 4).
+TEST_F(UpdateTest, NodeThatStallsPartWayIsAnInterruptedDownload) {
+  int segments = 0;
+  Micros stall_end = 0;
+  bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
+    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0 &&
+        ++segments == 300) {
+      stall_end = bus.clock().now() + 2'500'000;
+    }
+    return bus.clock().now() < stall_end ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
+  });
+  std::string message;
+  EXPECT_EQ(fails_with(app_image(20'000, 16), &message), ErrorKind::kTimeout) << message;
+  EXPECT_NE(message.find("download interrupted after"), std::string::npos) << message;
+  EXPECT_GT(bus.clock().now(), stall_end);  // the node answered again before the flow gave up
+}
+
 TEST_F(UpdateTest, SurvivesLostFramesDuringTheDownload) {
   int n = 0;
   bus.set_fault_hook([&](const CanFrame& f, bool from_master) {

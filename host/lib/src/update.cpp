@@ -244,12 +244,17 @@ class Flow {
         }
       } catch (const Error&) {
       }
+      if (e.timed_out()) {
+        // The node stopped answering part-way: an interrupted download (exit code 6), whatever
+        // its 0x1F57 says afterwards (usually "aborted part-way": its view of the same timeout).
+        throw Error(
+            ErrorKind::kTimeout,
+            fmt::format("download interrupted after {} of {} bytes: {}{}", e.bytes_done(),
+                        container.size(), e.what(),
+                        reason.empty() ? "" : fmt::format(" (node {} reports: {})", node, reason)));
+      }
       if (!reason.empty()) {
         throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {} ({})", node, reason, e.what()));
-      }
-      if (e.timed_out()) {
-        throw Error(ErrorKind::kTimeout, fmt::format("download interrupted after {} of {} bytes: {}", e.bytes_done(),
-                                                     container.size(), e.what()));
       }
       throw;
     }
