@@ -4,8 +4,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <csignal>
-
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -18,6 +16,7 @@
 #include "rtcanboot/host/image.hpp"
 #include "rtcanboot/host/master.hpp"
 #include "rtcanboot/host/progress.hpp"
+#include "rtcanboot/host/scan.hpp"
 #include "rtcanboot/host/transport.hpp"
 #include "rtcanboot/host/update.hpp"
 #include "rtcanboot/memory_map.hpp"
@@ -286,73 +285,28 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
   return 0;
 }
 
-int cmd_scan(const Globals& g, bool json, int listen_ms, int probe_ms, bool probe) {
+int cmd_scan(const Globals& g, bool json, int listen_ms, int probe_ms, bool probe,
+             std::uint32_t bitrate) {
   Bus bus = open_bus(g);
-  Master& m = *bus.master;
-  const Micros t0 = m.now();
-  std::map<std::uint8_t, std::uint32_t> answered;  // node -> device type
-  if (probe) {
-    SdoConfig cfg = m.options().sdo;
-    cfg.timeout = static_cast<Micros>(probe_ms) * 1000;
-    constexpr int kBatch = 16;
-    for (int first = 1; first <= canopen::kMaxNodeId; first += kBatch) {
-      std::vector<std::unique_ptr<SdoClient>> clients;
-      std::vector<SdoClient*> ptrs;
-      for (int n = first; n < first + kBatch && n <= canopen::kMaxNodeId; ++n) {
-        clients.push_back(std::make_unique<SdoClient>(static_cast<std::uint8_t>(n), cfg));
-        clients.back()->start_upload(canopen::od::kDeviceType, 0, SdoMode::kAuto, m.now());
-        ptrs.push_back(clients.back().get());
-      }
-      m.run(ptrs);
-      for (SdoClient* c : ptrs) {
-        if (c->state() == SdoClient::State::kDone) {
-          std::uint32_t v = 0;
-          for (std::size_t k = 0; k < c->data().size() && k < 4; ++k) v |= std::uint32_t{c->data()[k]} << (8 * k);
-          answered[c->node_id()] = v;
-        } else if (c->failure() == SdoClient::Failure::kServerAbort) {
-          answered[c->node_id()] = 0;
-        }
-      }
-    }
-  }
-  m.listen_until(t0 + static_cast<Micros>(listen_ms) * 1000);
-  std::map<std::uint8_t, int> nodes;
-  for (const auto& [n, v] : answered) nodes[n] |= 1;
-  for (const auto& [n, hb] : m.heartbeats()) nodes[n] |= 2;
-  struct Row {
-    std::uint8_t node;
-    bool sdo;
-    std::optional<HeartbeatInfo> hb;
-    std::optional<std::uint32_t> vendor, product;
-    std::optional<std::uint8_t> running;
-  };
-  std::vector<Row> rows;
-  for (const auto& [n, how] : nodes) {
-    Row r{n, (how & 1) != 0, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
-    if (auto it = m.heartbeats().find(n); it != m.heartbeats().end()) r.hb = it->second;
-    if (r.sdo) {
-      try {
-        r.vendor = m.upload_u32(n, canopen::od::kIdentity, 1);
-        r.product = m.upload_u32(n, canopen::od::kIdentity, 2);
-        r.running = m.upload_u8(n, canopen::od::kRtcanbootInfo, 1);
-      } catch (const SdoError&) {
-      }
-    }
-    rows.push_back(r);
-  }
-  auto running_text = [](const Row& r) -> std::string {
+  ScanOptions o;
+  o.listen = static_cast<Micros>(listen_ms) * 1000;
+  o.probe_timeout = static_cast<Micros>(probe_ms) * 1000;
+  o.probe = probe;
+  o.bitrate = bitrate;
+  const std::vector<ScanNode> rows = scan(*bus.master, o);
+  auto running_text = [](const ScanNode& r) -> std::string {
     if (!r.running) return "-";
     return *r.running == canopen::kRunningApplication ? "application" : "bootloader";
   };
   if (json) {
     std::string s = "[";
     for (std::size_t k = 0; k < rows.size(); ++k) {
-      const Row& r = rows[k];
+      const ScanNode& r = rows[k];
       if (k) s += ", ";
       s += fmt::format("{{\"node\": {}, \"sdo\": {}", r.node, r.sdo ? "true" : "false");
-      if (r.hb) s += fmt::format(", \"nmt_state\": \"{}\"", to_string(r.hb->state));
-      if (r.vendor) s += fmt::format(", \"vendor_id\": {}", *r.vendor);
-      if (r.product) s += fmt::format(", \"product_code\": {}", *r.product);
+      if (r.heartbeat) s += fmt::format(", \"nmt_state\": \"{}\"", to_string(r.heartbeat->state));
+      if (r.vendor_id) s += fmt::format(", \"vendor_id\": {}", *r.vendor_id);
+      if (r.product_code) s += fmt::format(", \"product_code\": {}", *r.product_code);
       if (r.running) s += fmt::format(", \"running\": \"{}\"", running_text(r));
       s += "}";
     }
@@ -365,9 +319,11 @@ int cmd_scan(const Globals& g, bool json, int listen_ms, int probe_ms, bool prob
     return 0;
   }
   fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", "node", "NMT state", "SDO", "vendor", "product", "running");
-  for (const Row& r : rows) {
-    fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", r.node, r.hb ? to_string(r.hb->state) : "-",
-               r.sdo ? "yes" : "no", r.vendor ? hex32(r.vendor) : "-", r.product ? hex32(r.product) : "-", running_text(r));
+  for (const ScanNode& r : rows) {
+    fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", r.node,
+               r.heartbeat ? to_string(r.heartbeat->state) : "-", r.sdo ? "yes" : "no",
+               r.vendor_id ? hex32(r.vendor_id) : "-", r.product_code ? hex32(r.product_code) : "-",
+               running_text(r));
   }
   return 0;
 }
@@ -414,16 +370,10 @@ int cmd_reset(const Globals& g, const std::string& node_text, bool communication
 
 }  // namespace
 
-extern "C" void on_signal(int) { request_interrupt(); }
-
 int main(int argc, char** argv) {
-  // Ctrl-C aborts a running transfer on the bus (abort frame) instead of leaving it hanging.
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: waits return EINTR and see the request
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  // Ctrl-C / SIGTERM abort a running transfer on the bus (abort frame) instead of leaving it
+  // hanging; a second one ends the process at once.
+  install_interrupt_handlers();
 
   CLI::App app{"rtcanboot - update the firmware of rtcanboot nodes (CANopen CiA 302-3) over CAN", "rtcanboot"};
   app.footer(
@@ -477,6 +427,10 @@ int main(int argc, char** argv) {
   scan_cmd->add_option("--listen", scan_listen, "Milliseconds to listen for heartbeats")->capture_default_str()->check(CLI::Range(0, 600000));
   scan_cmd->add_option("--probe-timeout", scan_probe, "SDO probe timeout per node in ms")->capture_default_str()->check(CLI::Range(1, 10000));
   scan_cmd->add_flag("--no-probe", scan_no_probe, "Only listen, send nothing");
+  std::string scan_bitrate;
+  scan_cmd->add_option("--bitrate", scan_bitrate,
+                       "Bus bit rate the probe timing follows (default: the adapter's; "
+                       "socketcan/socketcand: 10000, the slowest)");
 
   std::string start_node, stop_node, reset_node;
   bool start_nmt = false, stop_nmt = false, reset_comm = false, reset_no_wait = false;
@@ -504,18 +458,23 @@ int main(int argc, char** argv) {
     if (*pack_cmd) return cmd_pack(g, pack_in, pack_out);
     if (*flash_cmd) return cmd_flash(g, fa);
     if (*info_cmd) return cmd_info(g, info_node, info_json);
-    if (*scan_cmd) return cmd_scan(g, scan_json, scan_listen, scan_probe, !scan_no_probe);
+    if (*scan_cmd) {
+      const std::uint32_t rate = scan_bitrate.empty() ? 0 : parse_u32(scan_bitrate, "--bitrate");
+      if (rate != 0 && (rate < 10'000 || rate > 1'000'000)) {
+        throw Error(
+            ErrorKind::kUsage,
+            fmt::format("--bitrate: {} is not a CAN bit rate (10000..1000000)", scan_bitrate));
+      }
+      return cmd_scan(g, scan_json, scan_listen, scan_probe, !scan_no_probe, rate);
+    }
     if (*start_cmd) return cmd_program(g, start_node, canopen::ProgramCommand::kStart, start_nmt);
     if (*stop_cmd) return cmd_program(g, stop_node, canopen::ProgramCommand::kStop, stop_nmt);
     if (*reset_cmd) return cmd_reset(g, reset_node, reset_comm, !reset_no_wait);
-  } catch (const Error& e) {
-    std::fflush(stdout);
-    fmt::print(stderr, "rtcanboot: {}\n", one_line(e.what()));
-    return exit_code(e.kind());
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "rtcanboot: internal error: {}\n", one_line(e.what()));
-    return exit_code(ErrorKind::kInternal);
+    const FailureReport failure = report_failure(e);
+    fmt::print(stderr, "{}\n", failure.line);
+    return failure.exit_code;
   }
   return exit_code(ErrorKind::kUsage);
 }

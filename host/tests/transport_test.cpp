@@ -15,13 +15,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <mutex>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 
+#include "bad_peers.hpp"
 #include "rtcanboot/host/endpoint_transport.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/master.hpp"
@@ -208,6 +211,7 @@ class SlcanPeer {
   SlcanPeer() {
     char name[256];
     if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+    ::fcntl(master_, F_SETFL, ::fcntl(master_, F_GETFL) | O_NONBLOCK);
     path_ = name;
     thread_ = std::thread([this] { loop(); });
   }
@@ -224,12 +228,18 @@ class SlcanPeer {
   }
   std::atomic<bool> refuse_bitrate{false};
   std::atomic<bool> silent{false};
+  // Once the channel is open: junk lines ("xyz 0123\0QW...\r") without end, never a frame.
+  std::atomic<bool> garbage_after_open{false};
 
  private:
   void reply(const std::string& s) { (void)!::write(master_, s.data(), s.size()); }
   void loop() {
     std::string buf;
+    const std::string junk_line = test::junk_bytes(40) + "\r";
     while (!stop_) {
+      if (garbage_after_open && open_) {
+        for (int i = 0; i < 16; ++i) reply(junk_line);
+      }
       pollfd p{master_, POLLIN, 0};
       if (::poll(&p, 1, 20) <= 0) continue;
       char tmp[256];
@@ -256,7 +266,8 @@ class SlcanPeer {
       reply(refuse_bitrate ? "\a" : "\r");
     } else if (line == "O" || line == "C") {
       reply("\r");
-    } else if (line[0] == 't') {
+      open_ = line == "O";
+    } else if (line[0] == 't' && !garbage_after_open) {
       reply("z\r");
       // An expedited upload request of 0x1000:0 to node 5: answer with device type 0x00020192,
       // preceded by an unrelated heartbeat, a status line and junk.
@@ -273,6 +284,7 @@ class SlcanPeer {
   std::string path_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> open_{false};
   std::mutex mutex_;
   std::vector<std::string> commands_;
 };
@@ -341,6 +353,97 @@ TEST(Slcan, AdapterErrorsAreBusErrors) {
     EXPECT_EQ(e.kind(), ErrorKind::kBus);
     EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos);
   }
+}
+
+// The receive buffer holds one incomplete line at most; junk is skipped up to a limit, then it is
+// a bus error that names the device.
+TEST(Slcan, ReaderBoundsItsBufferAndGivesUpOnJunk) {
+  SlcanReader r("slcan:///dev/ttyX?bitrate=500000");
+  r.feed("garbage\rV1013\rz\rt12311A\rF00\r\a");
+  auto item = r.next();
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->kind, SlcanItem::Kind::kAck);
+  item = r.next();
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->kind, SlcanItem::Kind::kFrame);
+  EXPECT_EQ(item->frame.id, 0x123U);
+  EXPECT_EQ(r.junk(), 0U);  // a valid item resets the count
+  item = r.next();
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->kind, SlcanItem::Kind::kStatus);
+  item = r.next();
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->kind, SlcanItem::Kind::kBell);
+  EXPECT_FALSE(r.next());
+  // A line that grows without a terminator is dropped once it cannot be slcan any more.
+  r.feed(std::string(SlcanReader::kMaxLine + 1, 'x'));
+  EXPECT_FALSE(r.next());
+  EXPECT_EQ(r.buffered(), 0U);
+  EXPECT_EQ(r.junk(), SlcanReader::kMaxLine + 1);
+  r.feed(
+      "t7051"
+      "05\r");
+  ASSERT_TRUE(r.next());
+  EXPECT_EQ(r.junk(), 0U);
+  // /dev/zero: NUL bytes without end.
+  try {
+    for (int i = 0; i < 100; ++i) {
+      r.feed(std::string(512, '\0'));
+      while (r.next()) {
+      }
+    }
+    FAIL() << "read 51200 NUL bytes as slcan";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("slcan:///dev/ttyX?bitrate=500000: received 1"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("not an slcan adapter"), std::string::npos) << e.what();
+    EXPECT_LE(r.buffered(), SlcanReader::kMaxLine + 512);
+  }
+}
+
+TEST(Slcan, DeviceThatStreamsZerosIsABusErrorAtOnce) {
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    open_slcan("/dev/zero", 500000, 115200);
+    FAIL() << "/dev/zero taken for an slcan adapter";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_EQ(std::string(e.what()).rfind("slcan:///dev/zero?bitrate=500000: ", 0), 0U) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+}
+
+TEST(Slcan, GarbageAfterTheSetUpIsABusErrorNotAnEndlessRead) {
+  SlcanPeer peer;
+  peer.garbage_after_open = true;
+  auto transport = open_slcan(peer.path(), 500000, 115200);
+  Master master(*transport);
+  try {
+    master.upload_u32(5, 0x1000, 0);
+    FAIL() << "an SDO answer out of junk";
+  } catch (const SdoError& e) {
+    FAIL() << "junk taken for silence: " << e.what();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("slcan://" + peer.path()), std::string::npos) << e.what();
+  }
+}
+
+// The interrupt flag is looked at on every pass, also while bytes keep coming (no EINTR then).
+TEST(Slcan, InterruptIsSeenWhileJunkStreams) {
+  SlcanPeer peer;
+  auto transport = open_slcan(peer.path(), 500000, 115200);
+  peer.garbage_after_open = true;
+  request_interrupt();
+  try {
+    transport->receive(transport->clock().now() + 60'000'000);
+    ADD_FAILURE() << "receive returned";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInterrupted) << e.what();
+  }
+  clear_interrupt();
 }
 
 // ---- socketcand -------------------------------------------------------------------------------
@@ -500,6 +603,103 @@ TEST(Socketcand, RefusedChannelAndNoServerAreBusErrors) {
     EXPECT_EQ(e.kind(), ErrorKind::kBus);
     EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos);
   }
+}
+
+TEST(Socketcand, ServerThatSendsGarbageOrNothingIsABusError) {
+  using Mode = test::BadSocketcandServer::Mode;
+  auto open_error = [](Mode mode) {
+    test::BadSocketcandServer server(mode);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string what;
+    try {
+      auto t = open_socketcand("127.0.0.1", server.port(), "can0");
+      Master master(*t);
+      master.upload_u32(5, 0x1000, 0);
+      what = "no error";
+    } catch (const SdoError& e) {
+      what = std::string("SDO error: ") + e.what();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kBus) << e.what();
+      what = e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << what;
+    return what;
+  };
+  // Each message starts with the server's URI ("socketcand://127.0.0.1:PORT/can0: ...").
+  auto matches = [](const std::string& text, const char* pattern) {
+    return std::regex_match(text, std::regex(pattern));
+  };
+  std::string m = open_error(Mode::kSilentAfterGreeting);
+  EXPECT_TRUE(matches(m, "socketcand://127\\.0\\.0\\.1:[0-9]+/can0: no answer to 'open can0'.*"))
+      << m;
+  m = open_error(Mode::kGarbageAfterGreeting);
+  EXPECT_TRUE(matches(m,
+                      "socketcand://127\\.0\\.0\\.1:[0-9]+/can0: received [0-9]+ bytes that are "
+                      "not socketcand messages.*"))
+      << m;
+  m = open_error(Mode::kGarbageAfterRawmode);
+  EXPECT_TRUE(matches(m,
+                      "socketcand://127\\.0\\.0\\.1:[0-9]+/can0: received [0-9]+ bytes that are "
+                      "not socketcand messages.*"))
+      << m;
+  // Silence after a good handshake is just a quiet bus: the SDO request times out.
+  m = open_error(Mode::kSilentAfterRawmode);
+  EXPECT_EQ(m.rfind("SDO error: node 5 did not answer", 0), 0U) << m;
+}
+
+TEST(Socketcand, ReaderBoundsItsBufferAndGivesUpOnJunk) {
+  SocketcandReader r("socketcand://h:1/can0");
+  r.feed("  < hi >< stat 1 2 3 >< frame 705 1.0 7F >junk< ok ");
+  EXPECT_EQ(r.next(), "hi");
+  EXPECT_EQ(r.next(), "frame 705 1.0 7F");  // "stat" is not raw mode: skipped as junk
+  EXPECT_FALSE(r.next());
+  EXPECT_EQ(r.junk(), 4U);  // "junk"; the unfinished "< ok " waits
+  r.feed(">");
+  EXPECT_EQ(r.next(), "ok");
+  EXPECT_EQ(r.junk(), 0U);
+  r.feed("< " + std::string(SocketcandReader::kMaxMessage, 'a'));
+  EXPECT_FALSE(r.next());
+  EXPECT_EQ(r.buffered(), 0U);
+  try {
+    for (int i = 0; i < 100; ++i) {
+      r.feed(test::junk_bytes(512));
+      while (r.next()) {
+      }
+    }
+    FAIL() << "junk read for ever";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("socketcand://h:1/can0: received"), std::string::npos)
+        << e.what();
+  }
+}
+
+// socketcand names are interface names; anything else would be sent into the command stream.
+TEST(Socketcand, ChannelIsAnInterfaceNameOrAUsageError) {
+  EXPECT_TRUE(socketcand_channel_valid("can0"));
+  EXPECT_TRUE(socketcand_channel_valid("vcan_1.2-x"));
+  for (const char* bad :
+       {"", "can0 > < send 000 2 81 00 ", "can0>", "can 0", "a<b", "0123456789abcdef", "can0\n"}) {
+    EXPECT_FALSE(socketcand_channel_valid(bad)) << bad;
+  }
+  test::BadSocketcandServer server(test::BadSocketcandServer::Mode::kSilentAfterRawmode);
+  try {
+    parse_bus_uri(
+        fmt::format("socketcand://127.0.0.1:{}/can0 > < send 000 2 81 00 ", server.port()));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("interface name"), std::string::npos) << e.what();
+  }
+  try {
+    open_socketcand("127.0.0.1", server.port(), "can0 > < send 000 2 81 00 ");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(server.connections(), 0);
+  EXPECT_EQ(server.received(), "");
 }
 
 // ---- in-process endpoint binding --------------------------------------------------------------

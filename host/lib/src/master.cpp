@@ -69,7 +69,7 @@ void Master::flush(std::span<SdoClient* const> clients) {
   }
 }
 
-void Master::run(std::span<SdoClient* const> clients, const ProgressFn& progress) {
+void Master::run(std::span<SdoClient* const> clients, const ProgressFn& progress, Micros until) {
   std::uint64_t last_done = std::numeric_limits<std::uint64_t>::max();
   for (;;) {
     flush(clients);
@@ -88,8 +88,9 @@ void Master::run(std::span<SdoClient* const> clients, const ProgressFn& progress
         progress(c.bytes_done(), c.bytes_total());
       }
     }
-    if (!any_busy) return;
+    if (!any_busy || now() >= until) return;
     if (deadline == std::numeric_limits<Micros>::max()) deadline = now() + options_.sdo.timeout;
+    deadline = std::min(deadline, until);
     std::optional<RxEvent> ev;
     try {
       check_interrupt();

@@ -282,7 +282,7 @@ void SdoClient::poll(Micros now) {
     return;
   }
   if (awaiting_ && now >= timer_start_ + config_.timeout) {
-    fail(Failure::kTimeout, static_cast<std::uint32_t>(Abort::kTimeout), true);
+    fail(Failure::kTimeout, static_cast<std::uint32_t>(Abort::kTimeout), config_.abort_on_timeout);
   }
 }
 

@@ -9,12 +9,14 @@
 #include <termios.h>
 
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
+#include "fd_transports.hpp"
 #include "fd_util.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/transports.hpp"
@@ -92,6 +94,66 @@ std::optional<CanFrame> slcan_decode(std::string_view line) {
   return f;
 }
 
+SlcanReader::SlcanReader(std::string source)
+    : RxBuffer(std::move(source), kJunkLimit,
+               "not slcan (no frame, no answer): not an slcan adapter, or the wrong serial speed "
+               "(&baud=)?") {}
+
+std::optional<SlcanItem> SlcanReader::next() {
+  for (;;) {
+    const std::size_t end = buf_.find_first_of("\r\a");
+    if (end == std::string::npos) {
+      drop_if_longer(kMaxLine);
+      return std::nullopt;
+    }
+    const char terminator = buf_[end];
+    std::string_view line(buf_.data(), end);
+    SlcanItem item;
+    bool good = true;
+    if (end > kMaxLine) {
+      good = false;
+    } else if (terminator == '\a') {
+      // A bell ends whatever came before it on the line; adapters send it alone.
+      item.kind = SlcanItem::Kind::kBell;
+      good = line.empty();
+      if (!good) {
+        // Junk before the bell, then the bell itself as an item.
+        const std::size_t n = line.size();
+        buf_.erase(0, n);
+        add_junk(n);
+        continue;
+      }
+    } else {
+      // Transmit acknowledgements can precede a frame on the same line on some adapters.
+      std::size_t acks = 0;
+      while (acks < line.size() && (line[acks] == 'z' || line[acks] == 'Z')) ++acks;
+      const std::string_view rest = line.substr(acks);
+      if (rest.empty()) {
+        item.kind = acks != 0 ? SlcanItem::Kind::kAck : SlcanItem::Kind::kOk;
+      } else if (rest[0] == 'F' && rest.size() == 3 &&
+                 std::isxdigit(static_cast<unsigned char>(rest[1])) &&
+                 std::isxdigit(static_cast<unsigned char>(rest[2]))) {
+        item.kind = SlcanItem::Kind::kStatus;
+        item.flags =
+            static_cast<std::uint8_t>(std::stoul(std::string(rest.substr(1)), nullptr, 16));
+      } else if (auto f = slcan_decode(rest)) {
+        item.kind = SlcanItem::Kind::kFrame;
+        item.frame = *f;
+      } else {
+        good = false;
+      }
+    }
+    const std::size_t consumed = end + 1;
+    buf_.erase(0, consumed);
+    if (!good) {
+      add_junk(consumed);
+      continue;
+    }
+    valid();
+    return item;
+  }
+}
+
 namespace {
 
 speed_t baud_constant(std::uint32_t baud) {
@@ -114,8 +176,9 @@ speed_t baud_constant(std::uint32_t baud) {
 
 class SlcanTransport final : public Transport {
  public:
+  // Opens the serial device and sets the adapter up.
   SlcanTransport(std::string device, std::uint32_t bitrate, std::uint32_t serial_baud)
-      : device_(std::move(device)), bitrate_(bitrate) {
+      : device_(std::move(device)), bitrate_(bitrate), reader_(describe()) {
     const auto code = slcan_bitrate_code(bitrate);
     if (!code) throw Error(ErrorKind::kUsage, fmt::format("slcan: {} bit/s is not a CiA bit rate", bitrate));
     const int fd = ::open(device_.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -146,16 +209,21 @@ class SlcanTransport final : public Transport {
     } else if (errno != ENOTTY) {
       throw Error(ErrorKind::kBus, fmt::format("{}: not a serial device: {}", describe(), detail::errno_text(errno)));
     }
-    // Empty the adapter's command buffer, close the channel if it was open, set up, open.
-    write_all("\r\r\r");
-    command("C", false);
-    if (!command(fmt::format("S{}", *code), true)) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: the adapter refused bit rate {} (S{}); is it an slcan adapter?", describe(), bitrate, *code));
+    set_up(*code);
+  }
+
+  // On a descriptor that is already open (detail::slcan_on_fd).
+  SlcanTransport(detail::Fd fd, std::string device, std::uint32_t bitrate, bool configure)
+      : device_(std::move(device)), bitrate_(bitrate), reader_(describe()), fd_(std::move(fd)) {
+    if (configure) {
+      const auto code = slcan_bitrate_code(bitrate);
+      if (!code)
+        throw Error(ErrorKind::kUsage,
+                    fmt::format("slcan: {} bit/s is not a CiA bit rate", bitrate));
+      set_up(*code);
+    } else {
+      open_ = true;
     }
-    if (!command("O", true)) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: the adapter refused to open the channel", describe()));
-    }
-    open_ = true;
   }
 
   ~SlcanTransport() override {
@@ -171,9 +239,13 @@ class SlcanTransport final : public Transport {
 
   void send(const CanFrame& frame) override { write_all(slcan_encode(frame)); }
 
+  // Each pass checks the interrupt flag and the deadline (after one read at least, so data that
+  // is already there is taken even with a deadline in the past).
   std::optional<RxEvent> receive(Micros deadline) override {
-    for (;;) {
+    for (bool first = true;; first = false) {
       if (auto ev = take_event()) return ev;
+      detail::throw_if_interrupted();
+      if (!first && clock_.now() >= deadline) return std::nullopt;
       if (!fill(deadline)) return std::nullopt;
     }
   }
@@ -182,7 +254,26 @@ class SlcanTransport final : public Transport {
     return fmt::format("slcan://{}?bitrate={}", device_, bitrate_);
   }
 
+  std::optional<std::uint32_t> bitrate() const override { return bitrate_; }
+
  private:
+  // Empties the adapter's command buffer, closes the channel if it was open, sets the bit rate
+  // and opens the channel.
+  void set_up(int code) {
+    write_all("\r\r\r");
+    command("C", false);
+    if (!command(fmt::format("S{}", code), true)) {
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: the adapter refused bit rate {} (S{}); is it an slcan adapter?",
+                              describe(), bitrate_, code));
+    }
+    if (!command("O", true)) {
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: the adapter refused to open the channel", describe()));
+    }
+    open_ = true;
+  }
+
   void write_all(std::string_view s) {
     const Micros give_up = clock_.now() + 1'000'000;
     while (!s.empty()) {
@@ -197,53 +288,49 @@ class SlcanTransport final : public Transport {
       if (clock_.now() >= give_up) {
         throw Error(ErrorKind::kBus, fmt::format("{}: the adapter does not take data", describe()));
       }
-      detail::wait_fd(fd_.get(), POLLOUT, clock_, clock_.now() + 10'000);
+      // Not interruptible: an abort frame sent after Ctrl-C must still leave.
+      detail::wait_fd(fd_.get(), POLLOUT, clock_, clock_.now() + 10'000, false);
     }
   }
 
-  // Reads what is available (waiting until deadline for the first byte). False on timeout.
+  // One read of what is available, waiting until deadline at most for the first byte. False when
+  // nothing came by the deadline.
   bool fill(Micros deadline) {
     const short r = detail::wait_fd(fd_.get(), POLLIN, clock_, deadline);
     if (r == 0) return false;
     char buf[512];
     const ssize_t n = ::read(fd_.get(), buf, sizeof buf);
     if (n > 0) {
-      rx_.append(buf, static_cast<std::size_t>(n));
+      reader_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
       return true;
     }
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || (r & (POLLHUP | POLLERR))) {
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+        (r & (POLLHUP | POLLERR | POLLNVAL))) {
       throw Error(ErrorKind::kBus, fmt::format("{}: the serial device closed (adapter unplugged?)", describe()));
     }
     return true;
   }
 
-  // Sends a command and, if `check`, waits up to 500 ms for '\r' (ok) or '\a' (error).
+  // Sends a command and, if `check`, waits up to 500 ms for '\r' (ok) or '\a' (error). Without
+  // `check`, swallows for 50 ms whatever answers come (the set-up's blank lines and "C").
   bool command(const std::string& cmd, bool check) {
     write_all(cmd + "\r");
-    if (!check) {
-      // Swallow the answer if one comes quickly.
-      const Micros until = clock_.now() + 50'000;
-      while (clock_.now() < until) {
-        if (!fill(until)) break;
-      }
-      rx_.clear();
-      pending_.clear();
-      return true;
-    }
-    const Micros until = clock_.now() + 500'000;
+    const Micros until = clock_.now() + (check ? 500'000 : 50'000);
     for (;;) {
-      for (std::size_t i = 0; i < rx_.size(); ++i) {
-        const char c = rx_[i];
-        if (c == '\r' || c == '\a') {
-          const std::string line = rx_.substr(0, i);
-          rx_.erase(0, i + 1);
-          if (c == '\a') return false;
-          if (line.empty()) return true;
-          if (auto f = slcan_decode(line)) queue_frame(*f);  // traffic while configuring
-          i = static_cast<std::size_t>(-1);
-        }
+      while (auto item = reader_.next()) {
+        if (!check) continue;
+        if (item->kind == SlcanItem::Kind::kOk) return true;
+        if (item->kind == SlcanItem::Kind::kBell) return false;
+        if (item->kind == SlcanItem::Kind::kFrame)
+          queue_frame(item->frame);  // traffic while configuring
       }
-      if (!fill(until)) {
+      detail::throw_if_interrupted();
+      if (clock_.now() >= until || !fill(until)) {
+        if (!check) {
+          reader_.clear();
+          pending_.clear();
+          return true;
+        }
         throw Error(ErrorKind::kBus, fmt::format("{}: no answer to '{}' (not an slcan adapter, or wrong serial speed?)", describe(), cmd));
       }
     }
@@ -258,50 +345,36 @@ class SlcanTransport final : public Transport {
   }
 
   std::optional<RxEvent> take_event() {
-    for (;;) {
-      if (!pending_.empty()) {
-        RxEvent ev = pending_.front();
-        pending_.erase(pending_.begin());
-        return ev;
-      }
-      std::size_t end = rx_.find_first_of("\r\a");
-      if (end == std::string::npos) {
-        if (rx_.size() > 4096) rx_.clear();  // junk without line ends
-        return std::nullopt;
-      }
-      const char terminator = rx_[end];
-      std::string line = rx_.substr(0, end);
-      rx_.erase(0, end + 1);
-      if (terminator == '\a') {
-        RxEvent ev;
-        ev.kind = RxEvent::Kind::kStatus;
-        ev.status.level = BusStatus::Level::kWarning;
-        ev.status.text = "the adapter reported an error (\\a): transmit queue full or bus problem";
-        ev.timestamp = clock_.now();
-        return ev;
-      }
-      if (line.empty() || line == "z" || line == "Z") continue;
-      // Transmit acknowledgements can precede a frame on the same line on some adapters.
-      while (!line.empty() && (line[0] == 'z' || line[0] == 'Z')) line.erase(0, 1);
-      if (line.empty()) continue;
-      if (line[0] == 'F' && line.size() == 3) {
-        const auto flags = std::strtoul(line.c_str() + 1, nullptr, 16);
-        if (flags == 0) continue;
-        RxEvent ev;
-        ev.kind = RxEvent::Kind::kStatus;
-        ev.status = slcan_status(static_cast<std::uint8_t>(flags));
-        ev.timestamp = clock_.now();
-        return ev;
-      }
-      if (auto f = slcan_decode(line)) {
-        RxEvent ev;
-        ev.kind = RxEvent::Kind::kFrame;
-        ev.frame = *f;
-        ev.timestamp = clock_.now();
-        return ev;
-      }
-      // Unknown lines (version answers etc.) are ignored.
+    if (!pending_.empty()) {
+      RxEvent ev = pending_.front();
+      pending_.erase(pending_.begin());
+      return ev;
     }
+    while (auto item = reader_.next()) {
+      RxEvent ev;
+      ev.timestamp = clock_.now();
+      switch (item->kind) {
+        case SlcanItem::Kind::kFrame:
+          ev.kind = RxEvent::Kind::kFrame;
+          ev.frame = item->frame;
+          return ev;
+        case SlcanItem::Kind::kBell:
+          ev.kind = RxEvent::Kind::kStatus;
+          ev.status.level = BusStatus::Level::kWarning;
+          ev.status.text =
+              "the adapter reported an error (\\a): transmit queue full or bus problem";
+          return ev;
+        case SlcanItem::Kind::kStatus:
+          if (item->flags == 0) break;
+          ev.kind = RxEvent::Kind::kStatus;
+          ev.status = slcan_status(item->flags);
+          return ev;
+        case SlcanItem::Kind::kOk:
+        case SlcanItem::Kind::kAck:
+          break;
+      }
+    }
+    return std::nullopt;
   }
 
   static BusStatus slcan_status(std::uint8_t flags) {
@@ -331,10 +404,10 @@ class SlcanTransport final : public Transport {
 
   std::string device_;
   std::uint32_t bitrate_;
+  SlcanReader reader_;
   detail::Fd fd_;
   SteadyClock clock_;
-  std::string rx_;
-  std::vector<RxEvent> pending_;
+  std::vector<RxEvent> pending_;  // frames seen while configuring (a handful at most)
   bool open_ = false;
 };
 
@@ -343,6 +416,11 @@ class SlcanTransport final : public Transport {
 std::unique_ptr<Transport> open_slcan(const std::string& device, std::uint32_t bitrate,
                                       std::uint32_t serial_baud) {
   return std::make_unique<SlcanTransport>(device, bitrate, serial_baud);
+}
+
+std::unique_ptr<Transport> detail::slcan_on_fd(Fd fd, std::string device, std::uint32_t bitrate,
+                                               bool configure) {
+  return std::make_unique<SlcanTransport>(std::move(fd), std::move(device), bitrate, configure);
 }
 
 }  // namespace rtcanboot::host

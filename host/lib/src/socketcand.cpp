@@ -1,5 +1,6 @@
 // socketcand client in rawmode: "< hi >", "< open CH >", "< rawmode >", then
 // "< send ID DLC B0 B1 .. >" out and "< frame ID SEC.USEC DATA >" in.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fd_transports.hpp"
 #include "fd_util.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/transports.hpp"
@@ -68,12 +70,71 @@ std::optional<CanFrame> socketcand_decode_frame(std::string_view message) {
   return f;
 }
 
+bool socketcand_channel_valid(std::string_view channel) {
+  if (channel.empty() || channel.size() > 15) return false;
+  for (char c : channel) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      return false;
+  }
+  return true;
+}
+
+SocketcandReader::SocketcandReader(std::string source)
+    : RxBuffer(std::move(source), kJunkLimit, "not socketcand messages: not a socketcand server?") {
+}
+
+std::optional<std::string> SocketcandReader::next() {
+  for (;;) {
+    // Whitespace between messages is allowed; anything else outside "< ... >" is junk.
+    std::size_t skip = 0;
+    std::size_t junk = 0;
+    while (skip < buf_.size() && buf_[skip] != '<') {
+      if (!std::isspace(static_cast<unsigned char>(buf_[skip]))) ++junk;
+      ++skip;
+    }
+    buf_.erase(0, skip);
+    if (junk != 0) add_junk(junk);
+    if (buf_.empty()) return std::nullopt;
+    const auto close = buf_.find('>');
+    const auto reopen = buf_.find('<', 1);
+    if (reopen != std::string::npos && (close == std::string::npos || reopen < close)) {
+      // A message that never closed before the next one starts.
+      buf_.erase(0, reopen);
+      add_junk(reopen);
+      continue;
+    }
+    if (close == std::string::npos) {
+      drop_if_longer(kMaxMessage);
+      return std::nullopt;
+    }
+    const std::size_t consumed = close + 1;
+    std::string inner = buf_.substr(1, close - 1);
+    buf_.erase(0, consumed);
+    const auto b = inner.find_first_not_of(" \t\r\n");
+    const auto e = inner.find_last_not_of(" \t\r\n");
+    inner = b == std::string::npos ? std::string() : inner.substr(b, e - b + 1);
+    const auto tok = split(inner);
+    const bool known = consumed <= kMaxMessage && !tok.empty() &&
+                       (tok[0] == "hi" || tok[0] == "ok" || tok[0] == "error" || tok[0] == "echo" ||
+                        (tok[0] == "frame" && socketcand_decode_frame(inner)));
+    if (!known) {
+      add_junk(consumed);
+      continue;
+    }
+    valid();
+    return inner;
+  }
+}
+
 namespace {
 
 class SocketcandTransport final : public Transport {
  public:
+  // Connects to host:port (at most kHandshakeTime for the connection and the handshake).
   SocketcandTransport(std::string host, std::uint16_t port, std::string channel)
-      : host_(std::move(host)), port_(port), channel_(std::move(channel)) {
+      : host_(std::move(host)), port_(port), channel_(std::move(channel)), reader_(describe()) {
+    check_channel();
+    const Micros until = clock_.now() + kHandshakeTime;
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -84,15 +145,13 @@ class SocketcandTransport final : public Transport {
       throw Error(ErrorKind::kBus, fmt::format("{}: cannot resolve host '{}': {}", describe(), host_, ::gai_strerror(gai)));
     }
     int last_errno = 0;
-    for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
-      const int s = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-      if (s < 0) continue;
-      if (::connect(s, a->ai_addr, a->ai_addrlen) == 0) {
-        fd_ = detail::Fd(s);
-        break;
+    try {
+      for (addrinfo* a = res; a != nullptr && !fd_; a = a->ai_next) {
+        last_errno = connect_to(*a, until);
       }
-      last_errno = errno;
-      ::close(s);
+    } catch (...) {
+      ::freeaddrinfo(res);
+      throw;
     }
     ::freeaddrinfo(res);
     if (!fd_) {
@@ -101,12 +160,19 @@ class SocketcandTransport final : public Transport {
     }
     const int one = 1;
     ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    const Micros until = clock_.now() + 3'000'000;
-    expect("hi", until, "greeting");
-    write_all(fmt::format("< open {} >", channel_));
-    expect("ok", until, fmt::format("open {}", channel_));
-    write_all("< rawmode >");
-    expect("ok", until, "rawmode");
+    handshake(until);
+  }
+
+  // On a connected stream (detail::socketcand_on_fd).
+  SocketcandTransport(detail::Fd fd, std::string host, std::uint16_t port, std::string channel)
+      : host_(std::move(host)),
+        port_(port),
+        channel_(std::move(channel)),
+        reader_(describe()),
+        fd_(std::move(fd)) {
+    check_channel();
+    ::fcntl(fd_.get(), F_SETFL, ::fcntl(fd_.get(), F_GETFL) | O_NONBLOCK);
+    handshake(clock_.now() + kHandshakeTime);
   }
 
   ~SocketcandTransport() override {
@@ -125,10 +191,12 @@ class SocketcandTransport final : public Transport {
     if (tx_.size() >= 16 * 1024) flush();
   }
 
+  // Each pass checks the interrupt flag and the deadline (after one read at least, so data that
+  // is already there is taken even with a deadline in the past).
   std::optional<RxEvent> receive(Micros deadline) override {
     flush();
-    for (;;) {
-      while (auto msg = take_message()) {
+    for (bool first = true;; first = false) {
+      while (auto msg = reader_.next()) {
         if (auto f = socketcand_decode_frame(*msg)) {
           RxEvent ev;
           ev.kind = RxEvent::Kind::kFrame;
@@ -136,8 +204,7 @@ class SocketcandTransport final : public Transport {
           ev.timestamp = clock_.now();
           return ev;
         }
-        const auto tok = split(*msg);
-        if (!tok.empty() && tok[0] == "error") {
+        if (msg->rfind("error", 0) == 0) {
           RxEvent ev;
           ev.kind = RxEvent::Kind::kStatus;
           ev.status.level = BusStatus::Level::kWarning;
@@ -146,23 +213,76 @@ class SocketcandTransport final : public Transport {
           return ev;
         }
       }
+      detail::throw_if_interrupted();
+      if (!first && clock_.now() >= deadline) return std::nullopt;
       if (!fill(deadline)) return std::nullopt;
     }
   }
 
   std::string describe() const override {
-    return fmt::format("socketcand://{}:{}/{}", host_, port_, channel_);
+    return fmt::format("socketcand://{}:{}/{}",
+                       host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_, port_,
+                       channel_);
   }
 
  private:
+  // Connection and handshake together; a server that accepts and then says nothing (or not
+  // enough) is a bus error after this time.
+  static constexpr Micros kHandshakeTime = 3'000'000;
+  // A server that does not take what we send for this long is gone.
+  static constexpr Micros kSendTimeout = 5'000'000;
+
+  void check_channel() const {
+    if (!socketcand_channel_valid(channel_)) {
+      throw Error(ErrorKind::kUsage, fmt::format("socketcand channel '{}' is not an interface name "
+                                                 "(1..15 letters, digits, '_', '-', '.')",
+                                                 channel_));
+    }
+  }
+
+  // Non-blocking connect to one address, waiting until `until`. Returns 0, or the errno.
+  int connect_to(const addrinfo& a, Micros until) {
+    detail::Fd s(
+        ::socket(a.ai_family, a.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a.ai_protocol));
+    if (!s) return errno;
+    if (::connect(s.get(), a.ai_addr, a.ai_addrlen) != 0) {
+      if (errno != EINPROGRESS && errno != EINTR) return errno;
+      const short r = detail::wait_fd(s.get(), POLLOUT, clock_, until);
+      if (r == 0) return ETIMEDOUT;
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+      if (err != 0) return err;
+    }
+    fd_ = std::move(s);
+    return 0;
+  }
+
+  void handshake(Micros until) {
+    expect("hi", until, "greeting");
+    write_all(fmt::format("< open {} >", channel_));
+    expect("ok", until, fmt::format("open {}", channel_));
+    write_all("< rawmode >");
+    expect("ok", until, "rawmode");
+  }
+
   void write_all(std::string_view s) {
+    const Micros give_up = clock_.now() + kSendTimeout;
     while (!s.empty()) {
       const ssize_t n = ::send(fd_.get(), s.data(), s.size(), MSG_NOSIGNAL);
       if (n > 0) {
         s.remove_prefix(static_cast<std::size_t>(n));
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        if (clock_.now() >= give_up) {
+          throw Error(ErrorKind::kBus, fmt::format("{}: the server takes no data", describe()));
+        }
+        // Not interruptible: an abort frame sent after Ctrl-C must still leave.
+        detail::wait_fd(fd_.get(), POLLOUT, clock_, std::min(give_up, clock_.now() + 10'000),
+                        false);
+        continue;
+      }
       throw Error(ErrorKind::kBus, fmt::format("{}: connection lost: {}", describe(), detail::errno_text(errno)));
     }
   }
@@ -174,51 +294,32 @@ class SocketcandTransport final : public Transport {
     write_all(out);
   }
 
+  // One read of what is available, waiting until deadline at most for the first byte. False when
+  // nothing came by the deadline.
   bool fill(Micros deadline) {
     const short r = detail::wait_fd(fd_.get(), POLLIN, clock_, deadline);
     if (r == 0) return false;
     char buf[4096];
     const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
     if (n > 0) {
-      rx_.append(buf, static_cast<std::size_t>(n));
+      reader_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
       return true;
     }
-    if (n < 0 && errno == EINTR) return true;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
     throw Error(ErrorKind::kBus, fmt::format("{}: the server closed the connection", describe()));
-  }
-
-  // The inside of the next complete "< ... >" message, trimmed.
-  std::optional<std::string> take_message() {
-    const auto open = rx_.find('<');
-    if (open == std::string::npos) {
-      rx_.clear();
-      return std::nullopt;
-    }
-    const auto close = rx_.find('>', open);
-    if (close == std::string::npos) {
-      if (open > 0) rx_.erase(0, open);
-      if (rx_.size() > 65536) rx_.clear();
-      return std::nullopt;
-    }
-    std::string inner = rx_.substr(open + 1, close - open - 1);
-    rx_.erase(0, close + 1);
-    const auto b = inner.find_first_not_of(" \t\r\n");
-    const auto e = inner.find_last_not_of(" \t\r\n");
-    if (b == std::string::npos) return std::string();
-    return inner.substr(b, e - b + 1);
   }
 
   void expect(std::string_view word, Micros until, const std::string& step) {
     for (;;) {
-      if (auto msg = take_message()) {
+      while (auto msg = reader_.next()) {
         const auto tok = split(*msg);
         if (!tok.empty() && tok[0] == word) return;
         if (!tok.empty() && tok[0] == "error") {
           throw Error(ErrorKind::kBus, fmt::format("{}: the server refused '{}': {}", describe(), step, *msg));
         }
-        continue;
       }
-      if (!fill(until)) {
+      detail::throw_if_interrupted();
+      if (clock_.now() >= until || !fill(until)) {
         throw Error(ErrorKind::kBus, fmt::format("{}: no answer to '{}' (not a socketcand server?)", describe(), step));
       }
     }
@@ -227,9 +328,9 @@ class SocketcandTransport final : public Transport {
   std::string host_;
   std::uint16_t port_;
   std::string channel_;
+  SocketcandReader reader_;
   detail::Fd fd_;
   SteadyClock clock_;
-  std::string rx_;
   std::string tx_;
 };
 
@@ -238,6 +339,12 @@ class SocketcandTransport final : public Transport {
 std::unique_ptr<Transport> open_socketcand(const std::string& host, std::uint16_t port,
                                            const std::string& channel) {
   return std::make_unique<SocketcandTransport>(host, port, channel);
+}
+
+std::unique_ptr<Transport> detail::socketcand_on_fd(Fd fd, std::string host, std::uint16_t port,
+                                                    std::string channel) {
+  return std::make_unique<SocketcandTransport>(std::move(fd), std::move(host), port,
+                                               std::move(channel));
 }
 
 }  // namespace rtcanboot::host

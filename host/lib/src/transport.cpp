@@ -1,4 +1,5 @@
 #include <fmt/format.h>
+#include <signal.h>
 
 #include <atomic>
 #include <cctype>
@@ -12,12 +13,33 @@ namespace rtcanboot::host {
 
 namespace {
 std::atomic<bool> g_interrupt{false};
+std::atomic<int> g_signals{0};
 static_assert(std::atomic<bool>::is_always_lock_free, "the interrupt flag is set from signal handlers");
+static_assert(std::atomic<int>::is_always_lock_free, "the signal count is kept by signal handlers");
+
+extern "C" void on_interrupt_signal(int sig) {
+  if (g_signals.fetch_add(1) == 0) {
+    request_interrupt();
+    return;
+  }
+  // The second signal: the default action (terminate), delivered when this handler returns.
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
 }  // namespace
 
 void request_interrupt() { g_interrupt.store(true); }
 bool interrupt_requested() { return g_interrupt.load(); }
 void clear_interrupt() { g_interrupt.store(false); }
+
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: waits return EINTR and look at the flag at once
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
@@ -33,6 +55,34 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::kInterrupted: return "interrupted";
   }
   return "error";
+}
+
+FailureReport report_failure(const std::exception& e) {
+  FailureReport r;
+  const auto* error = dynamic_cast<const Error*>(&e);
+  r.exit_code = exit_code(error != nullptr ? error->kind() : ErrorKind::kInternal);
+  r.line = error != nullptr
+               ? fmt::format("rtcanboot: {}", e.what())
+               : fmt::format("rtcanboot: internal error (a bug: please report): {}", e.what());
+  for (char& c : r.line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return r;
+}
+
+void RxBuffer::add_junk(std::size_t n) {
+  junk_ += n;
+  if (junk_ >= junk_limit_) {
+    throw Error(ErrorKind::kBus,
+                fmt::format("{}: received {} bytes that are {}", source_, junk_, not_what_));
+  }
+}
+
+void RxBuffer::drop_if_longer(std::size_t max) {
+  if (buf_.size() <= max) return;
+  const std::size_t n = buf_.size();
+  buf_.clear();
+  add_junk(n);
 }
 
 Micros SteadyClock::now() const {
@@ -128,6 +178,11 @@ BusUri parse_bus_uri(std::string_view text) {
       bad_uri(text, "missing channel (socketcand://HOST:PORT/can0)");
     }
     uri.interface = std::string(rest.substr(slash + 1));
+    if (!socketcand_channel_valid(uri.interface)) {
+      bad_uri(text,
+              "the channel must be an interface name: 1..15 letters, digits, '_', '-' or '.' "
+              "(socketcand://HOST:PORT/can0)");
+    }
     std::string_view hostport = rest.substr(0, slash);
     if (hostport.empty()) bad_uri(text, "missing host");
     std::string_view host = hostport;

@@ -49,6 +49,15 @@ class EndpointTransport final : public Transport {
 
   std::string describe() const override { return "in-process " + name_; }
 
+  // An endpoint that knows its bit rate (the twin's: node_bitrate()) tells it.
+  std::optional<std::uint32_t> bitrate() const override {
+    if constexpr (requires(const Endpoint& e) { e.node_bitrate(); }) {
+      const double rate = endpoint_.node_bitrate();
+      if (rate > 0) return static_cast<std::uint32_t>(rate);
+    }
+    return std::nullopt;
+  }
+
  private:
   class NsClock final : public Clock {
    public:

@@ -30,6 +30,12 @@ void request_interrupt();
 bool interrupt_requested();
 void clear_interrupt();
 
+// Installs SIGINT and SIGTERM handlers for a program built on the library (the CLI): the first
+// signal calls request_interrupt(), so the running transfer is aborted on the bus and the program
+// ends with kInterrupted; a second signal ends the process at once with the signal's default
+// action (whatever the program is doing, even if it is stuck), as if no handler were installed.
+void install_interrupt_handlers();
+
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
@@ -38,5 +44,13 @@ class Error : public std::runtime_error {
  private:
   ErrorKind kind_;
 };
+
+// How a command that ended with exception `e` reports it: the exit code (an Error's kind, 1 for
+// anything else: a bug) and the one line for stderr ("rtcanboot: ...", line breaks flattened).
+struct FailureReport {
+  int exit_code = 0;
+  std::string line;
+};
+FailureReport report_failure(const std::exception& e);
 
 }  // namespace rtcanboot::host

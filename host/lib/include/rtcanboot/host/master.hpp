@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <span>
@@ -75,9 +76,11 @@ class Master {
   void download_u8(std::uint8_t node, std::uint16_t index, std::uint8_t sub, std::uint8_t value);
   void download_u32(std::uint8_t node, std::uint16_t index, std::uint8_t sub, std::uint32_t value);
 
-  // Runs several started clients side by side until all finished (scan uses it). Does not throw
-  // for failed transfers: the caller reads each client's state.
-  void run(std::span<SdoClient* const> clients, const ProgressFn& progress = {});
+  // Runs several started clients side by side until all finished, or until the transport clock
+  // reaches `until` (scan uses both). Does not throw for failed transfers: the caller reads each
+  // client's state.
+  void run(std::span<SdoClient* const> clients, const ProgressFn& progress = {},
+           Micros until = std::numeric_limits<Micros>::max());
 
   // Lets time pass while recording heartbeats (and other traffic) until `deadline`.
   void listen_until(Micros deadline);

@@ -32,6 +32,9 @@ struct SdoConfig {
   // Block upload: after this long without the frame that closes a sub-block, acknowledge what
   // arrived in order so the server resends (a lost last segment otherwise stalls until timeout).
   Micros block_upload_idle_ack = 100'000;
+  // Send abort 0x05040000 when a timeout ends the transfer (CiA 301). A scan's probes turn it off:
+  // a server that never answered an expedited upload has no transfer open.
+  bool abort_on_timeout = true;
 };
 
 // A readable message for an abort code ("0x06020000 object does not exist in the object

@@ -48,6 +48,9 @@ class SimBus final : public Transport {
   void send(const CanFrame& frame) override { put(frame, nullptr); }
   std::optional<RxEvent> receive(Micros deadline) override;
   std::string describe() const override { return "sim://"; }
+  std::optional<std::uint32_t> bitrate() const override {
+    return bitrate_ != 0 ? std::optional<std::uint32_t>(bitrate_) : std::nullopt;
+  }
 
   std::uint64_t frames_on_bus() const { return frames_; }
   std::uint64_t frames_dropped() const { return dropped_; }

@@ -57,6 +57,10 @@ class Transport {
 
   // For messages: "socketcan://can0", "slcan:///dev/ttyACM0 at 500000 bit/s", ...
   virtual std::string describe() const = 0;
+
+  // The bus bit rate, where the transport knows it (slcan sets it, simulations have one);
+  // std::nullopt otherwise. Timing that follows the bus (scan) assumes the slowest CiA rate then.
+  virtual std::optional<std::uint32_t> bitrate() const { return std::nullopt; }
 };
 
 // A parsed bus URI (see docs/host-tool.md):
