@@ -88,6 +88,10 @@ TEST(BusUri, TyposGetAOneLineExplanation) {
   EXPECT_NE(usage_error("socketcand://host:99999/can0").find("port"), std::string::npos);
   EXPECT_NE(usage_error("socketcand://host:29536").find("missing channel"), std::string::npos);
   EXPECT_NE(usage_error("socketcand://:29536/can0").find("missing host"), std::string::npos);
+  EXPECT_NE(usage_error("socketcand://fe80::1:29536/can0").find("in brackets"), std::string::npos);
+  // Found by bus_text_fuzz: a '[' inside a host printed back as a URI that did not parse.
+  EXPECT_NE(usage_error("socketcand://1[::1]:29536/can0").find("'[' is not allowed"),
+            std::string::npos);
   EXPECT_NE(usage_error("").find("expected"), std::string::npos);
   for (const char* bad : {"can0", "socketcand://host:29536", "slcan:///x?bitrate=1"}) {
     EXPECT_EQ(usage_error(bad).find('\n'), std::string::npos);

@@ -16,8 +16,9 @@ namespace rtcanboot::host::detail {
 std::unique_ptr<Transport> slcan_on_fd(Fd fd, std::string device, std::uint32_t bitrate,
                                        bool configure);
 
-// socketcand on a connected stream `fd`: greeting, open `channel`, rawmode, as open_socketcand.
+// socketcand on a connected stream `fd`: greeting, open `channel`, rawmode, as open_socketcand,
+// within `handshake_time` (open_socketcand: 3 s).
 std::unique_ptr<Transport> socketcand_on_fd(Fd fd, std::string host, std::uint16_t port,
-                                            std::string channel);
+                                            std::string channel, Micros handshake_time);
 
 }  // namespace rtcanboot::host::detail

@@ -164,7 +164,8 @@ class SocketcandTransport final : public Transport {
   }
 
   // On a connected stream (detail::socketcand_on_fd).
-  SocketcandTransport(detail::Fd fd, std::string host, std::uint16_t port, std::string channel)
+  SocketcandTransport(detail::Fd fd, std::string host, std::uint16_t port, std::string channel,
+                      Micros handshake_time)
       : host_(std::move(host)),
         port_(port),
         channel_(std::move(channel)),
@@ -172,7 +173,7 @@ class SocketcandTransport final : public Transport {
         fd_(std::move(fd)) {
     check_channel();
     ::fcntl(fd_.get(), F_SETFL, ::fcntl(fd_.get(), F_GETFL) | O_NONBLOCK);
-    handshake(clock_.now() + kHandshakeTime);
+    handshake(clock_.now() + handshake_time);
   }
 
   ~SocketcandTransport() override {
@@ -342,9 +343,9 @@ std::unique_ptr<Transport> open_socketcand(const std::string& host, std::uint16_
 }
 
 std::unique_ptr<Transport> detail::socketcand_on_fd(Fd fd, std::string host, std::uint16_t port,
-                                                    std::string channel) {
+                                                    std::string channel, Micros handshake_time) {
   return std::make_unique<SocketcandTransport>(std::move(fd), std::move(host), port,
-                                               std::move(channel));
+                                               std::move(channel), handshake_time);
 }
 
 }  // namespace rtcanboot::host

@@ -206,6 +206,17 @@ BusUri parse_bus_uri(std::string_view text) {
       uri.port = static_cast<std::uint16_t>(*port);
     }
     if (host.empty()) bad_uri(text, "missing host");
+    // A host name or an IPv4 address; an IPv6 address (with ':' and an optional %zone) only in
+    // brackets, so that the port cannot be mistaken for a part of it.
+    const bool bracketed = rest.front() == '[';
+    for (char c : host) {
+      const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                      c == '_' || (bracketed && (c == ':' || c == '%'));
+      if (!ok) {
+        bad_uri(text, c == ':' ? "an IPv6 address goes in brackets: socketcand://[::1]:29536/can0"
+                               : fmt::format("'{}' is not allowed in a host name", c));
+      }
+    }
     uri.host = std::string(host);
     return uri;
   }
