@@ -116,6 +116,7 @@ TEST_F(BootloaderTest, BlockDownloadInstallsVerifiesAndCommits) {
   EXPECT_TRUE(rig.bootloader().installed().valid);
   // A reboot finds it valid and starts it straight away (no boot window).
   reboot();
+  rig.run_for(10'000);  // the trial boot's attempt record
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
   EXPECT_TRUE(rig.bootloader().decision().start_application);
 }
@@ -158,6 +159,7 @@ TEST_F(BootloaderTest, StartWithValidProgramAnswersFirstThenAsksForTheApplicatio
     // The SDO response was handed to the bus before the action became pending.
     ASSERT_GT(rig.history().size(), frames_before);
     EXPECT_EQ(rig.history().back().frame.data[0], 0x60);
+    rig.run_for(10'000);  // the trial boot's attempt record
     EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
   }
 }
@@ -203,6 +205,7 @@ TEST_F(BootloaderTest, DownloadWithoutClearReplacesTheApplication) {
   EXPECT_EQ(read(od::kRtcanbootInfo, 6), 2U);
   EXPECT_TRUE(app_in_flash(second));
   reboot();
+  rig.run_for(10'000);  // the trial boot's attempt record
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
 }
 
@@ -383,6 +386,7 @@ TEST_F(BootloaderTest, BootWindowStartsTheApplicationWhenNobodyCalls) {
   rig.run_for(199'000);
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
   rig.run_for(2'000);
+  rig.run_for(10'000);  // the trial boot's attempt record
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
 }
 
@@ -398,6 +402,7 @@ TEST_F(BootloaderTest, MasterAddressingTheNodeInTheWindowHoldsIt) {
   EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kHeldByMaster);
   EXPECT_EQ(read(od::kRtcanbootInfo, 5), static_cast<std::uint32_t>(BootReason::kHeldByMaster));
   EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kNone);
+  rig.run_for(10'000);  // the trial boot's attempt record
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
 }
 
@@ -407,6 +412,7 @@ TEST_F(BootloaderTest, ValidApplicationWithoutWindowStartsSilently) {
   rig.run_for(1000);
   const std::size_t frames = rig.history().size();
   rig.boot();
+  rig.run_for(10'000);  // the trial boot's attempt record
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
   EXPECT_EQ(rig.history().size(), frames);  // not even a boot-up message
 }
@@ -420,6 +426,7 @@ TEST_F(BootloaderTest, EntryRequestKeepsTheBootloaderWithTheApplicationStillVali
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
   EXPECT_EQ(read(od::kProgramControl), 0U);
   EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kNone);
+  rig.run_for(10'000);  // the trial boot's attempt record
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
 }
 
@@ -472,6 +479,108 @@ TEST_F(BootloaderTest, ProvisionedNodeIdAndSerialAreUsed) {
   rig.boot();
   EXPECT_EQ(rig.history().front().frame.id, 0x721U);
   EXPECT_EQ(read(od::kIdentity, 4), 0xABCDU);
+}
+
+// Trial boot: an unconfirmed image is started at most boot_attempts times, each start recorded
+// before the jump; a confirmed one starts without writing anything.
+TEST_F(BootloaderTest, UnconfirmedImageIsStartedThreeTimesThenKeptOut) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  for (std::uint32_t attempt = 1; attempt <= 3; ++attempt) {
+    reboot();
+    EXPECT_TRUE(rig.bootloader().decision().trial);
+    EXPECT_TRUE(rig.bootloader().trial_start());
+    // The jump waits for the ATTEMPT record to be on the flash.
+    EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+    rig.run_for(10'000);
+    ASSERT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+    EXPECT_EQ(rig.bootloader().installed().attempts, attempt);
+  }
+  const std::size_t frames = rig.history().size();
+  reboot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kNotConfirmed);
+  rig.run_for(50'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_GT(rig.history().size(), frames);  // boot-up: a master can find it
+  EXPECT_EQ(read(od::kRtcanbootInfo, 5), static_cast<std::uint32_t>(BootReason::kNotConfirmed));
+  EXPECT_EQ(read(od::kProgramControl), 0U);  // stopped: the program is there
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kNoValidProgram, FlashDetail::kNotConfirmed));
+  // A master may still insist: one more recorded attempt.
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kNone);
+  rig.run_for(10'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  EXPECT_EQ(rig.bootloader().installed().attempts, 4U);
+  // A new image starts its own trial.
+  reboot();
+  install(test::make_payload(6000, 2), 2);
+  EXPECT_EQ(read(od::kFlashStatus), 0U);
+  EXPECT_EQ(rig.bootloader().installed().attempts, 0U);
+  reboot();
+  rig.run_for(10'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderTest, ConfirmedImageStartsAtOnceAndWritesNothing) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  reboot();
+  rig.run_for(10'000);
+  ASSERT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  // What the application kit does once the application runs.
+  journal::InstallJournal journal(flash);
+  journal.load();
+  ASSERT_TRUE(journal.append_confirm());
+  for (int i = 0; i < 100 && journal.busy(); ++i) {
+    flash.set_now(flash.busy_until());
+    journal.poll();
+  }
+  ASSERT_FALSE(journal.failed());
+  for (int boot = 0; boot < 5; ++boot) {
+    const std::uint32_t programs = flash.programs();
+    reboot();
+    EXPECT_FALSE(rig.bootloader().trial_start());
+    EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+    EXPECT_EQ(flash.programs(), programs);
+  }
+}
+
+TEST_F(BootloaderTest, TrialBootOffStartsEveryCommittedImage) {
+  rig.settings().provisioning.boot_attempts = kTrialBootOff;
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  for (int boot = 0; boot < 5; ++boot) {
+    const std::uint32_t programs = flash.programs();
+    reboot();
+    EXPECT_FALSE(rig.bootloader().decision().trial);
+    EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+    EXPECT_EQ(flash.programs(), programs);
+  }
+}
+
+TEST_F(BootloaderTest, AttemptThatCannotBeRecordedKeepsTheBootloader) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.run_for(1000);
+  flash.fail_operation_at(1);  // the ATTEMPT page program
+  rig.boot();
+  rig.run_for(20'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kWriteError, FlashDetail::kJournalFailed));
+}
+
+TEST_F(BootloaderTest, BootWindowRecordsTheAttemptOnlyWhenItStarts) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.settings().provisioning.boot_window_ms = 100;
+  reboot();
+  rig.run_for(50'000);
+  EXPECT_EQ(read(od::kProgramControl), 0U);  // held by the master
+  reboot();
+  rig.run_for(150'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  EXPECT_EQ(rig.bootloader().installed().attempts, 1U);  // the held boot did not count
 }
 
 TEST(BootDecision, VectorTableSanity) {

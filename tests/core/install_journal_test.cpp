@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nor_flash_fake.hpp"
+#include "rtcanboot/hash.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "strict_flash.hpp"
 
@@ -272,6 +273,93 @@ TEST_F(JournalTest, ForeignBytesInASlotAreSkipped) {
   EXPECT_EQ(journal.next_slot(), 1U);
   commit(journal, 4);
   expect_image(reload(), 4);
+}
+
+
+// Trial boot (docs/flash-records.md): ATTEMPT and CONFIRM records carry the whole image state.
+TEST_F(JournalTest, AttemptsCountUpAndConfirmEndsTheTrial) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 7);
+  EXPECT_FALSE(journal.installed().confirmed);
+  EXPECT_EQ(journal.installed().attempts, 0U);
+  for (std::uint32_t n = 1; n <= 3; ++n) {
+    ASSERT_TRUE(journal.append_attempt());
+    drive(journal);
+    ASSERT_FALSE(journal.failed());
+    const InstalledImage after = reload();
+    expect_image(after, 7);
+    EXPECT_EQ(after.attempts, n);
+    EXPECT_FALSE(after.confirmed);
+  }
+  ASSERT_TRUE(journal.append_confirm());
+  drive(journal);
+  const InstalledImage confirmed = reload();
+  expect_image(confirmed, 7);
+  EXPECT_TRUE(confirmed.confirmed);
+  EXPECT_EQ(confirmed.attempts, 0U);
+  // Nothing more to record for a confirmed image, nor for none.
+  EXPECT_FALSE(journal.append_attempt());
+  EXPECT_FALSE(journal.append_confirm());
+  revoke(journal);
+  EXPECT_FALSE(journal.append_attempt());
+  EXPECT_FALSE(journal.append_confirm());
+}
+
+TEST_F(JournalTest, AttemptAlwaysLeavesAnErasedPageAfterItForTheConfirm) {
+  InstallJournal journal(flash);
+  journal.load();
+  // Sector 0 filled up to its second-to-last page: an attempt there would leave no room.
+  for (std::uint32_t n = 1; n < kSlotsPerSector - 1; ++n) commit(journal, n);
+  ASSERT_EQ(journal.next_slot(), kSlotsPerSector - 2);
+  commit(journal, 40);
+  ASSERT_EQ(journal.next_slot(), kSlotsPerSector - 1);
+  ASSERT_TRUE(journal.append_attempt());
+  drive(journal);
+  ASSERT_FALSE(journal.failed());
+  EXPECT_EQ(journal.active_sector(), 1U);
+  EXPECT_EQ(journal.next_slot(), 1U);
+  EXPECT_EQ(bytes(kSector1 + 256, 256), std::vector<std::uint8_t>(256, 0xFF));
+  // The state moved with the record: sector 0 may be erased later without losing it.
+  const InstalledImage after = reload();
+  expect_image(after, 40);
+  EXPECT_EQ(after.attempts, 1U);
+  // The confirm takes exactly the reserved page, with no erase.
+  const std::uint32_t erases = flash.erases(4096);
+  ASSERT_TRUE(journal.append_confirm());
+  drive(journal);
+  EXPECT_EQ(flash.erases(4096), erases);
+  EXPECT_EQ(journal.next_slot(), 2U);
+  EXPECT_TRUE(reload().confirmed);
+}
+
+TEST_F(JournalTest, AttemptSkipsAUsedPageThatWouldBlockTheConfirm) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 3);
+  // A foreign byte in the page after the next one: that pair cannot hold attempt + confirm.
+  const std::uint8_t junk = 0x00;
+  flash.load(kSector0 + 2 * 256 + 100, &junk, 1);
+  ASSERT_TRUE(journal.append_attempt());
+  drive(journal);
+  ASSERT_FALSE(journal.failed());
+  EXPECT_EQ(journal.next_slot(), 4U);  // attempt in slot 3, slot 4 erased
+  EXPECT_EQ(reload().attempts, 1U);
+}
+
+TEST_F(JournalTest, RecordsOfAnUnknownTypeAreForeign) {
+  Record record;
+  record.type = RecordType::kConfirm;
+  record.sequence = 9;
+  std::uint8_t encoded[kRecordSize];
+  encode_record(record, encoded);
+  Record out;
+  ASSERT_TRUE(decode_record(encoded, out));
+  EXPECT_EQ(out.type, RecordType::kConfirm);
+  encoded[5] = 0x05;  // type after CONFIRM, CRC fixed up
+  const std::uint32_t crc = crc32(0, encoded, kRecordSize - 4);
+  std::memcpy(encoded + kRecordSize - 4, &crc, 4);
+  EXPECT_FALSE(decode_record(encoded, out));
 }
 
 }  // namespace

@@ -53,7 +53,7 @@ bool application_intact(FlashPort& flash, const journal::InstalledImage& image) 
 }
 
 BootDecision decide_boot(FlashPort& flash, const journal::InstalledImage& image,
-                         bool entry_requested) {
+                         bool entry_requested, std::uint8_t boot_attempts) {
   BootDecision decision;
   if (!image.valid) {
     decision.reason = canopen::BootReason::kNoValidApplication;
@@ -64,8 +64,13 @@ BootDecision decide_boot(FlashPort& flash, const journal::InstalledImage& image,
     return decision;
   }
   decision.application_valid = true;
+  decision.trial = boot_attempts != 0 && !image.confirmed;
   if (entry_requested) {
     decision.reason = canopen::BootReason::kEntryRequest;
+    return decision;
+  }
+  if (decision.trial && image.attempts >= boot_attempts) {
+    decision.reason = canopen::BootReason::kNotConfirmed;
     return decision;
   }
   decision.start_application = true;

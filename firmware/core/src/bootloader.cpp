@@ -57,16 +57,21 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
 void Bootloader::start(Micros now) {
   last_poll_ = now;
   journal_.load();
-  decision_ = decide_boot(guard_, journal_.installed(), settings_.entry_requested);
+  decision_ = decide_boot(guard_, journal_.installed(), settings_.entry_requested,
+                          settings_.provisioning.boot_attempts);
   if (journal_.installed().valid && !decision_.application_valid) {
     download_.mark_installed_damaged();
   }
   download_.report_boot_state();
+  if (decision_.reason == canopen::BootReason::kNotConfirmed) {
+    download_.report_boot_failure(canopen::FlashStatus::kNoValidProgram,
+                                  canopen::FlashDetail::kNotConfirmed);
+  }
   info_.boot_reason = decision_.reason;
   info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
   if (decision_.start_application) {
     if (settings_.provisioning.boot_window_ms == 0) {
-      pending_ = PendingAction::kStartApplication;  // straight through: nothing on the bus
+      begin_start();  // straight through: nothing on the bus
       return;
     }
     window_open_ = true;
@@ -83,18 +88,55 @@ void Bootloader::update_pending(Micros now) {
       info_.boot_reason = canopen::BootReason::kHeldByMaster;
     } else if (now >= window_end_ && pending_ == PendingAction::kNone) {
       window_open_ = false;
-      pending_ = PendingAction::kStartApplication;
+      begin_start();
     }
   }
   info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
-  if (pending_ != PendingAction::kNone) return;
+  if (pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) return;
   if (download_.take_start_request()) {
-    pending_ = PendingAction::kStartApplication;
+    begin_start();
   } else if (node_.reset_node_requested() && download_.flash_quiet()) {
     // A reset in the middle of flash work is safe, but waiting for the operation in flight
     // keeps the flash from being cut mid-page without need.
     pending_ = PendingAction::kReset;
   }
+}
+
+void Bootloader::begin_start() {
+  if (!trial_start()) {
+    pending_ = PendingAction::kStartApplication;
+    return;
+  }
+  attempt_record_ = AttemptRecord::kWaiting;
+  finish_attempt_record();
+}
+
+// The ATTEMPT record must be on the flash before the image runs: an image that resets the chip
+// before it confirms then still uses up one of its attempts.
+void Bootloader::finish_attempt_record() {
+  if (attempt_record_ == AttemptRecord::kWaiting) {
+    if (!download_.flash_quiet() || journal_.busy()) return;
+    if (download_.busy() || !download_.valid_program() || !journal_.append_attempt()) {
+      attempt_record_ = AttemptRecord::kNone;  // a download or clear took over: no start
+      return;
+    }
+    attempt_record_ = AttemptRecord::kWriting;
+    return;
+  }
+  if (attempt_record_ != AttemptRecord::kWriting || journal_.busy()) return;
+  attempt_record_ = AttemptRecord::kNone;
+  if (journal_.failed()) {
+    // Starting an image whose attempt could not be counted could repeat forever: stay here.
+    download_.report_boot_failure(canopen::FlashStatus::kWriteError,
+                                  canopen::FlashDetail::kJournalFailed);
+    info_.boot_reason = canopen::BootReason::kNotConfirmed;
+    if (!node_started_) {
+      node_.start(last_poll_);
+      node_started_ = true;
+    }
+    return;
+  }
+  pending_ = PendingAction::kStartApplication;
 }
 
 void Bootloader::on_frame(const CanFrame& frame, Micros now) {
@@ -105,14 +147,16 @@ void Bootloader::on_frame(const CanFrame& frame, Micros now) {
 
 void Bootloader::poll(Micros now) {
   last_poll_ = now;
-  if (!node_started_) return;
   // Flash first: room it makes in the ring is seen by the SDO server in the same call.
   download_.poll();
+  finish_attempt_record();
+  if (!node_started_) return;
   node_.poll(now);
   update_pending(now);
 }
 
 Micros Bootloader::next_deadline() const {
+  if (attempt_record_ != AttemptRecord::kNone) return last_poll_ + kFlashPollInterval;
   if (!node_started_) return ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;

@@ -15,8 +15,10 @@ constexpr std::uint32_t kLengthAt = 0x0C;
 constexpr std::uint32_t kCrcAt = 0x10;
 constexpr std::uint32_t kVersionAt = 0x14;
 constexpr std::uint32_t kShaAt = 0x18;
+constexpr std::uint32_t kAttemptsAt = 0x38;
 constexpr std::uint32_t kRecordCrcAt = 0x3C;
-static_assert(kShaAt + Sha256Engine::kDigestSize + 4 == kRecordCrcAt);
+static_assert(kShaAt + Sha256Engine::kDigestSize == kAttemptsAt);
+static_assert(kAttemptsAt + 4 == kRecordCrcAt);
 static_assert(kRecordCrcAt + 4 == kRecordSize);
 
 bool all_erased(const std::uint8_t* bytes, std::uint32_t length) {
@@ -40,6 +42,7 @@ void encode_record(const Record& record, std::uint8_t out[kRecordSize]) {
   for (std::uint32_t i = 0; i < Sha256Engine::kDigestSize; ++i) {
     out[kShaAt + i] = record.payload_sha256[i];
   }
+  store_le32(out + kAttemptsAt, record.attempts);
   store_le32(out + kRecordCrcAt, crc32(0, out, kRecordCrcAt));
 }
 
@@ -49,8 +52,8 @@ bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out) {
   }
   if (crc32(0, bytes, kRecordCrcAt) != load_le32(bytes + kRecordCrcAt)) return false;
   const std::uint8_t type = bytes[kTypeAt];
-  if (type != static_cast<std::uint8_t>(RecordType::kCommit) &&
-      type != static_cast<std::uint8_t>(RecordType::kRevoke)) {
+  if (type < static_cast<std::uint8_t>(RecordType::kCommit) ||
+      type > static_cast<std::uint8_t>(RecordType::kConfirm)) {
     return false;
   }
   out.type = static_cast<RecordType>(type);
@@ -61,15 +64,16 @@ bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out) {
   for (std::uint32_t i = 0; i < Sha256Engine::kDigestSize; ++i) {
     out.payload_sha256[i] = bytes[kShaAt + i];
   }
+  out.attempts = load_le32(bytes + kAttemptsAt);
   return true;
 }
 
-namespace {
-
 InstalledImage state_after(const Record& record) {
   InstalledImage image;
-  if (record.type != RecordType::kCommit) return image;
+  if (record.type == RecordType::kRevoke) return image;
   image.valid = true;
+  image.confirmed = record.type == RecordType::kConfirm;
+  image.attempts = record.type == RecordType::kAttempt ? record.attempts : 0;
   image.payload_length = record.payload_length;
   image.payload_crc32 = record.payload_crc32;
   image.image_version = record.image_version;
@@ -79,7 +83,20 @@ InstalledImage state_after(const Record& record) {
   return image;
 }
 
-}  // namespace
+Record record_for(const InstalledImage& image, RecordType type, std::uint32_t sequence) {
+  Record record;
+  record.type = type;
+  record.sequence = sequence;
+  if (type == RecordType::kRevoke) return record;
+  record.payload_length = image.payload_length;
+  record.payload_crc32 = image.payload_crc32;
+  record.image_version = image.image_version;
+  for (std::uint32_t i = 0; i < Sha256Engine::kDigestSize; ++i) {
+    record.payload_sha256[i] = image.payload_sha256[i];
+  }
+  if (type == RecordType::kAttempt) record.attempts = image.attempts + 1;
+  return record;
+}
 
 void InstallJournal::load() {
   installed_ = {};
@@ -119,24 +136,27 @@ void InstallJournal::load() {
 }
 
 bool InstallJournal::append_commit(const InstalledImage& image) {
-  Record record;
-  record.type = RecordType::kCommit;
-  record.payload_length = image.payload_length;
-  record.payload_crc32 = image.payload_crc32;
-  record.image_version = image.image_version;
-  for (std::uint32_t i = 0; i < Sha256Engine::kDigestSize; ++i) {
-    record.payload_sha256[i] = image.payload_sha256[i];
-  }
-  return append(record);
+  return append(record_for(image, RecordType::kCommit, 0));
 }
 
 bool InstallJournal::append_revoke() {
   return append(Record{});
 }
 
-bool InstallJournal::append(const Record& record) {
+bool InstallJournal::append_attempt() {
+  if (!installed_.valid || installed_.confirmed) return false;
+  return append(record_for(installed_, RecordType::kAttempt, 0), true);
+}
+
+bool InstallJournal::append_confirm() {
+  if (!installed_.valid || installed_.confirmed) return false;
+  return append(record_for(installed_, RecordType::kConfirm, 0));
+}
+
+bool InstallJournal::append(const Record& record, bool reserve_next_slot) {
   if (busy() || in_flight_) return false;
   pending_ = record;
+  reserve_next_slot_ = reserve_next_slot;
   pending_.sequence = last_sequence_ + 1;
   target_sector_ = active_sector_;
   target_slot_ = next_slot_;
@@ -151,7 +171,9 @@ bool InstallJournal::slot_blank(std::uint32_t sector, std::uint32_t slot) {
 }
 
 void InstallJournal::prepare() {
-  if (target_slot_ >= kSlotsPerSector) {
+  // A reserved record needs an erased page after it in the same sector.
+  const std::uint32_t slots_needed = reserve_next_slot_ ? 2 : 1;
+  if (target_slot_ + slots_needed > kSlotsPerSector) {
     // Switching twice in one append would erase the sector holding the current state.
     if (switched_) {
       step_ = Step::kFailed;
@@ -173,6 +195,10 @@ void InstallJournal::prepare() {
   }
   if (!slot_blank(target_sector_, target_slot_)) {
     ++target_slot_;  // used or torn: never written again
+    return;
+  }
+  if (reserve_next_slot_ && !slot_blank(target_sector_, target_slot_ + 1)) {
+    target_slot_ += 2;  // the page after is used: neither of the two can hold this record
     return;
   }
   for (std::uint32_t i = 0; i < kSlotSize; ++i) page_[i] = 0xFF;

@@ -16,8 +16,12 @@ constexpr std::size_t kNodeIdAt = 0x06;
 constexpr std::size_t kBitrateAt = 0x08;
 constexpr std::size_t kWindowAt = 0x0C;
 constexpr std::size_t kSerialAt = 0x10;
+constexpr std::size_t kAttemptsAt = 0x14;
 constexpr std::size_t kCrcAt = kProvisioningRecordSize - 4;
-static_assert(kSerialAt + 4 <= kCrcAt);
+static_assert(kAttemptsAt + 1 <= kCrcAt);
+// Boot attempts as stored: 0 (the reserved value of older records) = the default, 0xFF = off.
+constexpr std::uint8_t kStoredAttemptsDefault = 0;
+constexpr std::uint8_t kStoredAttemptsOff = 0xFF;
 static_assert(kProvisioningRecordSize <= memory_map::kPageSize, "one page program writes it");
 
 constexpr std::uint32_t kCia301Bitrates[] = {10'000,  20'000,  50'000,  125'000,
@@ -47,6 +51,8 @@ bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out,
   store_le32(out + kBitrateAt, provisioning.bitrate);
   store_le32(out + kWindowAt, provisioning.boot_window_ms);
   store_le32(out + kSerialAt, provisioning.serial);
+  out[kAttemptsAt] =
+      provisioning.boot_attempts == kTrialBootOff ? kStoredAttemptsOff : provisioning.boot_attempts;
   store_le32(out + kCrcAt, crc32(0, out, kCrcAt));
   return true;
 }
@@ -65,6 +71,10 @@ Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length, b
   provisioning.bitrate = load_le32(data + kBitrateAt);
   provisioning.boot_window_ms = load_le32(data + kWindowAt);
   provisioning.serial = load_le32(data + kSerialAt);
+  const std::uint8_t attempts = data[kAttemptsAt];
+  provisioning.boot_attempts = attempts == kStoredAttemptsDefault ? defaults.boot_attempts
+                               : attempts == kStoredAttemptsOff   ? kTrialBootOff
+                                                                  : attempts;
   if (!fields_valid(provisioning)) return defaults;
   if (valid != nullptr) *valid = true;
   return provisioning;

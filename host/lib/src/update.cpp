@@ -49,6 +49,9 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashDetail::kProductMismatch: d = "vendor-ID/product code differ from the node's 0x1018"; break;
     case FlashDetail::kAborted: d = "the transfer was aborted part-way"; break;
     case FlashDetail::kUnsupportedFlags: d = "container uses flags this bootloader does not know"; break;
+    case FlashDetail::kNotConfirmed:
+      d = "the application was started its allowed number of times and never confirmed that it runs";
+      break;
     default:
       if (detail == 17) d = "the image's initial stack pointer or reset handler cannot start";
       break;
@@ -65,6 +68,7 @@ const char* describe_boot_reason(std::uint8_t reason) {
     case canopen::BootReason::kEntryRequest: return "the application asked for the bootloader";
     case canopen::BootReason::kApplicationDamaged: return "the application image is damaged";
     case canopen::BootReason::kHeldByMaster: return "held by a master";
+    case canopen::BootReason::kNotConfirmed: return "the application did not confirm";
   }
   return "unknown";
 }

@@ -13,6 +13,8 @@ struct BootDecision {
   // A valid application may start (after the boot window; the owner decides when).
   bool application_valid = false;
   bool start_application = false;
+  // Starting it is a trial: record the attempt first and arm the watchdog.
+  bool trial = false;
   canopen::BootReason reason = canopen::BootReason::kNoValidApplication;
 };
 
@@ -26,8 +28,9 @@ bool vector_table_sane(std::uint32_t initial_sp, std::uint32_t reset_handler,
 // must be idle. Reads the payload once.
 bool application_intact(FlashPort& flash, const journal::InstalledImage& image);
 
-// Valid commit + intact image + no entry request -> start; otherwise the reason to stay.
+// Valid commit + intact image + no entry request + (confirmed, or fewer than `boot_attempts`
+// unconfirmed starts) -> start; otherwise the reason to stay. `boot_attempts` 0: no trial boot.
 BootDecision decide_boot(FlashPort& flash, const journal::InstalledImage& image,
-                         bool entry_requested);
+                         bool entry_requested, std::uint8_t boot_attempts);
 
 }  // namespace rtcanboot

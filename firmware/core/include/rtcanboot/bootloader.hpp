@@ -75,6 +75,9 @@ class Bootloader {
   canopen::BootReason boot_reason() const { return info_.boot_reason; }
   const BootDecision& decision() const { return decision_; }
   const journal::InstalledImage& installed() const { return journal_.installed(); }
+  // The pending start is a trial boot: the attempt is recorded; the owner arms the watchdog
+  // before it jumps, and the application confirms with the application kit.
+  bool trial_start() const { return trial_enabled() && !journal_.installed().confirmed; }
   const CanopenNode& node() const { return node_; }
   const ProgramDownload& download() const { return download_; }
   const FlashWriter& writer() const { return writer_; }
@@ -84,6 +87,10 @@ class Bootloader {
  private:
   static NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
   void update_pending(Micros now);
+  // Starts the application, recording the attempt first when the image is unconfirmed.
+  void begin_start();
+  void finish_attempt_record();
+  bool trial_enabled() const { return settings_.provisioning.boot_attempts != kTrialBootOff; }
 
   BootloaderSettings settings_;
   GuardedFlash guard_;
@@ -96,6 +103,8 @@ class Bootloader {
 
   BootDecision decision_;
   bool node_started_ = false;
+  enum class AttemptRecord : std::uint8_t { kNone, kWaiting, kWriting };
+  AttemptRecord attempt_record_ = AttemptRecord::kNone;
   bool window_open_ = false;
   Micros window_end_ = 0;
   Micros last_poll_ = 0;

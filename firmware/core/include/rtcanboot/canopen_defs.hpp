@@ -92,6 +92,9 @@ enum class FlashDetail : std::uint16_t {
   kAborted = 15,  // the SDO transfer was aborted part-way
   kUnsupportedFlags = 16,
   kBadVectorTable = 17,  // initial SP / reset handler of the payload cannot start
+  // The installed image was started the provisioned number of times without confirming that
+  // it runs (trial boot); the bootloader no longer starts it by itself.
+  kNotConfirmed = 32,
 };
 
 constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,
@@ -134,6 +137,7 @@ enum class BootReason : std::uint8_t {
   kEntryRequest = 2,        // the application asked for the bootloader
   kApplicationDamaged = 3,  // commit record present but the image fails its check
   kHeldByMaster = 4,        // a master addressed the node inside the boot window
+  kNotConfirmed = 5,        // the image never confirmed it runs within its boot attempts
 };
 
 // CiA 301 device type: no device profile.

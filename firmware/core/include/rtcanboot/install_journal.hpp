@@ -8,6 +8,10 @@
 //   is skipped and its page stays used. The record with the highest sequence number decides.
 // - When the active sector is full, the other sector is erased (if not blank) and used next; the
 //   current state lives in the active sector, so that erase never loses it.
+// - Trial boot: a COMMIT installs an unconfirmed image. Each start of an unconfirmed image is
+//   recorded first (ATTEMPT n); the application's confirm() writes CONFIRM. Every record carries
+//   the whole state (image fields, attempts), so the newest record alone decides even after the
+//   older sector was erased.
 #pragma once
 
 #include <cstddef>
@@ -30,7 +34,12 @@ static_assert(kSectors == 2, "the journal alternates between two sectors");
 static_assert(memory_map::kJournalOffset + kSectors * memory_map::kSectorSize <=
               memory_map::kFlashSize);
 
-enum class RecordType : std::uint8_t { kCommit = 0x01, kRevoke = 0x02 };
+enum class RecordType : std::uint8_t {
+  kCommit = 0x01,   // a verified image, not confirmed yet (0 attempts)
+  kRevoke = 0x02,   // no valid image
+  kAttempt = 0x03,  // the unconfirmed image is being started for the n-th time
+  kConfirm = 0x04,  // the image confirmed that it runs (written by the application kit)
+};
 
 struct Record {
   RecordType type = RecordType::kRevoke;
@@ -39,6 +48,7 @@ struct Record {
   std::uint32_t payload_crc32 = 0;
   std::uint32_t image_version = 0;
   std::uint8_t payload_sha256[Sha256Engine::kDigestSize] = {};
+  std::uint32_t attempts = 0;  // ATTEMPT: how many starts so far (1, 2, ...); else 0
 };
 
 // Writes the kRecordSize bytes of `record` (with its CRC) to `out`.
@@ -53,7 +63,14 @@ struct InstalledImage {
   std::uint32_t payload_crc32 = 0;
   std::uint32_t image_version = 0;
   std::uint8_t payload_sha256[Sha256Engine::kDigestSize] = {};
+  bool confirmed = false;      // the application confirmed it runs (CONFIRM record)
+  std::uint32_t attempts = 0;  // unconfirmed starts recorded since the COMMIT
 };
+
+// The state a record leaves behind (REVOKE: no valid image).
+InstalledImage state_after(const Record& record);
+// The record that moves `image` to `type` with sequence `sequence` (ATTEMPT: attempts + 1).
+Record record_for(const InstalledImage& image, RecordType type, std::uint32_t sequence);
 
 class InstallJournal {
  public:
@@ -67,6 +84,12 @@ class InstallJournal {
   // Starts appending a record; progress in poll(). False while an append is running.
   bool append_commit(const InstalledImage& image);
   bool append_revoke();
+  // Records one more start of the installed, unconfirmed image. The record is placed so that
+  // the page after it is erased and in the same sector: the application's CONFIRM then needs
+  // one page program only, never an erase.
+  bool append_attempt();
+  // The application confirms the installed image (application kit, one page program).
+  bool append_confirm();
 
   void poll();
   bool busy() const { return step_ != Step::kIdle && step_ != Step::kFailed; }
@@ -80,7 +103,7 @@ class InstallJournal {
  private:
   enum class Step : std::uint8_t { kIdle, kPrepare, kErasing, kProgramming, kFailed };
 
-  bool append(const Record& record);
+  bool append(const Record& record, bool reserve_next_slot = false);
   static std::uint32_t slot_offset(std::uint32_t sector, std::uint32_t slot) {
     return memory_map::kJournalOffset + sector * memory_map::kSectorSize + slot * kSlotSize;
   }
@@ -101,6 +124,7 @@ class InstallJournal {
   std::uint32_t target_sector_ = 0;
   std::uint32_t target_slot_ = 0;
   bool switched_ = false;
+  bool reserve_next_slot_ = false;
   std::uint8_t page_[kSlotSize] = {};
 };
 

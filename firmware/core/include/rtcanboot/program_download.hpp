@@ -54,6 +54,12 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   void report_boot_state() {
     if (!valid_program()) set_status(canopen::FlashStatus::kNoValidProgram, canopen::FlashDetail::kNone);
   }
+  // Why the bootloader does not start the installed image by itself (trial boot used up: code
+  // 1, detail kNotConfirmed; attempt record failed: code 5, kJournalFailed), shown in 0x1F57
+  // until a clear or a download sets its own status. A master may still start it explicitly.
+  void report_boot_failure(canopen::FlashStatus status, canopen::FlashDetail detail) {
+    set_status(status, detail);
+  }
   // A committed, undamaged application that no clear is removing.
   bool valid_program() const {
     return journal_.installed().valid && !damaged_ && phase_ != Phase::kClearing &&

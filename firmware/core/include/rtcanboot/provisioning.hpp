@@ -16,7 +16,12 @@ struct Provisioning {
   std::uint32_t bitrate = 125'000;   // bit/s, one of the CiA 301 rates
   std::uint32_t boot_window_ms = 0;  // how long a valid application waits for a master
   std::uint32_t serial = 0;          // 0x1018:4 (0: keep the build's serial)
+  // Starts of a new, unconfirmed image before the bootloader gives up on it (trial boot);
+  // kTrialBootOff starts every committed image without asking for a confirmation.
+  std::uint8_t boot_attempts = 3;
 };
+
+inline constexpr std::uint8_t kTrialBootOff = 0;
 
 inline constexpr std::uint32_t kProvisioningMagic = 0x5043'5452;  // "RTCP"
 inline constexpr std::uint16_t kProvisioningFormat = 1;
