@@ -3,7 +3,11 @@
 // software version, 0x1F56 software ID, 0x5F00 info) and returns to the bootloader when a master
 // writes 0 (stop program) to 0x1F51:1 - the first step of every CiA 302-2 program download. All
 // CANopen behaviour is the core's CanopenNode in application mode; only the program control below
-// is specific to an application.
+// is specific to an application. Once its node is up it confirms that it runs (trial boot).
+//
+// Test builds make it misbehave on purpose (RTCANBOOT_EXAMPLE_MISBEHAVE, tests/e2e): 1 hangs
+// before it confirms, 2 faults before it confirms, 3 never confirms, 4 confirms and then faults
+// a second later (a confirmed image that goes bad).
 #include <cstdint>
 
 #include "rtcanboot/app_kit.hpp"
@@ -25,6 +29,20 @@ using namespace rtcanboot::imxrt1064;
 // Used when the application was started without the bootloader (e.g. from a debugger).
 constexpr std::uint8_t kDefaultNodeId = 1;
 constexpr std::uint32_t kDefaultBitrate = 125'000;
+#ifndef RTCANBOOT_EXAMPLE_MISBEHAVE
+#define RTCANBOOT_EXAMPLE_MISBEHAVE 0
+#endif
+constexpr int kMisbehave = RTCANBOOT_EXAMPLE_MISBEHAVE;
+static_assert(kMisbehave >= 0 && kMisbehave <= 4, "see the comment at the top");
+constexpr Micros kLateFaultAfter = 1'000'000;
+
+[[noreturn]] void fault_now() {
+  console_write("example application: executing an undefined instruction\n");
+  console_flush();
+  __asm__ volatile("udf #0");
+  __builtin_unreachable();
+}
+
 // The stop command's SDO response must leave before the reset; give up waiting after this.
 constexpr Micros kDrainTimeout = 200'000;
 
@@ -121,6 +139,27 @@ int main() {
   enable_irq();
   node.start(g_clock.now());
 
+  if (kMisbehave == 1) {
+    console_write("example application: hanging\n");
+    console_flush();
+    disable_irq();
+    for (;;) __asm__ volatile("nop");
+  }
+  if (kMisbehave == 2) fault_now();
+  // The node is up: tell the bootloader this image works.
+  const app_kit::ConfirmResult confirmed =
+      kMisbehave == 3 ? app_kit::ConfirmResult::kFlashError : app_kit::confirm();
+  if (kMisbehave != 3) {
+    console_write("example application: ");
+    console_write(app_kit::describe(confirmed));
+    console_write("\n");
+  }
+  info.trial_state = confirmed == app_kit::ConfirmResult::kConfirmed ||
+                             confirmed == app_kit::ConfirmResult::kAlreadyConfirmed
+                         ? canopen::TrialState::kConfirmed
+                         : canopen::TrialState::kOnTrial;
+  const Micros started = g_clock.now();
+
   bool waiting_to_leave = false;
   Micros leaving_since = 0;
   for (;;) {
@@ -132,6 +171,7 @@ int main() {
     }
     node.poll(now);
     can.poll();
+    if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_now();
 
     const bool leaving =
         program.enter_bootloader() || program.reset() || node.reset_node_requested();

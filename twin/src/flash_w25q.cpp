@@ -119,6 +119,15 @@ bool W25Q32::command(std::uint8_t opcode, std::uint32_t address, std::span<const
     std::fill(rx.begin(), rx.end(), std::uint8_t{0xFF});
     return false;
   }
+  // A cut that was due before this command (its event not run yet because a blocking ROM call
+  // holds the core) happens first: the device never sees the command.
+  if (cut_event_ != 0 && cut_time_ <= clock_.now()) {
+    clock_.cancel(cut_event_);
+    cut_event_ = 0;
+    cut_power_now();
+    std::fill(rx.begin(), rx.end(), std::uint8_t{0xFF});
+    return false;
+  }
   address &= kSize - 1;
   const bool is_status_read = opcode == 0x05 || opcode == 0x35 || opcode == 0x15;
   if (busy() && !is_status_read) {

@@ -8,6 +8,9 @@
 
 extern "C" {
 extern std::uint32_t __stack_top[];
+extern std::uint32_t __ramfunc_load[];
+extern std::uint32_t __ramfunc_start[];
+extern std::uint32_t __ramfunc_end[];
 extern std::uint32_t __data_load[];
 extern std::uint32_t __data_start[];
 extern std::uint32_t __data_end[];
@@ -33,6 +36,8 @@ extern "C" void rtcanboot_app_reset() {
   dsb();
   isb();
   // Word copies through volatile pointers so the compiler cannot call memcpy before .data exists.
+  volatile std::uint32_t* code = __ramfunc_load;
+  for (volatile std::uint32_t* target = __ramfunc_start; target < __ramfunc_end;) *target++ = *code++;
   volatile std::uint32_t* source = __data_load;
   for (volatile std::uint32_t* target = __data_start; target < __data_end;) *target++ = *source++;
   for (volatile std::uint32_t* target = __bss_start; target < __bss_end;) *target++ = 0;

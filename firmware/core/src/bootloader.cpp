@@ -68,7 +68,7 @@ void Bootloader::start(Micros now) {
                                   canopen::FlashDetail::kNotConfirmed);
   }
   info_.boot_reason = decision_.reason;
-  info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
+  update_info();
   if (decision_.start_application) {
     if (settings_.provisioning.boot_window_ms == 0) {
       begin_start();  // straight through: nothing on the bus
@@ -91,7 +91,7 @@ void Bootloader::update_pending(Micros now) {
       begin_start();
     }
   }
-  info_.image_version = download_.valid_program() ? journal_.installed().image_version : 0;
+  update_info();
   if (pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) return;
   if (download_.take_start_request()) {
     begin_start();
@@ -100,6 +100,17 @@ void Bootloader::update_pending(Micros now) {
     // keeps the flash from being cut mid-page without need.
     pending_ = PendingAction::kReset;
   }
+}
+
+void Bootloader::update_info() {
+  const journal::InstalledImage& image = journal_.installed();
+  const bool valid = download_.valid_program();
+  info_.image_version = valid ? image.image_version : 0;
+  info_.boot_attempts = valid ? static_cast<std::uint8_t>(image.attempts > 255 ? 255 : image.attempts) : 0;
+  info_.trial_state = !valid             ? canopen::TrialState::kNoImage
+                      : !trial_enabled() ? canopen::TrialState::kOff
+                      : image.confirmed  ? canopen::TrialState::kConfirmed
+                                         : canopen::TrialState::kOnTrial;
 }
 
 void Bootloader::begin_start() {

@@ -20,4 +20,21 @@ bool boot_info(BootInfo& out);
 // request (e.g. the SDO response to 0x1F51:1 = 0) has left the CAN controller.
 [[noreturn]] void request_bootloader();
 
+enum class ConfirmResult : std::uint8_t {
+  kConfirmed,               // the CONFIRM record is on the flash; the trial watchdog is off
+  kAlreadyConfirmed,        // nothing to do (the trial watchdog is off too)
+  kNotStartedByBootloader,  // debugger or no bootloader: nothing written
+  kNotInstalled,            // the journal's image is not the one running: nothing written
+  kFlashError,              // the record could not be written: the next start is a trial again
+};
+
+// Tells the bootloader that this image runs (trial boot, docs/trial-boot.md). Call it once the
+// application is up: its CAN node started and its own checks passed. Until then the bootloader's
+// watchdog (RTWDOG, RTCANBOOT_TRIAL_WATCHDOG_MS) resets the chip, and an image that does not
+// confirm within its boot attempts is no longer started. Blocks for one page program (about
+// 1 ms, at most a few ms) with interrupts masked. Confirming turns RTWDOG off; an application
+// that wants a watchdog configures its own afterwards.
+ConfirmResult confirm();
+const char* describe(ConfirmResult result);
+
 }  // namespace rtcanboot::app_kit

@@ -89,6 +89,7 @@ class Bootloader {
   void update_pending(Micros now);
   // Starts the application, recording the attempt first when the image is unconfirmed.
   void begin_start();
+  void update_info();  // 0x5F00:6..8 from the journal
   void finish_attempt_record();
   bool trial_enabled() const { return settings_.provisioning.boot_attempts != kTrialBootOff; }
 

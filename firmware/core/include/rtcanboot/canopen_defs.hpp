@@ -124,6 +124,8 @@ inline constexpr std::uint16_t kFlashStatus = 0x1F57;
 //  sub 4 UNSIGNED32 application region size in bytes
 //  sub 5 UNSIGNED8  why the bootloader runs (BootReason)
 //  sub 6 UNSIGNED32 application image version from the commit record (0 when none)
+//  sub 7 UNSIGNED8  trial state of the installed image (TrialState)
+//  sub 8 UNSIGNED8  unconfirmed starts of the installed image so far
 inline constexpr std::uint16_t kRtcanbootInfo = 0x5F00;
 }  // namespace od
 
@@ -138,6 +140,14 @@ enum class BootReason : std::uint8_t {
   kApplicationDamaged = 3,  // commit record present but the image fails its check
   kHeldByMaster = 4,        // a master addressed the node inside the boot window
   kNotConfirmed = 5,        // the image never confirmed it runs within its boot attempts
+};
+
+// Trial boot of the installed image (0x5F00:7, docs/trial-boot.md).
+enum class TrialState : std::uint8_t {
+  kNoImage = 0,    // no valid image installed
+  kOnTrial = 1,    // installed, not confirmed yet: started under the watchdog
+  kConfirmed = 2,  // the application confirmed that it runs
+  kOff = 3,        // trial boot provisioned off: every committed image starts
 };
 
 // CiA 301 device type: no device profile.

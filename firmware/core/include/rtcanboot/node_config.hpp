@@ -24,6 +24,8 @@ struct RtcanbootInfo {
   std::uint32_t app_region_size = 0;
   canopen::BootReason boot_reason = canopen::BootReason::kNoValidApplication;
   std::uint32_t image_version = 0;
+  canopen::TrialState trial_state = canopen::TrialState::kNoImage;  // 0x5F00:7
+  std::uint8_t boot_attempts = 0;  // 0x5F00:8: unconfirmed starts of the installed image
 };
 
 struct NodeConfig {

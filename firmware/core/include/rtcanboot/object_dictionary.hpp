@@ -116,7 +116,7 @@ inline constexpr OdEntry kObjectDictionary[] = {
     {od::kFlashStatus, 1, ObjectCode::kArray, "Flash status identification", "Program number 1",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kRtcanbootInfo, 0, ObjectCode::kRecord, "rtcanboot information",
-     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 6, false},
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 8, false},
     {od::kRtcanbootInfo, 1, ObjectCode::kRecord, "rtcanboot information", "Running program",
      DataType::kUnsigned8, Access::kReadOnly, kRunningBootloader, true},
     {od::kRtcanbootInfo, 2, ObjectCode::kRecord, "rtcanboot information", "Bootloader version",
@@ -129,6 +129,10 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned8, Access::kReadOnly, 0, true},
     {od::kRtcanbootInfo, 6, ObjectCode::kRecord, "rtcanboot information", "Application image version",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kRtcanbootInfo, 7, ObjectCode::kRecord, "rtcanboot information", "Trial state",
+     DataType::kUnsigned8, Access::kReadOnly, 0, true},
+    {od::kRtcanbootInfo, 8, ObjectCode::kRecord, "rtcanboot information", "Unconfirmed boot attempts",
+     DataType::kUnsigned8, Access::kReadOnly, 0, true},
     // clang-format on
 };
 

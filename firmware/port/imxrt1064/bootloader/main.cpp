@@ -32,6 +32,10 @@ constexpr std::uint32_t kVersion =
 // A pending start/reset waits for the transmit queue at most this long (no bus, no ACK).
 constexpr Micros kDrainTimeout = 200'000;
 constexpr std::uint32_t kFallbackBitrate = 125'000;
+// A new image must confirm within this time after its start (docs/trial-boot.md).
+constexpr std::uint32_t kTrialWatchdogMs = RTCANBOOT_TRIAL_WATCHDOG_MS;
+static_assert(kTrialWatchdogMs >= 100 && kTrialWatchdogMs * 1000ULL / kRtwdogTickUs <= 0xFFFF,
+              "the trial watchdog runs from 0.1 s to 512 s");
 // Only when a watchdog could not be disabled (the shortest WDOG1/2 timeout is 0.5 s).
 constexpr Micros kWatchdogServicePeriod = 100'000;
 
@@ -66,7 +70,16 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
 // Quiesces everything the bootloader started and branches to the application's reset handler
 // with its stack, as close to the state after reset as the hand-over allows.
 [[noreturn]] void start_application(const Provisioning& provisioning,
-                                    const journal::InstalledImage& image) {
+                                    const journal::InstalledImage& image, bool trial) {
+  if (trial) {
+    console_write("rtcanboot: trial start ");
+    console_write_decimal(image.attempts);
+    console_write(" of ");
+    console_write_decimal(provisioning.boot_attempts);
+    console_write(", watchdog ");
+    console_write_decimal(kTrialWatchdogMs);
+    console_write(" ms\n");
+  }
   console_write("rtcanboot: starting application\n");
   console_flush();
   disable_irq();
@@ -75,6 +88,10 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
   handover::write({provisioning.node_id, provisioning.bitrate, kVersion, image.payload_crc32,
                    image.image_version});
   g_flash.prepare_for_execute();
+  // Last before the jump: whatever the image does from here on, a reset comes back to us.
+  if (trial && !arm_trial_watchdog(kTrialWatchdogMs)) {
+    console_write("rtcanboot: RTWDOG did not start: trial boot without watchdog\n");
+  }
   mpu_disable();
   stop_systick();
   nvic_disable_all();
@@ -162,7 +179,7 @@ bool g_watchdogs_off = true;
       }
       if (can.tx_idle() || now - action_since > kDrainTimeout) {
         if (action == PendingAction::kStartApplication)
-          start_application(provisioning, bootloader.installed());
+          start_application(provisioning, bootloader.installed(), bootloader.trial_start());
         console_write("rtcanboot: reset\n");
         console_flush();
         system_reset();

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "rom_api.hpp"
+#include "rtcanboot/imxrt1064/rom_api.hpp"
 #include "rtcanboot/flash_port.hpp"
 #include "rtcanboot/imxrt1064/timebase.hpp"
 

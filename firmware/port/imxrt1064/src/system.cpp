@@ -4,15 +4,11 @@
 
 namespace rtcanboot::imxrt1064 {
 
-bool disable_watchdogs() {
-  for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
-    reg16(base + wdog::kWmcr) = 0;  // clear PDE (power-down counter)
-    const std::uint16_t wcr = reg16(base + wdog::kWcr);
-    if ((wcr & wdog::kWcrWde) != 0)
-      reg16(base + wdog::kWcr) = static_cast<std::uint16_t>(wcr & ~wdog::kWcrWde);
-  }
-  // RTWDOG: unlock (32-bit key or two 16-bit halves, depending on CMD32EN), wait for ULK, then
-  // write the maximum timeout and clear EN while keeping it reconfigurable (UPDATE).
+namespace {
+
+// RTWDOG unlock: the 32-bit key, or two 16-bit halves when CMD32EN is clear; then wait for ULK
+// (new settings must follow within 255 bus clocks).
+RTCANBOOT_RAMFUNC bool rtwdog_unlock() {
   const std::uint32_t cs = reg32(wdog::kRtCs);
   if ((cs & wdog::kRtCsCmd32En) != 0) {
     reg32(wdog::kRtCnt) = wdog::kRtUnlockKey;
@@ -20,9 +16,46 @@ bool disable_watchdogs() {
     reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtUnlockKey & 0xFFFF);
     reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtUnlockKey >> 16);
   }
-  for (std::uint32_t tries = 0; tries < 10000 && (reg32(wdog::kRtCs) & wdog::kRtCsUlk) == 0;
-       ++tries) {
+  for (std::uint32_t tries = 0; tries < 10000; ++tries) {
+    if ((reg32(wdog::kRtCs) & wdog::kRtCsUlk) != 0) return true;
   }
+  return false;
+}
+
+}  // namespace
+
+bool arm_trial_watchdog(std::uint32_t timeout_ms) {
+  std::uint32_t ticks = timeout_ms * 1000 / kRtwdogTickUs;
+  if (ticks == 0) ticks = 1;
+  if (ticks > 0xFFFF) ticks = 0xFFFF;
+  reg32(src::kScr) = (reg32(src::kScr) & ~src::kScrMaskWdog3Field) | src::kScrWdog3ResetOn;
+  if (!rtwdog_unlock()) return false;
+  reg32(wdog::kRtWin) = 0;
+  reg32(wdog::kRtToval) = ticks;
+  reg32(wdog::kRtCs) = wdog::kRtCsEn | wdog::kRtCsUpdate | wdog::kRtCsClkLpo | wdog::kRtCsPres |
+                       wdog::kRtCsCmd32En;
+  for (std::uint32_t tries = 0; tries < 10000; ++tries) {
+    if ((reg32(wdog::kRtCs) & wdog::kRtCsRcs) != 0) break;
+  }
+  return (reg32(wdog::kRtCs) & wdog::kRtCsEn) != 0;
+}
+
+void disarm_trial_watchdog() {
+  if ((reg32(wdog::kRtCs) & wdog::kRtCsEn) == 0) return;
+  if (!rtwdog_unlock()) return;
+  reg32(wdog::kRtToval) = 0xFFFF;
+  reg32(wdog::kRtCs) = (reg32(wdog::kRtCs) & ~wdog::kRtCsEn) | wdog::kRtCsUpdate;
+}
+
+bool disable_watchdogs() {
+  for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
+    reg16(base + wdog::kWmcr) = 0;  // clear PDE (power-down counter)
+    const std::uint16_t wcr = reg16(base + wdog::kWcr);
+    if ((wcr & wdog::kWcrWde) != 0)
+      reg16(base + wdog::kWcr) = static_cast<std::uint16_t>(wcr & ~wdog::kWcrWde);
+  }
+  // RTWDOG: the maximum timeout and EN clear, kept reconfigurable (UPDATE).
+  rtwdog_unlock();
   reg32(wdog::kRtToval) = 0xFFFF;
   reg32(wdog::kRtCs) = (reg32(wdog::kRtCs) & ~wdog::kRtCsEn) | wdog::kRtCsUpdate;
   bool all_off = (reg32(wdog::kRtCs) & wdog::kRtCsEn) == 0;

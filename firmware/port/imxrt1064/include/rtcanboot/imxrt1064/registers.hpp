@@ -143,7 +143,12 @@ inline constexpr Pin kLpuart1RxAdB013{0x401F'80F0, 2, 0, 0, 0x401F'82E0};
 // --- SRC (§6.2) -----------------------------------------------------------------------------
 namespace src {
 inline constexpr Address kBase = 0x400F'8000;
+inline constexpr Address kScr = kBase + 0x00;
 inline constexpr Address kSrsr = kBase + 0x08;
+// SCR bits 31:28 MASK_WDOG3_RST: 0xA lets an RTWDOG time-out reset the chip, 0x5 masks it.
+inline constexpr std::uint32_t kScrMaskWdog3Shift = 28;
+inline constexpr std::uint32_t kScrMaskWdog3Field = 0xFU << kScrMaskWdog3Shift;
+inline constexpr std::uint32_t kScrWdog3ResetOn = 0xAU << kScrMaskWdog3Shift;
 constexpr Address gpr(std::uint32_t n) {
   return kBase + 0x20 + 4 * (n - 1);
 }
@@ -168,7 +173,11 @@ inline constexpr Address kRtwdog = 0x400B'C000;
 inline constexpr Address kRtCs = kRtwdog + 0x0;
 inline constexpr Address kRtCnt = kRtwdog + 0x4;
 inline constexpr Address kRtToval = kRtwdog + 0x8;
+inline constexpr Address kRtWin = kRtwdog + 0xC;
 inline constexpr std::uint32_t kRtCsUpdate = 1U << 5;
+inline constexpr std::uint32_t kRtCsClkLpo = 1U << 8;  // CLK = 1: LPO clock (32 kHz)
+inline constexpr std::uint32_t kRtCsRcs = 1U << 10;
+inline constexpr std::uint32_t kRtCsPres = 1U << 12;  // divide by 256
 inline constexpr std::uint32_t kRtCsEn = 1U << 7;
 inline constexpr std::uint32_t kRtCsUlk = 1U << 11;
 inline constexpr std::uint32_t kRtCsCmd32En = 1U << 13;

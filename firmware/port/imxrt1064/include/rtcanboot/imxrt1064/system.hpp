@@ -5,6 +5,10 @@
 
 #include "rtcanboot/imxrt1064/registers.hpp"
 
+// Code that must not execute from the QSPI flash while the flash or a timed unlock sequence is
+// busy: the application links .ramfunc into ITCM; the bootloader runs from RAM anyway.
+#define RTCANBOOT_RAMFUNC [[gnu::section(".ramfunc"), gnu::noinline, gnu::long_call]]
+
 namespace rtcanboot::imxrt1064 {
 
 // Disables WDOG1, WDOG2 and RTWDOG, which the boot ROM may have left running (fuse-enabled
@@ -15,6 +19,14 @@ namespace rtcanboot::imxrt1064 {
 // unlock): then service_watchdogs() must run at least every 100 ms.
 bool disable_watchdogs();
 void service_watchdogs();
+
+// The trial-boot watchdog (docs/trial-boot.md): RTWDOG on the 32 kHz LPO clock divided by 256
+// (7.8125 ms a tick), reconfigurable (UPDATE) so that an application may take it over or turn
+// it off, with its reset unmasked in SRC_SCR. False when it did not start.
+inline constexpr std::uint32_t kRtwdogTickUs = 7'813;
+RTCANBOOT_RAMFUNC bool arm_trial_watchdog(std::uint32_t timeout_ms);
+// Turns RTWDOG off again (the application kit, once the application confirmed).
+RTCANBOOT_RAMFUNC void disarm_trial_watchdog();
 
 void clock_gate_on(ccm::Gate gate);
 void clock_gate_off(ccm::Gate gate);
