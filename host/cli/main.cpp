@@ -179,6 +179,7 @@ struct FlashArgs {
   bool segmented = false;
   int flash_timeout_s = 120;
   int boot_timeout_s = 10;
+  int confirm_timeout_s = 30;
 };
 
 int cmd_flash(const Globals& g, const FlashArgs& a) {
@@ -194,6 +195,7 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   o.allow_block = !a.segmented;
   o.flash_timeout = static_cast<Micros>(a.flash_timeout_s) * 1'000'000;
   o.boot_timeout = static_cast<Micros>(a.boot_timeout_s) * 1'000'000;
+  o.confirm_timeout = static_cast<Micros>(a.confirm_timeout_s) * 1'000'000;
   Bus bus = open_bus(g);
   SteadyClock wall;
   ProgressDisplay progress(
@@ -248,6 +250,10 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
       s += fmt::format(", \"boot_reason\": {}, \"boot_reason_text\": \"{}\"", *i.boot_reason, describe_boot_reason(*i.boot_reason));
     }
     num("image_version", i.image_version);
+    if (i.trial_state) {
+      s += fmt::format(", \"trial_state\": {}, \"trial_state_text\": \"{}\"", *i.trial_state, describe_trial_state(*i.trial_state));
+    }
+    num("boot_attempts", i.boot_attempts);
     if (i.program_state) {
       s += fmt::format(", \"program_state\": {}, \"program_state_text\": \"{}\"", *i.program_state, describe_program_state(*i.program_state));
     }
@@ -276,6 +282,11 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
     if (!app && i.boot_reason) row("boot reason", describe_boot_reason(*i.boot_reason));
     if (i.app_start && i.app_size) row("application region", fmt::format("0x{:08X}, {} KiB", *i.app_start, *i.app_size / 1024));
     if (i.image_version) row("image version", fmt::format("{} (0x{:08X})", *i.image_version, *i.image_version));
+    if (i.trial_state) {
+      row("trial boot", *i.trial_state == static_cast<std::uint8_t>(canopen::TrialState::kOnTrial) && i.boot_attempts
+                            ? fmt::format("{}, {} unconfirmed start(s)", describe_trial_state(*i.trial_state), *i.boot_attempts)
+                            : std::string(describe_trial_state(*i.trial_state)));
+    }
   } else {
     row("running", "unknown (no 0x5F00: not an rtcanboot node)");
   }
@@ -411,6 +422,10 @@ int main(int argc, char** argv) {
   flash_cmd->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
   flash_cmd->add_option("--flash-timeout", fa.flash_timeout_s, "Seconds the node may stay busy erasing/programming")->capture_default_str()->check(CLI::Range(1, 3600));
   flash_cmd->add_option("--boot-timeout", fa.boot_timeout_s, "Seconds to wait for the application's boot-up")->capture_default_str()->check(CLI::Range(1, 600));
+  flash_cmd->add_option("--confirm-timeout", fa.confirm_timeout_s,
+                        "Seconds to wait for the new application to confirm that it runs (trial boot; 0: do not wait)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
 
   std::string info_node;
   bool info_json = false;

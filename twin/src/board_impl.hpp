@@ -251,6 +251,7 @@ struct Board::Impl {
     // Unicorn 2.0.1 executes WFI as a no-op in M-profile mode; QEMU ends a translated block at
     // WFI, so a block that ends in one stops the core at the next block start (after the WFI).
     if (ends_with_wfi(address, size)) deferred_stop = Stop::kWfi;
+    else if (dead_loop(address)) deferred_stop = Stop::kIdle;
     const std::uint64_t hw = size / 2;
     b.cycles_ += hw;
     b.executed_halfwords_ += hw;
@@ -286,6 +287,7 @@ struct Board::Impl {
     std::uint32_t size = 0;
     std::uint16_t first = 0, last = 0;
     bool wfi = false;
+    bool dead_loop = false;  // only NOPs and a branch back to its own start: observes nothing
   };
   std::unordered_map<std::uint32_t, WfiCacheEntry> wfi_cache;
   bool ends_with_wfi(std::uint32_t address, std::uint32_t size) {
@@ -298,14 +300,28 @@ struct Board::Impl {
     auto& entry = wfi_cache[address];
     if (entry.size == size && entry.first == first && entry.last == last) return entry.wfi;
     std::uint32_t at = 0, last_start = 0;
+    bool only_nops = true;
     while (at + 2 <= size) {
       last_start = at;
       const std::uint16_t hw = halfword(at);
       const bool wide = (hw >> 11) == 0x1D || (hw >> 11) == 0x1E || (hw >> 11) == 0x1F;
+      if (at + 2 < size && hw != 0xBF00) only_nops = false;
       at += wide ? 4 : 2;
     }
-    entry = {size, first, last, at == size && last_start == size - 2 && last == 0xBF30};
+    const bool whole = at == size && last_start == size - 2;
+    // B<c> T2 (unconditional, 16 bit): target = its address + 4 + SignExtend(imm11:0).
+    const bool branch = (last & 0xF800) == 0xE000;
+    const std::int32_t offset = static_cast<std::int32_t>(static_cast<std::uint32_t>(last & 0x7FF) << 21) >> 20;
+    const bool to_start =
+        branch && static_cast<std::uint32_t>(static_cast<std::int32_t>(address + size + 2) + offset) == address;
+    entry = {size, first, last, whole && last == 0xBF30, whole && only_nops && to_start};
     return entry.wfi;
+  }
+  // A loop that can observe nothing (no load, no store, no flag change: `b .`, `1: nop; b 1b`)
+  // only ends by an exception: the core skips ahead to the next event instead of spinning.
+  bool dead_loop(std::uint32_t address) const {
+    const auto it = wfi_cache.find(address);
+    return it != wfi_cache.end() && it->second.dead_loop;
   }
 
   // --- reset

@@ -52,6 +52,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::kRejected: return "image rejected";
     case ErrorKind::kAborted: return "transfer aborted";
     case ErrorKind::kWrongProduct: return "wrong product";
+    case ErrorKind::kNotConfirmed: return "application did not confirm";
     case ErrorKind::kInterrupted: return "interrupted";
   }
   return "error";

@@ -73,6 +73,16 @@ const char* describe_boot_reason(std::uint8_t reason) {
   return "unknown";
 }
 
+const char* describe_trial_state(std::uint8_t state) {
+  switch (static_cast<canopen::TrialState>(state)) {
+    case canopen::TrialState::kNoImage: return "no image";
+    case canopen::TrialState::kOnTrial: return "on trial (not confirmed yet)";
+    case canopen::TrialState::kConfirmed: return "confirmed";
+    case canopen::TrialState::kOff: return "off (every image starts unconfirmed)";
+  }
+  return "unknown";
+}
+
 const char* describe_program_state(std::uint8_t state) {
   switch (state) {
     case 0: return "stopped";
@@ -127,6 +137,8 @@ NodeInfo read_node_info(Master& m, std::uint8_t node) {
       info.app_size = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 4); });
       info.boot_reason = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 5); });
       info.image_version = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 6); });
+      info.trial_state = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 7); });
+      info.boot_attempts = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 8); });
     }
     info.program_state = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kProgramControl, 1); });
     info.software_id = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kSoftwareId, 1); });
@@ -401,6 +413,56 @@ class Flow {
     result.started = true;
     result.app_state = state;
     step(fmt::format("node {} is up ({})", o_.node, to_string(state)));
+    if (o_.confirm_timeout > 0) wait_confirmed(result);
+  }
+
+  // Trial boot (docs/trial-boot.md): the new image counts as installed once it confirmed. Until
+  // then the node may reset into the bootloader (watchdog) and start it again; once the
+  // bootloader gives up it reports boot reason 5.
+  void wait_confirmed(UpdateResult& result) {
+    const std::uint8_t node = o_.node;
+    const Micros deadline = m_.now() + o_.confirm_timeout;
+    bool announced = false;
+    while (m_.now() < deadline) {
+      std::optional<std::uint8_t> running, trial, reason, attempts;
+      try {
+        running = m_.upload_u8(node, od::kRtcanbootInfo, 1);
+        trial = m_.upload_u8(node, od::kRtcanbootInfo, 7);
+        if (*running == canopen::kRunningBootloader) {
+          reason = m_.upload_u8(node, od::kRtcanbootInfo, 5);
+          attempts = m_.upload_u8(node, od::kRtcanbootInfo, 8);
+        }
+      } catch (const SdoError& e) {
+        // An application without 0x5F00:7 predates trial boot: nothing to wait for.
+        if (!e.timed_out() && running && *running == canopen::kRunningApplication) {
+          result.confirmed = true;
+          return;
+        }
+        // Otherwise the node is resetting between attempts: ask again.
+      }
+      const auto confirmed = static_cast<std::uint8_t>(canopen::TrialState::kConfirmed);
+      const auto off = static_cast<std::uint8_t>(canopen::TrialState::kOff);
+      if (running == canopen::kRunningApplication && trial && (*trial == confirmed || *trial == off)) {
+        result.confirmed = true;
+        step(*trial == off ? "trial boot is off on this node" : "the application confirmed that it runs");
+        return;
+      }
+      if (running == canopen::kRunningBootloader && reason &&
+          *reason == static_cast<std::uint8_t>(canopen::BootReason::kNotConfirmed)) {
+        throw Error(ErrorKind::kNotConfirmed,
+                    fmt::format("the application on node {} did not confirm that it runs: started {} times, "
+                                "the bootloader keeps it stopped (docs/trial-boot.md)",
+                                node, attempts ? *attempts : 0));
+      }
+      if (!announced) {
+        step("waiting for the application to confirm");
+        announced = true;
+      }
+      m_.listen_until(m_.now() + 5 * o_.poll_interval);
+    }
+    throw Error(ErrorKind::kNotConfirmed,
+                fmt::format("the application on node {} did not confirm that it runs within {} s",
+                            node, o_.confirm_timeout / 1'000'000));
   }
 
  private:

@@ -17,6 +17,7 @@ enum class ErrorKind {
   kRejected = 7,   // the node refused the image (0x1F57 reason) or it failed verification
   kAborted = 8,    // an SDO transfer was aborted (by the node or by us) for another reason
   kWrongProduct = 9,  // the image is for another vendor/product (use --force-product)
+  kNotConfirmed = 10,  // the new application started but never confirmed that it runs (trial boot)
   kInterrupted = 130,  // SIGINT/SIGTERM (request_interrupt): transfers aborted cleanly
 };
 

@@ -15,6 +15,7 @@ namespace rtcanboot::host {
 std::string describe_flash_status(std::uint32_t value);
 const char* describe_boot_reason(std::uint8_t reason);
 const char* describe_program_state(std::uint8_t state);
+const char* describe_trial_state(std::uint8_t state);  // 0x5F00:7
 
 struct NodeInfo {
   std::uint8_t node = 0;
@@ -26,6 +27,8 @@ struct NodeInfo {
   std::optional<std::uint32_t> bootloader_version, app_start, app_size;
   std::optional<std::uint8_t> boot_reason;
   std::optional<std::uint32_t> image_version;
+  std::optional<std::uint8_t> trial_state;    // 0x5F00:7 (canopen::TrialState)
+  std::optional<std::uint8_t> boot_attempts;  // 0x5F00:8
   // CiA 302-3
   std::optional<std::uint8_t> program_state;     // 0x1F51:1
   std::optional<std::uint32_t> software_id;      // 0x1F56:1
@@ -50,6 +53,9 @@ struct UpdateOptions {
   Micros flash_timeout = 120'000'000; // 0x1F57 busy at most this long
   Micros poll_interval = 100'000;
   Micros boot_timeout = 10'000'000;   // application boot-up/heartbeat after start
+  // After the start: how long to wait for the application's confirmation (trial boot); 0 = do
+  // not wait. Covers every boot attempt (3 x the 4 s trial watchdog by default).
+  Micros confirm_timeout = 30'000'000;
 };
 
 struct UpdateEvents {
@@ -65,6 +71,7 @@ struct UpdateResult {
   Micros download_time = 0;
   bool started = false;
   std::optional<canopen::NmtState> app_state;  // from the application's boot-up/heartbeat
+  bool confirmed = false;  // the application confirmed it runs (or runs without trial boot)
 };
 
 // Runs the sequence. Throws Error with the kind of the failure (kNoNode, kRejected with the
