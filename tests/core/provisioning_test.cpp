@@ -49,7 +49,7 @@ TEST(Provisioning, PinnedBytes) {
   ASSERT_TRUE(encode_provisioning({0x12, 500'000, 250, 0x01020304}, bytes, sizeof bytes));
   const std::uint8_t expected_head[] = {0x52, 0x54, 0x43, 0x50, 0x01, 0x00, 0x12, 0x00, 0x20, 0xA1,
                                         0x07, 0x00, 0xFA, 0x00, 0x00, 0x00, 0x04, 0x03, 0x02, 0x01,
-                                        3,    0,    0,    0,    0,    0,    0,    0};
+                                        0,    0,    0,    0,    3,    0,    0,    0};
   EXPECT_EQ(0, std::memcmp(bytes, expected_head, sizeof expected_head));
   EXPECT_EQ(load_le32(bytes + 28), crc32(0, bytes, 28));
 }
@@ -59,14 +59,14 @@ TEST(Provisioning, BootAttemptsByteZeroIsTheDefaultAndFFIsOff) {
   Provisioning p{0x12, 500'000, 0, 0};
   p.boot_attempts = 7;
   ASSERT_TRUE(encode_provisioning(p, bytes, sizeof bytes));
-  EXPECT_EQ(bytes[0x14], 7);
+  EXPECT_EQ(bytes[0x18], 7);
   EXPECT_EQ(decode_provisioning(bytes, sizeof bytes).boot_attempts, 7);
   p.boot_attempts = kTrialBootOff;
   ASSERT_TRUE(encode_provisioning(p, bytes, sizeof bytes));
-  EXPECT_EQ(bytes[0x14], 0xFF);
+  EXPECT_EQ(bytes[0x18], 0xFF);
   EXPECT_EQ(decode_provisioning(bytes, sizeof bytes).boot_attempts, kTrialBootOff);
   // A record written before the field existed holds 0 there: the default, 3.
-  bytes[0x14] = 0;
+  bytes[0x18] = 0;
   store_le32(bytes + 28, crc32(0, bytes, 28));
   bool valid = false;
   EXPECT_EQ(decode_provisioning(bytes, sizeof bytes, &valid).boot_attempts, 3);

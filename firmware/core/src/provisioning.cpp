@@ -16,7 +16,7 @@ constexpr std::size_t kNodeIdAt = 0x06;
 constexpr std::size_t kBitrateAt = 0x08;
 constexpr std::size_t kWindowAt = 0x0C;
 constexpr std::size_t kSerialAt = 0x10;
-constexpr std::size_t kAttemptsAt = 0x14;
+constexpr std::size_t kAttemptsAt = 0x18;
 constexpr std::size_t kCrcAt = kProvisioningRecordSize - 4;
 static_assert(kAttemptsAt + 1 <= kCrcAt);
 // Boot attempts as stored: 0 (the reserved value of older records) = the default, 0xFF = off.
