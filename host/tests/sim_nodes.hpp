@@ -149,12 +149,15 @@ class MemFlash final : public FlashPort {
 
 // A board: the real core Bootloader, and after it hands over, a stand-in application (a
 // CanopenNode in application mode) until NMT reset / 0x1F51 stop brings the bootloader back.
+// The stand-in cannot confirm through the flash, so the board runs with trial boot off and its
+// application says so in 0x5F00:7 (trial boot itself: tests/core and tests/e2e/trial_boot_test).
 class SimBoard final : public SimNode {
  public:
   MemFlash flash;
 
   SimBoard(SimBus& bus, BootloaderSettings settings)
       : flash(bus.clock()), bus_(bus), settings_(settings), buffer_(32 * 1024) {
+    settings_.provisioning.boot_attempts = kTrialBootOff;
     sink_ = &bus.attach(*this);
     boot(bus.clock().now());
   }
@@ -226,6 +229,7 @@ class SimBoard final : public SimNode {
       app_control_.stop_requested = false;
       app_control_.id = bootloader_->installed().payload_crc32;
       app_info_.running_program = canopen::kRunningApplication;
+      app_info_.trial_state = canopen::TrialState::kOff;
       app_config_ = NodeConfig{};
       app_config_.node_id = settings_.provisioning.node_id;
       app_config_.identity = settings_.identity;
