@@ -292,6 +292,40 @@ TEST_F(BootloaderTest, HeaderErrorsAbortWithTheirFlashStatusAndKeepTheApplicatio
   EXPECT_EQ(read(od::kSoftwareId), crc32(0, installed.data(), installed.size()));
 }
 
+// Issue 16, defect 1: a wrong-product image whose segment 0x2F holds 51 1F 01 03 ("write
+// 0x1F51:1 = 3", clear) once erased the installed application: after the abort the rest of the
+// sub-block was read as requests.
+TEST_F(BootloaderTest, SegmentsAfterAnAbortInsideASubBlockAreNeverRequests) {
+  rig.boot();
+  const Bytes installed = test::make_payload(4000, 1);
+  install(installed);
+  const std::uint32_t ops = flash.mutating_ops();
+  const Bytes payload = test::make_payload(3000, 9);
+  image::Header header = test::header_for(payload);
+  header.product_code ^= 1;
+  Bytes container = test::make_container(header, payload);
+  const std::size_t segment_2f = (0x2F - 1) * 7;  // data bytes of sequence number 0x2F
+  ASSERT_GT(segment_2f, std::size_t{header.header_length});
+  const std::uint8_t clear[] = {0x51, 0x1F, 0x01, 0x03};
+  std::copy(std::begin(clear), std::end(clear), container.begin() + segment_2f);
+  rig.queue_whole_sub_blocks = true;
+  const std::size_t sent_before = rig.history().size();
+  EXPECT_EQ(rig.sdo_download_block(od::kProgramData, 1, container).abort, Abort::kCannotStore);
+  rig.run_for(300'000);
+  std::size_t responses = 0;
+  for (std::size_t i = sent_before; i < rig.history().size(); ++i) {
+    responses += rig.history()[i].frame.id == canopen::kSdoTxBase + rig.node_id() ? 1 : 0;
+  }
+  EXPECT_EQ(responses, 2U) << "the initiate response and the abort, nothing for the segments";
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kWrongProduct, FlashDetail::kProductMismatch));
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+  reboot();
+  EXPECT_TRUE(rig.bootloader().decision().application_valid);
+  EXPECT_TRUE(app_in_flash(installed));
+}
+
 TEST_F(BootloaderTest, PayloadCrcOrShaMismatchAbortsAtTheEndAndNothingIsCommitted) {
   rig.boot();
   const Bytes payload = test::make_payload(20'000, 3);

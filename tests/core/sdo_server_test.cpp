@@ -923,6 +923,213 @@ TEST_F(SdoServerTest, InitiateInsideSubBlockIsASegment) {
   expect_recovers();
 }
 
+// --- after a block download ended inside a sub-block ------------------------------------------
+// CiA 301: once a transfer is aborted the server is idle, and the block segments the client had
+// already queued (they carry a sequence number, not a command specifier) are never requests.
+
+class SdoDrainTest : public SdoServerTest {
+ protected:
+  // Segment `seqno` of a sub-block whose data bytes are `body`.
+  void segment(std::uint8_t seqno, std::initializer_list<std::uint8_t> body = {}, bool last = false) {
+    Bytes8 frame{};
+    frame[0] = static_cast<std::uint8_t>(seqno | (last ? 0x80 : 0));
+    std::size_t i = 1;
+    for (const std::uint8_t b : body) frame[i++] = b;
+    sdo(frame);
+  }
+  // The rest of a 127-segment sub-block after `from`, as a client that queued it sends it. Segment
+  // 0x2F carries 51 1F 01 03 and segment 0x40 carries 50 1F 01: read as requests they would be
+  // "write 0x1F51:1 = 3" (clear) and "read 0x1F50:1".
+  void rest_of_sub_block(std::uint8_t from, std::uint8_t to = 127) {
+    for (int s = from; s <= to; ++s) {
+      if (s == 0x2F) {
+        segment(0x2F, {0x51, 0x1F, 0x01, 0x03, 0, 0, 0});
+      } else if (s == 0x40) {
+        segment(0x40, {0x50, 0x1F, 0x01, 0, 0, 0, 0});
+      } else {
+        segment(static_cast<std::uint8_t>(s), {0x17, 0x10, 0x00, 0xE8, 0x03, 0, 0});
+      }
+      now += 200;  // about one frame at 500 kbit/s
+    }
+  }
+  void expect_nothing_executed() {
+    expect_silence();
+    EXPECT_TRUE(program.control_calls.empty()) << "a block segment was executed as a request";
+    EXPECT_EQ(node->heartbeat_ms(), 0) << "a block segment was executed as a request";
+  }
+};
+
+TEST_F(SdoDrainTest, ServerAbortIgnoresTheRestOfTheSubBlock) {
+  sink().fail_after = 7;  // the sink refuses the second segment, as a wrong-product header does
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  segment(2);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  rest_of_sub_block(3);
+  expect_nothing_executed();
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, ServerAbortAtTheLastSegmentNeedsNoDrain) {
+  sink().fail_after = 7;
+  sink().capacity = 64 + 2 * 7;
+  EXPECT_EQ(initiate_block_download(100000), 2);
+  segment(1);
+  segment(2);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  // The sub-block is over: the next frame is a request whatever its first byte.
+  sdo({0x03, 0x00, 0x10, 0x00, 0, 0, 0, 0});
+  expect_abort(0, 0, Abort::kCommandSpecifier);
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, SequenceErrorIgnoresTheClientsFurtherSegments) {
+  sink().capacity = 64 + 4 * 7;
+  EXPECT_EQ(initiate_block_download(100000), 4);
+  segment(1);
+  segment(5);  // the client does not follow the block size
+  expect_abort(0x1F50, 1, Abort::kSequenceNumber);
+  rest_of_sub_block(6);
+  expect_nothing_executed();
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, ServerTimeoutIgnoresLateSegments) {
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  segment(2);
+  advance(milliseconds(500));
+  expect_abort(0x1F50, 1, Abort::kTimeout);
+  rest_of_sub_block(3, 60);  // a stalled client resumes right after the timeout
+  expect_nothing_executed();
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, ClientAbortIgnoresSegmentsStillUnderway) {
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  sdo({0x80, 0x50, 0x1F, 0x01, 0x00, 0x00, 0x00, 0x08});
+  EXPECT_EQ(sink().cancel_reason, Abort::kGeneral);
+  rest_of_sub_block(2);
+  expect_nothing_executed();
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, ResetCommunicationIgnoresTheRestOfTheSubBlock) {
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  nmt(0x82, 0);
+  EXPECT_EQ(frames.pop().id, 0x705U);  // boot-up
+  rest_of_sub_block(2);
+  expect_nothing_executed();
+  EXPECT_EQ(sink().cancel_calls, 1);
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, ResetNodeWaitsUntilTheSubBlockIsOver) {
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  nmt(0x81, kNodeId);
+  EXPECT_EQ(sink().cancel_calls, 1);
+  // The reset would come before the queued segments and a fresh node would execute them.
+  EXPECT_FALSE(node->reset_node_requested());
+  rest_of_sub_block(2, 126);
+  EXPECT_FALSE(node->reset_node_requested());
+  segment(127);
+  EXPECT_TRUE(node->reset_node_requested());
+  expect_nothing_executed();
+}
+
+TEST_F(SdoDrainTest, ResetNodeAfterSilenceWaitsOnlyTheDrainTime) {
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  nmt(0x81, kNodeId);
+  EXPECT_LE(node->next_deadline(), now + config.block_drain_time);
+  advance(config.block_drain_time - 1);
+  EXPECT_FALSE(node->reset_node_requested());
+  advance(1);
+  EXPECT_TRUE(node->reset_node_requested());
+  expect_silence();
+}
+
+TEST_F(SdoDrainTest, ResetNodeOutsideASubBlockIsImmediate) {
+  nmt(0x81, kNodeId);
+  EXPECT_TRUE(node->reset_node_requested());
+}
+
+TEST_F(SdoDrainTest, AFrameThatDoesNotContinueTheSubBlockIsARequest) {
+  sink().fail_after = 0;
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  segment(2);
+  segment(3);
+  expect_silence();
+  // The client noticed the abort and reads 0x1F57 (0x40 is not segment 4).
+  EXPECT_EQ(upload_expedited(0x1F57, 1), (Bytes8{0x43, 0x57, 0x1F, 0x01, 0, 0, 0, 0}));
+  // The drain is over: segment-like frames are requests again.
+  sdo({0x05, 0, 0, 0, 0, 0, 0, 0});
+  expect_abort(0, 0, Abort::kCommandSpecifier);
+}
+
+TEST_F(SdoDrainTest, TheSameFrameTwiceIsARequest) {
+  // A master whose initiate happened to look like the next segment gets its retry answered.
+  sink().fail_after = 0;
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  for (std::uint8_t s = 1; s <= 0x3F; ++s) segment(s);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  sdo({0x40, 0x57, 0x1F, 0x01, 0, 0, 0, 0});  // looks like segment 64: ignored
+  expect_silence();
+  EXPECT_EQ(upload_expedited(0x1F57, 1), (Bytes8{0x43, 0x57, 0x1F, 0x01, 0, 0, 0, 0}));
+}
+
+TEST_F(SdoDrainTest, TheDrainEndsAfterTheDrainTime) {
+  sink().fail_after = 0;
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  segment(2);
+  advance(config.block_drain_time);
+  segment(3, {0x00, 0x10, 0x00});  // no segment after so long: a request
+  expect_abort(0, 0, Abort::kCommandSpecifier);
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, LastSegmentEndsTheDrain) {
+  sink().fail_after = 0;
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  segment(2, {}, true);  // c = 1: the client's data ends here
+  segment(3, {0x00, 0x10, 0x00});
+  expect_abort(0, 0, Abort::kCommandSpecifier);
+}
+
+// Segmented download after an abort: the toggle starts again at 0 with the next initiate, and a
+// segment that arrives without a transfer is answered with an abort and never taken as data.
+TEST_F(SdoDrainTest, SegmentedDownloadAfterAnAbortStartsWithToggleZero) {
+  initiate_segmented_download(20);
+  expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
+  sdo({0x00, 1, 2, 3, 4, 5, 6, 7});
+  expect_response({0x20, 0, 0, 0, 0, 0, 0, 0});
+  advance(milliseconds(500));
+  expect_abort(0x1F50, 1, Abort::kTimeout);
+  sdo({0x10, 8, 9, 10, 11, 12, 13, 14});  // the client's late segment (toggle 1)
+  expect_abort(0, 0, Abort::kCommandSpecifier);
+  EXPECT_EQ(sink().data.size(), 7U);
+  initiate_segmented_download(8);
+  expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
+  sdo({0x10, 1, 2, 3, 4, 5, 6, 7});  // toggle 1 continues nothing: the new transfer wants 0
+  expect_abort(0x1F50, 1, Abort::kToggleBit);
+  initiate_segmented_download(8);
+  expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
+  sdo({0x00, 1, 2, 3, 4, 5, 6, 7});
+  expect_response({0x20, 0, 0, 0, 0, 0, 0, 0});
+  sdo({0x1D, 8, 0, 0, 0, 0, 0, 0});
+  expect_response({0x30, 0, 0, 0, 0, 0, 0, 0});
+  EXPECT_EQ(sink().end_calls, 1);
+}
+
 // --- block download to a fixed-size object ----------------------------------------------------
 
 TEST_F(SdoServerTest, BlockDownloadToHeartbeatTime) {

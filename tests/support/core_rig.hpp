@@ -78,6 +78,9 @@ class CoreRig {
   // Stop the SDO client part-way through a block download after this many data bytes (tests of
   // interrupted transfers); 0 = never.
   std::uint32_t stop_after_bytes = 0;
+  // Block download: queue each sub-block whole before looking at the node's answers, as a client
+  // does that hands a sub-block to its driver at once (an abort then meets segments under way).
+  bool queue_whole_sub_blocks = false;
 
  private:
   class Sink final : public FrameSink {

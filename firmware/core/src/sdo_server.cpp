@@ -61,6 +61,7 @@ SdoServer::SdoServer(FrameSink& frames, ObjectDictionary& objects, const NodeCon
 
 void SdoServer::on_request(const CanFrame& frame, Micros now) {
   if (frame.dlc != 8) return;
+  if (drained(frame, now)) return;
   const std::uint8_t command = frame.data[0];
   const std::uint8_t ccs = command >> 5;
 
@@ -69,7 +70,7 @@ void SdoServer::on_request(const CanFrame& frame, Micros now) {
   const bool client_abort =
       state_ == State::kBlockDownloadSub ? command == kAbortCommand : ccs == kCcsAbort;
   if (client_abort) {
-    if (state_ != State::kIdle) cancel(static_cast<Abort>(load_le32(frame.data + 4)));
+    if (state_ != State::kIdle) cancel(static_cast<Abort>(load_le32(frame.data + 4)), now);
     return;
   }
   if (state_ == State::kBlockDownloadSub) {
@@ -79,7 +80,7 @@ void SdoServer::on_request(const CanFrame& frame, Micros now) {
   }
   if (is_initiate(command)) {
     // A new transfer replaces whatever was going on.
-    if (state_ != State::kIdle) cancel(Abort::kGeneral);
+    if (state_ != State::kIdle) cancel(Abort::kGeneral, now);
     last_activity_ = now;
     switch (ccs) {
       case kCcsInitiateDownload:
@@ -320,6 +321,8 @@ void SdoServer::start_block_download(const CanFrame& frame, Micros now) {
   transferred_ = 0;
   value_length_ = 0;
   last_in_order_ = 0;
+  last_sequence_ = 0;
+  sub_block_over_ = false;
   last_segment_seen_ = false;
   const std::uint8_t block_size = next_block_size();
   block_size_ = block_size != 0 ? block_size : 1;
@@ -345,6 +348,8 @@ void SdoServer::on_block_download_segment(const CanFrame& frame, Micros now) {
   if (ack_held_) return;
   const std::uint8_t sequence = frame.data[0] & 0x7F;
   const bool last = (frame.data[0] & kSegmentLast) != 0;
+  last_sequence_ = sequence;
+  sub_block_over_ = last || sequence == block_size_;
   if (sequence == 0 || sequence > block_size_) return abort(Abort::kSequenceNumber, now);
 
   if (sequence == last_in_order_ + 1) {
@@ -390,6 +395,8 @@ void SdoServer::advance_block_ack(Micros now, bool forced) {
   } else {
     block_size_ = block_size;
     last_in_order_ = 0;
+    last_sequence_ = 0;
+    sub_block_over_ = false;
   }
 }
 
@@ -520,6 +527,7 @@ void SdoServer::send_block_upload_segments(Micros now) {
 // --- common -----------------------------------------------------------------------------------
 
 void SdoServer::poll(Micros now) {
+  if (drain_.active && now - drain_.since >= config_.block_drain_time) drain_.active = false;
   if (state_ == State::kIdle) return;
   if (send_retry_ && now >= send_retry_at_) send_block_upload_segments(now);
   if (state_ == State::kDownloadSegmented && response_held_) advance_download(now);
@@ -533,6 +541,7 @@ void SdoServer::poll(Micros now) {
 }
 
 Micros SdoServer::next_deadline() const {
+  if (drain_.active) return drain_.since + config_.block_drain_time;
   if (state_ == State::kIdle) return ~Micros{0};
   Micros deadline = last_activity_ + config_.sdo_timeout;
   if (ack_held_ && ack_held_since_ + config_.max_ack_hold < deadline) {
@@ -542,9 +551,36 @@ Micros SdoServer::next_deadline() const {
   return deadline;
 }
 
-void SdoServer::cancel(Abort reason) {
+void SdoServer::cancel(Abort reason, Micros now) {
   if (sink_ != nullptr) sink_->cancel(reason);
+  start_drain(now);
   reset_state();
+}
+
+void SdoServer::start_drain(Micros now) {
+  // Only a sub-block still under way has segments to come. An acknowledge held back means the
+  // whole sub-block arrived already.
+  if (state_ != State::kBlockDownloadSub || ack_held_ || sub_block_over_) return;
+  drain_.active = true;
+  drain_.last = last_sequence_;
+  // A client that sent beyond our block size does not follow it: its sub-block may go to 127.
+  drain_.bound = last_sequence_ > block_size_ ? kMaxBlockSize : block_size_;
+  drain_.since = now;
+  if (drain_.last >= drain_.bound) drain_.active = false;
+}
+
+bool SdoServer::drained(const CanFrame& frame, Micros now) {
+  if (!drain_.active) return false;
+  drain_.active = false;
+  if (now - drain_.since >= config_.block_drain_time) return false;
+  // Only the next segment continues the sub-block; anything else (a new initiate, the client's
+  // abort 0x80, a repeated frame) ends the drain and is handled as a request.
+  const std::uint8_t sequence = frame.data[0] & 0x7F;
+  if (sequence != drain_.last + 1) return false;
+  drain_.last = sequence;
+  drain_.since = now;
+  drain_.active = (frame.data[0] & kSegmentLast) == 0 && sequence < drain_.bound;
+  return true;
 }
 
 void SdoServer::send(const CanFrame& frame, Micros now) {
@@ -559,6 +595,7 @@ void SdoServer::send(const CanFrame& frame, Micros now) {
 void SdoServer::abort(Abort code, Micros now, bool sink_knows) {
   send_abort_frame(object_.index, object_.sub, code, now);
   if (sink_ != nullptr && !sink_knows) sink_->cancel(code);
+  start_drain(now);
   reset_state();
 }
 
@@ -580,6 +617,8 @@ void SdoServer::reset_state() {
   ack_held_ = false;
   end_held_ = false;
   last_segment_seen_ = false;
+  last_sequence_ = 0;
+  sub_block_over_ = false;
   send_retry_ = false;
 }
 

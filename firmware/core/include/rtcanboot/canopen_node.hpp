@@ -30,8 +30,10 @@ class CanopenNode {
   // poll() should also run whenever the sink may have made room.
   Micros next_deadline() const;
 
-  // NMT reset node arrived: the owner resets the chip (after the frame queue has drained).
-  bool reset_node_requested() const { return reset_node_requested_; }
+  // NMT reset node arrived: the owner resets the chip (after the frame queue has drained). Inside
+  // a block download sub-block this becomes true only once the rest of the sub-block has passed
+  // (SdoServer::draining()), at most NodeConfig::block_drain_time after its last segment.
+  bool reset_node_requested() const { return reset_node_requested_ && !sdo_.draining(); }
   canopen::NmtState state() const { return state_; }
   // An SDO request or a node-addressed (not broadcast) NMT command arrived since start().
   bool addressed() const { return addressed_; }

@@ -46,6 +46,11 @@ struct NodeConfig {
   Micros max_ack_hold = milliseconds(200);
   // Bytes of the sink's free space kept back for such forced acknowledges.
   std::uint32_t block_reserve = 1024;
+  // After a block download ended inside a sub-block (server or client abort, timeout, NMT reset),
+  // the segments of that sub-block the client already queued are ignored. The drain ends at the
+  // sub-block's last segment, at the first frame that is not the next segment, or when no segment
+  // came for this long (docs/canopen.md, "After an interrupted transfer").
+  Micros block_drain_time = milliseconds(200);
   const RtcanbootInfo* info = nullptr;  // 0x5F00; absent when nullptr
 };
 

@@ -28,9 +28,12 @@ class SdoServer {
   // Latest time poll() must run next; Micros max when nothing is pending. While a response waits
   // for sink space, poll() should also run whenever the sink may have made room.
   Micros next_deadline() const;
-  // Drops any transfer without an abort frame (NMT reset communication, NMT stopped).
-  void cancel(Abort reason);
+  // Drops any transfer without an abort frame (NMT reset communication, NMT stopped, reset node).
+  void cancel(Abort reason, Micros now);
   bool transfer_active() const { return state_ != State::kIdle; }
+  // The segments of an interrupted block download sub-block are still being ignored (no transfer
+  // is active meanwhile). poll() ends the drain after NodeConfig::block_drain_time.
+  bool draining() const { return drain_.active; }
 
  private:
   enum class State : std::uint8_t {
@@ -74,6 +77,11 @@ class SdoServer {
   void abort(Abort code, Micros now, bool sink_knows = false);
   void send_abort_frame(std::uint16_t index, std::uint8_t sub, Abort code, Micros now);
   void reset_state();
+  // Called whenever a transfer ends early: inside an unfinished block download sub-block, the
+  // rest of that sub-block is ignored (CiA 301: segments are never requests).
+  void start_drain(Micros now);
+  // True when `frame` is the next segment of the drained sub-block (and swallows it).
+  bool drained(const CanFrame& frame, Micros now);
 
   FrameSink& frames_;
   ObjectDictionary& objects_;
@@ -107,6 +115,8 @@ class SdoServer {
   // Block download.
   std::uint8_t block_size_ = 0;     // announced for the current sub-block
   std::uint8_t last_in_order_ = 0;  // last sequence number received in order
+  std::uint8_t last_sequence_ = 0;  // sequence number of the last segment received (any order)
+  bool sub_block_over_ = false;     // the segment with seqno = block size, or with c = 1, came
   bool last_segment_seen_ = false;  // the segment with c = 1 arrived in order
   std::uint8_t last_segment_[kSegmentBytes] = {};
   bool ack_held_ = false;
@@ -122,6 +132,14 @@ class SdoServer {
   std::uint8_t sub_block_count_ = 0;   // segments the current sub-block consists of
   bool send_retry_ = false;
   Micros send_retry_at_ = 0;
+
+  // The rest of an interrupted sub-block: segments last + 1 .. bound are ignored.
+  struct Drain {
+    bool active = false;
+    std::uint8_t last = 0;
+    std::uint8_t bound = 0;
+    Micros since = 0;  // the interruption or the last ignored segment
+  } drain_;
 };
 
 }  // namespace rtcanboot::canopen
