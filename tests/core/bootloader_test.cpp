@@ -378,6 +378,27 @@ TEST_F(BootloaderTest, VectorTableThatCannotStartIsRefused) {
             status_word(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable));
 }
 
+// Issue 16, defect 11: the REVOKE went out before the vector table was checked, so after the
+// refusal and a reset there was no valid program although no application byte had changed.
+TEST_F(BootloaderTest, RefusedVectorTableKeepsTheInstalledApplication) {
+  rig.boot();
+  const Bytes installed = test::make_payload(4000, 1);
+  install(installed);
+  const std::uint32_t ops = flash.mutating_ops();
+  Bytes payload = test::make_payload(30'000, 3);
+  store_le32(payload.data(), 0x2000'0001);  // stack pointer not word-aligned
+  EXPECT_EQ(rig.sdo_download_segmented(od::kProgramData, 1, test::make_container(payload)).abort,
+            Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable));
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_EQ(read(od::kProgramControl), 0U);
+  reboot();
+  EXPECT_TRUE(rig.bootloader().decision().application_valid);
+  EXPECT_EQ(rig.bootloader().installed().payload_crc32,
+            crc32(0, installed.data(), installed.size()));
+}
+
 TEST_F(BootloaderTest, FlashErrorDuringDownloadIsAHardwareAbort) {
   rig.boot();
   flash.fail_operation_at(3);

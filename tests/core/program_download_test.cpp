@@ -142,6 +142,98 @@ TEST_F(ProgramDownloadTest, CancelBeforeAnyFlashWorkKeepsTheOldApplication) {
             canopen::flash_status_word(false, FlashStatus::kUnspecified, FlashDetail::kAborted));
 }
 
+// Issue 16, defect 11: the REVOKE record went out as soon as the header was in, before the
+// vector table at the start of the payload was checked, so a refused image left no valid program.
+TEST_F(ProgramDownloadTest, RefusedVectorTableKeepsTheInstalledApplication) {
+  install(test::make_payload(8'000, 1));
+  const std::uint32_t ops = flash.mutating_ops();
+  Bytes payload = test::make_payload(20'000, 2);
+  payload[4] &= 0xFE;  // reset handler without the Thumb bit
+  const Bytes container = test::make_container(payload);
+  const std::uint32_t header_length = test::header_for(payload).header_length;
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  // The header and then the payload byte by byte, with plenty of polls in between: nothing may
+  // be written before the vector table (the first 8 payload bytes) has been checked.
+  ASSERT_EQ(download.write(container.data(), header_length), Abort::kNone);
+  poll(200);
+  Abort abort = Abort::kNone;
+  for (std::uint32_t i = 0; i < 8 && abort == Abort::kNone; ++i) {
+    abort = download.write(container.data() + header_length + i, 1);
+    poll(200);
+  }
+  EXPECT_EQ(abort, Abort::kCannotStore);
+  poll_until_idle();
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, FlashStatus::kDataFormatError,
+                                                                 FlashDetail::kBadVectorTable));
+  EXPECT_TRUE(download.valid_program());
+  journal::InstallJournal reloaded{guard};
+  reloaded.load();
+  EXPECT_TRUE(reloaded.installed().valid) << "the REVOKE record was written";
+}
+
+TEST_F(ProgramDownloadTest, NoPollWorkWhileWaitingForTheVectorTable) {
+  install(test::make_payload(8'000, 1));
+  const Bytes container = test::make_container(test::make_payload(20'000, 2));
+  const std::uint32_t header_length = test::header_for(test::make_payload(20'000, 2)).header_length;
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  ASSERT_EQ(download.write(container.data(), header_length + 7), Abort::kNone);
+  poll(50);
+  EXPECT_FALSE(download.needs_poll());
+  ASSERT_EQ(download.write(container.data() + header_length + 7, 1), Abort::kNone);
+  EXPECT_TRUE(download.needs_poll());  // now the REVOKE may go out
+  ASSERT_EQ(feed(Bytes(container.begin() + header_length + 8, container.end()), 3), Abort::kNone);
+  ASSERT_EQ(download.end(), Abort::kNone);
+  poll_until_idle();
+  EXPECT_TRUE(download.valid_program());
+}
+
+// A download whose REVOKE went out but which ends before its first erase or program (here the
+// master aborts right after the vector table) leaves the old application's bytes untouched: its
+// COMMIT is written again.
+TEST_F(ProgramDownloadTest, AbortAfterTheRevokeButBeforeAnyEraseReinstatesTheApplication) {
+  const Bytes old_payload = test::make_payload(8'000, 1);
+  install(old_payload);
+  const Bytes container = test::make_container(test::make_payload(20'000, 2));
+  const std::uint32_t header_length = test::header_for(test::make_payload(20'000, 2)).header_length;
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  ASSERT_EQ(download.write(container.data(), header_length + 8), Abort::kNone);
+  // Poll until the REVOKE is on the flash, not longer (the next step would be the erase).
+  for (int i = 0; i < 100'000; ++i) {
+    poll();
+    journal::InstallJournal probe{guard};
+    if (!flash.busy()) {
+      probe.load();
+      if (!probe.installed().valid) break;
+    }
+  }
+  ASSERT_EQ(flash.erases(4096) + flash.erases(65536), 0U);
+  download.cancel(Abort::kGeneral);
+  poll_until_idle();
+  EXPECT_EQ(flash.erases(4096) + flash.erases(65536), 0U);
+  EXPECT_TRUE(download.valid_program());
+  journal::InstallJournal reloaded{guard};
+  reloaded.load();
+  EXPECT_TRUE(reloaded.installed().valid);
+  EXPECT_EQ(reloaded.installed().payload_crc32, crc32(0, old_payload.data(), old_payload.size()));
+  EXPECT_TRUE(
+      std::equal(old_payload.begin(), old_payload.end(), flash.contents().begin() + mm::kAppOffset));
+}
+
+TEST_F(ProgramDownloadTest, AbortAfterTheFirstEraseLeavesNoValidProgram) {
+  install(test::make_payload(8'000, 1));
+  const Bytes container = test::make_container(test::make_payload(20'000, 2));
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  ASSERT_EQ(download.write(container.data(), 600), Abort::kNone);
+  for (int i = 0; i < 100'000 && flash.erases(4096) + flash.erases(65536) == 0; ++i) poll();
+  download.cancel(Abort::kGeneral);
+  poll_until_idle();
+  EXPECT_FALSE(download.valid_program());
+  journal::InstallJournal reloaded{guard};
+  reloaded.load();
+  EXPECT_FALSE(reloaded.installed().valid);
+}
+
 TEST_F(ProgramDownloadTest, FailedRevokeStopsBeforeAnyErase) {
   install(test::make_payload(8'000, 1));
   const Bytes old_region(flash.contents().begin() + mm::kAppOffset,

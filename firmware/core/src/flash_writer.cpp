@@ -36,6 +36,7 @@ void FlashWriter::open_write(std::uint32_t offset, std::uint32_t length) {
   pushed_ = 0;
   programmed_ = 0;
   verified_ = 0;
+  changed_flash_ = false;
   stats_ = {};
 }
 
@@ -124,6 +125,7 @@ bool FlashWriter::erase_step(std::uint32_t limit) {
     return true;
   }
   in_flight_ = true;
+  changed_flash_ = true;
   op_ = Op::kErase;
   op_generation_ = generation_;
   op_offset_ = offset;
@@ -146,6 +148,7 @@ void FlashWriter::program_page() {
     return;
   }
   in_flight_ = true;
+  changed_flash_ = true;
   op_ = Op::kProgram;
   op_generation_ = generation_;
   op_offset_ = start_ + programmed_;

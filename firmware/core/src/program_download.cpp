@@ -38,6 +38,8 @@ Abort ProgramDownload::control(std::uint8_t sub, std::uint8_t command) {
         return Abort::kDeviceState;
       }
       phase_ = Phase::kClearing;
+      reinstate_pending_ = false;  // the master wants the program gone
+      revoked_untouched_ = false;
       armed_ = false;
       pending_abort_ = Abort::kNone;
       writer_.open_erase(memory_map::kAppOffset, memory_map::kAppSize);
@@ -78,6 +80,7 @@ Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   if (phase_ == Phase::kClearing) clear_revoke_pending_ = true;
   writer_.stop();
   phase_ = Phase::kHeader;
+  revoked_untouched_ = false;
   transfer_open_ = true;
   armed_ = false;
   pending_abort_ = Abort::kNone;
@@ -106,6 +109,10 @@ std::uint32_t ProgramDownload::free_space() const {
 
 void ProgramDownload::abandon() {
   transfer_open_ = false;
+  // This download revoked the installed program and then failed before its first erase or
+  // program: the program's bytes are all still there, so its COMMIT is written again.
+  if (revoked_untouched_ && !writer_.job_changed_flash()) reinstate_pending_ = true;
+  revoked_untouched_ = false;
   writer_.stop();
   armed_ = false;
   phase_ = Phase::kAbandoning;
@@ -222,6 +229,8 @@ void ProgramDownload::fail_background(FlashStatus status, FlashDetail detail) {
 // Before the first erase of a job: a committed application gets its REVOKE record. Returns true
 // once flash work may run.
 bool ProgramDownload::revoke_then_arm() {
+  // Nothing is written for a download before every check on its first bytes passed.
+  if (awaiting_first_checks()) return false;
   if (journal_.busy() || journal_.operation_in_flight() || writer_.operation_in_flight()) {
     return false;
   }
@@ -233,6 +242,9 @@ bool ProgramDownload::revoke_then_arm() {
     }
   }
   if (journal_.installed().valid) {
+    // A download's own REVOKE (not a clear's) can be undone while nothing was erased yet.
+    revoked_untouched_ = phase_ != Phase::kClearing && !clear_revoke_pending_ && !damaged_;
+    revoked_image_ = journal_.installed();
     revoke_requested_ = journal_.append_revoke();
     if (!revoke_requested_) fail_background(FlashStatus::kWriteError, FlashDetail::kJournalFailed);
     return false;
@@ -245,14 +257,16 @@ bool ProgramDownload::revoke_then_arm() {
 }
 
 bool ProgramDownload::needs_poll() const {
-  const bool flash_activity =
-      writer_.has_work() || journal_.busy() || journal_.operation_in_flight() || revoke_requested_;
+  const bool flash_activity = writer_.has_work() || journal_.busy() ||
+                              journal_.operation_in_flight() || revoke_requested_ ||
+                              reinstate_pending_;
   switch (phase_) {
     case Phase::kIdle:
       return flash_activity;
     case Phase::kHeader:
       return flash_activity || clear_revoke_pending_;
     case Phase::kPayload:
+      if (awaiting_first_checks()) return flash_activity;
       return flash_activity || !armed_ || writer_.state() == FlashWriter::State::kFailed;
     default:
       return true;
@@ -262,6 +276,11 @@ bool ProgramDownload::needs_poll() const {
 void ProgramDownload::poll() {
   journal_.poll();
   writer_.poll();
+  if (reinstate_pending_ && !journal_.busy() && !journal_.operation_in_flight() &&
+      !writer_.operation_in_flight()) {
+    reinstate_pending_ = false;
+    if (!journal_.failed() && !journal_.installed().valid) journal_.append_commit(revoked_image_);
+  }
   switch (phase_) {
     case Phase::kIdle:
       return;
@@ -314,6 +333,7 @@ void ProgramDownload::poll() {
         return;
       }
       damaged_ = false;
+      revoked_untouched_ = false;
       set_status(FlashStatus::kOk, FlashDetail::kNone);
       phase_ = Phase::kIdle;
       return;

@@ -67,6 +67,8 @@ class FlashWriter {
 
   State state() const { return state_; }
   bool operation_in_flight() const { return in_flight_; }
+  // The current (or last, after stop()) job started an erase or a program.
+  bool job_changed_flash() const { return changed_flash_; }
   // poll() has something to do now (an operation to complete or to start, data to read back).
   bool has_work() const;
   canopen::FlashDetail failure() const { return failure_; }
@@ -113,6 +115,7 @@ class FlashWriter {
   std::uint32_t verified_ = 0;      // payload bytes read back
 
   bool in_flight_ = false;
+  bool changed_flash_ = false;
   Op op_ = Op::kNone;
   std::uint32_t op_generation_ = 0;
   std::uint32_t op_offset_ = 0;

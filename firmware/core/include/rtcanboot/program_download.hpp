@@ -6,7 +6,10 @@
 //
 // A download without a prior 0x1F51 clear is accepted: a committed application is revoked
 // (REVOKE record) before its first sector is erased, and erasing then runs lazily ahead of the
-// data. A download that fails before any flash work leaves the installed application valid.
+// data. The REVOKE waits until every check on the first bytes passed: the container header, the
+// announced size and the payload's vector table. A download refused by any of them, or that
+// fails before any flash work, leaves the installed application valid; one that fails after its
+// REVOKE but before its first erase or program writes the old COMMIT again.
 #pragma once
 
 #include <cstdint>
@@ -100,6 +103,13 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
                         canopen::FlashDetail detail);
   void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
   bool revoke_then_arm();
+  // The payload's vector table (its first 8 bytes) has not arrived yet: the last check that can
+  // refuse an image from its first bytes. Until it passed, no REVOKE and no erase (a clear the
+  // download interrupted still gets its REVOKE: the master asked for it).
+  bool awaiting_first_checks() const {
+    return phase_ == Phase::kPayload && payload_received_ < sizeof vectors_ &&
+           !clear_revoke_pending_;
+  }
   void abandon();
   void set_status(canopen::FlashStatus status, canopen::FlashDetail detail) {
     status_ = status;
@@ -118,6 +128,10 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool revoke_requested_ = false;
   bool clear_revoke_pending_ = false;  // a download interrupted a clear before its REVOKE
   bool damaged_ = false;
+  // This download's REVOKE went out and nothing of the application was erased or programmed yet.
+  bool revoked_untouched_ = false;
+  bool reinstate_pending_ = false;  // write revoked_image_'s COMMIT again (see abandon())
+  journal::InstalledImage revoked_image_;
   canopen::Abort pending_abort_ = canopen::Abort::kNone;  // for the next write()/end()
   canopen::FlashStatus status_ = canopen::FlashStatus::kOk;
   canopen::FlashDetail detail_ = canopen::FlashDetail::kNone;
