@@ -183,7 +183,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t offset = 0;
   while (open && offset < stream.size()) {
     if (offset >= cancel_at) {
-      download.cancel(canopen::Abort::kGeneral);
+      download.cancel(canopen::Abort::kGeneral, CancelCause::kClientAbort);
       open = false;
       break;
     }

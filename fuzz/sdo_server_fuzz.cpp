@@ -79,7 +79,7 @@ class CheckingSink final : public rtcanboot::DownloadSink {
     active = false;
     return take_failure();
   }
-  void cancel(Abort) override {
+  void cancel(Abort, rtcanboot::CancelCause) override {
     FUZZ_CHECK(active);
     active = false;
   }

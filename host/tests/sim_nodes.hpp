@@ -37,7 +37,7 @@ class StoringProgram final : public ProgramControl, public DownloadSink {
     ++ends;
     return canopen::Abort::kNone;
   }
-  void cancel(canopen::Abort reason) override {
+  void cancel(canopen::Abort reason, CancelCause) override {
     ++cancels;
     cancel_reason = reason;
   }

@@ -134,12 +134,12 @@ TEST_F(ProgramDownloadTest, CancelBeforeAnyFlashWorkKeepsTheOldApplication) {
   const Bytes container = test::make_container(test::make_payload(20'000, 2));
   ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
   ASSERT_EQ(download.write(container.data(), 3000), Abort::kNone);  // no poll: no flash work yet
-  download.cancel(Abort::kTimeout);
+  download.cancel(Abort::kTimeout, CancelCause::kServerAbort);
   poll_until_idle();
   EXPECT_EQ(flash.mutating_ops(), ops);
   EXPECT_TRUE(download.valid_program());
-  EXPECT_EQ(download.flash_status(1),
-            canopen::flash_status_word(false, FlashStatus::kUnspecified, FlashDetail::kAborted));
+  EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, FlashStatus::kUnspecified,
+                                                                 FlashDetail::kTransferTimeout));
 }
 
 // Issue 16, defect 11: the REVOKE record went out as soon as the header was in, before the
@@ -208,7 +208,7 @@ TEST_F(ProgramDownloadTest, AbortAfterTheRevokeButBeforeAnyEraseReinstatesTheApp
     }
   }
   ASSERT_EQ(flash.erases(4096) + flash.erases(65536), 0U);
-  download.cancel(Abort::kGeneral);
+  download.cancel(Abort::kGeneral, CancelCause::kClientAbort);
   poll_until_idle();
   EXPECT_EQ(flash.erases(4096) + flash.erases(65536), 0U);
   EXPECT_TRUE(download.valid_program());
@@ -226,12 +226,56 @@ TEST_F(ProgramDownloadTest, AbortAfterTheFirstEraseLeavesNoValidProgram) {
   ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
   ASSERT_EQ(download.write(container.data(), 600), Abort::kNone);
   for (int i = 0; i < 100'000 && flash.erases(4096) + flash.erases(65536) == 0; ++i) poll();
-  download.cancel(Abort::kGeneral);
+  download.cancel(Abort::kGeneral, CancelCause::kClientAbort);
   poll_until_idle();
   EXPECT_FALSE(download.valid_program());
   journal::InstallJournal reloaded{guard};
   reloaded.load();
   EXPECT_FALSE(reloaded.installed().valid);
+}
+
+// Issue 16, defect 14: every cause that ends a download early has its own 0x1F57 code/detail
+// (docs/image-format.md); before, all of them read 63/15 "aborted".
+TEST_F(ProgramDownloadTest, EachCancelCauseHasItsOwnFlashStatus) {
+  struct Case {
+    Abort code;
+    CancelCause cause;
+    FlashStatus status;
+    FlashDetail detail;
+  };
+  const Case cases[] = {
+      {Abort::kCrc, CancelCause::kServerAbort, FlashStatus::kDataFormatError,
+       FlashDetail::kTransferCrc},
+      {Abort::kTimeout, CancelCause::kServerAbort, FlashStatus::kUnspecified,
+       FlashDetail::kTransferTimeout},
+      {Abort::kToggleBit, CancelCause::kServerAbort, FlashStatus::kUnspecified,
+       FlashDetail::kTransferProtocol},
+      {Abort::kSequenceNumber, CancelCause::kServerAbort, FlashStatus::kUnspecified,
+       FlashDetail::kTransferProtocol},
+      {Abort::kCommandSpecifier, CancelCause::kServerAbort, FlashStatus::kUnspecified,
+       FlashDetail::kTransferProtocol},
+      {Abort::kGeneral, CancelCause::kServerAbort, FlashStatus::kUnspecified,
+       FlashDetail::kTransferProtocol},
+      {Abort::kLengthTooHigh, CancelCause::kServerAbort, FlashStatus::kDataFormatError,
+       FlashDetail::kLengthMismatch},
+      {Abort::kLengthTooLow, CancelCause::kServerAbort, FlashStatus::kDataFormatError,
+       FlashDetail::kLengthMismatch},
+      {Abort::kGeneral, CancelCause::kClientAbort, FlashStatus::kUnspecified, FlashDetail::kAborted},
+      {Abort::kCrc, CancelCause::kClientAbort, FlashStatus::kUnspecified, FlashDetail::kAborted},
+      {Abort::kGeneral, CancelCause::kReplaced, FlashStatus::kUnspecified,
+       FlashDetail::kTransferReplaced},
+      {Abort::kDeviceState, CancelCause::kNmt, FlashStatus::kUnspecified, FlashDetail::kTransferNmt},
+  };
+  const Bytes container = test::make_container(test::make_payload(2'000, 2));
+  for (const Case& c : cases) {
+    ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+    ASSERT_EQ(download.write(container.data(), 300), Abort::kNone);
+    download.cancel(c.code, c.cause);
+    poll_until_idle();
+    EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, c.status, c.detail))
+        << std::hex << static_cast<std::uint32_t>(c.code) << " cause "
+        << static_cast<int>(c.cause);
+  }
 }
 
 TEST_F(ProgramDownloadTest, FailedRevokeStopsBeforeAnyErase) {

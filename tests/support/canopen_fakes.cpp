@@ -73,9 +73,10 @@ canopen::Abort FakeDownloadSink::end() {
   return end_result;
 }
 
-void FakeDownloadSink::cancel(canopen::Abort reason) {
+void FakeDownloadSink::cancel(canopen::Abort reason, CancelCause cause) {
   ++cancel_calls;
   cancel_reason = reason;
+  cancel_cause = cause;
 }
 
 void FakeDownloadSink::drain(std::uint32_t length) {

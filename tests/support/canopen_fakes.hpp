@@ -41,7 +41,7 @@ class FakeDownloadSink final : public DownloadSink {
   std::uint32_t free_space() const override;
   canopen::Abort write(const std::uint8_t* bytes, std::uint32_t length) override;
   canopen::Abort end() override;
-  void cancel(canopen::Abort reason) override;
+  void cancel(canopen::Abort reason, CancelCause cause) override;
 
   void drain(std::uint32_t length);
   void drain_all() { buffered = 0; }
@@ -57,6 +57,7 @@ class FakeDownloadSink final : public DownloadSink {
   int end_calls = 0;
   int cancel_calls = 0;
   canopen::Abort cancel_reason = canopen::Abort::kNone;
+  CancelCause cancel_cause = CancelCause::kServerAbort;
   std::uint32_t overflow_writes = 0;
 
   canopen::Abort begin_result = canopen::Abort::kNone;

@@ -258,7 +258,8 @@ CoreRig::SdoResult CoreRig::sdo_download_block(std::uint16_t index, std::uint8_t
     if (total_segments == 0) break;
   }
   const auto unused = static_cast<std::uint8_t>(total_segments * 7 - data.size());
-  const std::uint16_t crc = crc_used ? crc16_xmodem(0, data.data(), data.size()) : 0;
+  std::uint16_t crc = crc_used ? crc16_xmodem(0, data.data(), data.size()) : 0;
+  if (wrong_block_crc) crc ^= 0x0100;
   CanFrame end;
   end.id = canopen::kSdoRxBase + node_id();
   end.dlc = 8;

@@ -81,6 +81,8 @@ class CoreRig {
   // Block download: queue each sub-block whole before looking at the node's answers, as a client
   // does that hands a sub-block to its driver at once (an abort then meets segments under way).
   bool queue_whole_sub_blocks = false;
+  // Block download: send a CRC in the end frame that does not match the data.
+  bool wrong_block_crc = false;
 
  private:
   class Sink final : public FrameSink {

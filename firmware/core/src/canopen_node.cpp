@@ -12,7 +12,7 @@ void CanopenNode::start(Micros now) {
   started_ = true;
   reset_node_requested_ = false;
   addressed_ = false;
-  sdo_.cancel(canopen::Abort::kDeviceState, now);
+  sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
   objects_.reset_communication();
   boot_up(now);
 }
@@ -44,7 +44,7 @@ void CanopenNode::on_nmt(const CanFrame& frame, Micros now) {
     case NmtCommand::kStop:
       if (config_.is_application) {
         state_ = NmtState::kStopped;
-        sdo_.cancel(canopen::Abort::kDeviceState, now);
+        sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
       }
       break;
     case NmtCommand::kEnterPreOperational:
@@ -53,11 +53,11 @@ void CanopenNode::on_nmt(const CanFrame& frame, Micros now) {
     case NmtCommand::kResetNode:
       // The transfer ends here. reset_node_requested() waits until the rest of an interrupted
       // block download sub-block has passed, so that the node after the reset never reads it.
-      sdo_.cancel(canopen::Abort::kDeviceState, now);
+      sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
       reset_node_requested_ = true;
       break;
     case NmtCommand::kResetCommunication:
-      sdo_.cancel(canopen::Abort::kDeviceState, now);
+      sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
       objects_.reset_communication();
       boot_up(now);
       break;

@@ -65,7 +65,7 @@ std::uint32_t ProgramDownload::flash_status(std::uint8_t) const {
 
 Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   if (phase_ == Phase::kFinishing || phase_ == Phase::kCommitting) return Abort::kDeviceState;
-  if (transfer_open_) cancel(Abort::kGeneral);
+  if (transfer_open_) cancel(Abort::kGeneral, CancelCause::kReplaced);
   // Refuse an impossible size before anything else happens.
   if (size_known && size < image::kMinHeaderLength + image::kMinPayloadLength) {
     set_status(FlashStatus::kDataFormatError, FlashDetail::kLengthMismatch);
@@ -208,10 +208,48 @@ Abort ProgramDownload::end() {
   return Abort::kNone;
 }
 
-void ProgramDownload::cancel(Abort) {
+namespace {
+
+// 0x1F57 after a transfer that ended early: each cause has its own detail (docs/image-format.md).
+FlashStatus cancel_status(Abort reason, CancelCause cause, FlashDetail& detail) {
+  switch (cause) {
+    case CancelCause::kClientAbort:
+      detail = FlashDetail::kAborted;
+      return FlashStatus::kUnspecified;
+    case CancelCause::kReplaced:
+      detail = FlashDetail::kTransferReplaced;
+      return FlashStatus::kUnspecified;
+    case CancelCause::kNmt:
+      detail = FlashDetail::kTransferNmt;
+      return FlashStatus::kUnspecified;
+    case CancelCause::kServerAbort:
+      break;
+  }
+  switch (reason) {
+    case Abort::kCrc:
+      detail = FlashDetail::kTransferCrc;
+      return FlashStatus::kDataFormatError;
+    case Abort::kTimeout:
+      detail = FlashDetail::kTransferTimeout;
+      return FlashStatus::kUnspecified;
+    case Abort::kLengthTooHigh:
+    case Abort::kLengthTooLow:
+      detail = FlashDetail::kLengthMismatch;  // more or fewer bytes than the client announced
+      return FlashStatus::kDataFormatError;
+    default:
+      detail = FlashDetail::kTransferProtocol;
+      return FlashStatus::kUnspecified;
+  }
+}
+
+}  // namespace
+
+void ProgramDownload::cancel(Abort reason, CancelCause cause) {
   pending_abort_ = Abort::kNone;
   if (!transfer_open_) return;
-  set_status(FlashStatus::kUnspecified, FlashDetail::kAborted);
+  FlashDetail detail = FlashDetail::kNone;
+  const FlashStatus status = cancel_status(reason, cause, detail);
+  set_status(status, detail);
   abandon();
 }
 

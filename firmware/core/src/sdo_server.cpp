@@ -70,7 +70,9 @@ void SdoServer::on_request(const CanFrame& frame, Micros now) {
   const bool client_abort =
       state_ == State::kBlockDownloadSub ? command == kAbortCommand : ccs == kCcsAbort;
   if (client_abort) {
-    if (state_ != State::kIdle) cancel(static_cast<Abort>(load_le32(frame.data + 4)), now);
+    if (state_ != State::kIdle) {
+      cancel(static_cast<Abort>(load_le32(frame.data + 4)), CancelCause::kClientAbort, now);
+    }
     return;
   }
   if (state_ == State::kBlockDownloadSub) {
@@ -80,7 +82,7 @@ void SdoServer::on_request(const CanFrame& frame, Micros now) {
   }
   if (is_initiate(command)) {
     // A new transfer replaces whatever was going on.
-    if (state_ != State::kIdle) cancel(Abort::kGeneral, now);
+    if (state_ != State::kIdle) cancel(Abort::kGeneral, CancelCause::kReplaced, now);
     last_activity_ = now;
     switch (ccs) {
       case kCcsInitiateDownload:
@@ -551,8 +553,8 @@ Micros SdoServer::next_deadline() const {
   return deadline;
 }
 
-void SdoServer::cancel(Abort reason, Micros now) {
-  if (sink_ != nullptr) sink_->cancel(reason);
+void SdoServer::cancel(Abort reason, CancelCause cause, Micros now) {
+  if (sink_ != nullptr) sink_->cancel(reason, cause);
   start_drain(now);
   reset_state();
 }
@@ -594,7 +596,7 @@ void SdoServer::send(const CanFrame& frame, Micros now) {
 
 void SdoServer::abort(Abort code, Micros now, bool sink_knows) {
   send_abort_frame(object_.index, object_.sub, code, now);
-  if (sink_ != nullptr && !sink_knows) sink_->cancel(code);
+  if (sink_ != nullptr && !sink_knows) sink_->cancel(code, CancelCause::kServerAbort);
   start_drain(now);
   reset_state();
 }

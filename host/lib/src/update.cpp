@@ -47,14 +47,17 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashDetail::kProgramFailed: d = "programming failed"; break;
     case FlashDetail::kJournalFailed: d = "install record could not be written"; break;
     case FlashDetail::kProductMismatch: d = "vendor-ID/product code differ from the node's 0x1018"; break;
-    case FlashDetail::kAborted: d = "the transfer was aborted part-way"; break;
+    case FlashDetail::kAborted: d = "the master aborted the transfer part-way"; break;
     case FlashDetail::kUnsupportedFlags: d = "container uses flags this bootloader does not know"; break;
     case FlashDetail::kNotConfirmed:
       d = "the application was started its allowed number of times and never confirmed that it runs";
       break;
-    default:
-      if (detail == 17) d = "the image's initial stack pointer or reset handler cannot start";
-      break;
+    case FlashDetail::kBadVectorTable: d = "the image's initial stack pointer or reset handler cannot start"; break;
+    case FlashDetail::kTransferCrc: d = "the SDO block transfer's CRC did not match the data"; break;
+    case FlashDetail::kTransferTimeout: d = "the master went silent during the transfer (SDO timeout)"; break;
+    case FlashDetail::kTransferProtocol: d = "the master broke the SDO protocol during the transfer"; break;
+    case FlashDetail::kTransferReplaced: d = "a new SDO request replaced the transfer"; break;
+    case FlashDetail::kTransferNmt: d = "an NMT reset or stop ended the transfer"; break;
   }
   if (d) text += fmt::format(": {}", d);
   else if (detail) text += fmt::format(" (detail {})", detail);

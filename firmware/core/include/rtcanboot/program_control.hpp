@@ -9,6 +9,14 @@
 
 namespace rtcanboot {
 
+// Why an SDO download ended before its end(), as DownloadSink::cancel() learns it.
+enum class CancelCause : std::uint8_t {
+  kServerAbort,  // the SDO server sent an abort frame; the code says which (protocol, CRC, timeout)
+  kClientAbort,  // the client's abort frame; the code is the client's
+  kReplaced,     // a new initiate request replaced the transfer
+  kNmt,          // NMT reset node, reset communication or stopped (no abort frame)
+};
+
 // Streaming target of a DOMAIN download (0x1F50:1). The SDO server never buffers the whole
 // transfer: it hands data over as it arrives and asks free_space() to pace the client.
 class DownloadSink {
@@ -21,8 +29,10 @@ class DownloadSink {
   virtual canopen::Abort write(const std::uint8_t* data, std::uint32_t length) = 0;
   // All data delivered (the transfer's last frame arrived and its CRC matched).
   virtual canopen::Abort end() = 0;
-  // The transfer was aborted by either side (or timed out); discard the partial download.
-  virtual void cancel(canopen::Abort reason) = 0;
+  // The transfer ended early (`cause`, with the abort code sent or received, or the code the
+  // server uses internally); discard the partial download. Not called after the sink's own
+  // refusal of begin(), write() or end().
+  virtual void cancel(canopen::Abort reason, CancelCause cause) = 0;
 
  protected:
   ~DownloadSink() = default;

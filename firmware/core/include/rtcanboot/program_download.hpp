@@ -82,7 +82,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   std::uint32_t free_space() const override;
   canopen::Abort write(const std::uint8_t* data, std::uint32_t length) override;
   canopen::Abort end() override;
-  void cancel(canopen::Abort reason) override;
+  void cancel(canopen::Abort reason, CancelCause cause) override;
 
   // The container header of the current (or last) download.
   const image::Header& header() const { return header_; }

@@ -29,7 +29,7 @@ class SdoServer {
   // for sink space, poll() should also run whenever the sink may have made room.
   Micros next_deadline() const;
   // Drops any transfer without an abort frame (NMT reset communication, NMT stopped, reset node).
-  void cancel(Abort reason, Micros now);
+  void cancel(Abort reason, CancelCause cause, Micros now);
   bool transfer_active() const { return state_ != State::kIdle; }
   // The segments of an interrupted block download sub-block are still being ignored (no transfer
   // is active meanwhile). poll() ends the drain after NodeConfig::block_drain_time.
