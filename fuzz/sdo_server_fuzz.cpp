@@ -6,12 +6,19 @@
 //   5    sink: drain / resize / fail next call (1)    6 NMT frame (2 bytes), DLC from the opcode
 //   7    any frame: id (2 bytes), DLC (1), data (8)
 //
+//   opcode 3 is the client's next block download segment (seqno = last + 1; operand bit 0 = c)
+//
 // Invariants: every frame the node sends is an SDO response (0x580 + id, DLC 8) or a boot-up /
 // heartbeat (0x700 + id, DLC 1); the sink never gets more than free_space() and sees calls only
 // in the order begin, write*, end | cancel; after poll(now) the next deadline lies in the future.
+// CiA 301 after an interrupted block download (issue 16, defects 1 and 2): a client model follows
+// the block download sub-blocks from the node's own answers; once the transfer ended inside a
+// sub-block (server abort, client abort, timeout, NMT), the rest of that sub-block, sent in
+// sequence within NodeConfig::block_drain_time, gets no response at all.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "rtcanboot/canopen_node.hpp"
 
@@ -44,11 +51,29 @@ class CheckingFrameSink final : public rtcanboot::FrameSink {
     const bool heartbeat = frame.id == 0x700U + kNodeId && frame.dlc == 1;
     FUZZ_CHECK(sdo || heartbeat);
     FUZZ_CHECK(frame.flags == 0);
+    if (sdo) {
+      ++sdo_frames;
+      sent.push_back(frame);
+    }
     // Now and then the queue is full, as on a busy bus.
     return refuse_every == 0 || ++count % refuse_every != 0;
   }
   unsigned refuse_every = 0;
   unsigned count = 0;
+  unsigned sdo_frames = 0;     // attempted, refused ones included
+  std::vector<CanFrame> sent;  // SDO frames not yet looked at by the client model
+};
+
+// The client's view of a block download, built from what it sent and what the node answered.
+struct BlockModel {
+  bool sub_block = false;  // a sub-block is open: the node takes every frame as a segment
+  std::uint8_t block_size = 0;
+  std::uint8_t last = 0;   // sequence number of the last frame sent inside the sub-block
+  bool over = false;       // that sub-block's last segment (seqno = block size, or c = 1) was sent
+  std::uint8_t c_seq = 0;  // sequence number of the segment with c = 1 in this sub-block
+  bool draining = false;  // the transfer ended inside the sub-block: its rest must get no answer
+  std::uint8_t bound = 0;
+  Micros since = 0;
 };
 
 class CheckingSink final : public rtcanboot::DownloadSink {
@@ -153,15 +178,76 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   Micros now = 0;
   node.start(now);
+  BlockModel model;
+  // The node's answers move the model: a block download initiate response opens the first
+  // sub-block, an acknowledge the next one, or the end phase after the segment with c = 1.
+  bool initiate_sent = false;
+  auto observe = [&] {
+    for (const CanFrame& reply : frames.sent) {
+      const std::uint8_t r = reply.data[0];
+      if (initiate_sent && (r & 0xE3) == 0xA0) {
+        model.sub_block = true;
+        model.block_size = reply.data[4];
+        model.last = 0;
+        model.over = false;
+        model.c_seq = 0;
+      } else if (model.sub_block && r == 0xA2) {
+        if (model.c_seq != 0 && reply.data[1] == model.c_seq) {
+          model.sub_block = false;  // end phase
+        } else {
+          model.block_size = reply.data[2];
+          model.last = 0;
+          model.over = false;
+          model.c_seq = 0;
+        }
+      }
+      initiate_sent = false;
+    }
+    frames.sent.clear();
+    initiate_sent = false;
+  };
+  // Sends an SDO request and follows the block download in the model.
+  auto send_sdo = [&](const CanFrame& frame) {
+    const std::uint8_t first = frame.data[0];
+    bool continuation = false;
+    if (model.draining) {
+      continuation = now - model.since < config.block_drain_time &&
+                     (first & 0x7F) == model.last + 1 && model.last + 1 <= model.bound;
+      model.draining = false;
+      if (continuation) {
+        model.last = first & 0x7F;
+        model.since = now;
+        model.draining = (first & 0x80) == 0 && model.last < model.bound;
+      }
+    }
+    // Inside a sub-block the node takes the frame as a segment (0x80 is the client's abort; while
+    // the acknowledge is held back, frames are ignored).
+    if (model.sub_block && !model.over && first != 0x80) {
+      model.last = first & 0x7F;
+      if ((first & 0x80) != 0) model.c_seq = model.last;
+      model.over = (first & 0x80) != 0 || model.last == model.block_size;
+    }
+    const unsigned before = frames.sdo_frames;
+    initiate_sent = !model.sub_block && !continuation && (first & 0xE1) == 0xC0;
+    node.on_frame(frame, now);
+    // The oracle: the rest of an interrupted sub-block is never a request.
+    if (continuation) FUZZ_CHECK(frames.sdo_frames == before);
+  };
   while (!input.empty()) {
     const std::uint8_t opcode = input.byte();
     switch (opcode & 0x07) {
       case 0:
       case 1:
       case 2:
-      case 3:
-        node.on_frame(read_frame(input, 0x600U + kNodeId, 8), now);
+        send_sdo(read_frame(input, 0x600U + kNodeId, 8));
         break;
+      case 3: {
+        CanFrame segment = read_frame(input, 0x600U + kNodeId, 8);
+        const std::uint8_t next = model.draining || model.sub_block ? model.last + 1 : 1;
+        segment.data[0] = static_cast<std::uint8_t>((next & 0x7F) | ((segment.data[0] & 1) << 7));
+        send_sdo(segment);
+        break;
+      }
       case 4: {
         const std::uint32_t steps = input.byte() | (input.byte() << 8U);
         now += steps * 37U;
@@ -194,10 +280,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       default: {
         const std::uint32_t id = (input.byte() | (input.byte() << 8U)) & 0x7FFU;
         const auto dlc = static_cast<std::uint8_t>(input.byte() % 9);
-        node.on_frame(read_frame(input, id, dlc), now);
+        const CanFrame frame = read_frame(input, id, dlc);
+        if (id == 0x600U + kNodeId && dlc == 8) {
+          send_sdo(frame);
+        } else {
+          node.on_frame(frame, now);
+        }
         break;
       }
     }
+    observe();
+    // A transfer that ended inside an unfinished sub-block: the rest of it is drained.
+    if (model.sub_block && !node.transfer_active()) {
+      model.sub_block = false;
+      if (!model.over) {
+        model.draining = true;
+        model.bound = model.last > model.block_size ? 127 : model.block_size;
+        model.since = now;
+        if (model.last >= model.bound) model.draining = false;
+      }
+    }
+    if (!node.transfer_active()) model.sub_block = false;
     // The sink is never left mid-download once the node has no transfer.
     if (!node.transfer_active()) FUZZ_CHECK(!program.sink.active);
   }
