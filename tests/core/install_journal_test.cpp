@@ -347,6 +347,35 @@ TEST_F(JournalTest, AttemptSkipsAUsedPageThatWouldBlockTheConfirm) {
   EXPECT_EQ(reload().attempts, 1U);
 }
 
+// Undoing a REVOKE (a refused download that erased nothing) brings back the exact trial state.
+TEST_F(JournalTest, AppendStateRestoresConfirmedAndAttemptStates) {
+  InstallJournal journal(flash);
+  journal.load();
+  commit(journal, 4);
+  for (int n = 0; n < 2; ++n) {
+    ASSERT_TRUE(journal.append_attempt());
+    drive(journal);
+  }
+  InstalledImage before = journal.installed();
+  ASSERT_EQ(before.attempts, 2U);
+  revoke(journal);
+  ASSERT_TRUE(journal.append_state(before));
+  drive(journal);
+  InstalledImage after = reload();
+  expect_image(after, 4);
+  EXPECT_EQ(after.attempts, 2U);
+  EXPECT_FALSE(after.confirmed);
+  ASSERT_TRUE(journal.append_confirm());
+  drive(journal);
+  before = journal.installed();
+  revoke(journal);
+  ASSERT_TRUE(journal.append_state(before));
+  drive(journal);
+  after = reload();
+  expect_image(after, 4);
+  EXPECT_TRUE(after.confirmed);
+}
+
 TEST_F(JournalTest, RecordsOfAnUnknownTypeAreForeign) {
   Record record;
   record.type = RecordType::kConfirm;

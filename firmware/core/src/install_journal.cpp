@@ -148,6 +148,16 @@ bool InstallJournal::append_attempt() {
   return append(record_for(installed_, RecordType::kAttempt, 0), true);
 }
 
+bool InstallJournal::append_state(const InstalledImage& image) {
+  if (!image.valid) return append_revoke();
+  const RecordType type = image.confirmed      ? RecordType::kConfirm
+                          : image.attempts > 0 ? RecordType::kAttempt
+                                               : RecordType::kCommit;
+  Record record = record_for(image, type, 0);
+  record.attempts = type == RecordType::kAttempt ? image.attempts : 0;
+  return append(record);
+}
+
 bool InstallJournal::append_confirm() {
   if (!installed_.valid || installed_.confirmed) return false;
   return append(record_for(installed_, RecordType::kConfirm, 0));

@@ -317,7 +317,7 @@ void ProgramDownload::poll() {
   if (reinstate_pending_ && !journal_.busy() && !journal_.operation_in_flight() &&
       !writer_.operation_in_flight()) {
     reinstate_pending_ = false;
-    if (!journal_.failed() && !journal_.installed().valid) journal_.append_commit(revoked_image_);
+    if (!journal_.failed() && !journal_.installed().valid) journal_.append_state(revoked_image_);
   }
   switch (phase_) {
     case Phase::kIdle:

@@ -90,6 +90,9 @@ class InstallJournal {
   bool append_attempt();
   // The application confirms the installed image (application kit, one page program).
   bool append_confirm();
+  // Writes `image`'s state again exactly as it was (COMMIT, ATTEMPT n or CONFIRM): undoes a
+  // REVOKE after which nothing was erased.
+  bool append_state(const InstalledImage& image);
 
   void poll();
   bool busy() const { return step_ != Step::kIdle && step_ != Step::kFailed; }
