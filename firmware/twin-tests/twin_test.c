@@ -115,6 +115,12 @@ RAMFUNC static int32_t xfer_cmd(uint32_t seq, uint32_t addr, uint32_t op, const 
   return NOR_API->xfer(1, &x);
 }
 
+/* The ROM's init loads LUT sequence 0 only and its erase/program leave slot 1 with the
+ * read-status sequence: every sequence run through xfer is loaded from the config first. */
+__attribute__((unused)) static int32_t load_sequences(void) {
+  return NOR_API->update_lut(1, 1, &config[0x80 / 4 + 4], 15);
+}
+
 __attribute__((unused)) RAMFUNC static uint32_t wait_idle(void) {
   uint32_t polls = 0, status = 0;
   do {
@@ -160,6 +166,7 @@ int main(void) {
   st = NOR_API->read(1, config, rb, 0x3F0010u, 16);
   line("rom read ", rb[0]);
   /* Non-blocking erase through xfer, with read-status polling from RAM. */
+  line("update_lut ", (uint32_t)load_sequences());
   xfer_cmd(3, 0, 0, 0, 0, 0, 0);
   xfer_cmd(5, 0x3F1000u, 0, 0, 0, 0, 0);
   line("xfer erase polls ", wait_idle());
@@ -177,6 +184,7 @@ int main(void) {
   NOR_API->init(1, config);
   NOR_API->erase(1, config, 0x3F0000u, 0x1000u);
   for (int i = 0; i < 64; ++i) page[i] = 0;
+  load_sequences();
   xfer_cmd(3, 0, 0, 0, 0, 0, 0);
   xfer_cmd(9, 0x3F0000u, 2, page, 256, 0, 0);
   line("flash word during program ", REG32(0x70000000u));

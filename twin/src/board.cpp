@@ -67,6 +67,7 @@ void Board::Impl::create_peripherals() {
   own(0x4008'4000, std::make_unique<Pit>(*b.ccm_, ctx));
   own(0x4018'4000, std::make_unique<Lpuart>("LPUART1", ctx));
   flexspi2 = static_cast<FlexSpi2*>(own(0x402A'4000, std::make_unique<FlexSpi2>(ctx)));
+  flexspi2->set_lut_after_reset(b.config_.readings.lut_after_reset, b.config_.seed);
   own(0x400B'0000, std::make_unique<PlainRegisters>("FLEXRAM", 0x4000, ctx));
   own(0x4008'0000, std::make_unique<PlainRegisters>("DCDC", 0x4000, ctx));
   auto ocotp = std::make_unique<PlainRegisters>("OCOTP", 0x4000, ctx);

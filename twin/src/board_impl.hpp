@@ -217,12 +217,16 @@ struct Board::Impl {
   // --- boot ROM
   void rom_boot();
   bool rom_boot_image(std::string* why);
-  void rom_call(std::uint32_t address);
-  std::uint32_t rom_arg(unsigned i);
-  bool rom_check_instance(std::uint32_t instance, const char* fn);
-  std::uint32_t rom_xfer(std::uint32_t xfer_addr, std::uint32_t lr);
-  void rom_get_config(std::uint32_t cfg, std::uint32_t option_addr);
+  void rom_call(std::uint32_t address);  // rom/rom_api.cpp
   void charge(Nanos ns) { b.cycles_ += ns_to_cycles(ns); }
+  void advance_to(Nanos t) {
+    if (t > b.local_time()) b.cycles_ = ns_to_cycles(t);
+  }
+  void halt(const std::string& reason) {  // stops the core (not a fault)
+    b.state_ = BoardState::kHalted;
+    b.stop_reason_ = reason;
+    request_stop(Stop::kFault);
+  }
   // Block hook. A stop requested here happens before the block executes; Unicorn 2.0.1 does
   // not always report that block's address as the PC afterwards, so the run loop restores it
   // from `stopped_at_block`.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -655,17 +656,32 @@ FlexSpi2::FlexSpi2(SocContext& ctx) : RegisterBlock("FLEXSPI2", 0x4000, ctx) {
   set_reset_value(0xE0, 0x0000'0003);  // STS0: SEQIDLE | ARBIDLE
 }
 
-void FlexSpi2::on_reset(bool) {
-  lut_.fill(0);
+void FlexSpi2::on_reset(bool warm) {
   lut_locked_ = false;
+  ++resets_;
+  switch (lut_after_reset_) {
+    case LutAfterReset::kZero:
+      lut_.fill(0);
+      break;
+    case LutAfterReset::kSeeded: {
+      std::mt19937_64 rng(seed_ * 0x9E37'79B9'7F4A'7C15ull + resets_);
+      for (auto& w : lut_) w = static_cast<std::uint32_t>(rng());
+      break;
+    }
+    case LutAfterReset::kKeptOverWarmReset:
+      if (!warm) lut_.fill(0);
+      break;
+  }
 }
 
-void FlexSpi2::configure_from_fcb(const std::uint8_t* fcb) {
-  for (unsigned i = 0; i < 64; ++i) {
-    std::uint32_t w = 0;
-    std::memcpy(&w, fcb + 0x80 + 4 * i, 4);
-    lut_[i] = w;
-  }
+void FlexSpi2::load_sequences(unsigned first, const std::uint32_t* words, unsigned count) {
+  for (unsigned i = 0; i < 4 * count && 4 * first + i < lut_.size(); ++i) lut_[4 * first + i] = words[i];
+}
+
+void FlexSpi2::init_from_fcb(const std::uint8_t* fcb) {
+  std::uint32_t read_sequence[4];
+  std::memcpy(read_sequence, fcb + 0x80, sizeof read_sequence);
+  load_sequences(0, read_sequence, 1);
   set_reg(0x00, 0xFFFF'8010);  // enabled, RXCLKSRC = loopback from DQS pad
   set_reg(0x0C, 0x0000'0078);  // AHBCR: cachable, bufferable, prefetch, read-address-opt
   set_reg(0x60, 0x0000'1000);  // FLSHA1CR0: 4 MiB

@@ -45,6 +45,7 @@ TEST_F(FirmwareTest, HelloBootsRunsTimerRomApiAndWarmReset) {
   EXPECT_NE(c.find("program 0x00000000"), std::string::npos) << c;
   EXPECT_NE(c.find("readback 0x070E151C"), std::string::npos) << c;
   EXPECT_NE(c.find("rom read 0x04080C10"), std::string::npos) << c;
+  EXPECT_NE(c.find("update_lut 0x00000000"), std::string::npos) << c;
   EXPECT_NE(c.find("xfer readback 0x09121B24"), std::string::npos) << c;
   EXPECT_NE(c.find("warm reset seen, SRSR=0x00000003"), std::string::npos) << c;
   EXPECT_NE(c.find("DONE"), std::string::npos) << c;

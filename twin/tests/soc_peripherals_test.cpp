@@ -1,6 +1,7 @@
 // Unit tests of the SoC peripheral models through their register interface.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -185,6 +186,32 @@ TEST(FlexSpi2Test, SwresetSelfClearsAndResetsAhbBuffers) {
   f.write(0x200, 0, 4, 0);
   EXPECT_EQ(f.lut(0), 0x0A18'04EBu);
   EXPECT_EQ(r.faults.size(), 1u);
+}
+
+TEST(FlexSpi2Test, InitFromFcbLoadsSequenceZeroOnlyAndResetReadingsDecideTheRest) {
+  Rig r;
+  FlexSpi2 f(r.ctx);
+  f.reset(false);
+  std::vector<std::uint8_t> fcb(512, 0);
+  for (std::uint32_t i = 0; i < 64; ++i) {
+    const std::uint32_t word = 0x1000u + i;
+    std::memcpy(&fcb[0x80 + 4 * i], &word, 4);
+  }
+  f.init_from_fcb(fcb.data());
+  for (unsigned i = 0; i < 4; ++i) EXPECT_EQ(f.lut(i), 0x1000u + i);
+  for (unsigned i = 4; i < 64; ++i) EXPECT_EQ(f.lut(i), 0u) << i;
+  const std::uint32_t seq[4] = {1, 2, 3, 4};
+  f.load_sequences(15, seq, 1);
+  EXPECT_EQ(f.lut(63), 4u);
+  f.reset(true);  // default reading: zero after any reset
+  EXPECT_EQ(f.lut(0), 0u);
+  EXPECT_EQ(f.lut(63), 0u);
+  f.set_lut_after_reset(LutAfterReset::kKeptOverWarmReset, 1);
+  f.load_sequences(15, seq, 1);
+  f.reset(true);
+  EXPECT_EQ(f.lut(63), 4u);
+  f.reset(false);
+  EXPECT_EQ(f.lut(63), 0u);
 }
 
 TEST(CcmAnalogTest, PllsReadLockedAndSetClearAliasesWork) {

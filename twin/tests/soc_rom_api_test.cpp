@@ -3,6 +3,7 @@
 
 #include <unicorn/unicorn.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "soc_test_support.hpp"
@@ -35,6 +36,13 @@ class RomApiTest : public ::testing::Test {
     return board_->call(board_->read_u32(table_ + 4 * index), args);
   }
   std::uint8_t flash_at(std::uint32_t off) { return board_->flash().contents()[off]; }
+  // FlexSPI2 LUT word `index` as the controller holds it (LUT registers at +0x200).
+  std::uint32_t lut_word(unsigned index) { return board_->read_u32(0x402A'4200 + 4 * index); }
+  std::uint32_t cfg_lut_word(unsigned index) { return board_->read_u32(kCfg + 0x80 + 4 * index); }
+  // update_lut of config sequences first..first+count-1 into the same slots.
+  std::uint32_t load_from_config(unsigned first, unsigned count) {
+    return fn(8, {1, first, kCfg + 0x80 + 16 * first, count});
+  }
   std::uint32_t xfer(std::uint32_t op, std::uint32_t addr, std::uint32_t seq, std::uint32_t tx, std::uint32_t tx_size,
                      std::uint32_t rx, std::uint32_t rx_size) {
     const std::uint32_t x[9] = {op, addr, seq, 1, 0, tx, tx_size, rx, rx_size};
@@ -67,14 +75,55 @@ TEST_F(RomApiTest, EraseAlignsToSectorsAndTakesFlashTime) {
   EXPECT_EQ(board_->flash().wear(0x102), 0u);
 }
 
-TEST_F(RomApiTest, ProgramWritesOnePageAlignedDown) {
+TEST_F(RomApiTest, ProgramSendsTheAddressAsGivenAndTheDeviceWrapsInsideThePage) {
   std::vector<std::uint8_t> page(256);
   for (unsigned i = 0; i < 256; ++i) page[i] = static_cast<std::uint8_t>(i);
   board_->write_memory(kBuf, page.data(), page.size());
   EXPECT_EQ(fn(2, {1, kCfg, 0x20'0080, kBuf}), 0u);
-  EXPECT_EQ(flash_at(0x20'0000), 0);
-  EXPECT_EQ(flash_at(0x20'00FF), 255);
+  EXPECT_EQ(flash_at(0x20'0080), 0);
+  EXPECT_EQ(flash_at(0x20'00FF), 127);
+  EXPECT_EQ(flash_at(0x20'0000), 128);
+  EXPECT_EQ(flash_at(0x20'007F), 255);
   EXPECT_EQ(flash_at(0x20'0100), 0xFF);
+}
+
+TEST_F(RomApiTest, ProgramFromAnUnalignedSourceReturnsInvalidArgumentWithWelSet) {
+  EXPECT_EQ(fn(2, {1, kCfg, 0x20'0000, kBuf + 2}), 4u);
+  EXPECT_EQ(board_->flash().status1() & W25Q32::kStatusWel, W25Q32::kStatusWel);
+  EXPECT_EQ(flash_at(0x20'0000), 0xFF);
+}
+
+TEST_F(RomApiTest, InitLoadsOnlySequenceZero) {
+  // SetUp ran get_config and init: slot 0 is the config's read; write enable, erase and
+  // program (slots 3, 5, 8, 9) were never loaded and hold the reset value 0.
+  for (unsigned w = 0; w < 4; ++w) EXPECT_EQ(lut_word(w), cfg_lut_word(w)) << w;
+  for (unsigned slot : {3u, 5u, 8u, 9u, 11u}) {
+    for (unsigned w = 0; w < 4; ++w) EXPECT_EQ(lut_word(4 * slot + w), 0u) << slot;
+    EXPECT_NE(cfg_lut_word(4 * slot), 0u) << slot;
+  }
+}
+
+TEST_F(RomApiTest, RomCommandsLoadTheirSequencesIntoSlotOneAndLeaveReadStatusThere) {
+  std::vector<std::uint8_t> page(256, 0x11);
+  board_->write_memory(kBuf, page.data(), page.size());
+  EXPECT_EQ(fn(2, {1, kCfg, 0x20'0000, kBuf}), 0u);
+  EXPECT_EQ(flash_at(0x20'0000), 0x11);  // the ROM loaded write enable and program itself
+  for (unsigned w = 0; w < 4; ++w) EXPECT_EQ(lut_word(4 + w), cfg_lut_word(4 + w)) << w;  // read status
+  for (unsigned slot : {3u, 9u}) EXPECT_EQ(lut_word(4 * slot), 0u) << slot;
+  EXPECT_EQ(fn(4, {1, kCfg, 0x20'1000, 0x1000}), 0u);
+  EXPECT_EQ(lut_word(4 * 5), 0u);
+  EXPECT_EQ(lut_word(4), cfg_lut_word(4));
+}
+
+TEST_F(RomApiTest, EraseUsesBlocksOnlyWhereNxpsTestAllowsThem) {
+  // (start & ~blockSize) == 0 holds at 0 and 0x10000 only: 0x20000..0x2FFFF goes in 16 sectors.
+  EXPECT_EQ(fn(4, {1, kCfg, 0x2'0000, 0x1'0000}), 0u);
+  EXPECT_EQ(board_->flash().wear(0x20), 1u);
+  EXPECT_EQ(board_->flash().wear(0x2F), 1u);
+  const Nanos t0 = board_->local_time();
+  EXPECT_EQ(fn(4, {1, kCfg, 0x1'0000, 0x1'0000}), 0u);  // one 64 KiB block erase
+  EXPECT_LT(board_->local_time() - t0, 2 * board_->flash().times().erase_64k);
+  EXPECT_EQ(fn(4, {1, kCfg, 0x3'0000, 0}), 4u);  // nothing to erase
 }
 
 TEST_F(RomApiTest, OutOfRangeArgumentsAreRejected) {
@@ -103,6 +152,7 @@ TEST_F(RomApiTest, ReadCopiesFlashToRam) {
 TEST_F(RomApiTest, XferRunsLutSequencesInTheBackground) {
   std::vector<std::uint8_t> zeros(0x1000, 0);
   board_->flash().probe_write(0x5000, zeros);
+  ASSERT_EQ(load_from_config(1, 15), 0u);
   EXPECT_EQ(xfer(0, 0, 3, 0, 0, 0, 0), 0u);       // write enable
   EXPECT_EQ(xfer(0, 0x5000, 5, 0, 0, 0, 0), 0u);  // sector erase, returns at once
   EXPECT_TRUE(board_->flash().busy());
@@ -136,9 +186,45 @@ TEST_F(RomApiTest, UpdateLutChangesWhatXferSends) {
   EXPECT_EQ(id[2], 0x16);
 }
 
-TEST_F(RomApiTest, EmptySequenceIsAFault) {
-  EXPECT_EQ(xfer(0, 0, 14, 0, 0, 0, 0), 6001u);
-  EXPECT_TRUE(board_->has_fault_containing("no CMD"));
+TEST_F(RomApiTest, XferOnAnUnloadedSlotSendsNothing) {
+  // Write enable from slot 3, which init did not load: nothing reaches the flash.
+  const std::size_t faults = board_->fault_count();  // the blank flash's boot failure
+  EXPECT_EQ(xfer(0, 0, 3, 0, 0, 0, 0), 0u);
+  EXPECT_EQ(board_->flash().status1() & W25Q32::kStatusWel, 0);
+  EXPECT_FALSE(board_->halted());
+  EXPECT_EQ(board_->fault_count(), faults);
+}
+
+TEST_F(RomApiTest, ReadOnAnUnloadedSlotIsTheRomHanging) {
+  EXPECT_EQ(xfer(0, 0, 4, 0, 0, 0, 0), 0u);  // a command on slot 4 sends nothing
+  xfer(3, 0, 5, 0, 0, kBuf, 1);               // read status from an empty slot 5
+  EXPECT_TRUE(board_->halted());
+  EXPECT_TRUE(board_->has_fault_containing("the ROM would hang here")) << board_->stop_reason();
+  EXPECT_TRUE(board_->has_fault_containing("slot 5")) << board_->stop_reason();
+}
+
+TEST_F(RomApiTest, ProgramThroughAnUnloadedSlotIsTheRomHanging) {
+  xfer(2, 0x5100, 9, kBuf, 256, 0, 0);  // 256 bytes into a slot without WRITE: the TX FIFO never drains
+  EXPECT_TRUE(board_->has_fault_containing("the ROM would hang here")) << board_->stop_reason();
+}
+
+TEST(RomApiReadings, SeededLutHoldsAPatternThatChangesWithTheSeed) {
+  auto lut_after_boot = [](std::uint64_t seed) {
+    Simulation sim;
+    BoardConfig config = testing::quiet_config("seeded");
+    config.readings.lut_after_reset = LutAfterReset::kSeeded;
+    config.seed = seed;
+    Board& b = sim.add_board(config);
+    b.power_on();
+    sim.run_for(milliseconds_ns(5));
+    std::vector<std::uint32_t> words;
+    for (unsigned i = 4; i < 64; ++i) words.push_back(b.read_u32(0x402A'4200 + 4 * i));
+    return words;
+  };
+  const auto one = lut_after_boot(1);
+  EXPECT_NE(std::count(one.begin(), one.end(), 0u), static_cast<long>(one.size()));
+  EXPECT_EQ(one, lut_after_boot(1));
+  EXPECT_NE(one, lut_after_boot(2));
 }
 
 }  // namespace

@@ -36,12 +36,19 @@ struct Report {
   std::uint32_t pc = 0;
 };
 
+// Readings of chip facts no NXP source settles (fact sheet §9), one switch each; the defaults
+// are the most hostile readings the sources allow (docs/twin.md "Readings").
+struct Readings {
+  LutAfterReset lut_after_reset = LutAfterReset::kZero;  // FlexSPI2 LUT slots nobody loaded
+};
+
 struct BoardConfig {
   std::string name = "node";  // console lines are prefixed with "[<name> uart] "
   std::string flash_path;     // backing file; empty = memory only
   FlashTiming flash_timing = FlashTiming::kTypical;
   bool strict = true;
   std::uint64_t seed = 1;  // power-cut tearing and other indeterminate contents
+  Readings readings;
   // Console lines (without newline). Default: printed to stdout with the prefix.
   std::function<void(const std::string& line)> console_sink;
   // Reports (faults, warnings, infos). Default: faults and warnings printed to stderr.

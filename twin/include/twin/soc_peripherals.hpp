@@ -223,12 +223,26 @@ class Lpuart final : public RegisterBlock {
 };
 
 // FlexSPI2 controller registers. Holds the LUT that the ROM API and the boot path use.
+// What the 64 LUT words hold after a reset. No NXP source says (fact sheet §3.10, §9 item 15);
+// each is a reading the twin can take (docs/twin.md "Readings"):
+//   kZero               every word 0 (the first instruction of every slot is STOP: sends nothing)
+//   kSeeded             a pattern from the board's seed (garbage instructions)
+//   kKeptOverWarmReset  a warm reset keeps what was loaded before it (0 after power-on)
+enum class LutAfterReset { kZero, kSeeded, kKeptOverWarmReset };
+
 class FlexSpi2 final : public RegisterBlock {
  public:
   explicit FlexSpi2(SocContext& ctx);
   std::uint32_t lut(unsigned index) const { return lut_[index & 63]; }
-  void set_lut(unsigned index, std::uint32_t word) { lut_[index & 63] = word; }
-  void configure_from_fcb(const std::uint8_t* fcb);  // what the ROM leaves after boot
+  // flexspi_update_lut: `count` sequences of 4 words into slots first..first+count-1.
+  void load_sequences(unsigned first, const std::uint32_t* words, unsigned count);
+  // flexspi_nor_drv_flash_init (boot path and ROM init): controller registers from the FCB and
+  // LUT sequence 0 only; the other slots keep what they held.
+  void init_from_fcb(const std::uint8_t* fcb);
+  void set_lut_after_reset(LutAfterReset mode, std::uint64_t seed) {
+    lut_after_reset_ = mode;
+    seed_ = seed;
+  }
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
@@ -238,6 +252,9 @@ class FlexSpi2 final : public RegisterBlock {
  private:
   std::array<std::uint32_t, 64> lut_{};
   bool lut_locked_ = false;
+  LutAfterReset lut_after_reset_ = LutAfterReset::kZero;
+  std::uint64_t seed_ = 1;
+  std::uint64_t resets_ = 0;
 };
 
 }  // namespace rtcanboot::twin

@@ -102,7 +102,7 @@ bool Board::Impl::rom_boot_image(std::string* why) {
     return false;
   }
   auto image_covers = [&](std::uint32_t a, std::uint32_t n) { return a >= start && a - start <= size - n; };
-  flexspi2->configure_from_fcb(flash.data());
+  flexspi2->init_from_fcb(flash.data());  // sequence 0 only, as ROM init (rom/rom_api.cpp)
   std::uint32_t sp = 0, pc = 0;
   if (entry & 1) {
     if (!image_covers(entry & ~1u, 2) && !in_ram(entry & ~1u, 2)) {
