@@ -278,6 +278,23 @@ TEST_F(ProgramDownloadTest, EachCancelCauseHasItsOwnFlashStatus) {
   }
 }
 
+TEST_F(ProgramDownloadTest, RefusedFlashWorkKeepsTheApplicationAndAnswersEveryWriteWithAHardwareAbort) {
+  install(test::make_payload(8'000, 1));
+  const std::uint32_t ops = flash.mutating_ops();
+  download.refuse_flash_work(FlashDetail::kFlashNotIdentified);
+  download.report_boot_state();
+  const std::uint32_t refused =
+      canopen::flash_status_word(false, FlashStatus::kWriteError, FlashDetail::kFlashNotIdentified);
+  EXPECT_EQ(download.flash_status(1), refused);
+  EXPECT_EQ(download.begin(true, 20'000), Abort::kHardware);
+  EXPECT_EQ(download.control(1, 3), Abort::kHardware);  // clear
+  poll(10);
+  EXPECT_EQ(download.flash_status(1), refused);
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_TRUE(download.valid_program());
+  EXPECT_EQ(download.control(1, 1), Abort::kNone);  // the installed application still starts
+}
+
 TEST_F(ProgramDownloadTest, FailedRevokeStopsBeforeAnyErase) {
   install(test::make_payload(8'000, 1));
   const Bytes old_region(flash.contents().begin() + mm::kAppOffset,

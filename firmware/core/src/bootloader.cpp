@@ -57,6 +57,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
 void Bootloader::start(Micros now) {
   last_poll_ = now;
   journal_.load();
+  download_.refuse_flash_work(settings_.flash_refused);
   decision_ = decide_boot(guard_, journal_.installed(), settings_.entry_requested,
                           settings_.provisioning.boot_attempts);
   if (journal_.installed().valid && !decision_.application_valid) {

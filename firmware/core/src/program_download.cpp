@@ -33,6 +33,10 @@ Abort ProgramDownload::control(std::uint8_t sub, std::uint8_t command) {
       start_requested_ = true;
       return Abort::kNone;
     case canopen::ProgramCommand::kClear:
+      if (flash_refused_ != FlashDetail::kNone) {
+        set_status(FlashStatus::kWriteError, flash_refused_);
+        return Abort::kHardware;
+      }
       if (phase_ == Phase::kClearing) return Abort::kNone;
       if (transfer_open_ || (phase_ != Phase::kIdle && phase_ != Phase::kAbandoning)) {
         return Abort::kDeviceState;
@@ -65,6 +69,10 @@ std::uint32_t ProgramDownload::flash_status(std::uint8_t) const {
 
 Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   if (phase_ == Phase::kFinishing || phase_ == Phase::kCommitting) return Abort::kDeviceState;
+  if (flash_refused_ != FlashDetail::kNone) {
+    set_status(FlashStatus::kWriteError, flash_refused_);
+    return Abort::kHardware;
+  }
   if (transfer_open_) cancel(Abort::kGeneral, CancelCause::kReplaced);
   // Refuse an impossible size before anything else happens.
   if (size_known && size < image::kMinHeaderLength + image::kMinPayloadLength) {

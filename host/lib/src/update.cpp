@@ -58,6 +58,12 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashDetail::kTransferProtocol: d = "the master broke the SDO protocol during the transfer"; break;
     case FlashDetail::kTransferReplaced: d = "a new SDO request replaced the transfer"; break;
     case FlashDetail::kTransferNmt: d = "an NMT reset or stop ended the transfer"; break;
+    case FlashDetail::kFlashNotIdentified:
+      d = "the node refuses flash work: its flash did not identify as the expected device (JEDEC ID; see its console)";
+      break;
+    case FlashDetail::kFlashPortFailed:
+      d = "the node refuses flash work: its flash driver could not be initialised (see its console)";
+      break;
   }
   if (d) text += fmt::format(": {}", d);
   else if (detail) text += fmt::format(" (detail {})", detail);

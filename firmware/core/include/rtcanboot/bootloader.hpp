@@ -42,6 +42,10 @@ struct BootloaderSettings {
   Provisioning provisioning;
   // The application asked for the bootloader (shared boot information, kept across the reset).
   bool entry_requested = false;
+  // Set by the port when it cannot erase or program the flash (e.g. an unexpected JEDEC ID):
+  // downloads and clears are refused and 0x1F57:1 reports write error with this detail. An
+  // installed application still starts.
+  canopen::FlashDetail flash_refused = canopen::FlashDetail::kNone;
 };
 
 enum class PendingAction : std::uint8_t {

@@ -97,6 +97,9 @@ enum class FlashDetail : std::uint16_t {
   kTransferProtocol = 20,   // the master broke the SDO protocol (toggle, sequence, command, ...)
   kTransferReplaced = 21,   // a new SDO initiate replaced the download
   kTransferNmt = 22,        // NMT reset node / reset communication / stopped ended the download
+  // The port refused all erase/program work at start (0x1F57 status 5, write error):
+  kFlashNotIdentified = 23,  // the flash's JEDEC ID is not the expected device's
+  kFlashPortFailed = 24,     // the flash driver could not be initialised (ROM status on the console)
   // The installed image was started the provisioned number of times without confirming that
   // it runs (trial boot); the bootloader no longer starts it by itself.
   kNotConfirmed = 32,

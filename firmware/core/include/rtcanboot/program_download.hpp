@@ -55,7 +55,11 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // 0x1F57:1 reports "no valid program" (CiA 302-3 code 1) until a clear or a download sets its
   // own status.
   void report_boot_state() {
-    if (!valid_program()) set_status(canopen::FlashStatus::kNoValidProgram, canopen::FlashDetail::kNone);
+    if (flash_refused_ != canopen::FlashDetail::kNone) {
+      set_status(canopen::FlashStatus::kWriteError, flash_refused_);
+    } else if (!valid_program()) {
+      set_status(canopen::FlashStatus::kNoValidProgram, canopen::FlashDetail::kNone);
+    }
   }
   // Why the bootloader does not start the installed image by itself (trial boot used up: code
   // 1, detail kNotConfirmed; attempt record failed: code 5, kJournalFailed), shown in 0x1F57
@@ -63,6 +67,9 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   void report_boot_failure(canopen::FlashStatus status, canopen::FlashDetail detail) {
     set_status(status, detail);
   }
+  // The port cannot erase or program (`why`): downloads and clears are refused with abort
+  // 0x0606_0000 and 0x1F57:1 keeps reporting write error with `why`.
+  void refuse_flash_work(canopen::FlashDetail why) { flash_refused_ = why; }
   // A committed, undamaged application that no clear is removing.
   bool valid_program() const {
     return journal_.installed().valid && !damaged_ && phase_ != Phase::kClearing &&
@@ -125,6 +132,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool transfer_open_ = false;
   bool armed_ = false;  // revoke done, flash work of the current job may run
   bool start_requested_ = false;
+  canopen::FlashDetail flash_refused_ = canopen::FlashDetail::kNone;
   bool revoke_requested_ = false;
   bool clear_revoke_pending_ = false;  // a download interrupted a clear before its REVOKE
   bool damaged_ = false;

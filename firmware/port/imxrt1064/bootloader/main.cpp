@@ -128,7 +128,9 @@ bool g_watchdogs_off = true;
   g_clock.start();
 
   // FlexSPI2 is reconfigured by the ROM: interrupts are still masked, caches still off.
-  if (g_flash.init() != FlashResult::kOk) console_write("rtcanboot: ROM flash init failed\n");
+  // The port loads its own LUT sequences and checks the JEDEC ID; on failure it has said why on
+  // the console and refuses erase/program work (0x1F57:1 reports it).
+  const bool flash_ready = g_flash.init() == FlashResult::kOk;
   dcache_enable();
   icache_enable();
 
@@ -151,6 +153,7 @@ bool g_watchdogs_off = true;
   settings.software_version = RTCANBOOT_VERSION_STRING;
   settings.provisioning = provisioning;
   settings.entry_requested = entry_requested;
+  if (!flash_ready) settings.flash_refused = g_flash.refusal();
   static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),
                                settings);
 

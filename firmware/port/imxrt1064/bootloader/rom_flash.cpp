@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "rtcanboot/imxrt1064/console.hpp"
 #include "rtcanboot/imxrt1064/cortex_m7.hpp"
 #include "rtcanboot/memory_map.hpp"
 
@@ -21,40 +22,138 @@ constexpr Micros kSectorEraseTimeout = 1'000'000;
 constexpr Micros kBlock32EraseTimeout = 3'000'000;
 constexpr Micros kBlock64EraseTimeout = 4'000'000;
 
+static_assert(lut::kSeqCount <= 16, "the controller has 16 LUT slots");
+static_assert(lut::kSeqReadJedecId < lut::kSeqCount && lut::kSeqReadSfdp < lut::kSeqCount &&
+                  lut::kSeqEraseBlock32 < lut::kSeqCount && lut::kSeqPageProgram < lut::kSeqCount,
+              "every sequence the port runs is one it loads");
+
+void log_hex_byte(std::uint32_t value) {
+  constexpr char kDigits[] = "0123456789ABCDEF";
+  const char text[3] = {kDigits[(value >> 4) & 0xF], kDigits[value & 0xF], 0};
+  console_write(text);
+}
+
+void log_id(std::uint32_t id) {
+  for (unsigned i = 0; i < 3; ++i) {
+    if (i != 0) console_write(" ");
+    log_hex_byte(id >> (8 * i));
+  }
+}
+
 }  // namespace
+
+const char* rom_status_name(std::int32_t status) {
+  switch (status) {
+    case 0: return "kStatus_Success";
+    case 1: return "kStatus_Fail";
+    case 4: return "kStatus_InvalidArgument";
+    case 5: return "kStatus_Timeout";
+    case 6000: return "kStatus_FLEXSPI_SequenceExecutionTimeout";
+    case 6001: return "kStatus_FLEXSPI_InvalidSequence";
+    case 6002: return "kStatus_FLEXSPI_DeviceTimeout";
+    case 20100: return "kStatus_FLEXSPINOR_ProgramFail";
+    case 20101: return "kStatus_FLEXSPINOR_EraseSectorFail";
+    case 20102: return "kStatus_FLEXSPINOR_EraseAllFail";
+    case 20103: return "kStatus_FLEXSPINOR_WaitTimeout";
+    case 20104: return "kStatus_FLEXSPINOR_NotSupported";
+    case 20105: return "kStatus_FLEXSPINOR_WriteAlignmentError";
+    case 20106: return "kStatus_FLEXSPINOR_CommandFailure";
+    case 20107: return "kStatus_FLEXSPINOR_SFDP_NotFound";
+    case 20108: return "kStatus_FLEXSPINOR_Unsupported_SFDP_Version";
+    case 20109: return "kStatus_FLEXSPINOR_Flash_NotFound";
+    case 20110: return "kStatus_FLEXSPINOR_DTRRead_DummyProbeFailed";
+    // The SDK header numbers the same FlexSPI NOR codes in group 200 (fact sheet §3.4).
+    case 20000: return "kStatus_FLEXSPINOR_ProgramFail (group 200)";
+    case 20001: return "kStatus_FLEXSPINOR_EraseSectorFail (group 200)";
+    case 20002: return "kStatus_FLEXSPINOR_EraseAllFail (group 200)";
+    case 20003: return "kStatus_FLEXSPINOR_WaitTimeout (group 200)";
+    case 20006: return "kStatus_FLEXSPINOR_CommandFailure (group 200)";
+    case 20007: return "kStatus_FLEXSPINOR_SFDP_NotFound (group 200)";
+    default: return "unknown ROM status";
+  }
+}
+
+bool RomFlash::check(std::int32_t status, const char* what) {
+  if (status == rom::kStatusSuccess) return true;
+  last_rom_error_ = status;
+  console_write("rtcanboot: ROM ");
+  console_write(what);
+  console_write(" failed: ");
+  console_write_decimal(static_cast<std::uint32_t>(status));
+  console_write(" ");
+  console_write(rom_status_name(status));
+  console_write("\n");
+  return false;
+}
+
+bool RomFlash::load_sequences() {
+  if (lut_loaded_) return true;
+  lut_loaded_ = check(driver_->update_lut(rom::kFlexspi2Instance, 0, g_config.lookup_table, lut::kSeqCount),
+                      "update_lut");
+  return lut_loaded_;
+}
+
+bool RomFlash::xfer(rom::FlexspiXfer& transfer, const char* what) {
+  if (!load_sequences()) return false;
+  return check(driver_->xfer(rom::kFlexspi2Instance, &transfer), what);
+}
+
+bool RomFlash::command(std::uint32_t sequence, std::uint32_t offset, const char* what) {
+  rom::FlexspiXfer transfer{};
+  transfer.operation = rom::XferOperation::kCommand;
+  transfer.base_address = offset;
+  transfer.seq_id = sequence;
+  transfer.seq_num = 1;
+  return xfer(transfer, what);
+}
+
+bool RomFlash::read_register(std::uint32_t sequence, std::uint32_t& value, std::uint32_t bytes,
+                             const char* what) {
+  value = 0;  // a word-aligned receive buffer: the ROM refuses others (fact sheet §3.10)
+  rom::FlexspiXfer transfer{};
+  transfer.operation = rom::XferOperation::kRead;
+  transfer.seq_id = sequence;
+  transfer.seq_num = 1;
+  transfer.rx_buffer = &value;
+  transfer.rx_size = bytes;
+  return xfer(transfer, what);
+}
 
 FlashResult RomFlash::init() {
   driver_ = rom::nor_driver();
-  if (driver_ == nullptr) return FlashResult::kFailed;
-  const std::int32_t status = driver_->init(rom::kFlexspi2Instance, &g_config);
+  if (driver_ == nullptr) {
+    console_write("rtcanboot: no ROM FlexSPI NOR driver: flash work refused\n");
+    return FlashResult::kFailed;
+  }
+  refusal_ = canopen::FlashDetail::kFlashPortFailed;
+  lut_loaded_ = false;  // init rewrites slot 0 and leaves the others as they were
+  const bool initialised = check(driver_->init(rom::kFlexspi2Instance, &g_config), "init");
   driver_->clear_cache(rom::kFlexspi2Instance);
   dsb();
   isb();
-  return status == rom::kStatusSuccess ? FlashResult::kOk : FlashResult::kFailed;
-}
-
-bool RomFlash::command(std::uint32_t sequence, std::uint32_t offset) {
-  rom::FlexspiXfer xfer{};
-  xfer.operation = rom::XferOperation::kCommand;
-  xfer.base_address = offset;
-  xfer.seq_id = sequence;
-  xfer.seq_num = 1;
-  return driver_->xfer(rom::kFlexspi2Instance, &xfer) == rom::kStatusSuccess;
-}
-
-bool RomFlash::read_status(std::uint32_t& status) {
-  status = 0;
-  rom::FlexspiXfer xfer{};
-  xfer.operation = rom::XferOperation::kRead;
-  xfer.seq_id = lut::kSeqReadStatus;
-  xfer.seq_num = 1;
-  xfer.rx_buffer = &status;
-  xfer.rx_size = 1;
-  return driver_->xfer(rom::kFlexspi2Instance, &xfer) == rom::kStatusSuccess;
+  if (!initialised || !load_sequences()) {
+    console_write("rtcanboot: flash driver not ready: flash work refused\n");
+    return FlashResult::kFailed;
+  }
+  if (!read_register(lut::kSeqReadJedecId, jedec_id_, 3, "xfer (read JEDEC ID)")) {
+    console_write("rtcanboot: flash JEDEC ID unreadable: flash work refused\n");
+    return FlashResult::kFailed;
+  }
+  if (jedec_id_ != kJedecId) {
+    refusal_ = canopen::FlashDetail::kFlashNotIdentified;
+    console_write("rtcanboot: flash JEDEC ID ");
+    log_id(jedec_id_);
+    console_write(", expected ");
+    log_id(kJedecId);
+    console_write(" (W25Q32JV): flash erase/program refused\n");
+    return FlashResult::kFailed;
+  }
+  refusal_ = canopen::FlashDetail::kNone;
+  return FlashResult::kOk;
 }
 
 FlashResult RomFlash::check_writable(std::uint32_t offset, std::uint32_t length) {
-  if (driver_ == nullptr) return FlashResult::kFailed;
+  if (driver_ == nullptr || refusal_ != canopen::FlashDetail::kNone) return FlashResult::kFailed;
   if (operation_ != Operation::kNone || !device_idle()) return FlashResult::kBusy;
   if (length == 0 || offset >= mm::kFlashSize || length > mm::kFlashSize - offset) {
     return FlashResult::kInvalidArgument;
@@ -67,24 +166,33 @@ FlashResult RomFlash::check_writable(std::uint32_t offset, std::uint32_t length)
 FlashResult RomFlash::start(std::uint32_t sequence, std::uint32_t offset, std::uint32_t length,
                             Operation operation, Micros timeout) {
   std::uint32_t status = 0;
-  if (!command(lut::kSeqWriteEnable, offset) || !read_status(status) ||
-      (status & kStatusWriteEnabled) == 0) {
+  if (!command(lut::kSeqWriteEnable, offset, "xfer (write enable)") || !read_status(status)) {
+    return FlashResult::kFailed;
+  }
+  if ((status & kStatusWriteEnabled) == 0) {
+    console_write("rtcanboot: flash did not set WEL after write enable (status ");
+    log_hex_byte(status);
+    console_write(")\n");
     return FlashResult::kFailed;
   }
   bool started = false;
   if (operation == Operation::kProgram) {
-    rom::FlexspiXfer xfer{};
-    xfer.operation = rom::XferOperation::kWrite;
-    xfer.base_address = offset;
-    xfer.seq_id = sequence;
-    xfer.seq_num = 1;
-    xfer.tx_buffer = page_;
-    xfer.tx_size = mm::kPageSize;
-    started = driver_->xfer(rom::kFlexspi2Instance, &xfer) == rom::kStatusSuccess;
+    rom::FlexspiXfer transfer{};
+    transfer.operation = rom::XferOperation::kWrite;
+    transfer.base_address = offset;
+    transfer.seq_id = sequence;
+    transfer.seq_num = 1;
+    transfer.tx_buffer = page_;
+    transfer.tx_size = mm::kPageSize;
+    started = xfer(transfer, "xfer (page program)");
   } else {
-    started = command(sequence, offset);
+    started = command(sequence, offset, "xfer (erase)");
   }
-  if (!started) return FlashResult::kFailed;
+  if (!started) {
+    // The device may have taken the command before the controller reported the error.
+    device_may_be_busy_ = true;
+    return FlashResult::kFailed;
+  }
   mpu_lock_flash_window(true);
   operation_ = operation;
   offset_ = offset;
@@ -149,6 +257,7 @@ bool RomFlash::busy() {
     if (clock_.now() <= deadline_) return true;
     // Past the datasheet maximum: report it. The device may still be busy, so every later
     // access first checks the status register (device_idle()).
+    console_write("rtcanboot: flash operation past its datasheet maximum time\n");
     device_may_be_busy_ = true;
     finish(FlashResult::kTimeout);
     return false;
@@ -170,7 +279,7 @@ bool RomFlash::device_idle() {
 
 FlashResult RomFlash::read(std::uint32_t offset, void* destination, std::uint32_t length) {
   if (operation_ != Operation::kNone) return FlashResult::kBusy;
-  if (driver_ != nullptr && !device_idle()) return FlashResult::kBusy;
+  if (driver_ != nullptr && lut_loaded_ && !device_idle()) return FlashResult::kBusy;
   if (offset >= mm::kFlashSize || length > mm::kFlashSize - offset) {
     return FlashResult::kInvalidArgument;
   }

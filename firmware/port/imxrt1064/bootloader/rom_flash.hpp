@@ -4,23 +4,42 @@
 // So the main loop keeps serving CAN during a 4 KiB..64 KiB erase. Everything here runs from
 // ITCM; nothing reads the QSPI flash until busy() has seen the operation finish, cleared the
 // FlexSPI AHB buffers (clear_cache) and invalidated the D-cache over the affected range.
+//
+// The ROM's init loads only LUT sequence 0 into the controller and xfer runs whatever a slot
+// holds (fact sheet §3.10): the port loads every sequence it runs (lut::kSeqCount from its own
+// FCB) with update_lut after init, and again whenever a ROM call may have rewritten slots. It
+// never runs a slot it did not load. At start it reads the JEDEC ID through the same path and
+// refuses all erase/program work when it is not the W25Q32JV's.
 #pragma once
 
 #include <cstdint>
 
+#include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/imxrt1064/rom_api.hpp"
 #include "rtcanboot/flash_port.hpp"
 #include "rtcanboot/imxrt1064/timebase.hpp"
 
 namespace rtcanboot::imxrt1064 {
 
+// The name of a boot ROM status code (fact sheet §3.4), e.g. "kStatus_FLEXSPI_InvalidSequence".
+const char* rom_status_name(std::int32_t status);
+
 class RomFlash final : public FlashPort {
  public:
+  // The W25Q32JV answers 0x9F with manufacturer 0xEF, memory type 0x40, capacity 0x16.
+  static constexpr std::uint32_t kJedecId = 0x16'40EF;  // bytes EF 40 16, little-endian
+
   explicit RomFlash(Timebase& clock) : clock_(clock) {}
 
-  // Finds the ROM driver and initialises FlexSPI2 from the RAM copy of our FCB. Interrupts
-  // must be masked and nothing may execute from the flash (the ROM reprograms FlexSPI2).
+  // Finds the ROM driver, initialises FlexSPI2 from the RAM copy of our FCB, loads our LUT
+  // sequences and reads the JEDEC ID. Interrupts must be masked and nothing may execute from
+  // the flash (the ROM reprograms FlexSPI2). Anything but kOk leaves erase/program refused;
+  // refusal() says why (0x1F57 detail) and the console has a line naming the cause.
   FlashResult init();
+  canopen::FlashDetail refusal() const { return refusal_; }
+  std::uint32_t jedec_id() const { return jedec_id_; }
+  // The last non-zero ROM status (0 if none).
+  std::int32_t last_rom_error() const { return last_rom_error_; }
 
   FlashResult start_erase(std::uint32_t offset, std::uint32_t length) override;
   FlashResult start_program(std::uint32_t offset, const std::uint8_t* page) override;
@@ -36,8 +55,14 @@ class RomFlash final : public FlashPort {
 
  private:
   enum class Operation : std::uint8_t { kNone, kErase, kProgram };
-  bool command(std::uint32_t sequence, std::uint32_t offset);
-  bool read_status(std::uint32_t& status);
+  // update_lut of sequences 0..lut::kSeqCount-1 from our FCB, unless already loaded.
+  bool load_sequences();
+  // A ROM call's status: 0 is true; anything else is logged with its name and is false.
+  bool check(std::int32_t status, const char* what);
+  bool xfer(rom::FlexspiXfer& transfer, const char* what);
+  bool command(std::uint32_t sequence, std::uint32_t offset, const char* what);
+  bool read_register(std::uint32_t sequence, std::uint32_t& value, std::uint32_t bytes, const char* what);
+  bool read_status(std::uint32_t& status) { return read_register(lut::kSeqReadStatus, status, 1, "read status"); }
   FlashResult check_writable(std::uint32_t offset, std::uint32_t length);
   FlashResult start(std::uint32_t sequence, std::uint32_t offset, std::uint32_t length,
                     Operation operation, Micros timeout);
@@ -47,6 +72,10 @@ class RomFlash final : public FlashPort {
 
   Timebase& clock_;
   const rom::NorDriver* driver_ = nullptr;
+  bool lut_loaded_ = false;
+  canopen::FlashDetail refusal_ = canopen::FlashDetail::kFlashPortFailed;  // until init() succeeds
+  std::uint32_t jedec_id_ = 0;
+  std::int32_t last_rom_error_ = 0;
   Operation operation_ = Operation::kNone;
   FlashResult result_ = FlashResult::kOk;
   std::uint32_t offset_ = 0;

@@ -27,7 +27,9 @@ constexpr std::uint32_t word(std::uint16_t first, std::uint16_t second) {
 }
 inline constexpr std::uint16_t kStopInstruction = 0;
 
-// Sequence indices: the ROM's convention (§2.5) plus 10 for the 32 KiB block erase.
+// Sequence indices: the ROM's convention (§2.5) plus 10 for the 32 KiB block erase and 12/13
+// for identification (JEDEC ID, SFDP). The boot ROM's init loads only sequence 0 into the
+// controller (§3.10): the flash port loads the others itself with update_lut.
 inline constexpr std::uint32_t kSeqRead = 0;
 inline constexpr std::uint32_t kSeqReadStatus = 1;
 inline constexpr std::uint32_t kSeqWriteEnable = 3;
@@ -36,6 +38,10 @@ inline constexpr std::uint32_t kSeqEraseBlock64 = 8;   // 64 KiB, 0xD8
 inline constexpr std::uint32_t kSeqPageProgram = 9;    // 0x02
 inline constexpr std::uint32_t kSeqEraseBlock32 = 10;  // 32 KiB, 0x52
 inline constexpr std::uint32_t kSeqChipErase = 11;     // 0x60
+inline constexpr std::uint32_t kSeqReadJedecId = 12;   // 0x9F, 3 bytes
+inline constexpr std::uint32_t kSeqReadSfdp = 13;      // 0x5A, 24-bit address, 8 dummy clocks
+// The sequences the port loads (0..13) and runs through xfer.
+inline constexpr std::uint32_t kSeqCount = 14;
 }  // namespace lut
 
 // W25Q32JV status register 1.
@@ -159,6 +165,11 @@ constexpr FlexspiNorConfig make_w25q32jv_fcb() {
   t[4 * kSeqEraseBlock32] =
       word(instruction(kCmdSdr, kPads1, 0x52), instruction(kRaddrSdr, kPads1, 24));
   t[4 * kSeqChipErase] = word(instruction(kCmdSdr, kPads1, 0x60), kStopInstruction);
+  t[4 * kSeqReadJedecId] =
+      word(instruction(kCmdSdr, kPads1, 0x9F), instruction(kReadSdr, kPads1, 4));
+  t[4 * kSeqReadSfdp + 0] =
+      word(instruction(kCmdSdr, kPads1, 0x5A), instruction(kRaddrSdr, kPads1, 24));
+  t[4 * kSeqReadSfdp + 1] = word(instruction(kDummySdr, kPads1, 8), instruction(kReadSdr, kPads1, 4));
   fcb.page_size = 256;
   fcb.sector_size = 0x1000;
   fcb.ipcmd_serial_clk_freq = kIpSerialClk30MHz;
@@ -178,6 +189,7 @@ static_assert(make_w25q32jv_fcb().lookup_table[36] == 0x0818'0402);
 static_assert(make_w25q32jv_fcb().lookup_table[37] == 0x0000'2004);
 static_assert(make_w25q32jv_fcb().lookup_table[40] == 0x0818'0452);
 static_assert(make_w25q32jv_fcb().lookup_table[44] == 0x0000'0460);
+static_assert(make_w25q32jv_fcb().lookup_table[48] == 0x2404'049F);  // JEDEC ID: CMD 9F, READ 1 pad
 
 // --- IVT and boot data (§2.6) ------------------------------------------------------------------
 struct BootData {
