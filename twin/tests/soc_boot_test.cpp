@@ -206,6 +206,41 @@ TEST(PowerCut, DuringABlockingRomProgramTearsThePageAndTheBoardBootsAgain) {
   EXPECT_NE(b.console().rfind("twin-test hello start"), 0u);  // printed again after power-on
 }
 
+// A cut that falls due inside a blocking ROM program call, before the call sends its first
+// command: the board goes off with nothing programmed, and the ROM model does nothing more (it
+// neither polls a dead flash until a timeout nor reports a hang): found by the power-cut sweep.
+TEST(PowerCut, DueInsideABlockingRomCallBeforeItsFirstCommandTurnsTheBoardOff) {
+  const auto image = load_file(firmware_path("hello"));
+  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  Nanos program_start = 0;
+  {
+    Simulation sim;
+    Board& b = sim.add_board(quiet_config("ref"));
+    b.flash().probe_write(0, image);
+    int busy_edges = 0;
+    auto board_hook = b.flash().on_busy_change;
+    b.flash().on_busy_change = [&](bool busy) {
+      board_hook(busy);
+      if (busy && ++busy_edges == 2) program_start = b.flash().current_op().start;
+    };
+    b.power_on();
+    sim.run_for(milliseconds_ns(100));
+    b.flash().on_busy_change = board_hook;
+  }
+  ASSERT_GT(program_start, 2'000);
+  Simulation sim;
+  Board& b = sim.add_board(quiet_config("cut"));
+  b.flash().probe_write(0, image);
+  b.power_on();
+  b.flash().cut_power_at_time(program_start - 1'000);
+  sim.run_for(milliseconds_ns(100));
+  ASSERT_EQ(b.state(), BoardState::kOff) << b.console();
+  EXPECT_EQ(b.fault_count(), 0u) << b.stop_reason();
+  EXPECT_EQ(b.flash().mutating_operations(), 1u);  // the erase only
+  const auto m = b.flash().contents();
+  for (std::uint32_t i = 0; i < 256; ++i) ASSERT_EQ(m[0x3F'0000 + i], 0xFF) << i;
+}
+
 TEST(CanStrictness, TimingWriteOutsideFreezeIsIgnoredAndReported) {
   const auto image = load_file(firmware_path("can-timing-outside-freeze"));
   if (image.empty()) GTEST_SKIP() << "test firmware not built";

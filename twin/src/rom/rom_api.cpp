@@ -84,7 +84,8 @@ struct IpCommand {
   std::span<std::uint8_t> rx;
 };
 
-enum class IpResult { kDone, kInvalidSequence, kHang };
+// kPowerLost: the board lost power during the command (a power cut): the ROM does nothing more.
+enum class IpResult { kDone, kInvalidSequence, kHang, kPowerLost };
 
 // One decoded LUT sequence.
 struct Sequence {
@@ -249,6 +250,7 @@ IpResult RomDriver::ip_command(const IpCommand& c, std::string* why) {
     std::span<const std::uint8_t> tx = seq.write ? c.tx : std::span<const std::uint8_t>{};
     std::span<std::uint8_t> data = seq.read ? std::span<std::uint8_t>(rx) : std::span<std::uint8_t>{};
     flash().command(static_cast<std::uint8_t>(seq.opcode), seq.address ? c.address : 0, tx, data, lr_);
+    if (!flash().powered()) return IpResult::kPowerLost;
     cost += static_cast<Nanos>(1 + (seq.address ? 3 : 0) + tx.size() + data.size()) * 267;  // 30 MHz, 1 pad
   }
   std::copy(rx.begin(), rx.end(), c.rx.begin());
@@ -263,6 +265,9 @@ std::uint32_t RomDriver::status_of(IpResult r, const std::string& why) {
     case IpResult::kHang:
       im_.cpu_fault("romapi", "the ROM would hang here: " + why, lr_);
       hung_ = true;
+      return kStatusSuccess;
+    case IpResult::kPowerLost:
+      hung_ = true;  // nothing more runs: the board is off
       return kStatusSuccess;
   }
   return kStatusSuccess;
@@ -653,7 +658,7 @@ void RomDriver::call(std::uint32_t address) {
       im_.cpu_fault("romapi", fmt::format("call into the boot ROM at 0x{:08X}, which is not an API entry", address), lr_);
       return;
   }
-  if (board().state() == BoardState::kHalted) return;
+  if (board().state() == BoardState::kHalted || board().state() == BoardState::kOff) return;
   im_.wreg(UC_ARM_REG_R0, result);
   im_.wreg(UC_ARM_REG_PC, lr_ | 1);
 }
