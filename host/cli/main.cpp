@@ -217,6 +217,7 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
     fmt::print("done: {} bytes in {:.1f} s ({:.1f} KiB/s, {} transfer)\n", r.bytes, secs,
                secs > 0 ? static_cast<double>(r.bytes) / 1024.0 / secs : 0.0, r.used_block ? "block" : "segmented");
   }
+  if (const std::string w = bus.transport->workarounds(); !g.quiet && !w.empty()) fmt::print("{}\n", w);
   return 0;
 }
 

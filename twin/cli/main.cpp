@@ -20,6 +20,7 @@
 #include "rtcanboot/provisioning.hpp"
 #include "twin/board.hpp"
 #include "twin/can/bus.hpp"
+#include "twin/can/socketcan.hpp"
 #include "twin/can/socketcand.hpp"
 
 namespace {
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
   std::optional<std::uint32_t> bitrate;
   std::vector<std::string> board_specs;
   std::string socketcand;
+  std::string bus_uri;
   std::string timing = "typical";
   std::string trace_path;
   double run_ms = 0;
@@ -114,6 +116,9 @@ int main(int argc, char** argv) {
                  "Another board on the bus: flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3]")
       ->take_all();
   app.add_option("--socketcand", socketcand, "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows wall-clock time");
+  app.add_option("--bus", bus_uri,
+                 "Join the bus to a Linux SocketCAN interface: socketcan://IFACE (e.g. vcan0, can0, slcan0); virtual time "
+                 "then follows wall-clock time");
   app.add_option("--wait-client", wait_client_s,
                  "With --socketcand: wait up to this many seconds for a client in raw mode before power-on");
   app.add_option("--flash-timing", timing, "Flash timing profile")->check(CLI::IsMember({"typical", "max"}));
@@ -239,6 +244,24 @@ int main(int argc, char** argv) {
     boards.push_back(b);
   }
 
+  std::unique_ptr<can::SocketcanBridge> bridge;
+  if (!bus_uri.empty()) {
+    const std::string scheme = "socketcan://";
+    if (bus_uri.rfind(scheme, 0) != 0 || bus_uri.size() == scheme.size()) {
+      std::fprintf(stderr, "rtcanboot-twin: --bus wants socketcan://IFACE (for socketcand clients use --socketcand HOST:PORT)\n");
+      return 2;
+    }
+    can::SocketcanOptions opt;
+    opt.interface = bus_uri.substr(scheme.size());
+    bridge = std::make_unique<can::SocketcanBridge>(bus, sim.reporter(), opt);
+    std::string err;
+    if (!bridge->start(&err)) {
+      std::fprintf(stderr, "rtcanboot-twin: %s\n", err.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "rtcanboot-twin: bus joined to %s at %u bit/s\n", bus_uri.c_str(), rate);
+  }
+
   std::unique_ptr<can::SocketcandServer> server;
   if (!socketcand.empty()) {
     can::SocketcandOptions opt;
@@ -250,6 +273,9 @@ int main(int argc, char** argv) {
     opt.host = socketcand.substr(0, colon);
     opt.port = static_cast<std::uint16_t>(std::stoul(socketcand.substr(colon + 1)));
     opt.channel = "can0";
+    // Clients can join at any time: the bus is live, and the twin sleeps between events instead of
+    // racing virtual time while nobody watches.
+    opt.pacing = can::SocketcandOptions::Pacing::kAlways;
     server = std::make_unique<can::SocketcandServer>(bus, sim.reporter(), opt);
     std::string err;
     if (!server->start(&err)) {
@@ -274,15 +300,29 @@ int main(int argc, char** argv) {
   const Nanos end = run_ms > 0 ? static_cast<Nanos>(run_ms * 1e6) : kNever;
   const Nanos step = 1'000'000;  // 1 ms of virtual time per outer step
   bool seen = false;
+  bool bridge_failed = false;
   while (!g_stop && sim.now() < end && !seen) {
     Nanos target = std::min(end, sim.now() + step);
-    if (server) {
+    if (bridge) {
+      // The interface paces; socketcand clients (if any) are serviced once per step.
+      if (server) server->poll();
+      target = bridge->pace(target);
+      if (target <= sim.now()) continue;
+    } else if (server) {
       server->poll();
       target = server->pace(target);
       if (target <= sim.now()) continue;
     }
     sim.run_until(target);
     if (server) server->poll();
+    if (bridge) {
+      bridge->poll();
+      if (bridge->failed()) {
+        std::fprintf(stderr, "rtcanboot-twin: %s\n", bridge->failure().c_str());
+        bridge_failed = true;
+        break;
+      }
+    }
     for (std::size_t i = 0; i < boards.size(); ++i) {
       if (boards[i]->state() != BoardState::kOff) {
         off_since[i] = kNever;
@@ -313,10 +353,20 @@ int main(int argc, char** argv) {
                  static_cast<double>(sim.now()) / 1e9, wall, wall > 0 ? static_cast<double>(sim.now()) / 1e9 / wall : 0.0,
                  static_cast<double>(hw) / 1e6);
   }
+  if (bridge) {
+    const auto& st = bridge->stats();
+    std::fprintf(stderr,
+                 "rtcanboot-twin: %s: %llu frames to the interface, %llu from it, %llu error frames, %llu retries (transmit "
+                 "queue full), %llu dropped\n",
+                 bus_uri.c_str(), static_cast<unsigned long long>(st.to_interface),
+                 static_cast<unsigned long long>(st.from_interface), static_cast<unsigned long long>(st.error_frames),
+                 static_cast<unsigned long long>(st.retries), static_cast<unsigned long long>(st.dropped));
+  }
   int rc = 0;
   for (Board* b : boards) {
     if (b->fault_count() > 0) rc = 3;
   }
   if (!until_console.empty() && !seen) rc = rc ? rc : 4;
+  if (bridge_failed) rc = rc ? rc : 5;
   return rc;
 }

@@ -4,7 +4,11 @@
 #include <linux/can.h>
 #include <linux/can/error.h>
 #include <linux/can/raw.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -108,6 +112,65 @@ RxEvent socketcan_decode(const ::can_frame& in) {
 
 namespace {
 
+std::string socketcan_link_kind(int ifindex) {
+  // RTM_GETLINK for one interface; the kind is IFLA_LINKINFO/IFLA_INFO_KIND ("can" for
+  // controllers with bit timing, "vcan", "vxcan"). Parsed by hand: the NLMSG_*/RTA_* macros
+  // are C casts.
+  const int s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return {};
+  detail::Fd fd(s);
+  struct {
+    nlmsghdr header;
+    ifinfomsg info;
+  } request{};
+  request.header.nlmsg_len = sizeof request;
+  request.header.nlmsg_type = RTM_GETLINK;
+  request.header.nlmsg_flags = NLM_F_REQUEST;
+  request.header.nlmsg_seq = 1;
+  request.info.ifi_family = AF_UNSPEC;
+  request.info.ifi_index = ifindex;
+  timeval tv{1, 0};
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::send(s, &request, sizeof request, 0) != static_cast<ssize_t>(sizeof request)) return {};
+  std::vector<std::uint8_t> buf(32768);
+  const ssize_t n = ::recv(s, buf.data(), buf.size(), 0);
+  if (n < static_cast<ssize_t>(sizeof(nlmsghdr) + sizeof(ifinfomsg))) return {};
+  nlmsghdr h;
+  std::memcpy(&h, buf.data(), sizeof h);
+  if (h.nlmsg_type != RTM_NEWLINK || h.nlmsg_len > static_cast<std::size_t>(n)) return {};
+  const auto align = [](std::size_t v) { return (v + 3U) & ~std::size_t{3}; };
+  // Attributes in [begin, end): calls f(type, payload offset, payload length) until it returns true.
+  const auto walk = [&](std::size_t begin, std::size_t end, auto&& f) {
+    std::size_t at = begin;
+    while (at + sizeof(rtattr) <= end) {
+      rtattr a;
+      std::memcpy(&a, buf.data() + at, sizeof a);
+      if (a.rta_len < sizeof(rtattr) || at + a.rta_len > end) return;
+      if (f(a.rta_type & NLA_TYPE_MASK, at + sizeof(rtattr), a.rta_len - sizeof(rtattr))) return;
+      at += align(a.rta_len);
+    }
+  };
+  std::string kind;
+  walk(align(sizeof(nlmsghdr)) + align(sizeof(ifinfomsg)), h.nlmsg_len, [&](unsigned type, std::size_t off, std::size_t len) {
+    if (type != IFLA_LINKINFO) return false;
+    walk(off, off + len, [&](unsigned t, std::size_t o, std::size_t l) {
+      if (t != IFLA_INFO_KIND) return false;
+      const char* p = reinterpret_cast<const char*>(buf.data() + o);
+      kind.assign(p, ::strnlen(p, l));
+      return true;
+    });
+    return true;
+  });
+  return kind;
+}
+
+// The command that brings an interface up: controllers with bit timing need a bit rate, virtual
+// interfaces do not.
+std::string up_hint(const std::string& interface, const std::string& kind) {
+  if (kind == "can") return fmt::format("ip link set {} up type can bitrate 500000", interface);
+  return fmt::format("ip link set {} up", interface);
+}
+
 class SocketCanTransport final : public Transport {
  public:
   explicit SocketCanTransport(std::string interface) : interface_(std::move(interface)) {
@@ -121,19 +184,55 @@ class SocketCanTransport final : public Transport {
     }
     fd_ = detail::Fd(s);
     ifreq ifr{};
+    if (interface_.empty() || interface_.size() >= IFNAMSIZ) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: '{}' is not an interface name", describe(), interface_));
+    }
     std::strncpy(ifr.ifr_name, interface_.c_str(), IFNAMSIZ - 1);
     if (::ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
       throw Error(ErrorKind::kBus, fmt::format("{}: no such CAN interface (see 'ip -details link show')", describe()));
+    }
+    const int index = ifr.ifr_ifindex;
+    if (::ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family != ARPHRD_CAN) {
+      const unsigned type = ifr.ifr_hwaddr.sa_family;
+      const char* what = type == ARPHRD_LOOPBACK ? "the loopback interface" : type == ARPHRD_ETHER ? "an Ethernet interface" : "a network interface";
+      throw Error(ErrorKind::kBus, fmt::format("{}: not a CAN interface ({} is {}, link type {}); "
+                                               "'ip -details link show type can' and 'ip link show type vcan' list the CAN interfaces",
+                                               describe(), interface_, what, type));
+    }
+    kind_ = socketcan_link_kind(index);
+    if (::ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP) == 0) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: the interface is down ({})", describe(), up_hint(interface_, kind_)));
     }
     can_err_mask_t mask = CAN_ERR_MASK;
     ::setsockopt(s, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask);
     sockaddr_can addr{};
     addr.can_family = AF_CAN;
-    addr.can_ifindex = ifr.ifr_ifindex;
+    addr.can_ifindex = index;
     if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot bind: {} (is the interface up? ip link set {} up type can bitrate 500000)",
-                                               describe(), detail::errno_text(errno), interface_));
+      throw Error(ErrorKind::kBus, fmt::format("{}: cannot bind: {}", describe(), detail::errno_text(errno)));
     }
+  }
+
+  // Deleting an interface sets it down first (ENETDOWN), then unregisters it (ENODEV): after
+  // ENETDOWN, look briefly for the ENODEV that would follow, or for the name having gone.
+  bool deleted_after_down() const {
+    pollfd p{fd_.get(), 0, 0};
+    ::poll(&p, 1, 100);
+    int e = 0;
+    socklen_t len = sizeof e;
+    if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e == ENODEV) return true;
+    return ::if_nametoindex(interface_.c_str()) == 0;
+  }
+
+  // Message for a socket error the kernel reported (sk_err): ENETDOWN when the interface was set
+  // down, ENODEV when it was removed.
+  [[noreturn]] void throw_socket_error(int e) const {
+    if (e == ENETDOWN && deleted_after_down()) e = ENODEV;
+    if (e == ENETDOWN) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: the interface went down ({} to bring it back)", describe(), up_hint(interface_, kind_)));
+    }
+    if (e == ENODEV) throw Error(ErrorKind::kBus, fmt::format("{}: the interface disappeared (adapter unplugged or link deleted)", describe()));
+    throw Error(ErrorKind::kBus, fmt::format("{}: receive failed: {}", describe(), detail::errno_text(e)));
   }
 
   Clock& clock() override { return clock_; }
@@ -142,12 +241,18 @@ class SocketCanTransport final : public Transport {
     ::can_frame raw;
     socketcan_encode(frame, raw);
     const Micros give_up = clock_.now() + 1'000'000;
+    bool waited = false;
     for (;;) {
       const ssize_t n = ::write(fd_.get(), &raw, sizeof raw);
       if (n == static_cast<ssize_t>(sizeof raw)) return;
       const int e = errno;
       if (n < 0 && (e == ENOBUFS || e == EAGAIN || e == EINTR)) {
         if (interrupt_requested()) throw Error(ErrorKind::kInterrupted, "interrupted");
+        if (e != EINTR) {
+          ++retries_;
+          if (!waited) ++frames_waited_;
+          waited = true;
+        }
         if (clock_.now() >= give_up) {
           throw Error(ErrorKind::kBus, fmt::format("{}: transmit queue stays full: is the bus connected, terminated and at the right bit rate?", describe()));
         }
@@ -155,14 +260,13 @@ class SocketCanTransport final : public Transport {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
         continue;
       }
-      if (n < 0 && e == ENETDOWN) {
-        throw Error(ErrorKind::kBus, fmt::format("{}: interface is down (ip link set {} up type can bitrate 500000)", describe(), interface_));
-      }
+      if (n < 0 && (e == ENETDOWN || e == ENODEV)) throw_socket_error(e);
       throw Error(ErrorKind::kBus, fmt::format("{}: send failed: {}", describe(), detail::errno_text(e)));
     }
   }
 
   std::optional<RxEvent> receive(Micros deadline) override {
+    int error_polls = 0;
     for (;;) {
       ::can_frame raw;
       const ssize_t n = ::read(fd_.get(), &raw, sizeof raw);
@@ -171,16 +275,17 @@ class SocketCanTransport final : public Transport {
         ev.timestamp = clock_.now();
         return ev;
       }
-      if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        const int e = errno;
-        if (e == ENETDOWN) throw Error(ErrorKind::kBus, fmt::format("{}: interface went down", describe()));
-        throw Error(ErrorKind::kBus, fmt::format("{}: receive failed: {}", describe(), detail::errno_text(e)));
-      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) throw_socket_error(errno);
       if (clock_.now() >= deadline) return std::nullopt;
       const short r = detail::wait_fd(fd_.get(), POLLIN, clock_, deadline);
       if (r == 0) return std::nullopt;
       if (r & (POLLERR | POLLHUP | POLLNVAL)) {
-        throw Error(ErrorKind::kBus, fmt::format("{}: the interface disappeared", describe()));
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0) throw_socket_error(e);
+        if ((r & (POLLHUP | POLLNVAL)) != 0 || ++error_polls > 100) {
+          throw Error(ErrorKind::kBus, fmt::format("{}: the socket reports an error that it does not name", describe()));
+        }
       }
     }
   }
@@ -203,8 +308,17 @@ class SocketCanTransport final : public Transport {
 
   std::string describe() const override { return "socketcan://" + interface_; }
 
+  std::string workarounds() const override {
+    if (retries_ == 0) return {};
+    return fmt::format("{}: {} frames found the transmit queue full (ENOBUFS) and were sent again ({} retries)", describe(),
+                       frames_waited_, retries_);
+  }
+
  private:
   std::string interface_;
+  std::string kind_;
+  std::uint64_t retries_ = 0;
+  std::uint64_t frames_waited_ = 0;
   detail::Fd fd_;
   SteadyClock clock_;
 };

@@ -103,7 +103,7 @@ std::string socketcand_frame_text(const CanFrame& frame, Nanos at) {
 }
 
 SocketcandServer::SocketcandServer(Bus& bus, Reporter& reporter, SocketcandOptions options)
-    : bus_(bus), reporter_(reporter), options_(std::move(options)), endpoint_("socketcand") {
+    : bus_(bus), reporter_(reporter), options_(std::move(options)), endpoint_("socketcand"), pacer_(options_.max_lag) {
   endpoint_.on_receive([this](const TimedFrame& f) { on_bus_frame(f, nullptr); }, false);
   endpoint_.on_transmitted([this](const TimedFrame& f) {
     std::uint64_t origin = 0;
@@ -165,7 +165,7 @@ void SocketcandServer::stop() {
   clients_.clear();
   if (listen_fd_ >= 0) ::close(listen_fd_);
   listen_fd_ = -1;
-  anchored_ = false;
+  pacer_.reset();
 }
 
 std::size_t SocketcandServer::clients() const { return clients_.size(); }
@@ -411,40 +411,24 @@ Nanos SocketcandServer::pace(Nanos target) {
     }
     if (raw_clients() == 0) return now_v;
     client_seen_ = true;
-    anchored_ = false;
+    pacer_.reset();
   }
   if (!pacing_active()) {
-    anchored_ = false;
+    pacer_.reset();
     return target;
   }
-  const auto wall_now = SteadyClock::now();
-  if (anchored_ && now_v >= anchor_virtual_ &&
-      wall_now - (anchor_wall_ + std::chrono::nanoseconds(now_v - anchor_virtual_)) > options_.max_lag) {
-    anchored_ = false;  // fell behind: restart real-time pacing from here
-  }
-  if (!anchored_) {
-    anchored_ = true;
-    anchor_wall_ = wall_now;
-    anchor_virtual_ = now_v;
-  }
-  if (target <= now_v) return target;
-  for (;;) {
-    const auto wall = SteadyClock::now();
-    const auto wall_target = anchor_wall_ + std::chrono::nanoseconds(target - anchor_virtual_);
-    if (wall >= wall_target) return target;
-    auto wait = std::min<SteadyClock::duration>(wall_target - wall, std::chrono::milliseconds(100));
+  return pacer_.pace(now_v, target, [this](SteadyClock::duration max_wait) {
+    auto wait = max_wait;
     const auto settle = next_settle_deadline();
     if (settle != SteadyClock::time_point::max()) {
+      const auto wall = SteadyClock::now();
       wait = std::min<SteadyClock::duration>(wait, std::max<SteadyClock::duration>(settle - wall, SteadyClock::duration::zero()));
     }
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(wait).count();
-    if (wait_fds(static_cast<int>(std::max<long long>(us, 1))) > 0) {
-      const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - anchor_wall_).count();
-      const Nanos v = anchor_virtual_ + static_cast<Nanos>(std::max<long long>(elapsed, 0));
-      return std::clamp(v, now_v, target);
-    }
+    if (wait_fds(static_cast<int>(std::max<long long>(us, 1))) > 0) return true;
     poll();
-  }
+    return false;
+  });
 }
 
 bool SocketcandServer::wait_for_client(std::chrono::milliseconds timeout) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "twin/can/bus.hpp"
+#include "twin/can/pacer.hpp"
 #include "twin/peripheral.hpp"
 
 namespace rtcanboot::twin::can {
@@ -39,7 +40,7 @@ struct SocketcandOptions {
   // When the simulation falls behind the wall clock by more than this (a slow stretch, a
   // debugger pause), pacing restarts from the current moment instead of letting virtual time
   // race to catch up.
-  std::chrono::milliseconds max_lag{100};
+  std::chrono::milliseconds max_lag{100};  // see WallClockPacer
   // pace() lets no virtual time pass until the first client is in raw mode (it waits at most
   // 100 ms per call and returns the current time, so the caller's loop stays responsive). For
   // tools that must see a node's first frames, e.g. its boot-up message.
@@ -100,10 +101,8 @@ class SocketcandServer {
   std::vector<std::unique_ptr<Client>> clients_;
   std::uint64_t next_client_id_ = 1;
   std::deque<std::uint64_t> tx_origin_;  // client id of each frame queued on endpoint_
-  bool anchored_ = false;
   bool client_seen_ = false;
-  std::chrono::steady_clock::time_point anchor_wall_;
-  Nanos anchor_virtual_ = 0;
+  WallClockPacer pacer_;
 };
 
 // Text of one frame as socketcand sends it: "< frame 123 12.345678 11223344 >".

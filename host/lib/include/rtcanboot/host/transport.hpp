@@ -61,6 +61,10 @@ class Transport {
   // The bus bit rate, where the transport knows it (slcan sets it, simulations have one);
   // std::nullopt otherwise. Timing that follows the bus (scan) assumes the slowest CiA rate then.
   virtual std::optional<std::uint32_t> bitrate() const { return std::nullopt; }
+
+  // What the transport had to work around so far, for the user (e.g. "socketcan://vcan0: 12
+  // frames were retried because the transmit queue was full (ENOBUFS)"); empty when nothing.
+  virtual std::string workarounds() const { return {}; }
 };
 
 // A parsed bus URI (see docs/host-tool.md):
