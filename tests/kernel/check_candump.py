@@ -5,7 +5,7 @@
 
 - identifiers are 11-bit, no RTR, only NMT (0x000, DLC 2), SDO (0x580/0x600 + node, DLC 8, as
   CiA 301 requires), heartbeat/boot-up (0x700 + node, DLC 1, a CiA 301 NMT state) and EMCY
-  (0x080 + node, DLC 8) of the given nodes;
+  (0x080 + node, DLC 8);
 - SDO block downloads: every sub-block's segments are numbered 1, 2, ... without a gap, it ends
   at the block size the server gave or at the segment with the 'c' (last) bit, and the server's
   acknowledge confirms the last sequence number; each block download ends with an end frame and
@@ -50,8 +50,10 @@ def main():
         frames.append((n, float(ts), int(ident, 16), bytes.fromhex(data), line))
 
     def node_of(cob, base):
+        # Any node-ID: a scan probes all 127 and other nodes may be on the bus; --node only
+        # selects NMT targets and the nodes whose block downloads must be present.
         node = cob - base
-        return node if 1 <= node <= 127 and (not nodes or node in nodes) else None
+        return node if 1 <= node <= 127 else None
 
     # Per-frame rules.
     for n, _ts, cob, d, line in frames:
@@ -146,6 +148,9 @@ def main():
         if not excerpt and downloads:
             lines = [f[4] for f in frames if f[0] >= excerpt_start]
             excerpt = lines[:12]
+    for node in nodes:
+        if not any(f[2] == 0x600 + node and len(f[3]) == 8 and (f[3][0] & 0xE1) == 0xC0 for f in frames):
+            errors.append(f"no block download to node {node}")
     if blocks < a.min_blocks:
         errors.append(f"only {blocks} acknowledged sub-blocks (expected at least {a.min_blocks})")
     print(f"candump check: {len(frames)} frames, {downloads} block downloads, {blocks} sub-blocks, "

@@ -15,7 +15,7 @@ only="$*"
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${RTCANBOOT_KERNEL_CACHE:-$repo/build/kernel-cache}
-vm_timeout=${RTCANBOOT_VM_TIMEOUT:-300}
+vm_timeout=${RTCANBOOT_VM_TIMEOUT:-600}
 mkdir -p "$out"
 rm -rf "$out/results" "$out/skipped" "$out/initramfs" "$out/console.log" "$out/serial.txt"
 mkdir -p "$out/results"

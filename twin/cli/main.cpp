@@ -20,6 +20,7 @@
 #include "rtcanboot/provisioning.hpp"
 #include "twin/board.hpp"
 #include "twin/can/bus.hpp"
+#include "twin/can/slcan_pty.hpp"
 #include "twin/can/socketcan.hpp"
 #include "twin/can/socketcand.hpp"
 
@@ -97,6 +98,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> board_specs;
   std::string socketcand;
   std::string bus_uri;
+  bool slcan_pty = false;
   std::string timing = "typical";
   std::string trace_path;
   double run_ms = 0;
@@ -119,6 +121,9 @@ int main(int argc, char** argv) {
   app.add_option("--bus", bus_uri,
                  "Join the bus to a Linux SocketCAN interface: socketcan://IFACE (e.g. vcan0, can0, slcan0); virtual time "
                  "then follows wall-clock time");
+  app.add_flag("--slcan-pty", slcan_pty,
+               "Present the bus as an slcan serial adapter on a pseudo-terminal (prints its /dev/pts path); virtual time "
+               "then follows wall-clock time");
   app.add_option("--wait-client", wait_client_s,
                  "With --socketcand: wait up to this many seconds for a client in raw mode before power-on");
   app.add_option("--flash-timing", timing, "Flash timing profile")->check(CLI::IsMember({"typical", "max"}));
@@ -262,6 +267,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rtcanboot-twin: bus joined to %s at %u bit/s\n", bus_uri.c_str(), rate);
   }
 
+  std::unique_ptr<can::SlcanPty> slcan;
+  if (slcan_pty) {
+    slcan = std::make_unique<can::SlcanPty>(bus, sim.reporter());
+    std::string err;
+    if (!slcan->start(&err)) {
+      std::fprintf(stderr, "rtcanboot-twin: --slcan-pty: %s\n", err.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "rtcanboot-twin: slcan adapter on %s\n", slcan->slave_path().c_str());
+  }
+
   std::unique_ptr<can::SocketcandServer> server;
   if (!socketcand.empty()) {
     can::SocketcandOptions opt;
@@ -303,10 +319,11 @@ int main(int argc, char** argv) {
   bool bridge_failed = false;
   while (!g_stop && sim.now() < end && !seen) {
     Nanos target = std::min(end, sim.now() + step);
-    if (bridge) {
-      // The interface paces; socketcand clients (if any) are serviced once per step.
+    if (bridge || slcan) {
+      // The interface (else the pty) paces; the other gateways are serviced once per step.
       if (server) server->poll();
-      target = bridge->pace(target);
+      if (bridge && slcan) slcan->poll();
+      target = bridge ? bridge->pace(target) : slcan->pace(target);
       if (target <= sim.now()) continue;
     } else if (server) {
       server->poll();
@@ -315,6 +332,7 @@ int main(int argc, char** argv) {
     }
     sim.run_until(target);
     if (server) server->poll();
+    if (slcan) slcan->poll();
     if (bridge) {
       bridge->poll();
       if (bridge->failed()) {
@@ -352,6 +370,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rtcanboot-twin: %.3f s virtual in %.3f s wall (%.1fx), %.1f M halfwords executed\n",
                  static_cast<double>(sim.now()) / 1e9, wall, wall > 0 ? static_cast<double>(sim.now()) / 1e9 / wall : 0.0,
                  static_cast<double>(hw) / 1e6);
+  }
+  if (slcan) {
+    const auto& st = slcan->stats();
+    std::fprintf(stderr, "rtcanboot-twin: slcan adapter %s: %llu frames to the program, %llu from it, %llu errors, %llu dropped\n",
+                 slcan->slave_path().c_str(), static_cast<unsigned long long>(st.to_serial),
+                 static_cast<unsigned long long>(st.from_serial), static_cast<unsigned long long>(st.errors),
+                 static_cast<unsigned long long>(st.dropped));
   }
   if (bridge) {
     const auto& st = bridge->stats();

@@ -226,8 +226,66 @@ t_bad_input() {
   stop_twin twin1
 }
 
+# slcan through the kernel: the twin presents an slcan adapter on a pty (--slcan-pty), slcand
+# attaches it as slcan0 and the host tool flashes through socketcan://slcan0; then, with slcand
+# gone, the host tool uses the same adapter directly as slcan:///dev/pts/N (info, stop: the node
+# returns to its bootloader).
+t_slcan() {
+  rm -f /tmp/slc.flash
+  rtcanboot-twin --flash /tmp/slc.flash --write-bootloader $BL --node-id 23 --bitrate $RATE --slcan-pty >/tmp/slc.log 2>&1 &
+  twin=$!
+  echo $twin >/tmp/slc.pid
+  pty=
+  i=0
+  while [ -z "$pty" ] && [ $i -lt 50 ]; do
+    pty=$(sed -n 's/.*slcan adapter on \(\/dev\/pts\/[0-9]*\).*/\1/p' /tmp/slc.log)
+    i=$((i + 1))
+    sleep 0.1
+  done
+  [ -n "$pty" ] || { cat /tmp/slc.log; fail "the twin did not print its pty"; }
+  echo "adapter on $pty"
+  slcand -o -c -s6 -F "$pty" slcan0 &
+  slcand=$!
+  i=0
+  while ! ip link show slcan0 >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 50 ] || fail "slcand did not create slcan0"
+    sleep 0.1
+  done
+  ip link set slcan0 up || fail "ip link set slcan0 up"
+  ip link show slcan0
+  start_dump slcan0 /tmp/slcan.candump
+  wait_node 23 slcan0
+  rtcanboot --bus socketcan://slcan0 --timeout 5000 flash --node 23 $APP || fail "flash through slcan0 exited $?"
+  rtcanboot --bus socketcan://slcan0 info --node 23 --json >/tmp/i1.json || fail "info through slcan0"
+  grep -q '"running": "application"' /tmp/i1.json || fail "the application does not run: $(cat /tmp/i1.json)"
+  stop_dump
+  kill $slcand
+  wait $slcand
+  i=0
+  while ip link show slcan0 >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 50 ] || fail "slcan0 stays after slcand ended"
+    sleep 0.1
+  done
+  # The same adapter, directly.
+  rtcanboot --bus "slcan://$pty?bitrate=$RATE" info --node 23 --json >/tmp/i2.json || fail "info over slcan://$pty exited $?"
+  cat /tmp/i2.json
+  grep -q '"running": "application"' /tmp/i2.json || fail "info over slcan://$pty"
+  rtcanboot --bus "slcan://$pty?bitrate=$RATE" stop --node 23 || fail "stop over slcan://$pty exited $?"
+  i=0
+  until rtcanboot --bus "slcan://$pty?bitrate=$RATE" -q info --node 23 --json >/tmp/i3.json 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -lt 20 ] || fail "node 23 does not answer over slcan://$pty after the stop"
+    sleep 0.5
+  done
+  grep -q '"running": "bootloader"' /tmp/i3.json || fail "not back in the bootloader: $(cat /tmp/i3.json)"
+  stop_twin slc
+  attach /tmp/slcan.candump candump
+}
+
 # ---------------------------------------------------------------------------------------------------
-all="flash_vcan scan_info two_twins errors enobufs bad_input"
+all="flash_vcan scan_info two_twins errors enobufs bad_input slcan"
 [ $# -gt 0 ] && [ -n "$1" ] && all="$*"
 passed=0 failed=0
 LIMIT=${LIMIT:-150}

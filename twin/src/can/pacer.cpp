@@ -21,9 +21,12 @@ Nanos WallClockPacer::pace(Nanos now, Nanos target, const WaitInput& wait) {
     const auto wall = SteadyClock::now();
     const auto wall_target = anchor_wall_ + std::chrono::nanoseconds(target - anchor_virtual_);
     if (wall >= wall_target) return target;
-    const auto max_wait = std::min<SteadyClock::duration>(wall_target - wall, std::chrono::milliseconds(100));
+    const auto max_wait =
+        std::min<SteadyClock::duration>(wall_target - wall, std::chrono::milliseconds(100));
     if (wait(max_wait)) {
-      const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - anchor_wall_).count();
+      const auto elapsed =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - anchor_wall_)
+              .count();
       const Nanos v = anchor_virtual_ + static_cast<Nanos>(std::max<long long>(elapsed, 0));
       return std::clamp(v, now, target);
     }

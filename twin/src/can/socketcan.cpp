@@ -17,7 +17,8 @@ namespace rtcanboot::twin::can {
 
 ::can_frame to_socketcan(const CanFrame& frame) {
   ::can_frame out{};
-  out.can_id = frame.extended() ? ((frame.id & CAN_EFF_MASK) | CAN_EFF_FLAG) : (frame.id & CAN_SFF_MASK);
+  out.can_id =
+      frame.extended() ? ((frame.id & CAN_EFF_MASK) | CAN_EFF_FLAG) : (frame.id & CAN_SFF_MASK);
   if (frame.remote()) out.can_id |= CAN_RTR_FLAG;
   out.can_dlc = std::min<std::uint8_t>(frame.dlc, 8);
   if (!frame.remote()) std::memcpy(out.data, frame.data, out.can_dlc);
@@ -39,7 +40,10 @@ CanFrame from_socketcan(const ::can_frame& in) {
 }
 
 SocketcanBridge::SocketcanBridge(Bus& bus, Reporter& reporter, SocketcanOptions options)
-    : bus_(bus), reporter_(reporter), options_(std::move(options)), endpoint_("socketcan:" + options_.interface),
+    : bus_(bus),
+      reporter_(reporter),
+      options_(std::move(options)),
+      endpoint_("socketcan:" + options_.interface),
       pacer_(options_.max_lag) {
   // Frames of the twin's boards (everything the bridge's node receives) go to the interface.
   endpoint_.on_receive(
@@ -73,19 +77,22 @@ bool SocketcanBridge::start(std::string* error) {
   fd_ = ::socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
   if (fd_ < 0) {
     if (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT) {
-      return fail("this kernel has no SocketCAN (CONFIG_CAN, CONFIG_CAN_RAW; try 'modprobe can-raw')");
+      return fail(
+          "this kernel has no SocketCAN (CONFIG_CAN, CONFIG_CAN_RAW; try 'modprobe can-raw')");
     }
     return fail(std::string("cannot create a CAN socket: ") + std::strerror(errno));
   }
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (::ioctl(fd_, SIOCGIFINDEX, &ifr) < 0) {
-    return fail("no such interface (create one with 'ip link add dev " + name + " type vcan', or plug the adapter in)");
+    return fail("no such interface (create one with 'ip link add dev " + name +
+                " type vcan', or plug the adapter in)");
   }
   const int index = ifr.ifr_ifindex;
   if (::ioctl(fd_, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family != ARPHRD_CAN) {
-    return fail("not a CAN interface (link type " + std::to_string(ifr.ifr_hwaddr.sa_family) +
-                "); 'ip -details link show type can' and 'ip link show type vcan' list the CAN interfaces");
+    return fail(
+        "not a CAN interface (link type " + std::to_string(ifr.ifr_hwaddr.sa_family) +
+        "); 'ip -details link show type can' and 'ip link show type vcan' list the CAN interfaces");
   }
   if (::ioctl(fd_, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP) == 0) {
     return fail("the interface is down ('ip link set " + name + " up')");
@@ -117,7 +124,8 @@ void SocketcanBridge::on_read_error(int err) {
   if (err == ENETDOWN) {
     if (!down_) {
       reporter_.report(Severity::kWarning, "socketcan",
-                       options_.interface + " went down: frames are dropped until it is up again", 0);
+                       options_.interface + " went down: frames are dropped until it is up again",
+                       0);
     }
     down_ = true;
     return;
@@ -136,7 +144,8 @@ void SocketcanBridge::on_error_frame(const ::can_frame& f) {
   const Nanos now = bus_.clock().now();
   if (err & CAN_ERR_BUSOFF) {
     // The interface's controller left the bus: so does the node that stands for it here.
-    reporter_.report(Severity::kWarning, "socketcan", options_.interface + " reports bus-off: the bridge's node goes bus-off", 0);
+    reporter_.report(Severity::kWarning, "socketcan",
+                     options_.interface + " reports bus-off: the bridge's node goes bus-off", 0);
     bus_.inject_bus_off(endpoint_, now);
   }
   if (err & (CAN_ERR_PROT | CAN_ERR_TRX)) {
@@ -145,13 +154,15 @@ void SocketcanBridge::on_error_frame(const ::can_frame& f) {
     rule.action = FaultRule::Action::kErrorFrame;
     rule.limit = 1;
     bus_.add_fault(rule);
-    reporter_.report(Severity::kWarning, "socketcan",
-                     options_.interface + " reports a protocol error: an error frame destroys the next frame", 0);
+    reporter_.report(
+        Severity::kWarning, "socketcan",
+        options_.interface + " reports a protocol error: an error frame destroys the next frame",
+        0);
   }
   if (err & CAN_ERR_CRTL) {
     reporter_.report(Severity::kWarning, "socketcan",
-                     options_.interface + " controller state: error counters " + std::to_string(f.data[6]) + "/" +
-                         std::to_string(f.data[7]) + " (tx/rx)",
+                     options_.interface + " controller state: error counters " +
+                         std::to_string(f.data[6]) + "/" + std::to_string(f.data[7]) + " (tx/rx)",
                      0);
   }
   if (err & CAN_ERR_RESTARTED) {
@@ -216,17 +227,21 @@ void SocketcanBridge::poll() {
 
 Nanos SocketcanBridge::pace(Nanos target) {
   poll();
-  return pacer_.pace(bus_.clock().now(), target, [this](WallClockPacer::SteadyClock::duration max_wait) {
-    // With frames waiting for a full transmit queue, look again after at most 1 ms (POLLOUT of a
-    // CAN_RAW socket does not tell when the queueing discipline has room).
-    if (!out_.empty()) max_wait = std::min<WallClockPacer::SteadyClock::duration>(max_wait, std::chrono::milliseconds(1));
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(max_wait).count();
-    pollfd p{fd_, POLLIN, 0};
-    timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>(us % 1'000'000) * 1000};
-    const int r = fd_ >= 0 && !failed() ? ::ppoll(&p, 1, &ts, nullptr) : ::ppoll(nullptr, 0, &ts, nullptr);
-    flush();
-    return r > 0 && (p.revents & (POLLIN | POLLERR)) != 0;
-  });
+  return pacer_.pace(
+      bus_.clock().now(), target, [this](WallClockPacer::SteadyClock::duration max_wait) {
+        // With frames waiting for a full transmit queue, look again after at most 1 ms (POLLOUT of
+        // a CAN_RAW socket does not tell when the queueing discipline has room).
+        if (!out_.empty())
+          max_wait = std::min<WallClockPacer::SteadyClock::duration>(max_wait,
+                                                                     std::chrono::milliseconds(1));
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(max_wait).count();
+        pollfd p{fd_, POLLIN, 0};
+        timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>(us % 1'000'000) * 1000};
+        const int r = fd_ >= 0 && !failed() ? ::ppoll(&p, 1, &ts, nullptr)
+                                            : ::ppoll(nullptr, 0, &ts, nullptr);
+        flush();
+        return r > 0 && (p.revents & (POLLIN | POLLERR)) != 0;
+      });
 }
 
 }  // namespace rtcanboot::twin::can

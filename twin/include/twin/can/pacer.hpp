@@ -18,7 +18,8 @@ class WallClockPacer {
   // When the simulation falls behind the wall clock by more than `max_lag` (a slow stretch, a
   // debugger pause, an emulator inside an emulator), pacing restarts from the current moment
   // instead of letting virtual time race to catch up.
-  explicit WallClockPacer(std::chrono::milliseconds max_lag = std::chrono::milliseconds(100)) : max_lag_(max_lag) {}
+  explicit WallClockPacer(std::chrono::milliseconds max_lag = std::chrono::milliseconds(100))
+      : max_lag_(max_lag) {}
 
   // Forget the anchor (pacing was off for a while).
   void reset() { anchored_ = false; }
