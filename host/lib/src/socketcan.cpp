@@ -209,6 +209,7 @@ class SocketCanTransport final : public Transport {
     addr.can_family = AF_CAN;
     addr.can_ifindex = index;
     if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+      if (errno == ENODEV) throw_socket_error(ENODEV);  // deleted while we opened it
       throw Error(ErrorKind::kBus, fmt::format("{}: cannot bind: {}", describe(), detail::errno_text(errno)));
     }
   }

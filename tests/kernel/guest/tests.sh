@@ -116,14 +116,14 @@ t_errors() {
   ! echo "$out" | grep -q "bitrate" || fail "a vcan interface gets a bit-rate hint: $out"
   ip link set vcan0 up
   # Set down while a command waits on it: "went down", not "disappeared".
-  (sleep 1; ip link set vcan0 down) &
+  (sleep 2; ip link set vcan0 down) &
   bg=$!
   expect 4 "went down" rtcanboot --bus socketcan://vcan0 scan --no-probe --listen 5000
   wait $bg
   out=$(rtcanboot --bus socketcan://vcan0 scan --no-probe --listen 100 2>&1)
   ip link set vcan0 up
   # Removed while a command waits on it.
-  (sleep 1; ip link del dev vcan0) &
+  (sleep 2; ip link del dev vcan0) &
   bg=$!
   expect 4 "disappeared" rtcanboot --bus socketcan://vcan0 scan --no-probe --listen 5000
   wait $bg
@@ -187,9 +187,9 @@ t_two_twins() {
 t_enobufs() {
   vcan vcan0
   start_twin twin1 23 vcan0
-  /usr/sbin/tc qdisc add dev vcan0 root tbf rate 200kbit burst 160 limit 160 || fail "tc qdisc add tbf"
+  /usr/sbin/tc qdisc add dev vcan0 root tbf rate 1mbit burst 160 limit 160 || fail "tc qdisc add tbf"
   /usr/sbin/tc qdisc show dev vcan0
-  rtcanboot --bus socketcan://vcan0 --timeout 5000 flash --node 23 $APP >/tmp/flash.out 2>&1
+  rtcanboot --bus socketcan://vcan0 --timeout 10000 flash --node 23 $APP >/tmp/flash.out 2>&1
   rc=$?
   cat /tmp/flash.out
   [ $rc -eq 0 ] || fail "flash through a 10-frame queue exited $rc"
