@@ -215,12 +215,14 @@ t_bad_input() {
   cansend vcan0 000#81              # NMT reset node without its node-ID byte (DLC 1): ignored
   cansend vcan0 20000004#0004000000000000  # error frame: controller problem (rx warning)
   cansend vcan0 20000008#0000020000000000  # error frame: protocol violation (form error)
+  cansend vcan0 20000040#0000000000000000  # error frame: bus-off of the interface's controller
   sleep 1
   stop_dump
   cat /tmp/bad.candump
   ! grep -q " 597#" /tmp/bad.candump || fail "the node answered a malformed SDO request"
   ! grep -q " 717#00" /tmp/bad.candump || fail "the node reset on an NMT frame with DLC 1"
   grep -q "socketcan.*protocol error" /tmp/twin1.log || fail "the twin did not map the error frame: $(cat /tmp/twin1.log)"
+  grep -q "socketcan.*reports bus-off" /tmp/twin1.log || fail "the twin did not map the bus-off error frame: $(cat /tmp/twin1.log)"
   rtcanboot --bus socketcan://vcan0 info --node 23 >/tmp/info.txt || fail "the node no longer answers"
   grep -q "running *bootloader" /tmp/info.txt || fail "info after the bad frames"
   stop_twin twin1
