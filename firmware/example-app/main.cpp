@@ -111,7 +111,12 @@ int main() {
 
   g_clock.start();
   FlexCan& can = flexcan_driver();
-  if (!can.start(board::kCanClockHz, boot.bitrate, g_clock)) {
+  // A wrong CAN clock would send at a wrong bit rate and disturb the bus: stay off it instead.
+  if (const char* clock_problem = board::check_clocks()) {
+    console_write("clock check failed: ");
+    console_write(clock_problem);
+    console_write("; CAN stays off the bus\n");
+  } else if (!can.start(board::kCanClockHz, boot.bitrate, g_clock)) {
     can.start(board::kCanClockHz, kDefaultBitrate, g_clock);
   }
 

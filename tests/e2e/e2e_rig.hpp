@@ -76,6 +76,7 @@ struct NodeSpec {
   unsigned instance = 2;
   std::uint32_t boot_window_ms = 0;
   std::string name;  // default "node<id>"
+  tw::Readings readings;  // unconfirmed chip facts: the twin's most hostile readings by default
 };
 
 inline NodeSpec node(std::uint8_t node_id, unsigned instance = 2, std::uint32_t boot_window_ms = 0) {
@@ -121,6 +122,7 @@ class Rig {
     cfg.name = spec.name.empty() ? "node" + std::to_string(spec.node_id) : spec.name;
     cfg.console_sink = [](const std::string&) {};
     cfg.report_sink = [](const tw::Report&) {};
+    cfg.readings = spec.readings;
     tw::Board& board = sim_.add_board(cfg);
     const auto bootloader = load_file(bootloader_path(spec.instance));
     EXPECT_FALSE(bootloader.empty()) << bootloader_path(spec.instance);

@@ -51,7 +51,9 @@ void Board::Impl::create_peripherals() {
   attach(0x400F'C000, b.ccm_.get());
   attach(0x401F'8000, b.iomuxc_.get());
   attach(0x400F'8000, b.src_.get());
-  analog = static_cast<CcmAnalog*>(own(0x400D'8000, std::make_unique<CcmAnalog>(ctx)));
+  analog = static_cast<CcmAnalog*>(
+      own(0x400D'8000, std::make_unique<CcmAnalog>(ctx, b.config_.readings.pll3_after_boot)));
+  b.ccm_->set_analog(analog);
   auto gpr = std::make_unique<PlainRegisters>("IOMUXC_GPR", 0x4000, ctx);
   gpr->preset(0x44, 0x55AF'FA55);  // GPR17: default FlexRAM banks
   gpr->preset(0x40, 0x0020'0007);  // GPR16: INIT_VTOR = ROM

@@ -72,8 +72,30 @@ std::uint32_t Ccm::can_root_hz() const {
   const std::uint32_t v = reg(0x20);
   const std::uint32_t sel = (v >> 8) & 3;
   const std::uint32_t podf = (v >> 2) & 0x3F;
-  static constexpr std::uint32_t kBase[4] = {60'000'000, 24'000'000, 80'000'000, 0};
-  return kBase[sel] / (podf + 1);
+  const std::uint32_t pll3 = analog_ != nullptr ? analog_->pll3_hz() : 480'000'000u;
+  std::uint32_t base = 0;
+  switch (sel) {
+    case 0: base = pll3 / 8; break;
+    case 1: base = 24'000'000; break;
+    case 2:
+      base = pll3 / 6;
+      // ERR050235 (fact sheet §5.2; mcux-sdk devices/MIMXRT1064/drivers/fsl_clock.h
+      // CAN_CLOCK_CHECK_NO_AFFECTS): the clock is correct only while LPUART1's gate is on.
+      // No source says what it becomes; the twin runs it at pll3/8, a rate every bit timing
+      // notices.
+      if (!gate_on(5, 12)) {
+        base = pll3 / 8;
+        if (!err050235_reported_) {
+          err050235_reported_ = true;
+          warn("ERR050235: CAN_CLK_SEL = 2 with the LPUART1 clock gate (CCGR5 CG12) off: the CAN clock "
+               "is wrong (the twin runs it at pll3_sw_clk/8)",
+               0);
+        }
+      }
+      break;
+    default: break;
+  }
+  return base / (podf + 1);
 }
 
 bool Ccm::gate_on(unsigned ccgr, unsigned cg) const {
@@ -93,7 +115,8 @@ std::uint32_t Ccm::can_clock_hz(unsigned instance) const {
 
 std::uint32_t Ccm::uart_root_hz() const {
   const std::uint32_t v = reg(0x24);
-  const std::uint32_t base = (v & (1u << 6)) ? 24'000'000u : 80'000'000u;
+  const std::uint32_t pll3 = analog_ != nullptr ? analog_->pll3_hz() : 480'000'000u;
+  const std::uint32_t base = (v & (1u << 6)) ? 24'000'000u : pll3 / 6;  // pll3_80m
   return base / ((v & 0x3F) + 1);
 }
 
@@ -108,9 +131,19 @@ std::uint32_t Ccm::perclk_hz() const {
 // ---------------------------------------------------------------------------------------------
 // CCM_ANALOG (with PMU / XTALOSC): SET/CLR/TOG aliases; PLLs always report lock.
 
-CcmAnalog::CcmAnalog(SocContext& ctx) : RegisterBlock("CCM_ANALOG", 0x1000, ctx) {
+namespace {
+constexpr std::uint32_t kPllLock = 1u << 31, kPllBypass = 1u << 16, kPllEnable = 1u << 13,
+                        kPllPower = 1u << 12, kPllEnUsbClks = 1u << 6;
+}  // namespace
+
+CcmAnalog::CcmAnalog(SocContext& ctx, Pll3AfterBoot pll3)
+    : RegisterBlock("CCM_ANALOG", 0x1000, ctx), pll3_after_boot_(pll3) {
   set_reset_value(0x00, 0x0001'3063);  // PLL_ARM
-  set_reset_value(0x10, 0x0001'3000 | (1u << 13));  // PLL_USB1 enabled (the ROM runs FlexSPI from it)
+  // PLL_USB1 as the boot ROM leaves it (Readings::pll3_after_boot).
+  std::uint32_t usb1 = 0;  // powered down, disabled, not bypassed: no output (CLOCK_DeinitUsb1Pll)
+  if (pll3 == Pll3AfterBoot::kBypassed) usb1 = kPllBypass | kPllEnable | kPllPower | kPllEnUsbClks;
+  if (pll3 == Pll3AfterBoot::kRunning) usb1 = kPllEnable | kPllPower | kPllEnUsbClks;
+  set_reset_value(0x10, usb1);
   set_reset_value(0x30, 0x0001'3001);  // PLL_SYS
   set_reset_value(0xF0, 0x1311'100C);  // PFD_480
   set_reset_value(0x100, 0x1018'101B);  // PFD_528
@@ -118,12 +151,22 @@ CcmAnalog::CcmAnalog(SocContext& ctx) : RegisterBlock("CCM_ANALOG", 0x1000, ctx)
 
 void CcmAnalog::on_reset(bool) {}
 
+std::uint32_t CcmAnalog::pll3_hz() const {
+  const std::uint32_t v = reg(0x10);
+  if ((v & kPllBypass) != 0) return 24'000'000;
+  if ((v & kPllPower) == 0 || (v & kPllEnable) == 0) return 0;
+  return (v & 2u) ? 528'000'000u : 480'000'000u;
+}
+
 std::uint32_t CcmAnalog::read_word(std::uint32_t offset, std::uint32_t) {
   const std::uint32_t base = offset < 0x200 ? (offset & ~0xFu) : offset;
   std::uint32_t v = reg(base);
   switch (base) {
-    case 0x00: case 0x10: case 0x20: case 0x30: case 0x70: case 0xA0: case 0xE0:
-      v |= 0x8000'0000u;  // LOCK
+    case 0x10:  // PLL_USB1: locked only while powered and enabled
+      if ((v & kPllPower) != 0 && (v & kPllEnable) != 0) v |= kPllLock;
+      break;
+    case 0x00: case 0x20: case 0x30: case 0x70: case 0xA0: case 0xE0:
+      v |= kPllLock;
       break;
     default:
       break;

@@ -61,8 +61,8 @@ TEST(IomuxcTest, CanPinsNeedMuxAndDaisy) {
   Iomuxc io(r.ctx);
   io.reset(false);
   EXPECT_FALSE(io.can_pins_muxed(2));
-  io.write(0xF4, 0x16, 4, 0);  // GPIO_AD_B0_14 ALT6 + SION
-  io.write(0xF8, 0x16, 4, 0);  // GPIO_AD_B0_15 ALT6 + SION
+  io.write(0xF4, 0x16, 4, 0);          // GPIO_AD_B0_14 ALT6 + SION
+  io.write(0xF8, 0x16, 4, 0);          // GPIO_AD_B0_15 ALT6 + SION
   EXPECT_FALSE(io.can_pins_muxed(2));  // RX daisy not selected
   io.write(0x450, 2, 4, 0);
   EXPECT_TRUE(io.can_pins_muxed(2));
@@ -107,8 +107,8 @@ TEST(GptTest, CrystalClockCompareRaisesIrqInRestartMode) {
   Gpt gpt("GPT1", 100, ccm, r.ctx);
   gpt.reset(false);
   gpt.write(0x04, 23u, 4, 0);  // PRESCALER: 24 MHz / 24 = 1 MHz
-  gpt.write(0x10, 999, 4, 0);        // OCR1
-  gpt.write(0x0C, 1, 4, 0);          // OF1IE
+  gpt.write(0x10, 999, 4, 0);  // OCR1
+  gpt.write(0x0C, 1, 4, 0);    // OF1IE
   gpt.write(0x00, (1u << 10) | (5u << 6) | (1u << 1) | 1u, 4, 0);
   r.q.advance_to(500'000);
   EXPECT_EQ(gpt.read(0x24, 4, 0), 500u);
@@ -128,7 +128,7 @@ TEST(RtwdogTest, UnlockRefreshAndExpiry) {
   wd.write(0x08, 100, 4, 0);  // locked: ignored + fault
   EXPECT_EQ(r.faults.size(), 1u);
   wd.write(0x04, 0xD928'C520u, 4, 0);
-  wd.write(0x08, 32, 4, 0);                       // TOVAL: 32 LPO ticks = 1 ms
+  wd.write(0x08, 32, 4, 0);  // TOVAL: 32 LPO ticks = 1 ms
   wd.write(0x00, (1u << 8) | (1u << 7) | (1u << 5) | (1u << 13), 4, 0);  // LPO, EN, UPDATE
   EXPECT_TRUE(wd.enabled());
   r.q.advance_to(800'000);
@@ -214,9 +214,67 @@ TEST(FlexSpi2Test, InitFromFcbLoadsSequenceZeroOnlyAndResetReadingsDecideTheRest
   EXPECT_EQ(f.lut(63), 0u);
 }
 
+TEST(CcmTest, Err050235Pll3Div6IsWrongWhileLpuart1IsGatedOff) {
+  Rig r;
+  std::vector<std::string> warnings;
+  struct Sink : Reporter {
+    std::vector<std::string>* out;
+    void report(Severity s, const std::string&, const std::string& m, std::uint32_t) override {
+      if (s == Severity::kWarning) out->push_back(m);
+    }
+  } sink;
+  sink.out = &warnings;
+  r.ctx.reporter = &sink;
+  CcmAnalog analog(r.ctx, Pll3AfterBoot::kRunning);
+  analog.reset(false);
+  Ccm ccm(r.ctx);
+  ccm.set_analog(&analog);
+  ccm.reset(false);
+  const std::uint32_t cscmr2 = ccm.read(0x20, 4, 0);
+  ccm.write(0x20, (cscmr2 & ~0x3FCu) | (2u << 8) | (1u << 2), 4, 0);  // SEL 2, PODF 1
+  EXPECT_EQ(ccm.can_root_hz(), 40'000'000u);
+  EXPECT_TRUE(warnings.empty());
+  ccm.write(0x7C, 0xFFFF'FFFFu & ~(3u << 24), 4, 0);  // CCGR5 CG12 (LPUART1) off
+  EXPECT_NE(ccm.can_root_hz(), 40'000'000u);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("ERR050235"), std::string::npos);
+  // The oscillator root does not depend on the LPUART1 gate.
+  ccm.write(0x20, (cscmr2 & ~0x3FCu) | (1u << 8), 4, 0);  // SEL 1, PODF 0
+  EXPECT_EQ(ccm.can_root_hz(), 24'000'000u);
+}
+
+TEST(CcmTest, Pll3ReadingsDecideThePll3RootsButNotTheOscillator) {
+  struct Expect {
+    Pll3AfterBoot reading;
+    std::uint32_t can_pll3_div6;
+    std::uint32_t uart_pll3_80m;
+    bool locked;
+  };
+  for (const Expect e : {Expect{Pll3AfterBoot::kPoweredDown, 0, 0, false},
+                         Expect{Pll3AfterBoot::kBypassed, 4'000'000, 4'000'000, true},
+                         Expect{Pll3AfterBoot::kRunning, 80'000'000, 80'000'000, true}}) {
+    Rig r;
+    CcmAnalog analog(r.ctx, e.reading);
+    analog.reset(false);
+    Ccm ccm(r.ctx);
+    ccm.set_analog(&analog);
+    ccm.reset(false);
+    const std::uint32_t cscmr2 = ccm.read(0x20, 4, 0);
+    ccm.write(0x20, (cscmr2 & ~0x3FCu) | (2u << 8), 4, 0);  // SEL 2, PODF 0
+    EXPECT_EQ(ccm.can_root_hz(), e.can_pll3_div6);
+    ccm.write(0x24, ccm.read(0x24, 4, 0) & ~0x7Fu, 4, 0);  // UART from pll3_80m, PODF 0
+    EXPECT_EQ(ccm.uart_root_hz(), e.uart_pll3_80m);
+    EXPECT_EQ((analog.read(0x10, 4, 0) & 0x8000'0000u) != 0, e.locked);
+    ccm.write(0x20, (cscmr2 & ~0x3FCu) | (1u << 8), 4, 0);  // SEL 1: oscillator
+    EXPECT_EQ(ccm.can_root_hz(), 24'000'000u);
+    ccm.write(0x24, ccm.read(0x24, 4, 0) | 0x40u, 4, 0);  // UART from the oscillator
+    EXPECT_EQ(ccm.uart_root_hz(), 24'000'000u);
+  }
+}
+
 TEST(CcmAnalogTest, PllsReadLockedAndSetClearAliasesWork) {
   Rig r;
-  CcmAnalog a(r.ctx);
+  CcmAnalog a(r.ctx, Pll3AfterBoot::kRunning);
   a.reset(false);
   EXPECT_NE(a.read(0x10, 4, 0) & 0x8000'0000u, 0u);
   a.write(0x14, 0x40, 4, 0);  // SET

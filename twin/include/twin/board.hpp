@@ -40,6 +40,7 @@ struct Report {
 // are the most hostile readings the sources allow (docs/twin.md "Readings").
 struct Readings {
   LutAfterReset lut_after_reset = LutAfterReset::kZero;  // FlexSPI2 LUT slots nobody loaded
+  Pll3AfterBoot pll3_after_boot = Pll3AfterBoot::kPoweredDown;  // PLL3 as the boot ROM leaves it
 };
 
 struct BoardConfig {

@@ -75,10 +75,21 @@ class PlainRegisters final : public RegisterBlock {
   void preset(std::uint32_t offset, std::uint32_t value) { set_reset_value(offset, value); set_reg(offset, value); }
 };
 
+class CcmAnalog;
+
+// What the boot ROM leaves PLL3 (USB1 PLL, the source of pll3_sw_clk) in: unconfirmed (fact
+// sheet §5.2: "running" is an inference from the ROM clocking FlexSPI2 from PLL3 PFD0).
+//   kPoweredDown  off: the PLL3 roots (CAN_CLK_SEL 0/2, UART pll3_80m) give no clock
+//   kBypassed     bypassed: pll3_sw_clk is the 24 MHz oscillator, every PLL3 root is 20x slow
+//   kRunning      locked at 480 MHz
+enum class Pll3AfterBoot { kPoweredDown, kBypassed, kRunning };
+
 class Ccm final : public RegisterBlock {
  public:
   explicit Ccm(SocContext& ctx);
-  // The CAN clock root (CSCMR2 CAN_CLK_SEL/PODF); 0 when disabled.
+  void set_analog(const CcmAnalog* analog) { analog_ = analog; }
+  // The CAN clock root (CSCMR2 CAN_CLK_SEL/PODF, PLL3 as CCM_ANALOG has it); 0 when disabled.
+  // ERR050235: at CAN_CLK_SEL = 2 with the LPUART1 clock gate off the clock is wrong.
   std::uint32_t can_root_hz() const;
   // Whether the clock gate (CCGRn, CGm) is on in run mode.
   bool gate_on(unsigned ccgr, unsigned cg) const;
@@ -90,16 +101,26 @@ class Ccm final : public RegisterBlock {
 
  protected:
   void on_reset(bool warm) override;
+
+ private:
+  const CcmAnalog* analog_ = nullptr;
+  mutable bool err050235_reported_ = false;
 };
 
 class CcmAnalog final : public RegisterBlock {
  public:
-  explicit CcmAnalog(SocContext& ctx);
+  CcmAnalog(SocContext& ctx, Pll3AfterBoot pll3);
+  // pll3_sw_clk as PLL_USB1 is set now: 0 (powered down or disabled), 24 MHz (bypassed) or
+  // 480/528 MHz (DIV_SELECT); LOCK reads 1 only while the PLL is powered and enabled.
+  std::uint32_t pll3_hz() const;
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
   void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
   void on_reset(bool warm) override;
+
+ private:
+  Pll3AfterBoot pll3_after_boot_;
 };
 
 class Iomuxc final : public RegisterBlock {

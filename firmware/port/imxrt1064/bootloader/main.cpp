@@ -158,7 +158,15 @@ bool g_watchdogs_off = true;
                                settings);
 
   // CAN comes up last and interrupts right after it: from here on every frame reaches the ring.
-  can.start(board::kCanClockHz, provisioning.bitrate, g_clock);
+  // With a wrong CAN clock the node would send at a wrong bit rate and disturb the bus: it stays
+  // off the bus and says why; the boot decision (start a valid application) is unchanged.
+  if (const char* clock_problem = board::check_clocks()) {
+    console_write("rtcanboot: clock check failed: ");
+    console_write(clock_problem);
+    console_write("; CAN stays off the bus\n");
+  } else {
+    can.start(board::kCanClockHz, provisioning.bitrate, g_clock);
+  }
   enable_irq();
   bootloader.start(g_clock.now());
   bool action_waiting = false;

@@ -15,10 +15,36 @@
 namespace rtcanboot::imxrt1064::board {
 
 namespace {
-constexpr std::uint32_t kCanClkSelPll3Div6 = 2;
-constexpr std::uint32_t kCanClkPodf = 1;  // divide by 2
-static_assert(480'000'000 / 6 / (kCanClkPodf + 1) == kCanClockHz);
-static_assert(480'000'000 / 6 == kUartClockHz);  // pll3_80m
+constexpr std::uint32_t kOscillatorHz = 24'000'000;
+constexpr std::uint32_t kCanClkSelOscillator = 1;
+constexpr std::uint32_t kCanClkSelPll3Div6 = 2;  // the root ERR050235 is about
+constexpr std::uint32_t kCanClkSelDisabled = 3;
+constexpr std::uint32_t kCanClkPodf = 0;  // undivided
+static_assert(kOscillatorHz / (kCanClkPodf + 1) == kCanClockHz);
+static_assert(kOscillatorHz == kUartClockHz);
+
+constexpr bool every_cia301_rate_is_exact() {
+  for (const std::uint32_t bitrate : kCia301Bitrates) {
+    if (compute_bit_timing(kCanClockHz, bitrate).prescaler == 0) return false;
+  }
+  return true;
+}
+static_assert(every_cia301_rate_is_exact(), "the CAN clock root must give every CiA 301 rate");
+
+constexpr bool console_baud_within_1_percent() {
+  const UartDivider d = uart_divider(kUartClockHz, kConsoleBaud);
+  if (d.sbr == 0) return false;
+  const std::uint64_t actual = kUartClockHz / (d.oversampling * d.sbr);
+  const std::uint64_t error = actual > kConsoleBaud ? actual - kConsoleBaud : kConsoleBaud - actual;
+  return error * 100 < kConsoleBaud;
+}
+static_assert(console_baud_within_1_percent());
+
+bool pll3_running() {
+  const std::uint32_t pll = reg32(ccm_analog::kPllUsb1);
+  return (pll & ccm_analog::kPllLock) != 0 && (pll & ccm_analog::kPllBypass) == 0 &&
+         (pll & ccm_analog::kPllEnable) != 0 && (pll & ccm_analog::kPllPower) != 0;
+}
 
 struct CanPins {
   iomuxc::Pin tx;
@@ -38,12 +64,33 @@ void init_clocks() {
     clock_gate_off(gate);
   }
   reg32(ccm::kCscmr2) = (reg32(ccm::kCscmr2) & ~(ccm::kCanClkSelMask | ccm::kCanClkPodfMask)) |
-                        (kCanClkSelPll3Div6 << ccm::kCanClkSelShift) |
+                        (kCanClkSelOscillator << ccm::kCanClkSelShift) |
                         (kCanClkPodf << ccm::kCanClkPodfShift);
+  // The UART root changes with LPUART1 gated; console_start gates it on again. LPUART1 stays
+  // on from then on (ERR050235 would need it at CAN_CLK_SEL = 2; the oscillator root does not).
   clock_gate_off(ccm::kGateLpuart1);
-  reg32(ccm::kCscdr1) = reg32(ccm::kCscdr1) & ~(ccm::kUartClkSelOsc | ccm::kUartClkPodfMask);
+  reg32(ccm::kCscdr1) = (reg32(ccm::kCscdr1) & ~ccm::kUartClkPodfMask) | ccm::kUartClkSelOsc;
   clock_gate_on(ccm::kGateIomuxc);
   clock_gate_on(ccm::kGateIomuxcGpr);
+}
+
+const char* check_clocks() {
+  const std::uint32_t cscmr2 = reg32(ccm::kCscmr2);
+  const std::uint32_t can_sel = (cscmr2 & ccm::kCanClkSelMask) >> ccm::kCanClkSelShift;
+  const std::uint32_t can_podf = (cscmr2 & ccm::kCanClkPodfMask) >> ccm::kCanClkPodfShift;
+  if (can_sel == kCanClkSelDisabled) return "the CAN clock root is disabled (CSCMR2.CAN_CLK_SEL = 3)";
+  if (can_sel == kCanClkSelPll3Div6 && !clock_gate_is_on(ccm::kGateLpuart1)) {
+    return "ERR050235: CAN_CLK_SEL = 2 (pll3_sw_clk/6) with the LPUART1 clock gate off gives a "
+           "wrong CAN clock";
+  }
+  if (can_sel != kCanClkSelOscillator || can_podf != kCanClkPodf) {
+    if (!pll3_running()) return "the CAN clock root needs PLL3, which is not locked or bypassed";
+    return "the CAN clock root is not the one kCanClockHz assumes (CSCMR2 changed)";
+  }
+  if ((reg32(ccm::kCscdr1) & ccm::kUartClkSelOsc) == 0 && !pll3_running()) {
+    return "the UART clock root needs PLL3, which is not locked or bypassed";
+  }
+  return nullptr;
 }
 
 void init_pins() {

@@ -91,6 +91,10 @@ void clock_gate_off(ccm::Gate gate) {
   reg32(address) = reg32(address) & ~(3U << (2 * gate.cg));
 }
 
+bool clock_gate_is_on(ccm::Gate gate) {
+  return ((reg32(ccm::ccgr(gate.reg)) >> (2 * gate.cg)) & 3U) != 0;
+}
+
 void configure_pin(const iomuxc::Pin& pin, bool software_input_on, std::uint32_t pad_config) {
   reg32(pin.mux) = pin.alt | (software_input_on ? iomuxc::kSion : 0U);
   if (pin.select_input != 0) reg32(pin.select_input) = pin.select_value;

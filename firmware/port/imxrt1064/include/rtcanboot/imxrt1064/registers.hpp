@@ -116,6 +116,15 @@ inline constexpr Gate kGateLpuart1{5, 12};
 inline constexpr Gate kGateIomuxc{4, 1}, kGateIomuxcGpr{4, 2};
 }  // namespace ccm
 
+// --- CCM_ANALOG: PLL3 (USB1 PLL, 480 MHz), the source of pll3_sw_clk (§5.2) ------------------
+namespace ccm_analog {
+inline constexpr Address kPllUsb1 = 0x400D'8010;
+inline constexpr std::uint32_t kPllLock = 1U << 31;
+inline constexpr std::uint32_t kPllBypass = 1U << 16;
+inline constexpr std::uint32_t kPllEnable = 1U << 13;
+inline constexpr std::uint32_t kPllPower = 1U << 12;
+}  // namespace ccm_analog
+
 // --- IOMUXC (§5.9) --------------------------------------------------------------------------
 namespace iomuxc {
 inline constexpr std::uint32_t kSion = 1U << 4;

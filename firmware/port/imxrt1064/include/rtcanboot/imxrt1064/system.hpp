@@ -30,6 +30,7 @@ RTCANBOOT_RAMFUNC void disarm_trial_watchdog();
 
 void clock_gate_on(ccm::Gate gate);
 void clock_gate_off(ccm::Gate gate);
+bool clock_gate_is_on(ccm::Gate gate);
 
 void configure_pin(const iomuxc::Pin& pin, bool software_input_on, std::uint32_t pad_config);
 
