@@ -60,7 +60,7 @@ void Board::Impl::create_peripherals() {
   own(0x400A'C000, std::move(gpr));
   own(0x400A'8000, std::make_unique<PlainRegisters>("IOMUXC_SNVS", 0x4000, ctx));
   own(0x400A'4000, std::make_unique<PlainRegisters>("IOMUXC_SNVS_GPR", 0x4000, ctx));
-  own(0x400D'4000, std::make_unique<Snvs>(ctx));
+  own(0x400D'4000, std::make_unique<Snvs>(ctx, b.config_.readings.snvs_lpgpr_over_reset));
   own(0x400B'8000, std::make_unique<Wdog>("WDOG1", 92, ctx));
   own(0x400D'0000, std::make_unique<Wdog>("WDOG2", 45, ctx));
   own(0x400B'C000, std::make_unique<Rtwdog>(ctx));
@@ -253,7 +253,7 @@ Board::Board(Simulation& sim, BoardConfig config)
   soc_.ahb_buffer_reset = [this] { impl_->ahb_buffer_reset(); };
   ccm_ = std::make_unique<Ccm>(soc_);
   iomuxc_ = std::make_unique<Iomuxc>(soc_);
-  src_ = std::make_unique<Src>(soc_);
+  src_ = std::make_unique<Src>(soc_, config_.readings.src_gpr_over_reset);
   impl_ = std::make_unique<Impl>(*this);
   impl_->create_peripherals();
   flash_->on_busy_change = [this](bool busy) { impl_->on_flash_busy(busy); };

@@ -213,12 +213,19 @@ bool Iomuxc::can_pins_muxed(unsigned instance) const {
 // ---------------------------------------------------------------------------------------------
 // SRC
 
-Src::Src(SocContext& ctx) : RegisterBlock("SRC", 0x4000, ctx) {
+Src::Src(SocContext& ctx, SrcGprOverReset reading) : RegisterBlock("SRC", 0x4000, ctx), reading_(reading) {
   set_reset_value(0x00, 0xA048'0520);  // SCR
   set_reset_value(0x1C, 0x0200'0000);  // SBMR2: BMOD = 10 (internal boot)
 }
 
-void Src::record_reset(ResetCause cause) { set_reg(0x08, reg(0x08) | static_cast<std::uint32_t>(cause)); }
+void Src::record_reset(ResetCause cause) {
+  set_reg(0x08, reg(0x08) | static_cast<std::uint32_t>(cause));
+  const bool cleared = reading_ == SrcGprOverReset::kClearedByEveryReset ||
+                       (reading_ == SrcGprOverReset::kClearedBySysResetReq && cause == ResetCause::kSysResetReq);
+  if (cause != ResetCause::kPowerOn && cleared) {
+    for (std::uint32_t off = 0x20; off <= 0x44; off += 4) set_reg(off, 0);
+  }
+}
 
 void Src::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
   if (offset == 0x08) {  // SRSR: write 1 to clear
@@ -244,10 +251,10 @@ void Src::on_reset(bool warm) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SNVS: the LP domain (LPGPR) keeps its contents across a warm reset.
+// SNVS: the LP domain (LPGPR) keeps its contents across a warm reset, or not (the reading).
 
 void Snvs::on_reset(bool warm) {
-  if (warm) regs_ = previous_;
+  if (warm && reading_ == SnvsLpgprOverReset::kKeptOverWarmReset) regs_ = previous_;
 }
 
 }  // namespace rtcanboot::twin

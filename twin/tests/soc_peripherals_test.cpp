@@ -75,7 +75,7 @@ TEST(IomuxcTest, CanPinsNeedMuxAndDaisy) {
 
 TEST(SrcTest, GprsAndResetFlagsSurviveWarmResetOnly) {
   Rig r;
-  Src src(r.ctx);
+  Src src(r.ctx, SrcGprOverReset::kKeptOverWarmReset);
   src.reset(false);
   src.record_reset(ResetCause::kPowerOn);
   src.write(0x30, 0xB007'CAFE, 4, 0);  // GPR5
@@ -89,15 +89,45 @@ TEST(SrcTest, GprsAndResetFlagsSurviveWarmResetOnly) {
   EXPECT_EQ(src.read(0x30, 4, 0), 0u);
 }
 
-TEST(SnvsTest, LpgprSurvivesWarmReset) {
-  Rig r;
-  Snvs snvs(r.ctx);
-  snvs.reset(false);
-  snvs.write(0x100, 0x1234'5678, 4, 0);
-  snvs.reset(true);
-  EXPECT_EQ(snvs.read(0x100, 4, 0), 0x1234'5678u);
-  snvs.reset(false);
-  EXPECT_EQ(snvs.read(0x100, 4, 0), 0u);
+TEST(SrcTest, GprReadingsDecideWhichWarmResetsClearTheGprs) {
+  struct Expect {
+    SrcGprOverReset reading;
+    bool kept_over_sysresetreq;
+    bool kept_over_watchdog;
+  };
+  for (const Expect e : {Expect{SrcGprOverReset::kClearedByEveryReset, false, false},
+                         Expect{SrcGprOverReset::kClearedBySysResetReq, false, true},
+                         Expect{SrcGprOverReset::kKeptOverWarmReset, true, true}}) {
+    for (const ResetCause cause :
+         {ResetCause::kSysResetReq, ResetCause::kWdog, ResetCause::kWdog3}) {
+      Rig r;
+      Src src(r.ctx, e.reading);
+      src.reset(false);
+      src.record_reset(ResetCause::kPowerOn);
+      src.write(0x30, 0xB007'10AD, 4, 0);  // GPR5
+      src.reset(true);
+      src.record_reset(cause);
+      const bool kept =
+          cause == ResetCause::kSysResetReq ? e.kept_over_sysresetreq : e.kept_over_watchdog;
+      EXPECT_EQ(src.read(0x30, 4, 0), kept ? 0xB007'10ADu : 0u)
+          << static_cast<int>(e.reading) << " " << static_cast<std::uint32_t>(cause);
+    }
+  }
+}
+
+TEST(SnvsTest, LpgprReadingsDecideWhetherAWarmResetKeepsThem) {
+  for (const auto reading :
+       {SnvsLpgprOverReset::kClearedByWarmReset, SnvsLpgprOverReset::kKeptOverWarmReset}) {
+    Rig r;
+    Snvs snvs(r.ctx, reading);
+    snvs.reset(false);
+    snvs.write(0x100, 0x1234'5678, 4, 0);
+    snvs.reset(true);
+    EXPECT_EQ(snvs.read(0x100, 4, 0),
+              reading == SnvsLpgprOverReset::kKeptOverWarmReset ? 0x1234'5678u : 0u);
+    snvs.reset(false);
+    EXPECT_EQ(snvs.read(0x100, 4, 0), 0u);
+  }
 }
 
 TEST(GptTest, CrystalClockCompareRaisesIrqInRestartMode) {

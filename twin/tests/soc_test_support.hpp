@@ -31,6 +31,8 @@ inline BoardConfig quiet_config(std::string name = "test") {
   c.report_sink = [](const Report&) {};
   // The twin-test firmware clocks CAN from pll3_sw_clk/6, as NXP's SDK does: PLL3 running.
   c.readings.pll3_after_boot = Pll3AfterBoot::kRunning;
+  // It also carries a flag over SYSRESETREQ in SRC_GPR5 alone, as community code does.
+  c.readings.src_gpr_over_reset = SrcGprOverReset::kKeptOverWarmReset;
   return c;
 }
 

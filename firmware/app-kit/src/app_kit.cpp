@@ -10,8 +10,8 @@ bool boot_info(BootInfo& out) {
 
 void request_bootloader() {
   imxrt1064::disable_irq();
-  imxrt1064::reg32(imxrt1064::handover::kEntryRequestRegister) =
-      imxrt1064::handover::kEntryRequestMagic;
+  imxrt1064::handover::write_entry_request();
+  imxrt1064::dsb();
   imxrt1064::system_reset();
 }
 

@@ -41,6 +41,8 @@ struct Report {
 struct Readings {
   LutAfterReset lut_after_reset = LutAfterReset::kZero;  // FlexSPI2 LUT slots nobody loaded
   Pll3AfterBoot pll3_after_boot = Pll3AfterBoot::kPoweredDown;  // PLL3 as the boot ROM leaves it
+  SrcGprOverReset src_gpr_over_reset = SrcGprOverReset::kClearedByEveryReset;
+  SnvsLpgprOverReset snvs_lpgpr_over_reset = SnvsLpgprOverReset::kClearedByWarmReset;
 };
 
 struct BoardConfig {

@@ -132,22 +132,40 @@ class Iomuxc final : public RegisterBlock {
   std::uint32_t mux(std::uint32_t offset) const { return reg(offset); }
 };
 
+// Which resets clear SRC_GPR1..10: unconfirmed (fact sheet §6.2, §9 items 6 and 16; the SDK
+// says only "hold the value during reset process"). A power-on reset clears them in every reading.
+//   kClearedByEveryReset   SYSRESETREQ and the watchdogs clear them too
+//   kClearedBySysResetReq  SYSRESETREQ clears them, a watchdog reset keeps them
+//   kKeptOverWarmReset     every warm reset keeps them (the SDK's wording)
+enum class SrcGprOverReset { kClearedByEveryReset, kClearedBySysResetReq, kKeptOverWarmReset };
+
+// Whether the SNVS LP general-purpose registers keep their contents over a warm reset:
+// unconfirmed for the RT1064 (fact sheet §6.3, §9 item 7).
+enum class SnvsLpgprOverReset { kClearedByWarmReset, kKeptOverWarmReset };
+
 class Src final : public RegisterBlock {
  public:
-  explicit Src(SocContext& ctx);
+  Src(SocContext& ctx, SrcGprOverReset reading);
+  // Sets SRSR for `cause` and applies the GPR reading (called after the reset itself).
   void record_reset(ResetCause cause);
 
  protected:
   void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
   void on_reset(bool warm) override;
+
+ private:
+  SrcGprOverReset reading_;
 };
 
 class Snvs final : public RegisterBlock {
  public:
-  explicit Snvs(SocContext& ctx) : RegisterBlock("SNVS", 0x4000, ctx) {}
+  Snvs(SocContext& ctx, SnvsLpgprOverReset reading) : RegisterBlock("SNVS", 0x4000, ctx), reading_(reading) {}
 
  protected:
   void on_reset(bool warm) override;
+
+ private:
+  SnvsLpgprOverReset reading_;
 };
 
 // WDOG1/WDOG2 (16-bit registers).

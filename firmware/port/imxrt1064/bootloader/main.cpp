@@ -51,7 +51,7 @@ Timebase g_clock;
 RomFlash g_flash(g_clock);
 SoftwareSha256 g_sha;
 
-void print_banner(std::uint32_t reset_status, bool entry_requested) {
+void print_banner(std::uint32_t reset_status, std::uint32_t entry_carriers) {
   console_write("\nrtcanboot ");
   console_write_decimal(RTCANBOOT_VERSION_MAJOR);
   console_write(".");
@@ -64,7 +64,16 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
   console_write_decimal(FlexCan::kInstance);
   console_write(", SRSR ");
   console_write_hex(reset_status);
-  console_write(entry_requested ? ", entry requested\n" : "\n");
+  if (entry_carriers != 0) {
+    // Which carriers kept the request over the reset: a bring-up fact (handover.hpp).
+    console_write(", entry requested (kept by");
+    constexpr const char* kCarrierNames[] = {" SRC_GPR5", " SNVS_LPGPR0", " DTCM"};
+    for (std::uint32_t i = 0; i < 3; ++i) {
+      if ((entry_carriers & (1U << i)) != 0) console_write(kCarrierNames[i]);
+    }
+    console_write(")");
+  }
+  console_write("\n");
 }
 
 // Quiesces everything the bootloader started and branches to the application's reset handler
@@ -116,7 +125,8 @@ void print_banner(std::uint32_t reset_status, bool entry_requested) {
 bool g_watchdogs_off = true;
 
 [[noreturn]] void run() {
-  const bool entry_requested = handover::take_entry_request();
+  const std::uint32_t entry_carriers = handover::take_entry_request();
+  const bool entry_requested = entry_carriers != 0;
   handover::clear();
   const std::uint32_t reset_status = reg32(src::kSrsr);
 
@@ -124,7 +134,7 @@ bool g_watchdogs_off = true;
   board::init_clocks();
   board::init_pins();
   board::init_console();
-  print_banner(reset_status, entry_requested);
+  print_banner(reset_status, entry_carriers);
   g_clock.start();
 
   // FlexSPI2 is reconfigured by the ROM: interrupts are still masked, caches still off.

@@ -1,9 +1,17 @@
-// What survives the warm reset between the application and the bootloader, in SRC general
-// purpose registers (kept across SYSRESETREQ, cleared by power-on reset; GPR1/2/9/10 are left
-// alone because the boot ROM uses or may use them).
+// What crosses from the application to the bootloader and back.
 //
-//   SRC_GPR5 (0x400F_8030)  entry request: the application writes kEntryRequestMagic and resets;
-//                           the bootloader reads and clears it.
+// The entry request crosses a warm reset (SYSRESETREQ). Which resets keep SRC_GPRs and SNVS
+// LPGPRs is unconfirmed (fact sheet §6.2, §6.3, §9 items 6, 7, 16), so the application writes it
+// to three carriers and the bootloader takes it from any of them (docs/twin.md "Readings"):
+//   SRC_GPR5 (0x400F_8030)  kEntryRequestMagic (GPR1/2/9/10 are left alone: the ROM uses them)
+//   SNVS LPGPR0 (0x400D_4100) kEntryRequestMagic
+//   DTCM mailbox (the last 8 bytes of the default DTCM, 0x2001_FFF8): kEntryRequestMagic and
+//                           its complement. RAM is not cleared by SYSRESETREQ (§6.4); the
+//                           bootloader's linker script keeps these 8 bytes out of its own RAM.
+// The request is lost only if all three are cleared (then the application starts again; the
+// master sees its boot-up, not the bootloader's).
+//
+// The hand-over goes the other way without a reset (the bootloader jumps), in SRC_GPRs:
 //   SRC_GPR6 (0x400F_8034)  handover word 0, written by the bootloader just before the jump:
 //                           bits 31:24 0xA5 tag, 23:16 node-ID, 15:0 bit rate in kbit/s.
 //   SRC_GPR7 (0x400F_8038)  handover word 1: bits 31:24 check byte, 23:0 bootloader version
@@ -24,6 +32,8 @@ namespace rtcanboot::imxrt1064::handover {
 
 inline constexpr std::uint32_t kEntryRequestMagic = 0xB007'10AD;
 inline constexpr Address kEntryRequestRegister = src::kGpr5;
+inline constexpr Address kEntryRequestSnvs = snvs::kLpgpr0;
+inline constexpr Address kEntryRequestMailbox = 0x2001'FFF8;  // two words: magic, ~magic
 inline constexpr Address kWord0Register = src::kGpr6;
 inline constexpr Address kWord1Register = src::kGpr7;
 inline constexpr Address kSoftwareIdRegister = src::gpr(8);
@@ -93,11 +103,29 @@ inline void clear() {
   reg32(kImageVersionRegister) = 0;
 }
 
-// Bootloader side of the entry request: true when the application asked; clears it.
-inline bool take_entry_request() {
-  const bool requested = reg32(kEntryRequestRegister) == kEntryRequestMagic;
+// Application side of the entry request: all three carriers (then the caller resets).
+inline void write_entry_request() {
+  reg32(kEntryRequestRegister) = kEntryRequestMagic;
+  reg32(kEntryRequestSnvs) = kEntryRequestMagic;
+  reg32(kEntryRequestMailbox) = kEntryRequestMagic;
+  reg32(kEntryRequestMailbox + 4) = ~kEntryRequestMagic;
+}
+
+// Bootloader side: which carriers still held the request (bit 0 SRC_GPR5, bit 1 SNVS LPGPR0,
+// bit 2 DTCM mailbox; 0 = no request); clears all three.
+inline std::uint32_t take_entry_request() {
+  std::uint32_t carriers = 0;
+  if (reg32(kEntryRequestRegister) == kEntryRequestMagic) carriers |= 1U;
+  if (reg32(kEntryRequestSnvs) == kEntryRequestMagic) carriers |= 2U;
+  if (reg32(kEntryRequestMailbox) == kEntryRequestMagic &&
+      reg32(kEntryRequestMailbox + 4) == ~kEntryRequestMagic) {
+    carriers |= 4U;
+  }
   reg32(kEntryRequestRegister) = 0;
-  return requested;
+  reg32(kEntryRequestSnvs) = 0;
+  reg32(kEntryRequestMailbox) = 0;
+  reg32(kEntryRequestMailbox + 4) = 0;
+  return carriers;
 }
 
 }  // namespace rtcanboot::imxrt1064::handover

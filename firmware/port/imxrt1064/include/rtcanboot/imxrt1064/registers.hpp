@@ -116,6 +116,12 @@ inline constexpr Gate kGateLpuart1{5, 12};
 inline constexpr Gate kGateIomuxc{4, 1}, kGateIomuxcGpr{4, 2};
 }  // namespace ccm
 
+// --- SNVS LP general-purpose registers (§6.3) -------------------------------------------------
+namespace snvs {
+// LPGPR[0]: exists whether 4 or 8 LPGPRs are implemented (§9 item 7).
+inline constexpr Address kLpgpr0 = 0x400D'4100;
+}  // namespace snvs
+
 // --- CCM_ANALOG: PLL3 (USB1 PLL, 480 MHz), the source of pll3_sw_clk (§5.2) ------------------
 namespace ccm_analog {
 inline constexpr Address kPllUsb1 = 0x400D'8010;
