@@ -40,7 +40,8 @@ def main() -> int:
             output.append(line)
             lines.put(line)
 
-    threading.Thread(target=reader, daemon=True).start()
+    reader_thread = threading.Thread(target=reader, daemon=True)
+    reader_thread.start()
     try:
         deadline = time.monotonic() + args.timeout
         port = None
@@ -90,6 +91,9 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.terminate()
             proc.wait(timeout=5)
+        # The process has exited, but its last lines may still be in the pipe: read them all
+        # before judging its output (under load the reader thread lags behind).
+        reader_thread.join(timeout=5)
         text = "".join(output)
         if "PORT " in text and f"RX (" not in text:
             print("FAIL: the scripted device did not report the SDO request:\n" + text)
