@@ -17,6 +17,7 @@
 #include "rtcanboot/imxrt1064/console.hpp"
 #include "rtcanboot/imxrt1064/cortex_m7.hpp"
 #include "rtcanboot/imxrt1064/flexcan.hpp"
+#include "rtcanboot/imxrt1064/system.hpp"
 #include "rtcanboot/imxrt1064/timebase.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "rtcanboot/program_control.hpp"
@@ -176,6 +177,7 @@ int main() {
     }
     node.poll(now);
     can.poll();
+    service_wdog1_wdog2();  // only if enabled before the bootloader ran (docs/porting-an-application.md)
     if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_now();
 
     const bool leaving =

@@ -56,13 +56,24 @@ const char* name_of(tw::SrcGprOverReset r) {
 const char* name_of(tw::SnvsLpgprOverReset r) {
   return r == tw::SnvsLpgprOverReset::kKeptOverWarmReset ? "SnvsKept" : "SnvsCleared";
 }
+const char* name_of(tw::RomWatchdogs r) {
+  switch (r) {
+    case tw::RomWatchdogs::kWdog1AndRtwdogRunning:
+      return "Wdog1AndRtwdogRunning";
+    case tw::RomWatchdogs::kRtwdogRunning:
+      return "RtwdogRunning";
+    case tw::RomWatchdogs::kNone:
+      return "NoWatchdog";
+  }
+  return "?";
+}
 
 Reading reading(const tw::Readings& readings) {
   Reading r;
   r.readings = readings;
   r.name = std::string(name_of(readings.lut_after_reset)) + "_" +
            name_of(readings.pll3_after_boot) + "_" + name_of(readings.src_gpr_over_reset) + "_" +
-           name_of(readings.snvs_lpgpr_over_reset);
+           name_of(readings.snvs_lpgpr_over_reset) + "_" + name_of(readings.rom_watchdogs);
   return r;
 }
 
@@ -90,6 +101,11 @@ std::vector<Reading> every_reading() {
       r.snvs_lpgpr_over_reset = snvs;
       out.push_back(reading(r));
     }
+  }
+  for (const auto watchdogs : {tw::RomWatchdogs::kRtwdogRunning, tw::RomWatchdogs::kNone}) {
+    tw::Readings r;
+    r.rom_watchdogs = watchdogs;
+    out.push_back(reading(r));
   }
   tw::Readings r;
   r.snvs_lpgpr_over_reset = tw::SnvsLpgprOverReset::kKeptOverWarmReset;

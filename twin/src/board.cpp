@@ -61,9 +61,10 @@ void Board::Impl::create_peripherals() {
   own(0x400A'8000, std::make_unique<PlainRegisters>("IOMUXC_SNVS", 0x4000, ctx));
   own(0x400A'4000, std::make_unique<PlainRegisters>("IOMUXC_SNVS_GPR", 0x4000, ctx));
   own(0x400D'4000, std::make_unique<Snvs>(ctx, b.config_.readings.snvs_lpgpr_over_reset));
-  own(0x400B'8000, std::make_unique<Wdog>("WDOG1", 92, ctx));
+  const RomWatchdogs watchdogs = b.config_.readings.rom_watchdogs;
+  own(0x400B'8000, std::make_unique<Wdog>("WDOG1", 92, ctx, watchdogs == RomWatchdogs::kWdog1AndRtwdogRunning));
   own(0x400D'0000, std::make_unique<Wdog>("WDOG2", 45, ctx));
-  own(0x400B'C000, std::make_unique<Rtwdog>(ctx));
+  own(0x400B'C000, std::make_unique<Rtwdog>(ctx, watchdogs != RomWatchdogs::kNone));
   own(0x401E'C000, std::make_unique<Gpt>("GPT1", 100, *b.ccm_, ctx));
   own(0x401F'0000, std::make_unique<Gpt>("GPT2", 101, *b.ccm_, ctx));
   own(0x4008'4000, std::make_unique<Pit>(*b.ccm_, ctx));

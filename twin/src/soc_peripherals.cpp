@@ -264,8 +264,8 @@ namespace rtcanboot::twin {
 // ---------------------------------------------------------------------------------------------
 // WDOG1 / WDOG2: WCR +0 (16 bit), WSR +2, WRSR +4, WICR +6, WMCR +8. Timeout (WT+1) * 0.5 s.
 
-Wdog::Wdog(std::string name, unsigned irq, SocContext& ctx)
-    : RegisterBlock(std::move(name), 0x4000, ctx), irq_(irq) {
+Wdog::Wdog(std::string name, unsigned irq, SocContext& ctx, bool left_running)
+    : RegisterBlock(std::move(name), 0x4000, ctx), irq_(irq), left_running_(left_running) {
   set_reset_value(0x00, 0x0000'0030);  // WCR: WDA | SRS
   set_reset_value(0x04, 0x0000'0000);
   set_reset_value(0x08, 0x0000'0001);  // WMCR: PDE
@@ -276,6 +276,11 @@ void Wdog::on_reset(bool) {
   event_ = 0;
   service_state_ = 0;
   wde_written_ = false;
+  if (left_running_) {  // the boot ROM enabled it (RomWatchdogs): WDE set, WT = 0 (0.5 s)
+    set_reg(0, reg(0) | 0x4);
+    wde_written_ = true;
+    rearm();
+  }
 }
 
 void Wdog::rearm() {
@@ -321,9 +326,11 @@ void Wdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t m
 }
 
 // ---------------------------------------------------------------------------------------------
-// RTWDOG: CS +0, CNT +4, TOVAL +8, WIN +C. Left disabled and reconfigurable by the boot ROM.
+// RTWDOG: CS +0, CNT +4, TOVAL +8, WIN +C. Left disabled and reconfigurable by the boot ROM,
+// or running (Readings::rom_watchdogs).
 
-Rtwdog::Rtwdog(SocContext& ctx) : RegisterBlock("RTWDOG", 0x4000, ctx) {
+Rtwdog::Rtwdog(SocContext& ctx, bool left_running)
+    : RegisterBlock("RTWDOG", 0x4000, ctx), left_running_(left_running) {
   set_reset_value(0x00, 0x0000'2120);  // CMD32EN | CLK=LPO | UPDATE, EN = 0
   set_reset_value(0x08, 0x0000'0400);
 }
@@ -335,6 +342,10 @@ void Rtwdog::on_reset(bool) {
   half_key_ = 0;
   half_refresh_ = 0;
   started_ = now();
+  if (left_running_) {  // enabled out of reset (RomWatchdogs): EN, reset TOVAL, UPDATE kept
+    set_reg(0, reg(0) | 0x80);
+    rearm();
+  }
 }
 
 Nanos Rtwdog::tick_ns() const {

@@ -187,6 +187,41 @@ TEST(WdogTest, ExpiresUnlessServiced) {
   EXPECT_EQ(r.resets[0], ResetCause::kWdog);
 }
 
+TEST(WdogTest, LeftRunningByTheRomCannotBeDisabledButItsTimeoutCanGrow) {
+  Rig r;
+  Wdog wd("WDOG1", 92, r.ctx, /*left_running=*/true);
+  wd.reset(false);
+  EXPECT_TRUE(wd.enabled());
+  wd.write(0x00, 0x30, 2, 0);  // try to clear WDE: write-once, ignored (and reported)
+  EXPECT_TRUE(wd.enabled());
+  EXPECT_EQ(r.faults.size(), 1u);
+  wd.write(0x00, 0xFF00u | 0x34, 2, 0);  // WT = 0xFF: 128 s
+  wd.write(0x02, 0x5555, 2, 0);
+  wd.write(0x02, 0xAAAA, 2, 0);
+  r.q.advance_to(100'000'000'000);
+  EXPECT_TRUE(r.resets.empty());
+  r.q.advance_to(130'000'000'000);
+  ASSERT_EQ(r.resets.size(), 1u);
+  // The ROM enables it again at every boot: 0.5 s after the next reset.
+  wd.reset(true);
+  const Nanos after_reset = 130'000'000'000;
+  r.q.advance_to(after_reset + 400'000'000);
+  EXPECT_EQ(r.resets.size(), 1u);
+  r.q.advance_to(after_reset + 600'000'000);
+  EXPECT_EQ(r.resets.size(), 2u);
+}
+
+TEST(RtwdogTest, LeftRunningByTheRomExpiresAfterItsResetTimeoutUnlessReconfigured) {
+  Rig r;
+  Rtwdog wd(r.ctx, /*left_running=*/true);
+  wd.reset(false);
+  r.q.advance_to(30'000'000);
+  EXPECT_TRUE(r.resets.empty());
+  r.q.advance_to(40'000'000);  // TOVAL 0x400 LPO ticks: 32 ms
+  ASSERT_EQ(r.resets.size(), 1u);
+  EXPECT_EQ(r.resets[0], ResetCause::kWdog3);
+}
+
 TEST(LpuartTest, TransmitsOnlyWithTe) {
   Rig r;
   Lpuart u("LPUART1", r.ctx);

@@ -33,6 +33,8 @@ inline BoardConfig quiet_config(std::string name = "test") {
   c.readings.pll3_after_boot = Pll3AfterBoot::kRunning;
   // It also carries a flag over SYSRESETREQ in SRC_GPR5 alone, as community code does.
   c.readings.src_gpr_over_reset = SrcGprOverReset::kKeptOverWarmReset;
+  // And it does not service watchdogs; its own tests turn them on.
+  c.readings.rom_watchdogs = RomWatchdogs::kNone;
   return c;
 }
 

@@ -43,6 +43,7 @@ struct Readings {
   Pll3AfterBoot pll3_after_boot = Pll3AfterBoot::kPoweredDown;  // PLL3 as the boot ROM leaves it
   SrcGprOverReset src_gpr_over_reset = SrcGprOverReset::kClearedByEveryReset;
   SnvsLpgprOverReset snvs_lpgpr_over_reset = SnvsLpgprOverReset::kClearedByWarmReset;
+  RomWatchdogs rom_watchdogs = RomWatchdogs::kWdog1AndRtwdogRunning;
 };
 
 struct BoardConfig {

@@ -169,9 +169,15 @@ class Snvs final : public RegisterBlock {
 };
 
 // WDOG1/WDOG2 (16-bit registers).
+// Which watchdogs the boot ROM leaves running (a WDOG_ENABLE fuse, or RTWDOG's own reset state):
+// unconfirmed (issue 9; fact sheet §6.5). When running: WDOG1 with WCR.WDE set (write-once) and
+// WT = 0 (0.5 s); RTWDOG enabled from the LPO with its reset TOVAL 0x400 (32 ms), UPDATE set.
+enum class RomWatchdogs { kWdog1AndRtwdogRunning, kRtwdogRunning, kNone };
+
 class Wdog final : public RegisterBlock {
  public:
-  Wdog(std::string name, unsigned irq, SocContext& ctx);
+  // `left_running`: the ROM leaves this one enabled at every boot (RomWatchdogs).
+  Wdog(std::string name, unsigned irq, SocContext& ctx, bool left_running = false);
   bool enabled() const { return (reg(0) & 0x4) != 0; }
 
  protected:
@@ -184,12 +190,13 @@ class Wdog final : public RegisterBlock {
   std::uint16_t service_state_ = 0;
   std::uint64_t event_ = 0;
   bool wde_written_ = false;
+  bool left_running_ = false;
 };
 
 // RTWDOG (WDOG3).
 class Rtwdog final : public RegisterBlock {
  public:
-  explicit Rtwdog(SocContext& ctx);
+  explicit Rtwdog(SocContext& ctx, bool left_running = false);
   bool enabled() const { return (reg(0) & 0x80) != 0; }
 
  protected:
@@ -204,6 +211,7 @@ class Rtwdog final : public RegisterBlock {
   bool unlocked_ = false;
   std::uint16_t half_key_ = 0;
   std::uint16_t half_refresh_ = 0;
+  bool left_running_ = false;
   Nanos started_ = 0;
   std::uint64_t event_ = 0;
 };

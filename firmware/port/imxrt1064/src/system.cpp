@@ -51,8 +51,13 @@ bool disable_watchdogs() {
   for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
     reg16(base + wdog::kWmcr) = 0;  // clear PDE (power-down counter)
     const std::uint16_t wcr = reg16(base + wdog::kWcr);
-    if ((wcr & wdog::kWcrWde) != 0)
-      reg16(base + wdog::kWcr) = static_cast<std::uint16_t>(wcr & ~wdog::kWcrWde);
+    if ((wcr & wdog::kWcrWde) != 0) {
+      // Enabled before us (a fuse, the ROM): WDE cannot be cleared. The longest time-out
+      // (128 s), loaded by the service that follows, outlasts any blocking ROM call.
+      reg16(base + wdog::kWcr) = static_cast<std::uint16_t>(wcr | wdog::kWcrWtMask);
+      reg16(base + wdog::kWsr) = wdog::kWsrServiceFirst;
+      reg16(base + wdog::kWsr) = wdog::kWsrServiceSecond;
+    }
   }
   // RTWDOG: the maximum timeout and EN clear, kept reconfigurable (UPDATE).
   rtwdog_unlock();
@@ -65,12 +70,16 @@ bool disable_watchdogs() {
   return all_off;
 }
 
-void service_watchdogs() {
+void service_wdog1_wdog2() {
   for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
     if ((reg16(base + wdog::kWcr) & wdog::kWcrWde) == 0) continue;
     reg16(base + wdog::kWsr) = wdog::kWsrServiceFirst;
     reg16(base + wdog::kWsr) = wdog::kWsrServiceSecond;
   }
+}
+
+void service_watchdogs() {
+  service_wdog1_wdog2();
   const std::uint32_t cs = reg32(wdog::kRtCs);
   if ((cs & wdog::kRtCsEn) == 0) return;
   if ((cs & wdog::kRtCsCmd32En) != 0) {

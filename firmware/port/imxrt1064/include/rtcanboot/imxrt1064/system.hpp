@@ -19,6 +19,9 @@ namespace rtcanboot::imxrt1064 {
 // unlock): then service_watchdogs() must run at least every 100 ms.
 bool disable_watchdogs();
 void service_watchdogs();
+// WDOG1 and WDOG2 only, when enabled (an application's main loop: the RTWDOG is the trial watchdog,
+// which only confirm() may stop).
+void service_wdog1_wdog2();
 
 // The trial-boot watchdog (docs/trial-boot.md): RTWDOG on the 32 kHz LPO clock divided by 256
 // (7.8125 ms a tick), reconfigurable (UPDATE) so that an application may take it over or turn
