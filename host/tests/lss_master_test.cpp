@@ -53,6 +53,7 @@ TEST_F(LssMasterTest, ScanListsEveryUnconfiguredNodeLowestFirstAndChangesNothing
     EXPECT_EQ(id.product_code, kProduct);
     EXPECT_EQ(id.revision, kRevision);
   }
+  bus.run_until(bus.clock().now() + 1000);  // the final switch to waiting reaches the nodes
   for (auto& b : boards) {
     EXPECT_FALSE(b->bootloader()->node().configured());
     EXPECT_EQ(b->bootloader()->node().lss().mode(), lss::Mode::kWaiting);
@@ -69,7 +70,6 @@ TEST_F(LssMasterTest, ScanListsEveryUnconfiguredNodeLowestFirstAndChangesNothing
 TEST_F(LssMasterTest, AutoAssignNumbersAndStoresAndTheNodesBootUp) {
   for (std::uint32_t serial : {30U, 10U, 20U}) add(serial);
   Master master(bus);
-  const Micros t0 = bus.clock().now();
   std::vector<std::uint8_t> order;
   const auto done = lss.auto_assign(10, true, {}, [&](const LssMaster::Assignment& a) {
     order.push_back(a.node_id);
@@ -81,8 +81,8 @@ TEST_F(LssMasterTest, AutoAssignNumbersAndStoresAndTheNodesBootUp) {
   EXPECT_EQ(done[2].identity.serial, 30U);
   EXPECT_EQ(done[2].node_id, 12);
   master.listen_until(bus.clock().now() + 50'000);
+  for (auto& b : boards) EXPECT_TRUE(b->bootloader()->node().configured());
   for (std::uint8_t node = 10; node <= 12; ++node) {
-    EXPECT_TRUE(master.wait_heartbeat(node, t0, bus.clock().now() + 1000, true)) << int{node};
     // Now a CANopen node with an SDO server.
     EXPECT_EQ(master.upload_u32(node, canopen::od::kIdentity, 4), (node - 9U) * 10U);
   }
