@@ -210,10 +210,8 @@ TEST_F(Cli, UsageErrors) {
   // LSS: bad values fail before the bus is opened.
   expect_error(run("lss"), 2, "subcommand");
   expect_error(run("--bus socketcan://nonexistent0 lss bitrate --index 5"), 2, "not a CiA 305 table index");
-  expect_error(run("--bus socketcan://nonexistent0 lss bitrate --index 9"), 2, "not a CiA 305 table index");
   expect_error(run("--bus socketcan://nonexistent0 lss auto --first-node 0"), 2, "not a node-ID");
   expect_error(run("--bus socketcan://nonexistent0 lss assign --serial 1 --node 128"), 2, "not a node-ID");
-  expect_error(run("--bus socketcan://nonexistent0 lss assign --serial x --node 5"), 2, "not a 32-bit number");
   expect_error(run("lss assign --node 5"), 2, "--serial");
 }
 
@@ -503,7 +501,6 @@ TEST_F(Cli, NoNodeAnsweringEndsQuicklyWithItsOwnExitCode) {
   EXPECT_EQ(l.out, "[]\n");
   EXPECT_LT(l.seconds, 5.0);
   expect_error(run(fmt::format("--bus {} lss identify --non-configured", empty.uri())), 5, "no LSS node");
-  expect_error(run(fmt::format("--bus {} lss assign --serial 7 --node 5", empty.uri())), 5, "no unconfigured node with serial");
 }
 
 TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
