@@ -9,6 +9,7 @@
 #include "core_rig.hpp"
 #include "image_builder.hpp"
 #include "rtcanboot/bootloader.hpp"
+#include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/lss.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "rtcanboot/provisioning.hpp"
@@ -206,6 +207,32 @@ TEST_F(LssBootloaderTest, ProvisionedChoiceStartsTheApplicationOnceConfigured) {
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
   EXPECT_EQ(rig.bootloader().node_id(), 13);  // handed over to the application
 }
+
+// Trial boot: the start after LSS is a start like any other, so an unconfirmed image gets its
+// ATTEMPT record on the flash before it runs; with trial boot off it starts without one.
+class LssTrialStartTest : public LssBootloaderTest,
+                          public ::testing::WithParamInterface<std::uint8_t> {};
+
+TEST_P(LssTrialStartTest, StartAfterLssRecordsTheTrialAttemptFirst) {
+  const std::uint8_t attempts = GetParam();
+  rig.settings().provisioning.boot_attempts = attempts;
+  install_application();
+  rig.settings().provisioning.flags = kStartApplicationAfterLss;
+  rig.boot();
+  EXPECT_EQ(rig.bootloader().installed().attempts, 0U);
+  configure(13);
+  EXPECT_FALSE(lss({c(Cs::kSwitchGlobal), 0}, false));
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  const bool trial = attempts != kTrialBootOff;
+  EXPECT_EQ(rig.bootloader().trial_start(), trial);
+  journal::InstallJournal journal(flash);
+  journal.load();
+  EXPECT_EQ(journal.installed().attempts, trial ? 1U : 0U);
+  EXPECT_EQ(rig.bootloader().refused_flash_requests(), 0U);
+}
+
+INSTANTIATE_TEST_SUITE_P(TrialOnAndOff, LssTrialStartTest,
+                         ::testing::Values(std::uint8_t{3}, kTrialBootOff));
 
 TEST_F(LssBootloaderTest, StoreConfigurationSurvivesTheReset) {
   rig.boot();

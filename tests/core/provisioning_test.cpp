@@ -172,6 +172,43 @@ TEST(ProvisioningStore, NewestRecordWinsAcrossSectorSwitches) {
   EXPECT_FALSE(store.save({0, 125'000, 0, 0}));  // invalid node-ID: nothing started
 }
 
+// Byte 0x18 (boot attempts, trial boot) is not LSS's: a store that changes node-ID and bit rate
+// keeps it byte for byte, including 0 ("the default") and 0xFF ("off").
+TEST(ProvisioningStore, StoreKeepsTheBootAttemptsByte) {
+  for (std::uint8_t stored : {std::uint8_t{0}, std::uint8_t{5}, std::uint8_t{0xFF}}) {
+    test::NorFlashFake flash;
+    std::uint8_t factory[kProvisioningRecordSize];
+    ASSERT_TRUE(encode_provisioning({0xFF, 125'000, 0, 0}, factory, sizeof factory));
+    factory[0x18] = stored;
+    store_le32(factory + 28, crc32(0, factory, 28));
+    flash.load(memory_map::kProvisioningOffset, factory, sizeof factory);
+    ProvisioningStore store(flash);
+    store.load();
+    ASSERT_TRUE(store.valid());
+    const std::uint8_t attempts = store.current().boot_attempts;
+    Provisioning p = store.current();
+    p.node_id = 12;
+    p.bitrate = 500'000;
+    ASSERT_TRUE(save_and_wait(store, p)) << int{stored};
+    std::uint8_t bytes[kProvisioningRecordSize];
+    ASSERT_EQ(flash.read(memory_map::kProvisioningOffset + RecordLog::kSlotSize, bytes,
+                         sizeof bytes),
+              FlashResult::kOk);
+    EXPECT_EQ(bytes[0x18], stored);
+    EXPECT_EQ(load_le32(bytes + 0x14), 1U);  // the sequence number next to it
+    bool valid = false;
+    const Provisioning loaded = decode_provisioning(bytes, sizeof bytes, &valid);
+    ASSERT_TRUE(valid);
+    EXPECT_EQ(loaded.node_id, 12);
+    EXPECT_EQ(loaded.boot_attempts, attempts);
+    EXPECT_EQ(store.current().boot_attempts, attempts);
+    // A store that does change the boot attempts writes the new value.
+    p.boot_attempts = 2;
+    ASSERT_TRUE(save_and_wait(store, p));
+    EXPECT_EQ(load_provisioning(flash).boot_attempts, 2);
+  }
+}
+
 // A power cut before or inside every flash operation of a store (including the sector erase of a
 // switch) leaves the old record or the new one, never a broken or default one.
 TEST(ProvisioningStore, PowerCutDuringStoreLeavesOldOrNew) {
