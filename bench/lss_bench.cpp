@@ -75,9 +75,10 @@ Figures measure(host::LssMaster& lss, Fn&& fn) {
 }
 
 void print(const char* what, std::uint32_t bitrate, const Figures& f) {
-  std::printf("%-34s %5u kbit/s  %zu nodes  %8.3f s virtual  %5llu Fastscan requests (%llu unanswered)\n",
-              what, bitrate / 1000, f.nodes, f.seconds, static_cast<unsigned long long>(f.requests),
-              static_cast<unsigned long long>(f.unanswered));
+  std::printf(
+      "%-34s %5u kbit/s  %zu nodes  %8.3f s virtual  %5llu Fastscan requests (%llu unanswered)\n",
+      what, bitrate / 1000, f.nodes, f.seconds, static_cast<unsigned long long>(f.requests),
+      static_cast<unsigned long long>(f.unanswered));
 }
 
 }  // namespace
@@ -121,7 +122,8 @@ int main(int argc, char** argv) {
     print("lss scan (vendor/product/rev given)", bitrate, hinted);
     const Figures numbered = measure(lss, [&] { return lss.auto_assign(10, true).size(); });
     print("lss auto --first-node 10 (stored)", bitrate, numbered);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     std::printf("%-34s %5u kbit/s  %.1f s wall for the three runs\n", "", bitrate / 1000, wall);
     if (full.nodes != kBoards || hinted.nodes != kBoards || numbered.nodes != kBoards) status = 1;
   }

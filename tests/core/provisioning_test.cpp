@@ -191,9 +191,9 @@ TEST(ProvisioningStore, StoreKeepsTheBootAttemptsByte) {
     p.bitrate = 500'000;
     ASSERT_TRUE(save_and_wait(store, p)) << int{stored};
     std::uint8_t bytes[kProvisioningRecordSize];
-    ASSERT_EQ(flash.read(memory_map::kProvisioningOffset + RecordLog::kSlotSize, bytes,
-                         sizeof bytes),
-              FlashResult::kOk);
+    ASSERT_EQ(
+        flash.read(memory_map::kProvisioningOffset + RecordLog::kSlotSize, bytes, sizeof bytes),
+        FlashResult::kOk);
     EXPECT_EQ(bytes[0x18], stored);
     EXPECT_EQ(load_le32(bytes + 0x14), 1U);  // the sequence number next to it
     bool valid = false;

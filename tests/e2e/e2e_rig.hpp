@@ -76,8 +76,8 @@ struct NodeSpec {
   std::uint8_t node_id = 5;  // 0xFF: an unconfigured node (LSS)
   unsigned instance = 2;
   std::uint32_t boot_window_ms = 0;
-  std::string name;                          // default "node<id>"
-  std::array<std::uint32_t, 3> ocotp = {};   // unique-ID fuses; zero: derived from the name
+  std::string name;                         // default "node<id>"
+  std::array<std::uint32_t, 3> ocotp = {};  // unique-ID fuses; zero: derived from the name
 };
 
 inline NodeSpec node(std::uint8_t node_id, unsigned instance = 2, std::uint32_t boot_window_ms = 0) {

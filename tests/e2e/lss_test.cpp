@@ -18,7 +18,8 @@ constexpr int kBoards = 8;
 
 std::array<std::uint32_t, 3> fuses(int i) {
   // Scattered, so the serials share no obvious order with the board index.
-  return {0x3C00'0000U ^ static_cast<std::uint32_t>(i * 0x0193'5A27), 0x0000'1064U + static_cast<std::uint32_t>(i), 0};
+  return {0x3C00'0000U ^ static_cast<std::uint32_t>(i * 0x0193'5A27),
+          0x0000'1064U + static_cast<std::uint32_t>(i), 0};
 }
 
 std::uint32_t serial_of(int i) {
@@ -72,10 +73,12 @@ TEST(E2eLss, EightUnconfiguredBoardsNumberedStoredSwitchedTo1MbitAndFlashed) {
     EXPECT_EQ(found[i].vendor_id, found[0].vendor_id);
     EXPECT_EQ(found[i].product_code, 0x1064U);
   }
-  std::printf("[ figures  ] lss scan: %d nodes in %.3f s virtual (%llu Fastscan requests, %llu unanswered)\n",
-              kBoards, static_cast<double>(scan_time) / 1e6,
-              static_cast<unsigned long long>(lss.fastscan_requests()),
-              static_cast<unsigned long long>(lss.fastscan_timeouts()));
+  std::printf(
+      "[ figures  ] lss scan: %d nodes in %.3f s virtual (%llu Fastscan requests, %llu "
+      "unanswered)\n",
+      kBoards, static_cast<double>(scan_time) / 1e6,
+      static_cast<unsigned long long>(lss.fastscan_requests()),
+      static_cast<unsigned long long>(lss.fastscan_timeouts()));
 
   // lss auto --first-node 10: numbered in serial order and stored; each boots up at once.
   t = rig.now();
@@ -103,7 +106,9 @@ TEST(E2eLss, EightUnconfiguredBoardsNumberedStoredSwitchedTo1MbitAndFlashed) {
     EXPECT_EQ(rig.master().upload_u32(node, co::od::kIdentity, 4), sorted[i]);
     EXPECT_EQ(rig.master().upload_u8(node, co::od::kRtcanbootInfo, 1), co::kRunningBootloader);
   }
-  std::printf("[ figures  ] after the power cycle: nodes 10-17 boot up in the bootloader, 0x1018:4 = their serials\n");
+  std::printf(
+      "[ figures  ] after the power cycle: nodes 10-17 boot up in the bootloader, 0x1018:4 = their "
+      "serials\n");
 
   // The whole bus from 500 kbit/s to 1 Mbit/s: configure and store on every node, activate with a
   // 100 ms switch delay, the master's adapter follows, back to waiting at the new rate.
@@ -120,7 +125,8 @@ TEST(E2eLss, EightUnconfiguredBoardsNumberedStoredSwitchedTo1MbitAndFlashed) {
   rig.listen_for(250'000);
   lss.switch_global(lss::Mode::kWaiting);
   for (int i = 0; i < kBoards; ++i) {
-    EXPECT_EQ(rig.master().upload_u32(static_cast<std::uint8_t>(10 + i), co::od::kIdentity, 4), sorted[i]);
+    EXPECT_EQ(rig.master().upload_u32(static_cast<std::uint8_t>(10 + i), co::od::kIdentity, 4),
+              sorted[i]);
   }
 
   // Flashed at 1 Mbit/s: the first and the last node.

@@ -28,9 +28,10 @@
 // erases the other provisioning sector and programs its first page. After a cut the node must come
 // up as node 5 or node 42 (never unconfigured or at another bit rate), and a new store must work.
 //
-// Options: --full (a 192 KiB new image, 64 random cut times, --fresh-app), --pad BYTES (bytes appended to
-// the new image, default 256; the old one has 512), --jobs N (cut points run in parallel, each on
-// its own simulation; default 2), --random N, --boot N, --seed S, --json PATH, --firmware-dir DIR,
+// Options: --full (a 192 KiB new image, 64 random cut times, --fresh-app), --pad BYTES (bytes
+// appended to the new image, default 256; the old one has 512), --jobs N (cut points run in
+// parallel, each on its own simulation; default 2), --random N, --boot N, --seed S, --json PATH,
+// --firmware-dir DIR,
 // --fresh-journal, --timing typical|max, --only INDEX, --verbose.
 #include <algorithm>
 #include <atomic>
@@ -574,7 +575,8 @@ std::vector<OpInfo> lss_reference_ops(const Scenario& s, const std::vector<std::
   return ops;
 }
 
-Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base, const CutPoint& point) {
+Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base,
+                      const CutPoint& point) {
   const auto w0 = std::chrono::steady_clock::now();
   Outcome out;
   twinrig::Rig rig(s.rig, base);
@@ -752,7 +754,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (std::size_t i = 0; i < lss_ops.size(); ++i) {
-    points.push_back(CutPoint{"lss-before-op", i + 1, lss_ops[i].start - 1000, describe(lss_ops[i])});
+    points.push_back(
+        CutPoint{"lss-before-op", i + 1, lss_ops[i].start - 1000, describe(lss_ops[i])});
     points.push_back(CutPoint{"lss-in-op", i + 1, 0, describe(lss_ops[i])});
   }
 
@@ -768,7 +771,8 @@ int main(int argc, char** argv) {
     for (std::size_t k = next++; k < selected.size(); k = next++) {
       const std::size_t i = selected[k];
       const CutPoint& p = points[i];
-      outcomes[i] = p.kind.rfind("lss-", 0) == 0 ? run_lss_point(s, lss_base, p) : run_point(s, p, opt.seed + i);
+      outcomes[i] = p.kind.rfind("lss-", 0) == 0 ? run_lss_point(s, lss_base, p)
+                                                 : run_point(s, p, opt.seed + i);
       const Outcome& o = outcomes[i];
       if (opt.verbose || !o.recovered) {
         const std::lock_guard<std::mutex> lock(print_mutex);

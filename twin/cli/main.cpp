@@ -91,7 +91,9 @@ bool parse_board(const std::string& text, BoardSpec& spec, std::string& error) {
           return false;
         }
       } else {
-        error = fmt::format("--board: unknown key '{}' (flash, bootloader, node-id, bitrate, name, can, ocotp)", key);
+        error = fmt::format(
+            "--board: unknown key '{}' (flash, bootloader, node-id, bitrate, name, can, ocotp)",
+            key);
         return false;
       }
     } catch (const std::exception&) {
@@ -135,13 +137,19 @@ int main(int argc, char** argv) {
   double wait_client_s = 0;
   app.add_option("--flash", flash, "Flash backing file of the board (4 MiB, created erased when missing)");
   app.add_option("--write-bootloader", bootloader, "Program BIN at flash offset 0 before power-on (like a debug probe)");
-  app.add_option("--node-id", node_id, "Write the provisioning record with this node-ID (1..127, 255 = unconfigured: LSS assigns one)");
+  app.add_option("--node-id", node_id,
+                 "Write the provisioning record with this node-ID (1..127, 255 = unconfigured: LSS "
+                 "assigns one)");
   app.add_option("--bitrate", bitrate, "Write the provisioning record with this CAN bit rate (CiA 301 rates)");
   app.add_option("--board", board_specs,
-                 "Another board on the bus: flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3][,ocotp=CFG0:CFG1[:CFG2]]")
+                 "Another board on the bus: "
+                 "flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3][,"
+                 "ocotp=CFG0:CFG1[:CFG2]]")
       ->take_all();
   std::string ocotp;
-  app.add_option("--ocotp", ocotp, "The board's OCOTP unique-ID fuse words CFG0:CFG1[:CFG2] (0x1018:4 is derived from them; default: from the board name)");
+  app.add_option("--ocotp", ocotp,
+                 "The board's OCOTP unique-ID fuse words CFG0:CFG1[:CFG2] (0x1018:4 is derived "
+                 "from them; default: from the board name)");
   app.add_option("--socketcand", socketcand, "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows wall-clock time");
   app.add_option("--wait-client", wait_client_s,
                  "With --socketcand: wait up to this many seconds for a client in raw mode before power-on");
@@ -257,11 +265,13 @@ int main(int argc, char** argv) {
       p.node_id = static_cast<std::uint8_t>(s.node_id.value_or(lss::kUnconfigured));
       p.bitrate = s.bitrate.value_or(rate);
       if (s.node_id && !lss::valid_node_id(static_cast<std::uint8_t>(*s.node_id))) {
-        std::fprintf(stderr, "rtcanboot-twin: node-ID %u is not 1..127 or 255 (unconfigured)\n", *s.node_id);
+        std::fprintf(stderr, "rtcanboot-twin: node-ID %u is not 1..127 or 255 (unconfigured)\n",
+                     *s.node_id);
         return 2;
       }
       // Both sectors of the provisioning log: the factory record and nothing newer after it.
-      std::vector<std::uint8_t> sector(memory_map::kProvisioningSectors * memory_map::kSectorSize, 0xFF);
+      std::vector<std::uint8_t> sector(memory_map::kProvisioningSectors * memory_map::kSectorSize,
+                                       0xFF);
       if (!encode_provisioning(p, sector.data(), sector.size())) {
         std::fprintf(stderr, "rtcanboot-twin: cannot encode provisioning (node-ID %u, bit rate %u)\n", p.node_id, p.bitrate);
         return 2;

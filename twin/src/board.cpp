@@ -19,7 +19,8 @@ namespace {
 std::array<std::uint32_t, 3> ocotp_words(const BoardConfig& config) {
   if (config.ocotp_cfg != std::array<std::uint32_t, 3>{}) return config.ocotp_cfg;
   std::uint64_t h = 0xCBF2'9CE4'8422'2325ULL;
-  for (const char c : config.name) h = (h ^ static_cast<std::uint8_t>(c)) * 0x0000'0100'0000'01B3ULL;
+  for (const char c : config.name)
+    h = (h ^ static_cast<std::uint8_t>(c)) * 0x0000'0100'0000'01B3ULL;
   return {static_cast<std::uint32_t>(h), static_cast<std::uint32_t>(h >> 32), 0};
 }
 

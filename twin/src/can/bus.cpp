@@ -558,7 +558,8 @@ void Bus::arbitrate() {
   // bit error: one frame on the wire, a successful transmission for each of them.
   std::vector<BusNode*> co_senders;
   for (std::size_t i = 0; i < candidates.size(); ++i) {
-    if (i != best && same_bits(candidates[i].frame, frame)) co_senders.push_back(candidates[i].node);
+    if (i != best && same_bits(candidates[i].frame, frame))
+      co_senders.push_back(candidates[i].node);
   }
 
   busy_ = true;
@@ -658,40 +659,42 @@ void Bus::arbitrate() {
   busy_until_ = idle_at;
   stats_.busy_bits += total + can_timing::kInterframeBits;
   for (BusNode* co : co_senders) co->tx_begin(now);
-  later(eof, [this, tx, on_wire, frame, co_senders, now, eof, idle_at, deliver, drop_for, same_bits] {
-    ++stats_.frames;
-    trace_frame(eof, on_wire);
-    const bool attached = std::find(nodes_.begin(), nodes_.end(), tx) != nodes_.end();
-    if (attached) {
-      tx_ok(tx, eof);
-      tx->tx_end(true, now, eof);
-    }
-    for (BusNode* co : co_senders) {
-      CanFrame pending;
-      if (std::find(nodes_.begin(), nodes_.end(), co) == nodes_.end() || !co->tx_peek(pending) ||
-          !same_bits(pending, frame)) {
-        continue;
-      }
-      tx_ok(co, eof);
-      co->tx_end(true, now, eof);
-    }
-    // Copy: callbacks may attach or detach nodes.
-    const std::vector<BusNode*> nodes = nodes_;
-    for (BusNode* node : nodes) {
-      if (node == tx || node->node_mode() == NodeMode::kOff) continue;
-      if (std::find(co_senders.begin(), co_senders.end(), node) != co_senders.end()) continue;
-      if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) continue;
-      if (node->counters_.state() == FaultState::kBusOff) continue;
-      if (in_sync(node)) {
-        rx_ok(node, eof);
-        if (deliver && (drop_for.empty() || node->node_name() != drop_for)) node->rx(on_wire, now, eof);
-      } else {
-        add_rec(node, 1, eof);
-        node->on_error(BusError::kStuff, false, eof);
-      }
-    }
-    later(idle_at, [this, idle_at] { become_idle(idle_at); });
-  });
+  later(eof,
+        [this, tx, on_wire, frame, co_senders, now, eof, idle_at, deliver, drop_for, same_bits] {
+          ++stats_.frames;
+          trace_frame(eof, on_wire);
+          const bool attached = std::find(nodes_.begin(), nodes_.end(), tx) != nodes_.end();
+          if (attached) {
+            tx_ok(tx, eof);
+            tx->tx_end(true, now, eof);
+          }
+          for (BusNode* co : co_senders) {
+            CanFrame pending;
+            if (std::find(nodes_.begin(), nodes_.end(), co) == nodes_.end() ||
+                !co->tx_peek(pending) || !same_bits(pending, frame)) {
+              continue;
+            }
+            tx_ok(co, eof);
+            co->tx_end(true, now, eof);
+          }
+          // Copy: callbacks may attach or detach nodes.
+          const std::vector<BusNode*> nodes = nodes_;
+          for (BusNode* node : nodes) {
+            if (node == tx || node->node_mode() == NodeMode::kOff) continue;
+            if (std::find(co_senders.begin(), co_senders.end(), node) != co_senders.end()) continue;
+            if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) continue;
+            if (node->counters_.state() == FaultState::kBusOff) continue;
+            if (in_sync(node)) {
+              rx_ok(node, eof);
+              if (deliver && (drop_for.empty() || node->node_name() != drop_for))
+                node->rx(on_wire, now, eof);
+            } else {
+              add_rec(node, 1, eof);
+              node->on_error(BusError::kStuff, false, eof);
+            }
+          }
+          later(idle_at, [this, idle_at] { become_idle(idle_at); });
+        });
 }
 
 void Bus::error_episode(const EpisodeSpec& spec) {
