@@ -113,12 +113,15 @@ int main() {
   g_clock.start();
   FlexCan& can = flexcan_driver();
   // A wrong CAN clock would send at a wrong bit rate and disturb the bus: stay off it instead.
-  if (const char* clock_problem = board::check_clocks()) {
+  std::uint32_t bitrate = boot.bitrate;
+  const char* const clock_problem = board::check_clocks();
+  if (clock_problem != nullptr) {
     console_write("clock check failed: ");
     console_write(clock_problem);
     console_write("; CAN stays off the bus\n");
-  } else if (!can.start(board::kCanClockHz, boot.bitrate, g_clock)) {
-    can.start(board::kCanClockHz, kDefaultBitrate, g_clock);
+  } else if (!can.start(board::kCanClockHz, bitrate, g_clock)) {
+    bitrate = kDefaultBitrate;
+    can.start(board::kCanClockHz, bitrate, g_clock);
   }
 
   static RtcanbootInfo info;
@@ -130,10 +133,15 @@ int main() {
 
   static NodeConfig config;
   config.node_id = boot.node_id;
+  // The core's node is also the CiA 305 LSS slave. Store configuration needs the bootloader
+  // (the application runs from the flash it would write): no LssStorage, the LSS answer is
+  // "store not supported".
+  config.bitrate = bitrate;
+  config.lss_rates = lss_supported_rates(board::kCanClockHz);
   config.identity = {
       RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE,
       (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH,
-      0};
+      app_kit::serial_number()};
   config.device_name = "rtcanboot example application";
   config.software_version = "example-app " RTCANBOOT_VERSION_STRING;
   config.is_application = true;
@@ -176,6 +184,11 @@ int main() {
       now = g_clock.now();
     }
     node.poll(now);
+    std::uint32_t new_bitrate = 0;
+    if (node.take_bitrate_switch(&new_bitrate) && clock_problem == nullptr) {  // LSS activate bit timing
+      can.stop();
+      can.start(board::kCanClockHz, new_bitrate, g_clock);
+    }
     can.poll();
     service_wdog1_wdog2();  // only if enabled before the bootloader ran (docs/porting-an-application.md)
     if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_now();

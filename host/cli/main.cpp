@@ -14,6 +14,7 @@
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
+#include "rtcanboot/host/lss_master.hpp"
 #include "rtcanboot/host/master.hpp"
 #include "rtcanboot/host/progress.hpp"
 #include "rtcanboot/host/scan.hpp"
@@ -94,9 +95,12 @@ Bus open_bus(const Globals& g) {
   const BusUri parsed = parse_bus_uri(uri);
   Bus bus;
   bus.transport = open_transport(parsed);
-  // The master only listens to SDO answers (0x580..0x5FF) and heartbeats (0x700..0x77F); where
+  // The master only listens to SDO answers (0x580..0x5FF), heartbeats (0x700..0x77F) and LSS
+  // answers (0x7E4); where
   // the transport has kernel filters (SocketCAN) the rest of a busy bus never reaches us.
-  const RxFilter filters[] = {{canopen::kSdoTxBase, 0x780, false}, {canopen::kHeartbeatBase, 0x780, false}};
+  const RxFilter filters[] = {{canopen::kSdoTxBase, 0x780, false},
+                              {canopen::kHeartbeatBase, 0x780, false},
+                              {lss::kSlaveCobId, 0x7FF, false}};
   bus.transport->set_filters(filters);
   MasterOptions mo;
   mo.sdo.timeout = static_cast<Micros>(g.timeout_ms) * 1000;
@@ -380,6 +384,277 @@ int cmd_reset(const Globals& g, const std::string& node_text, bool communication
   return 0;
 }
 
+// ----------------------------------------------------------------------------------------- LSS
+struct LssArgs {
+  int timeout_ms = 20;
+  bool json = false;
+  std::string vendor_id, product_code, revision, serial;
+  std::string node;
+  bool store = false;
+  bool no_store = false;
+  std::string first_node = "1";
+  int index = -1;
+  int delay_ms = 100;
+  bool non_configured = false;
+  std::string revision_low, revision_high, serial_low, serial_high;
+};
+
+std::string identity_text(const NodeIdentity& id) {
+  return fmt::format("vendor 0x{:08X} product 0x{:08X} revision 0x{:08X} serial 0x{:08X}",
+                     id.vendor_id, id.product_code, id.revision, id.serial);
+}
+
+std::string identity_json(const NodeIdentity& id) {
+  return fmt::format("\"vendor_id\": {}, \"product_code\": {}, \"revision\": {}, \"serial\": {}",
+                     id.vendor_id, id.product_code, id.revision, id.serial);
+}
+
+FastscanHint lss_hint(const LssArgs& a) {
+  FastscanHint hint;
+  if (!a.vendor_id.empty()) hint.vendor_id = parse_u32(a.vendor_id, "--vendor-id");
+  if (!a.product_code.empty()) hint.product_code = parse_u32(a.product_code, "--product-code");
+  if (!a.revision.empty()) hint.revision = parse_u32(a.revision, "--revision");
+  return hint;
+}
+
+LssMaster lss_master(Bus& bus, const LssArgs& a) {
+  LssOptions o;
+  o.timeout = static_cast<Micros>(a.timeout_ms) * 1000;
+  return LssMaster(*bus.transport, o);
+}
+
+// The full identity of the node --serial names: given on the command line, or found by a scan of
+// the unconfigured nodes. Options are parsed before the bus is opened.
+struct LssSelection {
+  std::uint32_t serial = 0;
+  FastscanHint hint;
+};
+
+LssSelection lss_selection(const LssArgs& a) {
+  return {parse_u32(a.serial, "--serial"), lss_hint(a)};
+}
+
+NodeIdentity lss_select_identity(LssMaster& lss, const LssSelection& sel) {
+  if (sel.hint.vendor_id && sel.hint.product_code && sel.hint.revision) {
+    return {*sel.hint.vendor_id, *sel.hint.product_code, *sel.hint.revision, sel.serial};
+  }
+  for (const NodeIdentity& found : lss.scan(sel.hint)) {
+    if (found.serial == sel.serial) return found;
+  }
+  throw Error(ErrorKind::kNoNode,
+              fmt::format("no unconfigured node with serial 0x{:08X} (a configured node needs "
+                          "--vendor-id, --product-code and --revision as well)",
+                          sel.serial));
+}
+
+int cmd_lss_scan(const Globals& g, const LssArgs& a) {
+  const FastscanHint hint = lss_hint(a);
+  Bus bus = open_bus(g);
+  LssMaster lss = lss_master(bus, a);
+  const Micros t0 = lss.now();
+  const auto found = lss.scan(hint, [&](const NodeIdentity& id) {
+    if (!g.quiet && !a.json) fmt::print("found {}\n", identity_text(id));
+  });
+  const double secs = static_cast<double>(lss.now() - t0) / 1e6;
+  if (a.json) {
+    std::string s = "[";
+    for (std::size_t k = 0; k < found.size(); ++k)
+      s += fmt::format("{}{{{}}}", k ? ", " : "", identity_json(found[k]));
+    fmt::print("{}]\n", s);
+  } else if (!g.quiet) {
+    fmt::print("{} unconfigured node{} in {:.2f} s ({} Fastscan requests)\n", found.size(),
+               found.size() == 1 ? "" : "s", secs, lss.fastscan_requests());
+  }
+  return 0;
+}
+
+int cmd_lss_assign(const Globals& g, const LssArgs& a) {
+  const std::uint32_t node = parse_u32(a.node, "--node");
+  if (!lss::valid_node_id(static_cast<std::uint8_t>(node)) || node > 255) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("--node: {} is not a node-ID (1..127, or 255 to remove it)", a.node));
+  }
+  const LssSelection sel = lss_selection(a);
+  Bus bus = open_bus(g);
+  LssMaster lss = lss_master(bus, a);
+  const NodeIdentity id = lss_select_identity(lss, sel);
+  if (!lss.switch_selective(id)) {
+    throw Error(ErrorKind::kNoNode, fmt::format("no node answers to {}", identity_text(id)));
+  }
+  const LssAnswer configured = lss.configure_node_id(static_cast<std::uint8_t>(node));
+  if (configured.code != lss::kSuccess) {
+    lss.switch_global(lss::Mode::kWaiting);
+    throw Error(
+        ErrorKind::kRejected,
+        fmt::format("configure node-ID: {}", describe_lss_error(lss::Cs::kConfigureNodeId,
+                                                                configured.code, configured.spec)));
+  }
+  bool stored = false;
+  if (a.store) {
+    const LssAnswer answer = lss.store_configuration();
+    if (answer.code != lss::kSuccess) {
+      lss.switch_global(lss::Mode::kWaiting);
+      throw Error(ErrorKind::kRejected, fmt::format("store configuration: {}",
+                                                    describe_lss_error(lss::Cs::kStoreConfiguration,
+                                                                       answer.code, answer.spec)));
+    }
+    stored = true;
+  }
+  lss.switch_global(lss::Mode::kWaiting);
+  if (a.json) {
+    fmt::print("{{{}, \"node\": {}, \"stored\": {}}}\n", identity_json(id), node,
+               stored ? "true" : "false");
+  } else if (!g.quiet) {
+    fmt::print("serial 0x{:08X}: node-ID {}{}\n", id.serial, node,
+               stored ? ", stored" : " (not stored: lost at the next reset; add --store)");
+  }
+  return 0;
+}
+
+int cmd_lss_auto(const Globals& g, const LssArgs& a) {
+  const std::uint32_t first = parse_u32(a.first_node, "--first-node");
+  if (first < 1 || first > canopen::kMaxNodeId) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("--first-node: {} is not a node-ID (1..127)", a.first_node));
+  }
+  const FastscanHint hint = lss_hint(a);
+  Bus bus = open_bus(g);
+  LssMaster lss = lss_master(bus, a);
+  const Micros t0 = lss.now();
+  const auto done = lss.auto_assign(
+      static_cast<std::uint8_t>(first), !a.no_store, hint, [&](const LssMaster::Assignment& x) {
+        if (!g.quiet && !a.json) {
+          fmt::print("serial 0x{:08X} -> node {}{}\n", x.identity.serial, x.node_id,
+                     x.stored ? " (stored)" : "");
+        }
+      });
+  if (a.json) {
+    std::string s = "[";
+    for (std::size_t k = 0; k < done.size(); ++k) {
+      s += fmt::format("{}{{{}, \"node\": {}, \"stored\": {}}}", k ? ", " : "",
+                       identity_json(done[k].identity), done[k].node_id,
+                       done[k].stored ? "true" : "false");
+    }
+    fmt::print("{}]\n", s);
+  } else if (!g.quiet) {
+    fmt::print("{} node{} numbered in {:.2f} s\n", done.size(), done.size() == 1 ? "" : "s",
+               static_cast<double>(lss.now() - t0) / 1e6);
+  }
+  return 0;
+}
+
+int cmd_lss_bitrate(const Globals& g, const LssArgs& a) {
+  const std::uint32_t bitrate =
+      lss::bitrate_of(lss::kStandardTable, static_cast<std::uint8_t>(a.index));
+  if (a.index < 0 || bitrate == 0) {
+    throw Error(ErrorKind::kUsage, fmt::format("--index: {} is not a CiA 305 table index (0 1M, 1 "
+                                               "800k, 2 500k, 3 250k, 4 125k, 6 50k, 7 20k, 8 10k)",
+                                               a.index));
+  }
+  Bus bus = open_bus(g);
+  LssMaster lss = lss_master(bus, a);
+  lss.switch_global(lss::Mode::kConfiguration);
+  const auto answers = lss.configure_bit_timing_all(static_cast<std::uint8_t>(a.index));
+  if (answers.empty()) {
+    lss.switch_global(lss::Mode::kWaiting);
+    throw Error(ErrorKind::kNoNode, "no node answers LSS configure bit timing");
+  }
+  for (const LssAnswer& x : answers) {
+    if (x.code != lss::kSuccess) {
+      lss.switch_global(lss::Mode::kWaiting);
+      throw Error(ErrorKind::kRejected,
+                  fmt::format("a node refused {} bit/s: {}; nothing switched", bitrate,
+                              describe_lss_error(lss::Cs::kConfigureBitTiming, x.code, x.spec)));
+    }
+  }
+  std::size_t stored = 0;
+  if (a.store) {
+    for (const LssAnswer& x : lss.store_configuration_all()) {
+      if (x.code != lss::kSuccess) {
+        lss.switch_global(lss::Mode::kWaiting);
+        throw Error(ErrorKind::kRejected,
+                    fmt::format("a node could not store the bit rate: {}; nothing switched",
+                                describe_lss_error(lss::Cs::kStoreConfiguration, x.code, x.spec)));
+      }
+      ++stored;
+    }
+  }
+  lss.activate_bit_timing(static_cast<std::uint16_t>(a.delay_ms));
+  if (a.json) {
+    fmt::print("{{\"bitrate\": {}, \"nodes\": {}, \"stored\": {}, \"delay_ms\": {}}}\n", bitrate,
+               answers.size(), stored, a.delay_ms);
+  } else if (!g.quiet) {
+    fmt::print(
+        "{} node{} switch to {} bit/s after {} ms{}; switch the adapter of {} to {} bit/s now (the "
+        "nodes stay in LSS configuration state until a switch to waiting at the new rate)\n",
+        answers.size(), answers.size() == 1 ? "" : "s", bitrate, a.delay_ms,
+        a.store ? fmt::format(" ({} stored)", stored) : "", bus.transport->describe(), bitrate);
+  }
+  return 0;
+}
+
+int cmd_lss_identify(const Globals& g, const LssArgs& a) {
+  std::uint32_t range[6] = {};
+  if (!a.non_configured) {
+    if (a.vendor_id.empty() || a.product_code.empty()) {
+      throw Error(ErrorKind::kUsage,
+                  "lss identify needs --vendor-id and --product-code (or --non-configured)");
+    }
+    auto or_default = [](const std::string& text, const char* what, std::uint32_t fallback) {
+      return text.empty() ? fallback : parse_u32(text, what);
+    };
+    range[0] = parse_u32(a.vendor_id, "--vendor-id");
+    range[1] = parse_u32(a.product_code, "--product-code");
+    range[2] = or_default(a.revision_low, "--revision-low", 0);
+    range[3] = or_default(a.revision_high, "--revision-high", 0xFFFF'FFFF);
+    range[4] = or_default(a.serial_low, "--serial-low", 0);
+    range[5] = or_default(a.serial_high, "--serial-high", 0xFFFF'FFFF);
+  }
+  Bus bus = open_bus(g);
+  LssMaster lss = lss_master(bus, a);
+  const bool answered =
+      a.non_configured ? lss.identify_non_configured()
+                       : lss.identify(range[0], range[1], range[2], range[3], range[4], range[5]);
+  if (a.json) {
+    fmt::print("{{\"answered\": {}}}\n", answered ? "true" : "false");
+  } else if (!g.quiet) {
+    fmt::print("{}\n", answered ? "at least one node matches" : "no node matches");
+  }
+  if (!answered) throw Error(ErrorKind::kNoNode, "no LSS node matches");
+  return 0;
+}
+
+int cmd_lss_inquire(const Globals& g, const LssArgs& a) {
+  const std::optional<LssSelection> sel =
+      a.serial.empty() ? std::nullopt : std::optional(lss_selection(a));
+  Bus bus = open_bus(g);
+  LssMaster lss = lss_master(bus, a);
+  if (sel) {
+    const NodeIdentity id = lss_select_identity(lss, *sel);
+    if (!lss.switch_selective(id))
+      throw Error(ErrorKind::kNoNode, fmt::format("no node answers to {}", identity_text(id)));
+  } else {
+    lss.switch_global(lss::Mode::kConfiguration);  // meant for a bus with one node
+  }
+  NodeIdentity id;
+  std::uint8_t node = 0;
+  try {
+    id = lss.inquire_identity();
+    node = lss.inquire_node_id();
+  } catch (...) {
+    lss.switch_global(lss::Mode::kWaiting);
+    throw;
+  }
+  lss.switch_global(lss::Mode::kWaiting);
+  if (a.json) {
+    fmt::print("{{{}, \"node\": {}}}\n", identity_json(id), node);
+  } else {
+    fmt::print("{}, node-ID {}\n", identity_text(id),
+               node == lss::kUnconfigured ? std::string("none") : std::to_string(node));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -389,14 +664,17 @@ int main(int argc, char** argv) {
 
   CLI::App app{"rtcanboot - update the firmware of rtcanboot nodes (CANopen CiA 302-3) over CAN", "rtcanboot"};
   app.footer(
-      "\nBus URIs:  socketcan://can0   slcan:///dev/ttyACM0?bitrate=500000   socketcand://HOST:29536/can0\n"
+      "\nBus URIs:  socketcan://can0   slcan:///dev/ttyACM0?bitrate=500000   "
+      "socketcand://HOST:29536/can0\n"
       "The bus defaults to $RTCANBOOT_BUS, else socketcan://can0.\n"
-      "Exit codes: 0 ok, 1 internal, 2 usage, 3 bad input, 4 bus error, 5 no such node, 6 timeout,\n"
+      "Exit codes: 0 ok, 1 internal, 2 usage, 3 bad input, 4 bus error, 5 no such node, 6 "
+      "timeout,\n"
       "            7 image rejected, 8 transfer aborted, 9 wrong product, 130 interrupted.\n"
       "Examples:\n"
       "  rtcanboot pack app.elf -o app.rcb --vendor-id 0x1234 --product-code 0x1\n"
       "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"
-      "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5");
+      "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5\n"
+      "  rtcanboot lss auto --first-node 10");
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the command: rtcanboot flash --bus URI ...
   app.set_version_flag("--version", std::string(RTCANBOOT_VERSION));
@@ -461,6 +739,77 @@ int main(int argc, char** argv) {
   reset_cmd->add_flag("--communication", reset_comm, "Reset communication instead of the node");
   reset_cmd->add_flag("--no-wait", reset_no_wait, "Do not wait for the boot-up message");
 
+  LssArgs lss_args;
+  auto* lss_cmd = app.add_subcommand("lss",
+                                     "CiA 305 Layer Setting Services: find unconfigured nodes, "
+                                     "give them node-IDs, switch the bit rate");
+  lss_cmd->require_subcommand(1);
+  lss_cmd
+      ->add_option("--lss-timeout", lss_args.timeout_ms,
+                   "LSS answer timeout in ms (every unanswered Fastscan step costs this long)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  auto add_hint = [&](CLI::App* c) {
+    c->add_option("--vendor-id", lss_args.vendor_id, "Known vendor-ID (skips its Fastscan search)");
+    c->add_option("--product-code", lss_args.product_code, "Known product code");
+    c->add_option("--revision", lss_args.revision, "Known revision number");
+  };
+  auto* lss_scan_cmd =
+      lss_cmd->add_subcommand("scan", "Fastscan: list the identity of every unconfigured node");
+  add_hint(lss_scan_cmd);
+  lss_scan_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
+  auto* lss_assign_cmd = lss_cmd->add_subcommand(
+      "assign", "Give the node with this serial number (or full identity) a node-ID");
+  add_hint(lss_assign_cmd);
+  lss_assign_cmd->add_option("--serial", lss_args.serial, "Serial number (0x1018:4) of the node")
+      ->required();
+  lss_assign_cmd->add_option("-n,--node", lss_args.node, "Node-ID 1..127 (255: none)")->required();
+  lss_assign_cmd->add_flag("--store", lss_args.store, "Store it in the node (survives a reset)");
+  lss_assign_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
+  auto* lss_auto_cmd = lss_cmd->add_subcommand(
+      "auto", "Number every unconfigured node from --first-node on and store it");
+  add_hint(lss_auto_cmd);
+  lss_auto_cmd->add_option("--first-node", lss_args.first_node, "First node-ID to give")
+      ->capture_default_str();
+  lss_auto_cmd->add_flag("--no-store", lss_args.no_store,
+                         "Do not store (the numbers are lost at the next reset)");
+  lss_auto_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
+  auto* lss_bitrate_cmd = lss_cmd->add_subcommand(
+      "bitrate",
+      "Switch every node on the bus to another bit rate (configure, activate with a delay)");
+  lss_bitrate_cmd
+      ->add_option("--index", lss_args.index,
+                   "CiA 305 table index: 0 1M, 1 800k, 2 500k, 3 250k, 4 125k, 6 50k, 7 20k, 8 10k")
+      ->required();
+  lss_bitrate_cmd
+      ->add_option("--delay", lss_args.delay_ms,
+                   "Switch delay in ms (the nodes are silent twice this long)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  lss_bitrate_cmd->add_flag("--store", lss_args.store,
+                            "Store the new bit rate in every node before switching");
+  lss_bitrate_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
+  auto* lss_identify_cmd = lss_cmd->add_subcommand(
+      "identify", "Ask whether a node in an identity range (or any unconfigured node) is present");
+  lss_identify_cmd->add_option("--vendor-id", lss_args.vendor_id, "Vendor-ID");
+  lss_identify_cmd->add_option("--product-code", lss_args.product_code, "Product code");
+  lss_identify_cmd->add_option("--revision-low", lss_args.revision_low,
+                               "Lowest revision (default 0)");
+  lss_identify_cmd->add_option("--revision-high", lss_args.revision_high,
+                               "Highest revision (default 0xFFFFFFFF)");
+  lss_identify_cmd->add_option("--serial-low", lss_args.serial_low, "Lowest serial (default 0)");
+  lss_identify_cmd->add_option("--serial-high", lss_args.serial_high,
+                               "Highest serial (default 0xFFFFFFFF)");
+  lss_identify_cmd->add_flag("--non-configured", lss_args.non_configured,
+                             "Ask for nodes without a node-ID instead");
+  lss_identify_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
+  auto* lss_inquire_cmd = lss_cmd->add_subcommand(
+      "inquire",
+      "Read identity and node-ID of one node over LSS (by --serial, or the only node on the bus)");
+  add_hint(lss_inquire_cmd);
+  lss_inquire_cmd->add_option("--serial", lss_args.serial, "Serial number of the node");
+  lss_inquire_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -486,6 +835,12 @@ int main(int argc, char** argv) {
     if (*start_cmd) return cmd_program(g, start_node, canopen::ProgramCommand::kStart, start_nmt);
     if (*stop_cmd) return cmd_program(g, stop_node, canopen::ProgramCommand::kStop, stop_nmt);
     if (*reset_cmd) return cmd_reset(g, reset_node, reset_comm, !reset_no_wait);
+    if (*lss_scan_cmd) return cmd_lss_scan(g, lss_args);
+    if (*lss_assign_cmd) return cmd_lss_assign(g, lss_args);
+    if (*lss_auto_cmd) return cmd_lss_auto(g, lss_args);
+    if (*lss_bitrate_cmd) return cmd_lss_bitrate(g, lss_args);
+    if (*lss_identify_cmd) return cmd_lss_identify(g, lss_args);
+    if (*lss_inquire_cmd) return cmd_lss_inquire(g, lss_args);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     const FailureReport failure = report_failure(e);

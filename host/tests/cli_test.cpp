@@ -207,6 +207,14 @@ TEST_F(Cli, UsageErrors) {
   expect_error(run("--bus socketcn://can0 info --node 1"), 2, "unknown scheme");
   expect_error(run("--bus can0 info --node 1"), 2, "did you mean socketcan://can0");
   expect_error(run("--bus slcan:///dev/null?bitrate=123 info --node 1"), 2, "CiA bit rate");
+  // LSS: bad values fail before the bus is opened.
+  expect_error(run("lss"), 2, "subcommand");
+  expect_error(run("--bus socketcan://nonexistent0 lss bitrate --index 5"), 2,
+               "not a CiA 305 table index");
+  expect_error(run("--bus socketcan://nonexistent0 lss auto --first-node 0"), 2, "not a node-ID");
+  expect_error(run("--bus socketcan://nonexistent0 lss assign --serial 1 --node 128"), 2,
+               "not a node-ID");
+  expect_error(run("lss assign --node 5"), 2, "--serial");
 }
 
 TEST_F(Cli, BadInputFiles) {
@@ -489,6 +497,13 @@ TEST_F(Cli, NoNodeAnsweringEndsQuicklyWithItsOwnExitCode) {
   const CliRun s = run(fmt::format("--bus {} scan --listen 300 --probe-timeout 20", empty.uri()));
   EXPECT_EQ(s.code, 0) << s.err;
   EXPECT_NE(s.out.find("no nodes found"), std::string::npos);
+  // LSS on an empty bus: nothing unconfigured, quickly; identify answers "no node" (exit 5).
+  const CliRun l = run(fmt::format("--bus {} lss scan --json", empty.uri()));
+  EXPECT_EQ(l.code, 0) << l.err;
+  EXPECT_EQ(l.out, "[]\n");
+  EXPECT_LT(l.seconds, 5.0);
+  expect_error(run(fmt::format("--bus {} lss identify --non-configured", empty.uri())), 5,
+               "no LSS node");
 }
 
 TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {

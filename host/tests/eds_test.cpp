@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "rtcanboot/lss.hpp"
 #include "rtcanboot/object_dictionary.hpp"
 
 namespace rtcanboot {
@@ -151,6 +152,15 @@ TEST_F(EdsTest, FileAndDeviceInfo) {
   }
   EXPECT_EQ(eds["DEVICEINFO"]["NROFRXPDO"], "0");
   EXPECT_EQ(eds["DEVICEINFO"]["SIMPLEBOOTUPSLAVE"], "1");
+  // CiA 305 LSS slave (firmware/core/include/rtcanboot/lss_slave.hpp).
+  EXPECT_EQ(eds["DEVICEINFO"]["LSS_SUPPORTED"], "1");
+  // Every CiA 301 rate the LSS bit timing table offers is declared.
+  for (std::uint8_t index = 0; index < lss::kBitTimingIndexCount; ++index) {
+    const std::uint32_t rate = lss::bitrate_of(lss::kStandardTable, index);
+    if (rate == 0) continue;
+    const std::string key = "BAUDRATE_" + std::to_string(rate / 1000);
+    EXPECT_EQ(eds["DEVICEINFO"][key], "1") << key;
+  }
 }
 
 }  // namespace

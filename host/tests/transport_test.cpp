@@ -73,6 +73,9 @@ TEST(BusUri, ParsesEveryScheme) {
   EXPECT_EQ(v6.host, "::1");
   EXPECT_EQ(v6.port, 1234);
   EXPECT_EQ(to_string(parse_bus_uri("socketcand://h:5/c")), "socketcand://h:5/c");
+  // A bracketed host with a %zone but no ':' keeps its brackets (fuzz.bus_text round trip).
+  EXPECT_EQ(to_string(parse_bus_uri("socketcand://[fe80%eth0]:5/c")),
+            "socketcand://[fe80%eth0]:5/c");
   EXPECT_EQ(to_string(parse_bus_uri("slcan:///dev/x?bitrate=125000")), "slcan:///dev/x?bitrate=125000");
 }
 

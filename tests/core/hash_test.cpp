@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <cstring>
 #include <string>
 
@@ -64,6 +66,23 @@ TEST(Sha256, SplitUpdatesMatchOneUpdate) {
   std::uint8_t digest[32];
   sha.finish(digest);
   EXPECT_EQ(hex(digest, 32), sha256_hex(message));
+}
+
+// Both readings of where the RT1064's unique ID lives (OCOTP CFG0/CFG1 per NXP's SDK demos,
+// CFG1/CFG2 per Zephyr) give every chip its own serial number; the value is pinned.
+TEST(SerialFromUniqueId, DistinctUnderBothReadingsAndPinned) {
+  std::set<std::uint32_t> reading_a, reading_b;
+  std::uint64_t x = 0x0123'4567'89AB'CDEFULL;
+  for (int i = 0; i < 5000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const auto lo = static_cast<std::uint32_t>(x), hi = static_cast<std::uint32_t>(x >> 32);
+    reading_a.insert(serial_from_unique_id(lo, hi, 0x0000'1234));
+    reading_b.insert(serial_from_unique_id(0x0000'1234, lo, hi));
+  }
+  EXPECT_EQ(reading_a.size(), 5000U);
+  EXPECT_EQ(reading_b.size(), 5000U);
+  const std::uint8_t bytes[12] = {0x78, 0x56, 0x34, 0x12, 0xF0, 0xDE, 0xBC, 0x9A, 0, 0, 0, 0};
+  EXPECT_EQ(serial_from_unique_id(0x1234'5678, 0x9ABC'DEF0, 0), crc32(0, bytes, sizeof bytes));
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// The provisioning record: encode/decode, defaults for blank or invalid records.
+// The provisioning record: encode/decode, defaults for blank or invalid records, and the
+// power-cut safe store LSS "store configuration" writes through.
 #include "rtcanboot/provisioning.hpp"
 
 #include <gtest/gtest.h>
@@ -14,7 +15,7 @@ namespace rtcanboot {
 namespace {
 
 void expect_defaults(const Provisioning& p) {
-  EXPECT_EQ(p.node_id, 1);
+  EXPECT_EQ(p.node_id, lss::kUnconfigured);
   EXPECT_EQ(p.bitrate, 125'000U);
   EXPECT_EQ(p.boot_window_ms, 0U);
   EXPECT_EQ(p.serial, 0U);
@@ -42,14 +43,24 @@ TEST(Provisioning, EncoderRefusesInvalidFields) {
   EXPECT_FALSE(encode_provisioning({128, 125'000, 0, 0}, bytes, sizeof bytes));
   EXPECT_FALSE(encode_provisioning({1, 100'000, 0, 0}, bytes, sizeof bytes));
   EXPECT_FALSE(encode_provisioning({1, 125'000, 0, 0}, bytes, sizeof bytes - 1));
+  EXPECT_FALSE(encode_provisioning({1, 125'000, 0, 0, 0x02}, bytes, sizeof bytes));  // unknown flag
+  // 0xFF: an unconfigured node (CiA 305), a valid record.
+  EXPECT_TRUE(
+      encode_provisioning({0xFF, 125'000, 0, 0, kStartApplicationAfterLss}, bytes, sizeof bytes));
+  bool valid = false;
+  const Provisioning p = decode_provisioning(bytes, sizeof bytes, &valid);
+  EXPECT_TRUE(valid);
+  EXPECT_EQ(p.node_id, 0xFF);
+  EXPECT_EQ(p.flags, kStartApplicationAfterLss);
 }
 
 TEST(Provisioning, PinnedBytes) {
   std::uint8_t bytes[kProvisioningRecordSize];
-  ASSERT_TRUE(encode_provisioning({0x12, 500'000, 250, 0x01020304}, bytes, sizeof bytes));
-  const std::uint8_t expected_head[] = {0x52, 0x54, 0x43, 0x50, 0x01, 0x00, 0x12, 0x00, 0x20, 0xA1,
+  ASSERT_TRUE(
+      encode_provisioning({0x12, 500'000, 250, 0x01020304, 0x01, 0x0A0B0C0D}, bytes, sizeof bytes));
+  const std::uint8_t expected_head[] = {0x52, 0x54, 0x43, 0x50, 0x01, 0x00, 0x12, 0x01, 0x20, 0xA1,
                                         0x07, 0x00, 0xFA, 0x00, 0x00, 0x00, 0x04, 0x03, 0x02, 0x01,
-                                        0,    0,    0,    0,    3,    0,    0,    0};
+                                        0x0D, 0x0C, 0x0B, 0x0A, 3,    0,    0,    0};
   EXPECT_EQ(0, std::memcmp(bytes, expected_head, sizeof expected_head));
   EXPECT_EQ(load_le32(bytes + 28), crc32(0, bytes, 28));
 }
@@ -119,6 +130,126 @@ TEST(Provisioning, LoadedFromItsSector) {
   EXPECT_EQ(p.node_id, 42);
   EXPECT_EQ(p.bitrate, 1'000'000U);
   EXPECT_EQ(p.boot_window_ms, 300U);
+}
+
+// Runs the store until it is done (instant fake flash).
+bool save_and_wait(ProvisioningStore& store, const Provisioning& p) {
+  if (!store.save(p)) return false;
+  for (int i = 0; i < 1000 && store.busy(); ++i) store.poll();
+  return !store.busy() && !store.failed();
+}
+
+TEST(ProvisioningStore, NewestRecordWinsAcrossSectorSwitches) {
+  test::NorFlashFake flash;
+  std::uint8_t factory[kProvisioningRecordSize];
+  ASSERT_TRUE(encode_provisioning({0xFF, 500'000, 250, 0, kStartApplicationAfterLss}, factory,
+                                  sizeof factory));
+  flash.load(memory_map::kProvisioningOffset, factory, sizeof factory);
+  ProvisioningStore store(flash);
+  store.load();
+  ASSERT_TRUE(store.valid());
+  EXPECT_EQ(store.current().node_id, 0xFF);
+  // 60 stores: more than the 16 slots of a sector, so both sectors are used and erased in turn.
+  for (std::uint8_t n = 1; n <= 60; ++n) {
+    Provisioning p = store.current();
+    p.node_id = n;
+    ASSERT_TRUE(save_and_wait(store, p)) << int{n};
+    EXPECT_EQ(store.current().node_id, n);
+    EXPECT_EQ(store.current().sequence, n);
+    bool valid = false;
+    const Provisioning loaded = load_provisioning(flash, &valid);
+    ASSERT_TRUE(valid);
+    EXPECT_EQ(loaded.node_id, n);
+    EXPECT_EQ(loaded.boot_window_ms, 250U);  // the rest of the record is kept
+    EXPECT_EQ(loaded.flags, kStartApplicationAfterLss);
+  }
+  EXPECT_GE(flash.erases(memory_map::kSectorSize), 2U);
+  EXPECT_TRUE(flash.violations().empty());
+  for (const auto& op : flash.operations()) {
+    EXPECT_GE(op.offset, memory_map::kProvisioningOffset);
+    EXPECT_LT(op.offset, memory_map::kJournalOffset);
+  }
+  EXPECT_FALSE(store.save({0, 125'000, 0, 0}));  // invalid node-ID: nothing started
+}
+
+// Byte 0x18 (boot attempts, trial boot) is not LSS's: a store that changes node-ID and bit rate
+// keeps it byte for byte, including 0 ("the default") and 0xFF ("off").
+TEST(ProvisioningStore, StoreKeepsTheBootAttemptsByte) {
+  for (std::uint8_t stored : {std::uint8_t{0}, std::uint8_t{5}, std::uint8_t{0xFF}}) {
+    test::NorFlashFake flash;
+    std::uint8_t factory[kProvisioningRecordSize];
+    ASSERT_TRUE(encode_provisioning({0xFF, 125'000, 0, 0}, factory, sizeof factory));
+    factory[0x18] = stored;
+    store_le32(factory + 28, crc32(0, factory, 28));
+    flash.load(memory_map::kProvisioningOffset, factory, sizeof factory);
+    ProvisioningStore store(flash);
+    store.load();
+    ASSERT_TRUE(store.valid());
+    const std::uint8_t attempts = store.current().boot_attempts;
+    Provisioning p = store.current();
+    p.node_id = 12;
+    p.bitrate = 500'000;
+    ASSERT_TRUE(save_and_wait(store, p)) << int{stored};
+    std::uint8_t bytes[kProvisioningRecordSize];
+    ASSERT_EQ(
+        flash.read(memory_map::kProvisioningOffset + RecordLog::kSlotSize, bytes, sizeof bytes),
+        FlashResult::kOk);
+    EXPECT_EQ(bytes[0x18], stored);
+    EXPECT_EQ(load_le32(bytes + 0x14), 1U);  // the sequence number next to it
+    bool valid = false;
+    const Provisioning loaded = decode_provisioning(bytes, sizeof bytes, &valid);
+    ASSERT_TRUE(valid);
+    EXPECT_EQ(loaded.node_id, 12);
+    EXPECT_EQ(loaded.boot_attempts, attempts);
+    EXPECT_EQ(store.current().boot_attempts, attempts);
+    // A store that does change the boot attempts writes the new value.
+    p.boot_attempts = 2;
+    ASSERT_TRUE(save_and_wait(store, p));
+    EXPECT_EQ(load_provisioning(flash).boot_attempts, 2);
+  }
+}
+
+// A power cut before or inside every flash operation of a store (including the sector erase of a
+// switch) leaves the old record or the new one, never a broken or default one.
+TEST(ProvisioningStore, PowerCutDuringStoreLeavesOldOrNew) {
+  for (std::uint8_t stores_before : {0, 15, 16}) {
+    for (auto mode : {test::NorFlashFake::Cut::kBefore, test::NorFlashFake::Cut::kMidOperation}) {
+      for (std::uint32_t op = 1; op <= 2; ++op) {
+        for (double fraction : {0.3, 0.9}) {
+          test::NorFlashFake flash;
+          ProvisioningStore store(flash);
+          store.load();
+          Provisioning p;
+          p.node_id = 3;
+          ASSERT_TRUE(save_and_wait(store, p));
+          for (std::uint8_t i = 0; i < stores_before; ++i) {
+            p.node_id = static_cast<std::uint8_t>(20 + i % 2);
+            ASSERT_TRUE(save_and_wait(store, p));
+          }
+          const std::uint8_t old_id = store.current().node_id;
+          flash.cut_power_at(op, mode, fraction);
+          p.node_id = 99;
+          p.bitrate = 1'000'000;
+          if (store.save(p)) {
+            for (int i = 0; i < 1000 && store.busy() && !flash.power_lost(); ++i) store.poll();
+          }
+          flash.power_on();
+          bool valid = false;
+          const Provisioning after = load_provisioning(flash, &valid);
+          ASSERT_TRUE(valid) << int{stores_before} << " op " << op << " " << fraction;
+          EXPECT_TRUE(after.node_id == old_id ||
+                      (after.node_id == 99 && after.bitrate == 1'000'000))
+              << int{after.node_id};
+          // And the next store works.
+          ProvisioningStore again(flash);
+          again.load();
+          p.node_id = 77;
+          ASSERT_TRUE(save_and_wait(again, p));
+          EXPECT_EQ(load_provisioning(flash).node_id, 77);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -72,10 +73,11 @@ struct LoggedFrame {
 };
 
 struct NodeSpec {
-  std::uint8_t node_id = 5;
+  std::uint8_t node_id = 5;  // 0xFF: an unconfigured node (LSS)
   unsigned instance = 2;
   std::uint32_t boot_window_ms = 0;
-  std::string name;  // default "node<id>"
+  std::string name;                         // default "node<id>"
+  std::array<std::uint32_t, 3> ocotp = {};  // unique-ID fuses; zero: derived from the name
   tw::Readings readings;  // unconfirmed chip facts: the twin's most hostile readings by default
 };
 
@@ -110,6 +112,7 @@ class Rig {
   tw::Simulation& sim() { return sim_; }
   tc::Bus& bus() { return bus_; }
   host::Master& master() { return master_; }
+  host::Transport& transport() { return transport_; }
   std::uint32_t bitrate() const { return bitrate_; }
   Micros now() const { return sim_.now() / 1000; }
   const std::vector<LoggedFrame>& log() const { return log_; }
@@ -120,6 +123,7 @@ class Rig {
   tw::Board& add_board(const NodeSpec& spec, bool power_on = true) {
     tw::BoardConfig cfg;
     cfg.name = spec.name.empty() ? "node" + std::to_string(spec.node_id) : spec.name;
+    cfg.ocotp_cfg = spec.ocotp;
     cfg.console_sink = [](const std::string&) {};
     cfg.report_sink = [](const tw::Report&) {};
     cfg.readings = spec.readings;

@@ -23,9 +23,15 @@
 // page), so the update's REVOKE takes the last page of sector 0 and its COMMIT needs an erase of
 // sector 1: the sweep cuts inside that erase too. --fresh-journal starts from a single COMMIT.
 //
-// Options: --full (a 192 KiB new image, 64 random cut times, --fresh-app), --pad BYTES (bytes appended to
-// the new image, default 256; the old one has 512), --jobs N (cut points run in parallel, each on
-// its own simulation; default 2), --random N, --boot N, --seed S, --json PATH, --firmware-dir DIR,
+// LSS store configuration (CiA 305) is swept too ("lss-before-op", "lss-in-op"): a configured node
+// 5 whose provisioning log is right before a sector switch gets node-ID 42 and stores it; the store
+// erases the other provisioning sector and programs its first page. After a cut the node must come
+// up as node 5 or node 42 (never unconfigured or at another bit rate), and a new store must work.
+//
+// Options: --full (a 192 KiB new image, 64 random cut times, --fresh-app), --pad BYTES (bytes
+// appended to the new image, default 256; the old one has 512), --jobs N (cut points run in
+// parallel, each on its own simulation; default 2), --random N, --boot N, --seed S, --json PATH,
+// --firmware-dir DIR,
 // --fresh-journal, --timing typical|max, --only INDEX, --verbose.
 #include <algorithm>
 #include <atomic>
@@ -48,8 +54,10 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
+#include "rtcanboot/host/lss_master.hpp"
 #include "rtcanboot/host/update.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/provisioning.hpp"
 #include "twin/can/flexcan.hpp"
 #include "twin_rig.hpp"
 
@@ -500,6 +508,144 @@ void write_journal(std::vector<std::uint8_t>& flash, const Scenario& s) {
   }
 }
 
+// --- LSS store configuration under power cuts ----------------------------------------------
+
+constexpr std::uint8_t kLssOldNode = 5;
+constexpr std::uint8_t kLssNewNode = 42;
+
+// Bootloader only (no application), provisioning log: sector 0 full (sequence 2..17, node 5),
+// sector 1 with an older record (sequence 1): the next store erases sector 1 first.
+std::vector<std::uint8_t> lss_baseline(const Scenario& s) {
+  std::vector<std::uint8_t> flash = twinrig::factory_flash(s.fw.bootloader, s.rig);
+  auto put = [&](std::uint32_t sector, std::uint32_t slot, std::uint32_t sequence) {
+    Provisioning p;
+    p.node_id = kLssOldNode;
+    p.bitrate = s.rig.bitrate;
+    p.sequence = sequence;
+    const std::uint32_t at = memory_map::kProvisioningOffset + sector * memory_map::kSectorSize +
+                             slot * RecordLog::kSlotSize;
+    std::fill_n(flash.begin() + at, RecordLog::kSlotSize, 0xFF);
+    encode_provisioning(p, flash.data() + at, kProvisioningRecordSize);
+  };
+  for (std::uint32_t slot = 0; slot < RecordLog::kSlotsPerSector; ++slot) put(0, slot, slot + 2);
+  put(1, 0, 1);
+  return flash;
+}
+
+// LSS: select the node, give it `node_id`, store (the power may go meanwhile).
+std::string lss_store(twinrig::Rig& rig, std::uint8_t node_id) {
+  host::LssMaster lss(rig.transport());
+  lss.switch_global(lss::Mode::kConfiguration);
+  if (lss.configure_node_id(node_id).code != lss::kSuccess) return "configure node-ID refused";
+  const host::LssAnswer answer = lss.store_configuration();
+  if (answer.code != lss::kSuccess) return fmt::format("store refused: {}", answer.code);
+  lss.switch_global(lss::Mode::kWaiting);
+  return {};
+}
+
+// Which node-ID the board boots with (0: none within 2 s).
+std::uint8_t lss_boot_node(twinrig::Rig& rig) {
+  const Nanos on = rig.sim().now();
+  rig.board().power_on();
+  host::Master& m = rig.master();
+  m.listen_until(on / 1000 + 1'500'000);
+  std::uint8_t node = 0;
+  for (const auto& [id, at] : m.boot_ups()) {
+    if (at * 1000 >= on) node = id;
+  }
+  return node;
+}
+
+std::vector<OpInfo> lss_reference_ops(const Scenario& s, const std::vector<std::uint8_t>& base) {
+  twinrig::Rig rig(s.rig, base);
+  twin::W25Q32& flash = rig.board().flash();
+  std::vector<OpInfo> ops;
+  auto board_hook = flash.on_busy_change;
+  flash.on_busy_change = [&](bool busy) {
+    if (busy) {
+      const auto& op = flash.current_op();
+      ops.push_back(OpInfo{op.kind, op.address, op.length, op.start, op.end});
+    }
+    if (board_hook) board_hook(busy);
+  };
+  rig.board().power_on();
+  rig.wait_boot_up(0, 2000 * kMs);
+  if (!lss_store(rig, kLssNewNode).empty()) ops.clear();
+  flash.on_busy_change = board_hook;
+  return ops;
+}
+
+Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base,
+                      const CutPoint& point) {
+  const auto w0 = std::chrono::steady_clock::now();
+  Outcome out;
+  twinrig::Rig rig(s.rig, base);
+  twin::Board& board = rig.board();
+  twin::W25Q32& flash = board.flash();
+  auto is_off = [&] { return board.state() == twin::BoardState::kOff; };
+  auto finish = [&](std::string problem) {
+    if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
+    out.recovered = problem.empty();
+    out.detail = std::move(problem);
+    out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+    return out;
+  };
+  board.power_on();
+  rig.wait_boot_up(0, 2000 * kMs);
+  if (point.kind == "lss-in-op") {
+    flash.cut_power_at_operation(flash.mutating_operations() + point.op);
+  } else {
+    flash.cut_power_at_time(point.time);
+  }
+  rig.transport().interrupt = is_off;
+  try {
+    lss_store(rig, kLssNewNode);
+  } catch (const twinrig::Interrupted&) {
+  } catch (const host::Error&) {
+  }
+  rig.transport().interrupt = nullptr;
+  if (!is_off()) rig.run_until(is_off, rig.sim().now() + 2000 * kMs);
+  if (!is_off()) {
+    out.state = "cut-not-reached";
+    return finish("the power cut did not happen");
+  }
+  out.cut_at = rig.sim().now();
+  out.ops_done = flash.mutating_operations();
+  if (auto problem = check_bootloader_region(board, s); !problem.empty()) {
+    out.state = "bootloader-region-changed";
+    return finish(problem);
+  }
+  rig.flush_host();
+  const std::uint8_t node = lss_boot_node(rig);
+  if (node == kLssOldNode) {
+    out.state = "lss-old-record";
+  } else if (node == kLssNewNode) {
+    out.state = "lss-new-record";
+  } else {
+    out.state = "lss-lost-record";
+    out.bricked = true;
+    return finish(node == 0 ? "no boot-up after the cut (unconfigured or dead)"
+                            : fmt::format("boots as node {}", node));
+  }
+  // A new store works and holds over a reset.
+  try {
+    if (auto problem = lss_store(rig, 43); !problem.empty()) {
+      out.bricked = true;
+      return finish("store after the cut: " + problem);
+    }
+  } catch (const host::Error& e) {
+    out.bricked = true;
+    return finish(fmt::format("store after the cut: {}", e.what()));
+  }
+  board.power_off("check");
+  rig.flush_host();
+  if (const std::uint8_t again = lss_boot_node(rig); again != 43) {
+    out.bricked = true;
+    return finish(fmt::format("after the new store the node boots as {}", again));
+  }
+  return finish(check_bootloader_region(board, s));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -600,6 +746,19 @@ int main(int argc, char** argv) {
     }
   }
 
+  // LSS store configuration: before and inside each of its flash operations.
+  const std::vector<std::uint8_t> lss_base = lss_baseline(s);
+  const std::vector<OpInfo> lss_ops = lss_reference_ops(s, lss_base);
+  if (lss_ops.empty()) {
+    std::printf("power-cut sweep: the reference LSS store failed or wrote nothing\n");
+    return 1;
+  }
+  for (std::size_t i = 0; i < lss_ops.size(); ++i) {
+    points.push_back(
+        CutPoint{"lss-before-op", i + 1, lss_ops[i].start - 1000, describe(lss_ops[i])});
+    points.push_back(CutPoint{"lss-in-op", i + 1, 0, describe(lss_ops[i])});
+  }
+
   // Every cut point runs on its own simulation: spread them over a few threads.
   std::vector<std::size_t> selected;
   for (std::size_t i = 0; i < points.size(); ++i) {
@@ -612,7 +771,8 @@ int main(int argc, char** argv) {
     for (std::size_t k = next++; k < selected.size(); k = next++) {
       const std::size_t i = selected[k];
       const CutPoint& p = points[i];
-      outcomes[i] = run_point(s, p, opt.seed + i);
+      outcomes[i] = p.kind.rfind("lss-", 0) == 0 ? run_lss_point(s, lss_base, p)
+                                                 : run_point(s, p, opt.seed + i);
       const Outcome& o = outcomes[i];
       if (opt.verbose || !o.recovered) {
         const std::lock_guard<std::mutex> lock(print_mutex);

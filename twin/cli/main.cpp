@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -39,7 +40,28 @@ struct BoardSpec {
   std::optional<unsigned> node_id;
   std::optional<std::uint32_t> bitrate;
   unsigned can_instance = 2;
+  std::array<std::uint32_t, 3> ocotp = {};  // OCOTP CFG0..CFG2; zero: derived from the name
 };
+
+// "CFG0:CFG1[:CFG2]" (numbers, 0x hex allowed) into the OCOTP words of a board.
+bool parse_ocotp(const std::string& text, std::array<std::uint32_t, 3>& out) {
+  std::stringstream ss(text);
+  std::string word;
+  std::size_t n = 0;
+  while (std::getline(ss, word, ':')) {
+    if (n == 3 || word.empty()) return false;
+    std::size_t used = 0;
+    unsigned long long v = 0;
+    try {
+      v = std::stoull(word, &used, 0);
+    } catch (const std::exception&) {
+      return false;
+    }
+    if (used != word.size() || v > 0xFFFF'FFFFULL) return false;
+    out[n++] = static_cast<std::uint32_t>(v);
+  }
+  return n >= 2;
+}
 
 bool parse_board(const std::string& text, BoardSpec& spec, std::string& error) {
   std::stringstream ss(text);
@@ -65,8 +87,15 @@ bool parse_board(const std::string& text, BoardSpec& spec, std::string& error) {
         spec.name = value;
       } else if (key == "can") {
         spec.can_instance = static_cast<unsigned>(std::stoul(value, nullptr, 0));
+      } else if (key == "ocotp") {
+        if (!parse_ocotp(value, spec.ocotp)) {
+          error = fmt::format("--board: ocotp={} is not CFG0:CFG1[:CFG2]", value);
+          return false;
+        }
       } else {
-        error = fmt::format("--board: unknown key '{}' (flash, bootloader, node-id, bitrate, name, can)", key);
+        error = fmt::format(
+            "--board: unknown key '{}' (flash, bootloader, node-id, bitrate, name, can, ocotp)",
+            key);
         return false;
       }
     } catch (const std::exception&) {
@@ -112,11 +141,19 @@ int main(int argc, char** argv) {
   double wait_client_s = 0;
   app.add_option("--flash", flash, "Flash backing file of the board (4 MiB, created erased when missing)");
   app.add_option("--write-bootloader", bootloader, "Program BIN at flash offset 0 before power-on (like a debug probe)");
-  app.add_option("--node-id", node_id, "Write the provisioning record with this node-ID (1..127)");
+  app.add_option("--node-id", node_id,
+                 "Write the provisioning record with this node-ID (1..127, 255 = unconfigured: LSS "
+                 "assigns one)");
   app.add_option("--bitrate", bitrate, "Write the provisioning record with this CAN bit rate (CiA 301 rates)");
   app.add_option("--board", board_specs,
-                 "Another board on the bus: flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3]")
+                 "Another board on the bus: "
+                 "flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3][,"
+                 "ocotp=CFG0:CFG1[:CFG2]]")
       ->take_all();
+  std::string ocotp;
+  app.add_option("--ocotp", ocotp,
+                 "The board's OCOTP unique-ID fuse words CFG0:CFG1[:CFG2] (0x1018:4 is derived "
+                 "from them; default: from the board name)");
   app.add_option("--socketcand", socketcand, "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows wall-clock time");
   app.add_option("--bus", bus_uri,
                  "Join the bus to a Linux SocketCAN interface: socketcan://IFACE (e.g. vcan0, can0, slcan0); virtual time "
@@ -146,6 +183,10 @@ int main(int argc, char** argv) {
     s.bootloader = bootloader;
     s.node_id = node_id;
     s.bitrate = bitrate;
+    if (!ocotp.empty() && !parse_ocotp(ocotp, s.ocotp)) {
+      std::fprintf(stderr, "rtcanboot-twin: --ocotp %s is not CFG0:CFG1[:CFG2]\n", ocotp.c_str());
+      return 2;
+    }
     specs.push_back(s);
   } else if (!bootloader.empty() || node_id || bitrate) {
     std::fprintf(stderr, "rtcanboot-twin: --write-bootloader/--node-id/--bitrate need --flash FILE\n");
@@ -202,6 +243,7 @@ int main(int argc, char** argv) {
     BoardConfig cfg;
     cfg.name = s.name;
     cfg.flash_path = s.flash;
+    cfg.ocotp_cfg = s.ocotp;
     cfg.flash_timing = timing == "max" ? FlashTiming::kMax : FlashTiming::kTypical;
     const std::string name = s.name;
     cfg.report_sink = [print_report, name](const Report& r) { print_report(name, r); };
@@ -230,15 +272,16 @@ int main(int argc, char** argv) {
     }
     if (s.node_id || s.bitrate) {
       Provisioning p;
-      p.node_id = static_cast<std::uint8_t>(s.node_id.value_or(1));
+      p.node_id = static_cast<std::uint8_t>(s.node_id.value_or(lss::kUnconfigured));
       p.bitrate = s.bitrate.value_or(rate);
-      if (!s.node_id || *s.node_id < 1 || *s.node_id > 127) {
-        if (s.node_id) {
-          std::fprintf(stderr, "rtcanboot-twin: node-ID %u is not 1..127\n", *s.node_id);
-          return 2;
-        }
+      if (s.node_id && !lss::valid_node_id(static_cast<std::uint8_t>(*s.node_id))) {
+        std::fprintf(stderr, "rtcanboot-twin: node-ID %u is not 1..127 or 255 (unconfigured)\n",
+                     *s.node_id);
+        return 2;
       }
-      std::vector<std::uint8_t> sector(memory_map::kSectorSize, 0xFF);
+      // Both sectors of the provisioning log: the factory record and nothing newer after it.
+      std::vector<std::uint8_t> sector(memory_map::kProvisioningSectors * memory_map::kSectorSize,
+                                       0xFF);
       if (!encode_provisioning(p, sector.data(), sector.size())) {
         std::fprintf(stderr, "rtcanboot-twin: cannot encode provisioning (node-ID %u, bit rate %u)\n", p.node_id, p.bitrate);
         return 2;

@@ -15,6 +15,15 @@ namespace rtcanboot::twin {
 
 namespace {
 
+// OCOTP CFG0..CFG2 of a board: configured, or CFG0/CFG1 = FNV-1a-64 of the board name.
+std::array<std::uint32_t, 3> ocotp_words(const BoardConfig& config) {
+  if (config.ocotp_cfg != std::array<std::uint32_t, 3>{}) return config.ocotp_cfg;
+  std::uint64_t h = 0xCBF2'9CE4'8422'2325ULL;
+  for (const char c : config.name)
+    h = (h ^ static_cast<std::uint8_t>(c)) * 0x0000'0100'0000'01B3ULL;
+  return {static_cast<std::uint32_t>(h), static_cast<std::uint32_t>(h >> 32), 0};
+}
+
 struct KnownBlock {
   std::uint32_t base;
   const char* name;
@@ -75,6 +84,8 @@ void Board::Impl::create_peripherals() {
   own(0x4008'0000, std::make_unique<PlainRegisters>("DCDC", 0x4000, ctx));
   auto ocotp = std::make_unique<PlainRegisters>("OCOTP", 0x4000, ctx);
   ocotp->preset(0x440, 0x0010'0000);  // CFG3 bit 20: RT1064 SiP
+  const auto cfg = ocotp_words(b.config_);
+  for (std::uint32_t i = 0; i < 3; ++i) ocotp->preset(0x410 + 0x10 * i, cfg[i]);
   own(0x401F'4000, std::move(ocotp));
   own(0x401B'8000, std::make_unique<PlainRegisters>("GPIO1", 0x4000, ctx));
   own(0x401B'C000, std::make_unique<PlainRegisters>("GPIO2", 0x4000, ctx));

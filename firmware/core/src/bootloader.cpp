@@ -32,7 +32,10 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   const std::uint8_t node_id = settings.provisioning.node_id;
   config.node_id = node_id >= canopen::kMinNodeId && node_id <= canopen::kMaxNodeId
                        ? node_id
-                       : Provisioning{}.node_id;
+                       : lss::kUnconfigured;
+  config.bitrate = settings.provisioning.bitrate;
+  config.lss_rates = settings.lss_rates;
+  config.lss_storage = this;
   config.identity = settings.identity;
   if (settings.provisioning.serial != 0) config.identity.serial = settings.provisioning.serial;
   config.device_name = settings.device_name;
@@ -48,6 +51,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
     : settings_(settings),
       guard_(flash),
       journal_(guard_),
+      provisioning_(guard_),
       writer_(guard_, sha, buffer),
       download_(writer_, journal_, sha, expectation_for(settings)),
       info_(info_for(settings)),
@@ -56,6 +60,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
 
 void Bootloader::start(Micros now) {
   last_poll_ = now;
+  provisioning_.load();
   journal_.load();
   download_.refuse_flash_work(settings_.flash_refused);
   decision_ = decide_boot(guard_, journal_.installed(), settings_.entry_requested,
@@ -70,7 +75,12 @@ void Bootloader::start(Micros now) {
   }
   info_.boot_reason = decision_.reason;
   update_info();
-  if (decision_.start_application) {
+  was_configured_ = node_.configured();
+  if (!was_configured_) {
+    // CiA 305: without a node-ID the node is only an LSS slave (no boot-up, no SDO), and it
+    // stays in the bootloader until a master configures it.
+    if (decision_.start_application) info_.boot_reason = canopen::BootReason::kUnconfigured;
+  } else if (decision_.start_application) {
     if (settings_.provisioning.boot_window_ms == 0) {
       begin_start();  // straight through: nothing on the bus
       return;
@@ -83,6 +93,15 @@ void Bootloader::start(Micros now) {
 }
 
 void Bootloader::update_pending(Micros now) {
+  if (!was_configured_ && node_.configured()) {
+    // LSS gave the node its node-ID; the provisioning decides whether a valid application runs.
+    was_configured_ = true;
+    if (decision_.start_application &&
+        (settings_.provisioning.flags & kStartApplicationAfterLss) != 0 &&
+        pending_ == PendingAction::kNone && attempt_record_ == AttemptRecord::kNone) {
+      begin_start();  // an unconfirmed image gets its ATTEMPT record first (trial boot)
+    }
+  }
   if (window_open_) {
     if (node_.addressed()) {
       window_open_ = false;
@@ -127,7 +146,10 @@ void Bootloader::begin_start() {
 // before it confirms then still uses up one of its attempts.
 void Bootloader::finish_attempt_record() {
   if (attempt_record_ == AttemptRecord::kWaiting) {
-    if (!download_.flash_quiet() || journal_.busy()) return;
+    if (!download_.flash_quiet() || journal_.busy() || provisioning_.busy() ||
+        provisioning_.operation_in_flight()) {
+      return;
+    }
     if (download_.busy() || !download_.valid_program() || !journal_.append_attempt()) {
       attempt_record_ = AttemptRecord::kNone;  // a download or clear took over: no start
       return;
@@ -159,12 +181,41 @@ void Bootloader::on_frame(const CanFrame& frame, Micros now) {
 
 void Bootloader::poll(Micros now) {
   last_poll_ = now;
-  // Flash first: room it makes in the ring is seen by the SDO server in the same call.
-  download_.poll();
+  // Flash first: room it makes in the ring is seen by the SDO server in the same call. An LSS
+  // store owns the flash until it is done (it only starts while the download is quiet and no
+  // ATTEMPT record is due).
+  if (!provisioning_.busy() && !provisioning_.operation_in_flight()) download_.poll();
   finish_attempt_record();
   if (!node_started_) return;
   node_.poll(now);
   update_pending(now);
+}
+
+bool Bootloader::begin_store(std::uint8_t node_id, std::uint32_t bitrate, LssResult* refused) {
+  if (download_.busy() || !download_.flash_quiet() || download_.needs_poll() ||
+      node_.transfer_active() || attempt_record_ != AttemptRecord::kNone) {
+    *refused = {lss::kImplementationSpecific, lss::kSpecStoreBusy};
+    return false;
+  }
+  // Everything else of the record (boot window, serial, flags) stays as it is.
+  Provisioning record = provisioning_.valid() ? provisioning_.current() : settings_.provisioning;
+  record.node_id = node_id;
+  record.bitrate = bitrate;
+  if (!provisioning_.save(record)) {
+    *refused = {lss::kStoreMediaError, 0};
+    return false;
+  }
+  return true;
+}
+
+bool Bootloader::store_busy() {
+  provisioning_.poll();
+  return provisioning_.busy() || provisioning_.operation_in_flight();
+}
+
+LssResult Bootloader::store_result() const {
+  if (provisioning_.failed()) return {lss::kStoreMediaError, 0};
+  return {};
 }
 
 Micros Bootloader::next_deadline() const {

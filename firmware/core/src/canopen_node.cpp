@@ -5,20 +5,44 @@ namespace rtcanboot {
 using canopen::NmtCommand;
 using canopen::NmtState;
 
+namespace {
+
+LssConfig lss_config(const NodeConfig& config) {
+  LssConfig lss;
+  lss.identity = config.identity;
+  lss.node_id = config.node_id;
+  lss.bitrate = config.bitrate;
+  lss.supported_rates = config.lss_rates;
+  lss.storage = config.lss_storage;
+  return lss;
+}
+
+}  // namespace
+
 CanopenNode::CanopenNode(FrameSink& sink, ProgramControl& program, const NodeConfig& config)
-    : frames_(sink), config_(config), objects_(program, config), sdo_(sink, objects_, config) {}
+    : frames_(sink),
+      config_(config),
+      objects_(program, config_),
+      sdo_(sink, objects_, config_),
+      lss_(sink, lss_config(config)) {
+  config_.node_id = lss_.active_node_id();  // anything but 1..127 means unconfigured
+}
 
 void CanopenNode::start(Micros now) {
   started_ = true;
   reset_node_requested_ = false;
   addressed_ = false;
-  sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
-  objects_.reset_communication();
-  boot_up(now);
+  reset_communication(now);
 }
 
 void CanopenNode::on_frame(const CanFrame& frame, Micros now) {
   if (!started_ || frame.extended() || frame.remote()) return;
+  if (lss_.on_frame(frame, now)) {
+    // A node that just got its first node-ID enters reset communication by itself (CiA 305).
+    if (lss_.take_reset_communication_request()) reset_communication(now);
+    return;
+  }
+  if (!configured()) return;  // no NMT, no SDO without a node-ID
   if (frame.id == canopen::kNmtCobId) {
     on_nmt(frame, now);
     return;
@@ -57,13 +81,24 @@ void CanopenNode::on_nmt(const CanFrame& frame, Micros now) {
       reset_node_requested_ = true;
       break;
     case NmtCommand::kResetCommunication:
-      sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
-      objects_.reset_communication();
-      boot_up(now);
+      reset_communication(now);
       break;
     default:
       break;  // unknown command: ignored
   }
+}
+
+void CanopenNode::reset_communication(Micros now) {
+  sdo_.cancel(canopen::Abort::kDeviceState, CancelCause::kNmt, now);
+  objects_.reset_communication();
+  lss_.reset_communication();  // a node-ID configured by LSS becomes active
+  config_.node_id = lss_.active_node_id();
+  if (!configured()) {
+    state_ = NmtState::kBootUp;  // stays in initialisation: LSS only
+    scheduled_heartbeat_ms_ = 0;
+    return;
+  }
+  boot_up(now);
 }
 
 void CanopenNode::boot_up(Micros now) {
@@ -95,9 +130,12 @@ void CanopenNode::send_heartbeat() {
 
 void CanopenNode::poll(Micros now) {
   if (!started_) return;
+  lss_.poll(now);
+  if (!configured()) return;
   sdo_.poll(now);
   reschedule_heartbeat(now);
-  if (scheduled_heartbeat_ms_ != 0 && now >= next_heartbeat_) {
+  // No frame while LSS switches the bit rate: the heartbeat waits for the end of the delay.
+  if (scheduled_heartbeat_ms_ != 0 && now >= next_heartbeat_ && lss_.transmit_allowed()) {
     send_heartbeat();
     // Keep the period free of drift; after a long stall start counting from now.
     next_heartbeat_ += milliseconds(scheduled_heartbeat_ms_);
@@ -107,8 +145,12 @@ void CanopenNode::poll(Micros now) {
 
 Micros CanopenNode::next_deadline() const {
   if (!started_) return ~Micros{0};
-  Micros deadline = sdo_.next_deadline();
-  if (scheduled_heartbeat_ms_ != 0 && next_heartbeat_ < deadline) deadline = next_heartbeat_;
+  Micros deadline = lss_.next_deadline();
+  if (!configured()) return deadline;
+  if (sdo_.next_deadline() < deadline) deadline = sdo_.next_deadline();
+  if (scheduled_heartbeat_ms_ != 0 && next_heartbeat_ < deadline && lss_.transmit_allowed()) {
+    deadline = next_heartbeat_;
+  }
   return deadline;
 }
 

@@ -1,5 +1,7 @@
 #include "rtcanboot/hash.hpp"
 
+#include "rtcanboot/bytes.hpp"
+
 namespace rtcanboot {
 
 namespace {
@@ -146,6 +148,14 @@ void SoftwareSha256::finish(std::uint8_t digest[kDigestSize]) {
     digest[4 * i + 3] = static_cast<std::uint8_t>(state_[i]);
   }
   reset();
+}
+
+std::uint32_t serial_from_unique_id(std::uint32_t cfg0, std::uint32_t cfg1, std::uint32_t cfg2) {
+  std::uint8_t words[12];
+  store_le32(words, cfg0);
+  store_le32(words + 4, cfg1);
+  store_le32(words + 8, cfg2);
+  return crc32(0, words, sizeof words);
 }
 
 }  // namespace rtcanboot

@@ -21,10 +21,10 @@ static_assert(kShaAt + Sha256Engine::kDigestSize == kAttemptsAt);
 static_assert(kAttemptsAt + 4 == kRecordCrcAt);
 static_assert(kRecordCrcAt + 4 == kRecordSize);
 
-bool all_erased(const std::uint8_t* bytes, std::uint32_t length) {
-  for (std::uint32_t i = 0; i < length; ++i) {
-    if (bytes[i] != 0xFF) return false;
-  }
+bool decode_slot(const std::uint8_t* slot, std::uint32_t* sequence) {
+  Record record;
+  if (!decode_record(slot, record)) return false;
+  *sequence = record.sequence;
   return true;
 }
 
@@ -98,41 +98,15 @@ Record record_for(const InstalledImage& image, RecordType type, std::uint32_t se
   return record;
 }
 
+InstallJournal::InstallJournal(FlashPort& flash)
+    : log_(flash, memory_map::kJournalOffset, kRecordSize, decode_slot) {}
+
 void InstallJournal::load() {
+  log_.load();
+  appending_ = false;
   installed_ = {};
-  last_sequence_ = 0;
-  step_ = Step::kIdle;
-  in_flight_ = false;
-  bool found = false;
-  std::uint32_t best_sector = 0;
-  Record best;
-  std::uint32_t used_end[kSectors] = {};
-  for (std::uint32_t sector = 0; sector < kSectors; ++sector) {
-    sector_dirty_[sector] = false;
-    for (std::uint32_t slot = 0; slot < kSlotsPerSector; ++slot) {
-      if (flash_.read(slot_offset(sector, slot), page_, kSlotSize) != FlashResult::kOk) {
-        // Unreadable: treat as used so nothing is ever written over it.
-        sector_dirty_[sector] = true;
-        used_end[sector] = slot + 1;
-        continue;
-      }
-      if (all_erased(page_, kSlotSize)) continue;
-      sector_dirty_[sector] = true;
-      used_end[sector] = slot + 1;
-      Record record;
-      if (decode_record(page_, record) && (!found || record.sequence > best.sequence)) {
-        found = true;
-        best = record;
-        best_sector = sector;
-      }
-    }
-  }
-  active_sector_ = best_sector;
-  next_slot_ = used_end[best_sector];
-  if (found) {
-    last_sequence_ = best.sequence;
-    installed_ = state_after(best);
-  }
+  Record record;
+  if (log_.found() && decode_record(log_.current(), record)) installed_ = state_after(record);
 }
 
 bool InstallJournal::append_commit(const InstalledImage& image) {
@@ -164,100 +138,22 @@ bool InstallJournal::append_confirm() {
 }
 
 bool InstallJournal::append(const Record& record, bool reserve_next_slot) {
-  if (busy() || in_flight_) return false;
+  if (log_.busy() || log_.operation_in_flight()) return false;
   pending_ = record;
-  reserve_next_slot_ = reserve_next_slot;
-  pending_.sequence = last_sequence_ + 1;
-  target_sector_ = active_sector_;
-  target_slot_ = next_slot_;
-  switched_ = false;
-  step_ = Step::kPrepare;
+  pending_.sequence = log_.last_sequence() + 1;
+  std::uint8_t bytes[kRecordSize];
+  encode_record(pending_, bytes);
+  if (!log_.append(bytes, reserve_next_slot)) return false;
+  appending_ = true;
   return true;
 }
 
-bool InstallJournal::slot_blank(std::uint32_t sector, std::uint32_t slot) {
-  if (flash_.read(slot_offset(sector, slot), page_, kSlotSize) != FlashResult::kOk) return false;
-  return all_erased(page_, kSlotSize);
-}
-
-void InstallJournal::prepare() {
-  // A reserved record needs an erased page after it in the same sector.
-  const std::uint32_t slots_needed = reserve_next_slot_ ? 2 : 1;
-  if (target_slot_ + slots_needed > kSlotsPerSector) {
-    // Switching twice in one append would erase the sector holding the current state.
-    if (switched_) {
-      step_ = Step::kFailed;
-      return;
-    }
-    switched_ = true;
-    target_sector_ = (target_sector_ + 1) % kSectors;
-    target_slot_ = 0;
-    if (sector_dirty_[target_sector_]) {
-      const std::uint32_t offset = slot_offset(target_sector_, 0);
-      if (flash_.start_erase(offset, memory_map::kSectorSize) != FlashResult::kOk) {
-        step_ = Step::kFailed;
-        return;
-      }
-      in_flight_ = true;
-      step_ = Step::kErasing;
-      return;
-    }
-  }
-  if (!slot_blank(target_sector_, target_slot_)) {
-    ++target_slot_;  // used or torn: never written again
-    return;
-  }
-  if (reserve_next_slot_ && !slot_blank(target_sector_, target_slot_ + 1)) {
-    target_slot_ += 2;  // the page after is used: neither of the two can hold this record
-    return;
-  }
-  for (std::uint32_t i = 0; i < kSlotSize; ++i) page_[i] = 0xFF;
-  encode_record(pending_, page_);
-  if (flash_.start_program(slot_offset(target_sector_, target_slot_), page_) != FlashResult::kOk) {
-    step_ = Step::kFailed;
-    return;
-  }
-  in_flight_ = true;
-  step_ = Step::kProgramming;
-}
-
-void InstallJournal::finish_program() {
-  sector_dirty_[target_sector_] = true;
-  // Even a failed record may have landed: never reuse its sequence number.
-  last_sequence_ = pending_.sequence;
-  std::uint8_t expected[kRecordSize];
-  encode_record(pending_, expected);
-  bool same =
-      flash_.last_result() == FlashResult::kOk &&
-      flash_.read(slot_offset(target_sector_, target_slot_), page_, kSlotSize) == FlashResult::kOk;
-  for (std::uint32_t i = 0; same && i < kRecordSize; ++i) same = page_[i] == expected[i];
-  if (!same) {
-    step_ = Step::kFailed;
-    return;
-  }
-  active_sector_ = target_sector_;
-  next_slot_ = target_slot_ + 1;
-  installed_ = state_after(pending_);
-  step_ = Step::kIdle;
-}
-
 void InstallJournal::poll() {
-  if (in_flight_) {
-    if (flash_.busy()) return;
-    in_flight_ = false;
-    if (step_ == Step::kErasing) {
-      if (flash_.last_result() != FlashResult::kOk) {
-        step_ = Step::kFailed;
-        return;
-      }
-      sector_dirty_[target_sector_] = false;
-      step_ = Step::kPrepare;
-      return;
-    }
-    if (step_ == Step::kProgramming) finish_program();
-    return;
+  log_.poll();
+  if (appending_ && !log_.busy()) {
+    appending_ = false;
+    if (!log_.failed()) installed_ = state_after(pending_);
   }
-  if (step_ == Step::kPrepare) prepare();
 }
 
 }  // namespace rtcanboot::journal

@@ -13,23 +13,37 @@ namespace {
 constexpr std::size_t kMagicAt = 0x00;
 constexpr std::size_t kFormatAt = 0x04;
 constexpr std::size_t kNodeIdAt = 0x06;
+constexpr std::size_t kFlagsAt = 0x07;
 constexpr std::size_t kBitrateAt = 0x08;
 constexpr std::size_t kWindowAt = 0x0C;
 constexpr std::size_t kSerialAt = 0x10;
+constexpr std::size_t kSequenceAt = 0x14;
 constexpr std::size_t kAttemptsAt = 0x18;
 constexpr std::size_t kCrcAt = kProvisioningRecordSize - 4;
+static_assert(kSequenceAt + 4 <= kAttemptsAt);
 static_assert(kAttemptsAt + 1 <= kCrcAt);
 // Boot attempts as stored: 0 (the reserved value of older records) = the default, 0xFF = off.
 constexpr std::uint8_t kStoredAttemptsDefault = 0;
 constexpr std::uint8_t kStoredAttemptsOff = 0xFF;
+static_assert(kProvisioningRecordSize <= RecordLog::kSlotSize);
+static_assert(memory_map::kProvisioningOffset + RecordLog::kSectors * memory_map::kSectorSize <=
+                  memory_map::kJournalOffset,
+              "the provisioning log ends before the journal");
 static_assert(kProvisioningRecordSize <= memory_map::kPageSize, "one page program writes it");
 
 constexpr std::uint32_t kCia301Bitrates[] = {10'000,  20'000,  50'000,  125'000,
                                              250'000, 500'000, 800'000, 1'000'000};
 
 bool fields_valid(const Provisioning& provisioning) {
-  return provisioning.node_id >= canopen::kMinNodeId &&
-         provisioning.node_id <= canopen::kMaxNodeId && is_cia301_bitrate(provisioning.bitrate);
+  return lss::valid_node_id(provisioning.node_id) && is_cia301_bitrate(provisioning.bitrate) &&
+         (provisioning.flags & ~kKnownProvisioningFlags) == 0;
+}
+
+bool decode_slot(const std::uint8_t* slot, std::uint32_t* sequence) {
+  bool valid = false;
+  const Provisioning provisioning = decode_provisioning(slot, kProvisioningRecordSize, &valid);
+  *sequence = provisioning.sequence;
+  return valid;
 }
 
 }  // namespace
@@ -48,9 +62,11 @@ bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out,
   store_le32(out + kMagicAt, kProvisioningMagic);
   store_le16(out + kFormatAt, kProvisioningFormat);
   out[kNodeIdAt] = provisioning.node_id;
+  out[kFlagsAt] = provisioning.flags;
   store_le32(out + kBitrateAt, provisioning.bitrate);
   store_le32(out + kWindowAt, provisioning.boot_window_ms);
   store_le32(out + kSerialAt, provisioning.serial);
+  store_le32(out + kSequenceAt, provisioning.sequence);
   out[kAttemptsAt] =
       provisioning.boot_attempts == kTrialBootOff ? kStoredAttemptsOff : provisioning.boot_attempts;
   store_le32(out + kCrcAt, crc32(0, out, kCrcAt));
@@ -68,9 +84,11 @@ Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length, b
   }
   Provisioning provisioning;
   provisioning.node_id = data[kNodeIdAt];
+  provisioning.flags = data[kFlagsAt];
   provisioning.bitrate = load_le32(data + kBitrateAt);
   provisioning.boot_window_ms = load_le32(data + kWindowAt);
   provisioning.serial = load_le32(data + kSerialAt);
+  provisioning.sequence = load_le32(data + kSequenceAt);
   const std::uint8_t attempts = data[kAttemptsAt];
   provisioning.boot_attempts = attempts == kStoredAttemptsDefault ? defaults.boot_attempts
                                : attempts == kStoredAttemptsOff   ? kTrialBootOff
@@ -81,12 +99,48 @@ Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length, b
 }
 
 Provisioning load_provisioning(FlashPort& flash, bool* valid) {
+  ProvisioningStore store(flash);
+  store.load();
+  if (valid != nullptr) *valid = store.valid();
+  return store.current();
+}
+
+ProvisioningStore::ProvisioningStore(FlashPort& flash)
+    : log_(flash, memory_map::kProvisioningOffset, kProvisioningRecordSize, decode_slot) {}
+
+void ProvisioningStore::load() {
+  log_.load();
+  saving_ = false;
+  current_ = log_.found() ? decode_provisioning(log_.current(), kProvisioningRecordSize, &valid_)
+                          : Provisioning{};
+  if (!log_.found()) valid_ = false;
+}
+
+bool ProvisioningStore::save(const Provisioning& provisioning) {
+  if (log_.busy() || log_.operation_in_flight()) return false;
+  pending_ = provisioning;
+  pending_.sequence = log_.last_sequence() + 1;
   std::uint8_t record[kProvisioningRecordSize];
-  if (flash.read(memory_map::kProvisioningOffset, record, sizeof record) != FlashResult::kOk) {
-    if (valid != nullptr) *valid = false;
-    return Provisioning{};
+  if (!encode_provisioning(pending_, record, sizeof record)) return false;
+  if (valid_ && pending_.boot_attempts == current_.boot_attempts) {
+    // Unchanged boot attempts keep their stored byte as it is (0 stays "the default").
+    record[kAttemptsAt] = log_.current()[kAttemptsAt];
+    store_le32(record + kCrcAt, crc32(0, record, kCrcAt));
   }
-  return decode_provisioning(record, sizeof record, valid);
+  if (!log_.append(record)) return false;
+  saving_ = true;
+  return true;
+}
+
+void ProvisioningStore::poll() {
+  log_.poll();
+  if (saving_ && !log_.busy()) {
+    saving_ = false;
+    if (!log_.failed()) {
+      current_ = pending_;
+      valid_ = true;
+    }
+  }
 }
 
 }  // namespace rtcanboot

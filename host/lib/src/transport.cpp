@@ -235,8 +235,11 @@ std::string to_string(const BusUri& uri) {
     case BusUri::Scheme::kSlcan:
       return fmt::format("slcan://{}?bitrate={}", uri.interface, uri.bitrate);
     case BusUri::Scheme::kSocketcand:
-      return fmt::format("socketcand://{}:{}/{}", uri.host.find(':') != std::string::npos ? "[" + uri.host + "]" : uri.host,
-                         uri.port, uri.interface);
+      // Brackets for everything the parser takes only in brackets: ':' and an IPv6 %zone.
+      return fmt::format(
+          "socketcand://{}:{}/{}",
+          uri.host.find_first_of(":%") != std::string::npos ? "[" + uri.host + "]" : uri.host,
+          uri.port, uri.interface);
     case BusUri::Scheme::kSim: return "sim://" + uri.interface;
   }
   return "?";

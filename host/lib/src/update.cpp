@@ -78,6 +78,8 @@ const char* describe_boot_reason(std::uint8_t reason) {
     case canopen::BootReason::kApplicationDamaged: return "the application image is damaged";
     case canopen::BootReason::kHeldByMaster: return "held by a master";
     case canopen::BootReason::kNotConfirmed: return "the application did not confirm";
+    case canopen::BootReason::kUnconfigured:
+      return "it had no node-ID until LSS configured it";
   }
   return "unknown";
 }

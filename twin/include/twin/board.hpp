@@ -4,6 +4,7 @@
 // deterministic lock-step.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -53,6 +54,10 @@ struct BoardConfig {
   bool strict = true;
   std::uint64_t seed = 1;  // power-cut tearing and other indeterminate contents
   Readings readings;
+  // The chip's OCOTP fuse words CFG0, CFG1, CFG2 (shadow registers at 0x401F_4410/420/430; NXP
+  // SDK demos read the unique ID from CFG0/CFG1). All zero: CFG0/CFG1 derived from the board
+  // name (every board its own ID), CFG2 = 0.
+  std::array<std::uint32_t, 3> ocotp_cfg = {};
   // Console lines (without newline). Default: printed to stdout with the prefix.
   std::function<void(const std::string& line)> console_sink;
   // Reports (faults, warnings, infos). Default: faults and warnings printed to stderr.

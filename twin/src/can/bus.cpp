@@ -274,6 +274,17 @@ void Bus::detach(BusNode& node) {
   std::erase(bus_off_injections_, &node);
 }
 
+void Bus::set_bitrate(std::uint32_t bitrate, Nanos grace) {
+  bitrate_ = bitrate;
+  mismatch_reported_.clear();
+  mismatch_grace_until_ = clock_.now() + grace;
+  if (grace == 0) {
+    check_modes();
+  } else {
+    later(mismatch_grace_until_, [this] { check_modes(); });
+  }
+}
+
 void Bus::notify() {
   check_modes();
   if (busy_) return;
@@ -282,6 +293,7 @@ void Bus::notify() {
 }
 
 void Bus::check_modes() {
+  if (clock_.now() < mismatch_grace_until_) return;  // nodes are still switching (set_bitrate)
   for (BusNode* node : nodes_) {
     const NodeMode mode = node->node_mode();
     const std::string name = node->node_name();
@@ -518,13 +530,20 @@ void Bus::arbitrate() {
     return;
   }
 
+  auto same_bits = [](const CanFrame& a, const CanFrame& b) {
+    if (a.id != b.id || a.flags != b.flags || a.dlc != b.dlc) return false;
+    for (unsigned k = 0; k < std::min<unsigned>(a.dlc, 8U) && !a.remote(); ++k) {
+      if (a.data[k] != b.data[k]) return false;
+    }
+    return true;
+  };
   std::size_t best = 0;
   for (std::size_t i = 1; i < candidates.size(); ++i) {
     const std::uint64_t ki = arbitration_key(candidates[i].frame);
     const std::uint64_t kb = arbitration_key(candidates[best].frame);
     if (ki < kb) {
       best = i;
-    } else if (ki == kb) {
+    } else if (ki == kb && !same_bits(candidates[i].frame, candidates[best].frame)) {
       char msg[160];
       std::snprintf(msg, sizeof msg, "%s and %s start frames with the same identifier 0x%X at once",
                     candidates[best].node->node_name().c_str(), candidates[i].node->node_name().c_str(),
@@ -534,6 +553,14 @@ void Bus::arbitrate() {
   }
   BusNode* tx = candidates[best].node;
   CanFrame frame = candidates[best].frame;
+  // ISO 11898-1 bitwise arbitration: nodes that start the very same frame (identifier, DLC and
+  // data, e.g. the LSS answers of several slaves) drive the same bits, none loses and none sees a
+  // bit error: one frame on the wire, a successful transmission for each of them.
+  std::vector<BusNode*> co_senders;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    if (i != best && same_bits(candidates[i].frame, frame))
+      co_senders.push_back(candidates[i].node);
+  }
 
   busy_ = true;
   if (recovery_scheduled_) {
@@ -631,30 +658,43 @@ void Bus::arbitrate() {
   const Nanos idle_at = now + bit_ns(total + can_timing::kInterframeBits);
   busy_until_ = idle_at;
   stats_.busy_bits += total + can_timing::kInterframeBits;
-  later(eof, [this, tx, on_wire, now, eof, idle_at, deliver, drop_for] {
-    ++stats_.frames;
-    trace_frame(eof, on_wire);
-    const bool attached = std::find(nodes_.begin(), nodes_.end(), tx) != nodes_.end();
-    if (attached) {
-      tx_ok(tx, eof);
-      tx->tx_end(true, now, eof);
-    }
-    // Copy: callbacks may attach or detach nodes.
-    const std::vector<BusNode*> nodes = nodes_;
-    for (BusNode* node : nodes) {
-      if (node == tx || node->node_mode() == NodeMode::kOff) continue;
-      if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) continue;
-      if (node->counters_.state() == FaultState::kBusOff) continue;
-      if (in_sync(node)) {
-        rx_ok(node, eof);
-        if (deliver && (drop_for.empty() || node->node_name() != drop_for)) node->rx(on_wire, now, eof);
-      } else {
-        add_rec(node, 1, eof);
-        node->on_error(BusError::kStuff, false, eof);
-      }
-    }
-    later(idle_at, [this, idle_at] { become_idle(idle_at); });
-  });
+  for (BusNode* co : co_senders) co->tx_begin(now);
+  later(eof,
+        [this, tx, on_wire, frame, co_senders, now, eof, idle_at, deliver, drop_for, same_bits] {
+          ++stats_.frames;
+          trace_frame(eof, on_wire);
+          const bool attached = std::find(nodes_.begin(), nodes_.end(), tx) != nodes_.end();
+          if (attached) {
+            tx_ok(tx, eof);
+            tx->tx_end(true, now, eof);
+          }
+          for (BusNode* co : co_senders) {
+            CanFrame pending;
+            if (std::find(nodes_.begin(), nodes_.end(), co) == nodes_.end() ||
+                !co->tx_peek(pending) || !same_bits(pending, frame)) {
+              continue;
+            }
+            tx_ok(co, eof);
+            co->tx_end(true, now, eof);
+          }
+          // Copy: callbacks may attach or detach nodes.
+          const std::vector<BusNode*> nodes = nodes_;
+          for (BusNode* node : nodes) {
+            if (node == tx || node->node_mode() == NodeMode::kOff) continue;
+            if (std::find(co_senders.begin(), co_senders.end(), node) != co_senders.end()) continue;
+            if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) continue;
+            if (node->counters_.state() == FaultState::kBusOff) continue;
+            if (in_sync(node)) {
+              rx_ok(node, eof);
+              if (deliver && (drop_for.empty() || node->node_name() != drop_for))
+                node->rx(on_wire, now, eof);
+            } else {
+              add_rec(node, 1, eof);
+              node->on_error(BusError::kStuff, false, eof);
+            }
+          }
+          later(idle_at, [this, idle_at] { become_idle(idle_at); });
+        });
 }
 
 void Bus::error_episode(const EpisodeSpec& spec) {

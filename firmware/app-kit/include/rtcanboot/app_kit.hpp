@@ -15,6 +15,11 @@ using BootInfo = imxrt1064::handover::Info;
 // by the bootloader (debugger, power-on without bootloader): use the application's defaults.
 bool boot_info(BootInfo& out);
 
+// The serial number (0x1018:4) the bootloader reports for this board: the provisioning record's
+// serial when it holds one, else the chip's unique-ID fuses (imxrt1064::chip_serial_number()).
+// An application puts it in its identity so LSS and SDO show the same node as the bootloader.
+std::uint32_t serial_number();
+
 // Sets the entry request (SRC_GPR5 = 0xB007_10AD) and resets the chip with SYSRESETREQ; the
 // bootloader then stays active and waits for a download. Call it once the answer to the
 // request (e.g. the SDO response to 0x1F51:1 = 0) has left the CAN controller.

@@ -38,8 +38,11 @@ struct BootloaderSettings {
   std::uint16_t heartbeat_ms = 1000;
   const char* device_name = "rtcanboot";
   const char* software_version = "";
-  // Node-ID and boot window (the port applies the bit rate before constructing the Bootloader).
+  // Node-ID (0xFF: unconfigured, LSS assigns one), bit rate the port runs, boot window, flags
+  // (the port applies the bit rate before constructing the Bootloader).
   Provisioning provisioning;
+  // Bit n set: the port can run LSS standard-table index n.
+  std::uint16_t lss_rates = lss::kAllStandardRates;
   // The application asked for the bootloader (shared boot information, kept across the reset).
   bool entry_requested = false;
   // Set by the port when it cannot erase or program the flash (e.g. an unexpected JEDEC ID):
@@ -54,7 +57,7 @@ enum class PendingAction : std::uint8_t {
   kReset,             // NMT reset node: reset the chip
 };
 
-class Bootloader {
+class Bootloader final : private LssStorage {
  public:
   // How often poll() must run while flash work is in progress.
   static constexpr Micros kFlashPollInterval = 100;
@@ -83,13 +86,20 @@ class Bootloader {
   // before it jumps, and the application confirms with the application kit.
   bool trial_start() const { return trial_enabled() && !journal_.installed().confirmed; }
   const CanopenNode& node() const { return node_; }
+  // The node-ID and bit rate the node runs now (LSS may have changed both since start); what the
+  // application gets in the hand-over.
+  std::uint8_t node_id() const { return node_.node_id(); }
+  std::uint32_t bitrate() const { return node_.lss().active_bitrate(); }
+  // LSS activate bit timing: true once when the port must switch the controller to `*bitrate`.
+  bool take_bitrate_switch(std::uint32_t* bitrate) { return node_.take_bitrate_switch(bitrate); }
+  const ProvisioningStore& provisioning() const { return provisioning_; }
   const ProgramDownload& download() const { return download_; }
   const FlashWriter& writer() const { return writer_; }
   // Mutating requests the guard refused (must stay 0).
   std::uint32_t refused_flash_requests() const { return guard_.refused(); }
 
  private:
-  static NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
+  NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
   void update_pending(Micros now);
   // Starts the application, recording the attempt first when the image is unconfirmed.
   void begin_start();
@@ -97,9 +107,15 @@ class Bootloader {
   void finish_attempt_record();
   bool trial_enabled() const { return settings_.provisioning.boot_attempts != kTrialBootOff; }
 
+  // LssStorage: "store configuration" writes the provisioning record.
+  bool begin_store(std::uint8_t node_id, std::uint32_t bitrate, LssResult* refused) override;
+  bool store_busy() override;
+  LssResult store_result() const override;
+
   BootloaderSettings settings_;
   GuardedFlash guard_;
   journal::InstallJournal journal_;
+  ProvisioningStore provisioning_;
   FlashWriter writer_;
   ProgramDownload download_;
   RtcanbootInfo info_;
@@ -110,6 +126,7 @@ class Bootloader {
   bool node_started_ = false;
   enum class AttemptRecord : std::uint8_t { kNone, kWaiting, kWriting };
   AttemptRecord attempt_record_ = AttemptRecord::kNone;
+  bool was_configured_ = false;
   bool window_open_ = false;
   Micros window_end_ = 0;
   Micros last_poll_ = 0;

@@ -142,12 +142,13 @@ inline constexpr std::uint8_t kRunningApplication = 2;
 
 // Why the bootloader is running instead of the application (0x5F00:5).
 enum class BootReason : std::uint8_t {
-  kBootWindow = 0,         // valid application; waiting out the provisioned boot window
+  kBootWindow = 0,          // valid application; waiting out the provisioned boot window
   kNoValidApplication = 1,  // no commit record (or it was revoked)
   kEntryRequest = 2,        // the application asked for the bootloader
   kApplicationDamaged = 3,  // commit record present but the image fails its check
   kHeldByMaster = 4,        // a master addressed the node inside the boot window
   kNotConfirmed = 5,        // the image never confirmed it runs within its boot attempts
+  kUnconfigured = 6,        // valid application, but the node had no node-ID (LSS configured it)
 };
 
 // Trial boot of the installed image (0x5F00:7, docs/trial-boot.md).

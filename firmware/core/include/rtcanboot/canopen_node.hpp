@@ -1,12 +1,13 @@
-// The CANopen slave of an rtcanboot node: NMT slave, boot-up and heartbeat producer, SDO server
-// and object dictionary. Passive and deterministic: frames and time go in, frames go out through
-// the injected FrameSink. The bootloader (NodeConfig::is_application == false) stays
+// The CANopen slave of an rtcanboot node: NMT slave, boot-up and heartbeat producer, SDO server,
+// object dictionary and CiA 305 LSS slave. Passive and deterministic: frames and time go in, frames
+// go out through the injected FrameSink. The bootloader (NodeConfig::is_application == false) stays
 // PRE-OPERATIONAL; the application follows NMT start/stop.
 #pragma once
 
 #include <cstdint>
 
 #include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/lss_slave.hpp"
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/object_dictionary.hpp"
 #include "rtcanboot/program_control.hpp"
@@ -17,11 +18,13 @@ namespace rtcanboot {
 
 class CanopenNode {
  public:
-  // `sink`, `program` and `config` must outlive the node.
+  // `sink` and `program` must outlive the node; `config` is copied (LSS may change the node-ID).
   CanopenNode(FrameSink& sink, ProgramControl& program, const NodeConfig& config);
 
   // Sends the boot-up message (0x700 + node-ID, one byte 0x00) and starts the heartbeat (first
-  // heartbeat one period later). Frames that arrive before start() are ignored.
+  // heartbeat one period later). Frames that arrive before start() are ignored. Without a
+  // node-ID the node only serves LSS until a master configures it; it then enters reset
+  // communication by itself and sends its boot-up message.
   void start(Micros now);
   void on_frame(const CanFrame& frame, Micros now);
   // SDO timeout, heartbeat, held block acknowledges.
@@ -40,18 +43,24 @@ class CanopenNode {
   bool transfer_active() const { return sdo_.transfer_active(); }
 
   std::uint8_t node_id() const { return config_.node_id; }
+  bool configured() const { return config_.node_id != lss::kUnconfigured; }
+  const LssSlave& lss() const { return lss_; }
+  // LSS activate bit timing: true once when the controller must switch to `*bitrate` now.
+  bool take_bitrate_switch(std::uint32_t* bitrate) { return lss_.take_bitrate_switch(bitrate); }
   std::uint16_t heartbeat_ms() const { return objects_.heartbeat_ms(); }
 
  private:
   void on_nmt(const CanFrame& frame, Micros now);
+  void reset_communication(Micros now);
   void boot_up(Micros now);
   void send_heartbeat();
   void reschedule_heartbeat(Micros now);
 
   FrameSink& frames_;
-  const NodeConfig& config_;
+  NodeConfig config_;  // node_id follows LSS
   canopen::ObjectDictionary objects_;
   canopen::SdoServer sdo_;
+  LssSlave lss_;
 
   bool started_ = false;
   bool reset_node_requested_ = false;

@@ -13,6 +13,11 @@ std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t length);
 
 // CRC-16/XMODEM (poly 0x1021, init 0, no reflection): the SDO block transfer CRC. Incremental:
 // pass the previous return value as `crc` (start with 0).
+// The 0x1018:4 serial number from a chip's unique-ID fuse words (i.MX RT OCOTP CFG0, CFG1,
+// CFG2): CRC-32 over the three words, little-endian. Whether the ID sits in CFG0/CFG1 or in
+// CFG1/CFG2, chips with different IDs get different serials (up to CRC-32 collisions).
+std::uint32_t serial_from_unique_id(std::uint32_t cfg0, std::uint32_t cfg1, std::uint32_t cfg2);
+
 std::uint16_t crc16_xmodem(std::uint16_t crc, const void* data, std::size_t length);
 
 class Sha256Engine {

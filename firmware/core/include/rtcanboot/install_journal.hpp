@@ -4,10 +4,8 @@
 //
 // - A COMMIT record is written only after the image was read back and verified.
 // - A REVOKE record is written before anything of a committed application is erased.
-// - Records are never rewritten: each one takes a fresh 256-byte page; a torn record (bad CRC)
-//   is skipped and its page stays used. The record with the highest sequence number decides.
-// - When the active sector is full, the other sector is erased (if not blank) and used next; the
-//   current state lives in the active sector, so that erase never loses it.
+// - Records live in a RecordLog (rtcanboot/record_log.hpp): write-once pages, a torn record is
+//   skipped, the highest sequence number decides, two sectors used in turn.
 // - Trial boot: a COMMIT installs an unconfirmed image. Each start of an unconfirmed image is
 //   recorded first (ATTEMPT n); the application's confirm() writes CONFIRM. Every record carries
 //   the whole state (image fields, attempts), so the newest record alone decides even after the
@@ -20,17 +18,18 @@
 #include "rtcanboot/flash_port.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/record_log.hpp"
 
 namespace rtcanboot::journal {
 
 inline constexpr std::uint32_t kRecordMagic = 0x4A43'5452;  // "RTCJ"
 inline constexpr std::uint8_t kRecordFormat = 1;
 inline constexpr std::uint32_t kRecordSize = 64;
-inline constexpr std::uint32_t kSlotSize = memory_map::kPageSize;  // one record per page
-inline constexpr std::uint32_t kSlotsPerSector = memory_map::kSectorSize / kSlotSize;
+inline constexpr std::uint32_t kSlotSize = RecordLog::kSlotSize;  // one record per page
+inline constexpr std::uint32_t kSlotsPerSector = RecordLog::kSlotsPerSector;
 inline constexpr std::uint32_t kSectors = memory_map::kJournalSectors;
 static_assert(kRecordSize <= kSlotSize);
-static_assert(kSectors == 2, "the journal alternates between two sectors");
+static_assert(kSectors == RecordLog::kSectors, "the journal alternates between two sectors");
 static_assert(memory_map::kJournalOffset + kSectors * memory_map::kSectorSize <=
               memory_map::kFlashSize);
 
@@ -74,12 +73,12 @@ Record record_for(const InstalledImage& image, RecordType type, std::uint32_t se
 
 class InstallJournal {
  public:
-  explicit InstallJournal(FlashPort& flash) : flash_(flash) {}
+  explicit InstallJournal(FlashPort& flash);
 
   // Scans both sectors. The flash must be idle (called once at start-up).
   void load();
   const InstalledImage& installed() const { return installed_; }
-  std::uint32_t last_sequence() const { return last_sequence_; }
+  std::uint32_t last_sequence() const { return log_.last_sequence(); }
 
   // Starts appending a record; progress in poll(). False while an append is running.
   bool append_commit(const InstalledImage& image);
@@ -95,40 +94,21 @@ class InstallJournal {
   bool append_state(const InstalledImage& image);
 
   void poll();
-  bool busy() const { return step_ != Step::kIdle && step_ != Step::kFailed; }
-  bool failed() const { return step_ == Step::kFailed; }
-  bool operation_in_flight() const { return in_flight_; }
+  bool busy() const { return log_.busy(); }
+  bool failed() const { return log_.failed(); }
+  bool operation_in_flight() const { return log_.operation_in_flight(); }
 
   // Where the next record goes (tests).
-  std::uint32_t active_sector() const { return active_sector_; }
-  std::uint32_t next_slot() const { return next_slot_; }
+  std::uint32_t active_sector() const { return log_.active_sector(); }
+  std::uint32_t next_slot() const { return log_.next_slot(); }
 
  private:
-  enum class Step : std::uint8_t { kIdle, kPrepare, kErasing, kProgramming, kFailed };
-
   bool append(const Record& record, bool reserve_next_slot = false);
-  static std::uint32_t slot_offset(std::uint32_t sector, std::uint32_t slot) {
-    return memory_map::kJournalOffset + sector * memory_map::kSectorSize + slot * kSlotSize;
-  }
-  bool slot_blank(std::uint32_t sector, std::uint32_t slot);
-  void prepare();
-  void finish_program();
 
-  FlashPort& flash_;
+  RecordLog log_;
   InstalledImage installed_;
-  std::uint32_t last_sequence_ = 0;
-  std::uint32_t active_sector_ = 0;
-  std::uint32_t next_slot_ = 0;
-  bool sector_dirty_[kSectors] = {};
-
-  Step step_ = Step::kIdle;
-  bool in_flight_ = false;
+  bool appending_ = false;
   Record pending_;
-  std::uint32_t target_sector_ = 0;
-  std::uint32_t target_slot_ = 0;
-  bool switched_ = false;
-  bool reserve_next_slot_ = false;
-  std::uint8_t page_[kSlotSize] = {};
 };
 
 }  // namespace rtcanboot::journal

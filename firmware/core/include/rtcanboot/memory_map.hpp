@@ -30,8 +30,9 @@ inline constexpr std::uint32_t kAppAddress = kFlashBase + kAppOffset;
 // Bootloader records at the top of the flash; the application may not use them.
 inline constexpr std::uint32_t kRecordsOffset = 0x003F'0000;  // 64 KiB, one 64 KiB block
 inline constexpr std::uint32_t kRecordsSize = 0x0001'0000;
-inline constexpr std::uint32_t kProvisioningOffset = 0x003F'C000;  // one 4 KiB sector
-inline constexpr std::uint32_t kJournalOffset = 0x003F'E000;       // two 4 KiB sectors
+inline constexpr std::uint32_t kProvisioningOffset = 0x003F'C000;  // two 4 KiB sectors
+inline constexpr std::uint32_t kProvisioningSectors = 2;
+inline constexpr std::uint32_t kJournalOffset = 0x003F'E000;  // two 4 KiB sectors
 inline constexpr std::uint32_t kJournalSectors = 2;
 
 inline constexpr std::uint32_t kAppSize = kRecordsOffset - kAppOffset;  // 3904 KiB
@@ -42,7 +43,8 @@ static_assert(kAppOffset % kBlock64Size == 0, "application starts on a 64 KiB bl
 static_assert(kAppAddress % 1024 == 0, "VTOR needs 1 KiB alignment (174 vectors)");
 static_assert(kRecordsOffset % kBlock64Size == 0, "records area is one 64 KiB block");
 static_assert(kRecordsOffset + kRecordsSize == kFlashSize, "records area ends the flash");
-static_assert(kProvisioningOffset >= kRecordsOffset && kJournalOffset > kProvisioningOffset);
+static_assert(kProvisioningOffset >= kRecordsOffset &&
+              kProvisioningOffset + kProvisioningSectors * kSectorSize <= kJournalOffset);
 static_assert(kJournalOffset + kJournalSectors * kSectorSize == kFlashSize);
 static_assert(kJournalOffset % kSectorSize == 0 && kProvisioningOffset % kSectorSize == 0);
 

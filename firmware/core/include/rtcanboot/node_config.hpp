@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/lss.hpp"
 #include "rtcanboot/types.hpp"
 
 namespace rtcanboot {
@@ -28,8 +29,17 @@ struct RtcanbootInfo {
   std::uint8_t boot_attempts = 0;  // 0x5F00:8: unconfirmed starts of the installed image
 };
 
+class LssStorage;
+
 struct NodeConfig {
+  // 1..127, or lss::kUnconfigured (0xFF): no boot-up, heartbeat, NMT or SDO until an LSS master
+  // assigns a node-ID (CiA 305).
   std::uint8_t node_id = 1;
+  std::uint32_t bitrate = 125'000;  // the bit rate the port runs (LSS reports and switches it)
+  // LSS: bit n set = standard table index n can be run; where "store configuration" goes
+  // (nullptr: the LSS answer is "store not supported").
+  std::uint16_t lss_rates = lss::kAllStandardRates;
+  LssStorage* lss_storage = nullptr;
   NodeIdentity identity;
   const char* device_name = "rtcanboot";  // 0x1008
   const char* software_version = "";      // 0x100A

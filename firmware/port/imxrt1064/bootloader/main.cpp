@@ -78,7 +78,8 @@ void print_banner(std::uint32_t reset_status, std::uint32_t entry_carriers) {
 
 // Quiesces everything the bootloader started and branches to the application's reset handler
 // with its stack, as close to the state after reset as the hand-over allows.
-[[noreturn]] void start_application(const Provisioning& provisioning,
+[[noreturn]] void start_application(std::uint8_t node_id, std::uint32_t bitrate,
+                                    const Provisioning& provisioning,
                                     const journal::InstalledImage& image, bool trial) {
   if (trial) {
     console_write("rtcanboot: trial start ");
@@ -94,8 +95,7 @@ void print_banner(std::uint32_t reset_status, std::uint32_t entry_carriers) {
   disable_irq();
   flexcan_driver().stop();
   g_clock.stop();
-  handover::write({provisioning.node_id, provisioning.bitrate, kVersion, image.payload_crc32,
-                   image.image_version});
+  handover::write({node_id, bitrate, kVersion, image.payload_crc32, image.image_version});
   g_flash.prepare_for_execute();
   // Last before the jump: whatever the image does from here on, a reset comes back to us.
   if (trial && !arm_trial_watchdog(kTrialWatchdogMs)) {
@@ -150,27 +150,34 @@ bool g_watchdogs_off = true;
   if (compute_bit_timing(board::kCanClockHz, provisioning.bitrate).prescaler == 0) {
     provisioning.bitrate = kFallbackBitrate;
   }
-  console_write("node ");
-  console_write_decimal(provisioning.node_id);
-  console_write(", ");
+  if (provisioning.node_id == lss::kUnconfigured) {
+    console_write("node unconfigured (LSS), ");
+  } else {
+    console_write("node ");
+    console_write_decimal(provisioning.node_id);
+    console_write(", ");
+  }
   console_write_decimal(provisioning.bitrate / 1000);
   console_write(provisioned ? " kbit/s\n" : " kbit/s (defaults)\n");
 
   BootloaderSettings settings;
-  settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE, kVersion, 0};
+  // Serial number: the chip's unique-ID fuses; a provisioning record's serial overrides it.
+  settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE, kVersion, chip_serial_number()};
   settings.bootloader_version = kVersion;
   settings.device_name = "rtcanboot RT1064";
   settings.software_version = RTCANBOOT_VERSION_STRING;
   settings.provisioning = provisioning;
   settings.entry_requested = entry_requested;
   if (!flash_ready) settings.flash_refused = g_flash.refusal();
+  settings.lss_rates = lss_supported_rates(board::kCanClockHz);
   static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),
                                settings);
 
   // CAN comes up last and interrupts right after it: from here on every frame reaches the ring.
   // With a wrong CAN clock the node would send at a wrong bit rate and disturb the bus: it stays
   // off the bus and says why; the boot decision (start a valid application) is unchanged.
-  if (const char* clock_problem = board::check_clocks()) {
+  const char* const clock_problem = board::check_clocks();
+  if (clock_problem != nullptr) {
     console_write("rtcanboot: clock check failed: ");
     console_write(clock_problem);
     console_write("; CAN stays off the bus\n");
@@ -189,6 +196,12 @@ bool g_watchdogs_off = true;
       now = g_clock.now();
     }
     bootloader.poll(now);
+    std::uint32_t new_bitrate = 0;
+    if (bootloader.take_bitrate_switch(&new_bitrate) && clock_problem == nullptr) {
+      // LSS activate bit timing: the first switch delay has passed, nothing is being sent.
+      can.stop();
+      can.start(board::kCanClockHz, new_bitrate, g_clock);
+    }
     can.poll();
     if (!g_watchdogs_off) service_watchdogs();
 
@@ -200,7 +213,8 @@ bool g_watchdogs_off = true;
       }
       if (can.tx_idle() || now - action_since > kDrainTimeout) {
         if (action == PendingAction::kStartApplication)
-          start_application(provisioning, bootloader.installed(), bootloader.trial_start());
+          start_application(bootloader.node_id(), bootloader.bitrate(), provisioning,
+                            bootloader.installed(), bootloader.trial_start());
         console_write("rtcanboot: reset\n");
         console_flush();
         system_reset();

@@ -2,6 +2,8 @@
 
 #include <initializer_list>
 
+#include "rtcanboot/hash.hpp"
+
 namespace rtcanboot::imxrt1064 {
 
 namespace {
@@ -88,6 +90,11 @@ void service_watchdogs() {
     reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtRefreshKey & 0xFFFF);
     reg16(wdog::kRtCnt) = static_cast<std::uint16_t>(wdog::kRtRefreshKey >> 16);
   }
+}
+
+std::uint32_t chip_serial_number() {
+  clock_gate_on(ccm::kGateOcotp);
+  return serial_from_unique_id(reg32(ocotp::kCfg0), reg32(ocotp::kCfg1), reg32(ocotp::kCfg2));
 }
 
 void clock_gate_on(ccm::Gate gate) {

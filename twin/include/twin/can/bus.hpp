@@ -200,6 +200,11 @@ class Bus {
   Bus& operator=(const Bus&) = delete;
 
   std::uint32_t bitrate() const { return bitrate_; }
+  // Another bit rate for the whole bus (the master's adapter and what the nodes were told), as
+  // after a CiA 305 LSS activate bit timing. For `grace` nodes still at the old rate are not
+  // reported: CiA 305 keeps the bus silent for the switch delay while every node switches. A
+  // frame on the bus meanwhile still meets them as out of sync.
+  void set_bitrate(std::uint32_t bitrate, Nanos grace = 0);
   const std::string& name() const { return name_; }
   Clock& clock() { return clock_; }
 
@@ -269,6 +274,7 @@ class Bus {
   Clock& clock_;
   Reporter& reporter_;
   std::uint32_t bitrate_;
+  Nanos mismatch_grace_until_ = 0;
   std::string name_;
   double tolerance_ = 0.005;
   std::vector<BusNode*> nodes_;

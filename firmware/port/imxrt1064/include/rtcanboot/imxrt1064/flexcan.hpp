@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "rtcanboot/imxrt1064/timebase.hpp"
+#include "rtcanboot/lss.hpp"
 #include "rtcanboot/types.hpp"
 
 #ifndef RTCANBOOT_FLEXCAN_INSTANCE
@@ -50,6 +51,18 @@ constexpr CanBitTiming compute_bit_timing(std::uint32_t clock_hz, std::uint32_t 
     return timing;
   }
   return {};
+}
+
+// The LSS standard-table indices (bit n = index n) whose bit rate the clock can time exactly.
+constexpr std::uint16_t lss_supported_rates(std::uint32_t clock_hz) {
+  std::uint16_t rates = 0;
+  for (std::uint8_t index = 0; index < lss::kBitTimingIndexCount; ++index) {
+    const std::uint32_t rate = lss::bitrate_of(lss::kStandardTable, index);
+    if (rate != 0 && compute_bit_timing(clock_hz, rate).prescaler != 0) {
+      rates = static_cast<std::uint16_t>(rates | (1U << index));
+    }
+  }
+  return rates;
 }
 
 // The CiA 301 bit rates (bit/s).

@@ -114,6 +114,7 @@ inline constexpr Gate kGateCan3{7, 3}, kGateCan3Serial{7, 4};
 inline constexpr Gate kGateGpt1{1, 10}, kGateGpt1Serial{1, 11};
 inline constexpr Gate kGateLpuart1{5, 12};
 inline constexpr Gate kGateIomuxc{4, 1}, kGateIomuxcGpr{4, 2};
+inline constexpr Gate kGateOcotp{2, 6};  // NXP SDK fsl_clock.h: kCLOCK_Ocotp = CCGR2 CG6
 }  // namespace ccm
 
 // --- SNVS LP general-purpose registers (§6.3) -------------------------------------------------
@@ -154,6 +155,17 @@ inline constexpr Pin kCan1RxAdB109{0x401F'8120, 2, 0x401F'844C, 2, 0x401F'8310};
 inline constexpr Pin kLpuart1TxAdB012{0x401F'80EC, 2, 0, 0, 0x401F'82DC};
 inline constexpr Pin kLpuart1RxAdB013{0x401F'80F0, 2, 0, 0, 0x401F'82E0};
 }  // namespace iomuxc
+
+// --- OCOTP (NXP mcux-sdk devices/MIMXRT1064/MIMXRT1064.h: OCOTP_BASE 0x401F_4000; CFG0 "OTP
+// Bank0 Word1" at +0x410, CFG1 "Bank0 Word2" at +0x420, CFG2 "Bank0 Word3" at +0x430, shadow
+// registers of the configuration and manufacturing fuses). Which of these hold the chip's unique
+// ID is unconfirmed: NXP's SDK demos use CFG0/CFG1, Zephyr's RT10xx Ethernet driver CFG1/CFG2.
+namespace ocotp {
+inline constexpr Address kBase = 0x401F'4000;
+inline constexpr Address kCfg0 = kBase + 0x410;
+inline constexpr Address kCfg1 = kBase + 0x420;
+inline constexpr Address kCfg2 = kBase + 0x430;
+}  // namespace ocotp
 
 // --- SRC (§6.2) -----------------------------------------------------------------------------
 namespace src {

@@ -37,6 +37,10 @@ bool clock_gate_is_on(ccm::Gate gate);
 
 void configure_pin(const iomuxc::Pin& pin, bool software_input_on, std::uint32_t pad_config);
 
+// The 0x1018:4 serial number from the chip's unique-ID fuses: serial_from_unique_id() of the
+// OCOTP shadow words CFG0, CFG1, CFG2. The bootloader and the application report the same value.
+std::uint32_t chip_serial_number();
+
 // Busy-waits about `cycles` core cycles (only for short hardware settling delays).
 void spin_cycles(std::uint32_t cycles);
 
