@@ -56,6 +56,9 @@ const char* name_of(tw::SrcGprOverReset r) {
 const char* name_of(tw::SnvsLpgprOverReset r) {
   return r == tw::SnvsLpgprOverReset::kKeptOverWarmReset ? "SnvsKept" : "SnvsCleared";
 }
+const char* name_of(tw::IvtEntrySp r) {
+  return r == tw::IvtEntrySp::kRomStackKept ? "SpFromRom" : "SpFromVectorTable";
+}
 const char* name_of(tw::RomWatchdogs r) {
   switch (r) {
     case tw::RomWatchdogs::kWdog1AndRtwdogRunning:
@@ -73,7 +76,8 @@ Reading reading(const tw::Readings& readings) {
   r.readings = readings;
   r.name = std::string(name_of(readings.lut_after_reset)) + "_" +
            name_of(readings.pll3_after_boot) + "_" + name_of(readings.src_gpr_over_reset) + "_" +
-           name_of(readings.snvs_lpgpr_over_reset) + "_" + name_of(readings.rom_watchdogs);
+           name_of(readings.snvs_lpgpr_over_reset) + "_" + name_of(readings.rom_watchdogs) + "_" +
+           name_of(readings.ivt_entry_sp);
   return r;
 }
 
@@ -105,6 +109,11 @@ std::vector<Reading> every_reading() {
   for (const auto watchdogs : {tw::RomWatchdogs::kRtwdogRunning, tw::RomWatchdogs::kNone}) {
     tw::Readings r;
     r.rom_watchdogs = watchdogs;
+    out.push_back(reading(r));
+  }
+  {
+    tw::Readings r;
+    r.ivt_entry_sp = tw::IvtEntrySp::kLoadedFromVectorTable;
     out.push_back(reading(r));
   }
   tw::Readings r;

@@ -35,6 +35,8 @@ inline BoardConfig quiet_config(std::string name = "test") {
   c.readings.src_gpr_over_reset = SrcGprOverReset::kKeptOverWarmReset;
   // And it does not service watchdogs; its own tests turn them on.
   c.readings.rom_watchdogs = RomWatchdogs::kNone;
+  // Its startup code takes SP from the vector table, as the SDK's does.
+  c.readings.ivt_entry_sp = IvtEntrySp::kLoadedFromVectorTable;
   return c;
 }
 

@@ -37,6 +37,13 @@ struct Report {
   std::uint32_t pc = 0;
 };
 
+// What the boot ROM does with the SP of the vector table that IVT.entry points to: unconfirmed
+// (fact sheet §9 item 4). NXP's SDK images (entry = vector table) boot, so the ROM takes the reset
+// vector from it; whether it also loads SP is not documented.
+//   kRomStackKept          the ROM branches to the reset vector on its own stack (OCRAM2)
+//   kLoadedFromVectorTable MSP = the table's first word
+enum class IvtEntrySp { kRomStackKept, kLoadedFromVectorTable };
+
 // Readings of chip facts no NXP source settles (fact sheet §9), one switch each; the defaults
 // are the most hostile readings the sources allow (docs/twin.md "Readings").
 struct Readings {
@@ -45,6 +52,7 @@ struct Readings {
   SrcGprOverReset src_gpr_over_reset = SrcGprOverReset::kClearedByEveryReset;
   SnvsLpgprOverReset snvs_lpgpr_over_reset = SnvsLpgprOverReset::kClearedByWarmReset;
   RomWatchdogs rom_watchdogs = RomWatchdogs::kWdog1AndRtwdogRunning;
+  IvtEntrySp ivt_entry_sp = IvtEntrySp::kRomStackKept;
 };
 
 struct BoardConfig {

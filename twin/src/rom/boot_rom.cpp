@@ -127,6 +127,7 @@ bool Board::Impl::rom_boot_image(std::string* why) {
       *why = fmt::format("initial SP 0x{:08X} in the vector table at 0x{:08X} is not in RAM", sp, entry);
       return false;
     }
+    if (b.config_.readings.ivt_entry_sp == IvtEntrySp::kRomStackKept) sp = kRomStackTop;
   }
   charge(boot_time);
   reset_core_state();
