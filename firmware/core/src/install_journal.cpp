@@ -58,6 +58,10 @@ bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out) {
   }
   out.type = static_cast<RecordType>(type);
   out.sequence = load_le32(bytes + kSequenceAt);
+  // The writer never uses 0 or the last number: a record carrying one is foreign (corrupted flash
+  // with a matching CRC). Were 0xFFFF'FFFF decisive, the next record (sequence 0 after the wrap)
+  // would never be (found by fuzzing, issue 16 item 17).
+  if (out.sequence == 0 || out.sequence == kNoSequence) return false;
   out.payload_length = load_le32(bytes + kLengthAt);
   out.payload_crc32 = load_le32(bytes + kCrcAt);
   out.image_version = load_le32(bytes + kVersionAt);
@@ -168,6 +172,12 @@ bool InstallJournal::append(const Record& record, bool reserve_next_slot) {
   pending_ = record;
   reserve_next_slot_ = reserve_next_slot;
   pending_.sequence = last_sequence_ + 1;
+  // No sequence number left (unreachable by updates: 4 billion records): the record fails rather
+  // than wrap and be outranked by the records it follows.
+  if (pending_.sequence == kNoSequence) {
+    step_ = Step::kFailed;
+    return true;
+  }
   target_sector_ = active_sector_;
   target_slot_ = next_slot_;
   switched_ = false;
