@@ -158,7 +158,16 @@ bool g_watchdogs_off = true;
                                settings);
 
   // CAN comes up last and interrupts right after it: from here on every frame reaches the ring.
-  can.start(board::kCanClockHz, provisioning.bitrate, g_clock);
+  // A controller that does not start (the FlexCAN freeze handshake failed even after a soft
+  // reset; the driver said so on the console) is retried every second. Nothing is written to it
+  // meanwhile that needs freeze mode, and the node stays off the bus.
+  while (!can.start(board::kCanClockHz, provisioning.bitrate, g_clock)) {
+    console_write("rtcanboot: CAN controller not started, retrying in 1 s\n");
+    const Micros retry_at = g_clock.now() + 1'000'000;
+    while (g_clock.now() < retry_at) {
+      if (!g_watchdogs_off) service_watchdogs();
+    }
+  }
   enable_irq();
   bootloader.start(g_clock.now());
   bool action_waiting = false;
