@@ -1,6 +1,5 @@
 // rtcanboot: pack images and update rtcanboot nodes (or any CiA 302-3 node) over CAN.
 // A thin layer over the rtcanboot_host library: parse options, call the library, print.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -22,8 +21,16 @@
 #include "rtcanboot/host/update.hpp"
 #include "rtcanboot/memory_map.hpp"
 
+#include "cli_parser.hpp"
+
 using namespace rtcanboot;
 using namespace rtcanboot::host;
+using rtcanboot::host::cli::FlashArgs;
+using rtcanboot::host::cli::Globals;
+using rtcanboot::host::cli::InputArgs;
+using rtcanboot::host::cli::LssArgs;
+using rtcanboot::host::cli::parse_node;
+using rtcanboot::host::cli::parse_u32;
 
 namespace {
 
@@ -31,40 +38,6 @@ constexpr const char* kDefaultBus = "socketcan://can0";
 // The identity the firmware build gives the bootloader unless configured otherwise.
 constexpr std::uint32_t kDefaultVendorId = RTCANBOOT_DEFAULT_VENDOR_ID;
 constexpr std::uint32_t kDefaultProductCode = RTCANBOOT_DEFAULT_PRODUCT_CODE;
-
-struct Globals {
-  std::string bus;
-  int timeout_ms = 1000;
-  int retries = 1;
-  bool trace = false;
-  bool quiet = false;
-};
-
-std::uint32_t parse_u32(const std::string& text, const char* what) {
-  if (text.empty()) throw Error(ErrorKind::kUsage, fmt::format("{}: empty value", what));
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long v = std::strtoull(text.c_str(), &end, 0);
-  if (errno != 0 || end == text.c_str() || *end != '\0' || v > 0xFFFF'FFFFULL || text[0] == '-') {
-    throw Error(ErrorKind::kUsage, fmt::format("{}: '{}' is not a 32-bit number (decimal or 0x hex)", what, text));
-  }
-  return static_cast<std::uint32_t>(v);
-}
-
-std::uint8_t parse_node(const std::string& text, bool allow_all) {
-  const std::uint32_t v = parse_u32(text, "--node");
-  if ((v == 0 && !allow_all) || v > canopen::kMaxNodeId) {
-    throw Error(ErrorKind::kUsage, fmt::format("--node: {} is not a node-ID (1..127{})", text, allow_all ? ", or 0 for all" : ""));
-  }
-  return static_cast<std::uint8_t>(v);
-}
-
-std::string one_line(std::string s) {
-  for (char& c : s) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return s;
-}
 
 std::string json_escape(const std::string& s) {
   std::string out;
@@ -124,36 +97,15 @@ std::string version_text(std::uint32_t v) {
 }
 
 // ------------------------------------------------------------------------------------ commands
-struct InputArgs {
-  std::string path;
-  std::string format = "auto";
-  std::string load_address;
-  std::string vendor_id;
-  std::string product_code;
-  std::string image_version = "0";
-
-  LoadedInput load() const {
-    LoadOptions lo;
-    lo.format = parse_input_format(format);
-    if (!load_address.empty()) lo.load_address = parse_u32(load_address, "--load-address");
-    return load_input(path, lo);
-  }
-};
-
-void add_input_options(CLI::App* cmd, InputArgs& in) {
-  cmd->add_option("input", in.path, "Firmware: ELF, Intel HEX, S-record, raw binary (with --load-address) or a packed container")
-      ->required();
-  cmd->add_option("--format", in.format, "Input format: auto, elf, hex, srec, bin, container")->capture_default_str();
-  cmd->add_option("--load-address", in.load_address, fmt::format("Address of a raw binary (the application starts at 0x{:08X})", memory_map::kAppAddress));
-  cmd->add_option("--vendor-id", in.vendor_id,
-                  fmt::format("Container vendor-ID (0x1018:1); flash: default is the node's, pack: 0x{:08X}", kDefaultVendorId));
-  cmd->add_option("--product-code", in.product_code,
-                  fmt::format("Container product code (0x1018:2); flash: default is the node's, pack: 0x{:08X}", kDefaultProductCode));
-  cmd->add_option("--image-version", in.image_version, "Image version stored in the container (0x5F00:6)")->capture_default_str();
+LoadedInput load(const InputArgs& in) {
+  LoadOptions lo;
+  lo.format = parse_input_format(in.format);
+  if (!in.load_address.empty()) lo.load_address = parse_u32(in.load_address, "--load-address");
+  return load_input(in.path, lo);
 }
 
 int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output) {
-  const LoadedInput input = in.load();
+  const LoadedInput input = load(in);
   std::vector<std::uint8_t> bytes;
   if (input.container) {
     bytes = input.container->bytes;
@@ -174,22 +126,10 @@ int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output) {
   return 0;
 }
 
-struct FlashArgs {
-  InputArgs in;
-  std::string node;
-  bool no_start = false;
-  bool force = false;
-  bool force_product = false;
-  bool segmented = false;
-  int flash_timeout_s = 120;
-  int boot_timeout_s = 10;
-  int confirm_timeout_s = 30;
-};
-
 int cmd_flash(const Globals& g, const FlashArgs& a) {
   UpdateOptions o;
   o.node = parse_node(a.node, false);
-  const LoadedInput input = a.in.load();  // bad input fails before the bus is touched
+  const LoadedInput input = load(a.in);  // bad input fails before the bus is touched
   if (!a.in.vendor_id.empty()) o.vendor_id = parse_u32(a.in.vendor_id, "--vendor-id");
   if (!a.in.product_code.empty()) o.product_code = parse_u32(a.in.product_code, "--product-code");
   o.image_version = parse_u32(a.in.image_version, "--image-version");
@@ -385,19 +325,6 @@ int cmd_reset(const Globals& g, const std::string& node_text, bool communication
 }
 
 // ----------------------------------------------------------------------------------------- LSS
-struct LssArgs {
-  int timeout_ms = 20;
-  bool json = false;
-  std::string vendor_id, product_code, revision, serial;
-  std::string node;
-  bool store = false;
-  bool no_store = false;
-  std::string first_node = "1";
-  int index = -1;
-  int delay_ms = 100;
-  bool non_configured = false;
-  std::string revision_low, revision_high, serial_low, serial_high;
-};
 
 std::string identity_text(const NodeIdentity& id) {
   return fmt::format("vendor 0x{:08X} product 0x{:08X} revision 0x{:08X} serial 0x{:08X}",
@@ -662,185 +589,47 @@ int main(int argc, char** argv) {
   // hanging; a second one ends the process at once.
   install_interrupt_handlers();
 
-  CLI::App app{"rtcanboot - update the firmware of rtcanboot nodes (CANopen CiA 302-3) over CAN", "rtcanboot"};
-  app.footer(
-      "\nBus URIs:  socketcan://can0   slcan:///dev/ttyACM0?bitrate=500000   "
-      "socketcand://HOST:29536/can0\n"
-      "The bus defaults to $RTCANBOOT_BUS, else socketcan://can0.\n"
-      "Exit codes: 0 ok, 1 internal, 2 usage, 3 bad input, 4 bus error, 5 no such node, 6 "
-      "timeout,\n"
-      "            7 image rejected, 8 transfer aborted, 9 wrong product, 130 interrupted.\n"
-      "Examples:\n"
-      "  rtcanboot pack app.elf -o app.rcb --vendor-id 0x1234 --product-code 0x1\n"
-      "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"
-      "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5\n"
-      "  rtcanboot lss auto --first-node 10");
-  app.require_subcommand(1);
-  app.fallthrough();  // global options may also follow the command: rtcanboot flash --bus URI ...
-  app.set_version_flag("--version", std::string(RTCANBOOT_VERSION));
-  Globals g;
-  app.add_option("-b,--bus", g.bus, "CAN bus URI (see below)");
-  app.add_option("-t,--timeout", g.timeout_ms, "SDO response timeout in ms")->capture_default_str()->check(CLI::Range(1, 600000));
-  app.add_option("--retries", g.retries, "Repeats of short SDO transfers after a timeout")->capture_default_str()->check(CLI::Range(0, 100));
-  app.add_flag("--trace", g.trace, "Print every received frame to stderr");
-  app.add_flag("-q,--quiet", g.quiet, "Print only errors");
-
-  InputArgs pack_in;
-  std::string pack_out;
-  auto* pack_cmd = app.add_subcommand("pack", "Pack a firmware file into a container: the exact bytes any master writes into 0x1F50:1");
-  add_input_options(pack_cmd, pack_in);
-  pack_cmd->add_option("-o,--output", pack_out, "Container file to write")->required();
-
-  FlashArgs fa;
-  auto* flash_cmd = app.add_subcommand("flash", "Update a node: stop, clear, download, verify, start (CiA 302-2)");
-  add_input_options(flash_cmd, fa.in);
-  flash_cmd->add_option("-n,--node", fa.node, "Node-ID 1..127")->required();
-  flash_cmd->add_flag("--no-start", fa.no_start, "Leave the new application stopped in the bootloader");
-  flash_cmd->add_flag("--force", fa.force, "Download even if 0x1F56 shows the same image installed");
-  flash_cmd->add_flag("--force-product", fa.force_product, "Flash an image made for another vendor/product");
-  flash_cmd->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
-  flash_cmd->add_option("--flash-timeout", fa.flash_timeout_s, "Seconds the node may stay busy erasing/programming")->capture_default_str()->check(CLI::Range(1, 3600));
-  flash_cmd->add_option("--boot-timeout", fa.boot_timeout_s, "Seconds to wait for the application's boot-up")->capture_default_str()->check(CLI::Range(1, 600));
-  flash_cmd->add_option("--confirm-timeout", fa.confirm_timeout_s,
-                        "Seconds to wait for the new application to confirm that it runs (trial boot; 0: do not wait)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600));
-
-  std::string info_node;
-  bool info_json = false;
-  auto* info_cmd = app.add_subcommand("info", "Show a node's identity, bootloader/application state, 0x1F56 and 0x1F57");
-  info_cmd->add_option("-n,--node", info_node, "Node-ID 1..127")->required();
-  info_cmd->add_flag("--json", info_json, "Machine-readable output");
-
-  bool scan_json = false;
-  int scan_listen = 1500;
-  int scan_probe = 100;
-  bool scan_no_probe = false;
-  auto* scan_cmd = app.add_subcommand("scan", "List the nodes on the bus (heartbeats and an SDO probe of 0x1000 on 1..127)");
-  scan_cmd->add_flag("--json", scan_json, "Machine-readable output");
-  scan_cmd->add_option("--listen", scan_listen, "Milliseconds to listen for heartbeats")->capture_default_str()->check(CLI::Range(0, 600000));
-  scan_cmd->add_option("--probe-timeout", scan_probe, "SDO probe timeout per node in ms")->capture_default_str()->check(CLI::Range(1, 10000));
-  scan_cmd->add_flag("--no-probe", scan_no_probe, "Only listen, send nothing");
-  std::string scan_bitrate;
-  scan_cmd->add_option("--bitrate", scan_bitrate,
-                       "Bus bit rate the probe timing follows (default: the adapter's; "
-                       "socketcan/socketcand: 10000, the slowest)");
-
-  std::string start_node, stop_node, reset_node;
-  bool start_nmt = false, stop_nmt = false, reset_comm = false, reset_no_wait = false;
-  auto* start_cmd = app.add_subcommand("start", "Start the application (0x1F51:1 = 1), or NMT start with --nmt");
-  start_cmd->add_option("-n,--node", start_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
-  start_cmd->add_flag("--nmt", start_nmt, "Send NMT start instead");
-  auto* stop_cmd = app.add_subcommand("stop", "Stop the application (0x1F51:1 = 0: back to the bootloader), or NMT stop with --nmt");
-  stop_cmd->add_option("-n,--node", stop_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
-  stop_cmd->add_flag("--nmt", stop_nmt, "Send NMT stop instead");
-  auto* reset_cmd = app.add_subcommand("reset", "NMT reset node (or communication) and wait for the boot-up");
-  reset_cmd->add_option("-n,--node", reset_node, "Node-ID 1..127, 0 = all")->required();
-  reset_cmd->add_flag("--communication", reset_comm, "Reset communication instead of the node");
-  reset_cmd->add_flag("--no-wait", reset_no_wait, "Do not wait for the boot-up message");
-
-  LssArgs lss_args;
-  auto* lss_cmd = app.add_subcommand("lss",
-                                     "CiA 305 Layer Setting Services: find unconfigured nodes, "
-                                     "give them node-IDs, switch the bit rate");
-  lss_cmd->require_subcommand(1);
-  lss_cmd
-      ->add_option("--lss-timeout", lss_args.timeout_ms,
-                   "LSS answer timeout in ms (every unanswered Fastscan step costs this long)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 10000));
-  auto add_hint = [&](CLI::App* c) {
-    c->add_option("--vendor-id", lss_args.vendor_id, "Known vendor-ID (skips its Fastscan search)");
-    c->add_option("--product-code", lss_args.product_code, "Known product code");
-    c->add_option("--revision", lss_args.revision, "Known revision number");
-  };
-  auto* lss_scan_cmd =
-      lss_cmd->add_subcommand("scan", "Fastscan: list the identity of every unconfigured node");
-  add_hint(lss_scan_cmd);
-  lss_scan_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
-  auto* lss_assign_cmd = lss_cmd->add_subcommand(
-      "assign", "Give the node with this serial number (or full identity) a node-ID");
-  add_hint(lss_assign_cmd);
-  lss_assign_cmd->add_option("--serial", lss_args.serial, "Serial number (0x1018:4) of the node")
-      ->required();
-  lss_assign_cmd->add_option("-n,--node", lss_args.node, "Node-ID 1..127 (255: none)")->required();
-  lss_assign_cmd->add_flag("--store", lss_args.store, "Store it in the node (survives a reset)");
-  lss_assign_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
-  auto* lss_auto_cmd = lss_cmd->add_subcommand(
-      "auto", "Number every unconfigured node from --first-node on and store it");
-  add_hint(lss_auto_cmd);
-  lss_auto_cmd->add_option("--first-node", lss_args.first_node, "First node-ID to give")
-      ->capture_default_str();
-  lss_auto_cmd->add_flag("--no-store", lss_args.no_store,
-                         "Do not store (the numbers are lost at the next reset)");
-  lss_auto_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
-  auto* lss_bitrate_cmd = lss_cmd->add_subcommand(
-      "bitrate",
-      "Switch every node on the bus to another bit rate (configure, activate with a delay)");
-  lss_bitrate_cmd
-      ->add_option("--index", lss_args.index,
-                   "CiA 305 table index: 0 1M, 1 800k, 2 500k, 3 250k, 4 125k, 6 50k, 7 20k, 8 10k")
-      ->required();
-  lss_bitrate_cmd
-      ->add_option("--delay", lss_args.delay_ms,
-                   "Switch delay in ms (the nodes are silent twice this long)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
-  lss_bitrate_cmd->add_flag("--store", lss_args.store,
-                            "Store the new bit rate in every node before switching");
-  lss_bitrate_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
-  auto* lss_identify_cmd = lss_cmd->add_subcommand(
-      "identify", "Ask whether a node in an identity range (or any unconfigured node) is present");
-  lss_identify_cmd->add_option("--vendor-id", lss_args.vendor_id, "Vendor-ID");
-  lss_identify_cmd->add_option("--product-code", lss_args.product_code, "Product code");
-  lss_identify_cmd->add_option("--revision-low", lss_args.revision_low,
-                               "Lowest revision (default 0)");
-  lss_identify_cmd->add_option("--revision-high", lss_args.revision_high,
-                               "Highest revision (default 0xFFFFFFFF)");
-  lss_identify_cmd->add_option("--serial-low", lss_args.serial_low, "Lowest serial (default 0)");
-  lss_identify_cmd->add_option("--serial-high", lss_args.serial_high,
-                               "Highest serial (default 0xFFFFFFFF)");
-  lss_identify_cmd->add_flag("--non-configured", lss_args.non_configured,
-                             "Ask for nodes without a node-ID instead");
-  lss_identify_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
-  auto* lss_inquire_cmd = lss_cmd->add_subcommand(
-      "inquire",
-      "Read identity and node-ID of one node over LSS (by --serial, or the only node on the bus)");
-  add_hint(lss_inquire_cmd);
-  lss_inquire_cmd->add_option("--serial", lss_args.serial, "Serial number of the node");
-  lss_inquire_cmd->add_flag("--json", lss_args.json, "Machine-readable output");
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "rtcanboot: {} (see rtcanboot --help)\n", one_line(e.what()));
-    return exit_code(ErrorKind::kUsage);
+  cli::Parser parser;
+  const cli::ParseResult parsed = parser.parse(argc, argv);
+  if (!parsed.run) {
+    std::fputs(parsed.out.c_str(), stdout);
+    if (!parsed.err.empty()) fmt::print(stderr, "{}\n", parsed.err);
+    return parsed.exit_code;
   }
+  const cli::Options& o = parser.options;
+  const cli::Globals& g = o.g;
 
   try {
-    if (*pack_cmd) return cmd_pack(g, pack_in, pack_out);
-    if (*flash_cmd) return cmd_flash(g, fa);
-    if (*info_cmd) return cmd_info(g, info_node, info_json);
-    if (*scan_cmd) {
-      const std::uint32_t rate = scan_bitrate.empty() ? 0 : parse_u32(scan_bitrate, "--bitrate");
-      if (rate != 0 && (rate < 10'000 || rate > 1'000'000)) {
-        throw Error(
-            ErrorKind::kUsage,
-            fmt::format("--bitrate: {} is not a CAN bit rate (10000..1000000)", scan_bitrate));
-      }
-      return cmd_scan(g, scan_json, scan_listen, scan_probe, !scan_no_probe, rate);
+    switch (o.command) {
+      case cli::Command::kPack:
+        return cmd_pack(g, o.pack_in, o.pack_out);
+      case cli::Command::kFlash:
+        return cmd_flash(g, o.flash);
+      case cli::Command::kInfo:
+        return cmd_info(g, o.info_node, o.info_json);
+      case cli::Command::kScan:
+        return cmd_scan(g, o.scan_json, o.scan_listen, o.scan_probe, !o.scan_no_probe, o.scan_rate);
+      case cli::Command::kStart:
+        return cmd_program(g, o.start_node, canopen::ProgramCommand::kStart, o.start_nmt);
+      case cli::Command::kStop:
+        return cmd_program(g, o.stop_node, canopen::ProgramCommand::kStop, o.stop_nmt);
+      case cli::Command::kReset:
+        return cmd_reset(g, o.reset_node, o.reset_comm, !o.reset_no_wait);
+      case cli::Command::kLssScan:
+        return cmd_lss_scan(g, o.lss);
+      case cli::Command::kLssAssign:
+        return cmd_lss_assign(g, o.lss);
+      case cli::Command::kLssAuto:
+        return cmd_lss_auto(g, o.lss);
+      case cli::Command::kLssBitrate:
+        return cmd_lss_bitrate(g, o.lss);
+      case cli::Command::kLssIdentify:
+        return cmd_lss_identify(g, o.lss);
+      case cli::Command::kLssInquire:
+        return cmd_lss_inquire(g, o.lss);
+      case cli::Command::kNone:
+        break;
     }
-    if (*start_cmd) return cmd_program(g, start_node, canopen::ProgramCommand::kStart, start_nmt);
-    if (*stop_cmd) return cmd_program(g, stop_node, canopen::ProgramCommand::kStop, stop_nmt);
-    if (*reset_cmd) return cmd_reset(g, reset_node, reset_comm, !reset_no_wait);
-    if (*lss_scan_cmd) return cmd_lss_scan(g, lss_args);
-    if (*lss_assign_cmd) return cmd_lss_assign(g, lss_args);
-    if (*lss_auto_cmd) return cmd_lss_auto(g, lss_args);
-    if (*lss_bitrate_cmd) return cmd_lss_bitrate(g, lss_args);
-    if (*lss_identify_cmd) return cmd_lss_identify(g, lss_args);
-    if (*lss_inquire_cmd) return cmd_lss_inquire(g, lss_args);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     const FailureReport failure = report_failure(e);

@@ -1,4 +1,6 @@
 // NMT slave, boot-up and heartbeat of CanopenNode.
+#include <deque>
+
 #include "canopen_node_fixture.hpp"
 
 namespace rtcanboot::test {
@@ -70,6 +72,53 @@ TEST_F(NmtTest, HeartbeatDoesNotDriftWhenPolledLate) {
   expect_heartbeat(0x7F);
   expect_silence();
   EXPECT_EQ(node->next_deadline(), now + milliseconds(100));
+}
+
+// A transmit path that a saturated bus blocks: frames wait in the queue until the test lets them
+// out. send_latest() follows the FrameSink contract (replaces a waiting frame of its kind).
+class BlockedQueueSink final : public FrameSink {
+ public:
+  struct Entry {
+    CanFrame frame;
+    bool latest = false;
+  };
+  bool send(const CanFrame& frame) override {
+    queue.push_back({frame, false});
+    return true;
+  }
+  bool send_latest(const CanFrame& frame) override {
+    for (Entry& entry : queue) {
+      if (entry.latest && entry.frame.id == frame.id) {
+        entry.frame = frame;
+        return true;
+      }
+    }
+    queue.push_back({frame, true});
+    return true;
+  }
+  std::deque<Entry> queue;
+};
+
+// Issue 16 item 9: after a saturated bus the node sent stale heartbeats back to back. A heartbeat
+// still waiting when the next one is due is replaced, and the one that finally leaves says the
+// current state; the boot-up message is never replaced.
+TEST_F(NmtTest, HeartbeatsWaitingBehindABlockedBusAreReplacedNotAdded) {
+  config.is_application = true;
+  config.self_starting = false;
+  BlockedQueueSink blocked;
+  CanopenNode n(blocked, program, config);
+  n.start(now);
+  for (int step = 1; step <= 100; ++step) {  // one second at 100 ms heartbeats, polled every 10 ms
+    now += milliseconds(10);
+    if (step == 55) n.on_frame(make_frame(0x000, {0x01, kNodeId}), now);  // NMT start
+    n.poll(now);
+  }
+  ASSERT_EQ(blocked.queue.size(), 2U) << "boot-up and one heartbeat, not one per period";
+  EXPECT_EQ(blocked.queue[0].frame.id, 0x705U);
+  EXPECT_EQ(blocked.queue[0].frame.data[0], 0x00) << "the boot-up message stays";
+  EXPECT_EQ(blocked.queue[1].frame.id, 0x705U);
+  EXPECT_EQ(blocked.queue[1].frame.dlc, 1);
+  EXPECT_EQ(blocked.queue[1].frame.data[0], 0x05) << "the heartbeat says the current state";
 }
 
 TEST_F(NmtTest, HeartbeatZeroDisables) {

@@ -376,6 +376,43 @@ TEST_F(JournalTest, AppendStateRestoresConfirmedAndAttemptStates) {
   EXPECT_TRUE(after.confirmed);
 }
 
+// Issue 16 item 17 (found by fuzz/flash_records_fuzz.cpp): a record with sequence 0xFFFF'FFFF
+// (corrupted flash with a matching CRC) used to decide the state, and the next record wrapped to
+// sequence 0 and was never decisive: a REVOKE written before an erase was lost. Such records are
+// foreign now, and a journal at the last sequence number refuses to write instead of wrapping.
+TEST_F(JournalTest, SequenceNumbersNeverWrap) {
+  auto put = [&](std::uint32_t offset, std::uint32_t sequence, std::uint32_t n) {
+    Record record;
+    record.type = RecordType::kCommit;
+    record.sequence = sequence;
+    const InstalledImage img = image(n);
+    record.payload_length = img.payload_length;
+    record.payload_crc32 = img.payload_crc32;
+    record.image_version = img.image_version;
+    std::memcpy(record.payload_sha256, img.payload_sha256, 32);
+    std::uint8_t encoded[kRecordSize];
+    encode_record(record, encoded);
+    flash.load(offset, encoded, kRecordSize);
+  };
+  put(kSector0, 5, 1);
+  put(kSector0 + 256, 0xFFFF'FFFFU, 2);  // foreign
+  put(kSector0 + 512, 0, 3);             // foreign
+  InstallJournal journal(flash);
+  journal.load();
+  expect_image(journal.installed(), 1);
+  EXPECT_EQ(journal.last_sequence(), 5U);
+  revoke(journal);
+  EXPECT_FALSE(reload().valid) << "the REVOKE decides";
+
+  put(kSector1, 0xFFFF'FFFEU, 4);  // the last usable number
+  journal.load();
+  expect_image(journal.installed(), 4);
+  ASSERT_TRUE(journal.append_revoke());
+  drive(journal);
+  EXPECT_TRUE(journal.failed()) << "no number left: the write fails, it does not wrap";
+  expect_image(reload(), 4);
+}
+
 TEST_F(JournalTest, RecordsOfAnUnknownTypeAreForeign) {
   Record record;
   record.type = RecordType::kConfirm;

@@ -174,6 +174,40 @@ TEST(FlexCan, SoftResetSelfClearsAndResetsOnlyItsRegisters) {
   EXPECT_EQ(rig.rd(CTRL1), kCtrl1_1M | (1U << 14));  // not affected by soft reset
 }
 
+// Injected fault (FlexCanConfig::freeze_refusals): a refused freeze request leaves FRZACK clear
+// and the controller running until a soft reset; the soft reset's own freeze is refused too
+// while refusals remain. Freeze-only writes meanwhile are ignored and reported.
+TEST(FlexCan, InjectedFreezeRefusalHoldsUntilSoftReset) {
+  Rig rig;
+  rig.start();
+  rig.can->refuse_freeze(1);
+  rig.enter_freeze();
+  EXPECT_EQ(rig.rd(MCR) & kFrzack, 0U);
+  EXPECT_FALSE(rig.can->frozen());
+  EXPECT_EQ(rig.can->freeze_refused(), 1U);
+  rig.clock.run_for(50'000'000);  // 50 ms: still refused
+  EXPECT_EQ(rig.rd(MCR) & kFrzack, 0U);
+  rig.wr(CTRL1, 0x03730007);  // outside freeze: ignored and reported
+  EXPECT_EQ(rig.rd(CTRL1), kCtrl1_1M);
+  EXPECT_EQ(rig.reporter.count(Severity::kFault), 1U);
+  rig.wr(MCR, rig.rd(MCR) | kSoftrst);
+  rig.settle();
+  EXPECT_NE(rig.rd(MCR) & kFrzack, 0U);  // the refusal ended with the soft reset
+  EXPECT_EQ(rig.can->freeze_refused(), 1U);
+
+  rig.leave_freeze();
+  rig.can->refuse_freeze(~0U);  // every request, the soft reset's included
+  rig.enter_freeze();
+  rig.wr(MCR, rig.rd(MCR) | kSoftrst);
+  rig.settle();
+  EXPECT_EQ(rig.rd(MCR) & (kFrzack | kSoftrst), 0U);
+  EXPECT_EQ(rig.can->freeze_refused(), 3U);
+  rig.can->refuse_freeze(0);
+  rig.wr(MCR, rig.rd(MCR) | kSoftrst);
+  rig.settle();
+  EXPECT_NE(rig.rd(MCR) & kFrzack, 0U);
+}
+
 struct RateCase {
   std::uint32_t bitrate;
   std::uint32_t ctrl1;

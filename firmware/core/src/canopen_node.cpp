@@ -125,7 +125,8 @@ void CanopenNode::send_heartbeat() {
   frame.id = canopen::kHeartbeatBase + config_.node_id;
   frame.dlc = 1;
   frame.data[0] = static_cast<std::uint8_t>(state_);
-  frames_.send(frame);
+  // A heartbeat that is still queued when the next one is due is out of date: replace it.
+  frames_.send_latest(frame);
 }
 
 void CanopenNode::poll(Micros now) {

@@ -58,6 +58,10 @@ bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out) {
   }
   out.type = static_cast<RecordType>(type);
   out.sequence = load_le32(bytes + kSequenceAt);
+  // The writer never uses 0 or the last number: a record carrying one is foreign (corrupted flash
+  // with a matching CRC). Were 0xFFFF'FFFF decisive, the next record (sequence 0 after the wrap)
+  // would never be (found by fuzzing, issue 16 item 17).
+  if (out.sequence == 0 || out.sequence == kNoSequence) return false;
   out.payload_length = load_le32(bytes + kLengthAt);
   out.payload_crc32 = load_le32(bytes + kCrcAt);
   out.image_version = load_le32(bytes + kVersionAt);
@@ -141,10 +145,19 @@ bool InstallJournal::append(const Record& record, bool reserve_next_slot) {
   if (log_.busy() || log_.operation_in_flight()) return false;
   pending_ = record;
   pending_.sequence = log_.last_sequence() + 1;
+  appending_ = true;
+  // No sequence number left (unreachable by updates: 4 billion records): the record fails rather
+  // than wrap and be outranked by the records it follows.
+  if (pending_.sequence == kNoSequence) {
+    log_.refuse();
+    return true;
+  }
   std::uint8_t bytes[kRecordSize];
   encode_record(pending_, bytes);
-  if (!log_.append(bytes, reserve_next_slot)) return false;
-  appending_ = true;
+  if (!log_.append(bytes, reserve_next_slot)) {
+    appending_ = false;
+    return false;
+  }
   return true;
 }
 

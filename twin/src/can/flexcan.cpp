@@ -138,6 +138,7 @@ void FlexCan::hard_reset() {
   frozen_ = false;
   normal_ = false;
   softrst_ = false;
+  freeze_refusing_ = false;
   clock_warned_ = false;
   timer_base_ = 0;
   timer_epoch_ = clock_.now();
@@ -178,6 +179,7 @@ void FlexCan::soft_reset() {
   locked_mb_ = -1;
   smb_.reset();
   abort_pending_.fill(false);
+  freeze_refusing_ = false;  // an injected freeze refusal ends with the soft reset
   tx_warn_ = rx_warn_ = false;
   set_counters(ErrorCounters{});
   update_irq();
@@ -226,6 +228,7 @@ void FlexCan::update_mode() {
     });
     return;
   }
+  if (!want_freeze) freeze_refusing_ = false;  // the refused request was withdrawn
   if (want_disable) {
     if (normal_) leave_normal(now);
     disabled_ = true;
@@ -236,6 +239,18 @@ void FlexCan::update_mode() {
       // Errata 9595: a bus-off FlexCAN may not enter freeze mode (the SDK soft-resets after a
       // timeout). The twin does not acknowledge freeze while bus-off.
       if (fault_state() == FaultState::kBusOff) return;
+      if (!frozen_ && (freeze_refusing_ || config_.freeze_refusals > 0)) {
+        if (!freeze_refusing_) {
+          freeze_refusing_ = true;
+          ++freeze_refused_count_;
+          if (config_.freeze_refusals != ~0U) --config_.freeze_refusals;
+          report(Severity::kWarning,
+                 "freeze request (MCR.FRZ+HALT) not acknowledged: injected fault", 0);
+        }
+        notify_bus();
+        update_irq();
+        return;
+      }
       if (normal_) leave_normal(now);
       frozen_ = true;
     } else {

@@ -28,6 +28,9 @@ inline constexpr std::uint32_t kRecordSize = 64;
 inline constexpr std::uint32_t kSlotSize = RecordLog::kSlotSize;  // one record per page
 inline constexpr std::uint32_t kSlotsPerSector = RecordLog::kSlotsPerSector;
 inline constexpr std::uint32_t kSectors = memory_map::kJournalSectors;
+// Sequence numbers run 1 .. 0xFFFF'FFFE; a record with 0 or this value is never written and is
+// ignored when read.
+inline constexpr std::uint32_t kNoSequence = 0xFFFF'FFFFU;
 static_assert(kRecordSize <= kSlotSize);
 static_assert(kSectors == RecordLog::kSectors, "the journal alternates between two sectors");
 static_assert(memory_map::kJournalOffset + kSectors * memory_map::kSectorSize <=

@@ -45,6 +45,8 @@ class RecordLog {
   void poll();
   bool busy() const { return step_ != Step::kIdle && step_ != Step::kFailed; }
   bool failed() const { return step_ == Step::kFailed; }
+  // Ends an append before it starts, as failed (the owner found no sequence number left).
+  void refuse() { step_ = Step::kFailed; }
   bool operation_in_flight() const { return in_flight_; }
 
   // Where the next record goes (tests).

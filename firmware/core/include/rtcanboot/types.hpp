@@ -30,6 +30,11 @@ struct CanFrame {
 class FrameSink {
  public:
   virtual bool send(const CanFrame& frame) = 0;
+  // Sends a frame that makes any earlier one sent this way with the same identifier out of date
+  // (a heartbeat). A sink with a transmit queue replaces such a frame that is still waiting (in
+  // the queue or in a transmit mailbox it can abort) instead of adding a second one, so that a
+  // bus that was saturated never gets stale copies back to back. Without a queue: send().
+  virtual bool send_latest(const CanFrame& frame) { return send(frame); }
 
  protected:
   ~FrameSink() = default;

@@ -176,13 +176,22 @@ bool g_watchdogs_off = true;
   // CAN comes up last and interrupts right after it: from here on every frame reaches the ring.
   // With a wrong CAN clock the node would send at a wrong bit rate and disturb the bus: it stays
   // off the bus and says why; the boot decision (start a valid application) is unchanged.
+  // A controller that does not start (the FlexCAN freeze handshake failed even after a soft
+  // reset; the driver said so on the console) is retried every second. Nothing is written to it
+  // meanwhile that needs freeze mode, and the node stays off the bus.
   const char* const clock_problem = board::check_clocks();
   if (clock_problem != nullptr) {
     console_write("rtcanboot: clock check failed: ");
     console_write(clock_problem);
     console_write("; CAN stays off the bus\n");
   } else {
-    can.start(board::kCanClockHz, provisioning.bitrate, g_clock);
+    while (!can.start(board::kCanClockHz, provisioning.bitrate, g_clock)) {
+      console_write("rtcanboot: CAN controller not started, retrying in 1 s\n");
+      const Micros retry_at = g_clock.now() + 1'000'000;
+      while (g_clock.now() < retry_at) {
+        if (!g_watchdogs_off) service_watchdogs();
+      }
+    }
   }
   enable_irq();
   bootloader.start(g_clock.now());

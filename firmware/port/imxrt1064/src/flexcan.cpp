@@ -1,5 +1,6 @@
 #include "rtcanboot/imxrt1064/flexcan.hpp"
 
+#include "rtcanboot/imxrt1064/console.hpp"
 #include "rtcanboot/imxrt1064/cortex_m7.hpp"
 #include "rtcanboot/imxrt1064/registers.hpp"
 #include "rtcanboot/imxrt1064/system.hpp"
@@ -54,42 +55,57 @@ bool wait_mcr(std::uint32_t mask, std::uint32_t value) {
   return (r(fc::kMcr) & mask) == value;
 }
 
-void soft_reset() {
+void report(const char* what) {
+  console_write("FLEXCAN");
+  console_write_decimal(FlexCan::kInstance);
+  console_write(": ");
+  console_write(what);
+  console_write("\n");
+}
+
+// MCR.SOFTRST; false when it does not complete. Afterwards the module heads for freeze mode (MCR
+// reset value FRZ = HALT = 1), which it enters once FRZACK reads 1.
+bool soft_reset() {
   r(fc::kMcr) = r(fc::kMcr) & ~fc::kMcrDoze;
-  wait_mcr(fc::kMcrLpmAck, 0);
+  if (!wait_mcr(fc::kMcrLpmAck, 0)) return false;
   r(fc::kMcr) = r(fc::kMcr) | fc::kMcrSoftRst;
-  wait_mcr(fc::kMcrSoftRst, 0);
+  return wait_mcr(fc::kMcrSoftRst, 0);
 }
 
-// Soft reset that keeps MCR and the interrupt masks (errata 9595 fallback).
-void soft_reset_keeping_config() {
-  const std::uint32_t mcr = r(fc::kMcr);
-  const std::uint32_t imask1 = r(fc::kImask1);
-  const std::uint32_t imask2 = r(fc::kImask2);
-  r(fc::kMcr) = mcr | fc::kMcrSoftRst;
-  wait_mcr(fc::kMcrSoftRst, 0);
-  wait_mcr(fc::kMcrFrzAck, fc::kMcrFrzAck);
-  r(fc::kMcr) = mcr;
-  r(fc::kImask1) = imask1;
-  r(fc::kImask2) = imask2;
-}
-
-// Freeze-mode entry as the SoC's errata 9595 requires.
-void enter_freeze() {
+// Freeze-mode entry as errata 9595 and NXP's FLEXCAN_EnterFreezeMode (fsl_flexcan.c) do it, with
+// every wait bounded: FRZ, clear MDIS, HALT and FRZACK; when the controller is bus-off or FRZACK
+// does not come, a soft reset (which freezes the controller) and the MCR and interrupt masks
+// restored. Unlike the SDK, MCR is restored only once FRZACK confirms freeze mode: its
+// configuration fields are writable only there. False (and a console line) when freeze mode
+// cannot be reached; then nothing that needs freeze mode may be written.
+bool enter_freeze() {
   r(fc::kMcr) = r(fc::kMcr) | fc::kMcrFrz;
   if ((r(fc::kMcr) & fc::kMcrMdis) != 0) r(fc::kMcr) = r(fc::kMcr) & ~fc::kMcrMdis;
   wait_mcr(fc::kMcrLpmAck, 0);
   const bool bus_off = ((r(fc::kEsr1) & fc::kEsr1FltConfMask) >> fc::kEsr1FltConfShift) >= 2;
   if (!bus_off) {
     r(fc::kMcr) = r(fc::kMcr) | fc::kMcrHalt;
-    if (wait_mcr(fc::kMcrFrzAck, fc::kMcrFrzAck)) return;
+    if (wait_mcr(fc::kMcrFrzAck, fc::kMcrFrzAck)) return true;
+    report("freeze not acknowledged (MCR.FRZACK) within 25 ms: soft reset");
   }
-  soft_reset_keeping_config();
+  const std::uint32_t mcr = r(fc::kMcr) | fc::kMcrFrz | fc::kMcrHalt;
+  const std::uint32_t imask1 = r(fc::kImask1);
+  const std::uint32_t imask2 = r(fc::kImask2);
+  if (!soft_reset() || !wait_mcr(fc::kMcrFrzAck, fc::kMcrFrzAck)) {
+    report("freeze mode not reached after a soft reset: controller left unconfigured");
+    return false;
+  }
+  r(fc::kMcr) = mcr & ~(fc::kMcrFrzAck | fc::kMcrSoftRst | fc::kMcrLpmAck | fc::kMcrNotRdy);
+  r(fc::kImask1) = imask1;
+  r(fc::kImask2) = imask2;
+  return true;
 }
 
-void exit_freeze() {
+bool exit_freeze() {
   r(fc::kMcr) = r(fc::kMcr) & ~(fc::kMcrHalt | fc::kMcrFrz);
-  wait_mcr(fc::kMcrFrzAck, 0);
+  if (wait_mcr(fc::kMcrFrzAck, 0)) return true;
+  report("freeze mode not left (MCR.FRZACK stays 1) within 25 ms");
+  return false;
 }
 
 // Writes the bit timing (and the rest of CTRL1 as zero); the controller must be frozen.
@@ -122,6 +138,7 @@ bool write_timing(const CanBitTiming& timing) {
 FlexCan g_flexcan;
 CanFrame g_rx_ring[FlexCan::kRxRingSize];
 CanFrame g_tx_queue[FlexCan::kTxQueueSize];
+bool g_tx_latest[FlexCan::kTxQueueSize];  // queued with send_latest()
 
 }  // namespace
 
@@ -142,15 +159,21 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clo
   clock_gate_on(kThis.gate);
   clock_gate_on(kThis.serial_gate);
 
-  // Enable the module, soft reset (leaves it frozen), then configure in freeze mode.
+  // Enable the module, soft reset (leaves it heading for freeze), then configure in freeze mode.
+  // A controller that never acknowledges freeze is left alone: its configuration fields are
+  // writable only in freeze mode (the failure is on the console; start() returns false).
   r(fc::kMcr) = r(fc::kMcr) & ~fc::kMcrMdis;
   wait_mcr(fc::kMcrLpmAck, 0);
-  soft_reset();
-  enter_freeze();
+  if (!soft_reset()) report("soft reset (MCR.SOFTRST) did not complete within 25 ms");
+  if (!enter_freeze()) {
+    ++freeze_failures_;
+    return false;
+  }
 
-  // MB RAM is cleared before the RX FIFO is enabled (MB0..5 become FIFO output then).
-  const std::uint32_t mcr =
-      fc::kMcrFrz | fc::kMcrHalt | fc::kMcrSupv | fc::kMcrWrnEn | fc::kMcrSrxDis | kTxMb;
+  // MB RAM is cleared before the RX FIFO is enabled (MB0..5 become FIFO output then). AEN lets
+  // send_latest() abort an out-of-date frame still waiting in the transmit MB.
+  const std::uint32_t mcr = fc::kMcrFrz | fc::kMcrHalt | fc::kMcrSupv | fc::kMcrWrnEn |
+                            fc::kMcrSrxDis | fc::kMcrAen | kTxMb;
   r(fc::kMcr) = mcr;
   for (Address offset = fc::kMbRam; offset < fc::kMbRamEnd; offset += 4) r(offset) = 0;
   for (std::uint32_t mb = 0; mb < fc::kMbCount; ++mb) r(fc::kRximr + 4 * mb) = 0;
@@ -172,6 +195,8 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clo
   rx_tail_.store(0, std::memory_order_relaxed);
   tx_head_ = tx_tail_ = 0;
   tx_busy_ = false;
+  tx_mb_latest_ = false;
+  tx_mb_aborting_ = false;
   r(fc::kIflag1) = ~0U;
   r(fc::kIflag2) = ~0U;
   r(fc::kEsr1) = fc::kEsr1W1cMask;
@@ -179,14 +204,18 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clo
   r(fc::kImask1) =
       fc::kIflagFifoAvailable | fc::kIflagFifoWarning | fc::kIflagFifoOverflow | kTxFlag;
 
-  exit_freeze();
+  if (!exit_freeze()) {
+    ++freeze_failures_;
+    return false;
+  }
   nvic_enable(kThis.irq_number, kCanPriority);
   return true;
 }
 
 void FlexCan::stop() {
   nvic_disable(kThis.irq_number);
-  enter_freeze();
+  // Without freeze mode the soft reset below still takes the controller off the bus.
+  if (!enter_freeze()) ++freeze_failures_;
   r(fc::kImask1) = 0;
   r(fc::kImask2) = 0;
   soft_reset();
@@ -199,12 +228,44 @@ void FlexCan::stop() {
   reg32(nvic::kIcpr + 4 * (kThis.irq_number / 32)) = 1U << (kThis.irq_number % 32);
   tx_head_ = tx_tail_ = 0;
   tx_busy_ = false;
+  tx_mb_latest_ = false;
+  tx_mb_aborting_ = false;
 }
 
 bool FlexCan::send(const CanFrame& frame) {
   InterruptLock lock;
+  return enqueue(frame, false);
+}
+
+bool FlexCan::send_latest(const CanFrame& frame) {
+  InterruptLock lock;
+  const auto same = [&frame](const CanFrame& other) {
+    return other.id == frame.id && other.flags == frame.flags;
+  };
+  // Still in the queue: replaced in place (keeps its turn).
+  for (std::uint32_t i = tx_tail_; i != tx_head_; ++i) {
+    if (g_tx_latest[i % kTxQueueSize] && same(g_tx_queue[i % kTxQueueSize])) {
+      g_tx_queue[i % kTxQueueSize] = frame;
+      return true;
+    }
+  }
+  // Waiting in MB9 (it lost arbitration until now): abort it. The MB's interrupt comes either way
+  // (aborted, or sent after all when it was already on the wire) and loads the next frame.
+  if (tx_busy_ && tx_mb_latest_ && !tx_mb_aborting_ && same(tx_mb_frame_)) {
+    const Address cs = fc::mb(kTxMb) + fc::kMbCs;
+    if (((r(cs) & fc::kCsCodeMask) >> fc::kCsCodeShift) == fc::kCodeTxData) {
+      r(cs) = (r(cs) & ~fc::kCsCodeMask) | (fc::kCodeTxAbort << fc::kCsCodeShift);
+      tx_mb_aborting_ = true;
+      ++tx_superseded_;
+    }
+  }
+  return enqueue(frame, true);
+}
+
+bool FlexCan::enqueue(const CanFrame& frame, bool latest) {
   if (tx_head_ - tx_tail_ == kTxQueueSize) return false;
   g_tx_queue[tx_head_ % kTxQueueSize] = frame;
+  g_tx_latest[tx_head_ % kTxQueueSize] = latest;
   ++tx_head_;
   if (!tx_busy_) load_next_tx();
   return true;
@@ -221,9 +282,12 @@ void FlexCan::load_next_tx() {
     return;
   }
   const CanFrame& frame = g_tx_queue[tx_tail_ % kTxQueueSize];
+  tx_mb_frame_ = frame;
+  tx_mb_latest_ = g_tx_latest[tx_tail_ % kTxQueueSize];
+  tx_mb_aborting_ = false;
   ++tx_tail_;
-  // MB9 is only rewritten once its previous frame completed (IFLAG) or before the first one, so
-  // no pending transmission is ever aborted or deactivated (errata 6032 does not arise).
+  // MB9 is only rewritten once its previous frame completed or was aborted (IFLAG) or before the
+  // first one, so no pending transmission is ever deactivated (errata 6032 does not arise).
   const Address mb = fc::mb(kTxMb);
   r(mb + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
   std::uint32_t cs = (fc::kCodeTxData << fc::kCsCodeShift) |

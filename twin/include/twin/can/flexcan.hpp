@@ -27,6 +27,10 @@ struct FlexCanConfig {
   std::function<bool()> pins_muxed;
   // Latency of the MDIS/LPMACK, FRZ/FRZACK and SOFTRST handshakes.
   Nanos handshake_ns = 2000;
+  // Injected fault: the next `freeze_refusals` freeze requests are never acknowledged (FRZACK
+  // stays 0, the controller keeps running) until the request is withdrawn or a soft reset
+  // completes; ~0U refuses every one. Tests the drivers' freeze timeouts (errata 9595 fallback).
+  unsigned freeze_refusals = 0;
 };
 
 class FlexCan : public Peripheral, public BusNode {
@@ -67,6 +71,9 @@ class FlexCan : public Peripheral, public BusNode {
   // Time quanta per bit of the active timing (1 + PROPSEG+1 + PSEG1+1 + PSEG2+1).
   unsigned tq_per_bit() const;
   bool frozen() const { return frozen_; }
+  // See FlexCanConfig::freeze_refusals.
+  void refuse_freeze(unsigned count) { config_.freeze_refusals = count; }
+  std::uint64_t freeze_refused() const { return freeze_refused_count_; }
   bool disabled() const { return disabled_; }
   bool irq_asserted() const { return irq_level_; }
 
@@ -149,6 +156,8 @@ class FlexCan : public Peripheral, public BusNode {
   bool frozen_ = false;    // FRZACK
   bool normal_ = false;    // out of freeze and disable, participating
   bool softrst_ = false;   // SOFTRST in progress
+  bool freeze_refusing_ = false;  // the current freeze request is refused (injected fault)
+  std::uint64_t freeze_refused_count_ = 0;
   bool mode_event_pending_ = false;
   std::uint64_t mode_event_ = 0;
   bool clock_warned_ = false;

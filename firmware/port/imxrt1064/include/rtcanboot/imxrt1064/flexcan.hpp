@@ -85,6 +85,9 @@ class FlexCan final : public FrameSink {
   void stop();
 
   bool send(const CanFrame& frame) override;
+  // Replaces a frame with the same identifier queued by send_latest() that is still waiting: in
+  // the software queue in place, in MB9 by aborting it (MCR.AEN) and queueing the new one.
+  bool send_latest(const CanFrame& frame) override;
   // Next received frame; false when the ring is empty.
   bool receive(CanFrame& frame);
   bool rx_pending() const {
@@ -100,9 +103,14 @@ class FlexCan final : public FrameSink {
   std::uint32_t rx_dropped() const { return rx_dropped_; }
   std::uint32_t fifo_overflows() const { return fifo_overflows_; }
   std::uint32_t bus_off_count() const { return bus_off_count_; }
+  // Out-of-date frames aborted in MB9 by send_latest().
+  std::uint32_t tx_superseded() const { return tx_superseded_; }
+  // Freeze handshakes that failed even after a soft reset (each also reported on the console).
+  std::uint32_t freeze_failures() const { return freeze_failures_; }
 
  private:
-  void load_next_tx();  // interrupts masked
+  bool enqueue(const CanFrame& frame, bool latest);  // interrupts masked
+  void load_next_tx();                               // interrupts masked
 
   // The rings themselves are zero-initialised arrays in flexcan.cpp (.bss, not image bytes).
   std::atomic<std::uint32_t> rx_head_{0};  // written by the interrupt handler
@@ -110,6 +118,11 @@ class FlexCan final : public FrameSink {
   std::uint32_t tx_head_ = 0;              // both indices change with interrupts masked
   std::uint32_t tx_tail_ = 0;
   volatile bool tx_busy_ = false;
+  CanFrame tx_mb_frame_;  // the frame in MB9 while tx_busy_
+  bool tx_mb_latest_ = false;
+  bool tx_mb_aborting_ = false;
+  std::uint32_t tx_superseded_ = 0;
+  std::uint32_t freeze_failures_ = 0;
   std::uint32_t rx_dropped_ = 0;
   std::uint32_t fifo_overflows_ = 0;
   std::uint32_t bus_off_count_ = 0;

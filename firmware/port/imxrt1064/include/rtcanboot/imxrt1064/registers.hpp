@@ -284,6 +284,7 @@ inline constexpr Address kMbCs = 0x0, kMbId = 0x4, kMbWord0 = 0x8, kMbWord1 = 0x
 
 // MCR
 inline constexpr std::uint32_t kMcrMaxMbMask = 0x7F;
+inline constexpr std::uint32_t kMcrAen = 1U << 12;  // abort enable (CODE = ABORT on TX MBs)
 inline constexpr std::uint32_t kMcrIrmq = 1U << 16;
 inline constexpr std::uint32_t kMcrSrxDis = 1U << 17;
 inline constexpr std::uint32_t kMcrDoze = 1U << 18;
@@ -338,6 +339,7 @@ inline constexpr std::uint32_t kCsSrr = 1U << 22;
 inline constexpr std::uint32_t kCsCodeShift = 24;
 inline constexpr std::uint32_t kCsCodeMask = 0xFU << kCsCodeShift;
 inline constexpr std::uint32_t kCodeTxInactive = 0x8;
+inline constexpr std::uint32_t kCodeTxAbort = 0x9;
 inline constexpr std::uint32_t kCodeTxData = 0xC;
 inline constexpr std::uint32_t kIdStdShift = 18;
 inline constexpr std::uint32_t kIdExtMask = 0x1FFF'FFFF;

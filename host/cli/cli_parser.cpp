@@ -1,0 +1,331 @@
+#include "cli_parser.hpp"
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <sstream>
+
+#include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/image.hpp"
+#include "rtcanboot/memory_map.hpp"
+
+namespace rtcanboot::host::cli {
+
+namespace {
+
+// The identity the firmware build gives the bootloader unless configured otherwise.
+constexpr std::uint32_t kDefaultVendorId = RTCANBOOT_DEFAULT_VENDOR_ID;
+constexpr std::uint32_t kDefaultProductCode = RTCANBOOT_DEFAULT_PRODUCT_CODE;
+
+std::string one_line(std::string s) {
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s;
+}
+
+void add_input_options(CLI::App* cmd, InputArgs& in) {
+  cmd->add_option("input", in.path,
+                  "Firmware: ELF, Intel HEX, S-record, raw binary (with --load-address) or a "
+                  "packed container")
+      ->required();
+  cmd->add_option("--format", in.format, "Input format: auto, elf, hex, srec, bin, container")
+      ->capture_default_str();
+  cmd->add_option("--load-address", in.load_address,
+                  fmt::format("Address of a raw binary (the application starts at 0x{:08X})",
+                              memory_map::kAppAddress));
+  cmd->add_option(
+      "--vendor-id", in.vendor_id,
+      fmt::format("Container vendor-ID (0x1018:1); flash: default is the node's, pack: 0x{:08X}",
+                  kDefaultVendorId));
+  cmd->add_option(
+      "--product-code", in.product_code,
+      fmt::format("Container product code (0x1018:2); flash: default is the node's, pack: 0x{:08X}",
+                  kDefaultProductCode));
+  cmd->add_option("--image-version", in.image_version,
+                  "Image version stored in the container (0x5F00:6)")
+      ->capture_default_str();
+}
+
+// The values a command reads from its input options, checked as the command would.
+void check_input(const InputArgs& in) {
+  (void)parse_input_format(in.format);
+  if (!in.load_address.empty()) (void)parse_u32(in.load_address, "--load-address");
+  if (!in.vendor_id.empty()) (void)parse_u32(in.vendor_id, "--vendor-id");
+  if (!in.product_code.empty()) (void)parse_u32(in.product_code, "--product-code");
+  (void)parse_u32(in.image_version, "--image-version");
+}
+
+}  // namespace
+
+std::uint32_t parse_u32(const std::string& text, const char* what) {
+  if (text.empty()) throw Error(ErrorKind::kUsage, fmt::format("{}: empty value", what));
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text.c_str(), &end, 0);
+  if (errno != 0 || end == text.c_str() || *end != '\0' || v > 0xFFFF'FFFFULL || text[0] == '-') {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("{}: '{}' is not a 32-bit number (decimal or 0x hex)", what, text));
+  }
+  return static_cast<std::uint32_t>(v);
+}
+
+std::uint8_t parse_node(const std::string& text, bool allow_all) {
+  const std::uint32_t v = parse_u32(text, "--node");
+  if ((v == 0 && !allow_all) || v > canopen::kMaxNodeId) {
+    throw Error(ErrorKind::kUsage, fmt::format("--node: {} is not a node-ID (1..127{})", text,
+                                               allow_all ? ", or 0 for all" : ""));
+  }
+  return static_cast<std::uint8_t>(v);
+}
+
+Parser::Parser()
+    : app_(std::make_unique<CLI::App>(
+          "rtcanboot - update the firmware of rtcanboot nodes (CANopen CiA 302-3) over CAN",
+          "rtcanboot")) {
+  CLI::App& app = *app_;
+  Options& o = options;
+  app.footer(
+      "\nBus URIs:  socketcan://can0   slcan:///dev/ttyACM0?bitrate=500000   "
+      "socketcand://HOST:29536/can0\n"
+      "The bus defaults to $RTCANBOOT_BUS, else socketcan://can0.\n"
+      "Exit codes: 0 ok, 1 internal, 2 usage, 3 bad input, 4 bus error, 5 no such node, 6 "
+      "timeout,\n"
+      "            7 image rejected, 8 transfer aborted, 9 wrong product, 130 interrupted.\n"
+      "Examples:\n"
+      "  rtcanboot pack app.elf -o app.rcb --vendor-id 0x1234 --product-code 0x1\n"
+      "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"
+      "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5\n"
+      "  rtcanboot lss auto --first-node 10");
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the command: rtcanboot flash --bus URI ...
+  app.set_version_flag("--version", std::string(RTCANBOOT_VERSION));
+  app.add_option("-b,--bus", o.g.bus, "CAN bus URI (see below)");
+  app.add_option("-t,--timeout", o.g.timeout_ms, "SDO response timeout in ms")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  app.add_option("--retries", o.g.retries, "Repeats of short SDO transfers after a timeout")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  app.add_flag("--trace", o.g.trace, "Print every received frame to stderr");
+  app.add_flag("-q,--quiet", o.g.quiet, "Print only errors");
+
+  pack_ = app.add_subcommand(
+      "pack",
+      "Pack a firmware file into a container: the exact bytes any master writes into 0x1F50:1");
+  add_input_options(pack_, o.pack_in);
+  pack_->add_option("-o,--output", o.pack_out, "Container file to write")->required();
+
+  FlashArgs& fa = o.flash;
+  flash_ = app.add_subcommand("flash",
+                              "Update a node: stop, clear, download, verify, start (CiA 302-2)");
+  add_input_options(flash_, fa.in);
+  flash_->add_option("-n,--node", fa.node, "Node-ID 1..127")->required();
+  flash_->add_flag("--no-start", fa.no_start,
+                   "Leave the new application stopped in the bootloader");
+  flash_->add_flag("--force", fa.force, "Download even if 0x1F56 shows the same image installed");
+  flash_->add_flag("--force-product", fa.force_product,
+                   "Flash an image made for another vendor/product");
+  flash_->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
+  flash_
+      ->add_option("--flash-timeout", fa.flash_timeout_s,
+                   "Seconds the node may stay busy erasing/programming")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  flash_
+      ->add_option("--boot-timeout", fa.boot_timeout_s,
+                   "Seconds to wait for the application's boot-up")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600));
+  flash_
+      ->add_option("--confirm-timeout", fa.confirm_timeout_s,
+                   "Seconds to wait for the new application to confirm that it runs (trial boot; "
+                   "0: do not wait)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+
+  info_ = app.add_subcommand(
+      "info", "Show a node's identity, bootloader/application state, 0x1F56 and 0x1F57");
+  info_->add_option("-n,--node", o.info_node, "Node-ID 1..127")->required();
+  info_->add_flag("--json", o.info_json, "Machine-readable output");
+
+  scan_ = app.add_subcommand(
+      "scan", "List the nodes on the bus (heartbeats and an SDO probe of 0x1000 on 1..127)");
+  scan_->add_flag("--json", o.scan_json, "Machine-readable output");
+  scan_->add_option("--listen", o.scan_listen, "Milliseconds to listen for heartbeats")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600000));
+  scan_->add_option("--probe-timeout", o.scan_probe, "SDO probe timeout per node in ms")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  scan_->add_flag("--no-probe", o.scan_no_probe, "Only listen, send nothing");
+  scan_->add_option("--bitrate", o.scan_bitrate,
+                    "Bus bit rate the probe timing follows (default: the adapter's; "
+                    "socketcan/socketcand: 10000, the slowest)");
+
+  start_ =
+      app.add_subcommand("start", "Start the application (0x1F51:1 = 1), or NMT start with --nmt");
+  start_->add_option("-n,--node", o.start_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
+  start_->add_flag("--nmt", o.start_nmt, "Send NMT start instead");
+  stop_ = app.add_subcommand(
+      "stop",
+      "Stop the application (0x1F51:1 = 0: back to the bootloader), or NMT stop with --nmt");
+  stop_->add_option("-n,--node", o.stop_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
+  stop_->add_flag("--nmt", o.stop_nmt, "Send NMT stop instead");
+  reset_ =
+      app.add_subcommand("reset", "NMT reset node (or communication) and wait for the boot-up");
+  reset_->add_option("-n,--node", o.reset_node, "Node-ID 1..127, 0 = all")->required();
+  reset_->add_flag("--communication", o.reset_comm, "Reset communication instead of the node");
+  reset_->add_flag("--no-wait", o.reset_no_wait, "Do not wait for the boot-up message");
+
+  auto* lss_cmd = app.add_subcommand("lss",
+                                     "CiA 305 Layer Setting Services: find unconfigured nodes, "
+                                     "give them node-IDs, switch the bit rate");
+  lss_cmd->require_subcommand(1);
+  lss_cmd
+      ->add_option("--lss-timeout", o.lss.timeout_ms,
+                   "LSS answer timeout in ms (every unanswered Fastscan step costs this long)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  auto add_hint = [&](CLI::App* c) {
+    c->add_option("--vendor-id", o.lss.vendor_id, "Known vendor-ID (skips its Fastscan search)");
+    c->add_option("--product-code", o.lss.product_code, "Known product code");
+    c->add_option("--revision", o.lss.revision, "Known revision number");
+  };
+  lss_scan_ =
+      lss_cmd->add_subcommand("scan", "Fastscan: list the identity of every unconfigured node");
+  add_hint(lss_scan_);
+  lss_scan_->add_flag("--json", o.lss.json, "Machine-readable output");
+  lss_assign_ = lss_cmd->add_subcommand(
+      "assign", "Give the node with this serial number (or full identity) a node-ID");
+  add_hint(lss_assign_);
+  lss_assign_->add_option("--serial", o.lss.serial, "Serial number (0x1018:4) of the node")
+      ->required();
+  lss_assign_->add_option("-n,--node", o.lss.node, "Node-ID 1..127 (255: none)")->required();
+  lss_assign_->add_flag("--store", o.lss.store, "Store it in the node (survives a reset)");
+  lss_assign_->add_flag("--json", o.lss.json, "Machine-readable output");
+  lss_auto_ = lss_cmd->add_subcommand(
+      "auto", "Number every unconfigured node from --first-node on and store it");
+  add_hint(lss_auto_);
+  lss_auto_->add_option("--first-node", o.lss.first_node, "First node-ID to give")
+      ->capture_default_str();
+  lss_auto_->add_flag("--no-store", o.lss.no_store,
+                         "Do not store (the numbers are lost at the next reset)");
+  lss_auto_->add_flag("--json", o.lss.json, "Machine-readable output");
+  lss_bitrate_ = lss_cmd->add_subcommand(
+      "bitrate",
+      "Switch every node on the bus to another bit rate (configure, activate with a delay)");
+  lss_bitrate_
+      ->add_option("--index", o.lss.index,
+                   "CiA 305 table index: 0 1M, 1 800k, 2 500k, 3 250k, 4 125k, 6 50k, 7 20k, 8 10k")
+      ->required();
+  lss_bitrate_
+      ->add_option("--delay", o.lss.delay_ms,
+                   "Switch delay in ms (the nodes are silent twice this long)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  lss_bitrate_->add_flag("--store", o.lss.store,
+                            "Store the new bit rate in every node before switching");
+  lss_bitrate_->add_flag("--json", o.lss.json, "Machine-readable output");
+  lss_identify_ = lss_cmd->add_subcommand(
+      "identify", "Ask whether a node in an identity range (or any unconfigured node) is present");
+  lss_identify_->add_option("--vendor-id", o.lss.vendor_id, "Vendor-ID");
+  lss_identify_->add_option("--product-code", o.lss.product_code, "Product code");
+  lss_identify_->add_option("--revision-low", o.lss.revision_low,
+                               "Lowest revision (default 0)");
+  lss_identify_->add_option("--revision-high", o.lss.revision_high,
+                               "Highest revision (default 0xFFFFFFFF)");
+  lss_identify_->add_option("--serial-low", o.lss.serial_low, "Lowest serial (default 0)");
+  lss_identify_->add_option("--serial-high", o.lss.serial_high,
+                               "Highest serial (default 0xFFFFFFFF)");
+  lss_identify_->add_flag("--non-configured", o.lss.non_configured,
+                             "Ask for nodes without a node-ID instead");
+  lss_identify_->add_flag("--json", o.lss.json, "Machine-readable output");
+  lss_inquire_ = lss_cmd->add_subcommand(
+      "inquire",
+      "Read identity and node-ID of one node over LSS (by --serial, or the only node on the bus)");
+  add_hint(lss_inquire_);
+  lss_inquire_->add_option("--serial", o.lss.serial, "Serial number of the node");
+  lss_inquire_->add_flag("--json", o.lss.json, "Machine-readable output");
+
+}
+
+Parser::~Parser() = default;
+
+void Parser::check() {
+  Options& o = options;
+  if (*pack_) {
+    o.command = Command::kPack;
+    check_input(o.pack_in);
+  } else if (*flash_) {
+    o.command = Command::kFlash;
+    o.node = parse_node(o.flash.node, false);
+    check_input(o.flash.in);
+  } else if (*info_) {
+    o.command = Command::kInfo;
+    o.node = parse_node(o.info_node, false);
+  } else if (*scan_) {
+    o.command = Command::kScan;
+    o.scan_rate = o.scan_bitrate.empty() ? 0 : parse_u32(o.scan_bitrate, "--bitrate");
+    if (o.scan_rate != 0 && (o.scan_rate < 10'000 || o.scan_rate > 1'000'000)) {
+      throw Error(
+          ErrorKind::kUsage,
+          fmt::format("--bitrate: {} is not a CAN bit rate (10000..1000000)", o.scan_bitrate));
+    }
+  } else if (*start_) {
+    o.command = Command::kStart;
+    o.node = parse_node(o.start_node, o.start_nmt);
+  } else if (*stop_) {
+    o.command = Command::kStop;
+    o.node = parse_node(o.stop_node, o.stop_nmt);
+  } else if (*reset_) {
+    o.command = Command::kReset;
+    o.node = parse_node(o.reset_node, true);
+  } else if (*lss_scan_) {
+    o.command = Command::kLssScan;
+  } else if (*lss_assign_) {
+    o.command = Command::kLssAssign;
+  } else if (*lss_auto_) {
+    o.command = Command::kLssAuto;
+  } else if (*lss_bitrate_) {
+    o.command = Command::kLssBitrate;
+  } else if (*lss_identify_) {
+    o.command = Command::kLssIdentify;
+  } else if (*lss_inquire_) {
+    o.command = Command::kLssInquire;
+  } else {
+    throw Error(ErrorKind::kUsage, "no command given");
+  }
+}
+
+ParseResult Parser::parse(int argc, const char* const* argv) {
+  ParseResult result;
+  try {
+    app_->parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    std::ostringstream out, err;
+    result.exit_code = app_->exit(e, out, err);
+    result.out = out.str();
+    result.err = err.str();
+    return result;
+  } catch (const CLI::ParseError& e) {
+    result.exit_code = exit_code(ErrorKind::kUsage);
+    result.err = fmt::format("rtcanboot: {} (see rtcanboot --help)", one_line(e.what()));
+    return result;
+  }
+  try {
+    check();
+  } catch (const std::exception& e) {
+    const FailureReport failure = report_failure(e);
+    result.exit_code = failure.exit_code;
+    result.err = failure.line;
+    return result;
+  }
+  result.run = true;
+  return result;
+}
+
+}  // namespace rtcanboot::host::cli
