@@ -159,7 +159,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::uint8_t bytes[kProvisioningRecordSize];
       std::memset(bytes, 0xFF, sizeof bytes);
       const bool encoded = encode_provisioning(p, bytes, sizeof bytes);
-      FUZZ_CHECK(encoded == (p.node_id >= 1 && p.node_id <= 127 && is_cia301_bitrate(p.bitrate)));
+      FUZZ_CHECK(encoded == (lss::valid_node_id(p.node_id) && is_cia301_bitrate(p.bitrate)));  // 0xFF: unconfigured (LSS)
       const std::uint8_t corrupt = in.byte();
       if (corrupt != 0) {
         const unsigned bit = (corrupt - 1U) % (kProvisioningRecordSize * 8);
@@ -177,7 +177,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                                    kProvisioningRecordSize, &decoded_valid);
   FUZZ_CHECK(provisioned == decoded_valid && same_provisioning(provisioning, decoded));
   if (provisioned) {
-    FUZZ_CHECK(provisioning.node_id >= 1 && provisioning.node_id <= 127);
+    FUZZ_CHECK(lss::valid_node_id(provisioning.node_id));  // 1..127, or 0xFF: unconfigured (LSS)
     FUZZ_CHECK(is_cia301_bitrate(provisioning.bitrate));
     std::uint8_t again[kProvisioningRecordSize];
     FUZZ_CHECK(encode_provisioning(provisioning, again, sizeof again));
