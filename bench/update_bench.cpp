@@ -77,7 +77,8 @@ struct CaseResult {
 
 // An application payload of `size` bytes: the example application followed by pseudo-random
 // data (the bootloader checks and stores it whole; the application itself runs unchanged).
-std::vector<std::uint8_t> sized_app(const std::vector<std::uint8_t>& app, std::uint32_t size, unsigned seed) {
+std::vector<std::uint8_t> sized_app(const std::vector<std::uint8_t>& app, std::uint32_t size,
+                                    unsigned seed) {
   std::vector<std::uint8_t> payload = app;
   if (size == 0) return payload;  // the example application as it is
   std::mt19937 rng(seed);
@@ -87,7 +88,8 @@ std::vector<std::uint8_t> sized_app(const std::vector<std::uint8_t>& app, std::u
 }
 
 std::string bitrate_name(std::uint32_t bitrate) {
-  return bitrate >= 1'000'000 ? fmt::format("{}M", bitrate / 1'000'000) : fmt::format("{}k", bitrate / 1000);
+  return bitrate >= 1'000'000 ? fmt::format("{}M", bitrate / 1'000'000)
+                              : fmt::format("{}k", bitrate / 1000);
 }
 
 std::string size_name(std::uint32_t bytes) {
@@ -127,7 +129,8 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   }
   pack.image_version = 0x0002'0000;
   const std::vector<std::uint8_t> container = host::pack(*input.image, pack);
-  res.bus_limit_s = twinrig::block_download_bus_limit_s(container, kNode, od::kProgramData, 1, c.bitrate);
+  res.bus_limit_s =
+      twinrig::block_download_bus_limit_s(container, kNode, od::kProgramData, 1, c.bitrate);
 
   host::UpdateOptions o;
   o.node = kNode;
@@ -153,7 +156,8 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   const Nanos t0 = rig.transport().first_send;
   const Nanos t1 = rig.observed().last_status_ok;
   if (res.error.empty() && t1 <= t0) res.error = "no 0x1F57 OK answer observed";
-  if (res.error.empty() && board.fault_count() != 0) res.error = "twin fault: " + rig.fault_summary();
+  if (res.error.empty() && board.fault_count() != 0)
+    res.error = "twin fault: " + rig.fault_summary();
   res.ok = res.error.empty();
   res.update_s = t1 > t0 ? static_cast<double>(t1 - t0) / 1e9 : 0;
   res.efficiency = res.update_s > 0 ? res.bus_limit_s / res.update_s : 0;
@@ -203,7 +207,7 @@ struct Footprint {
   bool ok = false;
   std::uint32_t flash_bytes = 0;
   std::uint32_t itcm_bytes = 0;
-  std::uint32_t dtcm_bytes = 0;   // stack + data + bss
+  std::uint32_t dtcm_bytes = 0;  // stack + data + bss
   std::uint32_t stack_bytes = 0;
   std::uint32_t ocram_bytes = 0;  // the download buffer
 };
@@ -211,7 +215,13 @@ struct Footprint {
 Footprint footprint(const std::string& elf_path) {
   Footprint f;
   const std::vector<std::uint8_t> elf = twinrig::read_bytes(elf_path);
-  if (elf.size() < 52 || std::memcmp(elf.data(), "\x7f" "ELF", 4) != 0 || elf[4] != 1 || elf[5] != 1) return f;
+  if (elf.size() < 52 ||
+      std::memcmp(elf.data(),
+                  "\x7f"
+                  "ELF",
+                  4) != 0 ||
+      elf[4] != 1 || elf[5] != 1)
+    return f;
   const std::uint32_t phoff = load_le32(&elf[28]);
   const std::uint32_t shoff = load_le32(&elf[32]);
   const std::uint16_t phentsize = load_le16(&elf[42]);
@@ -244,10 +254,12 @@ Footprint footprint(const std::string& elf_path) {
     const char* name = reinterpret_cast<const char*>(&elf[strtab + load_le32(sh)]);
     if (addr < memory_map::kItcmBase + memory_map::kItcmSize) {
       f.itcm_bytes += size;
-    } else if (addr >= memory_map::kDtcmBase && addr < memory_map::kDtcmBase + memory_map::kDtcmSize) {
+    } else if (addr >= memory_map::kDtcmBase &&
+               addr < memory_map::kDtcmBase + memory_map::kDtcmSize) {
       f.dtcm_bytes += size;
       if (std::strcmp(name, ".stack") == 0) f.stack_bytes += size;
-    } else if (addr >= memory_map::kOcram2Base && addr < memory_map::kOcramFlexBase + memory_map::kOcramFlexSize) {
+    } else if (addr >= memory_map::kOcram2Base &&
+               addr < memory_map::kOcramFlexBase + memory_map::kOcramFlexSize) {
       f.ocram_bytes += size;
     }
   }
@@ -265,8 +277,9 @@ std::vector<Case> make_cases(const std::string& mode) {
     c.block = block;
     c.timing = timing;
     c.latency_us = latency_us;
-    c.name = fmt::format("{}-{}-{}-{}-lat{}", size_name(size), bitrate_name(bitrate), block ? "block" : "seg",
-                         timing == twin::FlashTiming::kMax ? "max" : "typ", latency_us);
+    c.name = fmt::format("{}-{}-{}-{}-lat{}", size_name(size), bitrate_name(bitrate),
+                         block ? "block" : "seg", timing == twin::FlashTiming::kMax ? "max" : "typ",
+                         latency_us);
     cases.push_back(c);
   };
   // Over an installed application of the same size: the clear erases all of its 64 KiB blocks
@@ -318,14 +331,16 @@ int main(int argc, char** argv) {
     } else if (a == "--firmware-dir" && i + 1 < argc) {
       dir = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--only SUBSTRING] [--json PATH] [--firmware-dir DIR]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--only SUBSTRING] [--json PATH] [--firmware-dir DIR]\n",
                    argv[0]);
       return 2;
     }
   }
   const auto fw = twinrig::load_firmware(dir);
   if (!fw) {
-    std::fprintf(stderr, "update_bench: firmware not built in %s (run script/build)\n", dir.c_str());
+    std::fprintf(stderr, "update_bench: firmware not built in %s (run script/build)\n",
+                 dir.c_str());
     return 1;
   }
   const auto wall0 = std::chrono::steady_clock::now();
@@ -334,46 +349,54 @@ int main(int argc, char** argv) {
     std::erase_if(cases, [&](const Case& c) { return c.name.find(only) == std::string::npos; });
   }
 
-  std::printf("update benchmark: the real bootloader in the twin, host update flow in virtual time (%zu cases)\n",
-              cases.size());
+  std::printf(
+      "update benchmark: the real bootloader in the twin, host update flow in virtual time (%zu "
+      "cases)\n",
+      cases.size());
   const char* header = "%-38s %9s %8s %5s %4s %7s %9s %9s %6s %5s %9s %7s\n";
-  std::printf(header, "name", "image", "bitrate", "xfer", "tim", "lat_us", "update_s", "limit_s", "eff", "lost",
-              "maxrsp_ms", "wall_s");
+  std::printf(header, "name", "image", "bitrate", "xfer", "tim", "lat_us", "update_s", "limit_s",
+              "eff", "lost", "maxrsp_ms", "wall_s");
   bool all_ok = true;
   std::string entries;
   for (const Case& c : cases) {
     const CaseResult r = run_case(c, *fw);
     all_ok = all_ok && r.ok;
-    std::printf("%-38s %9u %8u %5s %4s %7u %9.3f %9.3f %6.3f %5llu %9.2f %7.1f%s%s\n", c.name.c_str(),
-                c.image_bytes, c.bitrate, c.block ? "block" : "seg",
-                c.timing == twin::FlashTiming::kMax ? "max" : "typ", c.latency_us, r.update_s, r.bus_limit_s,
-                r.efficiency, static_cast<unsigned long long>(r.lost_frames), r.max_response_ms, r.wall_s,
-                r.ok ? "" : "  FAILED: ", r.error.c_str());
+    std::printf("%-38s %9u %8u %5s %4s %7u %9.3f %9.3f %6.3f %5llu %9.2f %7.1f%s%s\n",
+                c.name.c_str(), c.image_bytes, c.bitrate, c.block ? "block" : "seg",
+                c.timing == twin::FlashTiming::kMax ? "max" : "typ", c.latency_us, r.update_s,
+                r.bus_limit_s, r.efficiency, static_cast<unsigned long long>(r.lost_frames),
+                r.max_response_ms, r.wall_s, r.ok ? "" : "  FAILED: ", r.error.c_str());
     if (!entries.empty()) entries += ",\n";
     entries += fmt::format(
-        "    {{\"name\": \"{}\", \"image_bytes\": {}, \"bitrate\": {}, \"transfer\": \"{}\", \"flash_timing\": \"{}\", "
-        "\"host_latency_us\": {}, \"previous_image_bytes\": {}, \"update_s\": {:.4f}, \"bus_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
+        "    {{\"name\": \"{}\", \"image_bytes\": {}, \"bitrate\": {}, \"transfer\": \"{}\", "
+        "\"flash_timing\": \"{}\", "
+        "\"host_latency_us\": {}, \"previous_image_bytes\": {}, \"update_s\": {:.4f}, "
+        "\"bus_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
         "\"lost_frames\": {}, \"max_sdo_response_ms\": {:.3f}, \"wall_s\": {:.2f}, \"ok\": {}}}",
         c.name, c.image_bytes, c.bitrate, c.block ? "block" : "segmented",
         c.timing == twin::FlashTiming::kMax ? "max" : "typical", c.latency_us,
-        c.previous_bytes != 0 ? c.previous_bytes : static_cast<std::uint32_t>(fw->app.size()), r.update_s, r.bus_limit_s,
-        r.efficiency, r.lost_frames, r.max_response_ms, r.wall_s, r.ok);
+        c.previous_bytes != 0 ? c.previous_bytes : static_cast<std::uint32_t>(fw->app.size()),
+        r.update_s, r.bus_limit_s, r.efficiency, r.lost_frames, r.max_response_ms, r.wall_s, r.ok);
   }
 
   std::string boots;
   for (const std::uint32_t size : {64 * kKiB, kMiB}) {
     const BootResult b = boot_to_application(size, *fw);
     all_ok = all_ok && b.ok;
-    std::printf("boot to application, %s image: %.2f ms (power-on to the application's boot-up frame)%s\n",
-                size_name(size).c_str(), b.boot_ms, b.ok ? "" : "  FAILED");
+    std::printf(
+        "boot to application, %s image: %.2f ms (power-on to the application's boot-up frame)%s\n",
+        size_name(size).c_str(), b.boot_ms, b.ok ? "" : "  FAILED");
     if (!boots.empty()) boots += ",\n";
-    boots += fmt::format("    {{\"name\": \"boot-{}\", \"image_bytes\": {}, \"boot_to_app_ms\": {:.3f}, \"ok\": {}}}",
-                         size_name(size), size, b.boot_ms, b.ok);
+    boots += fmt::format(
+        "    {{\"name\": \"boot-{}\", \"image_bytes\": {}, \"boot_to_app_ms\": {:.3f}, \"ok\": "
+        "{}}}",
+        size_name(size), size, b.boot_ms, b.ok);
   }
   const Footprint f = footprint(fw->bootloader_elf);
   if (f.ok) {
     std::printf(
-        "bootloader footprint: flash %u bytes (%.1f KiB of the 128 KiB region); RAM: ITCM %u bytes (code), DTCM %u "
+        "bootloader footprint: flash %u bytes (%.1f KiB of the 128 KiB region); RAM: ITCM %u bytes "
+        "(code), DTCM %u "
         "bytes (%u stack + %u data/bss), OCRAM %u bytes (download buffer)\n",
         f.flash_bytes, f.flash_bytes / 1024.0, f.itcm_bytes, f.dtcm_bytes, f.stack_bytes,
         f.dtcm_bytes - f.stack_bytes, f.ocram_bytes);
@@ -381,15 +404,18 @@ int main(int argc, char** argv) {
     std::printf("bootloader footprint: cannot read %s\n", fw->bootloader_elf.c_str());
     all_ok = false;
   }
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(json_path).parent_path(), ec);
   std::ofstream json(json_path);
   json << fmt::format(
       "{{\n  \"cases\": [\n{}\n  ],\n  \"boot_to_application\": [\n{}\n  ],\n"
-      "  \"footprint\": {{\"flash_bytes\": {}, \"itcm_bytes\": {}, \"dtcm_bytes\": {}, \"stack_bytes\": {}, "
+      "  \"footprint\": {{\"flash_bytes\": {}, \"itcm_bytes\": {}, \"dtcm_bytes\": {}, "
+      "\"stack_bytes\": {}, "
       "\"ocram_bytes\": {}}},\n  \"wall_s\": {:.1f}\n}}\n",
-      entries, boots, f.flash_bytes, f.itcm_bytes, f.dtcm_bytes, f.stack_bytes, f.ocram_bytes, wall);
+      entries, boots, f.flash_bytes, f.itcm_bytes, f.dtcm_bytes, f.stack_bytes, f.ocram_bytes,
+      wall);
   std::printf("results: %s (%.1f s wall)\n", json_path.c_str(), wall);
   return all_ok ? 0 : 1;
 }

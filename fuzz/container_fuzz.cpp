@@ -207,7 +207,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const canopen::Abort answer = download.control(1, command);
       if (command == 3 && answer == canopen::Abort::kNone) clear_asked = true;
       // Never "start" while a download or clear runs; unknown commands are out of range.
-      if (was_busy && (command == 1 || command == 2)) FUZZ_CHECK(answer == canopen::Abort::kDeviceState);
+      if (was_busy && (command == 1 || command == 2))
+        FUZZ_CHECK(answer == canopen::Abort::kDeviceState);
       if (command > 3) FUZZ_CHECK(answer == canopen::Abort::kValueRange);
       download.flash_status(1);
       download.software_id(1);
@@ -221,7 +222,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   FUZZ_CHECK(flash.violations().empty());
   FUZZ_CHECK(guard.refused() == 0);
-  FUZZ_CHECK(std::memcmp(flash.contents().data(), bootloader_pattern.data(), mm::kBootloaderSize) == 0);
+  FUZZ_CHECK(std::memcmp(flash.contents().data(), bootloader_pattern.data(), mm::kBootloaderSize) ==
+             0);
 
   // A download refused by a check on its first bytes (header, announced size, vector table)
   // writes nothing at all: no REVOKE, no erase.
@@ -240,19 +242,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     journal::InstallJournal reread(flash);
     reread.load();
     FUZZ_CHECK(reread.installed().valid);
-    FUZZ_CHECK(reread.installed().payload_crc32 == crc32(0, installed_payload().data(),
-                                                         kInstalledLength));
+    FUZZ_CHECK(reread.installed().payload_crc32 ==
+               crc32(0, installed_payload().data(), kInstalledLength));
     FUZZ_CHECK(download.valid_program());
   }
 
   // The COMMIT that describes the application the run started from (kept or written again)
   // stands for exactly those bytes in the flash.
   const std::vector<std::uint8_t>& old_payload = installed_payload();
-  const bool old_commit = start_installed && journal.installed().valid &&
-                          journal.installed().payload_length == kInstalledLength &&
-                          journal.installed().image_version == 7 &&
-                          journal.installed().payload_crc32 ==
-                              crc32(0, old_payload.data(), old_payload.size());
+  const bool old_commit =
+      start_installed && journal.installed().valid &&
+      journal.installed().payload_length == kInstalledLength &&
+      journal.installed().image_version == 7 &&
+      journal.installed().payload_crc32 == crc32(0, old_payload.data(), old_payload.size());
   if (old_commit) {
     FUZZ_CHECK(std::memcmp(flash.contents().data() + mm::kAppOffset, old_payload.data(),
                            kInstalledLength) == 0);
@@ -269,8 +271,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(installed.payload_crc32 == header.payload_crc32);
     const std::uint8_t* payload = stream.data() + header.header_length;
     FUZZ_CHECK(crc32(0, payload, header.payload_length) == header.payload_crc32);
-    FUZZ_CHECK(std::memcmp(flash.contents().data() + mm::kAppOffset, payload, header.payload_length) ==
-          0);
+    FUZZ_CHECK(
+        std::memcmp(flash.contents().data() + mm::kAppOffset, payload, header.payload_length) == 0);
     SoftwareSha256 digest;
     digest.update(payload, header.payload_length);
     std::uint8_t sha256[32];
@@ -278,7 +280,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(std::memcmp(sha256, header.payload_sha256, 32) == 0);
     journal::InstallJournal reread(flash);
     reread.load();
-    FUZZ_CHECK(reread.installed().valid && reread.installed().payload_crc32 == header.payload_crc32);
+    FUZZ_CHECK(reread.installed().valid &&
+               reread.installed().payload_crc32 == header.payload_crc32);
   }
   return 0;
 }

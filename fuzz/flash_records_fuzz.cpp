@@ -159,7 +159,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::uint8_t bytes[kProvisioningRecordSize];
       std::memset(bytes, 0xFF, sizeof bytes);
       const bool encoded = encode_provisioning(p, bytes, sizeof bytes);
-      FUZZ_CHECK(encoded == (lss::valid_node_id(p.node_id) && is_cia301_bitrate(p.bitrate)));  // 0xFF: unconfigured (LSS)
+      FUZZ_CHECK(encoded == (lss::valid_node_id(p.node_id) &&
+                             is_cia301_bitrate(p.bitrate)));  // 0xFF: unconfigured (LSS)
       const std::uint8_t corrupt = in.byte();
       if (corrupt != 0) {
         const unsigned bit = (corrupt - 1U) % (kProvisioningRecordSize * 8);

@@ -44,15 +44,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
   try {
     switch (data[0] % 5) {
-      case 0: check(parse_elf(bytes, "f")); break;
-      case 1: check(parse_intel_hex(text, "f")); break;
-      case 2: check(parse_srec(text, "f")); break;
+      case 0:
+        check(parse_elf(bytes, "f"));
+        break;
+      case 1:
+        check(parse_intel_hex(text, "f"));
+        break;
+      case 2:
+        check(parse_srec(text, "f"));
+        break;
       case 3: {
         const Container c = parse_container(bytes, "f");
         FUZZ_CHECK(c.bytes.size() == std::size_t{c.header.header_length} + c.header.payload_length);
         break;
       }
-      case 4: (void)detect_format(bytes, "f.bin"); break;
+      case 4:
+        (void)detect_format(bytes, "f.bin");
+        break;
     }
   } catch (const Error&) {
   }

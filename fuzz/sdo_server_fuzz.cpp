@@ -71,7 +71,7 @@ struct BlockModel {
   std::uint8_t last = 0;   // sequence number of the last frame sent inside the sub-block
   bool over = false;       // that sub-block's last segment (seqno = block size, or c = 1) was sent
   std::uint8_t c_seq = 0;  // sequence number of the segment with c = 1 in this sub-block
-  bool draining = false;  // the transfer ended inside the sub-block: its rest must get no answer
+  bool draining = false;   // the transfer ended inside the sub-block: its rest must get no answer
   std::uint8_t bound = 0;
   Micros since = 0;
 };

@@ -185,12 +185,14 @@ int main() {
     }
     node.poll(now);
     std::uint32_t new_bitrate = 0;
-    if (node.take_bitrate_switch(&new_bitrate) && clock_problem == nullptr) {  // LSS activate bit timing
+    if (node.take_bitrate_switch(&new_bitrate) &&
+        clock_problem == nullptr) {  // LSS activate bit timing
       can.stop();
       can.start(board::kCanClockHz, new_bitrate, g_clock);
     }
     can.poll();
-    service_wdog1_wdog2();  // only if enabled before the bootloader ran (docs/porting-an-application.md)
+    service_wdog1_wdog2();  // only if enabled before the bootloader ran
+                            // (docs/porting-an-application.md)
     if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_now();
 
     const bool leaving =

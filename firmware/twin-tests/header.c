@@ -8,12 +8,12 @@ extern const uint32_t __image_start[];
 extern const uint32_t __image_size[];
 
 __attribute__((section(".boot.fcb"), used)) const uint32_t twin_test_fcb[128] = {
-    [0] = 0x42464346u,  /* tag 'FCFB' */
-    [1] = 0x56010400u,  /* version V1.4.0 */
-    [3] = 0x00030301u,  /* readSampleClkSrc 1, csHoldTime 3, csSetupTime 3 */
-    [16] = 0x00000010u, /* controllerMiscOption: SafeConfigFreq */
-    [17] = 0x00070401u, /* deviceType serial NOR, 4 pads, serialClkFreq 7 */
-    [20] = 0x00400000u, /* sflashA1Size 4 MiB */
+    [0] = 0x42464346u,       /* tag 'FCFB' */
+    [1] = 0x56010400u,       /* version V1.4.0 */
+    [3] = 0x00030301u,       /* readSampleClkSrc 1, csHoldTime 3, csSetupTime 3 */
+    [16] = 0x00000010u,      /* controllerMiscOption: SafeConfigFreq */
+    [17] = 0x00070401u,      /* deviceType serial NOR, 4 pads, serialClkFreq 7 */
+    [20] = 0x00400000u,      /* sflashA1Size 4 MiB */
     [32 + 0] = 0x0A1804EBu,  /* seq 0: quad I/O read 0xEB, 24-bit address */
     [32 + 1] = 0x26043206u,  /*        dummy 6, read */
     [32 + 4] = 0x24040405u,  /* seq 1: read status 0x05 */
@@ -36,6 +36,12 @@ struct boot_data {
 __attribute__((section(".boot.data"), used)) const struct boot_data twin_test_boot_data = {
     (uint32_t)__image_start, (uint32_t)__image_size, 0, 0xFFFFFFFFu};
 
-__attribute__((section(".boot.ivt"), used)) const uint32_t twin_test_ivt[8] = {
-    0x412000D1u, (uint32_t)__vectors_start, 0, 0, (uint32_t)&twin_test_boot_data,
-    (uint32_t)twin_test_ivt, 0, 0};
+__attribute__((section(".boot.ivt"), used))
+const uint32_t twin_test_ivt[8] = {0x412000D1u,
+                                   (uint32_t)__vectors_start,
+                                   0,
+                                   0,
+                                   (uint32_t)&twin_test_boot_data,
+                                   (uint32_t)twin_test_ivt,
+                                   0,
+                                   0};

@@ -2,7 +2,7 @@
  * TWIN_TEST_* define (see CMakeLists.txt). Each prints its progress on LPUART1. */
 #include <stdint.h>
 
-#define REG32(a) (*(volatile uint32_t *)(a))
+#define REG32(a) (*(volatile uint32_t*)(a))
 
 #define LPUART1_STAT REG32(0x40184014u)
 #define LPUART1_CTRL REG32(0x40184018u)
@@ -29,26 +29,26 @@
 
 typedef struct {
   uint32_t operation, base_address, seq_id, seq_num, parallel;
-  const uint32_t *tx;
+  const uint32_t* tx;
   uint32_t tx_size;
-  uint32_t *rx;
+  uint32_t* rx;
   uint32_t rx_size;
 } xfer_t;
 
 typedef struct {
   uint32_t version;
-  int32_t (*init)(uint32_t, void *);
-  int32_t (*program)(uint32_t, void *, uint32_t, const uint32_t *);
-  int32_t (*erase_all)(uint32_t, void *);
-  int32_t (*erase)(uint32_t, void *, uint32_t, uint32_t);
-  int32_t (*read)(uint32_t, void *, uint32_t *, uint32_t, uint32_t);
+  int32_t (*init)(uint32_t, void*);
+  int32_t (*program)(uint32_t, void*, uint32_t, const uint32_t*);
+  int32_t (*erase_all)(uint32_t, void*);
+  int32_t (*erase)(uint32_t, void*, uint32_t, uint32_t);
+  int32_t (*read)(uint32_t, void*, uint32_t*, uint32_t, uint32_t);
   void (*clear_cache)(uint32_t);
-  int32_t (*xfer)(uint32_t, xfer_t *);
-  int32_t (*update_lut)(uint32_t, uint32_t, const uint32_t *, uint32_t);
-  int32_t (*get_config)(uint32_t, void *, void *);
+  int32_t (*xfer)(uint32_t, xfer_t*);
+  int32_t (*update_lut)(uint32_t, uint32_t, const uint32_t*, uint32_t);
+  int32_t (*get_config)(uint32_t, void*, void*);
 } nor_api_t;
 
-#define NOR_API (*(const nor_api_t *const *)(REG32(0x0020001Cu) + 0x10u))
+#define NOR_API (*(const nor_api_t* const*)(REG32(0x0020001Cu) + 0x10u))
 
 #define RAMFUNC __attribute__((section(".ramfunc"), noinline))
 
@@ -62,7 +62,7 @@ static void putc_uart(char c) {
   LPUART1_DATA = (uint8_t)c;
 }
 
-static void puts_uart(const char *s) {
+static void puts_uart(const char* s) {
   while (*s) putc_uart(*s++);
 }
 
@@ -71,7 +71,7 @@ static void puthex(uint32_t v) {
   for (int i = 7; i >= 0; --i) putc_uart("0123456789ABCDEF"[(v >> (4 * i)) & 0xF]);
 }
 
-static void line(const char *s, uint32_t v) {
+static void line(const char* s, uint32_t v) {
   puts_uart(s);
   puthex(v);
   putc_uart('\n');
@@ -90,11 +90,11 @@ __attribute__((unused)) static void wait_mcr(uint32_t mask, uint32_t value) {
 /* FLEXCAN2 on the EVK pins, 40 MHz CAN clock, left frozen with MB8 free. */
 __attribute__((unused)) static void can2_enable_frozen(void) {
   CCM_CSCMR2 = (CCM_CSCMR2 & ~0x3FCu) | (2u << 8) | (1u << 2); /* 80 MHz / 2 */
-  REG32(0x401F80F4u) = 0x16u; /* GPIO_AD_B0_14: CAN2_TX (ALT6, SION) */
-  REG32(0x401F80F8u) = 0x16u; /* GPIO_AD_B0_15: CAN2_RX */
-  REG32(0x401F8450u) = 2u;    /* CAN2_RX select input */
-  CAN2_MCR &= ~(1u << 31);    /* MDIS */
-  wait_mcr(1u << 20, 0);      /* LPMACK */
+  REG32(0x401F80F4u) = 0x16u;          /* GPIO_AD_B0_14: CAN2_TX (ALT6, SION) */
+  REG32(0x401F80F8u) = 0x16u;          /* GPIO_AD_B0_15: CAN2_RX */
+  REG32(0x401F8450u) = 2u;             /* CAN2_RX select input */
+  CAN2_MCR &= ~(1u << 31);             /* MDIS */
+  wait_mcr(1u << 20, 0);               /* LPMACK */
   CAN2_MCR |= (1u << 30) | (1u << 28); /* FRZ | HALT */
   wait_mcr(1u << 24, 1u << 24);        /* FRZACK */
 }
@@ -105,12 +105,12 @@ __attribute__((unused)) static void can2_exit_freeze(void) {
 }
 
 static void copy_config(void) {
-  const volatile uint32_t *fcb = (const volatile uint32_t *)0x70000000u;
+  const volatile uint32_t* fcb = (const volatile uint32_t*)0x70000000u;
   for (int i = 0; i < 128; ++i) config[i] = fcb[i];
 }
 
-RAMFUNC static int32_t xfer_cmd(uint32_t seq, uint32_t addr, uint32_t op, const uint32_t *tx, uint32_t tx_size,
-                                uint32_t *rx, uint32_t rx_size) {
+RAMFUNC static int32_t xfer_cmd(uint32_t seq, uint32_t addr, uint32_t op, const uint32_t* tx,
+                                uint32_t tx_size, uint32_t* rx, uint32_t rx_size) {
   xfer_t x = {op, addr, seq, 1, 0, tx, tx_size, rx, rx_size};
   return NOR_API->xfer(1, &x);
 }
@@ -213,7 +213,7 @@ int main(void) {
   line("CTRL1 ", CAN2_CTRL1);
 #elif defined(TWIN_TEST_CAN_WRONG_BITRATE)
   can2_enable_frozen();
-  CAN2_CTRL1 = 0x01730007u; /* 1 Mbit/s at 40 MHz */
+  CAN2_CTRL1 = 0x01730007u;             /* 1 Mbit/s at 40 MHz */
   CAN2_MCR = (CAN2_MCR & ~0x7Fu) | 15u; /* MAXMB = 15 */
   can2_exit_freeze();
   CAN2_MB_CS(8) = 0x8u << 24;

@@ -213,7 +213,7 @@ Parser::Parser()
   lss_auto_->add_option("--first-node", o.lss.first_node, "First node-ID to give")
       ->capture_default_str();
   lss_auto_->add_flag("--no-store", o.lss.no_store,
-                         "Do not store (the numbers are lost at the next reset)");
+                      "Do not store (the numbers are lost at the next reset)");
   lss_auto_->add_flag("--json", o.lss.json, "Machine-readable output");
   lss_bitrate_ = lss_cmd->add_subcommand(
       "bitrate",
@@ -228,21 +228,20 @@ Parser::Parser()
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
   lss_bitrate_->add_flag("--store", o.lss.store,
-                            "Store the new bit rate in every node before switching");
+                         "Store the new bit rate in every node before switching");
   lss_bitrate_->add_flag("--json", o.lss.json, "Machine-readable output");
   lss_identify_ = lss_cmd->add_subcommand(
       "identify", "Ask whether a node in an identity range (or any unconfigured node) is present");
   lss_identify_->add_option("--vendor-id", o.lss.vendor_id, "Vendor-ID");
   lss_identify_->add_option("--product-code", o.lss.product_code, "Product code");
-  lss_identify_->add_option("--revision-low", o.lss.revision_low,
-                               "Lowest revision (default 0)");
+  lss_identify_->add_option("--revision-low", o.lss.revision_low, "Lowest revision (default 0)");
   lss_identify_->add_option("--revision-high", o.lss.revision_high,
-                               "Highest revision (default 0xFFFFFFFF)");
+                            "Highest revision (default 0xFFFFFFFF)");
   lss_identify_->add_option("--serial-low", o.lss.serial_low, "Lowest serial (default 0)");
   lss_identify_->add_option("--serial-high", o.lss.serial_high,
-                               "Highest serial (default 0xFFFFFFFF)");
+                            "Highest serial (default 0xFFFFFFFF)");
   lss_identify_->add_flag("--non-configured", o.lss.non_configured,
-                             "Ask for nodes without a node-ID instead");
+                          "Ask for nodes without a node-ID instead");
   lss_identify_->add_flag("--json", o.lss.json, "Machine-readable output");
   lss_inquire_ = lss_cmd->add_subcommand(
       "inquire",
@@ -250,7 +249,6 @@ Parser::Parser()
   add_hint(lss_inquire_);
   lss_inquire_->add_option("--serial", o.lss.serial, "Serial number of the node");
   lss_inquire_->add_flag("--json", o.lss.json, "Machine-readable output");
-
 }
 
 Parser::~Parser() = default;

@@ -44,8 +44,20 @@ struct FlashArgs {
 };
 
 enum class Command {
-  kNone, kPack, kFlash, kInfo, kScan, kStart, kStop, kReset,
-  kLssScan, kLssAssign, kLssAuto, kLssBitrate, kLssIdentify, kLssInquire
+  kNone,
+  kPack,
+  kFlash,
+  kInfo,
+  kScan,
+  kStart,
+  kStop,
+  kReset,
+  kLssScan,
+  kLssAssign,
+  kLssAuto,
+  kLssBitrate,
+  kLssIdentify,
+  kLssInquire
 };
 
 // LSS (CiA 305) commands' options; values are checked by the commands before the bus opens.
@@ -62,7 +74,6 @@ struct LssArgs {
   bool non_configured = false;
   std::string revision_low, revision_high, serial_low, serial_high;
 };
-
 
 struct Options {
   Globals g;

@@ -43,12 +43,20 @@ std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out += c;
     }
   }
   return out;
@@ -80,7 +88,8 @@ Bus open_bus(const Globals& g) {
   mo.retries = g.retries;
   bus.master = std::make_unique<Master>(*bus.transport, mo);
   bus.master->on_status = [quiet = g.quiet](const BusStatus& s) {
-    if (!quiet && s.level != BusStatus::Level::kInfo) fmt::print(stderr, "rtcanboot: bus: {}\n", s.text);
+    if (!quiet && s.level != BusStatus::Level::kInfo)
+      fmt::print(stderr, "rtcanboot: bus: {}\n", s.text);
   };
   if (g.trace) {
     bus.master->on_frame = [](const CanFrame& f, Micros t) {
@@ -90,7 +99,9 @@ Bus open_bus(const Globals& g) {
   return bus;
 }
 
-std::string hex32(std::optional<std::uint32_t> v) { return v ? fmt::format("0x{:08X}", *v) : "-"; }
+std::string hex32(std::optional<std::uint32_t> v) {
+  return v ? fmt::format("0x{:08X}", *v) : "-";
+}
 
 std::string version_text(std::uint32_t v) {
   return fmt::format("{}.{}.{}", v >> 16, (v >> 8) & 0xFF, v & 0xFF);
@@ -112,16 +123,19 @@ int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output) {
   } else {
     PackOptions p;
     p.vendor_id = in.vendor_id.empty() ? kDefaultVendorId : parse_u32(in.vendor_id, "--vendor-id");
-    p.product_code = in.product_code.empty() ? kDefaultProductCode : parse_u32(in.product_code, "--product-code");
+    p.product_code = in.product_code.empty() ? kDefaultProductCode
+                                             : parse_u32(in.product_code, "--product-code");
     p.image_version = parse_u32(in.image_version, "--image-version");
     bytes = pack(*input.image, p);
   }
   write_file(output, bytes);
   if (!g.quiet) {
     const auto c = parse_container(bytes, output);
-    fmt::print("{}: {} bytes ({} payload at 0x{:08X}), CRC-32 0x{:08X}, vendor 0x{:08X}, product 0x{:08X}, version {}\n",
-               output, bytes.size(), c.header.payload_length, c.header.load_address, c.header.payload_crc32,
-               c.header.vendor_id, c.header.product_code, c.header.image_version);
+    fmt::print(
+        "{}: {} bytes ({} payload at 0x{:08X}), CRC-32 0x{:08X}, vendor 0x{:08X}, product "
+        "0x{:08X}, version {}\n",
+        output, bytes.size(), c.header.payload_length, c.header.load_address,
+        c.header.payload_crc32, c.header.vendor_id, c.header.product_code, c.header.image_version);
   }
   return 0;
 }
@@ -159,9 +173,11 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   if (!g.quiet && !r.skipped) {
     const double secs = static_cast<double>(r.download_time) / 1e6;
     fmt::print("done: {} bytes in {:.1f} s ({:.1f} KiB/s, {} transfer)\n", r.bytes, secs,
-               secs > 0 ? static_cast<double>(r.bytes) / 1024.0 / secs : 0.0, r.used_block ? "block" : "segmented");
+               secs > 0 ? static_cast<double>(r.bytes) / 1024.0 / secs : 0.0,
+               r.used_block ? "block" : "segmented");
   }
-  if (const std::string w = bus.transport->workarounds(); !g.quiet && !w.empty()) fmt::print("{}\n", w);
+  if (const std::string w = bus.transport->workarounds(); !g.quiet && !w.empty())
+    fmt::print("{}\n", w);
   return 0;
 }
 
@@ -186,25 +202,32 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
     str("software_version", i.software_version);
     num("heartbeat_ms", i.heartbeat_ms);
     if (i.running_program) {
-      s += fmt::format(", \"running\": \"{}\"", *i.running_program == canopen::kRunningApplication ? "application" : "bootloader");
+      s += fmt::format(", \"running\": \"{}\"", *i.running_program == canopen::kRunningApplication
+                                                    ? "application"
+                                                    : "bootloader");
     }
-    if (i.bootloader_version) s += fmt::format(", \"bootloader_version\": \"{}\"", version_text(*i.bootloader_version));
+    if (i.bootloader_version)
+      s += fmt::format(", \"bootloader_version\": \"{}\"", version_text(*i.bootloader_version));
     num("app_region_start", i.app_start);
     num("app_region_size", i.app_size);
     if (i.boot_reason) {
-      s += fmt::format(", \"boot_reason\": {}, \"boot_reason_text\": \"{}\"", *i.boot_reason, describe_boot_reason(*i.boot_reason));
+      s += fmt::format(", \"boot_reason\": {}, \"boot_reason_text\": \"{}\"", *i.boot_reason,
+                       describe_boot_reason(*i.boot_reason));
     }
     num("image_version", i.image_version);
     if (i.trial_state) {
-      s += fmt::format(", \"trial_state\": {}, \"trial_state_text\": \"{}\"", *i.trial_state, describe_trial_state(*i.trial_state));
+      s += fmt::format(", \"trial_state\": {}, \"trial_state_text\": \"{}\"", *i.trial_state,
+                       describe_trial_state(*i.trial_state));
     }
     num("boot_attempts", i.boot_attempts);
     if (i.program_state) {
-      s += fmt::format(", \"program_state\": {}, \"program_state_text\": \"{}\"", *i.program_state, describe_program_state(*i.program_state));
+      s += fmt::format(", \"program_state\": {}, \"program_state_text\": \"{}\"", *i.program_state,
+                       describe_program_state(*i.program_state));
     }
     num("software_id", i.software_id);
     if (i.flash_status) {
-      s += fmt::format(", \"flash_status\": {}, \"flash_status_text\": \"{}\"", *i.flash_status, json_escape(describe_flash_status(*i.flash_status)));
+      s += fmt::format(", \"flash_status\": {}, \"flash_status_text\": \"{}\"", *i.flash_status,
+                       json_escape(describe_flash_status(*i.flash_status)));
     }
     s += "}";
     fmt::print("{}\n", s);
@@ -218,26 +241,38 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
   row("revision", hex32(i.revision));
   row("serial number", hex32(i.serial));
   if (i.device_name) row("device name", *i.device_name);
-  if (i.software_version && !i.software_version->empty()) row("software version", *i.software_version);
+  if (i.software_version && !i.software_version->empty())
+    row("software version", *i.software_version);
   if (i.heartbeat_ms) row("heartbeat", fmt::format("{} ms", *i.heartbeat_ms));
   if (i.running_program) {
     const bool app = *i.running_program == canopen::kRunningApplication;
     row("running", app ? "application" : "bootloader");
     if (i.bootloader_version) row("bootloader version", version_text(*i.bootloader_version));
     if (!app && i.boot_reason) row("boot reason", describe_boot_reason(*i.boot_reason));
-    if (i.app_start && i.app_size) row("application region", fmt::format("0x{:08X}, {} KiB", *i.app_start, *i.app_size / 1024));
-    if (i.image_version) row("image version", fmt::format("{} (0x{:08X})", *i.image_version, *i.image_version));
+    if (i.app_start && i.app_size)
+      row("application region", fmt::format("0x{:08X}, {} KiB", *i.app_start, *i.app_size / 1024));
+    if (i.image_version)
+      row("image version", fmt::format("{} (0x{:08X})", *i.image_version, *i.image_version));
     if (i.trial_state) {
-      row("trial boot", *i.trial_state == static_cast<std::uint8_t>(canopen::TrialState::kOnTrial) && i.boot_attempts
-                            ? fmt::format("{}, {} unconfirmed start(s)", describe_trial_state(*i.trial_state), *i.boot_attempts)
-                            : std::string(describe_trial_state(*i.trial_state)));
+      row("trial boot",
+          *i.trial_state == static_cast<std::uint8_t>(canopen::TrialState::kOnTrial) &&
+                  i.boot_attempts
+              ? fmt::format("{}, {} unconfirmed start(s)", describe_trial_state(*i.trial_state),
+                            *i.boot_attempts)
+              : std::string(describe_trial_state(*i.trial_state)));
     }
   } else {
     row("running", "unknown (no 0x5F00: not an rtcanboot node)");
   }
-  if (i.program_state) row("program (0x1F51)", fmt::format("{} ({})", describe_program_state(*i.program_state), *i.program_state));
-  if (i.software_id) row("software id (0x1F56)", fmt::format("0x{:08X}{}", *i.software_id, *i.software_id == 0 ? " (no program)" : ""));
-  if (i.flash_status) row("flash status (0x1F57)", fmt::format("{} (0x{:08X})", describe_flash_status(*i.flash_status), *i.flash_status));
+  if (i.program_state)
+    row("program (0x1F51)",
+        fmt::format("{} ({})", describe_program_state(*i.program_state), *i.program_state));
+  if (i.software_id)
+    row("software id (0x1F56)",
+        fmt::format("0x{:08X}{}", *i.software_id, *i.software_id == 0 ? " (no program)" : ""));
+  if (i.flash_status)
+    row("flash status (0x1F57)",
+        fmt::format("{} (0x{:08X})", describe_flash_status(*i.flash_status), *i.flash_status));
   return 0;
 }
 
@@ -274,7 +309,8 @@ int cmd_scan(const Globals& g, bool json, int listen_ms, int probe_ms, bool prob
     fmt::print("no nodes found on {}\n", bus.transport->describe());
     return 0;
   }
-  fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", "node", "NMT state", "SDO", "vendor", "product", "running");
+  fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", "node", "NMT state", "SDO", "vendor",
+             "product", "running");
   for (const ScanNode& r : rows) {
     fmt::print("{:>4}  {:<16} {:<5} {:<10} {:<10} {}\n", r.node,
                r.heartbeat ? to_string(r.heartbeat->state) : "-", r.sdo ? "yes" : "no",
@@ -284,12 +320,15 @@ int cmd_scan(const Globals& g, bool json, int listen_ms, int probe_ms, bool prob
   return 0;
 }
 
-int cmd_program(const Globals& g, const std::string& node_text, canopen::ProgramCommand command, bool nmt) {
+int cmd_program(const Globals& g, const std::string& node_text, canopen::ProgramCommand command,
+                bool nmt) {
   Bus bus = open_bus(g);
   Master& m = *bus.master;
   if (nmt) {
     const std::uint8_t node = parse_node(node_text, true);
-    m.nmt(command == canopen::ProgramCommand::kStart ? canopen::NmtCommand::kStart : canopen::NmtCommand::kStop, node);
+    m.nmt(command == canopen::ProgramCommand::kStart ? canopen::NmtCommand::kStart
+                                                     : canopen::NmtCommand::kStop,
+          node);
     return 0;
   }
   const std::uint8_t node = parse_node(node_text, false);
@@ -300,11 +339,13 @@ int cmd_program(const Globals& g, const std::string& node_text, canopen::Program
     if (!e.timed_out()) throw;
     // A node that resets on start/stop may not answer; it announces itself with a boot-up.
     if (!m.wait_heartbeat(node, before, m.now() + 3'000'000, true)) {
-      throw Error(ErrorKind::kNoNode, fmt::format("node {} does not answer (no SDO response, no boot-up)", node));
+      throw Error(ErrorKind::kNoNode,
+                  fmt::format("node {} does not answer (no SDO response, no boot-up)", node));
     }
   }
   if (!g.quiet) {
-    fmt::print("node {}: program {}\n", node, command == canopen::ProgramCommand::kStart ? "started" : "stopped");
+    fmt::print("node {}: program {}\n", node,
+               command == canopen::ProgramCommand::kStart ? "started" : "stopped");
   }
   return 0;
 }
@@ -314,10 +355,12 @@ int cmd_reset(const Globals& g, const std::string& node_text, bool communication
   Bus bus = open_bus(g);
   Master& m = *bus.master;
   const Micros before = m.now();
-  m.nmt(communication ? canopen::NmtCommand::kResetCommunication : canopen::NmtCommand::kResetNode, node);
+  m.nmt(communication ? canopen::NmtCommand::kResetCommunication : canopen::NmtCommand::kResetNode,
+        node);
   if (wait && node != 0) {
     if (!m.wait_heartbeat(node, before, m.now() + 5'000'000, true)) {
-      throw Error(ErrorKind::kNoNode, fmt::format("node {} sent no boot-up message within 5 s after the reset", node));
+      throw Error(ErrorKind::kNoNode,
+                  fmt::format("node {} sent no boot-up message within 5 s after the reset", node));
     }
     if (!g.quiet) fmt::print("node {} is back (boot-up received)\n", node);
   }

@@ -164,10 +164,12 @@ class Cli : public ::testing::Test {
       const std::uint32_t a = address + static_cast<std::uint32_t>(i);
       if ((a >> 16) != upper) {
         upper = a >> 16;
-        const std::uint8_t u[2] = {static_cast<std::uint8_t>(upper >> 8), static_cast<std::uint8_t>(upper)};
+        const std::uint8_t u[2] = {static_cast<std::uint8_t>(upper >> 8),
+                                   static_cast<std::uint8_t>(upper)};
         rec(4, 0, u, 2);
       }
-      rec(0, static_cast<std::uint16_t>(a & 0xFFFF), data.data() + i, std::min<std::size_t>(16, data.size() - i));
+      rec(0, static_cast<std::uint16_t>(a & 0xFFFF), data.data() + i,
+          std::min<std::size_t>(16, data.size() - i));
     }
     rec(1, 0, nullptr, 0);
     return s;
@@ -221,8 +223,10 @@ TEST_F(Cli, BadInputFiles) {
   expect_error(run("pack /nonexistent/app.hex -o " + (dir / "x.rcb").string()), 3, "cannot open");
   const auto good = hex_file(mm::kAppAddress, app_bytes(64));
   std::string corrupt = good;
-  corrupt[corrupt.find('\n') + 12] = corrupt[corrupt.find('\n') + 12] == '0' ? '1' : '0';  // line 2 data
-  expect_error(run("pack " + write("bad.hex", corrupt) + " -o " + (dir / "x.rcb").string()), 3, "bad.hex:2: Intel HEX record checksum");
+  corrupt[corrupt.find('\n') + 12] =
+      corrupt[corrupt.find('\n') + 12] == '0' ? '1' : '0';  // line 2 data
+  expect_error(run("pack " + write("bad.hex", corrupt) + " -o " + (dir / "x.rcb").string()), 3,
+               "bad.hex:2: Intel HEX record checksum");
   expect_error(run("pack " + write("low.hex", hex_file(0x6000'0000, app_bytes(64))) + " -o x"), 3,
                "outside the application region");
   expect_error(run("pack " + write("bl.hex", hex_file(mm::kFlashBase, app_bytes(64))) + " -o x"), 3,
@@ -231,16 +235,19 @@ TEST_F(Cli, BadInputFiles) {
   expect_error(run("pack " + write("a.txt", "hello") + " -o x"), 3, "unknown file format");
   expect_error(run("pack " + write("empty.hex", "") + " -o x"), 3, "empty");
   expect_error(run("pack " + dir.string() + " -o x"), 3, "is a directory");
-  expect_error(run("pack " + write("ok.hex", hex_file(mm::kAppAddress, app_bytes(64))) + " -o /nonexistent/dir/x.rcb"), 3,
-               "cannot create");
+  expect_error(run("pack " + write("ok.hex", hex_file(mm::kAppAddress, app_bytes(64))) +
+                   " -o /nonexistent/dir/x.rcb"),
+               3, "cannot create");
   // flash checks the file before touching the bus (the bus here does not exist).
-  expect_error(run("--bus socketcan://rtcbnone0 flash --node 1 " + write("bad2.hex", corrupt)), 3, "checksum");
+  expect_error(run("--bus socketcan://rtcbnone0 flash --node 1 " + write("bad2.hex", corrupt)), 3,
+               "checksum");
 }
 
 TEST_F(Cli, PackWritesTheContainer) {
   const auto hex = write("app.hex", hex_file(mm::kAppAddress, app_bytes(1000)));
   const auto out = (dir / "app.rcb").string();
-  const CliRun r = run(fmt::format("pack {} -o {} --vendor-id 0x1234 --product-code 66 --image-version 3", hex, out));
+  const CliRun r = run(fmt::format(
+      "pack {} -o {} --vendor-id 0x1234 --product-code 66 --image-version 3", hex, out));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto bytes = read_file(out);
   const Container c = parse_container(bytes, out);
@@ -254,10 +261,14 @@ TEST_F(Cli, PackWritesTheContainer) {
   ASSERT_EQ(run(fmt::format("pack {} -o {}", out, again)).code, 0);
   EXPECT_EQ(read_file(again), bytes);
   // A raw binary at the application address packs the same payload.
-  std::ofstream(dir / "app.bin", std::ios::binary).write(reinterpret_cast<const char*>(app_bytes(1000).data()), 1000);
+  std::ofstream(dir / "app.bin", std::ios::binary)
+      .write(reinterpret_cast<const char*>(app_bytes(1000).data()), 1000);
   const auto from_bin = (dir / "bin.rcb").string();
-  ASSERT_EQ(run(fmt::format("pack {} --load-address 0x70020000 -o {} --vendor-id 0x1234 --product-code 66 --image-version 3",
-                            (dir / "app.bin").string(), from_bin)).code, 0);
+  ASSERT_EQ(run(fmt::format("pack {} --load-address 0x70020000 -o {} --vendor-id 0x1234 "
+                            "--product-code 66 --image-version 3",
+                            (dir / "app.bin").string(), from_bin))
+                .code,
+            0);
   EXPECT_EQ(read_file(from_bin), bytes);
 }
 
@@ -275,7 +286,8 @@ TEST_F(Cli, BusErrorsAreReported) {
     dead = ntohs(a.sin_port);
     ::close(s);
   }
-  expect_error(run(fmt::format("--bus socketcand://127.0.0.1:{}/can0 info --node 1", dead)), 4, "cannot connect");
+  expect_error(run(fmt::format("--bus socketcand://127.0.0.1:{}/can0 info --node 1", dead)), 4,
+               "cannot connect");
   expect_error(run("--bus slcan:///nonexistent/tty info --node 1"), 4, "cannot open");
 }
 
@@ -321,11 +333,15 @@ class Bridge {
   }
 
  private:
-  void send_text(int fd, const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+  void send_text(int fd, const std::string& s) {
+    (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+  }
   void serve() {
     const auto t0 = std::chrono::steady_clock::now();
     auto wall = [&] {
-      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - t0)
+                                     .count());
     };
     int fd = -1;
     std::string buf;
@@ -345,7 +361,8 @@ class Bridge {
       while (auto ev = bus_.receive(bus_.clock().now())) {
         std::string hex;
         for (int i = 0; i < ev->frame.dlc; ++i) hex += fmt::format("{:02X}", ev->frame.data[i]);
-        send_text(fd, fmt::format("< frame {:03X} {}.{:06} {} >", ev->frame.id, ev->timestamp / 1000000, ev->timestamp % 1000000, hex));
+        send_text(fd, fmt::format("< frame {:03X} {}.{:06} {} >", ev->frame.id,
+                                  ev->timestamp / 1000000, ev->timestamp % 1000000, hex));
       }
       pollfd q{fd, POLLIN, 0};
       if (::poll(&q, 1, 1) <= 0) continue;
@@ -361,7 +378,8 @@ class Bridge {
       while ((end = buf.find('>')) != std::string::npos) {
         const std::string msg = buf.substr(0, end + 1);
         buf.erase(0, end + 1);
-        if (msg.find("< open ") != std::string::npos || msg.find("< rawmode >") != std::string::npos) {
+        if (msg.find("< open ") != std::string::npos ||
+            msg.find("< rawmode >") != std::string::npos) {
           send_text(fd, "< ok >");
         } else if (msg.find("< send ") != std::string::npos) {
           std::istringstream in(msg.substr(msg.find("send") + 4));
@@ -405,7 +423,8 @@ class SlcanBridge {
     settings_.heartbeat_ms = 300;
     board_ = std::make_unique<test::SimBoard>(bus_, settings_);
     char name[256];
-    if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+    if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0)
+      throw std::runtime_error("openpty");
     path_ = name;
     thread_ = std::thread([this] { serve(); });
   }
@@ -424,7 +443,9 @@ class SlcanBridge {
   void serve() {
     const auto t0 = std::chrono::steady_clock::now();
     auto wall = [&] {
-      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - t0)
+                                     .count());
     };
     std::string buf;
     while (!stop_) {
@@ -482,7 +503,8 @@ TEST_F(Cli, FlashThroughAnSlcanAdapter) {
   const CliRun i = run(fmt::format("--bus '{}' info --node 5 --json", adapter.uri()));
   EXPECT_NE(i.out.find("\"running\": \"application\""), std::string::npos) << i.out << i.err;
   // Wrong bit rate for this adapter (it only takes S8): a bus error naming the refusal.
-  expect_error(run(fmt::format("--bus 'slcan://{}?bitrate=125000' info --node 5", adapter.uri().substr(8, adapter.uri().find('?') - 8))),
+  expect_error(run(fmt::format("--bus 'slcan://{}?bitrate=125000' info --node 5",
+                               adapter.uri().substr(8, adapter.uri().find('?') - 8))),
                4, "refused bit rate");
 }
 
@@ -492,7 +514,7 @@ TEST_F(Cli, NoNodeAnsweringEndsQuicklyWithItsOwnExitCode) {
   expect_error(r, 5, "node 5 does not answer");
   EXPECT_LT(r.seconds, 5.0);
   const CliRun f = run(fmt::format("--bus {} --timeout 200 flash --node 5 {}", empty.uri(),
-                                write("app.hex", hex_file(mm::kAppAddress, app_bytes(100)))));
+                                   write("app.hex", hex_file(mm::kAppAddress, app_bytes(100)))));
   expect_error(f, 5, "does not answer");
   const CliRun s = run(fmt::format("--bus {} scan --listen 300 --probe-timeout 20", empty.uri()));
   EXPECT_EQ(s.code, 0) << s.err;
@@ -559,7 +581,8 @@ TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
   EXPECT_EQ(r.code, 0) << r.err;
 
   // Wrong product: refused before anything is sent, with its own exit code.
-  expect_error(run(fmt::format("--bus {} flash --node 5 --product-code 7 {}", bridge.uri(), hex)), 9, "--force-product");
+  expect_error(run(fmt::format("--bus {} flash --node 5 --product-code 7 {}", bridge.uri(), hex)),
+               9, "--force-product");
 }
 
 // A device that answers with garbage, or with nothing, ends the command within its timeout with

@@ -106,8 +106,9 @@ TEST_F(EdsTest, TheEdsDescribesNothingElse) {
     if (e.object_code != ObjectCode::kVar) known.insert(section_name(e.index, e.sub));
     ++subs[e.index];
   }
-  const std::set<std::string> meta = {"FILEINFO", "DEVICEINFO", "DUMMYUSAGE", "COMMENTS", "MANDATORYOBJECTS",
-                                      "OPTIONALOBJECTS", "MANUFACTUREROBJECTS"};
+  const std::set<std::string> meta = {"FILEINFO",           "DEVICEINFO",       "DUMMYUSAGE",
+                                      "COMMENTS",           "MANDATORYOBJECTS", "OPTIONALOBJECTS",
+                                      "MANUFACTUREROBJECTS"};
   for (const auto& [name, section] : eds) {
     if (meta.count(name)) continue;
     EXPECT_TRUE(known.count(name)) << "EDS section [" << name << "] has no dictionary entry";
@@ -139,7 +140,8 @@ TEST_F(EdsTest, TheEdsDescribesNothingElse) {
   for (std::uint16_t mandatory : {0x1000, 0x1001, 0x1018}) {
     bool found = false;
     Section& s = eds["MANDATORYOBJECTS"];
-    for (const auto& [k, v] : s) found = found || (k != "SUPPORTEDOBJECTS" && number(v) == mandatory);
+    for (const auto& [k, v] : s)
+      found = found || (k != "SUPPORTEDOBJECTS" && number(v) == mandatory);
     EXPECT_TRUE(found) << std::hex << mandatory;
   }
 }

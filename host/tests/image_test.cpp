@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "rtcanboot/bytes.hpp"
@@ -115,7 +115,9 @@ TEST(Elf, RejectsMalformedFiles) {
   auto big = good;
   big[5] = 2;
   EXPECT_NE(message_of([&] { parse_elf(big, "x"); }).find("little-endian"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_elf(make_elf({{1, mm::kAppAddress, bytes(8), 8}}, 62), "x"); }).find("not ARM"),
+  EXPECT_NE(message_of([&] {
+              parse_elf(make_elf({{1, mm::kAppAddress, bytes(8), 8}}, 62), "x");
+            }).find("not ARM"),
             std::string::npos);
   auto truncated = good;
   truncated.resize(truncated.size() - 10);
@@ -123,10 +125,15 @@ TEST(Elf, RejectsMalformedFiles) {
   auto bad_phoff = good;
   store_le32(&bad_phoff[28], 0xFFFF'FF00);
   EXPECT_EQ(kind_of([&] { parse_elf(bad_phoff, "x"); }), ErrorKind::kInput);
-  EXPECT_NE(message_of([&] { parse_elf(make_elf({{1, 0x2000'0000, {}, 64}}), "x"); }).find("no loadable data"),
+  EXPECT_NE(message_of([&] {
+              parse_elf(make_elf({{1, 0x2000'0000, {}, 64}}), "x");
+            }).find("no loadable data"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { parse_elf(make_elf({{1, mm::kAppAddress, bytes(64), 64}, {1, mm::kAppAddress + 32, bytes(8), 8}}), "x"); })
-                .find("overlaps"),
+  EXPECT_NE(message_of([&] {
+              parse_elf(make_elf({{1, mm::kAppAddress, bytes(64), 64},
+                                  {1, mm::kAppAddress + 32, bytes(8), 8}}),
+                        "x");
+            }).find("overlaps"),
             std::string::npos);
 }
 
@@ -146,24 +153,39 @@ TEST(IntelHex, ParsesExtendedLinearAddressesAndChecksums) {
 }
 
 TEST(IntelHex, ReportsTheBadLine) {
-  const std::string bad_sum = ":02000004700288\n:10000000000102030405060708090A0B0C0D0E0F79\n:00000001FF\n";
-  EXPECT_EQ(message_of([&] { parse_intel_hex(bad_sum, "a.hex"); }), "a.hex:2: Intel HEX record checksum is wrong");
-  EXPECT_NE(message_of([&] { parse_intel_hex(":0200000470\n", "a.hex"); }).find("a.hex:1:"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_intel_hex("hello\n", "a.hex"); }).find("does not start with ':'"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_intel_hex(":0G0000047002\n", "a.hex"); }).find("non-hex"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_intel_hex(":020000047002880000\n:00000001FF\n", "a.hex"); }).find("does not match"),
+  const std::string bad_sum =
+      ":02000004700288\n:10000000000102030405060708090A0B0C0D0E0F79\n:00000001FF\n";
+  EXPECT_EQ(message_of([&] { parse_intel_hex(bad_sum, "a.hex"); }),
+            "a.hex:2: Intel HEX record checksum is wrong");
+  EXPECT_NE(message_of([&] { parse_intel_hex(":0200000470\n", "a.hex"); }).find("a.hex:1:"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { parse_intel_hex(":02000004700288\n", "a.hex"); }).find("end-of-file"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_intel_hex(":00000001FF\n:00000001FF\n", "a.hex"); }).find("after the end-of-file"),
+  EXPECT_NE(
+      message_of([&] { parse_intel_hex("hello\n", "a.hex"); }).find("does not start with ':'"),
+      std::string::npos);
+  EXPECT_NE(message_of([&] { parse_intel_hex(":0G0000047002\n", "a.hex"); }).find("non-hex"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { parse_intel_hex(":00000007F9\n:00000001FF\n", "a.hex"); }).find("record type"),
+  EXPECT_NE(message_of([&] {
+              parse_intel_hex(":020000047002880000\n:00000001FF\n", "a.hex");
+            }).find("does not match"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { parse_intel_hex(":02000004700288\n", "a.hex"); }).find("end-of-file"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] {
+              parse_intel_hex(":00000001FF\n:00000001FF\n", "a.hex");
+            }).find("after the end-of-file"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] {
+              parse_intel_hex(":00000007F9\n:00000001FF\n", "a.hex");
+            }).find("record type"),
             std::string::npos);
 }
 
-std::string srec_line(char type, std::uint32_t address, std::size_t addr_len, const std::vector<std::uint8_t>& data) {
+std::string srec_line(char type, std::uint32_t address, std::size_t addr_len,
+                      const std::vector<std::uint8_t>& data) {
   std::vector<std::uint8_t> rec;
   rec.push_back(static_cast<std::uint8_t>(addr_len + data.size() + 1));
-  for (std::size_t i = 0; i < addr_len; ++i) rec.push_back(static_cast<std::uint8_t>(address >> (8 * (addr_len - 1 - i))));
+  for (std::size_t i = 0; i < addr_len; ++i)
+    rec.push_back(static_cast<std::uint8_t>(address >> (8 * (addr_len - 1 - i))));
   rec.insert(rec.end(), data.begin(), data.end());
   std::uint8_t sum = 0;
   for (auto b : rec) sum = static_cast<std::uint8_t>(sum + b);
@@ -174,15 +196,17 @@ std::string srec_line(char type, std::uint32_t address, std::size_t addr_len, co
 }
 
 TEST(Srec, ParsesS3RecordsAndTermination) {
-  const std::string text = srec_line('0', 0, 2, {'h', 'i'}) + srec_line('3', mm::kAppAddress, 4, bytes(16)) +
-                           srec_line('3', mm::kAppAddress + 16, 4, bytes(4, 16)) + srec_line('5', 2, 2, {}) +
-                           srec_line('7', mm::kAppAddress + 0x401, 4, {});
+  const std::string text =
+      srec_line('0', 0, 2, {'h', 'i'}) + srec_line('3', mm::kAppAddress, 4, bytes(16)) +
+      srec_line('3', mm::kAppAddress + 16, 4, bytes(4, 16)) + srec_line('5', 2, 2, {}) +
+      srec_line('7', mm::kAppAddress + 0x401, 4, {});
   const MemoryImage img = parse_srec(text, "a.s37");
   ASSERT_EQ(img.chunks.size(), 1U);
   EXPECT_EQ(img.chunks.begin()->second, bytes(20));
   EXPECT_EQ(*img.entry, mm::kAppAddress + 0x401);
   // S1/S2 addressing.
-  const MemoryImage s1 = parse_srec(srec_line('1', 0x1234, 2, bytes(3)) + srec_line('2', 0x123456, 3, bytes(2)), "a.s19");
+  const MemoryImage s1 = parse_srec(
+      srec_line('1', 0x1234, 2, bytes(3)) + srec_line('2', 0x123456, 3, bytes(2)), "a.s19");
   EXPECT_EQ(s1.lowest(), 0x1234U);
   EXPECT_EQ(s1.end(), 0x123458U);
 }
@@ -190,24 +214,32 @@ TEST(Srec, ParsesS3RecordsAndTermination) {
 TEST(Srec, RejectsMalformedRecords) {
   std::string bad = srec_line('3', mm::kAppAddress, 4, bytes(4));
   bad[bad.size() - 3] = bad[bad.size() - 3] == '0' ? '1' : '0';
-  EXPECT_NE(message_of([&] { parse_srec(bad, "b.srec"); }).find("b.srec:1: S-record checksum"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_srec("S30500\n", "b.srec"); }).find("byte count"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_srec("X1234\n", "b.srec"); }).find("does not start with 'S'"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_srec("S4030000FC\n", "b.srec"); }).find("unknown S-record type"), std::string::npos);
-  EXPECT_NE(message_of([&] { parse_srec(srec_line('0', 0, 2, {}), "b.srec"); }).find("no data"), std::string::npos);
+  EXPECT_NE(message_of([&] { parse_srec(bad, "b.srec"); }).find("b.srec:1: S-record checksum"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { parse_srec("S30500\n", "b.srec"); }).find("byte count"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { parse_srec("X1234\n", "b.srec"); }).find("does not start with 'S'"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { parse_srec("S4030000FC\n", "b.srec"); }).find("unknown S-record type"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { parse_srec(srec_line('0', 0, 2, {}), "b.srec"); }).find("no data"),
+            std::string::npos);
 }
 
 TEST(Region, RejectsDataOutsideTheApplicationRegion) {
   MemoryImage below;
   below.add(mm::kFlashBase, bytes(16), "t");
-  EXPECT_NE(message_of([&] { flatten_for_application(below); }).find("outside the application region"), std::string::npos);
+  EXPECT_NE(
+      message_of([&] { flatten_for_application(below); }).find("outside the application region"),
+      std::string::npos);
   MemoryImage records;
   records.add(mm::kAppAddress, bytes(16), "t");
   records.add(mm::kFlashBase + mm::kRecordsOffset, bytes(4), "t");
   EXPECT_EQ(kind_of([&] { flatten_for_application(records); }), ErrorKind::kInput);
   MemoryImage late;
   late.add(mm::kAppAddress + 0x1000, bytes(16), "t");
-  EXPECT_NE(message_of([&] { flatten_for_application(late); }).find("vector table"), std::string::npos);
+  EXPECT_NE(message_of([&] { flatten_for_application(late); }).find("vector table"),
+            std::string::npos);
   MemoryImage last_byte;
   last_byte.add(mm::kAppAddress, bytes(16), "t");
   last_byte.add(mm::kAppEndAddress - 1, bytes(1), "t");
@@ -236,14 +268,17 @@ TEST(Pack, ContainerHeaderMatchesTheCoreParser) {
   // A flipped payload byte is caught before anything is sent.
   auto broken = c;
   broken.back() ^= 1;
-  EXPECT_NE(message_of([&] { parse_container(broken, "c.rcb"); }).find("CRC-32"), std::string::npos);
+  EXPECT_NE(message_of([&] { parse_container(broken, "c.rcb"); }).find("CRC-32"),
+            std::string::npos);
   auto cut = c;
   cut.pop_back();
-  EXPECT_NE(message_of([&] { parse_container(cut, "c.rcb"); }).find("announces"), std::string::npos);
+  EXPECT_NE(message_of([&] { parse_container(cut, "c.rcb"); }).find("announces"),
+            std::string::npos);
 }
 
 TEST(Files, LoadInputDetectsFormatsAndRejectsBadFiles) {
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("rtcanboot-image-test-{}", ::getpid());
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("rtcanboot-image-test-{}", ::getpid());
   std::filesystem::create_directories(dir);
   const auto elf_path = (dir / "a.elf").string();
   write_file(elf_path, make_elf({{1, mm::kAppAddress, bytes(64), 64}}));
@@ -267,8 +302,10 @@ TEST(Files, LoadInputDetectsFormatsAndRejectsBadFiles) {
 
   const auto junk_path = (dir / "a.txt").string();
   write_file(junk_path, bytes(5, 'a'));
-  EXPECT_NE(message_of([&] { load_input(junk_path, {}); }).find("unknown file format"), std::string::npos);
-  EXPECT_NE(message_of([&] { load_input((dir / "missing.hex").string(), {}); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(message_of([&] { load_input(junk_path, {}); }).find("unknown file format"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { load_input((dir / "missing.hex").string(), {}); }).find("cannot open"),
+            std::string::npos);
   std::filesystem::remove_all(dir);
 }
 

@@ -37,7 +37,8 @@ TEST(Progress, TerminalBarIsRedrawnInPlaceAtMostTenTimesASecond) {
   EXPECT_GE(out.size(), 18U);
   EXPECT_LE(out.size(), 22U);
   for (const auto& s : out) EXPECT_EQ(s.front(), '\r');
-  EXPECT_NE(out.back().find("[##############################] 100.0%"), std::string::npos) << out.back();
+  EXPECT_NE(out.back().find("[##############################] 100.0%"), std::string::npos)
+      << out.back();
   EXPECT_EQ(out.back().back(), '\n');
   EXPECT_EQ(std::count(out.back().begin(), out.back().end(), '\n'), 1);
 }

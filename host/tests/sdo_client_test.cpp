@@ -44,7 +44,8 @@ class SdoClientTest : public ::testing::Test {
     master = std::make_unique<Master>(bus, o);
   }
 
-  std::string long_name = "rtcanboot test node with a name long enough for several segments: 0123456789abcdefghij";
+  std::string long_name =
+      "rtcanboot test node with a name long enough for several segments: 0123456789abcdefghij";
   SimBus bus{500'000};
   NodeConfig config;
   std::unique_ptr<SimCanopenNode> node;
@@ -468,10 +469,11 @@ TEST(SdoClientMachine, RetransmitsFromAckseq) {
 }
 
 TEST(AbortMessages, EveryCoreAbortCodeHasText) {
-  for (std::uint32_t code : {0x05030000U, 0x05040000U, 0x05040001U, 0x05040002U, 0x05040003U, 0x05040004U,
-                             0x05040005U, 0x06010000U, 0x06010001U, 0x06010002U, 0x06020000U, 0x06040047U,
-                             0x06060000U, 0x06070010U, 0x06070012U, 0x06070013U, 0x06090011U, 0x06090030U,
-                             0x08000000U, 0x08000020U, 0x08000021U, 0x08000022U}) {
+  for (std::uint32_t code :
+       {0x05030000U, 0x05040000U, 0x05040001U, 0x05040002U, 0x05040003U, 0x05040004U,
+        0x05040005U, 0x06010000U, 0x06010001U, 0x06010002U, 0x06020000U, 0x06040047U,
+        0x06060000U, 0x06070010U, 0x06070012U, 0x06070013U, 0x06090011U, 0x06090030U,
+        0x08000000U, 0x08000020U, 0x08000021U, 0x08000022U}) {
     const std::string m = abort_message(code);
     EXPECT_EQ(m.find("unknown abort code"), std::string::npos) << m;
     EXPECT_EQ(m.substr(0, 10), fmt::format("0x{:08X}", code));

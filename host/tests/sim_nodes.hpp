@@ -99,7 +99,8 @@ class SimCanopenNode final : public SimNode {
     } else if (now >= last_drain_ + 1000) {
       const auto ms = (now - last_drain_) / 1000;
       const auto amount = static_cast<std::uint64_t>(program.drain_per_ms) * ms;
-      program.buffered = amount >= program.buffered ? 0 : program.buffered - static_cast<std::uint32_t>(amount);
+      program.buffered =
+          amount >= program.buffered ? 0 : program.buffered - static_cast<std::uint32_t>(amount);
       last_drain_ += ms * 1000;
     }
   }
@@ -115,11 +116,15 @@ class MemFlash final : public FlashPort {
   explicit MemFlash(const Clock& clock) : clock_(clock), mem(memory_map::kFlashSize, 0xFF) {}
   FlashResult start_erase(std::uint32_t offset, std::uint32_t length) override {
     if (busy_until_ > clock_.now()) return FlashResult::kBusy;
-    if ((length != 4096 && length != 32768 && length != 65536) || offset % length || offset + length > mem.size()) {
+    if ((length != 4096 && length != 32768 && length != 65536) || offset % length ||
+        offset + length > mem.size()) {
       return FlashResult::kInvalidArgument;
     }
     std::fill_n(mem.begin() + offset, length, 0xFF);
-    busy_until_ = clock_.now() + (length == 4096 ? 45'000 : length == 32768 ? 120'000 : 150'000) * erase_scale / 100;
+    busy_until_ = clock_.now() + (length == 4096    ? 45'000
+                                  : length == 32768 ? 120'000
+                                                    : 150'000) *
+                                     erase_scale / 100;
     ++erases;
     return FlashResult::kOk;
   }

@@ -76,7 +76,8 @@ TEST(BusUri, ParsesEveryScheme) {
   // A bracketed host with a %zone but no ':' keeps its brackets (fuzz.bus_text round trip).
   EXPECT_EQ(to_string(parse_bus_uri("socketcand://[fe80%eth0]:5/c")),
             "socketcand://[fe80%eth0]:5/c");
-  EXPECT_EQ(to_string(parse_bus_uri("slcan:///dev/x?bitrate=125000")), "slcan:///dev/x?bitrate=125000");
+  EXPECT_EQ(to_string(parse_bus_uri("slcan:///dev/x?bitrate=125000")),
+            "slcan:///dev/x?bitrate=125000");
 }
 
 TEST(BusUri, TyposGetAOneLineExplanation) {
@@ -85,8 +86,10 @@ TEST(BusUri, TyposGetAOneLineExplanation) {
   EXPECT_NE(usage_error("socketcan://").find("missing interface"), std::string::npos);
   EXPECT_NE(usage_error("socketcan://can 0").find("not allowed"), std::string::npos);
   EXPECT_NE(usage_error("slcan://dev/ttyACM0").find("absolute path"), std::string::npos);
-  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?bitrate=300000").find("CiA bit rate"), std::string::npos);
-  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?speed=1").find("unknown option 'speed'"), std::string::npos);
+  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?bitrate=300000").find("CiA bit rate"),
+            std::string::npos);
+  EXPECT_NE(usage_error("slcan:///dev/ttyACM0?speed=1").find("unknown option 'speed'"),
+            std::string::npos);
   EXPECT_NE(usage_error("slcan:///dev/ttyACM0?bitrate=").find("needs a number"), std::string::npos);
   EXPECT_NE(usage_error("socketcand://host:99999/can0").find("port"), std::string::npos);
   EXPECT_NE(usage_error("socketcand://host:29536").find("missing channel"), std::string::npos);
@@ -161,9 +164,11 @@ TEST(SocketCan, OpeningWithoutKernelSupportOrInterfaceIsABusError) {
   }
 }
 
-// ---- slcan ---------------------------------------------------------------------------------------
+// ---- slcan
+// ---------------------------------------------------------------------------------------
 TEST(Slcan, EncodesFrames) {
-  EXPECT_EQ(slcan_encode(frame(0x605, {0x40, 0x00, 0x10, 0x00, 0, 0, 0, 0})), "t60584000100000000000\r");
+  EXPECT_EQ(slcan_encode(frame(0x605, {0x40, 0x00, 0x10, 0x00, 0, 0, 0, 0})),
+            "t60584000100000000000\r");
   EXPECT_EQ(slcan_encode(frame(0x7E5, {})), "t7E50\r");
   EXPECT_EQ(slcan_encode(frame(0x1ABCDEF0, {0xAA}, CanFrame::kExtended)), "T1ABCDEF01AA\r");
   EXPECT_EQ(slcan_encode(frame(0x123, {}, CanFrame::kRemote)), "r1230\r");
@@ -180,7 +185,8 @@ TEST(Slcan, DecodesFramesAndRejectsJunk) {
   EXPECT_EQ(f->id, 0x585U);
   EXPECT_EQ(f->dlc, 8);
   EXPECT_EQ(f->data[0], 0x43);
-  f = slcan_decode("t70510000");  // with a 4-digit timestamp... no: dlc 1, data 00, timestamp missing digits
+  f = slcan_decode(
+      "t70510000");  // with a 4-digit timestamp... no: dlc 1, data 00, timestamp missing digits
   EXPECT_FALSE(f);
   f = slcan_decode("t705100ABCD");  // dlc 1, data 00, timestamp ABCD
   ASSERT_TRUE(f);
@@ -194,9 +200,9 @@ TEST(Slcan, DecodesFramesAndRejectsJunk) {
   ASSERT_TRUE(f);
   EXPECT_TRUE(f->remote());
   EXPECT_EQ(f->dlc, 3);
-  EXPECT_FALSE(slcan_decode("t8001"));       // 11-bit id out of range
-  EXPECT_FALSE(slcan_decode("t1239"));       // dlc 9
-  EXPECT_FALSE(slcan_decode("t12320G"));     // not hex
+  EXPECT_FALSE(slcan_decode("t8001"));    // 11-bit id out of range
+  EXPECT_FALSE(slcan_decode("t1239"));    // dlc 9
+  EXPECT_FALSE(slcan_decode("t12320G"));  // not hex
   EXPECT_FALSE(slcan_decode("x"));
   EXPECT_FALSE(slcan_decode(""));
   EXPECT_FALSE(slcan_decode("T3FFFFFFF0"));  // 29-bit id out of range
@@ -217,7 +223,8 @@ class SlcanPeer {
  public:
   SlcanPeer() {
     char name[256];
-    if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+    if (::openpty(&master_, &slave_, name, nullptr, nullptr) != 0)
+      throw std::runtime_error("openpty");
     ::fcntl(master_, F_SETFL, ::fcntl(master_, F_GETFL) | O_NONBLOCK);
     path_ = name;
     thread_ = std::thread([this] { loop(); });
@@ -279,7 +286,10 @@ class SlcanPeer {
       // An expedited upload request of 0x1000:0 to node 5: answer with device type 0x00020192,
       // preceded by an unrelated heartbeat, a status line and junk.
       if (line.rfind("t6058400010", 0) == 0) {
-        reply("t7051" "05" "\r");
+        reply(
+            "t7051"
+            "05"
+            "\r");
         reply("F00\r");
         reply("garbage\r");
         reply("t58584300100092010200\r");
@@ -485,7 +495,8 @@ class SocketcandServer {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = 0;
-    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 4) != 0) {
+    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listen_, 4) != 0) {
       throw std::runtime_error("bind/listen");
     }
     socklen_t len = sizeof a;
@@ -506,7 +517,9 @@ class SocketcandServer {
   }
 
  private:
-  void send_text(int fd, const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+  void send_text(int fd, const std::string& s) {
+    (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+  }
   void serve() {
     while (!stop_) {
       pollfd p{listen_, POLLIN, 0};
@@ -752,7 +765,8 @@ struct FakeEndpoint {
 TEST(EndpointTransport, RunsTheSimulationWhileWaiting) {
   FakeEndpoint ep;
   EndpointTransport<FakeEndpoint> t(
-      ep, [&] { return ep.now_ns; }, [&](std::uint64_t d, const std::function<bool()>& stop) { ep.run(d, stop); });
+      ep, [&] { return ep.now_ns; },
+      [&](std::uint64_t d, const std::function<bool()>& stop) { ep.run(d, stop); });
   Master master(t);
   EXPECT_EQ(master.upload_u8(5, 0x1001, 0), 0x99);
   EXPECT_EQ(t.clock().now(), 1000U);  // exactly one simulated millisecond

@@ -29,7 +29,8 @@ class Device final : public FrameSink {
   Device(twin::EventQueue& events, tc::Bus& bus, NodeConfig config)
       : events_(events), endpoint_("device"), config_(config), node_(*this, program, config_) {
     bus.attach(endpoint_);
-    endpoint_.on_receive([this](const tc::TimedFrame& f) { node_.on_frame(f.frame, events_.now() / 1000); }, false);
+    endpoint_.on_receive(
+        [this](const tc::TimedFrame& f) { node_.on_frame(f.frame, events_.now() / 1000); }, false);
     node_.start(events_.now() / 1000);
     tick();
   }
@@ -59,7 +60,8 @@ class TwinBinding : public ::testing::Test {
     device = std::make_unique<Device>(events, bus, config);
   }
   void run(std::uint64_t deadline, const std::function<bool()>& stop) {
-    while (!stop() && events.next_event_time() <= deadline) events.advance_to(events.next_event_time());
+    while (!stop() && events.next_event_time() <= deadline)
+      events.advance_to(events.next_event_time());
     if (!stop() && events.now() < deadline) events.advance_to(deadline);
   }
 

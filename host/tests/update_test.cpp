@@ -23,7 +23,7 @@ LoadedInput app_image(std::size_t size, std::uint8_t seed) {
   img.address = mm::kAppAddress;
   img.bytes.resize(size);
   for (std::size_t i = 0; i < size; ++i) img.bytes[i] = static_cast<std::uint8_t>(i * 7 + seed);
-  store_le32(img.bytes.data(), 0x2002'0000);              // initial SP in DTCM
+  store_le32(img.bytes.data(), 0x2002'0000);                  // initial SP in DTCM
   store_le32(img.bytes.data() + 4, mm::kAppAddress + 0x201);  // reset handler (thumb)
   LoadedInput in;
   in.format = InputFormat::kElf;
@@ -84,7 +84,8 @@ TEST_F(UpdateTest, FreshInstallDownloadsVerifiesAndStarts) {
   EXPECT_TRUE(board->app_running());
   ASSERT_TRUE(r.app_state);
   // The flash holds the payload at the application address.
-  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(), board->flash.mem.begin() + mm::kAppOffset));
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(),
+                         board->flash.mem.begin() + mm::kAppOffset));
   // info sees the application.
   const NodeInfo info = read_node_info(*master, 7);
   EXPECT_EQ(*info.vendor_id, kVendor);
@@ -152,7 +153,8 @@ TEST_F(UpdateTest, FallsBackToSegmentedWhenBlockTransferIsRefused) {
   Responder responder(bus);
   int refused = 0;
   bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
-    if (from_master && f.id == 0x607 && (f.data[0] & 0xE1) == 0xC0 && f.data[1] == 0x50 && f.data[2] == 0x1F) {
+    if (from_master && f.id == 0x607 && (f.data[0] & 0xE1) == 0xC0 && f.data[1] == 0x50 &&
+        f.data[2] == 0x1F) {
       CanFrame abort = f;
       abort.id = 0x587;
       abort.data[0] = 0x80;
@@ -191,8 +193,8 @@ TEST_F(UpdateTest, NodeRestartingDuringTheDownloadGetsTheSequenceAgain) {
   int segments = 0;
   bool reset_done = false;
   bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
-    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0 && ++segments == 400 &&
-        !reset_done) {
+    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0 &&
+        ++segments == 400 && !reset_done) {
       reset_done = true;
       board->boot(bus.clock().now());  // power cut / watchdog: the bootloader starts over
       return SimBus::Fault::kDrop;
@@ -204,13 +206,15 @@ TEST_F(UpdateTest, NodeRestartingDuringTheDownloadGetsTheSequenceAgain) {
   EXPECT_TRUE(reset_done);
   EXPECT_TRUE(saw_step("restarted during the download; starting over"));
   EXPECT_TRUE(r.started);
-  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(), board->flash.mem.begin() + mm::kAppOffset));
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(),
+                         board->flash.mem.begin() + mm::kAppOffset));
 }
 
 TEST_F(UpdateTest, NodeThatVanishesDuringTheDownloadIsATimeout) {
   int segments = 0;
   bus.set_fault_hook([&](const CanFrame& f, bool from_master) {
-    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0) ++segments;
+    if (from_master && f.id == 0x607 && (f.data[0] & 0x7F) != 0 && (f.data[0] & 0xE0) != 0xC0)
+      ++segments;
     // After 300 segments nothing reaches the node any more (cable pulled).
     return segments >= 300 && from_master ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
   });
@@ -251,7 +255,8 @@ TEST_F(UpdateTest, SurvivesLostFramesDuringTheDownload) {
   const auto in = app_image(40'000, 7);
   const UpdateResult r = run_update(*master, in, options, events);
   EXPECT_TRUE(r.started);
-  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(), board->flash.mem.begin() + mm::kAppOffset));
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(),
+                         board->flash.mem.begin() + mm::kAppOffset));
 }
 
 TEST_F(UpdateTest, ImageForAnotherProductIsRefusedBeforeAnythingIsSent) {
@@ -268,10 +273,12 @@ TEST_F(UpdateTest, ImageForAnotherProductIsRefusedBeforeAnythingIsSent) {
 
 TEST_F(UpdateTest, ImageTheNodeRejectsReportsTheDecodedReason) {
   auto in = app_image(1000, 12);
-  store_le32(in.image->bytes.data() + 4, mm::kAppAddress + 0x8001);  // reset handler beyond the image
+  store_le32(in.image->bytes.data() + 4,
+             mm::kAppAddress + 0x8001);  // reset handler beyond the image
   std::string message;
   EXPECT_EQ(fails_with(in, &message), ErrorKind::kRejected);
-  EXPECT_NE(message.find("node 7 rejected the image: data format error"), std::string::npos) << message;
+  EXPECT_NE(message.find("node 7 rejected the image: data format error"), std::string::npos)
+      << message;
   EXPECT_FALSE(board->app_running());
 }
 
@@ -309,13 +316,14 @@ TEST_F(UpdateTest, ApplicationThatNeverComesUpIsATimeout) {
 TEST(FlashStatusText, DecodesStatusAndDetail) {
   EXPECT_EQ(describe_flash_status(0), "OK");
   EXPECT_EQ(describe_flash_status(1), "operation in progress");
-  EXPECT_EQ(describe_flash_status(canopen::flash_status_word(false, canopen::FlashStatus::kDataFormatError,
-                                                             canopen::FlashDetail::kPayloadCrc)),
+  EXPECT_EQ(describe_flash_status(canopen::flash_status_word(
+                false, canopen::FlashStatus::kDataFormatError, canopen::FlashDetail::kPayloadCrc)),
             "data format error or CRC error: payload CRC-32 mismatch");
-  EXPECT_NE(describe_flash_status(canopen::flash_status_word(false, canopen::FlashStatus::kWrongProduct,
-                                                             canopen::FlashDetail::kProductMismatch))
-                .find("another vendor/product"),
-            std::string::npos);
+  EXPECT_NE(
+      describe_flash_status(canopen::flash_status_word(false, canopen::FlashStatus::kWrongProduct,
+                                                       canopen::FlashDetail::kProductMismatch))
+          .find("another vendor/product"),
+      std::string::npos);
   EXPECT_EQ(describe_flash_status(0x00FF'0000 | (100U << 1)), "status code 100 (detail 255)");
 }
 

@@ -416,10 +416,10 @@ TEST_F(BootloaderTest, FlashErrorDuringDownloadIsAHardwareAbort) {
 TEST_F(BootloaderTest, BlockCrcErrorHasItsOwnFlashStatusDetail) {
   rig.boot();
   rig.wrong_block_crc = true;
-  EXPECT_EQ(rig.sdo_download_block(od::kProgramData, 1,
-                                   test::make_container(test::make_payload(3000, 2)))
-                .abort,
-            Abort::kCrc);
+  EXPECT_EQ(
+      rig.sdo_download_block(od::kProgramData, 1, test::make_container(test::make_payload(3000, 2)))
+          .abort,
+      Abort::kCrc);
   rig.wrong_block_crc = false;
   rig.run_for(200'000);
   EXPECT_EQ(read(od::kFlashStatus),
@@ -429,9 +429,9 @@ TEST_F(BootloaderTest, BlockCrcErrorHasItsOwnFlashStatusDetail) {
 TEST_F(BootloaderTest, SdoTimeoutHasItsOwnFlashStatusDetail) {
   rig.boot();
   rig.stop_after_bytes = 2000;
-  EXPECT_TRUE(rig.sdo_download_block(od::kProgramData, 1,
-                                     test::make_container(test::make_payload(8000, 2)))
-                  .timed_out);
+  EXPECT_TRUE(
+      rig.sdo_download_block(od::kProgramData, 1, test::make_container(test::make_payload(8000, 2)))
+          .timed_out);
   rig.stop_after_bytes = 0;
   rig.run_for(2'000'000);  // the node's SDO timeout
   EXPECT_EQ(read(od::kFlashStatus),

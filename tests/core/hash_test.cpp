@@ -29,10 +29,18 @@ std::string sha256_hex(const std::string& message) {
 }
 
 // Check values from the CRC catalogue ("123456789").
-TEST(Crc, Crc32CheckValue) { EXPECT_EQ(crc32(0, "123456789", 9), 0xCBF43926U); }
-TEST(Crc, Crc32Incremental) { EXPECT_EQ(crc32(crc32(0, "1234", 4), "56789", 5), 0xCBF43926U); }
-TEST(Crc, Crc32Empty) { EXPECT_EQ(crc32(0, "", 0), 0U); }
-TEST(Crc, Crc16XmodemCheckValue) { EXPECT_EQ(crc16_xmodem(0, "123456789", 9), 0x31C3U); }
+TEST(Crc, Crc32CheckValue) {
+  EXPECT_EQ(crc32(0, "123456789", 9), 0xCBF43926U);
+}
+TEST(Crc, Crc32Incremental) {
+  EXPECT_EQ(crc32(crc32(0, "1234", 4), "56789", 5), 0xCBF43926U);
+}
+TEST(Crc, Crc32Empty) {
+  EXPECT_EQ(crc32(0, "", 0), 0U);
+}
+TEST(Crc, Crc16XmodemCheckValue) {
+  EXPECT_EQ(crc16_xmodem(0, "123456789", 9), 0x31C3U);
+}
 TEST(Crc, Crc16Incremental) {
   EXPECT_EQ(crc16_xmodem(crc16_xmodem(0, "12345", 5), "6789", 4), 0x31C3U);
 }

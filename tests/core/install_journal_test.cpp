@@ -275,7 +275,6 @@ TEST_F(JournalTest, ForeignBytesInASlotAreSkipped) {
   expect_image(reload(), 4);
 }
 
-
 // Trial boot (docs/flash-records.md): ATTEMPT and CONFIRM records carry the whole image state.
 TEST_F(JournalTest, AttemptsCountUpAndConfirmEndsTheTrial) {
   InstallJournal journal(flash);

@@ -164,8 +164,9 @@ TEST_F(ProgramDownloadTest, RefusedVectorTableKeepsTheInstalledApplication) {
   EXPECT_EQ(abort, Abort::kCannotStore);
   poll_until_idle();
   EXPECT_EQ(flash.mutating_ops(), ops);
-  EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, FlashStatus::kDataFormatError,
-                                                                 FlashDetail::kBadVectorTable));
+  EXPECT_EQ(download.flash_status(1),
+            canopen::flash_status_word(false, FlashStatus::kDataFormatError,
+                                       FlashDetail::kBadVectorTable));
   EXPECT_TRUE(download.valid_program());
   journal::InstallJournal reloaded{guard};
   reloaded.load();
@@ -216,8 +217,8 @@ TEST_F(ProgramDownloadTest, AbortAfterTheRevokeButBeforeAnyEraseReinstatesTheApp
   reloaded.load();
   EXPECT_TRUE(reloaded.installed().valid);
   EXPECT_EQ(reloaded.installed().payload_crc32, crc32(0, old_payload.data(), old_payload.size()));
-  EXPECT_TRUE(
-      std::equal(old_payload.begin(), old_payload.end(), flash.contents().begin() + mm::kAppOffset));
+  EXPECT_TRUE(std::equal(old_payload.begin(), old_payload.end(),
+                         flash.contents().begin() + mm::kAppOffset));
 }
 
 TEST_F(ProgramDownloadTest, AbortAfterTheFirstEraseLeavesNoValidProgram) {
@@ -260,11 +261,13 @@ TEST_F(ProgramDownloadTest, EachCancelCauseHasItsOwnFlashStatus) {
        FlashDetail::kLengthMismatch},
       {Abort::kLengthTooLow, CancelCause::kServerAbort, FlashStatus::kDataFormatError,
        FlashDetail::kLengthMismatch},
-      {Abort::kGeneral, CancelCause::kClientAbort, FlashStatus::kUnspecified, FlashDetail::kAborted},
+      {Abort::kGeneral, CancelCause::kClientAbort, FlashStatus::kUnspecified,
+       FlashDetail::kAborted},
       {Abort::kCrc, CancelCause::kClientAbort, FlashStatus::kUnspecified, FlashDetail::kAborted},
       {Abort::kGeneral, CancelCause::kReplaced, FlashStatus::kUnspecified,
        FlashDetail::kTransferReplaced},
-      {Abort::kDeviceState, CancelCause::kNmt, FlashStatus::kUnspecified, FlashDetail::kTransferNmt},
+      {Abort::kDeviceState, CancelCause::kNmt, FlashStatus::kUnspecified,
+       FlashDetail::kTransferNmt},
   };
   const Bytes container = test::make_container(test::make_payload(2'000, 2));
   for (const Case& c : cases) {
@@ -273,12 +276,12 @@ TEST_F(ProgramDownloadTest, EachCancelCauseHasItsOwnFlashStatus) {
     download.cancel(c.code, c.cause);
     poll_until_idle();
     EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, c.status, c.detail))
-        << std::hex << static_cast<std::uint32_t>(c.code) << " cause "
-        << static_cast<int>(c.cause);
+        << std::hex << static_cast<std::uint32_t>(c.code) << " cause " << static_cast<int>(c.cause);
   }
 }
 
-TEST_F(ProgramDownloadTest, RefusedFlashWorkKeepsTheApplicationAndAnswersEveryWriteWithAHardwareAbort) {
+TEST_F(ProgramDownloadTest,
+       RefusedFlashWorkKeepsTheApplicationAndAnswersEveryWriteWithAHardwareAbort) {
   install(test::make_payload(8'000, 1));
   const std::uint32_t ops = flash.mutating_ops();
   download.refuse_flash_work(FlashDetail::kFlashNotIdentified);

@@ -58,55 +58,70 @@ class SdoConformanceTest : public CanopenNodeTest {
   std::vector<State> states() {
     std::vector<State> list;
     list.push_back({"idle", [] {}});
-    list.push_back({"exp-dl held", [this] {
+    list.push_back({"exp-dl held",
+                    [this] {
                       program.sink.capacity = 2;
                       program.sink.buffered = 2;  // full: the expedited data waits for room
                       sdo({0x2B, 0x50, 0x1F, 0x01, 0xAB, 0xCD, 0, 0});
                     },
                     0x1F50, 1});
-    list.push_back({"seg-dl t0", [this] { sdo({0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0}); }, 0x1F50,
-                    1});
-    list.push_back({"seg-dl t1", [this] {
+    list.push_back({"seg-dl t0",
+                    [this] {
+                      sdo({0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0});
+                    },
+                    0x1F50, 1});
+    list.push_back({"seg-dl t1",
+                    [this] {
                       sdo({0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0});
                       sdo({0x00, 1, 2, 3, 4, 5, 6, 7});
                     },
                     0x1F50, 1});
-    list.push_back({"seg-dl held", [this] {
+    list.push_back({"seg-dl held",
+                    [this] {
                       program.sink.capacity = 10;
                       sdo({0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0});
                       sdo({0x00, 1, 2, 3, 4, 5, 6, 7});  // 3 bytes of room left: held
                     },
                     0x1F50, 1});
     list.push_back({"seg-ul t0", [this] { sdo({0x40, 0x08, 0x10, 0x00, 0, 0, 0, 0}); }, 0x1008, 0});
-    list.push_back({"seg-ul t1", [this] {
+    list.push_back({"seg-ul t1",
+                    [this] {
                       sdo({0x40, 0x08, 0x10, 0x00, 0, 0, 0, 0});
                       sdo({0x60, 0, 0, 0, 0, 0, 0, 0});
                     },
                     0x1008, 0});
     list.push_back({"blk-dl sub start", [this] { block_download_of(100, 64 + 4 * 7); }, 0x1F50, 1});
-    list.push_back({"blk-dl sub mid", [this] {
+    list.push_back({"blk-dl sub mid",
+                    [this] {
                       block_download_of(100, 64 + 4 * 7);
                       sdo({0x01, 1, 2, 3, 4, 5, 6, 7});
                     },
                     0x1F50, 1});
-    list.push_back({"blk-dl ack held", [this] {
+    list.push_back({"blk-dl ack held",
+                    [this] {
                       block_download_of(100, 64 + 4 * 7);
                       for (std::uint8_t s = 1; s <= 4; ++s) sdo({s, 1, 2, 3, 4, 5, 6, 7});
                     },
                     0x1F50, 1});
-    list.push_back({"blk-dl end", [this] {
+    list.push_back({"blk-dl end",
+                    [this] {
                       block_download_of(7, 1 << 20);
                       sdo({0x81, 1, 2, 3, 4, 5, 6, 7});
                     },
                     0x1F50, 1});
-    list.push_back({"blk-ul start", [this] { sdo({0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0}); }, 0x1008,
-                    0});
-    list.push_back({"blk-ul sub", [this] {
+    list.push_back({"blk-ul start",
+                    [this] {
+                      sdo({0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0});
+                    },
+                    0x1008, 0});
+    list.push_back({"blk-ul sub",
+                    [this] {
                       sdo({0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0});
                       sdo({0xA3, 0, 0, 0, 0, 0, 0, 0});
                     },
                     0x1008, 0});
-    list.push_back({"blk-ul end", [this] {
+    list.push_back({"blk-ul end",
+                    [this] {
                       sdo({0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0});
                       sdo({0xA3, 0, 0, 0, 0, 0, 0, 0});
                       sdo({0xA2, 3, 127, 0, 0, 0, 0, 0});
@@ -130,39 +145,54 @@ class SdoConformanceTest : public CanopenNodeTest {
   }
 
   static std::vector<Input> inputs() {
-    const std::uint16_t crc7 = crc16_xmodem(0, std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6, 7}.data(), 7);
+    const std::uint16_t crc7 =
+        crc16_xmodem(0, std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6, 7}.data(), 7);
     const auto lo7 = static_cast<std::uint8_t>(crc7);
     const auto hi7 = static_cast<std::uint8_t>(crc7 >> 8);
     return {
         {"dl seg t0 `00`", 8, {0x00, 1, 2, 3, 4, 5, 6, 7}, {0x20, 0, 0, 0, 0, 0, 0, 0}},
         {"dl seg t1 `10`", 8, {0x10, 1, 2, 3, 4, 5, 6, 7}, {0x30, 0, 0, 0, 0, 0, 0, 0}},
         {"dl seg last `0B`", 8, {0x0B, 1, 2, 0, 0, 0, 0, 0}, {0x20, 0, 0, 0, 0, 0, 0, 0}},
-        {"init dl exp `2B` 0x1017", 8, {0x2B, 0x17, 0x10, 0x00, 0xE8, 0x03, 0, 0},
+        {"init dl exp `2B` 0x1017",
+         8,
+         {0x2B, 0x17, 0x10, 0x00, 0xE8, 0x03, 0, 0},
          {0x60, 0x17, 0x10, 0x00, 0, 0, 0, 0}},
-        {"init dl seg `21` 0x1F50", 8, {0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0},
+        {"init dl seg `21` 0x1F50",
+         8,
+         {0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0},
          {0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0}},
-        {"init ul `40` 0x1018:1", 8, {0x40, 0x18, 0x10, 0x01, 0, 0, 0, 0},
+        {"init ul `40` 0x1018:1",
+         8,
+         {0x40, 0x18, 0x10, 0x01, 0, 0, 0, 0},
          {0x43, 0x18, 0x10, 0x01, 0x1B, 0x0A, 0, 0}},
         {"ul seg t0 `60`", 8, {0x60, 0, 0, 0, 0, 0, 0, 0}, {}},
         {"ul seg t1 `70`", 8, {0x70, 0, 0, 0, 0, 0, 0, 0}, {}},
         {"abort `80`", 8, {0x80, 0, 0, 0, 0, 0, 0, 0x08}, {}},
-        {"blk ul init `A4` 0x1008", 8, {0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0},
+        {"blk ul init `A4` 0x1008",
+         8,
+         {0xA4, 0x08, 0x10, 0x00, 127, 0, 0, 0},
          {0xC6, 0x08, 0x10, 0x00, 21, 0, 0, 0}},
         {"blk ul start `A3`", 8, {0xA3, 0, 0, 0, 0, 0, 0, 0}, {}},
         {"blk ul ack `A2 03 7F`", 8, {0xA2, 3, 127, 0, 0, 0, 0, 0}, {}},
         {"blk ul end `A1`", 8, {0xA1, 0, 0, 0, 0, 0, 0, 0}, {}},
-        {"blk dl init `C6` 0x1F50", 8, {0xC6, 0x50, 0x1F, 0x01, 100, 0, 0, 0},
+        {"blk dl init `C6` 0x1F50",
+         8,
+         {0xC6, 0x50, 0x1F, 0x01, 100, 0, 0, 0},
          {0xA4, 0x50, 0x1F, 0x01, 127, 0, 0, 0}},
         {"blk dl end `C1` CRC ok", 8, {0xC1, lo7, hi7, 0, 0, 0, 0, 0}, {0xA1, 0, 0, 0, 0, 0, 0, 0}},
         {"ccs 7 `E0`", 8, {0xE0, 0x00, 0x10, 0x00, 0, 0, 0, 0}, {}},
         {"DLC 7 `40`", 7, {0x40, 0x18, 0x10, 0x01, 0, 0, 0, 0}, {}},
-        {"reserved bits `5F`", 8, {0x5F, 0x18, 0x10, 0x01, 0, 0, 0, 0},
+        {"reserved bits `5F`",
+         8,
+         {0x5F, 0x18, 0x10, 0x01, 0, 0, 0, 0},
          {0x43, 0x18, 0x10, 0x01, 0x1B, 0x0A, 0, 0}},
         {"seqno 2 `02`", 8, {0x02, 1, 2, 3, 4, 5, 6, 7}, {0x20, 0, 0, 0, 0, 0, 0, 0}},
         {"seqno 4, c `84`", 8, {0x84, 1, 2, 3, 4, 5, 6, 7}, {}},
         {"seqno 127 `7F`", 8, {0x7F, 1, 2, 3, 4, 5, 6, 7}, {}},
         {"seqno 0, c `80` (= abort)", 8, {0x80, 1, 2, 3, 4, 5, 6, 7}, {}},
-        {"blk dl end CRC wrong", 8, {0xC1, static_cast<std::uint8_t>(lo7 ^ 1), hi7, 0, 0, 0, 0, 0},
+        {"blk dl end CRC wrong",
+         8,
+         {0xC1, static_cast<std::uint8_t>(lo7 ^ 1), hi7, 0, 0, 0, 0, 0},
          {}},
         {"blk dl end size wrong `CD`", 8, {0xCD, lo7, hi7, 0, 0, 0, 0, 0}, {}},
         {"init dl size wrong `27` 0x1017", 8, {0x27, 0x17, 0x10, 0x00, 0xE8, 0x03, 0, 0}, {}},
@@ -188,10 +218,10 @@ class SdoConformanceTest : public CanopenNodeTest {
     if (b == input.normal && input.normal[0] != 0) return "ok";
     if (b[0] == 0x80) {
       static const std::map<std::uint32_t, std::string> names = {
-          {0x0503'0000, "toggle"},    {0x0504'0000, "timeout"}, {0x0504'0001, "cs"},
-          {0x0504'0002, "blksize"},   {0x0504'0003, "seqno"},   {0x0504'0004, "crc"},
-          {0x0607'0012, "len+"},      {0x0607'0013, "len-"},    {0x0800'0000, "general"},
-          {0x0800'0020, "store"},     {0x0602'0000, "no object"}, {0x0609'0011, "no sub"}};
+          {0x0503'0000, "toggle"},  {0x0504'0000, "timeout"},   {0x0504'0001, "cs"},
+          {0x0504'0002, "blksize"}, {0x0504'0003, "seqno"},     {0x0504'0004, "crc"},
+          {0x0607'0012, "len+"},    {0x0607'0013, "len-"},      {0x0800'0000, "general"},
+          {0x0800'0020, "store"},   {0x0602'0000, "no object"}, {0x0609'0011, "no sub"}};
       const std::uint32_t code = static_cast<std::uint32_t>(b[4]) | (b[5] << 8) | (b[6] << 16) |
                                  (static_cast<std::uint32_t>(b[7]) << 24);
       const auto name = names.find(code);
@@ -210,7 +240,8 @@ class SdoConformanceTest : public CanopenNodeTest {
       std::uint8_t want_sub = state.sub;
       if (!in_sub_block && (initiate || state.index == 0)) {
         const bool segment = ccs == 0 || ccs == 3;
-        want_index = segment ? 0 : static_cast<std::uint16_t>(input.bytes[1] | (input.bytes[2] << 8));
+        want_index =
+            segment ? 0 : static_cast<std::uint16_t>(input.bytes[1] | (input.bytes[2] << 8));
         want_sub = segment ? 0 : input.bytes[3];
       }
       if (index != want_index || b[3] != want_sub) text += "(mux?)";

@@ -930,7 +930,8 @@ TEST_F(SdoServerTest, InitiateInsideSubBlockIsASegment) {
 class SdoDrainTest : public SdoServerTest {
  protected:
   // Segment `seqno` of a sub-block whose data bytes are `body`.
-  void segment(std::uint8_t seqno, std::initializer_list<std::uint8_t> body = {}, bool last = false) {
+  void segment(std::uint8_t seqno, std::initializer_list<std::uint8_t> body = {},
+               bool last = false) {
     Bytes8 frame{};
     frame[0] = static_cast<std::uint8_t>(seqno | (last ? 0x80 : 0));
     std::size_t i = 1;

@@ -80,8 +80,8 @@ class E2eBusFault : public ::testing::Test {
 TEST_F(E2eBusFault, CorruptedFramesAreRetransmittedByCan) {
   rig_.bus().set_seed(7);
   const auto errors_before = rig_.bus().stats().error_frames;
-  const std::string error = update_with(
-      [&] { rig_.bus().add_fault(rule(tc::FaultRule::Action::kCorrupt, 0.05, 40)); });
+  const std::string error =
+      update_with([&] { rig_.bus().add_fault(rule(tc::FaultRule::Action::kCorrupt, 0.05, 40)); });
   EXPECT_EQ(error, "");
   ASSERT_EQ(rig_.bus().faults().size(), 1u);
   EXPECT_EQ(rig_.bus().faults()[0].fired, 40u);
@@ -151,7 +151,8 @@ TEST_F(E2eBusFault, ALostSegmentIsResentInsideTheBlockTransfer) {
 // timeout/abort on both sides (the node's download is cancelled), and a retry succeeds.
 TEST_F(E2eBusFault, ALongOutageAbortsCleanlyAndARetrySucceeds) {
   const std::string error = update_with([&] {
-    rig_.bus().add_fault(rule(tc::FaultRule::Action::kDrop, 0.0, 400, co::kSdoRxBase + kNode, 0x7FF));
+    rig_.bus().add_fault(
+        rule(tc::FaultRule::Action::kDrop, 0.0, 400, co::kSdoRxBase + kNode, 0x7FF));
   });
   EXPECT_NE(error, "");
   // The node gave up the transfer: it reports an interrupted download, not busy.
@@ -160,10 +161,10 @@ TEST_F(E2eBusFault, ALongOutageAbortsCleanlyAndARetrySucceeds) {
   const std::uint32_t status = rig_.master().upload_u32(kNode, co::od::kFlashStatus, 1);
   EXPECT_EQ(status & 1U, 0u);
   // Whichever side gave up first: the node's SDO timeout, or the host tool's abort.
-  EXPECT_TRUE(
-      status == co::flash_status_word(false, co::FlashStatus::kUnspecified, co::FlashDetail::kAborted) ||
-      status == co::flash_status_word(false, co::FlashStatus::kUnspecified,
-                                      co::FlashDetail::kTransferTimeout))
+  EXPECT_TRUE(status == co::flash_status_word(false, co::FlashStatus::kUnspecified,
+                                              co::FlashDetail::kAborted) ||
+              status == co::flash_status_word(false, co::FlashStatus::kUnspecified,
+                                              co::FlashDetail::kTransferTimeout))
       << std::hex << status;
   retry_succeeds();
 }
@@ -176,9 +177,8 @@ TEST_F(E2eBusFault, BusOffEpisodeOfTheNode) {
   rig_.bus().set_trace([&](const std::string& line) {
     if (line.find(" 20000040#") != std::string::npos) ++bus_off_frames;
   });
-  const std::string error = update_with([&] {
-    rig_.bus().inject_bus_off(board_->flexcan(2), rig_.sim().now());
-  });
+  const std::string error =
+      update_with([&] { rig_.bus().inject_bus_off(board_->flexcan(2), rig_.sim().now()); });
   // The node did go bus-off and came back error-active.
   EXPECT_GE(bus_off_frames, 1u);
   EXPECT_EQ(board_->flexcan(2).fault_state(), tc::FaultState::kErrorActive);

@@ -59,12 +59,12 @@ inline std::vector<std::uint8_t> load_file(const std::string& path) {
 }
 
 // Skips the test when the cross build has not produced the firmware.
-#define E2E_REQUIRE_FIRMWARE(instance)                                                         \
-  do {                                                                                         \
-    if (::rtcanboot::e2e::load_file(::rtcanboot::e2e::bootloader_path(instance)).empty() ||    \
-        ::rtcanboot::e2e::load_file(::rtcanboot::e2e::example_app_path(instance)).empty()) {   \
-      GTEST_SKIP() << "firmware not built in " << ::rtcanboot::e2e::firmware_dir();            \
-    }                                                                                          \
+#define E2E_REQUIRE_FIRMWARE(instance)                                                       \
+  do {                                                                                       \
+    if (::rtcanboot::e2e::load_file(::rtcanboot::e2e::bootloader_path(instance)).empty() ||  \
+        ::rtcanboot::e2e::load_file(::rtcanboot::e2e::example_app_path(instance)).empty()) { \
+      GTEST_SKIP() << "firmware not built in " << ::rtcanboot::e2e::firmware_dir();          \
+    }                                                                                        \
   } while (false)
 
 struct LoggedFrame {
@@ -81,7 +81,8 @@ struct NodeSpec {
   tw::Readings readings;  // unconfirmed chip facts: the twin's most hostile readings by default
 };
 
-inline NodeSpec node(std::uint8_t node_id, unsigned instance = 2, std::uint32_t boot_window_ms = 0) {
+inline NodeSpec node(std::uint8_t node_id, unsigned instance = 2,
+                     std::uint32_t boot_window_ms = 0) {
   NodeSpec spec;
   spec.node_id = node_id;
   spec.instance = instance;
@@ -106,7 +107,9 @@ class Rig {
     });
     bus_.attach(master_ep_);
     // Every frame the master's controller receives, stamped with its end of frame on the bus.
-    master_ep_.on_receive([this](const tc::TimedFrame& f) { log_.push_back({f.frame, f.eof / 1000}); });
+    master_ep_.on_receive([this](const tc::TimedFrame& f) {
+      log_.push_back({f.frame, f.eof / 1000});
+    });
   }
 
   tw::Simulation& sim() { return sim_; }
@@ -179,8 +182,8 @@ class Rig {
              f.data[0] == static_cast<std::uint8_t>(co::NmtState::kOperational);
     });
     if (!heartbeat) {
-      return ::testing::AssertionFailure() << "no OPERATIONAL heartbeat of node " << int{node}
-                                           << " within " << timeout << " us";
+      return ::testing::AssertionFailure()
+             << "no OPERATIONAL heartbeat of node " << int{node} << " within " << timeout << " us";
     }
     bool boot_up = false;
     for (const auto& f : log_) {
@@ -190,8 +193,8 @@ class Rig {
       }
     }
     if (!boot_up) {
-      return ::testing::AssertionFailure() << "no boot-up of node " << int{node}
-                                           << " before its OPERATIONAL heartbeat";
+      return ::testing::AssertionFailure()
+             << "no boot-up of node " << int{node} << " before its OPERATIONAL heartbeat";
     }
     try {
       const auto running = master_.upload_u8(node, co::od::kRtcanbootInfo, 1);

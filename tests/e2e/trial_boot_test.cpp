@@ -42,7 +42,8 @@ TEST(E2eTrialBoot, GoodImageConfirmsAndLaterStartsNeedNoWatchdog) {
 // An image that cannot confirm: the flash command reports it with its own exit code, the node is
 // back in the bootloader with the reason, and a good image then installs and confirms.
 void expect_kept_out_then_repaired(const std::string& variant, Micros max_recovery) {
-  if (load_file(misbehaving_app_path(variant)).empty()) GTEST_SKIP() << "no " << variant << " build";
+  if (load_file(misbehaving_app_path(variant)).empty())
+    GTEST_SKIP() << "no " << variant << " build";
   Rig rig(500'000);
   tw::Board& board = rig.add_board(node(kNode));
   const auto bad = host::load_input(misbehaving_app_path(variant), {});

@@ -133,9 +133,10 @@ TEST_P(E2eBitrate, UpdateAndApplicationRun) {
   EXPECT_TRUE(r.used_block);
   EXPECT_TRUE(rig.application_runs(12, t));
   EXPECT_NEAR(board.flexcan(2).bitrate(), GetParam(), GetParam() * 0.005);
-  EXPECT_NE(board.console().find("example application, node 12, " +
-                                 std::to_string(GetParam() / 1000) + " kbit/s (from the bootloader)"),
-            std::string::npos)
+  EXPECT_NE(
+      board.console().find("example application, node 12, " + std::to_string(GetParam() / 1000) +
+                           " kbit/s (from the bootloader)"),
+      std::string::npos)
       << board.console();
   EXPECT_EQ(board.fault_count(), 0u) << faults_of(board);
   EXPECT_TRUE(rig.bus_faults().empty()) << rig.bus_faults().front();

@@ -102,20 +102,31 @@ struct OpInfo {
 std::string describe(const OpInfo& op) {
   const char* kind = "?";
   switch (op.kind) {
-    case twin::W25Q32::OpKind::kProgram: kind = "page program"; break;
-    case twin::W25Q32::OpKind::kErase4k: kind = "erase 4 KiB"; break;
-    case twin::W25Q32::OpKind::kErase32k: kind = "erase 32 KiB"; break;
-    case twin::W25Q32::OpKind::kErase64k: kind = "erase 64 KiB"; break;
-    case twin::W25Q32::OpKind::kEraseChip: kind = "chip erase"; break;
-    case twin::W25Q32::OpKind::kNone: break;
+    case twin::W25Q32::OpKind::kProgram:
+      kind = "page program";
+      break;
+    case twin::W25Q32::OpKind::kErase4k:
+      kind = "erase 4 KiB";
+      break;
+    case twin::W25Q32::OpKind::kErase32k:
+      kind = "erase 32 KiB";
+      break;
+    case twin::W25Q32::OpKind::kErase64k:
+      kind = "erase 64 KiB";
+      break;
+    case twin::W25Q32::OpKind::kEraseChip:
+      kind = "chip erase";
+      break;
+    case twin::W25Q32::OpKind::kNone:
+      break;
   }
   return fmt::format("{} at 0x{:06X}", kind, op.address);
 }
 
 struct CutPoint {
-  std::string kind;        // before-op, in-op, time, boot
-  std::uint64_t op = 0;    // 1-based operation of the update (before-op, in-op)
-  Nanos time = 0;          // virtual time after power-on (before-op, time, boot)
+  std::string kind;      // before-op, in-op, time, boot
+  std::uint64_t op = 0;  // 1-based operation of the update (before-op, in-op)
+  Nanos time = 0;        // virtual time after power-on (before-op, time, boot)
   std::string op_desc;
 };
 
@@ -124,7 +135,7 @@ struct Outcome {
   bool recovered = false;  // invariant held and the fresh update succeeded
   bool bricked = false;    // no answer after the cut, or the fresh update failed
   std::string detail;
-  std::string cut_what;    // the twin's description of the cut
+  std::string cut_what;  // the twin's description of the cut
   Nanos cut_at = 0;
   std::uint64_t ops_done = 0;
   int boot_reason = -1;
@@ -136,7 +147,7 @@ struct Scenario {
   Options options;
   twinrig::Firmware fw;
   twinrig::RigConfig rig;
-  std::vector<std::uint8_t> baseline;   // 4 MiB: bootloader, records, old application
+  std::vector<std::uint8_t> baseline;  // 4 MiB: bootloader, records, old application
   std::vector<std::uint8_t> old_app;
   std::vector<std::uint8_t> new_app;
   std::uint32_t old_crc = 0;
@@ -158,7 +169,8 @@ host::UpdateOptions update_options(const Scenario& s, bool force) {
   return o;
 }
 
-bool region_is(const std::span<const std::uint8_t> flash, const std::vector<std::uint8_t>& payload) {
+bool region_is(const std::span<const std::uint8_t> flash,
+               const std::vector<std::uint8_t>& payload) {
   return std::equal(payload.begin(), payload.end(), flash.begin() + memory_map::kAppOffset);
 }
 
@@ -171,8 +183,10 @@ std::string check_bootloader_region(twin::Board& board, const Scenario& s) {
     while (flash[i] == s.baseline[i]) ++i;
     return fmt::format("bootloader region changed at offset 0x{:05X}", i);
   }
-  for (std::uint32_t sector = 0; sector < memory_map::kBootloaderSize / memory_map::kSectorSize; ++sector) {
-    if (board.flash().wear(sector) != 0) return fmt::format("bootloader sector {} was erased", sector);
+  for (std::uint32_t sector = 0; sector < memory_map::kBootloaderSize / memory_map::kSectorSize;
+       ++sector) {
+    if (board.flash().wear(sector) != 0)
+      return fmt::format("bootloader sector {} was erased", sector);
   }
   return {};
 }
@@ -184,8 +198,8 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
   board.power_on();
   if (rig.wait_boot_up(on, on + 2000 * kMs) == 0) {
     out.bricked = true;
-    return fmt::format("no boot-up within 2 s (board state {}, {})", static_cast<int>(board.state()),
-                       board.stop_reason());
+    return fmt::format("no boot-up within 2 s (board state {}, {})",
+                       static_cast<int>(board.state()), board.stop_reason());
   }
   host::Master& m = rig.master();
   const std::uint8_t node = s.rig.node_id;
@@ -199,16 +213,20 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
       const auto flash = board.flash().contents();
       if (region_is(flash, s.old_app)) {
         out.state = "old-app";
-        if (id != s.old_crc) return fmt::format("the old application reports software ID 0x{:08X}", id);
+        if (id != s.old_crc)
+          return fmt::format("the old application reports software ID 0x{:08X}", id);
       } else if (region_is(flash, s.new_app)) {
         out.state = "new-app";
-        if (id != s.new_crc) return fmt::format("the new application reports software ID 0x{:08X}", id);
+        if (id != s.new_crc)
+          return fmt::format("the new application reports software ID 0x{:08X}", id);
       } else {
         out.state = "damaged-app-started";
-        return fmt::format("an application runs from a region that holds neither image (0x1F56 = 0x{:08X})", id);
+        return fmt::format(
+            "an application runs from a region that holds neither image (0x1F56 = 0x{:08X})", id);
       }
       // Its heartbeat (OPERATIONAL), not just the boot-up message.
-      rig.run_until([&] { return rig.observed().last_heartbeat > on; }, rig.sim().now() + 1500 * kMs);
+      rig.run_until([&] { return rig.observed().last_heartbeat > on; },
+                    rig.sim().now() + 1500 * kMs);
       if (rig.observed().last_heartbeat <= on || rig.observed().last_heartbeat_state != 0x05) {
         return "the application sends no OPERATIONAL heartbeat";
       }
@@ -217,7 +235,8 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
       out.boot_reason = m.upload_u8(node, od::kRtcanbootInfo, 5);
       out.state = "bootloader-no-valid-program";
       if ((status & 1U) != 0 ||
-          ((status >> 1) & 0x7F) != static_cast<std::uint32_t>(canopen::FlashStatus::kNoValidProgram)) {
+          ((status >> 1) & 0x7F) !=
+              static_cast<std::uint32_t>(canopen::FlashStatus::kNoValidProgram)) {
         out.state = "bootloader";
         return fmt::format("the bootloader reports 0x1F57:1 = 0x{:08X} ({})", status,
                            host::describe_flash_status(status));
@@ -263,14 +282,16 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
   auto finish = [&](std::string problem) {
     if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
     out.recovered = problem.empty();
-    if (!out.recovered && s.options.verbose) std::printf("console of the failed run:\n%s\n", board.console().c_str());
+    if (!out.recovered && s.options.verbose)
+      std::printf("console of the failed run:\n%s\n", board.console().c_str());
     out.detail = std::move(problem);
     out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
     return out;
   };
   if (!is_off()) {
     out.state = "cut-not-reached";
-    return finish(fmt::format("the power cut did not happen (host: {})", host_error.empty() ? "update completed" : host_error));
+    return finish(fmt::format("the power cut did not happen (host: {})",
+                              host_error.empty() ? "update completed" : host_error));
   }
   out.cut_at = rig.sim().now();
   out.ops_done = flash.mutating_operations();
@@ -288,10 +309,11 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
     out.state = "cut-misplaced";
     return finish(fmt::format("cut after {} operations, expected {}", out.ops_done, point.op - 1));
   }
-  if (point.kind == "in-op" && (out.ops_done != point.op || out.cut_what.find("during") == std::string::npos)) {
+  if (point.kind == "in-op" &&
+      (out.ops_done != point.op || out.cut_what.find("during") == std::string::npos)) {
     out.state = "cut-misplaced";
-    return finish(fmt::format("cut after {} operations ({}), expected inside operation {}", out.ops_done,
-                              out.cut_what, point.op));
+    return finish(fmt::format("cut after {} operations ({}), expected inside operation {}",
+                              out.ops_done, out.cut_what, point.op));
   }
   if (auto problem = check_bootloader_region(board, s); !problem.empty()) {
     out.state = "bootloader-region-changed";
@@ -306,15 +328,17 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
   try {
     if (s.options.fresh_app) {
       // The new application again, started: it must run from an intact region.
-      const host::UpdateResult r = host::run_update(rig.master(), s.new_input, update_options(s, true));
+      const host::UpdateResult r =
+          host::run_update(rig.master(), s.new_input, update_options(s, true));
       if (r.software_id != s.new_crc || !r.started) {
         out.bricked = true;
-        return finish(fmt::format("fresh update: software ID 0x{:08X}, started {}", r.software_id, r.started));
+        return finish(fmt::format("fresh update: software ID 0x{:08X}, started {}", r.software_id,
+                                  r.started));
       }
       const std::uint8_t running = rig.master().upload_u8(s.rig.node_id, od::kRtcanbootInfo, 1);
       const std::uint32_t id_after = rig.master().upload_u32(s.rig.node_id, od::kSoftwareId, 1);
-      if (running != canopen::kRunningApplication || !region_is(board.flash().contents(), s.new_app) ||
-          id_after != s.new_crc) {
+      if (running != canopen::kRunningApplication ||
+          !region_is(board.flash().contents(), s.new_app) || id_after != s.new_crc) {
         out.bricked = true;
         return finish("fresh update: the new application is not running from an intact region");
       }
@@ -330,8 +354,8 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
           state != static_cast<std::uint8_t>(canopen::ProgramState::kStopped) ||
           !region_is(board.flash().contents(), s.probe_app)) {
         out.bricked = true;
-        return finish(fmt::format("fresh update: software ID 0x{:08X}, 0x1F57 0x{:08X}, 0x1F51 {}", r.software_id,
-                                  status, state));
+        return finish(fmt::format("fresh update: software ID 0x{:08X}, 0x1F57 0x{:08X}, 0x1F51 {}",
+                                  r.software_id, status, state));
       }
     }
   } catch (const host::Error& e) {
@@ -365,7 +389,8 @@ Reference reference_run(const Scenario& s) {
     if (board_hook) board_hook(busy);
   };
   board.power_on();
-  // Boot-up frames and what started each boot: power-on, a warm reset, or the master's last request.
+  // Boot-up frames and what started each boot: power-on, a warm reset, or the master's last
+  // request.
   Nanos boot_start = 0;
   std::uint64_t seen_boot_ups = 0;
   std::size_t seen_reports = 0;
@@ -388,13 +413,17 @@ Reference reference_run(const Scenario& s) {
   events.step = [&](const std::string& step) {
     if (step.rfind("starting the application", 0) == 0) start_request = rig.sim().now();
     if (s.options.verbose) {
-      std::printf("  [reference %9.3f ms, wall %6.2f s] %s\n", static_cast<double>(rig.sim().now()) / 1e6,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count(), step.c_str());
+      std::printf("  [reference %9.3f ms, wall %6.2f s] %s\n",
+                  static_cast<double>(rig.sim().now()) / 1e6,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count(),
+                  step.c_str());
     }
   };
   try {
-    const host::UpdateResult r = host::run_update(rig.master(), s.new_input, update_options(s, false), events);
-    if (r.software_id != s.new_crc || !r.started) ref.error = "the reference update did not start the new image";
+    const host::UpdateResult r =
+        host::run_update(rig.master(), s.new_input, update_options(s, false), events);
+    if (r.software_id != s.new_crc || !r.started)
+      ref.error = "the reference update did not start the new image";
   } catch (const host::Error& e) {
     ref.error = fmt::format("reference update failed: {}", e.what());
   }
@@ -407,7 +436,8 @@ Reference reference_run(const Scenario& s) {
   }
   flash.on_busy_change = board_hook;
   ref.end = rig.sim().now();
-  if (board.fault_count() != 0) ref.error = "twin fault in the reference update: " + rig.fault_summary();
+  if (board.fault_count() != 0)
+    ref.error = "twin fault in the reference update: " + rig.fault_summary();
   if (ref.ops.empty()) ref.error = "the reference update did no flash operation";
   return ref;
 }
@@ -474,7 +504,8 @@ bool parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: %s [--full] [--pad BYTES] [--random N] [--boot N] [--seed S] [--json PATH]\n"
-          "          [--firmware-dir DIR] [--fresh-journal] [--fresh-app] [--timing typical|max] [--jobs N]\n"
+          "          [--firmware-dir DIR] [--fresh-journal] [--fresh-app] [--timing typical|max] "
+          "[--jobs N]\n"
           "          [--only INDEX] [--verbose]\n",
           argv[0]);
       std::exit(0);
@@ -658,10 +689,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto wall0 = std::chrono::steady_clock::now();
-  const std::string dir = opt.firmware_dir.empty() ? twinrig::default_firmware_dir() : opt.firmware_dir;
+  const std::string dir =
+      opt.firmware_dir.empty() ? twinrig::default_firmware_dir() : opt.firmware_dir;
   auto fw = twinrig::load_firmware(dir);
   if (!fw) {
-    std::printf("powercut: firmware not built in %s (run the rt1064 cross build): skipped\n", dir.c_str());
+    std::printf("powercut: firmware not built in %s (run the rt1064 cross build): skipped\n",
+                dir.c_str());
     return 77;
   }
 
@@ -677,15 +710,18 @@ int main(int argc, char** argv) {
   s.old_app = fw->app;
   s.new_app = fw->app;
   std::mt19937 old_pattern(3);
-  for (std::size_t i = 0; i < 512; ++i) s.old_app.push_back(static_cast<std::uint8_t>(old_pattern()));
+  for (std::size_t i = 0; i < 512; ++i)
+    s.old_app.push_back(static_cast<std::uint8_t>(old_pattern()));
   std::mt19937 new_pattern(7);
-  for (std::size_t i = 0; i < opt.pad; ++i) s.new_app.push_back(static_cast<std::uint8_t>(new_pattern()));
+  for (std::size_t i = 0; i < opt.pad; ++i)
+    s.new_app.push_back(static_cast<std::uint8_t>(new_pattern()));
   s.old_crc = crc32(0, s.old_app.data(), s.old_app.size());
   s.new_crc = crc32(0, s.new_app.data(), s.new_app.size());
   s.new_input.format = host::InputFormat::kBinary;
   s.new_input.image = host::FlatImage{memory_map::kAppAddress, s.new_app};
   s.probe_app.resize(1024);
-  for (std::size_t i = 0; i < s.probe_app.size(); ++i) s.probe_app[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  for (std::size_t i = 0; i < s.probe_app.size(); ++i)
+    s.probe_app[i] = static_cast<std::uint8_t>(i * 7 + 1);
   store_le32(s.probe_app.data(), memory_map::kDtcmBase + memory_map::kDtcmSize);
   store_le32(s.probe_app.data() + 4, memory_map::kAppAddress + 0x101);
   s.probe_crc = crc32(0, s.probe_app.data(), s.probe_app.size());
@@ -695,10 +731,12 @@ int main(int argc, char** argv) {
   std::copy(s.old_app.begin(), s.old_app.end(), s.baseline.begin() + memory_map::kAppOffset);
   write_journal(s.baseline, s);
 
-  std::printf("power-cut sweep: old image %zu bytes (0x%08X), new image %zu bytes (0x%08X), %s journal, %s flash timing\n",
-              s.old_app.size(), s.old_crc, s.new_app.size(), s.new_crc,
-              opt.fresh_journal ? "fresh" : "near-sector-switch",
-              opt.timing == twin::FlashTiming::kMax ? "max" : "typical");
+  std::printf(
+      "power-cut sweep: old image %zu bytes (0x%08X), new image %zu bytes (0x%08X), %s journal, %s "
+      "flash timing\n",
+      s.old_app.size(), s.old_crc, s.new_app.size(), s.new_crc,
+      opt.fresh_journal ? "fresh" : "near-sector-switch",
+      opt.timing == twin::FlashTiming::kMax ? "max" : "typical");
   const Reference ref = reference_run(s);
   if (!ref.error.empty()) {
     std::printf("power-cut sweep: %s\n", ref.error.c_str());
@@ -712,7 +750,8 @@ int main(int argc, char** argv) {
                   describe(ref.ops[i]).c_str());
     }
     for (const auto& [from, to] : ref.boots) {
-      std::printf("  boot %9.3f .. %9.3f ms\n", static_cast<double>(from) / 1e6, static_cast<double>(to) / 1e6);
+      std::printf("  boot %9.3f .. %9.3f ms\n", static_cast<double>(from) / 1e6,
+                  static_cast<double>(to) / 1e6);
     }
   }
 
@@ -732,7 +771,8 @@ int main(int argc, char** argv) {
   }
   for (unsigned i = 0; i < opt.boot_cuts && !ref.boots.empty(); ++i) {
     const auto& [from, to] = ref.boots[i % ref.boots.size()];
-    const Nanos at = std::uniform_int_distribution<Nanos>(from + 1, std::max(from + 1, to - 1))(rng);
+    const Nanos at =
+        std::uniform_int_distribution<Nanos>(from + 1, std::max(from + 1, to - 1))(rng);
     points.push_back(CutPoint{"boot", 0, at, {}});
   }
   // Name the operation a timed cut falls into (or after).
@@ -777,13 +817,14 @@ int main(int argc, char** argv) {
       if (opt.verbose || !o.recovered) {
         const std::lock_guard<std::mutex> lock(print_mutex);
         std::printf("%4zu %-9s op %3llu t %10.3f ms: %-28s %s%s%s (%.2f s)\n", i, p.kind.c_str(),
-                    static_cast<unsigned long long>(p.op), static_cast<double>(p.time) / 1e6, o.state.c_str(),
-                    o.recovered ? "recovered" : "NOT RECOVERED", o.detail.empty() ? "" : ": ", o.detail.c_str(),
-                    o.wall_s);
+                    static_cast<unsigned long long>(p.op), static_cast<double>(p.time) / 1e6,
+                    o.state.c_str(), o.recovered ? "recovered" : "NOT RECOVERED",
+                    o.detail.empty() ? "" : ": ", o.detail.c_str(), o.wall_s);
       }
     }
   };
-  const unsigned jobs = std::max(1u, opt.jobs != 0 ? opt.jobs : std::min(2u, std::thread::hardware_concurrency()));
+  const unsigned jobs =
+      std::max(1u, opt.jobs != 0 ? opt.jobs : std::min(2u, std::thread::hardware_concurrency()));
   std::vector<std::thread> threads;
   for (unsigned j = 1; j < jobs; ++j) threads.emplace_back(worker);
   worker();
@@ -802,29 +843,36 @@ int main(int argc, char** argv) {
     if (!entries.empty()) entries += ",\n";
     entries += fmt::format(
         "    {{\"index\": {}, \"kind\": \"{}\", \"op_index\": {}, \"op\": \"{}\", \"time_ns\": {}, "
-        "\"cut_at_ns\": {}, \"cut\": \"{}\", \"ops_done\": {}, \"outcome\": \"{}\", \"boot_reason\": {}, "
+        "\"cut_at_ns\": {}, \"cut\": \"{}\", \"ops_done\": {}, \"outcome\": \"{}\", "
+        "\"boot_reason\": {}, "
         "\"recovered\": {}, \"bricked\": {}, \"detail\": \"{}\", \"wall_s\": {:.3f}}}",
-        i, p.kind, p.op, json_escape(p.op_desc), p.time, o.cut_at, json_escape(o.cut_what), o.ops_done, o.state,
-        o.boot_reason, o.recovered, o.bricked, json_escape(o.detail), o.wall_s);
+        i, p.kind, p.op, json_escape(p.op_desc), p.time, o.cut_at, json_escape(o.cut_what),
+        o.ops_done, o.state, o.boot_reason, o.recovered, o.bricked, json_escape(o.detail),
+        o.wall_s);
   }
   const std::size_t run = selected.size();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
 
   std::string summary;
-  for (const auto& [state, n] : states) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", n, state);
+  for (const auto& [state, n] : states)
+    summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", n, state);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(opt.json).parent_path(), ec);
   std::ofstream json(opt.json);
   json << fmt::format(
-      "{{\n  \"cut_points\": {},\n  \"recovered\": {},\n  \"bricked\": {},\n  \"flash_operations\": {},\n"
-      "  \"old_image_bytes\": {},\n  \"new_image_bytes\": {},\n  \"journal\": \"{}\",\n  \"flash_timing\": \"{}\",\n"
+      "{{\n  \"cut_points\": {},\n  \"recovered\": {},\n  \"bricked\": {},\n  "
+      "\"flash_operations\": {},\n"
+      "  \"old_image_bytes\": {},\n  \"new_image_bytes\": {},\n  \"journal\": \"{}\",\n  "
+      "\"flash_timing\": \"{}\",\n"
       "  \"seed\": {},\n  \"wall_s\": {:.1f},\n  \"points\": [\n{}\n  ]\n}}\n",
       run, recovered, bricked, ref.ops.size(), s.old_app.size(), s.new_app.size(),
-      opt.fresh_journal ? "fresh" : "near-sector-switch", opt.timing == twin::FlashTiming::kMax ? "max" : "typical",
-      opt.seed, wall, entries);
+      opt.fresh_journal ? "fresh" : "near-sector-switch",
+      opt.timing == twin::FlashTiming::kMax ? "max" : "typical", opt.seed, wall, entries);
   json.close();
   std::printf("outcomes: %s\n", summary.c_str());
   std::printf("results: %s (%.1f s wall)\n", opt.json.c_str(), wall);
-  std::printf("power-cut sweep: %zu cut points, %zu recovered, %zu bricked\n", run, recovered, bricked);
+  std::printf("power-cut sweep: %zu cut points, %zu recovered, %zu bricked\n", run, recovered,
+              bricked);
   return recovered == run && run > 0 ? 0 : 1;
 }

@@ -85,7 +85,8 @@ std::optional<host::RxEvent> TwinTransport::receive(Micros deadline) {
 // ---------------------------------------------------------------------------------------------
 // Flash images
 
-std::vector<std::uint8_t> factory_flash(std::span<const std::uint8_t> bootloader, const RigConfig& config) {
+std::vector<std::uint8_t> factory_flash(std::span<const std::uint8_t> bootloader,
+                                        const RigConfig& config) {
   std::vector<std::uint8_t> flash(memory_map::kFlashSize, 0xFF);
   std::copy(bootloader.begin(), bootloader.end(), flash.begin());
   Provisioning p;
@@ -110,8 +111,8 @@ journal::Record commit_record(std::span<const std::uint8_t> payload, std::uint32
   return r;
 }
 
-void put_record(std::vector<std::uint8_t>& flash, const journal::Record& record, std::uint32_t sector,
-                std::uint32_t slot) {
+void put_record(std::vector<std::uint8_t>& flash, const journal::Record& record,
+                std::uint32_t sector, std::uint32_t slot) {
   const std::uint32_t offset =
       memory_map::kJournalOffset + sector * memory_map::kSectorSize + slot * journal::kSlotSize;
   journal::encode_record(record, flash.data() + offset);
@@ -166,8 +167,8 @@ void Rig::on_monitor_frame(const twin::can::TimedFrame& f) {
     }
     const std::uint8_t cmd = frame.data[0];
     const bool expedited_upload = (cmd & 0xE0) == 0x40 && (cmd & 0x02) != 0;
-    if (expedited_upload && frame.dlc == 8 && load_le16(frame.data + 1) == canopen::od::kFlashStatus &&
-        frame.data[3] == 1) {
+    if (expedited_upload && frame.dlc == 8 &&
+        load_le16(frame.data + 1) == canopen::od::kFlashStatus && frame.data[3] == 1) {
       const unsigned unused = (cmd & 0x01) != 0 ? (cmd >> 2) & 0x3 : 0;
       std::uint32_t value = load_le32(frame.data + 4);
       if (unused > 0) value &= 0xFFFF'FFFFu >> (8 * unused);
@@ -231,8 +232,9 @@ double block_download_bus_limit_s(std::span<const std::uint8_t> data, std::uint8
   std::uint64_t bits = 0;
   auto add = [&bits](const CanFrame& f) { bits += can_timing::frame_slot_bits(f); };
   // Initiate (client CRC supported, size indicated) and the server's answer with blksize 127.
-  add(sdo_frame(rx, {0xC6, lo, hi, sub, static_cast<std::uint8_t>(size), static_cast<std::uint8_t>(size >> 8),
-                     static_cast<std::uint8_t>(size >> 16), static_cast<std::uint8_t>(size >> 24)}));
+  add(sdo_frame(
+      rx, {0xC6, lo, hi, sub, static_cast<std::uint8_t>(size), static_cast<std::uint8_t>(size >> 8),
+           static_cast<std::uint8_t>(size >> 16), static_cast<std::uint8_t>(size >> 24)}));
   add(sdo_frame(tx, {0xA4, lo, hi, sub, 127, 0, 0, 0}));
   const std::size_t segments = (data.size() + 6) / 7;
   for (std::size_t s = 0; s < segments; ++s) {
@@ -241,14 +243,15 @@ double block_download_bus_limit_s(std::span<const std::uint8_t> data, std::uint8
     segment.dlc = 8;
     const auto seq = static_cast<std::uint8_t>(s % 127 + 1);
     segment.data[0] = static_cast<std::uint8_t>(seq | (s + 1 == segments ? 0x80 : 0));
-    for (std::size_t i = 0; i < 7 && s * 7 + i < data.size(); ++i) segment.data[1 + i] = data[s * 7 + i];
+    for (std::size_t i = 0; i < 7 && s * 7 + i < data.size(); ++i)
+      segment.data[1 + i] = data[s * 7 + i];
     add(segment);
     if (seq == 127 || s + 1 == segments) add(sdo_frame(tx, {0xA2, seq, 127, 0, 0, 0, 0, 0}));
   }
   const std::uint16_t crc = crc16_xmodem(0, data.data(), data.size());
   const auto unused = static_cast<std::uint8_t>((7 - data.size() % 7) % 7);
-  add(sdo_frame(rx, {static_cast<std::uint8_t>(0xC1 | (unused << 2)), static_cast<std::uint8_t>(crc),
-                     static_cast<std::uint8_t>(crc >> 8)}));
+  add(sdo_frame(rx, {static_cast<std::uint8_t>(0xC1 | (unused << 2)),
+                     static_cast<std::uint8_t>(crc), static_cast<std::uint8_t>(crc >> 8)}));
   add(sdo_frame(tx, {0xA1, 0, 0, 0, 0, 0, 0, 0}));
   return static_cast<double>(can_timing::bits_to_ns(bits, bitrate)) / 1e9;
 }

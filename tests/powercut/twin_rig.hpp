@@ -80,10 +80,10 @@ class TwinTransport final : public host::Transport {
 // What the listen-only monitor saw on the bus (SDO traffic of one node).
 struct BusObservations {
   std::uint64_t frames = 0;
-  Nanos max_response_ns = 0;   // end of a client request frame -> end of the server's answer
-  Nanos last_status_ok = 0;    // end of the latest 0x1F57:1 upload answer reading 0 (OK)
-  Nanos last_boot_up = 0;      // end of the latest boot-up frame (0x700 + node, 0x00)
-  Nanos last_heartbeat = 0;    // end of the latest heartbeat other than boot-up
+  Nanos max_response_ns = 0;  // end of a client request frame -> end of the server's answer
+  Nanos last_status_ok = 0;   // end of the latest 0x1F57:1 upload answer reading 0 (OK)
+  Nanos last_boot_up = 0;     // end of the latest boot-up frame (0x700 + node, 0x00)
+  Nanos last_heartbeat = 0;   // end of the latest heartbeat other than boot-up
   std::uint8_t last_heartbeat_state = 0;
   std::uint64_t boot_ups = 0;
 };
@@ -100,14 +100,15 @@ struct RigConfig {
 
 // A 4 MiB flash image: erased, the bootloader at 0 and the provisioning record (node-ID, bit
 // rate, boot window of `config`), as a debug probe and a factory step leave it.
-std::vector<std::uint8_t> factory_flash(std::span<const std::uint8_t> bootloader, const RigConfig& config);
+std::vector<std::uint8_t> factory_flash(std::span<const std::uint8_t> bootloader,
+                                        const RigConfig& config);
 
 // The journal record the bootloader writes after installing `payload` (COMMIT).
 journal::Record commit_record(std::span<const std::uint8_t> payload, std::uint32_t sequence,
                               std::uint32_t image_version);
 // Writes a record into its page (sector 0 or 1 of the journal, slot 0..15).
-void put_record(std::vector<std::uint8_t>& flash, const journal::Record& record, std::uint32_t sector,
-                std::uint32_t slot);
+void put_record(std::vector<std::uint8_t>& flash, const journal::Record& record,
+                std::uint32_t sector, std::uint32_t slot);
 // Stores an application payload at 0x7002_0000 with a COMMIT record in journal sector 0, slot 0:
 // the state the bootloader leaves after installing it on an empty board.
 void install_application(std::vector<std::uint8_t>& flash, std::span<const std::uint8_t> payload,
@@ -129,10 +130,15 @@ class Rig {
   const RigConfig& config() const { return config_; }
 
   BusObservations& observed() { return observed_; }
-  void reset_observations() { observed_ = BusObservations{}; request_pending_ = false; }
+  void reset_observations() {
+    observed_ = BusObservations{};
+    request_pending_ = false;
+  }
 
   // Runs until `done()` or `deadline` (absolute virtual time); returns done().
-  bool run_until(const std::function<bool()>& done, Nanos deadline) { return sim_->run_until(done, deadline); }
+  bool run_until(const std::function<bool()>& done, Nanos deadline) {
+    return sim_->run_until(done, deadline);
+  }
   // Waits for a boot-up frame of the node after `since`; returns its time (0 = none).
   Nanos wait_boot_up(Nanos since, Nanos deadline);
   // Drops whatever the master had queued or received (after a power cut).

@@ -237,7 +237,8 @@ CoreRig::SdoResult CoreRig::sdo_download_block(std::uint16_t index, std::uint8_t
       sent = seq;
       // An abort may arrive in the middle of a sub-block.
       const bool abort_waiting =
-          !queue_whole_sub_blocks && std::any_of(inbox_.begin(), inbox_.end(), [&](const Arrived& arrived) {
+          !queue_whole_sub_blocks &&
+          std::any_of(inbox_.begin(), inbox_.end(), [&](const Arrived& arrived) {
             return arrived.frame.id == canopen::kSdoTxBase + node_id() && is_abort(arrived.frame);
           });
       if (abort_waiting) {

@@ -1,7 +1,7 @@
 // rtcanboot-twin: runs i.MX RT1064 boards (the unmodified firmware) on a virtual CAN bus.
 // docs/twin.md documents every option.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <array>
 #include <atomic>
@@ -31,7 +31,9 @@ using namespace rtcanboot;
 using namespace rtcanboot::twin;
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
+void on_signal(int) {
+  g_stop = true;
+}
 
 struct BoardSpec {
   std::string name;
@@ -119,7 +121,9 @@ std::vector<std::uint8_t> read_file(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"rtcanboot-twin: i.MX RT1064 digital twin running the unmodified rtcanboot firmware on a virtual CAN bus"};
+  CLI::App app{
+      "rtcanboot-twin: i.MX RT1064 digital twin running the unmodified rtcanboot firmware on a "
+      "virtual CAN bus"};
   std::string flash;
   std::string bootloader;
   std::optional<unsigned> node_id;
@@ -139,12 +143,15 @@ int main(int argc, char** argv) {
   std::optional<double> cut_ms;
   double restore_ms = 100;
   double wait_client_s = 0;
-  app.add_option("--flash", flash, "Flash backing file of the board (4 MiB, created erased when missing)");
-  app.add_option("--write-bootloader", bootloader, "Program BIN at flash offset 0 before power-on (like a debug probe)");
+  app.add_option("--flash", flash,
+                 "Flash backing file of the board (4 MiB, created erased when missing)");
+  app.add_option("--write-bootloader", bootloader,
+                 "Program BIN at flash offset 0 before power-on (like a debug probe)");
   app.add_option("--node-id", node_id,
                  "Write the provisioning record with this node-ID (1..127, 255 = unconfigured: LSS "
                  "assigns one)");
-  app.add_option("--bitrate", bitrate, "Write the provisioning record with this CAN bit rate (CiA 301 rates)");
+  app.add_option("--bitrate", bitrate,
+                 "Write the provisioning record with this CAN bit rate (CiA 301 rates)");
   app.add_option("--board", board_specs,
                  "Another board on the bus: "
                  "flash=FILE[,bootloader=BIN][,node-id=N][,bitrate=BPS][,name=NAME][,can=1|2|3][,"
@@ -154,23 +161,36 @@ int main(int argc, char** argv) {
   app.add_option("--ocotp", ocotp,
                  "The board's OCOTP unique-ID fuse words CFG0:CFG1[:CFG2] (0x1018:4 is derived "
                  "from them; default: from the board name)");
-  app.add_option("--socketcand", socketcand, "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows wall-clock time");
+  app.add_option("--socketcand", socketcand,
+                 "Serve the bus as socketcand on HOST:PORT (loopback); virtual time then follows "
+                 "wall-clock time");
   app.add_option("--bus", bus_uri,
-                 "Join the bus to a Linux SocketCAN interface: socketcan://IFACE (e.g. vcan0, can0, slcan0); virtual time "
+                 "Join the bus to a Linux SocketCAN interface: socketcan://IFACE (e.g. vcan0, "
+                 "can0, slcan0); virtual time "
                  "then follows wall-clock time");
   app.add_flag("--slcan-pty", slcan_pty,
-               "Present the bus as an slcan serial adapter on a pseudo-terminal (prints its /dev/pts path); virtual time "
+               "Present the bus as an slcan serial adapter on a pseudo-terminal (prints its "
+               "/dev/pts path); virtual time "
                "then follows wall-clock time");
-  app.add_option("--wait-client", wait_client_s,
-                 "With --socketcand: wait up to this many seconds for a client in raw mode before power-on");
-  app.add_option("--flash-timing", timing, "Flash timing profile")->check(CLI::IsMember({"typical", "max"}));
-  app.add_option("--trace", trace_path, "Write every bus frame with its virtual time (candump -L format) to FILE");
-  app.add_option("--bus-bitrate", bus_bitrate, "Bit rate of the bus (default: the provisioned bit rate, else 125000)");
-  app.add_option("--run-for", run_ms, "Stop after this much virtual time in ms (default: run until interrupted)");
+  app.add_option(
+      "--wait-client", wait_client_s,
+      "With --socketcand: wait up to this many seconds for a client in raw mode before power-on");
+  app.add_option("--flash-timing", timing, "Flash timing profile")
+      ->check(CLI::IsMember({"typical", "max"}));
+  app.add_option("--trace", trace_path,
+                 "Write every bus frame with its virtual time (candump -L format) to FILE");
+  app.add_option("--bus-bitrate", bus_bitrate,
+                 "Bit rate of the bus (default: the provisioned bit rate, else 125000)");
+  app.add_option("--run-for", run_ms,
+                 "Stop after this much virtual time in ms (default: run until interrupted)");
   app.add_option("--until-console", until_console, "Stop when a board's console shows this text");
-  app.add_option("--power-cut-op", cut_op, "Cut the first board's power during its N-th flash erase/program (torn operation)");
-  app.add_option("--power-cut-at", cut_ms, "Cut the first board's power at this virtual time in ms");
-  app.add_option("--restore-power-after", restore_ms, "Power a cut board on again after this many ms (default 100; negative: never)");
+  app.add_option(
+      "--power-cut-op", cut_op,
+      "Cut the first board's power during its N-th flash erase/program (torn operation)");
+  app.add_option("--power-cut-at", cut_ms,
+                 "Cut the first board's power at this virtual time in ms");
+  app.add_option("--restore-power-after", restore_ms,
+                 "Power a cut board on again after this many ms (default 100; negative: never)");
   app.add_flag("--verbose", verbose, "Also print info reports (boot, resets)");
   app.add_flag("--stats", stats, "Print virtual vs wall time and executed instructions at the end");
   CLI11_PARSE(app, argc, argv);
@@ -189,7 +209,8 @@ int main(int argc, char** argv) {
     }
     specs.push_back(s);
   } else if (!bootloader.empty() || node_id || bitrate) {
-    std::fprintf(stderr, "rtcanboot-twin: --write-bootloader/--node-id/--bitrate need --flash FILE\n");
+    std::fprintf(stderr,
+                 "rtcanboot-twin: --write-bootloader/--node-id/--bitrate need --flash FILE\n");
     return 2;
   }
   for (const auto& text : board_specs) {
@@ -199,7 +220,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "rtcanboot-twin: %s\n", err.c_str());
       return 2;
     }
-    if (s.name.empty()) s.name = s.node_id ? fmt::format("node {}", *s.node_id) : fmt::format("node{}", specs.size() + 1);
+    if (s.name.empty())
+      s.name =
+          s.node_id ? fmt::format("node {}", *s.node_id) : fmt::format("node{}", specs.size() + 1);
     specs.push_back(s);
   }
   if (specs.empty()) {
@@ -232,9 +255,12 @@ int main(int argc, char** argv) {
 
   auto print_report = [verbose](const std::string& name, const Report& r) {
     if (r.severity == Severity::kInfo && !verbose) return;
-    const char* sev = r.severity == Severity::kFault ? "FAULT" : r.severity == Severity::kWarning ? "warning" : "info";
-    std::fprintf(stderr, "[%s %s] %.6f s %s: %s%s\n", name.c_str(), sev, static_cast<double>(r.time) / 1e9,
-                 r.source.c_str(), r.message.c_str(), r.pc != 0 ? fmt::format(" (pc 0x{:08X})", r.pc).c_str() : "");
+    const char* sev = r.severity == Severity::kFault     ? "FAULT"
+                      : r.severity == Severity::kWarning ? "warning"
+                                                         : "info";
+    std::fprintf(stderr, "[%s %s] %.6f s %s: %s%s\n", name.c_str(), sev,
+                 static_cast<double>(r.time) / 1e9, r.source.c_str(), r.message.c_str(),
+                 r.pc != 0 ? fmt::format(" (pc 0x{:08X})", r.pc).c_str() : "");
   };
   sim.set_report_sink([&](const Report& r) { print_report("bus", r); });
 
@@ -261,7 +287,8 @@ int main(int argc, char** argv) {
         return 1;
       }
       if (image.size() > memory_map::kBootloaderSize) {
-        std::fprintf(stderr, "rtcanboot-twin: %s is %zu bytes, more than the 128 KiB bootloader region\n",
+        std::fprintf(stderr,
+                     "rtcanboot-twin: %s is %zu bytes, more than the 128 KiB bootloader region\n",
                      s.bootloader.c_str(), image.size());
         return 1;
       }
@@ -283,7 +310,9 @@ int main(int argc, char** argv) {
       std::vector<std::uint8_t> sector(memory_map::kProvisioningSectors * memory_map::kSectorSize,
                                        0xFF);
       if (!encode_provisioning(p, sector.data(), sector.size())) {
-        std::fprintf(stderr, "rtcanboot-twin: cannot encode provisioning (node-ID %u, bit rate %u)\n", p.node_id, p.bitrate);
+        std::fprintf(stderr,
+                     "rtcanboot-twin: cannot encode provisioning (node-ID %u, bit rate %u)\n",
+                     p.node_id, p.bitrate);
         return 2;
       }
       b->flash().probe_write(memory_map::kProvisioningOffset, sector);
@@ -296,7 +325,9 @@ int main(int argc, char** argv) {
   if (!bus_uri.empty()) {
     const std::string scheme = "socketcan://";
     if (bus_uri.rfind(scheme, 0) != 0 || bus_uri.size() == scheme.size()) {
-      std::fprintf(stderr, "rtcanboot-twin: --bus wants socketcan://IFACE (for socketcand clients use --socketcand HOST:PORT)\n");
+      std::fprintf(stderr,
+                   "rtcanboot-twin: --bus wants socketcan://IFACE (for socketcand clients use "
+                   "--socketcand HOST:PORT)\n");
       return 2;
     }
     can::SocketcanOptions opt;
@@ -341,12 +372,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "rtcanboot-twin: socketcand: %s\n", err.c_str());
       return 1;
     }
-    std::fprintf(stderr, "rtcanboot-twin: socketcand on %s:%u, channel can0\n", opt.host.c_str(), server->port());
+    std::fprintf(stderr, "rtcanboot-twin: socketcand on %s:%u, channel can0\n", opt.host.c_str(),
+                 server->port());
   }
 
   if (server && wait_client_s > 0) {
-    if (!server->wait_for_client(std::chrono::milliseconds(static_cast<long long>(wait_client_s * 1000)))) {
-      std::fprintf(stderr, "rtcanboot-twin: no socketcand client within %.1f s; starting anyway\n", wait_client_s);
+    if (!server->wait_for_client(
+            std::chrono::milliseconds(static_cast<long long>(wait_client_s * 1000)))) {
+      std::fprintf(stderr, "rtcanboot-twin: no socketcand client within %.1f s; starting anyway\n",
+                   wait_client_s);
     }
   }
   std::signal(SIGINT, on_signal);
@@ -395,7 +429,8 @@ int main(int argc, char** argv) {
                      static_cast<double>(sim.now()) / 1e9, boards[i]->stop_reason().c_str());
       }
       if (restore_ms >= 0 && sim.now() >= off_since[i] + static_cast<Nanos>(restore_ms * 1e6)) {
-        std::fprintf(stderr, "[%s] %.6f s power on\n", boards[i]->name().c_str(), static_cast<double>(sim.now()) / 1e9);
+        std::fprintf(stderr, "[%s] %.6f s power on\n", boards[i]->name().c_str(),
+                     static_cast<double>(sim.now()) / 1e9);
         boards[i]->power_on();
         off_since[i] = kNever;
       }
@@ -406,29 +441,39 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   if (stats) {
     std::uint64_t hw = 0;
     for (Board* b : boards) hw += b->executed_halfwords();
-    std::fprintf(stderr, "rtcanboot-twin: %.3f s virtual in %.3f s wall (%.1fx), %.1f M halfwords executed\n",
-                 static_cast<double>(sim.now()) / 1e9, wall, wall > 0 ? static_cast<double>(sim.now()) / 1e9 / wall : 0.0,
-                 static_cast<double>(hw) / 1e6);
+    std::fprintf(
+        stderr,
+        "rtcanboot-twin: %.3f s virtual in %.3f s wall (%.1fx), %.1f M halfwords executed\n",
+        static_cast<double>(sim.now()) / 1e9, wall,
+        wall > 0 ? static_cast<double>(sim.now()) / 1e9 / wall : 0.0,
+        static_cast<double>(hw) / 1e6);
   }
   if (slcan) {
     const auto& st = slcan->stats();
-    std::fprintf(stderr, "rtcanboot-twin: slcan adapter %s: %llu frames to the program, %llu from it, %llu errors, %llu dropped\n",
+    std::fprintf(stderr,
+                 "rtcanboot-twin: slcan adapter %s: %llu frames to the program, %llu from it, %llu "
+                 "errors, %llu dropped\n",
                  slcan->slave_path().c_str(), static_cast<unsigned long long>(st.to_serial),
-                 static_cast<unsigned long long>(st.from_serial), static_cast<unsigned long long>(st.errors),
+                 static_cast<unsigned long long>(st.from_serial),
+                 static_cast<unsigned long long>(st.errors),
                  static_cast<unsigned long long>(st.dropped));
   }
   if (bridge) {
     const auto& st = bridge->stats();
     std::fprintf(stderr,
-                 "rtcanboot-twin: %s: %llu frames to the interface, %llu from it, %llu error frames, %llu retries (transmit "
+                 "rtcanboot-twin: %s: %llu frames to the interface, %llu from it, %llu error "
+                 "frames, %llu retries (transmit "
                  "queue full), %llu dropped\n",
                  bus_uri.c_str(), static_cast<unsigned long long>(st.to_interface),
-                 static_cast<unsigned long long>(st.from_interface), static_cast<unsigned long long>(st.error_frames),
-                 static_cast<unsigned long long>(st.retries), static_cast<unsigned long long>(st.dropped));
+                 static_cast<unsigned long long>(st.from_interface),
+                 static_cast<unsigned long long>(st.error_frames),
+                 static_cast<unsigned long long>(st.retries),
+                 static_cast<unsigned long long>(st.dropped));
   }
   int rc = 0;
   for (Board* b : boards) {

@@ -30,11 +30,25 @@ struct KnownBlock {
 };
 // Blocks of the RT1064 the twin does not model: reads warn (return 0), writes fault.
 constexpr KnownBlock kKnownBlocks[] = {
-    {0x4000'0000, "AIPSTZ1"}, {0x4008'0000, "DCDC"}, {0x4008'8000, "ACMP"}, {0x4009'4000, "IOMUXC_SNVS_GPR?"},
-    {0x400A'4000, "IOMUXC_SNVS_GPR"}, {0x400A'8000, "IOMUXC_SNVS"}, {0x400B'0000, "FLEXRAM"},
-    {0x400B'4000, "EWM"}, {0x400C'0000, "GPIO5"}, {0x400E'8000, "DMA0"}, {0x400E'C000, "DMAMUX"},
-    {0x4018'0000, "ROMC"}, {0x401F'4000, "OCOTP"}, {0x402A'8000, "FLEXSPI"}, {0x402F'0000, "SEMC"},
-    {0x400D'8000, "CCM_ANALOG"}, {0x4010'0000, "AIPSTZ2"}, {0x4020'0000, "AIPSTZ3"}, {0x4030'0000, "AIPSTZ4"},
+    {0x4000'0000, "AIPSTZ1"},
+    {0x4008'0000, "DCDC"},
+    {0x4008'8000, "ACMP"},
+    {0x4009'4000, "IOMUXC_SNVS_GPR?"},
+    {0x400A'4000, "IOMUXC_SNVS_GPR"},
+    {0x400A'8000, "IOMUXC_SNVS"},
+    {0x400B'0000, "FLEXRAM"},
+    {0x400B'4000, "EWM"},
+    {0x400C'0000, "GPIO5"},
+    {0x400E'8000, "DMA0"},
+    {0x400E'C000, "DMAMUX"},
+    {0x4018'0000, "ROMC"},
+    {0x401F'4000, "OCOTP"},
+    {0x402A'8000, "FLEXSPI"},
+    {0x402F'0000, "SEMC"},
+    {0x400D'8000, "CCM_ANALOG"},
+    {0x4010'0000, "AIPSTZ2"},
+    {0x4020'0000, "AIPSTZ3"},
+    {0x4030'0000, "AIPSTZ4"},
 };
 
 }  // namespace
@@ -45,7 +59,8 @@ constexpr KnownBlock kKnownBlocks[] = {
 void Board::Impl::attach(std::uint32_t base, Peripheral* model) {
   const std::uint32_t first = (base - kPeriphBase) / 0x4000;
   const std::uint32_t count = std::max<std::uint32_t>(1, (model->size() + 0x3FFF) / 0x4000);
-  for (std::uint32_t i = first; i < first + count && i < slots.size(); ++i) slots[i] = Slot{model, base};
+  for (std::uint32_t i = first; i < first + count && i < slots.size(); ++i)
+    slots[i] = Slot{model, base};
   all_models.push_back(model);
 }
 
@@ -71,7 +86,8 @@ void Board::Impl::create_peripherals() {
   own(0x400A'4000, std::make_unique<PlainRegisters>("IOMUXC_SNVS_GPR", 0x4000, ctx));
   own(0x400D'4000, std::make_unique<Snvs>(ctx, b.config_.readings.snvs_lpgpr_over_reset));
   const RomWatchdogs watchdogs = b.config_.readings.rom_watchdogs;
-  own(0x400B'8000, std::make_unique<Wdog>("WDOG1", 92, ctx, watchdogs == RomWatchdogs::kWdog1AndRtwdogRunning));
+  own(0x400B'8000,
+      std::make_unique<Wdog>("WDOG1", 92, ctx, watchdogs == RomWatchdogs::kWdog1AndRtwdogRunning));
   own(0x400D'0000, std::make_unique<Wdog>("WDOG2", 45, ctx));
   own(0x400B'C000, std::make_unique<Rtwdog>(ctx, watchdogs != RomWatchdogs::kNone));
   own(0x401E'C000, std::make_unique<Gpt>("GPT1", 100, *b.ccm_, ctx));
@@ -133,16 +149,20 @@ std::uint64_t Board::Impl::mmio_read(std::uint32_t addr, unsigned size) {
   if (s.model == nullptr) {
     for (const auto& k : kKnownBlocks) {
       if (addr >= k.base && addr < k.base + 0x4000) {
-        b.reporter_.report(Severity::kWarning, "bus",
-                           fmt::format("read of unmodelled {} register 0x{:08X} returns 0 (block at 0x{:08X})",
-                                       k.name, addr, block_pc),
-                           block_pc);
+        b.reporter_.report(
+            Severity::kWarning, "bus",
+            fmt::format("read of unmodelled {} register 0x{:08X} returns 0 (block at 0x{:08X})",
+                        k.name, addr, block_pc),
+            block_pc);
         return 0;
       }
     }
-    cpu_fault("bus", fmt::format("read from unassigned peripheral address 0x{:08X} (bus error on the chip) "
-                                 "in the code block at 0x{:08X}", addr, block_pc),
-              block_pc);
+    cpu_fault(
+        "bus",
+        fmt::format("read from unassigned peripheral address 0x{:08X} (bus error on the chip) "
+                    "in the code block at 0x{:08X}",
+                    addr, block_pc),
+        block_pc);
     return 0;
   }
   const std::uint32_t off = addr - s.base;
@@ -163,10 +183,12 @@ void Board::Impl::mmio_write(std::uint32_t addr, unsigned size, std::uint32_t va
     for (const auto& k : kKnownBlocks) {
       if (addr >= k.base && addr < k.base + 0x4000) name = k.name;
     }
-    cpu_fault("bus", fmt::format("write of 0x{:08X} to {} 0x{:08X}, which the twin does not model, in the code "
-                                 "block at 0x{:08X}",
-                                 value, name ? name : "unassigned peripheral address", addr, block_pc),
-              block_pc);
+    cpu_fault(
+        "bus",
+        fmt::format("write of 0x{:08X} to {} 0x{:08X}, which the twin does not model, in the code "
+                    "block at 0x{:08X}",
+                    value, name ? name : "unassigned peripheral address", addr, block_pc),
+        block_pc);
     return;
   }
   s.model->write(addr - s.base, value, size, block_pc);
@@ -213,16 +235,17 @@ void Board::Impl::reset_models(bool warm) {
 // ---------------------------------------------------------------------------------------------
 // Board
 
-void Board::BoardReporter::report(Severity severity, const std::string& source, const std::string& message,
-                                  std::uint32_t pc) {
+void Board::BoardReporter::report(Severity severity, const std::string& source,
+                                  const std::string& message, std::uint32_t pc) {
   Report r{board_.local_time(), severity, source, message, pc};
   if (board_.reports_.size() < 100'000) board_.reports_.push_back(r);
   if (board_.config_.report_sink) {
     board_.config_.report_sink(r);
   } else if (severity != Severity::kInfo) {
     std::fprintf(stderr, "[%s %s] %.6f s %s: %s%s\n", board_.config_.name.c_str(),
-                 severity == Severity::kFault ? "FAULT" : "warning", static_cast<double>(r.time) / 1e9, source.c_str(),
-                 message.c_str(), pc != 0 ? fmt::format(" (pc 0x{:08X})", pc).c_str() : "");
+                 severity == Severity::kFault ? "FAULT" : "warning",
+                 static_cast<double>(r.time) / 1e9, source.c_str(), message.c_str(),
+                 pc != 0 ? fmt::format(" (pc 0x{:08X})", pc).c_str() : "");
   }
 }
 
@@ -269,7 +292,9 @@ Board::Board(Simulation& sim, BoardConfig config)
   impl_ = std::make_unique<Impl>(*this);
   impl_->create_peripherals();
   flash_->on_busy_change = [this](bool busy) { impl_->on_flash_busy(busy); };
-  flash_->on_modified = [this](std::uint32_t off, std::uint32_t len) { impl_->on_flash_modified(off, len); };
+  flash_->on_modified = [this](std::uint32_t off, std::uint32_t len) {
+    impl_->on_flash_modified(off, len);
+  };
   flash_->on_power_cut = [this](const std::string& what) { power_off(what); };
   std::memcpy(impl_->window.data(), flash_->contents().data(), kWindowSize);
   impl_->reset_models(false);
@@ -281,7 +306,9 @@ Board::~Board() {
   flash_->on_power_cut = nullptr;
 }
 
-Clock& Board::clock() { return sim_.clock(); }
+Clock& Board::clock() {
+  return sim_.clock();
+}
 
 void Board::power_on() {
   if (cycles_ < ns_to_cycles(sim_.now())) cycles_ = ns_to_cycles(sim_.now());
@@ -316,8 +343,9 @@ void Board::warm_reset(ResetCause cause, const std::string& why) {
 }
 
 std::size_t Board::fault_count() const {
-  return static_cast<std::size_t>(std::count_if(reports_.begin(), reports_.end(),
-                                                [](const Report& r) { return r.severity == Severity::kFault; }));
+  return static_cast<std::size_t>(
+      std::count_if(reports_.begin(), reports_.end(),
+                    [](const Report& r) { return r.severity == Severity::kFault; }));
 }
 
 bool Board::has_fault_containing(const std::string& text) const {
@@ -332,14 +360,18 @@ void Board::attach_peripheral(std::uint32_t base, std::unique_ptr<Peripheral> mo
   impl_->attach(base, raw);
 }
 
-void Board::attach_peripheral(std::uint32_t base, Peripheral* model) { impl_->attach(base, model); }
+void Board::attach_peripheral(std::uint32_t base, Peripheral* model) {
+  impl_->attach(base, model);
+}
 
 can::FlexCan& Board::flexcan(unsigned instance) {
   if (instance < 1 || instance > 3) throw std::out_of_range("FlexCAN instance is 1..3");
   return *impl_->flexcans[instance - 1];
 }
 
-void Board::connect_can(can::Bus& bus, unsigned instance) { bus.attach(flexcan(instance)); }
+void Board::connect_can(can::Bus& bus, unsigned instance) {
+  bus.attach(flexcan(instance));
+}
 
 void Board::set_irq_level(unsigned irq, bool asserted) {
   if (irq >= 256) return;
@@ -358,18 +390,29 @@ bool Board::write_memory(std::uint32_t address, const void* data, std::size_t le
   return uc_mem_write(impl_->uc, address, data, length) == UC_ERR_OK;
 }
 
-std::uint32_t Board::read_u32(std::uint32_t address) { return impl_->mem32(address); }
-std::uint32_t Board::pc() const { return impl_->rreg(UC_ARM_REG_PC); }
-std::uint32_t Board::reg(int uc_reg) const { return impl_->rreg(uc_reg); }
-void Board::set_reg(int uc_reg, std::uint32_t value) { impl_->wreg(uc_reg, value); }
+std::uint32_t Board::read_u32(std::uint32_t address) {
+  return impl_->mem32(address);
+}
+std::uint32_t Board::pc() const {
+  return impl_->rreg(UC_ARM_REG_PC);
+}
+std::uint32_t Board::reg(int uc_reg) const {
+  return impl_->rreg(uc_reg);
+}
+void Board::set_reg(int uc_reg, std::uint32_t value) {
+  impl_->wreg(uc_reg, value);
+}
 
-std::uint32_t Board::call(std::uint32_t address, const std::vector<std::uint32_t>& args, Nanos timeout) {
+std::uint32_t Board::call(std::uint32_t address, const std::vector<std::uint32_t>& args,
+                          Nanos timeout) {
   constexpr std::uint32_t kStub = kDtcmBase + kDtcmSize - 16;
   const std::uint16_t stub[2] = {0xBF30, 0xE7FD};  // wfi; b wfi
   write_memory(kStub, stub, sizeof stub);
   std::uint32_t sp = kStub - 64;
-  for (std::size_t i = 4; i < args.size(); ++i) write_memory(sp + 4 * static_cast<std::uint32_t>(i - 4), &args[i], 4);
-  for (std::size_t i = 0; i < args.size() && i < 4; ++i) impl_->wreg(UC_ARM_REG_R0 + static_cast<int>(i), args[i]);
+  for (std::size_t i = 4; i < args.size(); ++i)
+    write_memory(sp + 4 * static_cast<std::uint32_t>(i - 4), &args[i], 4);
+  for (std::size_t i = 0; i < args.size() && i < 4; ++i)
+    impl_->wreg(UC_ARM_REG_R0 + static_cast<int>(i), args[i]);
   impl_->wreg(UC_ARM_REG_SP, sp);
   impl_->wreg(UC_ARM_REG_LR, kStub | 1);
   impl_->wreg(UC_ARM_REG_PC, address | 1);

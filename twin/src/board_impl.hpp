@@ -1,12 +1,12 @@
 // Private to the twin library: the state of one emulated RT1064 (Board::Impl) shared by the units
 // that model its parts (docs/twin.md "Structure"):
-//   cortex_m7.cpp             Cortex-M7 core (Unicorn), memory map, NVIC, exception entry/return, run loop
-//   system_control_space.cpp  SCB, SysTick, DWT, MPU and cache maintenance registers (the PPB)
-//   flash_window.cpp          FlexSPI2 AHB window: read-while-write, stale buffer and cache detection
-//   rom/boot_rom.cpp          boot ROM path (FCB, IVT, boot data, entry)
-//   rom/rom_api.cpp           ROM FlexSPI NOR API (its NXP sources: rom/README.md)
-//   board.cpp                 Board: peripheral bus, SoC models, power and resets
-//   simulation.cpp            Simulation: boards and buses in lock-step on one virtual clock
+//   cortex_m7.cpp             Cortex-M7 core (Unicorn), memory map, NVIC, exception entry/return,
+//   run loop system_control_space.cpp  SCB, SysTick, DWT, MPU and cache maintenance registers (the
+//   PPB) flash_window.cpp          FlexSPI2 AHB window: read-while-write, stale buffer and cache
+//   detection rom/boot_rom.cpp          boot ROM path (FCB, IVT, boot data, entry) rom/rom_api.cpp
+//   ROM FlexSPI NOR API (its NXP sources: rom/README.md) board.cpp                 Board:
+//   peripheral bus, SoC models, power and resets simulation.cpp            Simulation: boards and
+//   buses in lock-step on one virtual clock
 #pragma once
 
 #include <unicorn/unicorn.h>
@@ -254,8 +254,10 @@ struct Board::Impl {
     block_size = size;
     // Unicorn 2.0.1 executes WFI as a no-op in M-profile mode; QEMU ends a translated block at
     // WFI, so a block that ends in one stops the core at the next block start (after the WFI).
-    if (ends_with_wfi(address, size)) deferred_stop = Stop::kWfi;
-    else if (dead_loop(address)) deferred_stop = Stop::kIdle;
+    if (ends_with_wfi(address, size))
+      deferred_stop = Stop::kWfi;
+    else if (dead_loop(address))
+      deferred_stop = Stop::kIdle;
     const std::uint64_t hw = size / 2;
     b.cycles_ += hw;
     b.executed_halfwords_ += hw;
@@ -268,7 +270,8 @@ struct Board::Impl {
   // RTCANBOOT_TWIN_PROFILE=FILE: executed halfwords per translated block, written when the
   // board is destroyed (map the addresses to symbols with arm-none-eabi-addr2line).
   const char* profile_path = std::getenv("RTCANBOOT_TWIN_PROFILE");
-  std::unordered_map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> profile;  // halfwords, runs
+  std::unordered_map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>>
+      profile;  // halfwords, runs
   void write_profile() const;
   std::uint32_t stopped_at_block = 0xFFFF'FFFF;
   bool masked_pending = false;  // an enabled interrupt is pending but masked: re-check per block
@@ -276,7 +279,8 @@ struct Board::Impl {
   // Host copy of guest code memory (RAM and the flash window are mapped from these vectors).
   const std::uint8_t* code_pointer(std::uint32_t address, std::uint32_t size) const {
     auto in = [&](std::uint32_t base, const std::vector<std::uint8_t>& mem) {
-      return address >= base && address - base <= mem.size() && mem.size() - (address - base) >= size;
+      return address >= base && address - base <= mem.size() &&
+             mem.size() - (address - base) >= size;
     };
     if (in(kItcmBase, itcm)) return itcm.data() + (address - kItcmBase);
     if (in(kDtcmBase, dtcm)) return dtcm.data() + (address - kDtcmBase);
@@ -315,9 +319,11 @@ struct Board::Impl {
     const bool whole = at == size && last_start == size - 2;
     // B<c> T2 (unconditional, 16 bit): target = its address + 4 + SignExtend(imm11:0).
     const bool branch = (last & 0xF800) == 0xE000;
-    const std::int32_t offset = static_cast<std::int32_t>(static_cast<std::uint32_t>(last & 0x7FF) << 21) >> 20;
+    const std::int32_t offset =
+        static_cast<std::int32_t>(static_cast<std::uint32_t>(last & 0x7FF) << 21) >> 20;
     const bool to_start =
-        branch && static_cast<std::uint32_t>(static_cast<std::int32_t>(address + size + 2) + offset) == address;
+        branch && static_cast<std::uint32_t>(static_cast<std::int32_t>(address + size + 2) +
+                                             offset) == address;
     entry = {size, first, last, whole && last == 0xBF30, whole && only_nops && to_start};
     return entry.wfi;
   }

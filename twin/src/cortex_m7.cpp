@@ -14,20 +14,32 @@ namespace {
 
 const char* exception_name(std::uint32_t intno) {
   switch (intno) {
-    case 1: return "undefined instruction (UsageFault UNDEFINSTR)";
-    case 3: return "prefetch abort (instruction fetch bus/MPU fault)";
-    case 4: return "data abort (bus/MPU fault)";
-    case 7: return "BKPT instruction (no debugger attached: HardFault)";
-    case 17: return "coprocessor access with the FPU disabled (UsageFault NOCP)";
-    case 18: return "invalid state (UsageFault INVSTATE: branch to an even address?)";
-    case 19: return "stack overflow";
-    case 22: return "unaligned access (UsageFault UNALIGNED)";
-    case 23: return "divide by zero (UsageFault DIVBYZERO)";
-    default: return "CPU exception";
+    case 1:
+      return "undefined instruction (UsageFault UNDEFINSTR)";
+    case 3:
+      return "prefetch abort (instruction fetch bus/MPU fault)";
+    case 4:
+      return "data abort (bus/MPU fault)";
+    case 7:
+      return "BKPT instruction (no debugger attached: HardFault)";
+    case 17:
+      return "coprocessor access with the FPU disabled (UsageFault NOCP)";
+    case 18:
+      return "invalid state (UsageFault INVSTATE: branch to an even address?)";
+    case 19:
+      return "stack overflow";
+    case 22:
+      return "unaligned access (UsageFault UNALIGNED)";
+    case 23:
+      return "divide by zero (UsageFault DIVBYZERO)";
+    default:
+      return "CPU exception";
   }
 }
 
-Board::Impl* impl_of(void* user) { return static_cast<Board::Impl*>(user); }
+Board::Impl* impl_of(void* user) {
+  return static_cast<Board::Impl*>(user);
+}
 
 void hook_block(uc_engine*, std::uint64_t address, std::uint32_t size, void* user) {
   impl_of(user)->on_block(static_cast<std::uint32_t>(address), size);
@@ -55,11 +67,12 @@ void hook_intr(uc_engine*, std::uint32_t intno, void* user) {
 bool hook_unmapped(uc_engine*, uc_mem_type type, std::uint64_t address, int size, std::int64_t,
                    void* user) {
   auto* im = impl_of(user);
-  const char* kind = type == UC_MEM_FETCH_UNMAPPED  ? "instruction fetch from"
+  const char* kind = type == UC_MEM_FETCH_UNMAPPED   ? "instruction fetch from"
                      : type == UC_MEM_WRITE_UNMAPPED ? "write to"
                                                      : "read from";
-  im->cpu_fault("bus", fmt::format("{} unmapped address 0x{:08X} ({} bytes) in the code block at 0x{:08X}",
-                                   kind, static_cast<std::uint32_t>(address), size, im->block_pc),
+  im->cpu_fault("bus",
+                fmt::format("{} unmapped address 0x{:08X} ({} bytes) in the code block at 0x{:08X}",
+                            kind, static_cast<std::uint32_t>(address), size, im->block_pc),
                 im->block_pc);
   return false;
 }
@@ -72,7 +85,8 @@ bool hook_prot(uc_engine*, uc_mem_type type, std::uint64_t address, int size, st
 std::uint64_t periph_read_cb(uc_engine*, std::uint64_t offset, unsigned size, void* user) {
   return impl_of(user)->mmio_read(kPeriphBase + static_cast<std::uint32_t>(offset), size);
 }
-void periph_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t value, void* user) {
+void periph_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t value,
+                     void* user) {
   impl_of(user)->mmio_write(kPeriphBase + static_cast<std::uint32_t>(offset), size,
                             static_cast<std::uint32_t>(value));
 }
@@ -80,7 +94,8 @@ std::uint64_t gpio_read_cb(uc_engine*, std::uint64_t offset, unsigned size, void
   auto* im = impl_of(user);
   return im->gpio_fast->read(static_cast<std::uint32_t>(offset), size, im->block_pc);
 }
-void gpio_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t value, void* user) {
+void gpio_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t value,
+                   void* user) {
   auto* im = impl_of(user);
   im->gpio_fast->write(static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(value), size,
                        im->block_pc);
@@ -88,8 +103,10 @@ void gpio_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_
 std::uint64_t ppb_read_cb(uc_engine*, std::uint64_t offset, unsigned size, void* user) {
   return impl_of(user)->ppb_read(static_cast<std::uint32_t>(offset), size);
 }
-void ppb_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t value, void* user) {
-  impl_of(user)->ppb_write(static_cast<std::uint32_t>(offset), size, static_cast<std::uint32_t>(value));
+void ppb_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t value,
+                  void* user) {
+  impl_of(user)->ppb_write(static_cast<std::uint32_t>(offset), size,
+                           static_cast<std::uint32_t>(value));
 }
 
 }  // namespace
@@ -98,11 +115,17 @@ void ppb_write_cb(uc_engine*, std::uint64_t offset, unsigned size, std::uint64_t
 // Setup
 
 Board::Impl::Impl(Board& board)
-    : b(board), itcm(kItcmSize), dtcm(kDtcmSize), ocram(kOcramSize), rom(kRomSize),
-      window(kWindowSize, 0xFF), line_flags(kWindowSize / kLineSize, 0),
+    : b(board),
+      itcm(kItcmSize),
+      dtcm(kDtcmSize),
+      ocram(kOcramSize),
+      rom(kRomSize),
+      window(kWindowSize, 0xFF),
+      line_flags(kWindowSize / kLineSize, 0),
       page_prot(kWindowSize / kProtPage, UC_PROT_READ | UC_PROT_EXEC),
       applied_prot(kWindowSize / kProtPage, UC_PROT_READ | UC_PROT_EXEC) {
-  if (uc_open(UC_ARCH_ARM, static_cast<uc_mode>(UC_MODE_THUMB | UC_MODE_MCLASS), &uc) != UC_ERR_OK) {
+  if (uc_open(UC_ARCH_ARM, static_cast<uc_mode>(UC_MODE_THUMB | UC_MODE_MCLASS), &uc) !=
+      UC_ERR_OK) {
     throw std::runtime_error("cannot create the Unicorn ARM engine");
   }
   uc_ctl_set_cpu_model(uc, UC_CPU_ARM_CORTEX_M7);
@@ -114,17 +137,22 @@ Board::Impl::Impl(Board& board)
   if (const char* dbg = std::getenv("TWIN_DEBUG_TRACE")) {
     static uc_hook h_dbg;
     const std::uint32_t lo = static_cast<std::uint32_t>(std::strtoul(dbg, nullptr, 16));
-    const std::uint32_t hi = static_cast<std::uint32_t>(std::strtoul(std::getenv("TWIN_DEBUG_TRACE_END"), nullptr, 16));
-    uc_hook_add(uc, &h_dbg, UC_HOOK_CODE, reinterpret_cast<void*>(+[](uc_engine* u, std::uint64_t a, std::uint32_t, void*) {
-      std::uint32_t sp = 0, r0 = 0, lr = 0;
-      uc_reg_read(u, UC_ARM_REG_SP, &sp);
-      uc_reg_read(u, UC_ARM_REG_R0, &r0);
-      uc_reg_read(u, UC_ARM_REG_LR, &lr);
-      std::fprintf(stderr, "  pc=%08x sp=%08x r0=%08x lr=%08x\n", static_cast<std::uint32_t>(a), sp, r0, lr);
-    }), this, lo, hi);
+    const std::uint32_t hi =
+        static_cast<std::uint32_t>(std::strtoul(std::getenv("TWIN_DEBUG_TRACE_END"), nullptr, 16));
+    uc_hook_add(uc, &h_dbg, UC_HOOK_CODE,
+                reinterpret_cast<void*>(+[](uc_engine* u, std::uint64_t a, std::uint32_t, void*) {
+                  std::uint32_t sp = 0, r0 = 0, lr = 0;
+                  uc_reg_read(u, UC_ARM_REG_SP, &sp);
+                  uc_reg_read(u, UC_ARM_REG_R0, &r0);
+                  uc_reg_read(u, UC_ARM_REG_LR, &lr);
+                  std::fprintf(stderr, "  pc=%08x sp=%08x r0=%08x lr=%08x\n",
+                               static_cast<std::uint32_t>(a), sp, r0, lr);
+                }),
+                this, lo, hi);
   }
   uc_hook_add(uc, &h_intr, UC_HOOK_INTR, reinterpret_cast<void*>(hook_intr), this, 1, 0);
-  uc_hook_add(uc, &h_unmapped, UC_HOOK_MEM_UNMAPPED, reinterpret_cast<void*>(hook_unmapped), this, 1, 0);
+  uc_hook_add(uc, &h_unmapped, UC_HOOK_MEM_UNMAPPED, reinterpret_cast<void*>(hook_unmapped), this,
+              1, 0);
   uc_hook_add(uc, &h_prot, UC_HOOK_MEM_PROT, reinterpret_cast<void*>(hook_prot), this, 1, 0);
 }
 
@@ -140,8 +168,8 @@ void Board::Impl::write_profile() const {
             [](const auto& l, const auto& r) { return l.second.first > r.second.first; });
   std::FILE* out = std::fopen(profile_path, "a");
   if (out == nullptr) return;
-  std::fprintf(out, "# %s: block, executed halfwords, runs (total %llu halfwords)\n", b.name().c_str(),
-               static_cast<unsigned long long>(b.executed_halfwords_));
+  std::fprintf(out, "# %s: block, executed halfwords, runs (total %llu halfwords)\n",
+               b.name().c_str(), static_cast<unsigned long long>(b.executed_halfwords_));
   for (const auto& [address, counts] : blocks) {
     std::fprintf(out, "0x%08x %llu %llu\n", address, static_cast<unsigned long long>(counts.first),
                  static_cast<unsigned long long>(counts.second));
@@ -160,7 +188,8 @@ void Board::Impl::map_memory() {
   uc_mmio_map(uc, kPpbBase, kPpbSize, ppb_read_cb, this, ppb_write_cb, this);
 }
 
-void Board::Impl::cpu_fault(const std::string& source, const std::string& message, std::uint32_t pc) {
+void Board::Impl::cpu_fault(const std::string& source, const std::string& message,
+                            std::uint32_t pc) {
   b.reporter_.report(Severity::kFault, source, message, pc);
   b.state_ = BoardState::kHalted;
   b.stop_reason_ = message;
@@ -210,31 +239,37 @@ bool Board::Impl::any_pending_enabled() {
 void Board::Impl::enter_exception(unsigned number) {
   const std::uint32_t pc = rreg(UC_ARM_REG_PC);
   if (vtor >= kRomBase && vtor < kRomBase + kRomSize) {
-    cpu_fault("nvic", fmt::format("exception {} taken while VTOR still points at the boot ROM vector table "
-                                  "(0x{:08X}): the firmware never set VTOR",
-                                  number, vtor),
+    cpu_fault("nvic",
+              fmt::format("exception {} taken while VTOR still points at the boot ROM vector table "
+                          "(0x{:08X}): the firmware never set VTOR",
+                          number, vtor),
               pc);
     return;
   }
   const std::uint32_t vec_addr = vtor + 4 * number;
   if (vec_addr >= kWindowBase && vec_addr < kWindowBase + kWindowSize) {
     if (window_busy) {
-      cpu_fault("flash", fmt::format("read-while-write: vector fetch of exception {} from 0x{:08X} while the "
-                                     "flash is being erased/programmed",
-                                     number, vec_addr),
-                pc);
+      cpu_fault(
+          "flash",
+          fmt::format("read-while-write: vector fetch of exception {} from 0x{:08X} while the "
+                      "flash is being erased/programmed",
+                      number, vec_addr),
+          pc);
       return;
     }
   }
   std::uint32_t handler = 0;
   if (uc_mem_read(uc, vec_addr, &handler, 4) != UC_ERR_OK) {
-    cpu_fault("nvic", fmt::format("vector fetch of exception {} from unmapped 0x{:08X}", number, vec_addr), pc);
+    cpu_fault("nvic",
+              fmt::format("vector fetch of exception {} from unmapped 0x{:08X}", number, vec_addr),
+              pc);
     return;
   }
   if ((handler & 1) == 0) {
-    cpu_fault("nvic", fmt::format("vector {} at 0x{:08X} holds 0x{:08X} without the Thumb bit (INVSTATE "
-                                  "UsageFault on the chip)",
-                                  number, vec_addr, handler),
+    cpu_fault("nvic",
+              fmt::format("vector {} at 0x{:08X} holds 0x{:08X} without the Thumb bit (INVSTATE "
+                          "UsageFault on the chip)",
+                          number, vec_addr, handler),
               pc);
     return;
   }
@@ -247,16 +282,24 @@ void Board::Impl::enter_exception(unsigned number) {
   std::uint32_t xpsr = rreg(UC_ARM_REG_XPSR);
   std::uint32_t frame = (sp - 32) & ~7u;
   if ((sp - 32) & 4) xpsr |= 1u << 9;
-  const std::uint32_t words[8] = {rreg(UC_ARM_REG_R0), rreg(UC_ARM_REG_R1), rreg(UC_ARM_REG_R2),
-                                  rreg(UC_ARM_REG_R3), rreg(UC_ARM_REG_R12), rreg(UC_ARM_REG_LR),
-                                  pc & ~1u, xpsr | (1u << 24)};
+  const std::uint32_t words[8] = {rreg(UC_ARM_REG_R0),
+                                  rreg(UC_ARM_REG_R1),
+                                  rreg(UC_ARM_REG_R2),
+                                  rreg(UC_ARM_REG_R3),
+                                  rreg(UC_ARM_REG_R12),
+                                  rreg(UC_ARM_REG_LR),
+                                  pc & ~1u,
+                                  xpsr | (1u << 24)};
   if (uc_mem_write(uc, frame, words, sizeof words) != UC_ERR_OK) {
-    cpu_fault("nvic", fmt::format("stacking fault: exception frame at 0x{:08X} is not writable RAM", frame), pc);
+    cpu_fault("nvic",
+              fmt::format("stacking fault: exception frame at 0x{:08X} is not writable RAM", frame),
+              pc);
     return;
   }
   for (unsigned i = 0; i < 16; ++i) rec.fp[i] = rreg(UC_ARM_REG_S0 + static_cast<int>(i));
   rec.fpscr = rreg(UC_ARM_REG_FPSCR);
-  const std::uint32_t exc_return = !active.empty() ? 0xFFFF'FFF1u : (psp ? 0xFFFF'FFFDu : 0xFFFF'FFF9u);
+  const std::uint32_t exc_return =
+      !active.empty() ? 0xFFFF'FFF1u : (psp ? 0xFFFF'FFFDu : 0xFFFF'FFF9u);
   wreg(UC_ARM_REG_SP, frame);
   if (psp) wreg(UC_ARM_REG_CONTROL, rec.control & ~2u);
   wreg(UC_ARM_REG_LR, exc_return);
@@ -279,7 +322,8 @@ void Board::Impl::enter_exception(unsigned number) {
 
 void Board::Impl::exception_return(std::uint32_t exc_return) {
   if (active.empty()) {
-    cpu_fault("nvic", fmt::format("branch to EXC_RETURN 0x{:08X} with no active exception", exc_return), 0);
+    cpu_fault("nvic",
+              fmt::format("branch to EXC_RETURN 0x{:08X} with no active exception", exc_return), 0);
     return;
   }
   const Active rec = active.back();
@@ -292,7 +336,8 @@ void Board::Impl::exception_return(std::uint32_t exc_return) {
     cpu_fault("nvic", fmt::format("unstacking fault at 0x{:08X}", sp), 0);
     return;
   }
-  const int regs[6] = {UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R12, UC_ARM_REG_LR};
+  const int regs[6] = {UC_ARM_REG_R0, UC_ARM_REG_R1,  UC_ARM_REG_R2,
+                       UC_ARM_REG_R3, UC_ARM_REG_R12, UC_ARM_REG_LR};
   for (unsigned i = 0; i < 6; ++i) wreg(regs[i], words[i]);
   for (unsigned i = 0; i < 16; ++i) wreg(UC_ARM_REG_S0 + static_cast<int>(i), rec.fp[i]);
   wreg(UC_ARM_REG_FPSCR, rec.fpscr);
@@ -372,12 +417,14 @@ void Board::run_to(Nanos until) {
     im.emulating = false;
     q.clear_local_time_source();
     q.set_schedule_observer(nullptr);
-    if (im.stopped_at_block != 0xFFFF'FFFFu && err == UC_ERR_OK) im.wreg(UC_ARM_REG_PC, im.stopped_at_block | 1);
+    if (im.stopped_at_block != 0xFFFF'FFFFu && err == UC_ERR_OK)
+      im.wreg(UC_ARM_REG_PC, im.stopped_at_block | 1);
     if (state_ == BoardState::kOff) return;
     if (err != UC_ERR_OK && state_ == BoardState::kRunning) {
       const std::uint32_t pc = im.rreg(UC_ARM_REG_PC);
-      im.cpu_fault("cpu", fmt::format("CPU stopped: {} at pc 0x{:08X} (code block at 0x{:08X})", uc_strerror(err), pc,
-                                      im.block_pc),
+      im.cpu_fault("cpu",
+                   fmt::format("CPU stopped: {} at pc 0x{:08X} (code block at 0x{:08X})",
+                               uc_strerror(err), pc, im.block_pc),
                    pc);
     }
     if (im.reset_pending) {

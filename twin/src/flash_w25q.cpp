@@ -22,7 +22,10 @@ FlashTimes flash_times(FlashTiming timing) {
 }
 
 W25Q32::W25Q32(Clock& clock, Reporter& reporter, FlashTiming timing)
-    : clock_(clock), reporter_(reporter), times_(flash_times(timing)), mem_(kSize, 0xFF),
+    : clock_(clock),
+      reporter_(reporter),
+      times_(flash_times(timing)),
+      mem_(kSize, 0xFF),
       wear_(kSectors, 0) {}
 
 W25Q32::~W25Q32() {
@@ -88,8 +91,8 @@ void W25Q32::fault(const std::string& message, std::uint32_t pc) {
 }
 
 void W25Q32::probe_write(std::uint32_t offset, std::span<const std::uint8_t> bytes) {
-  const std::uint32_t n =
-      static_cast<std::uint32_t>(std::min<std::size_t>(bytes.size(), kSize - std::min(offset, kSize)));
+  const std::uint32_t n = static_cast<std::uint32_t>(
+      std::min<std::size_t>(bytes.size(), kSize - std::min(offset, kSize)));
   std::copy_n(bytes.begin(), n, mem_.begin() + offset);
   persist(offset, n);
   if (on_modified) on_modified(offset, n);
@@ -131,10 +134,11 @@ bool W25Q32::command(std::uint8_t opcode, std::uint32_t address, std::span<const
   address &= kSize - 1;
   const bool is_status_read = opcode == 0x05 || opcode == 0x35 || opcode == 0x15;
   if (busy() && !is_status_read) {
-    fault(fmt::format("command 0x{:02X} issued while the flash is busy ({} in progress): the device "
-                      "ignores it",
-                      opcode, op_.kind == OpKind::kProgram ? "page program" : "erase"),
-          pc);
+    fault(
+        fmt::format("command 0x{:02X} issued while the flash is busy ({} in progress): the device "
+                    "ignores it",
+                    opcode, op_.kind == OpKind::kProgram ? "page program" : "erase"),
+        pc);
     std::fill(rx.begin(), rx.end(), std::uint8_t{0xFF});
     return false;
   }
@@ -361,7 +365,8 @@ void W25Q32::finish_now() {
     cut_event_ = 0;
     const double span = static_cast<double>(op_.end - op_.start);
     const double fraction =
-        span > 0 ? static_cast<double>(cut_time_ > op_.start ? cut_time_ - op_.start : 0) / span : 0.5;
+        span > 0 ? static_cast<double>(cut_time_ > op_.start ? cut_time_ - op_.start : 0) / span
+                 : 0.5;
     const std::string what = fmt::format("power cut during {} at 0x{:06X} ({:.0f}% done)",
                                          op_.kind == OpKind::kProgram ? "page program" : "erase",
                                          op_.address, fraction * 100.0);

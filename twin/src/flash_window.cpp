@@ -23,10 +23,11 @@ void Board::Impl::on_flash_modified(std::uint32_t offset, std::uint32_t length) 
   if (ccr & (1u << 16)) flags |= kLineDcache;
   if (ccr & (1u << 17)) flags |= kLineIcache;
   const std::uint32_t first_line = offset / kLineSize;
-  const std::uint32_t end_line = std::min<std::uint32_t>((offset + length + kLineSize - 1) / kLineSize,
-                                                         static_cast<std::uint32_t>(line_flags.size()));
+  const std::uint32_t end_line = std::min<std::uint32_t>(
+      (offset + length + kLineSize - 1) / kLineSize, static_cast<std::uint32_t>(line_flags.size()));
   for (std::uint32_t l = first_line; l < end_line; ++l) line_flags[l] |= flags;
-  for (std::uint32_t p = offset / kProtPage; p < (offset + length + kProtPage - 1) / kProtPage && p < page_prot.size(); ++p) {
+  for (std::uint32_t p = offset / kProtPage;
+       p < (offset + length + kProtPage - 1) / kProtPage && p < page_prot.size(); ++p) {
     stale_pages.insert(p);
     refresh_page(p);
   }
@@ -86,9 +87,15 @@ void Board::Impl::clear_line_flags(std::uint8_t mask) {
   apply_protections();
 }
 
-void Board::Impl::ahb_buffer_reset() { clear_line_flags(kLineAhb); }
-void Board::Impl::dcache_invalidate_all() { clear_line_flags(kLineDcache); }
-void Board::Impl::icache_invalidate_all() { clear_line_flags(kLineIcache); }
+void Board::Impl::ahb_buffer_reset() {
+  clear_line_flags(kLineAhb);
+}
+void Board::Impl::dcache_invalidate_all() {
+  clear_line_flags(kLineDcache);
+}
+void Board::Impl::icache_invalidate_all() {
+  clear_line_flags(kLineIcache);
+}
 
 void Board::Impl::dcache_invalidate_line(std::uint32_t addr) {
   if (addr < kWindowBase || addr >= kWindowBase + kWindowSize) return;
@@ -104,60 +111,75 @@ bool Board::Impl::handle_prot(uc_mem_type type, std::uint32_t addr, int size) {
   if (addr >= kWindowBase && addr < kWindowBase + kWindowSize) {
     const bool fetch = type == UC_MEM_FETCH_PROT;
     if (type == UC_MEM_WRITE_PROT) {
-      cpu_fault("flash", fmt::format("write to the FlexSPI2 flash window at 0x{:08X} (the NOR is written only "
-                                     "through commands; AHB writes fault) in the code block at 0x{:08X}",
-                                     addr, pc),
-                pc);
+      cpu_fault(
+          "flash",
+          fmt::format("write to the FlexSPI2 flash window at 0x{:08X} (the NOR is written only "
+                      "through commands; AHB writes fault) in the code block at 0x{:08X}",
+                      addr, pc),
+          pc);
       return false;
     }
     if (window_busy) {
       const auto& op = b.flash_->current_op();
-      cpu_fault("flash", fmt::format("read-while-write: {} at 0x{:08X} while the flash {} at offset 0x{:06X} is in "
-                                     "progress (code block at 0x{:08X})",
-                                     fetch ? "instruction fetch" : "data read", addr,
-                                     op.kind == W25Q32::OpKind::kProgram ? "page program" : "erase", op.address, pc),
+      cpu_fault("flash",
+                fmt::format(
+                    "read-while-write: {} at 0x{:08X} while the flash {} at offset 0x{:06X} is in "
+                    "progress (code block at 0x{:08X})",
+                    fetch ? "instruction fetch" : "data read", addr,
+                    op.kind == W25Q32::OpKind::kProgram ? "page program" : "erase", op.address, pc),
                 pc);
       return false;
     }
     const std::uint32_t l = (addr - kWindowBase) / kLineSize;
     const std::uint8_t f = line_flags[l];
     if (f & kLineAhb) {
-      cpu_fault("flash", fmt::format("stale read: {} at 0x{:08X} after the flash was programmed/erased there, "
-                                     "without a FlexSPI2 AHB buffer reset (ROM clear_cache or MCR0.SWRESET) "
-                                     "(code block at 0x{:08X})",
-                                     fetch ? "instruction fetch" : "data read", addr, pc),
-                pc);
+      cpu_fault(
+          "flash",
+          fmt::format("stale read: {} at 0x{:08X} after the flash was programmed/erased there, "
+                      "without a FlexSPI2 AHB buffer reset (ROM clear_cache or MCR0.SWRESET) "
+                      "(code block at 0x{:08X})",
+                      fetch ? "instruction fetch" : "data read", addr, pc),
+          pc);
       return false;
     }
     if (!fetch && (f & kLineDcache)) {
-      cpu_fault("flash", fmt::format("stale read: data read at 0x{:08X} after the flash changed there, with the "
-                                     "D-cache on and the line not invalidated (SCB DCIMVAC/DCCIMVAC) (code block at "
-                                     "0x{:08X})",
-                                     addr, pc),
+      cpu_fault("flash",
+                fmt::format(
+                    "stale read: data read at 0x{:08X} after the flash changed there, with the "
+                    "D-cache on and the line not invalidated (SCB DCIMVAC/DCCIMVAC) (code block at "
+                    "0x{:08X})",
+                    addr, pc),
                 pc);
       return false;
     }
     if (fetch && (f & kLineIcache)) {
-      cpu_fault("flash", fmt::format("stale fetch: instruction fetch at 0x{:08X} after the flash changed there, "
-                                     "with the I-cache on and not invalidated (ICIALLU) (code block at 0x{:08X})",
-                                     addr, pc),
-                pc);
+      cpu_fault(
+          "flash",
+          fmt::format("stale fetch: instruction fetch at 0x{:08X} after the flash changed there, "
+                      "with the I-cache on and not invalidated (ICIALLU) (code block at 0x{:08X})",
+                      addr, pc),
+          pc);
       return false;
     }
     // The accessed line is fresh but its 1 KiB page still holds stale lines: give up detection
     // for that page (documented granularity) and retry the access.
     const std::uint32_t page = (addr - kWindowBase) / kProtPage;
-    for (std::uint32_t i = page * (kProtPage / kLineSize); i < (page + 1) * (kProtPage / kLineSize); ++i) line_flags[i] = 0;
+    for (std::uint32_t i = page * (kProtPage / kLineSize); i < (page + 1) * (kProtPage / kLineSize);
+         ++i)
+      line_flags[i] = 0;
     refresh_page(page);
     apply_protections();
     (void)size;
     return true;
   }
   if (addr >= kRomBase && addr < kRomBase + kRomSize) {
-    cpu_fault("bus", fmt::format("write to the boot ROM at 0x{:08X} (code block at 0x{:08X})", addr, pc), pc);
+    cpu_fault("bus",
+              fmt::format("write to the boot ROM at 0x{:08X} (code block at 0x{:08X})", addr, pc),
+              pc);
     return false;
   }
-  cpu_fault("bus", fmt::format("protection fault at 0x{:08X} (code block at 0x{:08X})", addr, pc), pc);
+  cpu_fault("bus", fmt::format("protection fault at 0x{:08X} (code block at 0x{:08X})", addr, pc),
+            pc);
   return false;
 }
 

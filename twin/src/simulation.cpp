@@ -8,20 +8,23 @@
 
 namespace rtcanboot::twin {
 
-Simulation::Simulation() { reporter_.sim = this; }
+Simulation::Simulation() {
+  reporter_.sim = this;
+}
 
 Simulation::~Simulation() {
   boards_.clear();
   buses_.clear();
 }
 
-void Simulation::SimReporter::report(Severity severity, const std::string& source, const std::string& message,
-                                     std::uint32_t pc) {
+void Simulation::SimReporter::report(Severity severity, const std::string& source,
+                                     const std::string& message, std::uint32_t pc) {
   Report r{sim->clock_.now(), severity, source, message, pc};
   if (sink) {
     sink(r);
   } else if (severity != Severity::kInfo) {
-    std::fprintf(stderr, "[bus %s] %.6f s %s: %s\n", severity == Severity::kFault ? "FAULT" : "warning",
+    std::fprintf(stderr, "[bus %s] %.6f s %s: %s\n",
+                 severity == Severity::kFault ? "FAULT" : "warning",
                  static_cast<double>(r.time) / 1e9, source.c_str(), message.c_str());
   }
 }

@@ -75,8 +75,12 @@ std::uint32_t Ccm::can_root_hz() const {
   const std::uint32_t pll3 = analog_ != nullptr ? analog_->pll3_hz() : 480'000'000u;
   std::uint32_t base = 0;
   switch (sel) {
-    case 0: base = pll3 / 8; break;
-    case 1: base = 24'000'000; break;
+    case 0:
+      base = pll3 / 8;
+      break;
+    case 1:
+      base = 24'000'000;
+      break;
     case 2:
       base = pll3 / 6;
       // ERR050235 (fact sheet §5.2; mcux-sdk devices/MIMXRT1064/drivers/fsl_clock.h
@@ -87,13 +91,16 @@ std::uint32_t Ccm::can_root_hz() const {
         base = pll3 / 8;
         if (!err050235_reported_) {
           err050235_reported_ = true;
-          warn("ERR050235: CAN_CLK_SEL = 2 with the LPUART1 clock gate (CCGR5 CG12) off: the CAN clock "
-               "is wrong (the twin runs it at pll3_sw_clk/8)",
-               0);
+          warn(
+              "ERR050235: CAN_CLK_SEL = 2 with the LPUART1 clock gate (CCGR5 CG12) off: the CAN "
+              "clock "
+              "is wrong (the twin runs it at pll3_sw_clk/8)",
+              0);
         }
       }
       break;
-    default: break;
+    default:
+      break;
   }
   return base / (podf + 1);
 }
@@ -105,10 +112,17 @@ bool Ccm::gate_on(unsigned ccgr, unsigned cg) const {
 std::uint32_t Ccm::can_clock_hz(unsigned instance) const {
   bool on = false;
   switch (instance) {
-    case 1: on = gate_on(0, 7) && gate_on(0, 8); break;
-    case 2: on = gate_on(0, 9) && gate_on(0, 10); break;
-    case 3: on = gate_on(7, 3) && gate_on(7, 4); break;
-    default: break;
+    case 1:
+      on = gate_on(0, 7) && gate_on(0, 8);
+      break;
+    case 2:
+      on = gate_on(0, 9) && gate_on(0, 10);
+      break;
+    case 3:
+      on = gate_on(7, 3) && gate_on(7, 4);
+      break;
+    default:
+      break;
   }
   return on ? can_root_hz() : 0;
 }
@@ -120,7 +134,9 @@ std::uint32_t Ccm::uart_root_hz() const {
   return base / ((v & 0x3F) + 1);
 }
 
-std::uint32_t Ccm::ipg_hz() const { return 600'000'000u / (((reg(0x14) >> 8) & 3) + 1); }
+std::uint32_t Ccm::ipg_hz() const {
+  return 600'000'000u / (((reg(0x14) >> 8) & 3) + 1);
+}
 
 std::uint32_t Ccm::perclk_hz() const {
   const std::uint32_t v = reg(0x1C);
@@ -144,8 +160,8 @@ CcmAnalog::CcmAnalog(SocContext& ctx, Pll3AfterBoot pll3)
   if (pll3 == Pll3AfterBoot::kBypassed) usb1 = kPllBypass | kPllEnable | kPllPower | kPllEnUsbClks;
   if (pll3 == Pll3AfterBoot::kRunning) usb1 = kPllEnable | kPllPower | kPllEnUsbClks;
   set_reset_value(0x10, usb1);
-  set_reset_value(0x30, 0x0001'3001);  // PLL_SYS
-  set_reset_value(0xF0, 0x1311'100C);  // PFD_480
+  set_reset_value(0x30, 0x0001'3001);   // PLL_SYS
+  set_reset_value(0xF0, 0x1311'100C);   // PFD_480
   set_reset_value(0x100, 0x1018'101B);  // PFD_528
 }
 
@@ -165,7 +181,12 @@ std::uint32_t CcmAnalog::read_word(std::uint32_t offset, std::uint32_t) {
     case 0x10:  // PLL_USB1: locked only while powered and enabled
       if ((v & kPllPower) != 0 && (v & kPllEnable) != 0) v |= kPllLock;
       break;
-    case 0x00: case 0x20: case 0x30: case 0x70: case 0xA0: case 0xE0:
+    case 0x00:
+    case 0x20:
+    case 0x30:
+    case 0x70:
+    case 0xA0:
+    case 0xE0:
       v |= kPllLock;
       break;
     default:
@@ -183,10 +204,18 @@ void CcmAnalog::write_word(std::uint32_t offset, std::uint32_t value, std::uint3
   const std::uint32_t base = offset & ~0xFu;
   const std::uint32_t old = reg(base);
   switch (offset & 0xF) {
-    case 0x0: store(base, value, mask); break;
-    case 0x4: set_reg(base, old | (value & mask)); break;
-    case 0x8: set_reg(base, old & ~(value & mask)); break;
-    default: set_reg(base, old ^ (value & mask)); break;
+    case 0x0:
+      store(base, value, mask);
+      break;
+    case 0x4:
+      set_reg(base, old | (value & mask));
+      break;
+    case 0x8:
+      set_reg(base, old & ~(value & mask));
+      break;
+    default:
+      set_reg(base, old ^ (value & mask));
+      break;
   }
 }
 
@@ -213,21 +242,24 @@ bool Iomuxc::can_pins_muxed(unsigned instance) const {
 // ---------------------------------------------------------------------------------------------
 // SRC
 
-Src::Src(SocContext& ctx, SrcGprOverReset reading) : RegisterBlock("SRC", 0x4000, ctx), reading_(reading) {
+Src::Src(SocContext& ctx, SrcGprOverReset reading)
+    : RegisterBlock("SRC", 0x4000, ctx), reading_(reading) {
   set_reset_value(0x00, 0xA048'0520);  // SCR
   set_reset_value(0x1C, 0x0200'0000);  // SBMR2: BMOD = 10 (internal boot)
 }
 
 void Src::record_reset(ResetCause cause) {
   set_reg(0x08, reg(0x08) | static_cast<std::uint32_t>(cause));
-  const bool cleared = reading_ == SrcGprOverReset::kClearedByEveryReset ||
-                       (reading_ == SrcGprOverReset::kClearedBySysResetReq && cause == ResetCause::kSysResetReq);
+  const bool cleared =
+      reading_ == SrcGprOverReset::kClearedByEveryReset ||
+      (reading_ == SrcGprOverReset::kClearedBySysResetReq && cause == ResetCause::kSysResetReq);
   if (cause != ResetCause::kPowerOn && cleared) {
     for (std::uint32_t off = 0x20; off <= 0x44; off += 4) set_reg(off, 0);
   }
 }
 
-void Src::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void Src::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                     std::uint32_t pc) {
   if (offset == 0x08) {  // SRSR: write 1 to clear
     set_reg(0x08, reg(0x08) & ~(value & mask));
     return;
@@ -295,14 +327,17 @@ void Wdog::rearm() {
   });
 }
 
-void Wdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void Wdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                      std::uint32_t pc) {
   (void)irq_;
   if (offset == 0x00) {
     if (mask & 0xFFFFu) {
       const std::uint32_t old = reg(0) & 0xFFFF;
       std::uint32_t wcr = (old & ~mask) | (value & mask & 0xFFFF);
       if ((old & 0x4) && !(wcr & 0x4) && wde_written_) {
-        fault(fmt::format("{} WCR.WDE is write-once: clearing it after it was set is ignored", name_), pc);
+        fault(
+            fmt::format("{} WCR.WDE is write-once: clearing it after it was set is ignored", name_),
+            pc);
         wcr |= 0x4;
       }
       if (wcr & 0x4) wde_written_ = true;
@@ -352,10 +387,18 @@ Nanos Rtwdog::tick_ns() const {
   const std::uint32_t cs = reg(0);
   Nanos ns = 0;
   switch ((cs >> 8) & 3) {
-    case 0: ns = 7; break;        // bus clock ~150 MHz
-    case 1: ns = 31'250; break;   // LPO 32 kHz
-    case 2: ns = 125; break;      // INTCLK 8 MHz
-    default: ns = 42; break;      // ERCLK 24 MHz
+    case 0:
+      ns = 7;
+      break;  // bus clock ~150 MHz
+    case 1:
+      ns = 31'250;
+      break;  // LPO 32 kHz
+    case 2:
+      ns = 125;
+      break;  // INTCLK 8 MHz
+    default:
+      ns = 42;
+      break;  // ERCLK 24 MHz
   }
   if (cs & (1u << 12)) ns *= 256;
   return ns;
@@ -385,7 +428,8 @@ std::uint32_t Rtwdog::read_word(std::uint32_t offset, std::uint32_t) {
   return reg(offset);
 }
 
-void Rtwdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void Rtwdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                        std::uint32_t pc) {
   const bool open = unlocked_ && now() <= unlock_until_;
   if (offset == 0x04) {
     const std::uint32_t v = value & mask;
@@ -403,7 +447,8 @@ void Rtwdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t
       } else if (v == 0xB480'A602u) {
         refresh();
       } else {
-        ctx_.request_reset(ResetCause::kWdog3, fmt::format("RTWDOG: invalid CNT write 0x{:08X}", v));
+        ctx_.request_reset(ResetCause::kWdog3,
+                           fmt::format("RTWDOG: invalid CNT write 0x{:08X}", v));
       }
       return;
     }
@@ -419,12 +464,15 @@ void Rtwdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t
       half_refresh_ = 0;
       refresh();
     } else {
-      ctx_.request_reset(ResetCause::kWdog3, fmt::format("RTWDOG: invalid CNT write 0x{:04X}", half));
+      ctx_.request_reset(ResetCause::kWdog3,
+                         fmt::format("RTWDOG: invalid CNT write 0x{:04X}", half));
     }
     return;
   }
   if (!open) {
-    fault(fmt::format("RTWDOG register +0x{:X} written without the unlock sequence (ignored)", offset), pc);
+    fault(fmt::format("RTWDOG register +0x{:X} written without the unlock sequence (ignored)",
+                      offset),
+          pc);
     return;
   }
   if (offset == 0x00) {
@@ -460,11 +508,21 @@ double Gpt::tick_hz() const {
   const std::uint32_t pr = reg(4);
   double hz = 0;
   switch ((cr >> 6) & 7) {
-    case 1: hz = ccm_.perclk_hz(); break;
-    case 2: hz = ccm_.perclk_hz(); break;
-    case 4: hz = 32768.0; break;
-    case 5: hz = (cr & (1u << 10)) ? 24e6 / static_cast<double>(((pr >> 12) & 0xF) + 1) : 0.0; break;
-    default: hz = 0; break;
+    case 1:
+      hz = ccm_.perclk_hz();
+      break;
+    case 2:
+      hz = ccm_.perclk_hz();
+      break;
+    case 4:
+      hz = 32768.0;
+      break;
+    case 5:
+      hz = (cr & (1u << 10)) ? 24e6 / static_cast<double>(((pr >> 12) & 0xF) + 1) : 0.0;
+      break;
+    default:
+      hz = 0;
+      break;
   }
   return hz / static_cast<double>((pr & 0xFFF) + 1);
 }
@@ -487,7 +545,9 @@ void Gpt::rebase(std::uint32_t value) {
   base_time_ = now();
 }
 
-void Gpt::update_irq() { ctx_.irq->set_irq_level(irq_, (reg(8) & reg(0xC) & 0x3F) != 0); }
+void Gpt::update_irq() {
+  ctx_.irq->set_irq_level(irq_, (reg(8) & reg(0xC) & 0x3F) != 0);
+}
 
 void Gpt::reschedule() {
   for (auto& e : events_) {
@@ -527,7 +587,8 @@ std::uint32_t Gpt::read_word(std::uint32_t offset, std::uint32_t) {
   return reg(offset);
 }
 
-void Gpt::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void Gpt::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                     std::uint32_t pc) {
   switch (offset) {
     case 0x00: {
       const std::uint32_t cnt = counter();
@@ -567,7 +628,9 @@ void Gpt::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t ma
       store(0xC, value, mask);
       update_irq();
       return;
-    case 0x10: case 0x14: case 0x18: {
+    case 0x10:
+    case 0x14:
+    case 0x18: {
       const std::uint32_t cnt = counter();
       store(offset, value, mask);
       // In restart mode a write to OCR1 resets the counter.
@@ -627,13 +690,15 @@ std::uint32_t Pit::read_word(std::uint32_t offset, std::uint32_t) {
     const std::uint32_t ld = reg(0x100 + 0x10 * ch);
     if (events_[ch] == 0) return ld;
     const double hz = ccm_.perclk_hz();
-    const auto ticks = static_cast<std::uint64_t>(static_cast<double>(now() - start_[ch]) * hz / 1e9);
+    const auto ticks =
+        static_cast<std::uint64_t>(static_cast<double>(now() - start_[ch]) * hz / 1e9);
     return ld - static_cast<std::uint32_t>(std::min<std::uint64_t>(ticks, ld));
   }
   return reg(offset);
 }
 
-void Pit::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void Pit::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                     std::uint32_t pc) {
   if (offset == 0) {
     store(0, value, mask);
     for (unsigned ch = 0; ch < 4; ++ch) restart(ch);
@@ -642,8 +707,12 @@ void Pit::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t ma
   if (offset >= 0x100 && offset < 0x140) {
     const unsigned ch = (offset - 0x100) / 0x10;
     switch (offset & 0xF) {
-      case 0x0: store(offset, value, mask); return;  // takes effect at the next reload
-      case 0x4: warn("PIT CVAL is read-only", pc); return;
+      case 0x0:
+        store(offset, value, mask);
+        return;  // takes effect at the next reload
+      case 0x4:
+        warn("PIT CVAL is read-only", pc);
+        return;
       case 0x8:
         if (value & mask & 4) warn("PIT chain mode is not modelled", pc);
         {
@@ -678,12 +747,13 @@ void Lpuart::on_reset(bool) {}
 
 std::uint32_t Lpuart::read_word(std::uint32_t offset, std::uint32_t) {
   if (offset == 0x14) return (reg(0x14) & ~0x0020'0000u) | 0x00C0'0000u;
-  if (offset == 0x1C) return 0x1000;  // RXEMPT
+  if (offset == 0x1C) return 0x1000;                    // RXEMPT
   if (offset == 0x28) return reg(0x28) | 0x00C0'0000u;  // TXEMPT | RXEMPT
   return reg(offset);
 }
 
-void Lpuart::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void Lpuart::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                        std::uint32_t pc) {
   if (offset == 0x1C) {
     if (!(reg(0x18) & (1u << 19))) {
       warn(fmt::format("{} DATA written with the transmitter disabled (CTRL.TE = 0): character "
@@ -736,7 +806,8 @@ void FlexSpi2::on_reset(bool warm) {
 }
 
 void FlexSpi2::load_sequences(unsigned first, const std::uint32_t* words, unsigned count) {
-  for (unsigned i = 0; i < 4 * count && 4 * first + i < lut_.size(); ++i) lut_[4 * first + i] = words[i];
+  for (unsigned i = 0; i < 4 * count && 4 * first + i < lut_.size(); ++i)
+    lut_[4 * first + i] = words[i];
 }
 
 void FlexSpi2::init_from_fcb(const std::uint8_t* fcb) {
@@ -755,7 +826,8 @@ std::uint32_t FlexSpi2::read_word(std::uint32_t offset, std::uint32_t) {
   return reg(offset);
 }
 
-void FlexSpi2::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void FlexSpi2::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                          std::uint32_t pc) {
   if (offset >= 0x200 && offset < 0x300) {
     if (lut_locked_) {
       fault("FlexSPI2 LUT written while locked (LUTCR.LOCK): ignored", pc);

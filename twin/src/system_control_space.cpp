@@ -33,17 +33,24 @@ std::uint32_t Board::Impl::ppb_read(std::uint32_t off, unsigned size) {
     for (unsigned i = 0; i < 4; ++i) v |= static_cast<std::uint32_t>(irq_prio[n + i]) << (8 * i);
   } else {
     switch (aligned) {
-      case 0x1000: v = dwt_ctrl; break;
-      case 0x1004:
-        v = (dwt_ctrl & 1) ? dwt_base + static_cast<std::uint32_t>(b.cycles_ - dwt_start_cycles) : dwt_base;
+      case 0x1000:
+        v = dwt_ctrl;
         break;
-      case 0xE004: v = 7; break;  // ICTR: 256 interrupt lines
+      case 0x1004:
+        v = (dwt_ctrl & 1) ? dwt_base + static_cast<std::uint32_t>(b.cycles_ - dwt_start_cycles)
+                           : dwt_base;
+        break;
+      case 0xE004:
+        v = 7;
+        break;  // ICTR: 256 interrupt lines
       case 0xE010: {
         v = syst_csr;
         syst_csr &= ~(1u << 16);  // COUNTFLAG clears on read
         break;
       }
-      case 0xE014: v = syst_rvr; break;
+      case 0xE014:
+        v = syst_rvr;
+        break;
       case 0xE018: {
         if (syst_csr & 1) {
           const Nanos tick = (syst_csr & 4) ? 0 : 10'000;  // core clock or 100 kHz reference
@@ -54,8 +61,12 @@ std::uint32_t Board::Impl::ppb_read(std::uint32_t off, unsigned size) {
         }
         break;
       }
-      case 0xE01C: v = syst_calib; break;
-      case 0xED00: v = 0x411F'C272; break;  // CPUID: Cortex-M7 r1p2
+      case 0xE01C:
+        v = syst_calib;
+        break;
+      case 0xED00:
+        v = 0x411F'C272;
+        break;  // CPUID: Cortex-M7 r1p2
       case 0xED04: {
         unsigned act = active.empty() ? 0 : active.back().number;
         int prio = 0;
@@ -64,24 +75,59 @@ std::uint32_t Board::Impl::ppb_read(std::uint32_t off, unsigned size) {
         if (pend != 0) v |= 1u << 22;
         break;
       }
-      case 0xED08: v = vtor; break;
-      case 0xED0C: v = 0xFA05'0000u | (prigroup << 8); break;
-      case 0xED10: v = scr; break;
-      case 0xED14: v = ccr; break;
-      case 0xED18: case 0xED1C: case 0xED20: {
+      case 0xED08:
+        v = vtor;
+        break;
+      case 0xED0C:
+        v = 0xFA05'0000u | (prigroup << 8);
+        break;
+      case 0xED10:
+        v = scr;
+        break;
+      case 0xED14:
+        v = ccr;
+        break;
+      case 0xED18:
+      case 0xED1C:
+      case 0xED20: {
         const std::uint32_t n = aligned - 0xED18 + 4;
-        for (unsigned i = 0; i < 4; ++i) v |= static_cast<std::uint32_t>(sys_prio[n + i]) << (8 * i);
+        for (unsigned i = 0; i < 4; ++i)
+          v |= static_cast<std::uint32_t>(sys_prio[n + i]) << (8 * i);
         break;
       }
-      case 0xED78: v = 0x0900'0003; break;  // CLIDR: L1 I+D
-      case 0xED7C: v = 0x8303'C003; break;  // CTR
-      case 0xED80: v = (ppb_store[0xED84] & 1) ? 0x003F'E009u : 0x001F'E019u; break;  // CCSIDR
-      case 0xED88: v = cpacr; break;
-      case 0xED90: v = 0x0000'1000; break;  // MPU_TYPE: 16 regions
-      case 0xED94: v = mpu_ctrl; break;
-      case 0xED98: v = mpu_rnr; break;
-      case 0xED9C: case 0xEDA4: case 0xEDAC: case 0xEDB4: v = mpu_rbar[mpu_rnr & 15] | (mpu_rnr & 15); break;
-      case 0xEDA0: case 0xEDA8: case 0xEDB0: case 0xEDB8: v = mpu_rasr[mpu_rnr & 15]; break;
+      case 0xED78:
+        v = 0x0900'0003;
+        break;  // CLIDR: L1 I+D
+      case 0xED7C:
+        v = 0x8303'C003;
+        break;  // CTR
+      case 0xED80:
+        v = (ppb_store[0xED84] & 1) ? 0x003F'E009u : 0x001F'E019u;
+        break;  // CCSIDR
+      case 0xED88:
+        v = cpacr;
+        break;
+      case 0xED90:
+        v = 0x0000'1000;
+        break;  // MPU_TYPE: 16 regions
+      case 0xED94:
+        v = mpu_ctrl;
+        break;
+      case 0xED98:
+        v = mpu_rnr;
+        break;
+      case 0xED9C:
+      case 0xEDA4:
+      case 0xEDAC:
+      case 0xEDB4:
+        v = mpu_rbar[mpu_rnr & 15] | (mpu_rnr & 15);
+        break;
+      case 0xEDA0:
+      case 0xEDA8:
+      case 0xEDB0:
+      case 0xEDB8:
+        v = mpu_rasr[mpu_rnr & 15];
+        break;
       case 0xEF34: {
         auto it = ppb_store.find(0xEF34);
         v = it == ppb_store.end() ? 0xC000'0000u : it->second;
@@ -90,14 +136,16 @@ std::uint32_t Board::Impl::ppb_read(std::uint32_t off, unsigned size) {
       default: {
         auto it = ppb_store.find(aligned);
         v = it == ppb_store.end() ? 0 : it->second;
-        const bool known = (aligned >= 0xEF90 && aligned <= 0xEFA8) || (aligned >= 0xEDF0 && aligned <= 0xEDFC) ||
-                           (aligned >= 0xED24 && aligned <= 0xED3C) || aligned == 0xED84 ||
-                           (aligned >= 0x80000 && aligned < 0x81000) || (aligned >= 0x1000 && aligned < 0x2000) ||
-                           aligned == 0xEF38 || aligned == 0xEF3C;
+        const bool known =
+            (aligned >= 0xEF90 && aligned <= 0xEFA8) || (aligned >= 0xEDF0 && aligned <= 0xEDFC) ||
+            (aligned >= 0xED24 && aligned <= 0xED3C) || aligned == 0xED84 ||
+            (aligned >= 0x80000 && aligned < 0x81000) || (aligned >= 0x1000 && aligned < 0x2000) ||
+            aligned == 0xEF38 || aligned == 0xEF3C;
         if (!known) {
-          b.reporter_.report(Severity::kWarning, "ppb",
-                             fmt::format("read of unmodelled system register 0x{:08X}", kPpbBase + aligned),
-                             block_pc);
+          b.reporter_.report(
+              Severity::kWarning, "ppb",
+              fmt::format("read of unmodelled system register 0x{:08X}", kPpbBase + aligned),
+              block_pc);
         }
         break;
       }
@@ -130,15 +178,18 @@ void Board::Impl::ppb_write(std::uint32_t off, unsigned size, std::uint32_t valu
   } else if (aligned >= 0xE280 && aligned < 0xE2A0) {
     set_bits(pending, (aligned - 0xE280) / 4, value, false);
   } else if (off >= 0xE400 && off < 0xE500) {
-    for (unsigned i = 0; i < size; ++i) irq_prio[off - 0xE400 + i] = static_cast<std::uint8_t>((value >> (shift + 8 * i)) & 0xF0);
+    for (unsigned i = 0; i < size; ++i)
+      irq_prio[off - 0xE400 + i] = static_cast<std::uint8_t>((value >> (shift + 8 * i)) & 0xF0);
     check_irq = true;
   } else if (off >= 0xED18 && off < 0xED24) {
-    for (unsigned i = 0; i < size; ++i) sys_prio[off - 0xED18 + 4 + i] = static_cast<std::uint8_t>((value >> (shift + 8 * i)) & 0xF0);
+    for (unsigned i = 0; i < size; ++i)
+      sys_prio[off - 0xED18 + 4 + i] = static_cast<std::uint8_t>((value >> (shift + 8 * i)) & 0xF0);
   } else {
     switch (aligned) {
       case 0x1000:
         if ((value & 1) && !(dwt_ctrl & 1)) dwt_start_cycles = b.cycles_;
-        if (!(value & 1) && (dwt_ctrl & 1)) dwt_base += static_cast<std::uint32_t>(b.cycles_ - dwt_start_cycles);
+        if (!(value & 1) && (dwt_ctrl & 1))
+          dwt_base += static_cast<std::uint32_t>(b.cycles_ - dwt_start_cycles);
         dwt_ctrl = (dwt_ctrl & 0xF000'0000u) | (value & 0x0FFF'FFFFu);
         break;
       case 0x1004:
@@ -149,7 +200,9 @@ void Board::Impl::ppb_write(std::uint32_t off, unsigned size, std::uint32_t valu
         syst_csr = (syst_csr & (1u << 16)) | (value & 7);
         systick_rearm();
         break;
-      case 0xE014: syst_rvr = value & 0x00FF'FFFF; break;
+      case 0xE014:
+        syst_rvr = value & 0x00FF'FFFF;
+        break;
       case 0xE018:
         syst_csr &= ~(1u << 16);
         systick_rearm();
@@ -166,18 +219,20 @@ void Board::Impl::ppb_write(std::uint32_t off, unsigned size, std::uint32_t valu
         break;
       case 0xED08:
         if (value & 0x3FF) {
-          b.reporter_.report(Severity::kFault, "scb",
-                             fmt::format("VTOR = 0x{:08X} is not 1024-byte aligned (174 vectors): the low bits "
-                                         "are ignored by the core",
-                                         value),
-                             pc);
+          b.reporter_.report(
+              Severity::kFault, "scb",
+              fmt::format("VTOR = 0x{:08X} is not 1024-byte aligned (174 vectors): the low bits "
+                          "are ignored by the core",
+                          value),
+              pc);
         }
         vtor = value & ~0x7Fu;
         break;
       case 0xED0C:
         if ((value >> 16) != 0x05FA) {
-          b.reporter_.report(Severity::kWarning, "scb",
-                             fmt::format("AIRCR write 0x{:08X} without VECTKEY 0x05FA is ignored", value), pc);
+          b.reporter_.report(
+              Severity::kWarning, "scb",
+              fmt::format("AIRCR write 0x{:08X} without VECTKEY 0x05FA is ignored", value), pc);
           break;
         }
         prigroup = (value >> 8) & 7;
@@ -189,36 +244,66 @@ void Board::Impl::ppb_write(std::uint32_t off, unsigned size, std::uint32_t valu
         }
         if (value & 1) cpu_fault("scb", "AIRCR.VECTRESET is not supported on Cortex-M7", pc);
         break;
-      case 0xED10: scr = value; break;
+      case 0xED10:
+        scr = value;
+        break;
       case 0xED14: {
         const std::uint32_t old = ccr;
         ccr = value;
         if ((old & (1u << 16)) && !(value & (1u << 16))) dcache_invalidate_all();  // disable cleans
         break;
       }
-      case 0xED88: cpacr = value; break;
-      case 0xED94: mpu_ctrl = value; break;
-      case 0xED98: mpu_rnr = value & 0xFF; break;
-      case 0xED9C: case 0xEDA4: case 0xEDAC: case 0xEDB4:
+      case 0xED88:
+        cpacr = value;
+        break;
+      case 0xED94:
+        mpu_ctrl = value;
+        break;
+      case 0xED98:
+        mpu_rnr = value & 0xFF;
+        break;
+      case 0xED9C:
+      case 0xEDA4:
+      case 0xEDAC:
+      case 0xEDB4:
         if (value & 0x10) mpu_rnr = value & 15;
         mpu_rbar[mpu_rnr & 15] = value & ~0x1Fu;
         break;
-      case 0xEDA0: case 0xEDA8: case 0xEDB0: case 0xEDB8: mpu_rasr[mpu_rnr & 15] = value; break;
+      case 0xEDA0:
+      case 0xEDA8:
+      case 0xEDB0:
+      case 0xEDB8:
+        mpu_rasr[mpu_rnr & 15] = value;
+        break;
       case 0xEF00: {
         const unsigned irq = value & 0xFF;
         pending[irq] = true;
         check_irq = true;
         break;
       }
-      case 0xEF50: icache_invalidate_all(); break;                   // ICIALLU
-      case 0xEF58: break;                                            // ICIMVAU
-      case 0xEF5C: case 0xEF70: dcache_invalidate_line(value); break;  // DCIMVAC, DCCIMVAC
-      case 0xEF60: case 0xEF74:                                      // DCISW, DCCISW
-        if ((value & 0xC000'3FE0u) == 0) dcache_invalidate_all();    // set 0 / way 0: end of a full loop
+      case 0xEF50:
+        icache_invalidate_all();
+        break;  // ICIALLU
+      case 0xEF58:
+        break;  // ICIMVAU
+      case 0xEF5C:
+      case 0xEF70:
+        dcache_invalidate_line(value);
+        break;  // DCIMVAC, DCCIMVAC
+      case 0xEF60:
+      case 0xEF74:  // DCISW, DCCISW
+        if ((value & 0xC000'3FE0u) == 0)
+          dcache_invalidate_all();  // set 0 / way 0: end of a full loop
         break;
-      case 0xEF64: case 0xEF68: case 0xEF6C: case 0xEF78: break;     // clean ops, BPIALL
+      case 0xEF64:
+      case 0xEF68:
+      case 0xEF6C:
+      case 0xEF78:
+        break;  // clean ops, BPIALL
       default:
-        ppb_store[aligned] = (ppb_store[aligned] & ~(((size >= 4) ? 0xFFFF'FFFFu : ((1u << (8 * size)) - 1)) << shift)) | value;
+        ppb_store[aligned] = (ppb_store[aligned] &
+                              ~(((size >= 4) ? 0xFFFF'FFFFu : ((1u << (8 * size)) - 1)) << shift)) |
+                             value;
         break;
     }
   }

@@ -151,7 +151,8 @@ TEST(CanBus, NodeAtWrongBitRateReceivesNothingSeesErrorsAndIsReported) {
   rig.bus.attach(b);
   rig.bus.attach(c);
   EXPECT_TRUE(rig.reporter.has(Severity::kFault, "b-500k"));
-  for (int i = 0; i < 30; ++i) a.send(make(0x200 + static_cast<std::uint32_t>(i), {static_cast<std::uint8_t>(i)}));
+  for (int i = 0; i < 30; ++i)
+    a.send(make(0x200 + static_cast<std::uint32_t>(i), {static_cast<std::uint8_t>(i)}));
   rig.clock.run_for(50'000'000);
   EXPECT_EQ(b.rx_pending(), 0U);
   EXPECT_GE(b.counters().rec, 128U);  // error-passive after its first error flags
@@ -160,7 +161,8 @@ TEST(CanBus, NodeAtWrongBitRateReceivesNothingSeesErrorsAndIsReported) {
   // every frame still arrived exactly once at the correct node.
   EXPECT_GT(rig.bus.stats().error_frames, 0U);
   ASSERT_EQ(c.rx_pending(), 30U);
-  for (int i = 0; i < 30; ++i) EXPECT_EQ(c.receive()->frame.id, 0x200U + static_cast<std::uint32_t>(i));
+  for (int i = 0; i < 30; ++i)
+    EXPECT_EQ(c.receive()->frame.id, 0x200U + static_cast<std::uint32_t>(i));
   EXPECT_EQ(a.frames_sent(), 30U);
 }
 
@@ -275,7 +277,8 @@ TEST(CanBus, SilentCorruptionDeliversAFlippedBit) {
   auto got = b.receive();
   ASSERT_TRUE(got);
   unsigned ones = 0;
-  for (unsigned i = 0; i < 4; ++i) ones += static_cast<unsigned>(__builtin_popcount(got->frame.data[i]));
+  for (unsigned i = 0; i < 4; ++i)
+    ones += static_cast<unsigned>(__builtin_popcount(got->frame.data[i]));
   EXPECT_EQ(ones, 1U);
 }
 
@@ -345,8 +348,9 @@ TEST(CanBus, EventsLeftAfterTheBusIsGoneDoNothing) {
 }
 
 TEST(CanBus, TraceIsCandumpLike) {
-  EXPECT_EQ(format_candump(12'345'678'901ULL, "can0", make(0x581, {0x43, 0x00, 0x10, 0x00, 0, 0, 0, 0})),
-            "(12.345678) can0 581#4300100000000000");
+  EXPECT_EQ(
+      format_candump(12'345'678'901ULL, "can0", make(0x581, {0x43, 0x00, 0x10, 0x00, 0, 0, 0, 0})),
+      "(12.345678) can0 581#4300100000000000");
   EXPECT_EQ(format_candump(0, "can0", make(0x701, {0})), "(0.000000) can0 701#00");
   EXPECT_EQ(format_candump(1'000, "can1", make(0x1234567, {0xAB}, CanFrame::kExtended)),
             "(0.000001) can1 01234567#AB");

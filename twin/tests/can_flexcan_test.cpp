@@ -16,17 +16,22 @@ using testing::FakeClock;
 using testing::FakeIrq;
 using testing::RecordingReporter;
 
-constexpr std::uint32_t MCR = 0x00, CTRL1 = 0x04, TIMER = 0x08, RXMGMASK = 0x10, ECR = 0x1C, ESR1 = 0x20,
-                        IMASK1 = 0x28, IFLAG1 = 0x30, CTRL2 = 0x34, RXFGMASK = 0x48, RXFIR = 0x4C, CBT = 0x50;
-constexpr std::uint32_t kMdis = 1U << 31, kFrz = 1U << 30, kRfen = 1U << 29, kHalt = 1U << 28, kNotrdy = 1U << 27,
-                        kSoftrst = 1U << 25, kFrzack = 1U << 24, kLpmack = 1U << 20, kSrxdis = 1U << 17,
-                        kIrmq = 1U << 16, kAen = 1U << 12;
+constexpr std::uint32_t MCR = 0x00, CTRL1 = 0x04, TIMER = 0x08, RXMGMASK = 0x10, ECR = 0x1C,
+                        ESR1 = 0x20, IMASK1 = 0x28, IFLAG1 = 0x30, CTRL2 = 0x34, RXFGMASK = 0x48,
+                        RXFIR = 0x4C, CBT = 0x50;
+constexpr std::uint32_t kMdis = 1U << 31, kFrz = 1U << 30, kRfen = 1U << 29, kHalt = 1U << 28,
+                        kNotrdy = 1U << 27, kSoftrst = 1U << 25, kFrzack = 1U << 24,
+                        kLpmack = 1U << 20, kSrxdis = 1U << 17, kIrmq = 1U << 16, kAen = 1U << 12;
 constexpr std::uint32_t kPc = 0x00001234;
 // 40 MHz CAN clock, PRESDIV=1, RJW=1, PSEG1=6, PSEG2=3, PROPSEG=7: 20 tq, 1 Mbit/s.
 constexpr std::uint32_t kCtrl1_1M = 0x01730007;
 
-std::uint32_t cs(unsigned mb) { return 0x80 + 16 * mb; }
-std::uint32_t rximr(unsigned mb) { return 0x880 + 4 * mb; }
+std::uint32_t cs(unsigned mb) {
+  return 0x80 + 16 * mb;
+}
+std::uint32_t rximr(unsigned mb) {
+  return 0x880 + 4 * mb;
+}
 
 CanFrame make(std::uint32_t id, std::vector<std::uint8_t> data) {
   CanFrame f;
@@ -37,7 +42,8 @@ CanFrame make(std::uint32_t id, std::vector<std::uint8_t> data) {
 }
 
 struct Rig {
-  explicit Rig(unsigned instance = 2, std::uint32_t bitrate = 1'000'000) : bus(clock, reporter, bitrate) {
+  explicit Rig(unsigned instance = 2, std::uint32_t bitrate = 1'000'000)
+      : bus(clock, reporter, bitrate) {
     FlexCanConfig cfg;
     cfg.instance = instance;
     cfg.clock_hz = [this] { return can_hz; };
@@ -268,10 +274,10 @@ TEST(FlexCan, WrongBitRateReceivesNothingAndCountsErrors) {
   EXPECT_NE(rig.code(4), 0x2U);
   EXPECT_EQ(rig.can->frames_received(), 0U);
   const std::uint32_t ecr = rig.rd(ECR);
-  EXPECT_GE((ecr >> 8) & 0xFF, 128U);                // RXERRCNT
+  EXPECT_GE((ecr >> 8) & 0xFF, 128U);  // RXERRCNT
   const std::uint32_t esr1 = rig.rd(ESR1);
-  EXPECT_EQ((esr1 >> 4) & 3U, 1U);                   // FLTCONF error-passive
-  EXPECT_NE(esr1 & ((1U << 10) | (1U << 11)), 0U);   // STFERR / FRMERR
+  EXPECT_EQ((esr1 >> 4) & 3U, 1U);                          // FLTCONF error-passive
+  EXPECT_NE(esr1 & ((1U << 10) | (1U << 11)), 0U);          // STFERR / FRMERR
   EXPECT_EQ(rig.rd(ESR1) & ((1U << 10) | (1U << 11)), 0U);  // cleared by the read
   EXPECT_EQ(other.rx_pending(), 20U);
 }
@@ -313,7 +319,8 @@ TEST(FlexCan, TransmitOrderLowestIdFirstOrLowestBufferWithLbuf) {
     std::vector<std::uint32_t> order;
     while (auto f = rig.peer.receive()) order.push_back(f->frame.id);
     const std::vector<std::uint32_t> expected =
-        lbuf ? std::vector<std::uint32_t>{0x300, 0x100, 0x200} : std::vector<std::uint32_t>{0x100, 0x200, 0x300};
+        lbuf ? std::vector<std::uint32_t>{0x300, 0x100, 0x200}
+             : std::vector<std::uint32_t>{0x100, 0x200, 0x300};
     EXPECT_EQ(order, expected);
   }
 }
@@ -391,14 +398,15 @@ TEST(FlexCan, LegacyRxFifoSixDeepWithFlagsAndPopOnFlagClear) {
   rig.enable_frozen();
   rig.wr(CTRL1, kCtrl1_1M);
   rig.wr(MCR, (rig.rd(MCR) & ~0x7FU) | 15U | kRfen | kSrxdis);  // IDAM=A, IRMQ=0: RXFGMASK
-  rig.wr(CTRL2, rig.rd(CTRL2) & ~(0xFU << 24));                // RFFN=0: 8 filter elements
+  rig.wr(CTRL2, rig.rd(CTRL2) & ~(0xFU << 24));                 // RFFN=0: 8 filter elements
   rig.wr(RXFGMASK, 0xFFFFFFFF);
   for (unsigned e = 0; e < 8; ++e) rig.wr(0xE0 + 4 * e, (0x200U + e) << 19);
   rig.leave_freeze();
   rig.wr(0xE0, 0x300U << 19);  // filter table outside freeze: ignored and reported
   EXPECT_TRUE(rig.reporter.has(Severity::kFault, "RX FIFO ID filter table"));
   rig.wr(IMASK1, 1U << 5);
-  for (std::uint32_t i = 0; i < 7; ++i) rig.peer.send(make(0x200 + i, {static_cast<std::uint8_t>(i)}));
+  for (std::uint32_t i = 0; i < 7; ++i)
+    rig.peer.send(make(0x200 + i, {static_cast<std::uint8_t>(i)}));
   rig.peer.send(make(0x2FF, {0xEE}));  // matches no filter element
   rig.clock.run_for(2'000'000);
   EXPECT_EQ(rig.rd(IFLAG1) & 0xE0U, 0xE0U);  // available, warning (5), overflow
@@ -604,12 +612,12 @@ TEST(FlexCan, AloneOnTheBusAckErrorsMakeItErrorPassive) {
   rig.clock.run_for(10'000'000);
   EXPECT_EQ(rig.rd(ECR) & 0xFFU, 128U);  // TXERRCNT stops at 128 (ACK errors while passive)
   const std::uint32_t esr1 = rig.rd(ESR1);
-  EXPECT_EQ((esr1 >> 4) & 3U, 1U);        // error-passive
-  EXPECT_NE(esr1 & (1U << 13), 0U);       // ACKERR
-  EXPECT_NE(esr1 & (1U << 9), 0U);        // TXWRN
-  EXPECT_NE(esr1 & (1U << 17), 0U);       // TWRNINT (WRNEN)
-  EXPECT_TRUE(rig.irq.level(37));         // ERRINT under ERRMSK
-  EXPECT_EQ(rig.code(9), 0xCU);           // still trying
+  EXPECT_EQ((esr1 >> 4) & 3U, 1U);   // error-passive
+  EXPECT_NE(esr1 & (1U << 13), 0U);  // ACKERR
+  EXPECT_NE(esr1 & (1U << 9), 0U);   // TXWRN
+  EXPECT_NE(esr1 & (1U << 17), 0U);  // TWRNINT (WRNEN)
+  EXPECT_TRUE(rig.irq.level(37));    // ERRINT under ERRMSK
+  EXPECT_EQ(rig.code(9), 0xCU);      // still trying
   // A second node appears: the frame goes out, the counter starts to fall.
   rig.bus.attach(rig.peer);
   rig.clock.run_for(1'000'000);
@@ -657,8 +665,9 @@ TEST(FlexCan, RemoteFramesStoredOnlyWithRrsAndRtrComparedUnderEacenMask) {
     bool stored;
   };
   const std::uint32_t rrs = 1U << 17, eacen = 1U << 16;
-  for (const Case& c : {Case{0, 0x1FFFFFFF, false}, Case{rrs, 0x1FFFFFFF, true},
-                        Case{rrs | eacen, 0xFFFFFFFF, false}, Case{rrs | eacen, 0x7FFFFFFF, true}}) {
+  for (const Case& c :
+       {Case{0, 0x1FFFFFFF, false}, Case{rrs, 0x1FFFFFFF, true},
+        Case{rrs | eacen, 0xFFFFFFFF, false}, Case{rrs | eacen, 0x7FFFFFFF, true}}) {
     Rig rig;
     rig.enable_frozen();
     rig.wr(CTRL1, kCtrl1_1M);
@@ -699,18 +708,18 @@ TEST(FlexCan, ListenOnlyReadsPassiveNeverAcknowledgesAndKeepsCountersFrozen) {
   rig.arm_rx(4, 0x181);
   rig.peer.send(make(0x181, {1}));
   rig.clock.run_for(300'000);
-  EXPECT_EQ(rig.code(4), 0x4U);             // not acknowledged by anyone: not received
-  EXPECT_GT(rig.peer.counters().tec, 0U);   // the listen-only node gave no ACK
-  EXPECT_NE(rig.rd(ESR1) & (1U << 14), 0U); // BIT0ERR
+  EXPECT_EQ(rig.code(4), 0x4U);              // not acknowledged by anyone: not received
+  EXPECT_GT(rig.peer.counters().tec, 0U);    // the listen-only node gave no ACK
+  EXPECT_NE(rig.rd(ESR1) & (1U << 14), 0U);  // BIT0ERR
   EXPECT_EQ(rig.rd(ECR), 0U);
   Endpoint acker("acker");
   rig.bus.attach(acker);
   rig.clock.run_for(300'000);
-  EXPECT_EQ(rig.code(4), 0x2U);             // acknowledged by another node: received
+  EXPECT_EQ(rig.code(4), 0x2U);  // acknowledged by another node: received
   rig.tx(9, 0x200, {1});
   rig.clock.run_for(300'000);
-  EXPECT_EQ(rig.code(9), 0xCU);             // no transmission in listen-only mode
-  EXPECT_EQ(acker.rx_pending(), 1U);        // only the peer's frame
+  EXPECT_EQ(rig.code(9), 0xCU);       // no transmission in listen-only mode
+  EXPECT_EQ(acker.rx_pending(), 1U);  // only the peer's frame
 }
 
 TEST(FlexCan, WarningMasksNeedWrnen) {

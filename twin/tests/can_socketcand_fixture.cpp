@@ -25,8 +25,11 @@ namespace {
 
 class StderrReporter final : public Reporter {
  public:
-  void report(Severity severity, const std::string& source, const std::string& message, std::uint32_t) override {
-    const char* s = severity == Severity::kFault ? "fault" : severity == Severity::kWarning ? "warning" : "info";
+  void report(Severity severity, const std::string& source, const std::string& message,
+              std::uint32_t) override {
+    const char* s = severity == Severity::kFault     ? "fault"
+                    : severity == Severity::kWarning ? "warning"
+                                                     : "info";
     std::fprintf(stderr, "[%s %s] %s\n", source.c_str(), s, message.c_str());
     if (severity == Severity::kFault) ++faults;
   }
@@ -46,12 +49,12 @@ class FlexcanDevice {
     can_ = std::make_unique<FlexCan>(cfg, clock, irq_, reporter);
     bus.attach(*can_);
     wr(0x00, rd(0x00) & ~(1U << 31));  // MDIS off; FRZ/HALT are set from reset
-    wait_mcr(1U << 24, true);           // FRZACK
-    wr(0x04, 0x01730007);               // 1 Mbit/s at 40 MHz, 20 tq
+    wait_mcr(1U << 24, true);          // FRZACK
+    wr(0x04, 0x01730007);              // 1 Mbit/s at 40 MHz, 20 tq
     wr(0x00, (rd(0x00) & ~0x7FU) | 15U | (1U << 16) | (1U << 17));  // MAXMB 15, IRMQ, SRXDIS
-    wr(0x880 + 4 * 4, 0x1FFFFFFF);      // RXIMR[4]: exact id
+    wr(0x880 + 4 * 4, 0x1FFFFFFF);                                  // RXIMR[4]: exact id
     wr(0x80 + 16 * 4 + 4, 0x601U << 18);
-    wr(0x80 + 16 * 4, 0x4U << 24);      // MB4 EMPTY
+    wr(0x80 + 16 * 4, 0x4U << 24);  // MB4 EMPTY
     wr(0x00, rd(0x00) & ~((1U << 30) | (1U << 28)));
     wait_mcr(1U << 24, false);
   }
@@ -103,7 +106,8 @@ int main(int argc, char** argv) {
   long timeout_ms = 20000;
   bool flexcan = false;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc) timeout_ms = std::strtol(argv[i + 1], nullptr, 10);
+    if (std::strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
+      timeout_ms = std::strtol(argv[i + 1], nullptr, 10);
     if (std::strcmp(argv[i], "--flexcan") == 0) flexcan = true;
   }
   testing::FakeClock clock;

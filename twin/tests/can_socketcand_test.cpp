@@ -58,7 +58,9 @@ class TestClient {
   ~TestClient() { ::close(fd_); }
   bool connected() const { return connected_; }
   int fd() const { return fd_; }
-  void send(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), 0), static_cast<ssize_t>(s.size())); }
+  void send(const std::string& s) {
+    ASSERT_EQ(::send(fd_, s.data(), s.size(), 0), static_cast<ssize_t>(s.size()));
+  }
   // Reads what is available, servicing the server meanwhile, until `text` appears or timeout.
   std::string read_until(ServerRig& rig, const std::string& text, int max_ms = 2000) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
@@ -112,7 +114,8 @@ TEST(Socketcand, FrameTextMatchesSocketcand) {
   EXPECT_EQ(socketcand_frame_text(make(0x581, {0x43, 0x00, 0x10}), 12'345'678'000ULL),
             "< frame 581 12.345678 430010 >");
   EXPECT_EQ(socketcand_frame_text(make(0x701, {}), 1'000'000ULL), "< frame 701 0.001000  >");
-  EXPECT_EQ(socketcand_frame_text(make(0x1ABCDEF, {0xFF}, CanFrame::kExtended), 0), "< frame 01ABCDEF 0.000000 FF >");
+  EXPECT_EQ(socketcand_frame_text(make(0x1ABCDEF, {0xFF}, CanFrame::kExtended), 0),
+            "< frame 01ABCDEF 0.000000 FF >");
   EXPECT_EQ(socketcand_frame_text(make(0x123, {}, CanFrame::kRemote), 0), "< rtr 123 0.000000 0 >");
 }
 
@@ -146,8 +149,8 @@ TEST(Socketcand, FramesFlowBothWaysInRawMode) {
   EXPECT_NE(got.find(" 00 >"), std::string::npos) << got;
   // python-can 4.1 style: hex DLC and unpadded lower-case bytes.
   c.send("< send 601 8 40 0 10 0 0 0 0 0 >");
-  c.send("< send 12345 1 aa >");       // > 0x7FF: extended
-  c.send("< send 00000123 0  >");      // 8 digits: extended (socketcand rule)
+  c.send("< send 12345 1 aa >");   // > 0x7FF: extended
+  c.send("< send 00000123 0  >");  // 8 digits: extended (socketcand rule)
   c.send("< sendrtr 7E5 0 >");
   c.read_until(rig, "\x01", 200);
   rig.step(2'000'000);
@@ -177,15 +180,16 @@ TEST(Socketcand, SyntaxErrorsAreReportedAndNothingIsSent) {
   ServerRig rig;
   TestClient c(rig.server->port());
   c.open_raw(rig);
-  c.send("< send 601 3 1 2 >");     // DLC says 3, two bytes
-  c.send("< send 601 9 >");         // DLC > 8
-  c.send("< send xyz 1 00 >");      // not hex
-  c.send("< send 601 1 100 >");     // byte > 0xFF
+  c.send("< send 601 3 1 2 >");  // DLC says 3, two bytes
+  c.send("< send 601 9 >");      // DLC > 8
+  c.send("< send xyz 1 00 >");   // not hex
+  c.send("< send 601 1 100 >");  // byte > 0xFF
   c.read_until(rig, "\x01", 200);
   rig.step(1'000'000);
   EXPECT_EQ(rig.device.rx_pending(), 0U);
   std::size_t syntax = 0;
-  for (const auto& e : rig.reporter.entries) syntax += e.message.find("syntax error") != std::string::npos ? 1U : 0U;
+  for (const auto& e : rig.reporter.entries)
+    syntax += e.message.find("syntax error") != std::string::npos ? 1U : 0U;
   EXPECT_EQ(syntax, 4U);
 }
 

@@ -59,7 +59,8 @@ class RecordingReporter final : public Reporter {
     std::string message;
     std::uint32_t pc;
   };
-  void report(Severity severity, const std::string& source, const std::string& message, std::uint32_t pc) override {
+  void report(Severity severity, const std::string& source, const std::string& message,
+              std::uint32_t pc) override {
     entries.push_back({severity, source, message, pc});
   }
   std::size_t count(Severity severity) const {

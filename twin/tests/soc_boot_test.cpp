@@ -71,14 +71,16 @@ class StrictnessTest : public ::testing::TestWithParam<Strict> {};
 
 TEST_P(StrictnessTest, FaultIsReported) {
   const auto image = load_file(firmware_path(GetParam().firmware));
-  if (image.empty()) GTEST_SKIP() << "test firmware not built: " << firmware_path(GetParam().firmware);
+  if (image.empty())
+    GTEST_SKIP() << "test firmware not built: " << firmware_path(GetParam().firmware);
   Simulation sim;
   Board& b = sim.add_board(quiet_config(GetParam().firmware));
   b.flash().probe_write(0, image);
   b.power_on();
   sim.run_for(milliseconds_ns(200));
   EXPECT_TRUE(b.has_fault_containing(GetParam().fault_text))
-      << "console:\n" << b.console() << "\nstop: " << b.stop_reason();
+      << "console:\n"
+      << b.console() << "\nstop: " << b.stop_reason();
   EXPECT_EQ(b.console().find("not reached"), std::string::npos) << b.console();
 }
 
@@ -110,7 +112,9 @@ class BootPathTest : public ::testing::Test {
     sim_.run_for(milliseconds_ns(30));
     return b;
   }
-  void put32(std::vector<std::uint8_t>& img, std::size_t off, std::uint32_t v) { std::memcpy(&img[off], &v, 4); }
+  void put32(std::vector<std::uint8_t>& img, std::size_t off, std::uint32_t v) {
+    std::memcpy(&img[off], &v, 4);
+  }
   Simulation sim_;
   std::vector<std::uint8_t> image_;
 };
@@ -120,7 +124,8 @@ TEST_F(BootPathTest, ErasedFlashDoesNotBoot) {
   b.power_on();
   sim_.run_for(milliseconds_ns(10));
   EXPECT_EQ(b.state(), BoardState::kBootFailed);
-  EXPECT_NE(b.stop_reason().find("FCB tag at flash offset 0 is 0xFFFFFFFF"), std::string::npos) << b.stop_reason();
+  EXPECT_NE(b.stop_reason().find("FCB tag at flash offset 0 is 0xFFFFFFFF"), std::string::npos)
+      << b.stop_reason();
 }
 
 TEST_F(BootPathTest, BadFcbTagDoesNotBoot) {
@@ -269,7 +274,8 @@ TEST(CanStrictness, MismatchedBitRateReachesNobody) {
   sim.run_for(milliseconds_ns(50));
   EXPECT_EQ(peer.rx_pending(), 0u);
   const bool reported = std::any_of(bus_reports.begin(), bus_reports.end(), [](const Report& r) {
-    return r.severity == Severity::kFault && r.message.find("but the bus runs at 500000 bit/s") != std::string::npos;
+    return r.severity == Severity::kFault &&
+           r.message.find("but the bus runs at 500000 bit/s") != std::string::npos;
   });
   EXPECT_TRUE(reported);
   EXPECT_NE(b.console().find("DONE"), std::string::npos) << b.console();

@@ -61,7 +61,8 @@ TEST(BootloaderOnTwin, BootsPrintsAndSendsBootUp) {
   sim.run_until(
       [&] {
         while (auto f = master.receive()) {
-          if (f->frame.id == 0x585 && f->frame.data[1] == 0x00 && f->frame.data[2] == 0x10) answered = true;
+          if (f->frame.id == 0x585 && f->frame.data[1] == 0x00 && f->frame.data[2] == 0x10)
+            answered = true;
         }
         return answered;
       },
@@ -103,7 +104,8 @@ TEST(BootloaderOnTwin, TwoNodesOnOneBusAreDeterministic) {
   const std::string a = run();
   EXPECT_NE(a.find("can0 703#00"), std::string::npos) << a;
   EXPECT_NE(a.find("can0 704#00"), std::string::npos) << a;
-  EXPECT_NE(a.find("can0 703#7F"), std::string::npos) << a;  // heartbeats, acknowledged by the other
+  EXPECT_NE(a.find("can0 703#7F"), std::string::npos)
+      << a;  // heartbeats, acknowledged by the other
   EXPECT_EQ(a, run());
 }
 

@@ -16,7 +16,8 @@ namespace {
 
 class CollectingReporter : public Reporter {
  public:
-  void report(Severity severity, const std::string&, const std::string& message, std::uint32_t) override {
+  void report(Severity severity, const std::string&, const std::string& message,
+              std::uint32_t) override {
     if (severity == Severity::kFault) faults.push_back(message);
   }
   std::vector<std::string> faults;

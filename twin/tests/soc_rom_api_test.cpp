@@ -43,8 +43,8 @@ class RomApiTest : public ::testing::Test {
   std::uint32_t load_from_config(unsigned first, unsigned count) {
     return fn(8, {1, first, kCfg + 0x80 + 16 * first, count});
   }
-  std::uint32_t xfer(std::uint32_t op, std::uint32_t addr, std::uint32_t seq, std::uint32_t tx, std::uint32_t tx_size,
-                     std::uint32_t rx, std::uint32_t rx_size) {
+  std::uint32_t xfer(std::uint32_t op, std::uint32_t addr, std::uint32_t seq, std::uint32_t tx,
+                     std::uint32_t tx_size, std::uint32_t rx, std::uint32_t rx_size) {
     const std::uint32_t x[9] = {op, addr, seq, 1, 0, tx, tx_size, rx, rx_size};
     board_->write_memory(kXfer, x, sizeof x);
     return fn(7, {1, kXfer});
@@ -108,7 +108,8 @@ TEST_F(RomApiTest, RomCommandsLoadTheirSequencesIntoSlotOneAndLeaveReadStatusThe
   board_->write_memory(kBuf, page.data(), page.size());
   EXPECT_EQ(fn(2, {1, kCfg, 0x20'0000, kBuf}), 0u);
   EXPECT_EQ(flash_at(0x20'0000), 0x11);  // the ROM loaded write enable and program itself
-  for (unsigned w = 0; w < 4; ++w) EXPECT_EQ(lut_word(4 + w), cfg_lut_word(4 + w)) << w;  // read status
+  for (unsigned w = 0; w < 4; ++w)
+    EXPECT_EQ(lut_word(4 + w), cfg_lut_word(4 + w)) << w;  // read status
   for (unsigned slot : {3u, 9u}) EXPECT_EQ(lut_word(4 * slot), 0u) << slot;
   EXPECT_EQ(fn(4, {1, kCfg, 0x20'1000, 0x1000}), 0u);
   EXPECT_EQ(lut_word(4 * 5), 0u);
@@ -156,7 +157,7 @@ TEST_F(RomApiTest, XferRunsLutSequencesInTheBackground) {
   EXPECT_EQ(xfer(0, 0, 3, 0, 0, 0, 0), 0u);       // write enable
   EXPECT_EQ(xfer(0, 0x5000, 5, 0, 0, 0, 0), 0u);  // sector erase, returns at once
   EXPECT_TRUE(board_->flash().busy());
-  EXPECT_EQ(xfer(3, 0, 1, 0, 0, kBuf, 1), 0u);    // read status
+  EXPECT_EQ(xfer(3, 0, 1, 0, 0, kBuf, 1), 0u);  // read status
   std::uint8_t st = 0;
   board_->read_memory(kBuf, &st, 1);
   EXPECT_EQ(st & 1, 1);
@@ -197,14 +198,15 @@ TEST_F(RomApiTest, XferOnAnUnloadedSlotSendsNothing) {
 
 TEST_F(RomApiTest, ReadOnAnUnloadedSlotIsTheRomHanging) {
   EXPECT_EQ(xfer(0, 0, 4, 0, 0, 0, 0), 0u);  // a command on slot 4 sends nothing
-  xfer(3, 0, 5, 0, 0, kBuf, 1);               // read status from an empty slot 5
+  xfer(3, 0, 5, 0, 0, kBuf, 1);              // read status from an empty slot 5
   EXPECT_TRUE(board_->halted());
   EXPECT_TRUE(board_->has_fault_containing("the ROM would hang here")) << board_->stop_reason();
   EXPECT_TRUE(board_->has_fault_containing("slot 5")) << board_->stop_reason();
 }
 
 TEST_F(RomApiTest, ProgramThroughAnUnloadedSlotIsTheRomHanging) {
-  xfer(2, 0x5100, 9, kBuf, 256, 0, 0);  // 256 bytes into a slot without WRITE: the TX FIFO never drains
+  xfer(2, 0x5100, 9, kBuf, 256, 0,
+       0);  // 256 bytes into a slot without WRITE: the TX FIFO never drains
   EXPECT_TRUE(board_->has_fault_containing("the ROM would hang here")) << board_->stop_reason();
 }
 

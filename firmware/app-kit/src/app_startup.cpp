@@ -37,7 +37,8 @@ extern "C" void rtcanboot_app_reset() {
   isb();
   // Word copies through volatile pointers so the compiler cannot call memcpy before .data exists.
   volatile std::uint32_t* code = __ramfunc_load;
-  for (volatile std::uint32_t* target = __ramfunc_start; target < __ramfunc_end;) *target++ = *code++;
+  for (volatile std::uint32_t* target = __ramfunc_start; target < __ramfunc_end;)
+    *target++ = *code++;
   volatile std::uint32_t* source = __data_load;
   for (volatile std::uint32_t* target = __data_start; target < __data_end;) *target++ = *source++;
   for (volatile std::uint32_t* target = __bss_start; target < __bss_end;) *target++ = 0;

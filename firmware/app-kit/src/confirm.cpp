@@ -111,11 +111,16 @@ ConfirmResult confirm() {
 
 const char* describe(ConfirmResult result) {
   switch (result) {
-    case ConfirmResult::kConfirmed: return "confirmed";
-    case ConfirmResult::kAlreadyConfirmed: return "already confirmed";
-    case ConfirmResult::kNotStartedByBootloader: return "not started by the bootloader";
-    case ConfirmResult::kNotInstalled: return "not the installed image";
-    case ConfirmResult::kFlashError: return "the confirm record could not be written";
+    case ConfirmResult::kConfirmed:
+      return "confirmed";
+    case ConfirmResult::kAlreadyConfirmed:
+      return "already confirmed";
+    case ConfirmResult::kNotStartedByBootloader:
+      return "not started by the bootloader";
+    case ConfirmResult::kNotInstalled:
+      return "not the installed image";
+    case ConfirmResult::kFlashError:
+      return "the confirm record could not be written";
   }
   return "unknown";
 }

@@ -126,7 +126,8 @@ void Bootloader::update_info() {
   const journal::InstalledImage& image = journal_.installed();
   const bool valid = download_.valid_program();
   info_.image_version = valid ? image.image_version : 0;
-  info_.boot_attempts = valid ? static_cast<std::uint8_t>(image.attempts > 255 ? 255 : image.attempts) : 0;
+  info_.boot_attempts =
+      valid ? static_cast<std::uint8_t>(image.attempts > 255 ? 255 : image.attempts) : 0;
   info_.trial_state = !valid             ? canopen::TrialState::kNoImage
                       : !trial_enabled() ? canopen::TrialState::kOff
                       : image.confirmed  ? canopen::TrialState::kConfirmed

@@ -11,7 +11,8 @@ struct BitWriter {
   std::uint8_t bits[kMaxStuffedRegion] = {};
   std::uint32_t count = 0;
   void put(std::uint32_t value, std::uint32_t width) {
-    for (std::uint32_t i = width; i > 0; --i) bits[count++] = static_cast<std::uint8_t>((value >> (i - 1)) & 1U);
+    for (std::uint32_t i = width; i > 0; --i)
+      bits[count++] = static_cast<std::uint8_t>((value >> (i - 1)) & 1U);
   }
 };
 
@@ -33,11 +34,11 @@ std::uint32_t frame_bits(const CanFrame& frame) {
   w.put(0, 1);  // SOF
   if (frame.extended()) {
     w.put((frame.id >> 18) & 0x7FFU, 11);  // base id
-    w.put(1, 1);                             // SRR
-    w.put(1, 1);                             // IDE
-    w.put(frame.id & 0x3FFFFU, 18);          // id extension
-    w.put(frame.remote() ? 1U : 0U, 1);      // RTR
-    w.put(0, 2);                             // r1, r0
+    w.put(1, 1);                           // SRR
+    w.put(1, 1);                           // IDE
+    w.put(frame.id & 0x3FFFFU, 18);        // id extension
+    w.put(frame.remote() ? 1U : 0U, 1);    // RTR
+    w.put(0, 2);                           // r1, r0
   } else {
     w.put(frame.id & 0x7FFU, 11);
     w.put(frame.remote() ? 1U : 0U, 1);  // RTR

@@ -47,21 +47,25 @@ constexpr std::uint32_t kSha256K[64] = {
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
-constexpr std::uint32_t rotr(std::uint32_t x, unsigned n) { return (x >> n) | (x << (32U - n)); }
+constexpr std::uint32_t rotr(std::uint32_t x, unsigned n) {
+  return (x >> n) | (x << (32U - n));
+}
 
 }  // namespace
 
 std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t length) {
   const auto* bytes = static_cast<const std::uint8_t*>(data);
   crc = ~crc;
-  for (std::size_t i = 0; i < length; ++i) crc = kCrc32Table.entry[(crc ^ bytes[i]) & 0xFFU] ^ (crc >> 8);
+  for (std::size_t i = 0; i < length; ++i)
+    crc = kCrc32Table.entry[(crc ^ bytes[i]) & 0xFFU] ^ (crc >> 8);
   return ~crc;
 }
 
 std::uint16_t crc16_xmodem(std::uint16_t crc, const void* data, std::size_t length) {
   const auto* bytes = static_cast<const std::uint8_t*>(data);
   for (std::size_t i = 0; i < length; ++i) {
-    crc = static_cast<std::uint16_t>((crc << 8) ^ kCrc16Table.entry[((crc >> 8) ^ bytes[i]) & 0xFFU]);
+    crc =
+        static_cast<std::uint16_t>((crc << 8) ^ kCrc16Table.entry[((crc >> 8) ^ bytes[i]) & 0xFFU]);
   }
   return crc;
 }
@@ -90,7 +94,8 @@ void SoftwareSha256::compress(const std::uint8_t block[64]) {
   for (int i = 0; i < 64; ++i) {
     const std::uint32_t t1 =
         h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kSha256K[i] + w[i];
-    const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+    const std::uint32_t t2 =
+        (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
     h = g;
     g = f;
     f = e;
@@ -139,7 +144,8 @@ void SoftwareSha256::finish(std::uint8_t digest[kDigestSize]) {
   const std::uint8_t zero = 0;
   while (buffered_ != 56) update(&zero, 1);
   std::uint8_t length_bytes[8];
-  for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<std::uint8_t>(bit_length >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i)
+    length_bytes[i] = static_cast<std::uint8_t>(bit_length >> (56 - 8 * i));
   update(length_bytes, 8);
   for (int i = 0; i < 8; ++i) {
     digest[4 * i] = static_cast<std::uint8_t>(state_[i] >> 24);

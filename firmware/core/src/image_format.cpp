@@ -9,7 +9,9 @@ using canopen::FlashDetail;
 using canopen::FlashStatus;
 
 namespace {
-constexpr CheckResult fail(FlashStatus status, FlashDetail detail) { return {status, detail}; }
+constexpr CheckResult fail(FlashStatus status, FlashDetail detail) {
+  return {status, detail};
+}
 }  // namespace
 
 std::size_t bytes_needed(const std::uint8_t* data, std::size_t available) {
@@ -20,8 +22,10 @@ std::size_t bytes_needed(const std::uint8_t* data, std::size_t available) {
 
 CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectation& expect,
                   Header& out) {
-  if (length < kFixedLength) return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
-  if (load_le32(data) != kMagic) return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kBadMagic);
+  if (length < kFixedLength)
+    return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  if (load_le32(data) != kMagic)
+    return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kBadMagic);
   out.format_version = load_le16(data + 0x04);
   if (out.format_version != kFormatVersion) {
     return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kBadFormatVersion);
@@ -31,7 +35,8 @@ CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectatio
       out.header_length % 4 != 0) {
     return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
   }
-  if (length < out.header_length) return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
+  if (length < out.header_length)
+    return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderLength);
   const std::size_t crc_at = out.header_length - 4U;
   if (crc32(0, data, crc_at) != load_le32(data + crc_at)) {
     return fail(FlashStatus::kDataFormatError, FlashDetail::kBadHeaderCrc);

@@ -100,9 +100,10 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
     case od::kRtcanbootInfo: {
       const RtcanbootInfo& info = *config_.info;
       const std::uint32_t fields[] = {
-          entry.default_value,   info.running_program, info.bootloader_version,
-          info.app_region_start, info.app_region_size, static_cast<std::uint32_t>(info.boot_reason),
-          info.image_version,    static_cast<std::uint32_t>(info.trial_state),
+          entry.default_value,     info.running_program,
+          info.bootloader_version, info.app_region_start,
+          info.app_region_size,    static_cast<std::uint32_t>(info.boot_reason),
+          info.image_version,      static_cast<std::uint32_t>(info.trial_state),
           info.boot_attempts};
       number = fields[sub];
       break;

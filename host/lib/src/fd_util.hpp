@@ -72,6 +72,8 @@ inline short wait_fd(int fd, short events, const Clock& clock, Micros deadline,
   }
 }
 
-inline std::string errno_text(int err) { return std::strerror(err); }
+inline std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 }  // namespace rtcanboot::host::detail

@@ -13,10 +13,14 @@ using canopen::NmtState;
 
 const char* to_string(NmtState state) {
   switch (state) {
-    case NmtState::kBootUp: return "boot-up";
-    case NmtState::kStopped: return "stopped";
-    case NmtState::kOperational: return "operational";
-    case NmtState::kPreOperational: return "pre-operational";
+    case NmtState::kBootUp:
+      return "boot-up";
+    case NmtState::kStopped:
+      return "stopped";
+    case NmtState::kOperational:
+      return "operational";
+    case NmtState::kPreOperational:
+      return "pre-operational";
   }
   return "unknown";
 }
@@ -142,8 +146,9 @@ std::vector<std::uint8_t> Master::upload(std::uint8_t node, std::uint16_t index,
 std::uint32_t Master::upload_u32(std::uint8_t node, std::uint16_t index, std::uint8_t sub) {
   const auto data = upload(node, index, sub);
   if (data.size() < 1 || data.size() > 4) {
-    throw Error(ErrorKind::kAborted, fmt::format("node {} answered 0x{:04X}:{} with {} bytes, expected up to 4",
-                                                 node, index, sub, data.size()));
+    throw Error(ErrorKind::kAborted,
+                fmt::format("node {} answered 0x{:04X}:{} with {} bytes, expected up to 4", node,
+                            index, sub, data.size()));
   }
   std::uint8_t b[4] = {};
   std::copy(data.begin(), data.end(), b);

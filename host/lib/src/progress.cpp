@@ -44,7 +44,8 @@ void ProgressDisplay::update(std::uint64_t done, std::uint64_t total) {
   if (decile == last_decile_ && !complete) return;
   last_decile_ = decile;
   finished_ = complete;
-  write_(fmt::format("{:3.0f}%  {} / {} bytes  {:.1f} KiB/s  ETA {}\n", pct, done, total, rate / 1024.0, eta));
+  write_(fmt::format("{:3.0f}%  {} / {} bytes  {:.1f} KiB/s  ETA {}\n", pct, done, total,
+                     rate / 1024.0, eta));
 }
 
 }  // namespace rtcanboot::host

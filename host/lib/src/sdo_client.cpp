@@ -16,42 +16,107 @@ using canopen::Abort;
 std::string abort_message(std::uint32_t code) {
   const char* text = nullptr;
   switch (static_cast<Abort>(code)) {
-    case Abort::kNone: text = "no error"; break;
-    case Abort::kToggleBit: text = "toggle bit not alternated"; break;
-    case Abort::kTimeout: text = "SDO protocol timed out"; break;
-    case Abort::kCommandSpecifier: text = "client/server command specifier not valid or unknown"; break;
-    case Abort::kBlockSize: text = "invalid block size (block mode)"; break;
-    case Abort::kSequenceNumber: text = "invalid sequence number (block mode)"; break;
-    case Abort::kCrc: text = "CRC error (block mode)"; break;
-    case Abort::kOutOfMemory: text = "out of memory"; break;
-    case Abort::kUnsupportedAccess: text = "unsupported access to an object"; break;
-    case Abort::kWriteOnly: text = "attempt to read a write-only object"; break;
-    case Abort::kReadOnly: text = "attempt to write a read-only object"; break;
-    case Abort::kNoObject: text = "object does not exist in the object dictionary"; break;
-    case Abort::kIncompatible: text = "general internal incompatibility in the device"; break;
-    case Abort::kHardware: text = "access failed due to a hardware error"; break;
-    case Abort::kTypeMismatch: text = "data type does not match, length of service parameter does not match"; break;
-    case Abort::kLengthTooHigh: text = "data type does not match, length of service parameter too high"; break;
-    case Abort::kLengthTooLow: text = "data type does not match, length of service parameter too low"; break;
-    case Abort::kNoSubIndex: text = "sub-index does not exist"; break;
-    case Abort::kValueRange: text = "invalid value for parameter (value range exceeded)"; break;
-    case Abort::kGeneral: text = "general error"; break;
-    case Abort::kCannotStore: text = "data cannot be transferred or stored to the application"; break;
-    case Abort::kLocalControl: text = "data cannot be transferred or stored because of local control"; break;
-    case Abort::kDeviceState: text = "data cannot be transferred or stored because of the present device state"; break;
+    case Abort::kNone:
+      text = "no error";
+      break;
+    case Abort::kToggleBit:
+      text = "toggle bit not alternated";
+      break;
+    case Abort::kTimeout:
+      text = "SDO protocol timed out";
+      break;
+    case Abort::kCommandSpecifier:
+      text = "client/server command specifier not valid or unknown";
+      break;
+    case Abort::kBlockSize:
+      text = "invalid block size (block mode)";
+      break;
+    case Abort::kSequenceNumber:
+      text = "invalid sequence number (block mode)";
+      break;
+    case Abort::kCrc:
+      text = "CRC error (block mode)";
+      break;
+    case Abort::kOutOfMemory:
+      text = "out of memory";
+      break;
+    case Abort::kUnsupportedAccess:
+      text = "unsupported access to an object";
+      break;
+    case Abort::kWriteOnly:
+      text = "attempt to read a write-only object";
+      break;
+    case Abort::kReadOnly:
+      text = "attempt to write a read-only object";
+      break;
+    case Abort::kNoObject:
+      text = "object does not exist in the object dictionary";
+      break;
+    case Abort::kIncompatible:
+      text = "general internal incompatibility in the device";
+      break;
+    case Abort::kHardware:
+      text = "access failed due to a hardware error";
+      break;
+    case Abort::kTypeMismatch:
+      text = "data type does not match, length of service parameter does not match";
+      break;
+    case Abort::kLengthTooHigh:
+      text = "data type does not match, length of service parameter too high";
+      break;
+    case Abort::kLengthTooLow:
+      text = "data type does not match, length of service parameter too low";
+      break;
+    case Abort::kNoSubIndex:
+      text = "sub-index does not exist";
+      break;
+    case Abort::kValueRange:
+      text = "invalid value for parameter (value range exceeded)";
+      break;
+    case Abort::kGeneral:
+      text = "general error";
+      break;
+    case Abort::kCannotStore:
+      text = "data cannot be transferred or stored to the application";
+      break;
+    case Abort::kLocalControl:
+      text = "data cannot be transferred or stored because of local control";
+      break;
+    case Abort::kDeviceState:
+      text = "data cannot be transferred or stored because of the present device state";
+      break;
   }
   if (text == nullptr) {
     switch (code) {
-      case 0x0604'0041: text = "object cannot be mapped to the PDO"; break;
-      case 0x0604'0042: text = "the number and length of the objects to be mapped would exceed PDO length"; break;
-      case 0x0604'0043: text = "general parameter incompatibility reason"; break;
-      case 0x0609'0031: text = "value of parameter written too high"; break;
-      case 0x0609'0032: text = "value of parameter written too low"; break;
-      case 0x0609'0036: text = "maximum value is less than minimum value"; break;
-      case 0x060A'0023: text = "resource not available: SDO connection"; break;
-      case 0x0800'0023: text = "object dictionary dynamic generation failed or no object dictionary is present"; break;
-      case 0x0800'0024: text = "no data available"; break;
-      default: break;
+      case 0x0604'0041:
+        text = "object cannot be mapped to the PDO";
+        break;
+      case 0x0604'0042:
+        text = "the number and length of the objects to be mapped would exceed PDO length";
+        break;
+      case 0x0604'0043:
+        text = "general parameter incompatibility reason";
+        break;
+      case 0x0609'0031:
+        text = "value of parameter written too high";
+        break;
+      case 0x0609'0032:
+        text = "value of parameter written too low";
+        break;
+      case 0x0609'0036:
+        text = "maximum value is less than minimum value";
+        break;
+      case 0x060A'0023:
+        text = "resource not available: SDO connection";
+        break;
+      case 0x0800'0023:
+        text = "object dictionary dynamic generation failed or no object dictionary is present";
+        break;
+      case 0x0800'0024:
+        text = "no data available";
+        break;
+      default:
+        break;
     }
   }
   if (text == nullptr) text = "unknown abort code";
@@ -212,7 +277,8 @@ void SdoClient::abort(Abort code) {
 
 std::string SdoClient::error_message() const {
   switch (failure_) {
-    case Failure::kNone: return "no error";
+    case Failure::kNone:
+      return "no error";
     case Failure::kServerAbort:
       return fmt::format("node {} aborted the SDO transfer of 0x{:04X}:{}: {}", node_id_, index_,
                          sub_, abort_message(abort_code_));
@@ -228,8 +294,8 @@ std::string SdoClient::error_message() const {
 }
 
 bool SdoClient::has_frame() const {
-  return !tx_.empty() || (phase_ == Phase::kBlockDownSubBlock && seq_sent_ < blksize_ &&
-                          !sub_block_has_last_);
+  return !tx_.empty() ||
+         (phase_ == Phase::kBlockDownSubBlock && seq_sent_ < blksize_ && !sub_block_has_last_);
 }
 
 bool SdoClient::next_frame(CanFrame& out, Micros now) {
@@ -287,7 +353,8 @@ void SdoClient::poll(Micros now) {
 }
 
 bool SdoClient::on_frame(const CanFrame& frame, Micros now) {
-  if (frame.id != canopen::kSdoTxBase + node_id_ || frame.extended() || frame.remote()) return false;
+  if (frame.id != canopen::kSdoTxBase + node_id_ || frame.extended() || frame.remote())
+    return false;
   if (!busy()) return true;
   if (frame.dlc < 8) {
     local_reason_ = "short SDO frame from the server";
@@ -311,16 +378,25 @@ bool SdoClient::on_frame(const CanFrame& frame, Micros now) {
   timer_start_ = now;
   switch (phase_) {
     case Phase::kDownInitiate:
-    case Phase::kDownSegment: handle_down(d); break;
+    case Phase::kDownSegment:
+      handle_down(d);
+      break;
     case Phase::kUpInitiate:
-    case Phase::kUpSegment: handle_up(d); break;
+    case Phase::kUpSegment:
+      handle_up(d);
+      break;
     case Phase::kBlockDownInitiate:
     case Phase::kBlockDownSubBlock:
-    case Phase::kBlockDownEnd: handle_block_down(d); break;
+    case Phase::kBlockDownEnd:
+      handle_block_down(d);
+      break;
     case Phase::kBlockUpInitiate:
     case Phase::kBlockUpSubBlock:
-    case Phase::kBlockUpEnd: handle_block_up(d, now); break;
-    case Phase::kNone: break;
+    case Phase::kBlockUpEnd:
+      handle_block_up(d, now);
+      break;
+    case Phase::kNone:
+      break;
   }
   return true;
 }
@@ -459,8 +535,8 @@ void SdoClient::handle_block_down(const std::uint8_t* d) {
         return;
       }
       const bool acked_last = sub_block_has_last_ && ackseq == seq_sent_;
-      const std::size_t acked = std::min<std::size_t>(std::size_t{ackseq} * 7U,
-                                                      data_.size() - block_base_);
+      const std::size_t acked =
+          std::min<std::size_t>(std::size_t{ackseq} * 7U, data_.size() - block_base_);
       retransmitted_ += static_cast<std::uint32_t>(seq_sent_ - ackseq);
       block_base_ += acked;
       done_ = block_base_;
@@ -492,7 +568,8 @@ void SdoClient::handle_block_down(const std::uint8_t* d) {
       done_ = data_.size();
       finish();
       return;
-    default: return;
+    default:
+      return;
   }
 }
 
@@ -574,7 +651,8 @@ void SdoClient::handle_block_up(const std::uint8_t* d, Micros now) {
       if ((d[0] & 0xE3) != 0xC1) {
         // Late segments of a sub-block we already acknowledged are ignored.
         if ((d[0] & 0x7F) != 0 && (d[0] & 0xE0) != 0xC0) return;
-        local_reason_ = fmt::format("unexpected frame 0x{:02X} instead of the block upload end", d[0]);
+        local_reason_ =
+            fmt::format("unexpected frame 0x{:02X} instead of the block upload end", d[0]);
         fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
         return;
       }
@@ -598,7 +676,8 @@ void SdoClient::handle_block_up(const std::uint8_t* d, Micros now) {
       finish();
       return;
     }
-    default: return;
+    default:
+      return;
   }
 }
 

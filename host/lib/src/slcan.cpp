@@ -4,8 +4,8 @@
 //   F  status flags (answer "Fxx")
 // The adapter answers commands with '\r' (ok) or '\a' (error), and transmissions with 'z'/'Z'.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <termios.h>
 
 #include <array>
@@ -63,11 +63,23 @@ std::optional<CanFrame> slcan_decode(std::string_view line) {
   CanFrame f;
   std::size_t id_len = 0;
   switch (kind) {
-    case 't': id_len = 3; break;
-    case 'r': id_len = 3; f.flags |= CanFrame::kRemote; break;
-    case 'T': id_len = 8; f.flags |= CanFrame::kExtended; break;
-    case 'R': id_len = 8; f.flags |= CanFrame::kExtended | CanFrame::kRemote; break;
-    default: return std::nullopt;
+    case 't':
+      id_len = 3;
+      break;
+    case 'r':
+      id_len = 3;
+      f.flags |= CanFrame::kRemote;
+      break;
+    case 'T':
+      id_len = 8;
+      f.flags |= CanFrame::kExtended;
+      break;
+    case 'R':
+      id_len = 8;
+      f.flags |= CanFrame::kExtended | CanFrame::kRemote;
+      break;
+    default:
+      return std::nullopt;
   }
   if (line.size() < 1 + id_len + 1) return std::nullopt;
   const auto id = hex(line.substr(1, id_len));
@@ -158,19 +170,32 @@ namespace {
 
 speed_t baud_constant(std::uint32_t baud) {
   switch (baud) {
-    case 9600: return B9600;
-    case 19200: return B19200;
-    case 38400: return B38400;
-    case 57600: return B57600;
-    case 115200: return B115200;
-    case 230400: return B230400;
-    case 460800: return B460800;
-    case 500000: return B500000;
-    case 921600: return B921600;
-    case 1000000: return B1000000;
-    case 2000000: return B2000000;
-    case 3000000: return B3000000;
-    default: return B0;
+    case 9600:
+      return B9600;
+    case 19200:
+      return B19200;
+    case 38400:
+      return B38400;
+    case 57600:
+      return B57600;
+    case 115200:
+      return B115200;
+    case 230400:
+      return B230400;
+    case 460800:
+      return B460800;
+    case 500000:
+      return B500000;
+    case 921600:
+      return B921600;
+    case 1000000:
+      return B1000000;
+    case 2000000:
+      return B2000000;
+    case 3000000:
+      return B3000000;
+    default:
+      return B0;
   }
 }
 
@@ -180,10 +205,12 @@ class SlcanTransport final : public Transport {
   SlcanTransport(std::string device, std::uint32_t bitrate, std::uint32_t serial_baud)
       : device_(std::move(device)), bitrate_(bitrate), reader_(describe()) {
     const auto code = slcan_bitrate_code(bitrate);
-    if (!code) throw Error(ErrorKind::kUsage, fmt::format("slcan: {} bit/s is not a CiA bit rate", bitrate));
+    if (!code)
+      throw Error(ErrorKind::kUsage, fmt::format("slcan: {} bit/s is not a CiA bit rate", bitrate));
     const int fd = ::open(device_.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot open: {}", describe(), detail::errno_text(errno)));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: cannot open: {}", describe(), detail::errno_text(errno)));
     }
     fd_ = detail::Fd(fd);
     // Only a character device can be a serial adapter: never write the set-up commands into a
@@ -200,14 +227,16 @@ class SlcanTransport final : public Transport {
       tio.c_cc[VTIME] = 0;
       const speed_t speed = baud_constant(serial_baud);
       if (speed == B0) {
-        throw Error(ErrorKind::kUsage, fmt::format("slcan: unsupported serial speed {}", serial_baud));
+        throw Error(ErrorKind::kUsage,
+                    fmt::format("slcan: unsupported serial speed {}", serial_baud));
       }
       ::cfsetispeed(&tio, speed);
       ::cfsetospeed(&tio, speed);
       ::tcsetattr(fd, TCSANOW, &tio);
       ::tcflush(fd, TCIOFLUSH);
     } else if (errno != ENOTTY) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: not a serial device: {}", describe(), detail::errno_text(errno)));
+      throw Error(ErrorKind::kBus, fmt::format("{}: not a serial device: {}", describe(),
+                                               detail::errno_text(errno)));
     }
     set_up(*code);
   }
@@ -283,7 +312,8 @@ class SlcanTransport final : public Transport {
         continue;
       }
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        throw Error(ErrorKind::kBus, fmt::format("{}: write failed: {} (adapter unplugged?)", describe(), detail::errno_text(errno)));
+        throw Error(ErrorKind::kBus, fmt::format("{}: write failed: {} (adapter unplugged?)",
+                                                 describe(), detail::errno_text(errno)));
       }
       if (clock_.now() >= give_up) {
         throw Error(ErrorKind::kBus, fmt::format("{}: the adapter does not take data", describe()));
@@ -306,7 +336,8 @@ class SlcanTransport final : public Transport {
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
         (r & (POLLHUP | POLLERR | POLLNVAL))) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: the serial device closed (adapter unplugged?)", describe()));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: the serial device closed (adapter unplugged?)", describe()));
     }
     return true;
   }
@@ -331,7 +362,10 @@ class SlcanTransport final : public Transport {
           pending_.clear();
           return true;
         }
-        throw Error(ErrorKind::kBus, fmt::format("{}: no answer to '{}' (not an slcan adapter, or wrong serial speed?)", describe(), cmd));
+        throw Error(
+            ErrorKind::kBus,
+            fmt::format("{}: no answer to '{}' (not an slcan adapter, or wrong serial speed?)",
+                        describe(), cmd));
       }
     }
   }

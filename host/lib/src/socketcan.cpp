@@ -139,7 +139,8 @@ std::string socketcan_link_kind(int ifindex) {
   std::memcpy(&h, buf.data(), sizeof h);
   if (h.nlmsg_type != RTM_NEWLINK || h.nlmsg_len > static_cast<std::size_t>(n)) return {};
   const auto align = [](std::size_t v) { return (v + 3U) & ~std::size_t{3}; };
-  // Attributes in [begin, end): calls f(type, payload offset, payload length) until it returns true.
+  // Attributes in [begin, end): calls f(type, payload offset, payload length) until it returns
+  // true.
   const auto walk = [&](std::size_t begin, std::size_t end, auto&& f) {
     std::size_t at = begin;
     while (at + sizeof(rtattr) <= end) {
@@ -151,16 +152,17 @@ std::string socketcan_link_kind(int ifindex) {
     }
   };
   std::string kind;
-  walk(align(sizeof(nlmsghdr)) + align(sizeof(ifinfomsg)), h.nlmsg_len, [&](unsigned type, std::size_t off, std::size_t len) {
-    if (type != IFLA_LINKINFO) return false;
-    walk(off, off + len, [&](unsigned t, std::size_t o, std::size_t l) {
-      if (t != IFLA_INFO_KIND) return false;
-      const char* p = reinterpret_cast<const char*>(buf.data() + o);
-      kind.assign(p, ::strnlen(p, l));
-      return true;
-    });
-    return true;
-  });
+  walk(align(sizeof(nlmsghdr)) + align(sizeof(ifinfomsg)), h.nlmsg_len,
+       [&](unsigned type, std::size_t off, std::size_t len) {
+         if (type != IFLA_LINKINFO) return false;
+         walk(off, off + len, [&](unsigned t, std::size_t o, std::size_t l) {
+           if (t != IFLA_INFO_KIND) return false;
+           const char* p = reinterpret_cast<const char*>(buf.data() + o);
+           kind.assign(p, ::strnlen(p, l));
+           return true;
+         });
+         return true;
+       });
   return kind;
 }
 
@@ -178,30 +180,40 @@ class SocketCanTransport final : public Transport {
     if (s < 0) {
       const int e = errno;
       if (e == EAFNOSUPPORT || e == EPROTONOSUPPORT) {
-        throw Error(ErrorKind::kBus, fmt::format("{}: this kernel has no SocketCAN support (modprobe can-raw?)", describe()));
+        throw Error(ErrorKind::kBus,
+                    fmt::format("{}: this kernel has no SocketCAN support (modprobe can-raw?)",
+                                describe()));
       }
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot create a CAN socket: {}", describe(), detail::errno_text(e)));
+      throw Error(ErrorKind::kBus, fmt::format("{}: cannot create a CAN socket: {}", describe(),
+                                               detail::errno_text(e)));
     }
     fd_ = detail::Fd(s);
     ifreq ifr{};
     if (interface_.empty() || interface_.size() >= IFNAMSIZ) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: '{}' is not an interface name", describe(), interface_));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: '{}' is not an interface name", describe(), interface_));
     }
     std::strncpy(ifr.ifr_name, interface_.c_str(), IFNAMSIZ - 1);
     if (::ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: no such CAN interface (see 'ip -details link show')", describe()));
+      throw Error(
+          ErrorKind::kBus,
+          fmt::format("{}: no such CAN interface (see 'ip -details link show')", describe()));
     }
     const int index = ifr.ifr_ifindex;
     if (::ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family != ARPHRD_CAN) {
       const unsigned type = ifr.ifr_hwaddr.sa_family;
-      const char* what = type == ARPHRD_LOOPBACK ? "the loopback interface" : type == ARPHRD_ETHER ? "an Ethernet interface" : "a network interface";
+      const char* what = type == ARPHRD_LOOPBACK ? "the loopback interface"
+                         : type == ARPHRD_ETHER  ? "an Ethernet interface"
+                                                 : "a network interface";
       throw Error(ErrorKind::kBus, fmt::format("{}: not a CAN interface ({} is {}, link type {}); "
-                                               "'ip -details link show type can' and 'ip link show type vcan' list the CAN interfaces",
+                                               "'ip -details link show type can' and 'ip link show "
+                                               "type vcan' list the CAN interfaces",
                                                describe(), interface_, what, type));
     }
     kind_ = socketcan_link_kind(index);
     if (::ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP) == 0) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: the interface is down ({})", describe(), up_hint(interface_, kind_)));
+      throw Error(ErrorKind::kBus, fmt::format("{}: the interface is down ({})", describe(),
+                                               up_hint(interface_, kind_)));
     }
     can_err_mask_t mask = CAN_ERR_MASK;
     ::setsockopt(s, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &mask, sizeof mask);
@@ -210,7 +222,8 @@ class SocketCanTransport final : public Transport {
     addr.can_ifindex = index;
     if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
       if (errno == ENODEV) throw_socket_error(ENODEV);  // deleted while we opened it
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot bind: {}", describe(), detail::errno_text(errno)));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: cannot bind: {}", describe(), detail::errno_text(errno)));
     }
   }
 
@@ -230,10 +243,15 @@ class SocketCanTransport final : public Transport {
   [[noreturn]] void throw_socket_error(int e) const {
     if (e == ENETDOWN && deleted_after_down()) e = ENODEV;
     if (e == ENETDOWN) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: the interface went down ({} to bring it back)", describe(), up_hint(interface_, kind_)));
+      throw Error(ErrorKind::kBus, fmt::format("{}: the interface went down ({} to bring it back)",
+                                               describe(), up_hint(interface_, kind_)));
     }
-    if (e == ENODEV) throw Error(ErrorKind::kBus, fmt::format("{}: the interface disappeared (adapter unplugged or link deleted)", describe()));
-    throw Error(ErrorKind::kBus, fmt::format("{}: receive failed: {}", describe(), detail::errno_text(e)));
+    if (e == ENODEV)
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: the interface disappeared (adapter unplugged or link deleted)",
+                              describe()));
+    throw Error(ErrorKind::kBus,
+                fmt::format("{}: receive failed: {}", describe(), detail::errno_text(e)));
   }
 
   Clock& clock() override { return clock_; }
@@ -255,14 +273,18 @@ class SocketCanTransport final : public Transport {
           waited = true;
         }
         if (clock_.now() >= give_up) {
-          throw Error(ErrorKind::kBus, fmt::format("{}: transmit queue stays full: is the bus connected, terminated and at the right bit rate?", describe()));
+          throw Error(ErrorKind::kBus,
+                      fmt::format("{}: transmit queue stays full: is the bus connected, terminated "
+                                  "and at the right bit rate?",
+                                  describe()));
         }
         detail::wait_fd(fd_.get(), POLLOUT, clock_, clock_.now() + 1000);
         std::this_thread::sleep_for(std::chrono::microseconds(200));
         continue;
       }
       if (n < 0 && (e == ENETDOWN || e == ENODEV)) throw_socket_error(e);
-      throw Error(ErrorKind::kBus, fmt::format("{}: send failed: {}", describe(), detail::errno_text(e)));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: send failed: {}", describe(), detail::errno_text(e)));
     }
   }
 
@@ -283,9 +305,12 @@ class SocketCanTransport final : public Transport {
       if (r & (POLLERR | POLLHUP | POLLNVAL)) {
         int e = 0;
         socklen_t len = sizeof e;
-        if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0) throw_socket_error(e);
+        if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0)
+          throw_socket_error(e);
         if ((r & (POLLHUP | POLLNVAL)) != 0 || ++error_polls > 100) {
-          throw Error(ErrorKind::kBus, fmt::format("{}: the socket reports an error that it does not name", describe()));
+          throw Error(
+              ErrorKind::kBus,
+              fmt::format("{}: the socket reports an error that it does not name", describe()));
         }
       }
     }
@@ -311,8 +336,9 @@ class SocketCanTransport final : public Transport {
 
   std::string workarounds() const override {
     if (retries_ == 0) return {};
-    return fmt::format("{}: {} frames found the transmit queue full (ENOBUFS) and were sent again ({} retries)", describe(),
-                       frames_waited_, retries_);
+    return fmt::format(
+        "{}: {} frames found the transmit queue full (ENOBUFS) and were sent again ({} retries)",
+        describe(), frames_waited_, retries_);
   }
 
  private:

@@ -20,8 +20,9 @@
 namespace rtcanboot::host {
 
 std::string socketcand_encode_send(const CanFrame& frame) {
-  std::string s = frame.extended() ? fmt::format("< send {:08X} {}", frame.id & 0x1FFF'FFFFU, frame.dlc)
-                                   : fmt::format("< send {:03X} {}", frame.id & 0x7FFU, frame.dlc);
+  std::string s = frame.extended()
+                      ? fmt::format("< send {:08X} {}", frame.id & 0x1FFF'FFFFU, frame.dlc)
+                      : fmt::format("< send {:03X} {}", frame.id & 0x7FFU, frame.dlc);
   for (int i = 0; i < frame.dlc && i < 8; ++i) s += fmt::format(" {:02X}", frame.data[i]);
   s += " >";
   return s;
@@ -142,7 +143,8 @@ class SocketcandTransport final : public Transport {
     const std::string port_text = std::to_string(port_);
     const int gai = ::getaddrinfo(host_.c_str(), port_text.c_str(), &hints, &res);
     if (gai != 0) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot resolve host '{}': {}", describe(), host_, ::gai_strerror(gai)));
+      throw Error(ErrorKind::kBus, fmt::format("{}: cannot resolve host '{}': {}", describe(),
+                                               host_, ::gai_strerror(gai)));
     }
     int last_errno = 0;
     try {
@@ -155,8 +157,9 @@ class SocketcandTransport final : public Transport {
     }
     ::freeaddrinfo(res);
     if (!fd_) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot connect: {} (is socketcand or the twin running?)", describe(),
-                                               detail::errno_text(last_errno)));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: cannot connect: {} (is socketcand or the twin running?)",
+                              describe(), detail::errno_text(last_errno)));
     }
     const int one = 1;
     ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -284,7 +287,8 @@ class SocketcandTransport final : public Transport {
                         false);
         continue;
       }
-      throw Error(ErrorKind::kBus, fmt::format("{}: connection lost: {}", describe(), detail::errno_text(errno)));
+      throw Error(ErrorKind::kBus,
+                  fmt::format("{}: connection lost: {}", describe(), detail::errno_text(errno)));
     }
   }
 
@@ -316,12 +320,14 @@ class SocketcandTransport final : public Transport {
         const auto tok = split(*msg);
         if (!tok.empty() && tok[0] == word) return;
         if (!tok.empty() && tok[0] == "error") {
-          throw Error(ErrorKind::kBus, fmt::format("{}: the server refused '{}': {}", describe(), step, *msg));
+          throw Error(ErrorKind::kBus,
+                      fmt::format("{}: the server refused '{}': {}", describe(), step, *msg));
         }
       }
       detail::throw_if_interrupted();
       if (clock_.now() >= until || !fill(until)) {
-        throw Error(ErrorKind::kBus, fmt::format("{}: no answer to '{}' (not a socketcand server?)", describe(), step));
+        throw Error(ErrorKind::kBus, fmt::format("{}: no answer to '{}' (not a socketcand server?)",
+                                                 describe(), step));
       }
     }
   }

@@ -14,7 +14,8 @@ namespace rtcanboot::host {
 namespace {
 std::atomic<bool> g_interrupt{false};
 std::atomic<int> g_signals{0};
-static_assert(std::atomic<bool>::is_always_lock_free, "the interrupt flag is set from signal handlers");
+static_assert(std::atomic<bool>::is_always_lock_free,
+              "the interrupt flag is set from signal handlers");
 static_assert(std::atomic<int>::is_always_lock_free, "the signal count is kept by signal handlers");
 
 extern "C" void on_interrupt_signal(int sig) {
@@ -28,9 +29,15 @@ extern "C" void on_interrupt_signal(int sig) {
 }
 }  // namespace
 
-void request_interrupt() { g_interrupt.store(true); }
-bool interrupt_requested() { return g_interrupt.load(); }
-void clear_interrupt() { g_interrupt.store(false); }
+void request_interrupt() {
+  g_interrupt.store(true);
+}
+bool interrupt_requested() {
+  return g_interrupt.load();
+}
+void clear_interrupt() {
+  g_interrupt.store(false);
+}
 
 void install_interrupt_handlers() {
   struct sigaction sa {};
@@ -43,17 +50,28 @@ void install_interrupt_handlers() {
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kInternal: return "internal error";
-    case ErrorKind::kUsage: return "usage error";
-    case ErrorKind::kInput: return "bad input";
-    case ErrorKind::kBus: return "bus error";
-    case ErrorKind::kNoNode: return "no such node";
-    case ErrorKind::kTimeout: return "timeout";
-    case ErrorKind::kRejected: return "image rejected";
-    case ErrorKind::kAborted: return "transfer aborted";
-    case ErrorKind::kWrongProduct: return "wrong product";
-    case ErrorKind::kNotConfirmed: return "application did not confirm";
-    case ErrorKind::kInterrupted: return "interrupted";
+    case ErrorKind::kInternal:
+      return "internal error";
+    case ErrorKind::kUsage:
+      return "usage error";
+    case ErrorKind::kInput:
+      return "bad input";
+    case ErrorKind::kBus:
+      return "bus error";
+    case ErrorKind::kNoNode:
+      return "no such node";
+    case ErrorKind::kTimeout:
+      return "timeout";
+    case ErrorKind::kRejected:
+      return "image rejected";
+    case ErrorKind::kAborted:
+      return "transfer aborted";
+    case ErrorKind::kWrongProduct:
+      return "wrong product";
+    case ErrorKind::kNotConfirmed:
+      return "application did not confirm";
+    case ErrorKind::kInterrupted:
+      return "interrupted";
   }
   return "error";
 }
@@ -93,7 +111,8 @@ Micros SteadyClock::now() const {
 }
 
 std::string format_frame(const CanFrame& frame) {
-  std::string s = frame.extended() ? fmt::format("{:08X}#", frame.id) : fmt::format("{:03X}#", frame.id);
+  std::string s =
+      frame.extended() ? fmt::format("{:08X}#", frame.id) : fmt::format("{:03X}#", frame.id);
   if (frame.remote()) return s + fmt::format("R{}", frame.dlc);
   for (int i = 0; i < frame.dlc && i < 8; ++i) s += fmt::format("{:02X}", frame.data[i]);
   return s;
@@ -119,10 +138,13 @@ BusUri parse_bus_uri(std::string_view text) {
   BusUri uri;
   const auto sep = text.find("://");
   if (sep == std::string_view::npos) {
-    if (!text.empty() && text.find('/') == std::string_view::npos && text.find(':') == std::string_view::npos) {
+    if (!text.empty() && text.find('/') == std::string_view::npos &&
+        text.find(':') == std::string_view::npos) {
       bad_uri(text, fmt::format("no scheme; did you mean socketcan://{}?", text));
     }
-    bad_uri(text, "expected socketcan://IFACE, slcan:///dev/DEVICE?bitrate=N or socketcand://HOST:PORT/CHANNEL");
+    bad_uri(text,
+            "expected socketcan://IFACE, slcan:///dev/DEVICE?bitrate=N or "
+            "socketcand://HOST:PORT/CHANNEL");
   }
   const std::string_view scheme = text.substr(0, sep);
   std::string_view rest = text.substr(sep + 3);
@@ -155,13 +177,16 @@ BusUri parse_bus_uri(std::string_view text) {
       const std::string_view item = query.substr(0, amp);
       query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
       const auto eq = item.find('=');
-      if (eq == std::string_view::npos) bad_uri(text, fmt::format("option '{}' needs a value", item));
+      if (eq == std::string_view::npos)
+        bad_uri(text, fmt::format("option '{}' needs a value", item));
       const std::string_view key = item.substr(0, eq);
       const auto value = parse_number(item.substr(eq + 1));
       if (!value) bad_uri(text, fmt::format("option '{}' needs a number", key));
       if (key == "bitrate") {
         if (!slcan_bitrate_code(static_cast<std::uint32_t>(*value))) {
-          bad_uri(text, "bitrate must be a CiA bit rate: 10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000 or 1000000");
+          bad_uri(text,
+                  "bitrate must be a CiA bit rate: 10000, 20000, 50000, 100000, 125000, 250000, "
+                  "500000, 800000 or 1000000");
         }
         uri.bitrate = static_cast<std::uint32_t>(*value);
       } else if (key == "baud") {
@@ -193,8 +218,10 @@ BusUri parse_bus_uri(std::string_view text) {
       host = hostport.substr(1, close - 1);
       hostport = hostport.substr(close + 1);
       if (!hostport.empty() && hostport.front() != ':') bad_uri(text, "expected ':PORT' after ']'");
-      if (!hostport.empty()) hostport = hostport.substr(1);
-      else hostport = {};
+      if (!hostport.empty())
+        hostport = hostport.substr(1);
+      else
+        hostport = {};
       if (!hostport.empty()) {
         const auto port = parse_number(hostport);
         if (!port || *port == 0 || *port > 65535) bad_uri(text, "port must be 1..65535");
@@ -226,12 +253,14 @@ BusUri parse_bus_uri(std::string_view text) {
     uri.interface = std::string(rest);
     return uri;
   }
-  bad_uri(text, fmt::format("unknown scheme '{}' (expected socketcan, slcan or socketcand)", scheme));
+  bad_uri(text,
+          fmt::format("unknown scheme '{}' (expected socketcan, slcan or socketcand)", scheme));
 }
 
 std::string to_string(const BusUri& uri) {
   switch (uri.scheme) {
-    case BusUri::Scheme::kSocketCan: return "socketcan://" + uri.interface;
+    case BusUri::Scheme::kSocketCan:
+      return "socketcan://" + uri.interface;
     case BusUri::Scheme::kSlcan:
       return fmt::format("slcan://{}?bitrate={}", uri.interface, uri.bitrate);
     case BusUri::Scheme::kSocketcand:
@@ -240,18 +269,23 @@ std::string to_string(const BusUri& uri) {
           "socketcand://{}:{}/{}",
           uri.host.find_first_of(":%") != std::string::npos ? "[" + uri.host + "]" : uri.host,
           uri.port, uri.interface);
-    case BusUri::Scheme::kSim: return "sim://" + uri.interface;
+    case BusUri::Scheme::kSim:
+      return "sim://" + uri.interface;
   }
   return "?";
 }
 
 std::unique_ptr<Transport> open_transport(const BusUri& uri) {
   switch (uri.scheme) {
-    case BusUri::Scheme::kSocketCan: return open_socketcan(uri.interface);
-    case BusUri::Scheme::kSlcan: return open_slcan(uri.interface, uri.bitrate, uri.serial_baud);
-    case BusUri::Scheme::kSocketcand: return open_socketcand(uri.host, uri.port, uri.interface);
+    case BusUri::Scheme::kSocketCan:
+      return open_socketcan(uri.interface);
+    case BusUri::Scheme::kSlcan:
+      return open_slcan(uri.interface, uri.bitrate, uri.serial_baud);
+    case BusUri::Scheme::kSocketcand:
+      return open_socketcand(uri.host, uri.port, uri.interface);
     case BusUri::Scheme::kSim:
-      throw Error(ErrorKind::kUsage, "sim:// buses exist only inside a program (tests, benchmarks)");
+      throw Error(ErrorKind::kUsage,
+                  "sim:// buses exist only inside a program (tests, benchmarks)");
   }
   throw Error(ErrorKind::kUsage, "unknown bus");
 }

@@ -18,66 +18,142 @@ std::string describe_flash_status(std::uint32_t value) {
   const auto detail = static_cast<std::uint16_t>(value >> 16);
   const char* s = nullptr;
   switch (static_cast<FlashStatus>(status)) {
-    case FlashStatus::kOk: s = "OK"; break;
-    case FlashStatus::kNoValidProgram: s = "no valid program"; break;
-    case FlashStatus::kDataFormatUnknown: s = "data format unknown"; break;
-    case FlashStatus::kDataFormatError: s = "data format error or CRC error"; break;
-    case FlashStatus::kNotCleared: s = "flash not cleared before write"; break;
-    case FlashStatus::kWriteError: s = "flash write error"; break;
-    case FlashStatus::kAddressError: s = "general address error"; break;
-    case FlashStatus::kSecured: s = "flash secured (write access forbidden)"; break;
-    case FlashStatus::kUnspecified: s = "unspecified error"; break;
-    case FlashStatus::kWrongProduct: s = "image is for another vendor/product"; break;
+    case FlashStatus::kOk:
+      s = "OK";
+      break;
+    case FlashStatus::kNoValidProgram:
+      s = "no valid program";
+      break;
+    case FlashStatus::kDataFormatUnknown:
+      s = "data format unknown";
+      break;
+    case FlashStatus::kDataFormatError:
+      s = "data format error or CRC error";
+      break;
+    case FlashStatus::kNotCleared:
+      s = "flash not cleared before write";
+      break;
+    case FlashStatus::kWriteError:
+      s = "flash write error";
+      break;
+    case FlashStatus::kAddressError:
+      s = "general address error";
+      break;
+    case FlashStatus::kSecured:
+      s = "flash secured (write access forbidden)";
+      break;
+    case FlashStatus::kUnspecified:
+      s = "unspecified error";
+      break;
+    case FlashStatus::kWrongProduct:
+      s = "image is for another vendor/product";
+      break;
   }
   std::string text = s ? s : fmt::format("status code {}", status);
   const char* d = nullptr;
   switch (static_cast<FlashDetail>(detail)) {
-    case FlashDetail::kNone: break;
-    case FlashDetail::kBadMagic: d = "not an rtcanboot container (bad magic)"; break;
-    case FlashDetail::kBadFormatVersion: d = "unsupported container format version"; break;
-    case FlashDetail::kBadHeaderLength: d = "bad container header length"; break;
-    case FlashDetail::kBadHeaderCrc: d = "container header CRC mismatch"; break;
-    case FlashDetail::kLoadAddress: d = "load address is not the application start"; break;
-    case FlashDetail::kTooLarge: d = "image does not fit the application region"; break;
-    case FlashDetail::kPayloadCrc: d = "payload CRC-32 mismatch"; break;
-    case FlashDetail::kPayloadSha256: d = "payload SHA-256 mismatch"; break;
-    case FlashDetail::kLengthMismatch: d = "download length differs from the container's"; break;
-    case FlashDetail::kVerifyFailed: d = "read-back verification failed"; break;
-    case FlashDetail::kEraseFailed: d = "erase failed"; break;
-    case FlashDetail::kProgramFailed: d = "programming failed"; break;
-    case FlashDetail::kJournalFailed: d = "install record could not be written"; break;
-    case FlashDetail::kProductMismatch: d = "vendor-ID/product code differ from the node's 0x1018"; break;
-    case FlashDetail::kAborted: d = "the master aborted the transfer part-way"; break;
-    case FlashDetail::kUnsupportedFlags: d = "container uses flags this bootloader does not know"; break;
-    case FlashDetail::kNotConfirmed:
-      d = "the application was started its allowed number of times and never confirmed that it runs";
+    case FlashDetail::kNone:
       break;
-    case FlashDetail::kBadVectorTable: d = "the image's initial stack pointer or reset handler cannot start"; break;
-    case FlashDetail::kTransferCrc: d = "the SDO block transfer's CRC did not match the data"; break;
-    case FlashDetail::kTransferTimeout: d = "the master went silent during the transfer (SDO timeout)"; break;
-    case FlashDetail::kTransferProtocol: d = "the master broke the SDO protocol during the transfer"; break;
-    case FlashDetail::kTransferReplaced: d = "a new SDO request replaced the transfer"; break;
-    case FlashDetail::kTransferNmt: d = "an NMT reset or stop ended the transfer"; break;
+    case FlashDetail::kBadMagic:
+      d = "not an rtcanboot container (bad magic)";
+      break;
+    case FlashDetail::kBadFormatVersion:
+      d = "unsupported container format version";
+      break;
+    case FlashDetail::kBadHeaderLength:
+      d = "bad container header length";
+      break;
+    case FlashDetail::kBadHeaderCrc:
+      d = "container header CRC mismatch";
+      break;
+    case FlashDetail::kLoadAddress:
+      d = "load address is not the application start";
+      break;
+    case FlashDetail::kTooLarge:
+      d = "image does not fit the application region";
+      break;
+    case FlashDetail::kPayloadCrc:
+      d = "payload CRC-32 mismatch";
+      break;
+    case FlashDetail::kPayloadSha256:
+      d = "payload SHA-256 mismatch";
+      break;
+    case FlashDetail::kLengthMismatch:
+      d = "download length differs from the container's";
+      break;
+    case FlashDetail::kVerifyFailed:
+      d = "read-back verification failed";
+      break;
+    case FlashDetail::kEraseFailed:
+      d = "erase failed";
+      break;
+    case FlashDetail::kProgramFailed:
+      d = "programming failed";
+      break;
+    case FlashDetail::kJournalFailed:
+      d = "install record could not be written";
+      break;
+    case FlashDetail::kProductMismatch:
+      d = "vendor-ID/product code differ from the node's 0x1018";
+      break;
+    case FlashDetail::kAborted:
+      d = "the master aborted the transfer part-way";
+      break;
+    case FlashDetail::kUnsupportedFlags:
+      d = "container uses flags this bootloader does not know";
+      break;
+    case FlashDetail::kNotConfirmed:
+      d = "the application was started its allowed number of times and never confirmed that it "
+          "runs";
+      break;
+    case FlashDetail::kBadVectorTable:
+      d = "the image's initial stack pointer or reset handler cannot start";
+      break;
+    case FlashDetail::kTransferCrc:
+      d = "the SDO block transfer's CRC did not match the data";
+      break;
+    case FlashDetail::kTransferTimeout:
+      d = "the master went silent during the transfer (SDO timeout)";
+      break;
+    case FlashDetail::kTransferProtocol:
+      d = "the master broke the SDO protocol during the transfer";
+      break;
+    case FlashDetail::kTransferReplaced:
+      d = "a new SDO request replaced the transfer";
+      break;
+    case FlashDetail::kTransferNmt:
+      d = "an NMT reset or stop ended the transfer";
+      break;
     case FlashDetail::kFlashNotIdentified:
-      d = "the node refuses flash work: its flash did not identify as the expected device (JEDEC ID; see its console)";
+      d = "the node refuses flash work: its flash did not identify as the expected device (JEDEC "
+          "ID; see its console)";
       break;
     case FlashDetail::kFlashPortFailed:
-      d = "the node refuses flash work: its flash driver could not be initialised (see its console)";
+      d = "the node refuses flash work: its flash driver could not be initialised (see its "
+          "console)";
       break;
   }
-  if (d) text += fmt::format(": {}", d);
-  else if (detail) text += fmt::format(" (detail {})", detail);
+  if (d)
+    text += fmt::format(": {}", d);
+  else if (detail)
+    text += fmt::format(" (detail {})", detail);
   return text;
 }
 
 const char* describe_boot_reason(std::uint8_t reason) {
   switch (static_cast<canopen::BootReason>(reason)) {
-    case canopen::BootReason::kBootWindow: return "waiting out the boot window";
-    case canopen::BootReason::kNoValidApplication: return "no valid application";
-    case canopen::BootReason::kEntryRequest: return "the application asked for the bootloader";
-    case canopen::BootReason::kApplicationDamaged: return "the application image is damaged";
-    case canopen::BootReason::kHeldByMaster: return "held by a master";
-    case canopen::BootReason::kNotConfirmed: return "the application did not confirm";
+    case canopen::BootReason::kBootWindow:
+      return "waiting out the boot window";
+    case canopen::BootReason::kNoValidApplication:
+      return "no valid application";
+    case canopen::BootReason::kEntryRequest:
+      return "the application asked for the bootloader";
+    case canopen::BootReason::kApplicationDamaged:
+      return "the application image is damaged";
+    case canopen::BootReason::kHeldByMaster:
+      return "held by a master";
+    case canopen::BootReason::kNotConfirmed:
+      return "the application did not confirm";
     case canopen::BootReason::kUnconfigured:
       return "it had no node-ID until LSS configured it";
   }
@@ -86,21 +162,30 @@ const char* describe_boot_reason(std::uint8_t reason) {
 
 const char* describe_trial_state(std::uint8_t state) {
   switch (static_cast<canopen::TrialState>(state)) {
-    case canopen::TrialState::kNoImage: return "no image";
-    case canopen::TrialState::kOnTrial: return "on trial (not confirmed yet)";
-    case canopen::TrialState::kConfirmed: return "confirmed";
-    case canopen::TrialState::kOff: return "off (every image starts unconfirmed)";
+    case canopen::TrialState::kNoImage:
+      return "no image";
+    case canopen::TrialState::kOnTrial:
+      return "on trial (not confirmed yet)";
+    case canopen::TrialState::kConfirmed:
+      return "confirmed";
+    case canopen::TrialState::kOff:
+      return "off (every image starts unconfirmed)";
   }
   return "unknown";
 }
 
 const char* describe_program_state(std::uint8_t state) {
   switch (state) {
-    case 0: return "stopped";
-    case 1: return "started";
-    case 2: return "stopped";
-    case 3: return "no program";
-    default: return "unknown";
+    case 0:
+      return "stopped";
+    case 1:
+      return "started";
+    case 2:
+      return "stopped";
+    case 3:
+      return "no program";
+    default:
+      return "unknown";
   }
 }
 
@@ -117,8 +202,11 @@ std::optional<T> optional_read(F&& f) {
 }
 
 [[noreturn]] void no_node(std::uint8_t node) {
-  throw Error(ErrorKind::kNoNode,
-              fmt::format("node {} does not answer (no SDO response): check the node-ID, bit rate and wiring", node));
+  throw Error(
+      ErrorKind::kNoNode,
+      fmt::format(
+          "node {} does not answer (no SDO response): check the node-ID, bit rate and wiring",
+          node));
 }
 
 }  // namespace
@@ -133,27 +221,43 @@ NodeInfo read_node_info(Master& m, std::uint8_t node) {
     throw;
   }
   try {
-    info.vendor_id = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 1); });
-    info.product_code = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 2); });
-    info.revision = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 3); });
-    info.serial = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 4); });
+    info.vendor_id =
+        optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 1); });
+    info.product_code =
+        optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 2); });
+    info.revision =
+        optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 3); });
+    info.serial =
+        optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kIdentity, 4); });
     info.device_name = optional_read<std::string>([&] { return m.upload_string(node, 0x1008, 0); });
-    info.software_version = optional_read<std::string>([&] { return m.upload_string(node, 0x100A, 0); });
+    info.software_version =
+        optional_read<std::string>([&] { return m.upload_string(node, 0x100A, 0); });
     info.heartbeat_ms = optional_read<std::uint16_t>(
         [&] { return static_cast<std::uint16_t>(m.upload_u32(node, od::kProducerHeartbeat, 0)); });
-    info.running_program = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 1); });
+    info.running_program =
+        optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 1); });
     if (info.running_program) {
-      info.bootloader_version = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 2); });
-      info.app_start = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 3); });
-      info.app_size = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 4); });
-      info.boot_reason = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 5); });
-      info.image_version = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 6); });
-      info.trial_state = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 7); });
-      info.boot_attempts = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 8); });
+      info.bootloader_version =
+          optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 2); });
+      info.app_start =
+          optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 3); });
+      info.app_size =
+          optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 4); });
+      info.boot_reason =
+          optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 5); });
+      info.image_version =
+          optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 6); });
+      info.trial_state =
+          optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 7); });
+      info.boot_attempts =
+          optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 8); });
     }
-    info.program_state = optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kProgramControl, 1); });
-    info.software_id = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kSoftwareId, 1); });
-    info.flash_status = optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kFlashStatus, 1); });
+    info.program_state =
+        optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kProgramControl, 1); });
+    info.software_id =
+        optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kSoftwareId, 1); });
+    info.flash_status =
+        optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kFlashStatus, 1); });
   } catch (const SdoError& e) {
     throw Error(ErrorKind::kTimeout, fmt::format("node {} stopped answering: {}", node, e.what()));
   }
@@ -161,7 +265,8 @@ NodeInfo read_node_info(Master& m, std::uint8_t node) {
 }
 
 std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const UpdateOptions& o,
-                                             std::uint32_t node_vendor, std::uint32_t node_product) {
+                                             std::uint32_t node_vendor,
+                                             std::uint32_t node_product) {
   std::uint32_t vendor = 0;
   std::uint32_t product = 0;
   std::vector<std::uint8_t> bytes;
@@ -182,7 +287,8 @@ std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const Upd
   }
   if ((vendor != node_vendor || product != node_product) && !o.force_product) {
     throw Error(ErrorKind::kWrongProduct,
-                fmt::format("the image is for vendor 0x{:08X} product 0x{:08X}, node {} is vendor 0x{:08X} product 0x{:08X} (--force-product to flash anyway)",
+                fmt::format("the image is for vendor 0x{:08X} product 0x{:08X}, node {} is vendor "
+                            "0x{:08X} product 0x{:08X} (--force-product to flash anyway)",
                             vendor, product, o.node, node_vendor, node_product));
   }
   return bytes;
@@ -208,7 +314,8 @@ class Flow {
       } catch (const SdoError& e) {
         if (!e.timed_out() || m_.now() >= until) {
           if (e.timed_out()) {
-            throw Error(ErrorKind::kTimeout, fmt::format("node {} did not answer while {}", o_.node, what));
+            throw Error(ErrorKind::kTimeout,
+                        fmt::format("node {} did not answer while {}", o_.node, what));
           }
           throw;
         }
@@ -225,7 +332,8 @@ class Flow {
       });
       if ((status & 1U) == 0) return status;
       if (m_.now() >= until) {
-        throw Error(ErrorKind::kTimeout, fmt::format("node {} still busy {} after {} s", o_.node, what, o_.flash_timeout / 1'000'000));
+        throw Error(ErrorKind::kTimeout, fmt::format("node {} still busy {} after {} s", o_.node,
+                                                     what, o_.flash_timeout / 1'000'000));
       }
       m_.listen_until(m_.now() + o_.poll_interval);
     }
@@ -239,13 +347,14 @@ class Flow {
     const std::uint8_t p = o_.program;
     const Micros started = m_.now();
     try {
-      m_.download(node, od::kProgramData, p, container, block ? SdoMode::kBlock : SdoMode::kSegmented, ev_.progress);
+      m_.download(node, od::kProgramData, p, container,
+                  block ? SdoMode::kBlock : SdoMode::kSegmented, ev_.progress);
       return DownloadOutcome::kDone;
     } catch (const SdoError& e) {
-      const bool refused_block = block && e.bytes_done() == 0 &&
-                                 e.failure() == SdoClient::Failure::kServerAbort &&
-                                 (e.abort_code() == static_cast<std::uint32_t>(Abort::kCommandSpecifier) ||
-                                  e.abort_code() == static_cast<std::uint32_t>(Abort::kUnsupportedAccess));
+      const bool refused_block =
+          block && e.bytes_done() == 0 && e.failure() == SdoClient::Failure::kServerAbort &&
+          (e.abort_code() == static_cast<std::uint32_t>(Abort::kCommandSpecifier) ||
+           e.abort_code() == static_cast<std::uint32_t>(Abort::kUnsupportedAccess));
       if (refused_block) return DownloadOutcome::kFallBack;
       if (e.timed_out() && e.bytes_done() >= container.size()) {
         // Everything arrived but the final confirmation was lost: let the status decide.
@@ -281,7 +390,8 @@ class Flow {
                         reason.empty() ? "" : fmt::format(" (node {} reports: {})", node, reason)));
       }
       if (!reason.empty()) {
-        throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {} ({})", node, reason, e.what()));
+        throw Error(ErrorKind::kRejected,
+                    fmt::format("node {} rejected the image: {} ({})", node, reason, e.what()));
       }
       throw;
     }
@@ -317,7 +427,9 @@ class Flow {
     // 1. Already installed?
     const std::uint32_t installed = m_.upload_u32(node, od::kSoftwareId, p);
     if (installed == expected_id && !o_.force) {
-      step(fmt::format("node {} already runs this image (0x1F56 = 0x{:08X}); use --force to flash again", node, installed));
+      step(fmt::format(
+          "node {} already runs this image (0x1F56 = 0x{:08X}); use --force to flash again", node,
+          installed));
       result.skipped = true;
       result.software_id = installed;
       if (o_.start) {
@@ -338,7 +450,8 @@ class Flow {
       step("stopping the program");
       const Micros before = m_.now();
       try {
-        m_.download_u8(node, od::kProgramControl, p, static_cast<std::uint8_t>(canopen::ProgramCommand::kStop));
+        m_.download_u8(node, od::kProgramControl, p,
+                       static_cast<std::uint8_t>(canopen::ProgramCommand::kStop));
       } catch (const SdoError& e) {
         if (!e.timed_out()) throw;
         step("no answer to stop: the node is restarting into its bootloader");
@@ -356,11 +469,13 @@ class Flow {
     for (int attempt = 1;; ++attempt) {
       step("clearing the application region");
       retry_while_rebooting("clearing the program", [&] {
-        m_.download_u8(node, od::kProgramControl, p, static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
+        m_.download_u8(node, od::kProgramControl, p,
+                       static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
         return 0;
       });
       wait_flash_idle("erasing");
-      step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData, p));
+      step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData,
+                       p));
       t0 = m_.now();
       const DownloadOutcome outcome = download(container, block);
       if (outcome == DownloadOutcome::kDone) break;
@@ -372,7 +487,9 @@ class Flow {
       }
       // kRestarted
       if (attempt >= o_.download_attempts) {
-        throw Error(ErrorKind::kTimeout, fmt::format("node {} restarted during the download {} times; giving up", node, attempt));
+        throw Error(ErrorKind::kTimeout,
+                    fmt::format("node {} restarted during the download {} times; giving up", node,
+                                attempt));
       }
       step(fmt::format("node {} restarted during the download; starting over", node));
     }
@@ -384,13 +501,17 @@ class Flow {
     m_.listen_until(m_.now() + o_.poll_interval);
     const std::uint32_t fs = wait_flash_idle("programming");
     if (fs != 0) {
-      throw Error(ErrorKind::kRejected, fmt::format("node {} rejected the image: {}", node, describe_flash_status(fs)));
+      throw Error(ErrorKind::kRejected,
+                  fmt::format("node {} rejected the image: {}", node, describe_flash_status(fs)));
     }
     // 6. Check the software identification.
     const std::uint32_t now_id = m_.upload_u32(node, od::kSoftwareId, p);
     result.software_id = now_id;
     if (now_id != expected_id) {
-      throw Error(ErrorKind::kRejected, fmt::format("node {} reports software id 0x{:08X} after the download, expected 0x{:08X}", node, now_id, expected_id));
+      throw Error(
+          ErrorKind::kRejected,
+          fmt::format("node {} reports software id 0x{:08X} after the download, expected 0x{:08X}",
+                      node, now_id, expected_id));
     }
     step(fmt::format("image installed and verified (0x1F56 = 0x{:08X})", now_id));
     // 7. Start.
@@ -402,17 +523,21 @@ class Flow {
     step("starting the application");
     const Micros before = m_.now();
     try {
-      m_.download_u8(o_.node, od::kProgramControl, o_.program, static_cast<std::uint8_t>(canopen::ProgramCommand::kStart));
+      m_.download_u8(o_.node, od::kProgramControl, o_.program,
+                     static_cast<std::uint8_t>(canopen::ProgramCommand::kStart));
     } catch (const SdoError& e) {
       if (!e.timed_out()) {
-        throw Error(ErrorKind::kRejected, fmt::format("node {} refused to start the application: {}", o_.node, e.what()));
+        throw Error(ErrorKind::kRejected,
+                    fmt::format("node {} refused to start the application: {}", o_.node, e.what()));
       }
     }
     // Prefer the boot-up message: a heartbeat could still come from the bootloader.
     auto hb = m_.wait_heartbeat(o_.node, before, before + o_.boot_timeout, true);
     if (!hb) hb = m_.wait_heartbeat(o_.node, before + 500'000, m_.now(), false);
     if (!hb) {
-      throw Error(ErrorKind::kTimeout, fmt::format("the application on node {} sent no boot-up or heartbeat within {} s", o_.node, o_.boot_timeout / 1'000'000));
+      throw Error(ErrorKind::kTimeout,
+                  fmt::format("the application on node {} sent no boot-up or heartbeat within {} s",
+                              o_.node, o_.boot_timeout / 1'000'000));
     }
     // The boot-up message comes first; wait for a heartbeat to learn the state if one follows soon.
     auto state = hb->state;
@@ -453,17 +578,21 @@ class Flow {
       }
       const auto confirmed = static_cast<std::uint8_t>(canopen::TrialState::kConfirmed);
       const auto off = static_cast<std::uint8_t>(canopen::TrialState::kOff);
-      if (running == canopen::kRunningApplication && trial && (*trial == confirmed || *trial == off)) {
+      if (running == canopen::kRunningApplication && trial &&
+          (*trial == confirmed || *trial == off)) {
         result.confirmed = true;
-        step(*trial == off ? "trial boot is off on this node" : "the application confirmed that it runs");
+        step(*trial == off ? "trial boot is off on this node"
+                           : "the application confirmed that it runs");
         return;
       }
       if (running == canopen::kRunningBootloader && reason &&
           *reason == static_cast<std::uint8_t>(canopen::BootReason::kNotConfirmed)) {
-        throw Error(ErrorKind::kNotConfirmed,
-                    fmt::format("the application on node {} did not confirm that it runs: started {} times, "
-                                "the bootloader keeps it stopped (docs/trial-boot.md)",
-                                node, attempts ? *attempts : 0));
+        throw Error(
+            ErrorKind::kNotConfirmed,
+            fmt::format(
+                "the application on node {} did not confirm that it runs: started {} times, "
+                "the bootloader keeps it stopped (docs/trial-boot.md)",
+                node, attempts ? *attempts : 0));
       }
       if (!announced) {
         step("waiting for the application to confirm");

@@ -26,8 +26,12 @@ class FlexCan;
 // Core clock 600 MHz; the twin charges one cycle per 16-bit halfword of executed Thumb code
 // (16-bit instructions 1 cycle, 32-bit instructions 2 cycles).
 inline constexpr std::uint64_t kCoreHz = 600'000'000;
-constexpr Nanos cycles_to_ns(std::uint64_t cycles) { return cycles * 5 / 3; }
-constexpr std::uint64_t ns_to_cycles(Nanos ns) { return (ns * 3 + 4) / 5; }
+constexpr Nanos cycles_to_ns(std::uint64_t cycles) {
+  return cycles * 5 / 3;
+}
+constexpr std::uint64_t ns_to_cycles(Nanos ns) {
+  return (ns * 3 + 4) / 5;
+}
 
 struct Report {
   Nanos time = 0;
@@ -47,7 +51,7 @@ enum class IvtEntrySp { kRomStackKept, kLoadedFromVectorTable };
 // Readings of chip facts no NXP source settles (fact sheet §9), one switch each; the defaults
 // are the most hostile readings the sources allow (docs/twin.md "Readings").
 struct Readings {
-  LutAfterReset lut_after_reset = LutAfterReset::kZero;  // FlexSPI2 LUT slots nobody loaded
+  LutAfterReset lut_after_reset = LutAfterReset::kZero;         // FlexSPI2 LUT slots nobody loaded
   Pll3AfterBoot pll3_after_boot = Pll3AfterBoot::kPoweredDown;  // PLL3 as the boot ROM leaves it
   SrcGprOverReset src_gpr_over_reset = SrcGprOverReset::kClearedByEveryReset;
   SnvsLpgprOverReset snvs_lpgpr_over_reset = SnvsLpgprOverReset::kClearedByWarmReset;
@@ -212,7 +216,9 @@ class Simulation {
 
  public:
   // Reports from buses (default: warnings and faults to stderr).
-  void set_report_sink(std::function<void(const Report&)> sink) { reporter_.sink = std::move(sink); }
+  void set_report_sink(std::function<void(const Report&)> sink) {
+    reporter_.sink = std::move(sink);
+  }
 };
 
 }  // namespace rtcanboot::twin

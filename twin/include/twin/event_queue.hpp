@@ -14,8 +14,12 @@ namespace rtcanboot::twin {
 
 inline constexpr Nanos kNever = std::numeric_limits<Nanos>::max();
 
-constexpr Nanos microseconds_ns(std::uint64_t us) { return us * 1000; }
-constexpr Nanos milliseconds_ns(std::uint64_t ms) { return ms * 1000 * 1000; }
+constexpr Nanos microseconds_ns(std::uint64_t us) {
+  return us * 1000;
+}
+constexpr Nanos milliseconds_ns(std::uint64_t ms) {
+  return ms * 1000 * 1000;
+}
 
 class EventQueue final : public Clock {
  public:
@@ -58,7 +62,9 @@ class EventQueue final : public Clock {
   void clear_local_time_source() { local_ = nullptr; }
   // Told about every newly scheduled event (a running board ends its time slice early when an
   // event falls before the end of the slice).
-  void set_schedule_observer(std::function<void(Nanos)> observer) { observer_ = std::move(observer); }
+  void set_schedule_observer(std::function<void(Nanos)> observer) {
+    observer_ = std::move(observer);
+  }
 
  private:
   using Key = std::pair<Nanos, std::uint64_t>;

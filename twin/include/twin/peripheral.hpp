@@ -51,7 +51,8 @@ class Peripheral {
   virtual std::uint32_t size() const = 0;  // bytes of address space it decodes
   // Register access at `offset` from the block base; width 1, 2 or 4 bytes. `pc` is for reports.
   virtual std::uint32_t read(std::uint32_t offset, unsigned width, std::uint32_t pc) = 0;
-  virtual void write(std::uint32_t offset, std::uint32_t value, unsigned width, std::uint32_t pc) = 0;
+  virtual void write(std::uint32_t offset, std::uint32_t value, unsigned width,
+                     std::uint32_t pc) = 0;
   // Power-on reset (`warm` = system reset through AIRCR/watchdog: registers documented to survive
   // a warm reset keep their values).
   virtual void reset(bool warm) = 0;

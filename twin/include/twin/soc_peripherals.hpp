@@ -27,7 +27,7 @@ struct SocContext {
   InterruptController* irq = nullptr;
   Reporter* reporter = nullptr;
   std::function<void(ResetCause, const std::string&)> request_reset;
-  std::function<void(char)> console;  // LPUART1 transmit
+  std::function<void(char)> console;       // LPUART1 transmit
   std::function<void()> ahb_buffer_reset;  // FlexSPI2 MCR0.SWRESET / AHBCR.CLRAHBRXBUF
 };
 
@@ -44,8 +44,12 @@ class RegisterBlock : public Peripheral {
 
  protected:
   // Word access at an aligned offset; `mask` has the bytes being written.
-  virtual std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) { (void)pc; return reg(offset); }
-  virtual void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+  virtual std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) {
+    (void)pc;
+    return reg(offset);
+  }
+  virtual void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                          std::uint32_t pc) {
     (void)pc;
     store(offset, value, mask);
   }
@@ -72,7 +76,10 @@ class RegisterBlock : public Peripheral {
 class PlainRegisters final : public RegisterBlock {
  public:
   using RegisterBlock::RegisterBlock;
-  void preset(std::uint32_t offset, std::uint32_t value) { set_reset_value(offset, value); set_reg(offset, value); }
+  void preset(std::uint32_t offset, std::uint32_t value) {
+    set_reset_value(offset, value);
+    set_reg(offset, value);
+  }
 };
 
 class CcmAnalog;
@@ -116,7 +123,8 @@ class CcmAnalog final : public RegisterBlock {
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:
@@ -150,7 +158,8 @@ class Src final : public RegisterBlock {
   void record_reset(ResetCause cause);
 
  protected:
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:
@@ -159,7 +168,8 @@ class Src final : public RegisterBlock {
 
 class Snvs final : public RegisterBlock {
  public:
-  Snvs(SocContext& ctx, SnvsLpgprOverReset reading) : RegisterBlock("SNVS", 0x4000, ctx), reading_(reading) {}
+  Snvs(SocContext& ctx, SnvsLpgprOverReset reading)
+      : RegisterBlock("SNVS", 0x4000, ctx), reading_(reading) {}
 
  protected:
   void on_reset(bool warm) override;
@@ -181,7 +191,8 @@ class Wdog final : public RegisterBlock {
   bool enabled() const { return (reg(0) & 0x4) != 0; }
 
  protected:
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:
@@ -201,7 +212,8 @@ class Rtwdog final : public RegisterBlock {
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:
@@ -224,7 +236,8 @@ class Gpt final : public RegisterBlock {
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:
@@ -244,11 +257,14 @@ class Gpt final : public RegisterBlock {
 class Pit final : public RegisterBlock {
  public:
   Pit(const Ccm& ccm, SocContext& ctx);
-  static bool is_time_register(std::uint32_t offset) { return offset >= 0x100 && (offset & 0xF) == 0x4; }
+  static bool is_time_register(std::uint32_t offset) {
+    return offset >= 0x100 && (offset & 0xF) == 0x4;
+  }
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:
@@ -265,7 +281,8 @@ class Lpuart final : public RegisterBlock {
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 };
 
@@ -293,7 +310,8 @@ class FlexSpi2 final : public RegisterBlock {
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
-  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) override;
+  void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
+                  std::uint32_t pc) override;
   void on_reset(bool warm) override;
 
  private:

@@ -1,9 +1,9 @@
 #include "twin/can/bus.hpp"
 
 #include <algorithm>
-#include <memory>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <utility>
 
 #include "rtcanboot/can_timing.hpp"
@@ -35,12 +35,18 @@ constexpr std::uint8_t kProtForm = 0x02U;
 
 std::uint8_t prot_type(BusError error) {
   switch (error) {
-    case BusError::kBit0: return kProtBit0;
-    case BusError::kBit1: return kProtBit1;
-    case BusError::kStuff: return kProtStuff;
-    case BusError::kForm: return kProtForm;
-    case BusError::kCrc: return 0;
-    case BusError::kAck: return 0;
+    case BusError::kBit0:
+      return kProtBit0;
+    case BusError::kBit1:
+      return kProtBit1;
+    case BusError::kStuff:
+      return kProtStuff;
+    case BusError::kForm:
+      return kProtForm;
+    case BusError::kCrc:
+      return 0;
+    case BusError::kAck:
+      return 0;
   }
   return 0;
 }
@@ -49,21 +55,30 @@ std::uint8_t prot_type(BusError error) {
 
 const char* to_string(BusError error) {
   switch (error) {
-    case BusError::kAck: return "ack";
-    case BusError::kBit0: return "bit0";
-    case BusError::kBit1: return "bit1";
-    case BusError::kStuff: return "stuff";
-    case BusError::kForm: return "form";
-    case BusError::kCrc: return "crc";
+    case BusError::kAck:
+      return "ack";
+    case BusError::kBit0:
+      return "bit0";
+    case BusError::kBit1:
+      return "bit1";
+    case BusError::kStuff:
+      return "stuff";
+    case BusError::kForm:
+      return "form";
+    case BusError::kCrc:
+      return "crc";
   }
   return "?";
 }
 
 const char* to_string(FaultState state) {
   switch (state) {
-    case FaultState::kErrorActive: return "error-active";
-    case FaultState::kErrorPassive: return "error-passive";
-    case FaultState::kBusOff: return "bus-off";
+    case FaultState::kErrorActive:
+      return "error-active";
+    case FaultState::kErrorPassive:
+      return "error-passive";
+    case FaultState::kBusOff:
+      return "bus-off";
   }
   return "?";
 }
@@ -90,7 +105,8 @@ void BusNode::set_counters(const ErrorCounters& counters) {
 
 std::uint32_t BusNode::recovery_sequences_seen() const {
   if (counters_.state() != FaultState::kBusOff) return 0;
-  return bus_ != nullptr ? bus_->recovery_progress(*this) : kBusOffRecoverySequences - recovery_left_;
+  return bus_ != nullptr ? bus_->recovery_progress(*this)
+                         : kBusOffRecoverySequences - recovery_left_;
 }
 
 void BusNode::notify_bus() {
@@ -192,7 +208,8 @@ void Endpoint::rx(const CanFrame& frame, Nanos sof, Nanos eof) {
 
 std::string format_candump(Nanos at, std::string_view channel, const CanFrame& frame) {
   char head[64];
-  std::snprintf(head, sizeof head, "(%llu.%06llu) ", static_cast<unsigned long long>(at / 1'000'000'000ULL),
+  std::snprintf(head, sizeof head, "(%llu.%06llu) ",
+                static_cast<unsigned long long>(at / 1'000'000'000ULL),
                 static_cast<unsigned long long>((at / 1000ULL) % 1'000'000ULL));
   std::string line = head;
   line.append(channel);
@@ -241,13 +258,16 @@ Bus::~Bus() {
   for (BusNode* node : nodes_) node->bus_ = nullptr;
 }
 
-std::uint64_t Bus::bit_ns(std::uint64_t bits) const { return can_timing::bits_to_ns(bits, bitrate_); }
+std::uint64_t Bus::bit_ns(std::uint64_t bits) const {
+  return can_timing::bits_to_ns(bits, bitrate_);
+}
 
 std::uint32_t Bus::recovery_progress(const BusNode& node) const {
   if (node.counters_.state() != FaultState::kBusOff) return 0;
   std::uint64_t seen = kBusOffRecoverySequences - node.recovery_left_;
   const Nanos now = clock_.now();
-  if (!busy_ && node.auto_recovery() && now > idle_since_) seen += (now - idle_since_) / bit_ns(kRecoverySequenceBits);
+  if (!busy_ && node.auto_recovery() && now > idle_since_)
+    seen += (now - idle_since_) / bit_ns(kRecoverySequenceBits);
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(seen, kBusOffRecoverySequences));
 }
 
@@ -256,7 +276,9 @@ bool Bus::bitrate_matches(double node_bitrate) const {
   return std::fabs(node_bitrate - bitrate_) <= tolerance_ * bitrate_;
 }
 
-bool Bus::in_sync(const BusNode* node) const { return bitrate_matches(node->node_bitrate()); }
+bool Bus::in_sync(const BusNode* node) const {
+  return bitrate_matches(node->node_bitrate());
+}
 
 void Bus::attach(BusNode& node) {
   if (node.bus_ == this) return;
@@ -308,14 +330,17 @@ void Bus::check_modes() {
         mismatch_reported_.push_back(key);
         char msg[220];
         if (mode == NodeMode::kNormal) {
-          std::snprintf(msg, sizeof msg,
-                        "node %s joins %s at %.1f bit/s but the bus runs at %u bit/s: it receives "
-                        "nothing, sees errors and its error flags destroy frames until it is error-passive",
-                        name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
+          std::snprintf(
+              msg, sizeof msg,
+              "node %s joins %s at %.1f bit/s but the bus runs at %u bit/s: it receives "
+              "nothing, sees errors and its error flags destroy frames until it is error-passive",
+              name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
           reporter_.report(Severity::kFault, "can-bus", msg, 0);
         } else {
-          std::snprintf(msg, sizeof msg, "node %s listens on %s at %.1f bit/s, the bus runs at %u bit/s: it receives nothing",
-                        name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
+          std::snprintf(
+              msg, sizeof msg,
+              "node %s listens on %s at %.1f bit/s, the bus runs at %u bit/s: it receives nothing",
+              name.c_str(), name_.c_str(), node->node_bitrate(), bitrate_);
           reporter_.report(Severity::kInfo, "can-bus", msg, 0);
         }
       }
@@ -446,7 +471,8 @@ void Bus::schedule_recovery() {
   std::uint32_t least = 0;
   for (BusNode* node : nodes_) {
     if (node->counters_.state() != FaultState::kBusOff || !node->auto_recovery()) continue;
-    if (least == 0 || node->recovery_left_ < least) least = std::max<std::uint32_t>(node->recovery_left_, 1);
+    if (least == 0 || node->recovery_left_ < least)
+      least = std::max<std::uint32_t>(node->recovery_left_, 1);
   }
   if (least == 0) return;
   const Nanos at = idle_since_ + bit_ns(static_cast<std::uint64_t>(least) * kRecoverySequenceBits);
@@ -546,7 +572,8 @@ void Bus::arbitrate() {
     } else if (ki == kb && !same_bits(candidates[i].frame, candidates[best].frame)) {
       char msg[160];
       std::snprintf(msg, sizeof msg, "%s and %s start frames with the same identifier 0x%X at once",
-                    candidates[best].node->node_name().c_str(), candidates[i].node->node_name().c_str(),
+                    candidates[best].node->node_name().c_str(),
+                    candidates[i].node->node_name().c_str(),
                     static_cast<unsigned>(candidates[i].frame.id));
       reporter_.report(Severity::kWarning, "can-bus", msg, 0);
     }
@@ -572,7 +599,9 @@ void Bus::arbitrate() {
 
   const std::uint32_t total = can_timing::frame_bits(frame);
   const FaultRule* rule = pick_fault(frame);
-  auto fault_is = [rule](FaultRule::Action action) { return rule != nullptr && rule->action == action; };
+  auto fault_is = [rule](FaultRule::Action action) {
+    return rule != nullptr && rule->action == action;
+  };
 
   bool acked = false;
   std::vector<BusNode*> destroyers;
@@ -699,7 +728,8 @@ void Bus::arbitrate() {
 
 void Bus::error_episode(const EpisodeSpec& spec) {
   const Nanos err_at = spec.sof + bit_ns(spec.error_bit);
-  const std::uint64_t episode_bits = spec.error_bit + spec.flag_bits + kErrorDelimiter + can_timing::kInterframeBits;
+  const std::uint64_t episode_bits =
+      spec.error_bit + spec.flag_bits + kErrorDelimiter + can_timing::kInterframeBits;
   const Nanos idle_at = spec.sof + bit_ns(episode_bits);
   busy_until_ = idle_at;
   stats_.busy_bits += episode_bits;
@@ -708,10 +738,13 @@ void Bus::error_episode(const EpisodeSpec& spec) {
     if (spec.tx_error == BusError::kAck) {
       trace_error(err_at, kErrAck, 0);
     } else {
-      trace_error(err_at, kErrProt, prot_type(spec.rx_error == BusError::kCrc ? spec.tx_error : spec.rx_error));
+      trace_error(err_at, kErrProt,
+                  prot_type(spec.rx_error == BusError::kCrc ? spec.tx_error : spec.rx_error));
     }
     const std::vector<BusNode*> nodes = nodes_;
-    auto attached = [this](BusNode* n) { return std::find(nodes_.begin(), nodes_.end(), n) != nodes_.end(); };
+    auto attached = [this](BusNode* n) {
+      return std::find(nodes_.begin(), nodes_.end(), n) != nodes_.end();
+    };
     if (spec.tx != nullptr && attached(spec.tx)) {
       if (spec.tx_counts) add_tec(spec.tx, 8, err_at);
       spec.tx->on_error(spec.tx_error, true, err_at);
@@ -719,9 +752,10 @@ void Bus::error_episode(const EpisodeSpec& spec) {
     }
     for (BusNode* node : nodes) {
       if (node == spec.tx || !attached(node)) continue;
-      if (node->node_mode() == NodeMode::kOff || node->counters_.state() == FaultState::kBusOff) continue;
-      const bool first = std::find(spec.first_signallers.begin(), spec.first_signallers.end(), node) !=
-                         spec.first_signallers.end();
+      if (node->node_mode() == NodeMode::kOff || node->counters_.state() == FaultState::kBusOff)
+        continue;
+      const bool first = std::find(spec.first_signallers.begin(), spec.first_signallers.end(),
+                                   node) != spec.first_signallers.end();
       if (first) {
         // Detected the error first, flagged it, then saw the others' dominant flags.
         add_rec(node, 9, err_at);

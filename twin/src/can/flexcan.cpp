@@ -1,9 +1,9 @@
 #include "twin/can/flexcan.hpp"
 
 #include <algorithm>
-#include <memory>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "rtcanboot/can_timing.hpp"
 
@@ -12,49 +12,52 @@ namespace rtcanboot::twin::can {
 namespace {
 
 // Register offsets.
-constexpr std::uint32_t kMcr = 0x000, kCtrl1 = 0x004, kTimer = 0x008, kRxmgmask = 0x010, kRx14mask = 0x014,
-                        kRx15mask = 0x018, kEcr = 0x01C, kEsr1 = 0x020, kImask2 = 0x024, kImask1 = 0x028,
-                        kIflag2 = 0x02C, kIflag1 = 0x030, kCtrl2 = 0x034, kEsr2 = 0x038, kCrcr = 0x044,
-                        kRxfgmask = 0x048, kRxfir = 0x04C, kCbt = 0x050, kDbg1 = 0x058, kDbg2 = 0x05C,
+constexpr std::uint32_t kMcr = 0x000, kCtrl1 = 0x004, kTimer = 0x008, kRxmgmask = 0x010,
+                        kRx14mask = 0x014, kRx15mask = 0x018, kEcr = 0x01C, kEsr1 = 0x020,
+                        kImask2 = 0x024, kImask1 = 0x028, kIflag2 = 0x02C, kIflag1 = 0x030,
+                        kCtrl2 = 0x034, kEsr2 = 0x038, kCrcr = 0x044, kRxfgmask = 0x048,
+                        kRxfir = 0x04C, kCbt = 0x050, kDbg1 = 0x058, kDbg2 = 0x05C,
                         kRamStart = 0x080, kRamEnd = 0x480, kRximrStart = 0x880, kRximrEnd = 0x980,
                         kGfwr = 0x9E0, kFdctrl = 0xC00, kFdcbt = 0xC04, kFdcrc = 0xC08;
 
 // MCR bits.
 constexpr std::uint32_t kMdis = 1U << 31, kFrz = 1U << 30, kRfen = 1U << 29, kHalt = 1U << 28,
-                        kNotrdy = 1U << 27, kWakmsk = 1U << 26, kSoftrst = 1U << 25, kFrzack = 1U << 24,
-                        kSupv = 1U << 23, kSlfwak = 1U << 22, kWrnen = 1U << 21, kLpmack = 1U << 20,
-                        kWaksrc = 1U << 19, kDoze = 1U << 18, kSrxdis = 1U << 17, kIrmq = 1U << 16,
-                        kDma = 1U << 15, kLprioen = 1U << 13, kAen = 1U << 12, kFden = 1U << 11,
-                        kIdamMask = 3U << 8, kMaxmbMask = 0x7FU;
+                        kNotrdy = 1U << 27, kWakmsk = 1U << 26, kSoftrst = 1U << 25,
+                        kFrzack = 1U << 24, kSupv = 1U << 23, kSlfwak = 1U << 22, kWrnen = 1U << 21,
+                        kLpmack = 1U << 20, kWaksrc = 1U << 19, kDoze = 1U << 18,
+                        kSrxdis = 1U << 17, kIrmq = 1U << 16, kDma = 1U << 15, kLprioen = 1U << 13,
+                        kAen = 1U << 12, kFden = 1U << 11, kIdamMask = 3U << 8, kMaxmbMask = 0x7FU;
 constexpr std::uint32_t kMcrReset = 0xD890000FU;
-constexpr std::uint32_t kMcrFreezeOnly = kMaxmbMask | kIdamMask | kFden | kAen | kLprioen | kDma | kIrmq | kSrxdis |
-                                         kWaksrc | kWrnen | kSupv | kRfen;
+constexpr std::uint32_t kMcrFreezeOnly = kMaxmbMask | kIdamMask | kFden | kAen | kLprioen | kDma |
+                                         kIrmq | kSrxdis | kWaksrc | kWrnen | kSupv | kRfen;
 constexpr std::uint32_t kMcrAnytime = kMdis | kFrz | kHalt | kWakmsk | kSlfwak | kDoze;
 constexpr std::uint32_t kMcrStatus = kNotrdy | kSoftrst | kFrzack | kLpmack;
 
 // CTRL1 bits.
-constexpr std::uint32_t kBoffmsk = 1U << 15, kErrmsk = 1U << 14, kLpb = 1U << 12, kTwrnmsk = 1U << 11,
-                        kRwrnmsk = 1U << 10, kSmp = 1U << 7, kBoffrec = 1U << 6, kTsyn = 1U << 5,
-                        kLbuf = 1U << 4, kLom = 1U << 3;
+constexpr std::uint32_t kBoffmsk = 1U << 15, kErrmsk = 1U << 14, kLpb = 1U << 12,
+                        kTwrnmsk = 1U << 11, kRwrnmsk = 1U << 10, kSmp = 1U << 7,
+                        kBoffrec = 1U << 6, kTsyn = 1U << 5, kLbuf = 1U << 4, kLom = 1U << 3;
 constexpr std::uint32_t kCtrl1FreezeOnly = 0xFFFF0000U | kSmp | kLom | kLpb | kTsyn | kLbuf | 0x7U;
 constexpr std::uint32_t kCtrl1Anytime = kBoffmsk | kErrmsk | kBoffrec;
 constexpr std::uint32_t kCtrl1WarnMasks = kTwrnmsk | kRwrnmsk;  // writable only with MCR.WRNEN
 
 // CTRL2 bits.
-constexpr std::uint32_t kErrmskFast = 1U << 31, kBoffdonemsk = 1U << 30, kMrp = 1U << 18, kRrs = 1U << 17,
-                        kEacen = 1U << 16;
+constexpr std::uint32_t kErrmskFast = 1U << 31, kBoffdonemsk = 1U << 30, kMrp = 1U << 18,
+                        kRrs = 1U << 17, kEacen = 1U << 16;
 constexpr std::uint32_t kCtrl2FreezeOnly = 0x1FFFD800U;
 constexpr std::uint32_t kCtrl2Reset = 0x00B00000U;  // TASD = 0x16
 
 // ESR1 bits.
 constexpr std::uint32_t kWakint = 1U << 0, kErrint = 1U << 1, kBoffint = 1U << 2, kEsrTx = 1U << 6,
                         kEsrIdle = 1U << 7, kRxwrn = 1U << 8, kTxwrn = 1U << 9, kStferr = 1U << 10,
-                        kFrmerr = 1U << 11, kCrcerr = 1U << 12, kAckerr = 1U << 13, kBit0err = 1U << 14,
-                        kBit1err = 1U << 15, kRwrnint = 1U << 16, kTwrnint = 1U << 17, kSynch = 1U << 18,
-                        kBoffdoneint = 1U << 19, kErrintFast = 1U << 20, kErrovr = 1U << 21;
-constexpr std::uint32_t kEsr1ReadClear = kStferr | kFrmerr | kCrcerr | kAckerr | kBit0err | kBit1err;
-constexpr std::uint32_t kEsr1W1c =
-    kWakint | kErrint | kBoffint | kRwrnint | kTwrnint | kBoffdoneint | kErrintFast | kErrovr | kEsr1ReadClear;
+                        kFrmerr = 1U << 11, kCrcerr = 1U << 12, kAckerr = 1U << 13,
+                        kBit0err = 1U << 14, kBit1err = 1U << 15, kRwrnint = 1U << 16,
+                        kTwrnint = 1U << 17, kSynch = 1U << 18, kBoffdoneint = 1U << 19,
+                        kErrintFast = 1U << 20, kErrovr = 1U << 21;
+constexpr std::uint32_t kEsr1ReadClear =
+    kStferr | kFrmerr | kCrcerr | kAckerr | kBit0err | kBit1err;
+constexpr std::uint32_t kEsr1W1c = kWakint | kErrint | kBoffint | kRwrnint | kTwrnint |
+                                   kBoffdoneint | kErrintFast | kErrovr | kEsr1ReadClear;
 
 // CBT (FLEXCAN3).
 constexpr std::uint32_t kBtf = 1U << 31;
@@ -76,7 +79,8 @@ std::string hex(std::uint32_t v) {
 
 std::uint32_t data_word(const CanFrame& f, unsigned first) {
   std::uint32_t w = 0;
-  for (unsigned i = 0; i < 4; ++i) w |= static_cast<std::uint32_t>(f.data[first + i]) << (24 - 8 * i);
+  for (unsigned i = 0; i < 4; ++i)
+    w |= static_cast<std::uint32_t>(f.data[first + i]) << (24 - 8 * i);
   return w;
 }
 
@@ -84,17 +88,23 @@ std::uint32_t data_word(const CanFrame& f, unsigned first) {
 
 std::uint32_t FlexCan::base_address(unsigned instance) {
   switch (instance) {
-    case 1: return kBase1;
-    case 2: return kBase2;
-    default: return kBase3;
+    case 1:
+      return kBase1;
+    case 2:
+      return kBase2;
+    default:
+      return kBase3;
   }
 }
 
 unsigned FlexCan::default_irq(unsigned instance) {
   switch (instance) {
-    case 1: return 36;
-    case 2: return 37;
-    default: return 154;
+    case 1:
+      return 36;
+    case 2:
+      return 37;
+    default:
+      return 154;
   }
 }
 
@@ -111,7 +121,9 @@ FlexCan::~FlexCan() {
   if (bus() != nullptr) bus()->detach(*this);
 }
 
-std::string FlexCan::name() const { return name_; }
+std::string FlexCan::name() const {
+  return name_;
+}
 
 void FlexCan::report(Severity severity, const std::string& message, std::uint32_t pc) {
   reporter_.report(severity, name_, message, pc);
@@ -185,7 +197,9 @@ void FlexCan::soft_reset() {
   update_irq();
 }
 
-std::uint32_t FlexCan::clock_hz() const { return config_.clock_hz ? config_.clock_hz() : 0U; }
+std::uint32_t FlexCan::clock_hz() const {
+  return config_.clock_hz ? config_.clock_hz() : 0U;
+}
 
 void FlexCan::schedule_mode_update() {
   if (mode_event_pending_) clock_.cancel(mode_event_);
@@ -201,7 +215,9 @@ void FlexCan::update_mode() {
     if (!clock_warned_) {
       clock_warned_ = true;
       report(Severity::kWarning,
-             "no CAN clock (CCM CAN_CLK_ROOT or the CCGR gate is off): mode handshakes do not complete", 0);
+             "no CAN clock (CCM CAN_CLK_ROOT or the CCGR gate is off): mode handshakes do not "
+             "complete",
+             0);
     }
     return;
   }
@@ -218,7 +234,8 @@ void FlexCan::update_mode() {
     return;
   }
   freeze_waits_for_tx_ = false;
-  if ((want_disable || want_freeze) && node_mode() != NodeMode::kOff && bus() != nullptr && !bus()->idle()) {
+  if ((want_disable || want_freeze) && node_mode() != NodeMode::kOff && bus() != nullptr &&
+      !bus()->idle()) {
     // Freeze and disable are granted only after the frame being received has ended.
     if (mode_event_pending_) clock_.cancel(mode_event_);
     mode_event_pending_ = true;
@@ -272,7 +289,8 @@ void FlexCan::enter_normal(Nanos now) {
     report(Severity::kWarning,
            "bit timing has " + std::to_string(tq) + " time quanta per bit (CAN needs 8..25)", 0);
   }
-  if ((mcr_ & kFden) != 0) report(Severity::kWarning, "CAN FD (MCR.FDEN) is not modelled: classic frames only", 0);
+  if ((mcr_ & kFden) != 0)
+    report(Severity::kWarning, "CAN FD (MCR.FDEN) is not modelled: classic frames only", 0);
 }
 
 void FlexCan::leave_normal(Nanos now) {
@@ -334,7 +352,9 @@ NodeMode FlexCan::node_mode() const {
   return (ctrl1_ & kLom) != 0 ? NodeMode::kListenOnly : NodeMode::kNormal;
 }
 
-bool FlexCan::auto_recovery() const { return (ctrl1_ & kBoffrec) == 0; }
+bool FlexCan::auto_recovery() const {
+  return (ctrl1_ & kBoffrec) == 0;
+}
 
 unsigned FlexCan::first_mb() const {
   if ((mcr_ & kRfen) == 0) return 0;
@@ -342,7 +362,9 @@ unsigned FlexCan::first_mb() const {
   return 8 + 2 * rffn;
 }
 
-unsigned FlexCan::last_mb() const { return std::min<unsigned>(mcr_ & kMaxmbMask, 63); }
+unsigned FlexCan::last_mb() const {
+  return std::min<unsigned>(mcr_ & kMaxmbMask, 63);
+}
 
 void FlexCan::set_code(unsigned mb, unsigned c) {
   ram_[mb * 4] = (ram_[mb * 4] & ~0x0F000000U) | (static_cast<std::uint32_t>(c & 0xFU) << 24);
@@ -413,7 +435,8 @@ void FlexCan::tx_end(bool success, Nanos sof, Nanos eof) {
   if (!tx_inflight_deactivated_) {
     if (success) {
       const std::uint16_t ts = timer_at(sof + bit_time_ns());
-      ram_[m * 4] = (ram_[m * 4] & 0xF0FF0000U & ~0x0F000000U) | (static_cast<std::uint32_t>(kTxInactive) << 24) | ts;
+      ram_[m * 4] = (ram_[m * 4] & 0xF0FF0000U & ~0x0F000000U) |
+                    (static_cast<std::uint32_t>(kTxInactive) << 24) | ts;
       abort_pending_[m] = false;
       ++frames_transmitted_;
       set_iflag(m);
@@ -437,7 +460,8 @@ void FlexCan::loopback_kick() {
   const Nanos sof = clock_.now();
   tx_begin(sof);
   loopback_busy_ = true;
-  const Nanos eof = sof + can_timing::bits_to_ns(can_timing::frame_bits(f), static_cast<std::uint32_t>(std::lround(br)));
+  const Nanos eof = sof + can_timing::bits_to_ns(can_timing::frame_bits(f),
+                                                 static_cast<std::uint32_t>(std::lround(br)));
   later(eof, [this, sof, eof] {
     loopback_busy_ = false;
     tx_end(true, sof, eof);
@@ -453,12 +477,24 @@ void FlexCan::on_error(BusError error, bool as_transmitter, Nanos at) {
   (void)as_transmitter, (void)at;
   std::uint32_t bit = 0;
   switch (error) {
-    case BusError::kAck: bit = kAckerr; break;
-    case BusError::kBit0: bit = kBit0err; break;
-    case BusError::kBit1: bit = kBit1err; break;
-    case BusError::kStuff: bit = kStferr; break;
-    case BusError::kForm: bit = kFrmerr; break;
-    case BusError::kCrc: bit = kCrcerr; break;
+    case BusError::kAck:
+      bit = kAckerr;
+      break;
+    case BusError::kBit0:
+      bit = kBit0err;
+      break;
+    case BusError::kBit1:
+      bit = kBit1err;
+      break;
+    case BusError::kStuff:
+      bit = kStferr;
+      break;
+    case BusError::kForm:
+      bit = kFrmerr;
+      break;
+    case BusError::kCrc:
+      bit = kCrcerr;
+      break;
   }
   if ((esr1_ & kEsr1ReadClear) != 0) esr1_ |= kErrovr;
   esr1_ |= bit | kErrint;
@@ -571,13 +607,17 @@ void FlexCan::fifo_pop() {
 
 std::optional<unsigned> FlexCan::match_mb(const CanFrame& frame) const {
   const bool irmq = (mcr_ & kIrmq) != 0;
-  const std::uint32_t frame_word = frame.extended() ? (frame.id & 0x1FFFFFFFU) : (frame.id & 0x7FFU) << 18;
+  const std::uint32_t frame_word =
+      frame.extended() ? (frame.id & 0x1FFFFFFFU) : (frame.id & 0x7FFU) << 18;
   std::optional<unsigned> last_busy;
   for (unsigned mb = first_mb(); mb <= last_mb(); ++mb) {
     const unsigned c = code(mb);
     if (c != kRxEmpty && c != kRxFull && c != kRxOverrun) continue;
     const std::uint32_t cs = ram_[mb * 4];
-    const std::uint32_t full_mask = irmq ? rximr_[mb] : (mb == 14 ? rx14mask_ : mb == 15 ? rx15mask_ : rxmgmask_);
+    const std::uint32_t full_mask = irmq ? rximr_[mb]
+                                         : (mb == 14   ? rx14mask_
+                                            : mb == 15 ? rx15mask_
+                                                       : rxmgmask_);
     const bool ide_differs = ((cs & kCsIde) != 0) != frame.extended();
     const bool rtr_differs = ((cs & kCsRtr) != 0) != frame.remote();
     if ((ctrl2_ & kEacen) != 0) {
@@ -605,7 +645,8 @@ void FlexCan::move_in(unsigned mb, const CanFrame& frame, std::uint16_t timestam
     ++lost_frames_;
   }
   std::uint32_t cs = (static_cast<std::uint32_t>(unread ? kRxOverrun : kRxFull) << 24) |
-                     (static_cast<std::uint32_t>(std::min<unsigned>(frame.dlc, 15U)) << 16) | timestamp;
+                     (static_cast<std::uint32_t>(std::min<unsigned>(frame.dlc, 15U)) << 16) |
+                     timestamp;
   if (frame.extended()) cs |= kCsIde | kCsSrr;
   if (frame.remote()) cs |= kCsRtr;
   ram_[mb * 4] = cs;
@@ -724,19 +765,24 @@ std::uint32_t FlexCan::read32(std::uint32_t off, std::uint32_t pc) {
       if (softrst_) v |= kSoftrst;
       return v;
     }
-    case kCtrl1: return (mcr_ & kWrnen) != 0 ? ctrl1_ : ctrl1_ & ~kCtrl1WarnMasks;
+    case kCtrl1:
+      return (mcr_ & kWrnen) != 0 ? ctrl1_ : ctrl1_ & ~kCtrl1WarnMasks;
     case kTimer: {
       const std::uint16_t t = timer_at(clock_.now());
       unlock();
       return t;
     }
-    case kRxmgmask: return rxmgmask_;
-    case kRx14mask: return rx14mask_;
-    case kRx15mask: return rx15mask_;
+    case kRxmgmask:
+      return rxmgmask_;
+    case kRx14mask:
+      return rx14mask_;
+    case kRx15mask:
+      return rx15mask_;
     case kEcr: {
       const ErrorCounters& c = counters();
       // While bus-off TXERRCNT counts the 11-recessive-bit sequences of the recovery.
-      const std::uint32_t tec = fault_state() == FaultState::kBusOff ? recovery_sequences_seen() : c.tec;
+      const std::uint32_t tec =
+          fault_state() == FaultState::kBusOff ? recovery_sequences_seen() : c.tec;
       return (tec & 0xFFU) | ((std::min<std::uint32_t>(c.rec, 255) & 0xFFU) << 8);
     }
     case kEsr1: {
@@ -744,12 +790,18 @@ std::uint32_t FlexCan::read32(std::uint32_t off, std::uint32_t pc) {
       const bool lom = normal_ && (ctrl1_ & kLom) != 0 && fault_state() == FaultState::kErrorActive;
       if (lom) v |= 1U << 4;  // listen-only mode reads as error-passive
       switch (fault_state()) {
-        case FaultState::kErrorActive: break;
-        case FaultState::kErrorPassive: v |= 1U << 4; break;
-        case FaultState::kBusOff: v |= 2U << 4; break;
+        case FaultState::kErrorActive:
+          break;
+        case FaultState::kErrorPassive:
+          v |= 1U << 4;
+          break;
+        case FaultState::kBusOff:
+          v |= 2U << 4;
+          break;
       }
       if (tx_inflight_mb_ >= 0) v |= kEsrTx;
-      const bool on = node_mode() != NodeMode::kOff && bus() != nullptr && bus()->bitrate_matches(bitrate());
+      const bool on =
+          node_mode() != NodeMode::kOff && bus() != nullptr && bus()->bitrate_matches(bitrate());
       if (on) v |= kSynch;
       if (on && bus()->idle()) v |= kEsrIdle;
       if (counters().rec >= 96) v |= kRxwrn;
@@ -757,16 +809,26 @@ std::uint32_t FlexCan::read32(std::uint32_t off, std::uint32_t pc) {
       esr1_ &= ~kEsr1ReadClear;
       return v;
     }
-    case kImask2: return imask2_;
-    case kImask1: return imask1_;
-    case kIflag2: return iflag2_;
-    case kIflag1: return iflag1_;
-    case kCtrl2: return ctrl2_;
-    case kEsr2: return 0;
-    case kCrcr: return 0;
-    case kRxfgmask: return rxfgmask_;
-    case kRxfir: return fifo_output_.filter_hit & 0x1FFU;
-    default: break;
+    case kImask2:
+      return imask2_;
+    case kImask1:
+      return imask1_;
+    case kIflag2:
+      return iflag2_;
+    case kIflag1:
+      return iflag1_;
+    case kCtrl2:
+      return ctrl2_;
+    case kEsr2:
+      return 0;
+    case kCrcr:
+      return 0;
+    case kRxfgmask:
+      return rxfgmask_;
+    case kRxfir:
+      return fifo_output_.filter_hit & 0x1FFU;
+    default:
+      break;
   }
   if (off == kCbt && inst == 3) return cbt_;
   if ((off == kDbg1 || off == kDbg2) && inst != 3) {
@@ -792,14 +854,18 @@ std::uint32_t FlexCan::read_mb_word(std::uint32_t w) {
     const CanFrame& f = fifo_output_.frame;
     switch (w) {
       case 0: {
-        std::uint32_t cs = (static_cast<std::uint32_t>(std::min<unsigned>(f.dlc, 15U)) << 16) | fifo_output_.timestamp;
+        std::uint32_t cs = (static_cast<std::uint32_t>(std::min<unsigned>(f.dlc, 15U)) << 16) |
+                           fifo_output_.timestamp;
         if (f.extended()) cs |= kCsIde | kCsSrr;
         if (f.remote()) cs |= kCsRtr;
         return cs;
       }
-      case 1: return f.extended() ? (f.id & 0x1FFFFFFFU) : (f.id & 0x7FFU) << 18;
-      case 2: return data_word(f, 0);
-      default: return data_word(f, 4);
+      case 1:
+        return f.extended() ? (f.id & 0x1FFFFFFFU) : (f.id & 0x7FFU) << 18;
+      case 2:
+        return data_word(f, 0);
+      default:
+        return data_word(f, 4);
     }
   }
   const std::uint32_t v = ram_[w];
@@ -819,15 +885,16 @@ std::uint32_t FlexCan::read_mb_word(std::uint32_t w) {
   return v;
 }
 
-void FlexCan::guarded_write(std::uint32_t& reg, std::uint32_t value, std::uint32_t mask, std::uint32_t freeze_only,
-                            const char* reg_name, std::uint32_t pc) {
+void FlexCan::guarded_write(std::uint32_t& reg, std::uint32_t value, std::uint32_t mask,
+                            std::uint32_t freeze_only, const char* reg_name, std::uint32_t pc) {
   std::uint32_t allowed = mask;
   if (!frozen_) {
     allowed &= ~freeze_only;
     const std::uint32_t ignored = (reg ^ value) & mask & freeze_only;
     if (ignored != 0) {
       report(Severity::kFault,
-             std::string(reg_name) + " write " + hex(value) + " outside freeze mode: bits " + hex(ignored) +
+             std::string(reg_name) + " write " + hex(value) + " outside freeze mode: bits " +
+                 hex(ignored) +
                  " ignored (the chip accepts them only in freeze mode, MCR.FRZACK=1)",
              pc);
     }
@@ -840,8 +907,10 @@ void FlexCan::write_mcr(std::uint32_t value, std::uint32_t mask, std::uint32_t p
   guarded_write(mcr_, value, mask & (kMcrFreezeOnly | kMcrAnytime), kMcrFreezeOnly, "MCR", pc);
   if ((value & mask & kSoftrst) != 0) {
     if ((mcr_ & kMdis) != 0) {
-      report(Severity::kWarning, "MCR.SOFTRST requested while the module is disabled: it completes after MDIS is cleared",
-             pc);
+      report(
+          Severity::kWarning,
+          "MCR.SOFTRST requested while the module is disabled: it completes after MDIS is cleared",
+          pc);
     }
     softrst_ = true;
   }
@@ -853,12 +922,14 @@ void FlexCan::write_mcr(std::uint32_t value, std::uint32_t mask, std::uint32_t p
   update_irq();
 }
 
-void FlexCan::write_mb_word(std::uint32_t w, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void FlexCan::write_mb_word(std::uint32_t w, std::uint32_t value, std::uint32_t mask,
+                            std::uint32_t pc) {
   const unsigned mb = w / 4;
   if ((mcr_ & kRfen) != 0) {
     const unsigned filter_words = (((ctrl2_ >> 24) & 0xFU) + 1) * 8;
     if (w < 24) {
-      report(Severity::kWarning, "write to the RX FIFO output area (MB0..5) while MCR.RFEN=1 is ignored", pc);
+      report(Severity::kWarning,
+             "write to the RX FIFO output area (MB0..5) while MCR.RFEN=1 is ignored", pc);
       return;
     }
     if (w < 24 + filter_words) {
@@ -890,17 +961,21 @@ void FlexCan::write_mb_word(std::uint32_t w, std::uint32_t value, std::uint32_t 
   }
 }
 
-void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask, std::uint32_t pc) {
+void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask,
+                      std::uint32_t pc) {
   const unsigned inst = config_.instance;
   switch (off) {
-    case kMcr: write_mcr(value, mask, pc); return;
+    case kMcr:
+      write_mcr(value, mask, pc);
+      return;
     case kCtrl1: {
       const std::uint32_t before = ctrl1_;
       std::uint32_t writable = kCtrl1FreezeOnly | kCtrl1Anytime;
       if ((mcr_ & kWrnen) != 0) {
         writable |= kCtrl1WarnMasks;
       } else if ((value & mask & kCtrl1WarnMasks) != 0) {
-        report(Severity::kWarning, "CTRL1 RWRNMSK/TWRNMSK ignored: writable only with MCR.WRNEN=1", pc);
+        report(Severity::kWarning, "CTRL1 RWRNMSK/TWRNMSK ignored: writable only with MCR.WRNEN=1",
+               pc);
       }
       guarded_write(ctrl1_, value, mask & writable, kCtrl1FreezeOnly, "CTRL1", pc);
       if (((before ^ ctrl1_) & (kBoffrec | kLom | kLpb)) != 0) notify_bus();
@@ -911,10 +986,18 @@ void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask
       timer_base_ = static_cast<std::uint16_t>((timer_at(clock_.now()) & ~mask) | (value & mask));
       timer_epoch_ = clock_.now();
       return;
-    case kRxmgmask: guarded_write(rxmgmask_, value, mask, 0xFFFFFFFFU, "RXMGMASK", pc); return;
-    case kRx14mask: guarded_write(rx14mask_, value, mask, 0xFFFFFFFFU, "RX14MASK", pc); return;
-    case kRx15mask: guarded_write(rx15mask_, value, mask, 0xFFFFFFFFU, "RX15MASK", pc); return;
-    case kRxfgmask: guarded_write(rxfgmask_, value, mask, 0xFFFFFFFFU, "RXFGMASK", pc); return;
+    case kRxmgmask:
+      guarded_write(rxmgmask_, value, mask, 0xFFFFFFFFU, "RXMGMASK", pc);
+      return;
+    case kRx14mask:
+      guarded_write(rx14mask_, value, mask, 0xFFFFFFFFU, "RX14MASK", pc);
+      return;
+    case kRx15mask:
+      guarded_write(rx15mask_, value, mask, 0xFFFFFFFFU, "RX15MASK", pc);
+      return;
+    case kRxfgmask:
+      guarded_write(rxfgmask_, value, mask, 0xFFFFFFFFU, "RXFGMASK", pc);
+      return;
     case kEcr: {
       const ErrorCounters& c = counters();
       std::uint32_t ecr = (c.tec & 0xFFU) | ((c.rec & 0xFFU) << 8);
@@ -926,17 +1009,27 @@ void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask
       esr1_ &= ~(value & mask & kEsr1W1c);
       update_irq();
       return;
-    case kImask1: imask1_ = (imask1_ & ~mask) | (value & mask); update_irq(); return;
-    case kImask2: imask2_ = (imask2_ & ~mask) | (value & mask); update_irq(); return;
+    case kImask1:
+      imask1_ = (imask1_ & ~mask) | (value & mask);
+      update_irq();
+      return;
+    case kImask2:
+      imask2_ = (imask2_ & ~mask) | (value & mask);
+      update_irq();
+      return;
     case kIflag1: {
       const std::uint32_t clear = value & mask;
-      const bool pop = (mcr_ & kRfen) != 0 && (clear & kFifoAvailable) != 0 && (iflag1_ & kFifoAvailable) != 0;
+      const bool pop =
+          (mcr_ & kRfen) != 0 && (clear & kFifoAvailable) != 0 && (iflag1_ & kFifoAvailable) != 0;
       iflag1_ &= ~clear;
       if (pop) fifo_pop();
       update_irq();
       return;
     }
-    case kIflag2: iflag2_ &= ~(value & mask); update_irq(); return;
+    case kIflag2:
+      iflag2_ &= ~(value & mask);
+      update_irq();
+      return;
     case kCtrl2: {
       const std::uint32_t writable = kCtrl2FreezeOnly | kBoffdonemsk | kErrmskFast;
       guarded_write(ctrl2_, value, mask & writable, kCtrl2FreezeOnly, "CTRL2", pc);
@@ -945,8 +1038,11 @@ void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask
     }
     case kEsr2:
     case kCrcr:
-    case kRxfir: report(Severity::kWarning, "write to read-only register " + hex(off) + " ignored", pc); return;
-    default: break;
+    case kRxfir:
+      report(Severity::kWarning, "write to read-only register " + hex(off) + " ignored", pc);
+      return;
+    default:
+      break;
   }
   if (off == kCbt && inst == 3) {
     guarded_write(cbt_, value, mask, 0xFFFFFFFFU, "CBT", pc);
@@ -973,7 +1069,8 @@ void FlexCan::write32(std::uint32_t off, std::uint32_t value, std::uint32_t mask
     guarded_write(fdcbt_, value, mask, 0xFFFFFFFFU, "FDCBT", pc);
     return;
   }
-  report(Severity::kFault, "write " + hex(value) + " to unmodelled or reserved offset " + hex(off), pc);
+  report(Severity::kFault, "write " + hex(value) + " to unmodelled or reserved offset " + hex(off),
+         pc);
 }
 
 std::uint64_t FlexCan::later(Nanos at, std::function<void()> action) {

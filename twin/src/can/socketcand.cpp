@@ -103,7 +103,11 @@ std::string socketcand_frame_text(const CanFrame& frame, Nanos at) {
 }
 
 SocketcandServer::SocketcandServer(Bus& bus, Reporter& reporter, SocketcandOptions options)
-    : bus_(bus), reporter_(reporter), options_(std::move(options)), endpoint_("socketcand"), pacer_(options_.max_lag) {
+    : bus_(bus),
+      reporter_(reporter),
+      options_(std::move(options)),
+      endpoint_("socketcand"),
+      pacer_(options_.max_lag) {
   endpoint_.on_receive([this](const TimedFrame& f) { on_bus_frame(f, nullptr); }, false);
   endpoint_.on_transmitted([this](const TimedFrame& f) {
     std::uint64_t origin = 0;
@@ -152,7 +156,8 @@ bool SocketcandServer::start(std::string* error) {
   ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   port_ = ntohs(addr.sin_port);
   reporter_.report(Severity::kInfo, "socketcand",
-                   "listening on " + options_.host + ":" + std::to_string(port_) + " (channel " + options_.channel + ")",
+                   "listening on " + options_.host + ":" + std::to_string(port_) + " (channel " +
+                       options_.channel + ")",
                    0);
   return true;
 }
@@ -168,18 +173,24 @@ void SocketcandServer::stop() {
   pacer_.reset();
 }
 
-std::size_t SocketcandServer::clients() const { return clients_.size(); }
+std::size_t SocketcandServer::clients() const {
+  return clients_.size();
+}
 
 std::size_t SocketcandServer::raw_clients() const {
-  return static_cast<std::size_t>(std::count_if(clients_.begin(), clients_.end(),
-                                                [](const auto& c) { return c->state == ClientState::kRaw; }));
+  return static_cast<std::size_t>(
+      std::count_if(clients_.begin(), clients_.end(),
+                    [](const auto& c) { return c->state == ClientState::kRaw; }));
 }
 
 bool SocketcandServer::pacing_active() const {
   switch (options_.pacing) {
-    case SocketcandOptions::Pacing::kAlways: return listen_fd_ >= 0;
-    case SocketcandOptions::Pacing::kNever: return false;
-    case SocketcandOptions::Pacing::kWhileConnected: return !clients_.empty();
+    case SocketcandOptions::Pacing::kAlways:
+      return listen_fd_ >= 0;
+    case SocketcandOptions::Pacing::kNever:
+      return false;
+    case SocketcandOptions::Pacing::kWhileConnected:
+      return !clients_.empty();
   }
   return false;
 }
@@ -189,7 +200,8 @@ void SocketcandServer::accept_clients() {
   for (;;) {
     sockaddr_in peer{};
     socklen_t len = sizeof peer;
-    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -224,7 +236,8 @@ void SocketcandServer::queue_frame(Client& client, const std::string& text) {
 
 void SocketcandServer::flush(Client& client) {
   while (!client.out.empty() && !client.dead) {
-    const ssize_t n = ::send(client.fd, client.out.data(), client.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(client.fd, client.out.data(), client.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       client.out.erase(0, static_cast<std::size_t>(n));
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -318,7 +331,8 @@ void SocketcandServer::handle_command(Client& client, const std::string& element
     const bool extended = ok && (t[1].size() == 8 || id > 0x7FF);
     if (ok && id > 0x1FFFFFFF) ok = false;
     if (!ok) {
-      reporter_.report(Severity::kWarning, "socketcand", "client " + client.peer + ": syntax error in '<" + element + ">'", 0);
+      reporter_.report(Severity::kWarning, "socketcand",
+                       "client " + client.peer + ": syntax error in '<" + element + ">'", 0);
       return;
     }
     frame.id = id;
@@ -422,7 +436,8 @@ Nanos SocketcandServer::pace(Nanos target) {
     const auto settle = next_settle_deadline();
     if (settle != SteadyClock::time_point::max()) {
       const auto wall = SteadyClock::now();
-      wait = std::min<SteadyClock::duration>(wait, std::max<SteadyClock::duration>(settle - wall, SteadyClock::duration::zero()));
+      wait = std::min<SteadyClock::duration>(
+          wait, std::max<SteadyClock::duration>(settle - wall, SteadyClock::duration::zero()));
     }
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(wait).count();
     if (wait_fds(static_cast<int>(std::max<long long>(us, 1))) > 0) return true;
@@ -438,9 +453,10 @@ bool SocketcandServer::wait_for_client(std::chrono::milliseconds timeout) {
     if (raw_clients() > 0) return true;
     const auto now = SteadyClock::now();
     if (now >= deadline) return false;
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::min<SteadyClock::duration>(deadline - now, std::chrono::milliseconds(20)))
-                        .count();
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(
+            std::min<SteadyClock::duration>(deadline - now, std::chrono::milliseconds(20)))
+            .count();
     wait_fds(static_cast<int>(std::max<long long>(us, 1)));
   }
 }

@@ -28,8 +28,17 @@ namespace rtcanboot::twin {
 namespace {
 
 enum RomFn : unsigned {
-  kFnInit = 0, kFnProgram, kFnEraseAll, kFnErase, kFnRead, kFnClearCache, kFnXfer, kFnUpdateLut,
-  kFnGetConfig, kFnRunBootloader, kFnCount
+  kFnInit = 0,
+  kFnProgram,
+  kFnEraseAll,
+  kFnErase,
+  kFnRead,
+  kFnClearCache,
+  kFnXfer,
+  kFnUpdateLut,
+  kFnGetConfig,
+  kFnRunBootloader,
+  kFnCount
 };
 
 // ROM status codes: generic, FlexSPI (group 60) and FlexSPI NOR (group 201, as NXP's
@@ -102,16 +111,43 @@ Sequence decode(const FlexSpi2& controller, unsigned slot) {
     const std::uint32_t op = (instr >> 10) & 0x3F;
     if (op == 0x00) break;  // STOP
     switch (op) {
-      case 0x01: case 0x21:
+      case 0x01:
+      case 0x21:
         if (s.opcode < 0) s.opcode = static_cast<int>(instr & 0xFF);
         break;
-      case 0x02: case 0x22: s.address = true; break;
-      case 0x08: case 0x28: s.write = true; break;
-      case 0x09: case 0x29: s.read = true; break;
-      // CADDR, MODE1/2/4/8, LEARN, DATSZ, DUMMY, DUMMY_RWDS, JMP_ON_CS: no effect on the flash model.
-      case 0x03: case 0x23: case 0x04: case 0x24: case 0x05: case 0x25: case 0x06: case 0x26:
-      case 0x07: case 0x27: case 0x0A: case 0x2A: case 0x0B: case 0x2B: case 0x0C: case 0x2C:
-      case 0x0D: case 0x2D: case 0x1F:
+      case 0x02:
+      case 0x22:
+        s.address = true;
+        break;
+      case 0x08:
+      case 0x28:
+        s.write = true;
+        break;
+      case 0x09:
+      case 0x29:
+        s.read = true;
+        break;
+      // CADDR, MODE1/2/4/8, LEARN, DATSZ, DUMMY, DUMMY_RWDS, JMP_ON_CS: no effect on the flash
+      // model.
+      case 0x03:
+      case 0x23:
+      case 0x04:
+      case 0x24:
+      case 0x05:
+      case 0x25:
+      case 0x06:
+      case 0x26:
+      case 0x07:
+      case 0x27:
+      case 0x0A:
+      case 0x2A:
+      case 0x0B:
+      case 0x2B:
+      case 0x0C:
+      case 0x2C:
+      case 0x0D:
+      case 0x2D:
+      case 0x1F:
         break;
       default:
         s.bad_instruction = static_cast<int>(op);
@@ -145,8 +181,8 @@ class RomDriver {
     im_.flexspi2->load_sequences(slot, words, 1);
   }
   // The ROM's own command: config sequence `seq` loaded into slot 1 and run from there.
-  std::uint32_t run_from_ip_slot(const NorConfig& cfg, unsigned seq, Operation op, std::uint32_t address,
-                                 std::span<const std::uint8_t> tx = {});
+  std::uint32_t run_from_ip_slot(const NorConfig& cfg, unsigned seq, Operation op,
+                                 std::uint32_t address, std::span<const std::uint8_t> tx = {});
   std::uint32_t write_enable(const NorConfig& cfg, std::uint32_t address) {
     return run_from_ip_slot(cfg, kSeqWriteEnable, Operation::kCommand, address);
   }
@@ -170,30 +206,36 @@ class RomDriver {
 bool RomDriver::check_instance(std::uint32_t instance, const char* fn) {
   if (instance == 1) return true;
   if (instance == 0) {
-    im_.cpu_fault("romapi", fmt::format("ROM API {}(instance 0): instance 0 is FlexSPI1, which has no flash on the "
-                                        "RT1064; the real ROM hangs here (wolfBoot PR #497). The internal flash is "
-                                        "instance 1 (FlexSPI2)",
-                                        fn),
-                  lr_);
+    im_.cpu_fault(
+        "romapi",
+        fmt::format("ROM API {}(instance 0): instance 0 is FlexSPI1, which has no flash on the "
+                    "RT1064; the real ROM hangs here (wolfBoot PR #497). The internal flash is "
+                    "instance 1 (FlexSPI2)",
+                    fn),
+        lr_);
     return false;
   }
-  reporter().report(Severity::kFault, "romapi",
-                    fmt::format("ROM API {}(instance {}): invalid instance, returns kStatus_InvalidArgument", fn, instance),
-                    lr_);
+  reporter().report(
+      Severity::kFault, "romapi",
+      fmt::format("ROM API {}(instance {}): invalid instance, returns kStatus_InvalidArgument", fn,
+                  instance),
+      lr_);
   return false;
 }
 
 bool RomDriver::read_config(std::uint32_t address, NorConfig& cfg, const char* fn) {
   if (uc_mem_read(im_.uc, address, cfg.raw.data(), cfg.raw.size()) != UC_ERR_OK) {
-    im_.cpu_fault("romapi", fmt::format("{}: config 0x{:08X} is not readable memory", fn, address), lr_);
+    im_.cpu_fault("romapi", fmt::format("{}: config 0x{:08X} is not readable memory", fn, address),
+                  lr_);
     return false;
   }
   if (cfg.custom_sequences()) {
-    reporter().report(Severity::kWarning, "romapi",
-                      fmt::format("{}: config enables custom LUT sequences (lutCustomSeqEnable), which the twin "
-                                  "does not model; it uses the standard sequence indices",
-                                  fn),
-                      lr_);
+    reporter().report(
+        Severity::kWarning, "romapi",
+        fmt::format("{}: config enables custom LUT sequences (lutCustomSeqEnable), which the twin "
+                    "does not model; it uses the standard sequence indices",
+                    fn),
+        lr_);
   }
   return true;
 }
@@ -202,11 +244,14 @@ bool RomDriver::read_config(std::uint32_t address, NorConfig& cfg, const char* f
 // the core's prefetcher fetches from it while the operation is still going on.
 bool RomDriver::caller_in_window(const char* name) {
   if (lr_ < kWindowBase || lr_ >= kWindowBase + kWindowSize) return false;
-  im_.cpu_fault("flash", fmt::format("read-while-write: ROM {} called from code in the FlexSPI2 window (return address "
-                                     "0x{:08X}); the core fetches from the flash while it is being modified. Run flash "
-                                     "operations from RAM",
-                                     name, lr_ & ~1u),
-                lr_);
+  im_.cpu_fault(
+      "flash",
+      fmt::format(
+          "read-while-write: ROM {} called from code in the FlexSPI2 window (return address "
+          "0x{:08X}); the core fetches from the flash while it is being modified. Run flash "
+          "operations from RAM",
+          name, lr_ & ~1u),
+      lr_);
   return true;
 }
 
@@ -216,11 +261,13 @@ IpResult RomDriver::ip_command(const IpCommand& c, std::string* why) {
   for (unsigned s = c.seq_id; s < c.seq_id + c.seq_num; ++s) {
     const Sequence seq = decode(*im_.flexspi2, s);
     if (seq.bad_instruction >= 0) {
-      reporter().report(Severity::kWarning, "romapi",
-                        fmt::format("LUT slot {} holds instruction opcode 0x{:02X}, which FlexSPI does not define: "
-                                    "the controller flags an IP command error (kStatus_FLEXSPI_InvalidSequence)",
-                                    s, seq.bad_instruction),
-                        lr_);
+      reporter().report(
+          Severity::kWarning, "romapi",
+          fmt::format(
+              "LUT slot {} holds instruction opcode 0x{:02X}, which FlexSPI does not define: "
+              "the controller flags an IP command error (kStatus_FLEXSPI_InvalidSequence)",
+              s, seq.bad_instruction),
+          lr_);
       return IpResult::kInvalidSequence;
     }
     any_read |= seq.read;
@@ -232,15 +279,20 @@ IpResult RomDriver::ip_command(const IpCommand& c, std::string* why) {
                           : fmt::format("slots {}..{}", c.seq_id, c.seq_id + c.seq_num - 1);
   };
   if (c.operation == Operation::kRead && !c.rx.empty() && !any_read) {
-    *why = fmt::format("READ of {} bytes on LUT {}, which hold{} no READ instruction (never loaded with update_lut?): "
-                       "no data ever reaches the RX FIFO and the ROM's receive loop has no timeout",
-                       c.rx.size(), slots(), c.seq_num == 1 ? "s" : "");
+    *why = fmt::format(
+        "READ of {} bytes on LUT {}, which hold{} no READ instruction (never loaded with "
+        "update_lut?): "
+        "no data ever reaches the RX FIFO and the ROM's receive loop has no timeout",
+        c.rx.size(), slots(), c.seq_num == 1 ? "s" : "");
     return IpResult::kHang;
   }
-  if ((c.operation == Operation::kWrite || c.operation == Operation::kConfig) && c.tx.size() > kTxBurst && !any_write) {
-    *why = fmt::format("WRITE of {} bytes on LUT {}, which hold{} no WRITE instruction (never loaded with update_lut?): "
-                       "the TX FIFO never drains and the ROM waits for room forever",
-                       c.tx.size(), slots(), c.seq_num == 1 ? "s" : "");
+  if ((c.operation == Operation::kWrite || c.operation == Operation::kConfig) &&
+      c.tx.size() > kTxBurst && !any_write) {
+    *why = fmt::format(
+        "WRITE of {} bytes on LUT {}, which hold{} no WRITE instruction (never loaded with "
+        "update_lut?): "
+        "the TX FIFO never drains and the ROM waits for room forever",
+        c.tx.size(), slots(), c.seq_num == 1 ? "s" : "");
     return IpResult::kHang;
   }
   Nanos cost = 1'000;
@@ -248,10 +300,13 @@ IpResult RomDriver::ip_command(const IpCommand& c, std::string* why) {
   for (const Sequence& seq : sequences) {
     if (seq.opcode < 0) continue;  // STOP first: no chip select, nothing sent
     std::span<const std::uint8_t> tx = seq.write ? c.tx : std::span<const std::uint8_t>{};
-    std::span<std::uint8_t> data = seq.read ? std::span<std::uint8_t>(rx) : std::span<std::uint8_t>{};
-    flash().command(static_cast<std::uint8_t>(seq.opcode), seq.address ? c.address : 0, tx, data, lr_);
+    std::span<std::uint8_t> data =
+        seq.read ? std::span<std::uint8_t>(rx) : std::span<std::uint8_t>{};
+    flash().command(static_cast<std::uint8_t>(seq.opcode), seq.address ? c.address : 0, tx, data,
+                    lr_);
     if (!flash().powered()) return IpResult::kPowerLost;
-    cost += static_cast<Nanos>(1 + (seq.address ? 3 : 0) + tx.size() + data.size()) * 267;  // 30 MHz, 1 pad
+    cost += static_cast<Nanos>(1 + (seq.address ? 3 : 0) + tx.size() + data.size()) *
+            267;  // 30 MHz, 1 pad
   }
   std::copy(rx.begin(), rx.end(), c.rx.begin());
   charge(cost);
@@ -260,8 +315,10 @@ IpResult RomDriver::ip_command(const IpCommand& c, std::string* why) {
 
 std::uint32_t RomDriver::status_of(IpResult r, const std::string& why) {
   switch (r) {
-    case IpResult::kDone: return kStatusSuccess;
-    case IpResult::kInvalidSequence: return kStatusFlexspiInvalidSequence;
+    case IpResult::kDone:
+      return kStatusSuccess;
+    case IpResult::kInvalidSequence:
+      return kStatusFlexspiInvalidSequence;
     case IpResult::kHang:
       im_.cpu_fault("romapi", "the ROM would hang here: " + why, lr_);
       hung_ = true;
@@ -273,8 +330,8 @@ std::uint32_t RomDriver::status_of(IpResult r, const std::string& why) {
   return kStatusSuccess;
 }
 
-std::uint32_t RomDriver::run_from_ip_slot(const NorConfig& cfg, unsigned seq, Operation op, std::uint32_t address,
-                                          std::span<const std::uint8_t> tx) {
+std::uint32_t RomDriver::run_from_ip_slot(const NorConfig& cfg, unsigned seq, Operation op,
+                                          std::uint32_t address, std::span<const std::uint8_t> tx) {
   load(cfg, seq, kIpCmdSlot);
   IpCommand c;
   c.operation = op;
@@ -305,11 +362,14 @@ std::uint32_t RomDriver::wait_busy(const NorConfig& cfg, std::uint32_t address) 
     if (!busy) return kStatusSuccess;
     if (!flash().busy()) {
       reporter().report(Severity::kWarning, "romapi",
-                        "busy poll: the read-status sequence reports busy while the flash is idle (wrong read-status "
-                        "sequence, busyOffset or busyBitPolarity in the config?); the ROM polls until its timeout",
+                        "busy poll: the read-status sequence reports busy while the flash is idle "
+                        "(wrong read-status "
+                        "sequence, busyOffset or busyBitPolarity in the config?); the ROM polls "
+                        "until its timeout",
                         lr_);
       if (cfg.timeout_ms() == 0) {
-        status_of(IpResult::kHang, "busy poll never sees the device idle and the config's timeoutInMs is 0");
+        status_of(IpResult::kHang,
+                  "busy poll never sees the device idle and the config's timeoutInMs is 0");
         return kStatusSuccess;
       }
       charge(static_cast<Nanos>(cfg.timeout_ms()) * 1'000'000);
@@ -337,10 +397,12 @@ std::uint32_t RomDriver::program(const NorConfig& cfg, std::uint32_t dst, std::u
   if ((src & 3) != 0) return kStatusInvalidArgument;
   std::vector<std::uint8_t> page(cfg.page_size());
   if (src >= kWindowBase && src < kWindowBase + kWindowSize) {
-    reporter().report(Severity::kWarning, "romapi", "program: source buffer in the flash window", lr_);
+    reporter().report(Severity::kWarning, "romapi", "program: source buffer in the flash window",
+                      lr_);
   }
   if (uc_mem_read(im_.uc, src, page.data(), page.size()) != UC_ERR_OK) {
-    im_.cpu_fault("romapi", fmt::format("program: source 0x{:08X} is not readable memory", src), lr_);
+    im_.cpu_fault("romapi", fmt::format("program: source 0x{:08X} is not readable memory", src),
+                  lr_);
     hung_ = true;
     return kStatusSuccess;
   }
@@ -353,7 +415,8 @@ std::uint32_t RomDriver::program(const NorConfig& cfg, std::uint32_t dst, std::u
 
 std::uint32_t RomDriver::erase_one(const NorConfig& cfg, unsigned seq, std::uint32_t address) {
   std::uint32_t status = write_enable(cfg, address);
-  if (status == kStatusSuccess && !hung_) status = run_from_ip_slot(cfg, seq, Operation::kCommand, address);
+  if (status == kStatusSuccess && !hung_)
+    status = run_from_ip_slot(cfg, seq, Operation::kCommand, address);
   if (status == kStatusSuccess && !hung_) status = wait_busy(cfg, address);
   im_.ahb_buffer_reset();  // flexspi_clear_cache after every erase
   return status;
@@ -367,14 +430,17 @@ std::uint32_t RomDriver::erase(const NorConfig& cfg, std::uint32_t start, std::u
   const std::uint32_t block = cfg.block_size();
   if (sector == 0 || (sector & (sector - 1)) != 0) {
     reporter().report(Severity::kFault, "romapi",
-                      fmt::format("erase: config sectorSize 0x{:X} is not a power of two", sector), lr_);
+                      fmt::format("erase: config sectorSize 0x{:X} is not a power of two", sector),
+                      lr_);
     return kStatusInvalidArgument;
   }
   std::uint32_t at = start & ~(sector - 1);
-  const std::uint64_t end = (static_cast<std::uint64_t>(start) + length + sector - 1) & ~static_cast<std::uint64_t>(sector - 1);
+  const std::uint64_t end = (static_cast<std::uint64_t>(start) + length + sector - 1) &
+                            ~static_cast<std::uint64_t>(sector - 1);
   std::uint32_t status = kStatusInvalidArgument;  // a zero length erases nothing and returns this
   while (at < end) {
-    const bool use_block = !(cfg.uniform_block_size() || block == 0) && (at & ~block) == 0 && end - at >= block;
+    const bool use_block =
+        !(cfg.uniform_block_size() || block == 0) && (at & ~block) == 0 && end - at >= block;
     status = erase_one(cfg, use_block ? kSeqEraseBlock : kSeqEraseSector, at);
     if (status != kStatusSuccess || hung_) return status;
     at += use_block ? block : sector;
@@ -385,7 +451,8 @@ std::uint32_t RomDriver::erase(const NorConfig& cfg, std::uint32_t start, std::u
 std::uint32_t RomDriver::erase_all(const NorConfig& cfg) {
   if (cfg.a1_size() == 0) return kStatusSuccess;
   std::uint32_t status = write_enable(cfg, 0);
-  if (status == kStatusSuccess && !hung_) status = run_from_ip_slot(cfg, kSeqChipErase, Operation::kCommand, 0);
+  if (status == kStatusSuccess && !hung_)
+    status = run_from_ip_slot(cfg, kSeqChipErase, Operation::kCommand, 0);
   if (status == kStatusSuccess && !hung_) status = wait_busy(cfg, 0);
   im_.ahb_buffer_reset();
   return status;
@@ -407,7 +474,9 @@ std::uint32_t RomDriver::read(std::uint32_t dst, std::uint32_t addr, std::uint32
     const std::uint32_t status = status_of(ip_command(c, &why), why);
     if (status != kStatusSuccess || hung_) return status;
     if (uc_mem_write(im_.uc, dst + done, buf.data(), buf.size()) != UC_ERR_OK) {
-      im_.cpu_fault("romapi", fmt::format("read: destination 0x{:08X}+{} is not writable memory", dst, length), lr_);
+      im_.cpu_fault(
+          "romapi",
+          fmt::format("read: destination 0x{:08X}+{} is not writable memory", dst, length), lr_);
       hung_ = true;
       return kStatusSuccess;
     }
@@ -419,7 +488,8 @@ std::uint32_t RomDriver::read(std::uint32_t dst, std::uint32_t addr, std::uint32
 std::uint32_t RomDriver::xfer(std::uint32_t descriptor) {
   std::uint32_t x[9];
   if (uc_mem_read(im_.uc, descriptor, x, sizeof x) != UC_ERR_OK) {
-    im_.cpu_fault("romapi", fmt::format("xfer: descriptor 0x{:08X} is not readable", descriptor), lr_);
+    im_.cpu_fault("romapi", fmt::format("xfer: descriptor 0x{:08X} is not readable", descriptor),
+                  lr_);
     hung_ = true;
     return kStatusInvalidArgument;
   }
@@ -427,7 +497,8 @@ std::uint32_t RomDriver::xfer(std::uint32_t descriptor) {
   const std::uint32_t seq_id = x[2];
   const std::uint32_t seq_num = x[3] == 0 ? 1 : x[3];
   const std::uint32_t tx_buf = x[5], tx_size = x[6], rx_buf = x[7], rx_size = x[8];
-  if (seq_id >= 16 || seq_num > 16 - seq_id || operation > 3 || tx_size > 0x1'0000 || rx_size > 0x1'0000) {
+  if (seq_id >= 16 || seq_num > 16 - seq_id || operation > 3 || tx_size > 0x1'0000 ||
+      rx_size > 0x1'0000) {
     return kStatusInvalidArgument;
   }
   IpCommand c;
@@ -437,12 +508,15 @@ std::uint32_t RomDriver::xfer(std::uint32_t descriptor) {
   c.seq_num = seq_num;
   std::vector<std::uint8_t> tx;
   if (c.operation == Operation::kWrite || c.operation == Operation::kConfig) {
-    if ((tx_buf & 3) != 0) return kStatusInvalidArgument;  // flexspi_command_xfer: word-aligned buffers only
+    if ((tx_buf & 3) != 0)
+      return kStatusInvalidArgument;  // flexspi_command_xfer: word-aligned buffers only
     if (tx_buf >= kWindowBase && tx_buf < kWindowBase + kWindowSize && im_.window_busy) {
-      im_.cpu_fault("flash", fmt::format("read-while-write: xfer TX buffer 0x{:08X} is in the flash window while the "
-                                         "flash is busy",
-                                         tx_buf),
-                    lr_);
+      im_.cpu_fault(
+          "flash",
+          fmt::format("read-while-write: xfer TX buffer 0x{:08X} is in the flash window while the "
+                      "flash is busy",
+                      tx_buf),
+          lr_);
       hung_ = true;
       return kStatusInvalidArgument;
     }
@@ -486,10 +560,11 @@ std::uint32_t RomDriver::get_config(std::uint32_t cfg, std::uint32_t option_addr
   if ((option0 >> 28) != 0xC) return kStatusInvalidArgument;
   const std::uint32_t device_type = (option0 >> 20) & 0xF;
   if (device_type == 1) {
-    reporter().report(Severity::kFault, "romapi",
-                      "get_config with a DDR option: on the RT1064 this writes a 16-byte test pattern to flash "
-                      "offset 0x200 (community report); use an SDR option such as 0xC0000007",
-                      lr_);
+    reporter().report(
+        Severity::kFault, "romapi",
+        "get_config with a DDR option: on the RT1064 this writes a 16-byte test pattern to flash "
+        "offset 0x200 (community report); use an SDR option such as 0xC0000007",
+        lr_);
     const std::uint8_t pattern[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
                                       0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF};
     std::vector<std::uint8_t> page(W25Q32::kPage, 0xFF);
@@ -512,7 +587,7 @@ std::uint32_t RomDriver::get_config(std::uint32_t cfg, std::uint32_t option_addr
   fcb[0x046] = static_cast<std::uint8_t>(option0 & 0xF);
   put32(0x050, W25Q32::kSize);
   const std::pair<unsigned, std::uint32_t> lut[] = {
-      {0, 0x0A18'04EB}, {1, 0x2604'3206}, {4, 0x2404'0405}, {12, 0x0000'0406}, {20, 0x0818'0420},
+      {0, 0x0A18'04EB},  {1, 0x2604'3206},  {4, 0x2404'0405},  {12, 0x0000'0406}, {20, 0x0818'0420},
       {32, 0x0818'04D8}, {36, 0x0818'0402}, {37, 0x0000'2004}, {44, 0x0000'0460}};
   for (const auto& [i, w] : lut) put32(0x80 + 4 * i, w);
   put32(0x1C0, W25Q32::kPage);
@@ -520,7 +595,8 @@ std::uint32_t RomDriver::get_config(std::uint32_t cfg, std::uint32_t option_addr
   fcb[0x1C8] = 1;
   put32(0x1D0, 0x1'0000);
   if (uc_mem_write(im_.uc, cfg, fcb.data(), fcb.size()) != UC_ERR_OK) {
-    im_.cpu_fault("romapi", fmt::format("get_config: config 0x{:08X} is not writable RAM", cfg), lr_);
+    im_.cpu_fault("romapi", fmt::format("get_config: config 0x{:08X} is not writable RAM", cfg),
+                  lr_);
     hung_ = true;
     return kStatusSuccess;
   }
@@ -528,7 +604,8 @@ std::uint32_t RomDriver::get_config(std::uint32_t cfg, std::uint32_t option_addr
   // flexspi_nor_drv_get_config -> flexspi_nor_generate_config_block_using_sfdp): it leaves
   // slot 0 with the probe's read and slot 1 with an SFDP read (1 pad, 0x5A).
   const std::uint32_t probe_read[4] = {0x0818'0403, 0x0000'2404, 0, 0};
-  const std::uint32_t sfdp_read[4] = {0x0818'045A, 0x24FF'3008, 0, 0};  // CMD 5A, RADDR 24; DUMMY 8, READ
+  const std::uint32_t sfdp_read[4] = {0x0818'045A, 0x24FF'3008, 0,
+                                      0};  // CMD 5A, RADDR 24; DUMMY 8, READ
   im_.flexspi2->load_sequences(0, probe_read, 1);
   im_.flexspi2->load_sequences(kIpCmdSlot, sfdp_read, 1);
   charge(2'000'000);
@@ -550,23 +627,27 @@ void RomDriver::call(std::uint32_t address) {
       const std::uint32_t config = arg(1);
       if (!read_config(config, cfg, "init")) return;
       if (cfg.u32(0) != 0x4246'4346u) {
-        reporter().report(Severity::kFault, "romapi",
-                          fmt::format("init: config at 0x{:08X} is not a FlexSPI NOR config block (tag 'FCFB')", config),
-                          lr_);
+        reporter().report(
+            Severity::kFault, "romapi",
+            fmt::format("init: config at 0x{:08X} is not a FlexSPI NOR config block (tag 'FCFB')",
+                        config),
+            lr_);
         result = kStatusInvalidArgument;
         break;
       }
       if (config >= kWindowBase && config < kWindowBase + kWindowSize) {
         reporter().report(Severity::kWarning, "romapi",
-                          "init: config read from the flash window while the ROM reconfigures FlexSPI2; copy it to "
+                          "init: config read from the flash window while the ROM reconfigures "
+                          "FlexSPI2; copy it to "
                           "RAM first",
                           lr_);
       }
       if (cfg.raw[0x10] != 0 || cfg.raw[0x1C] != 0) {
-        reporter().report(Severity::kWarning, "romapi",
-                          "init: the config enables device mode / config commands (deviceModeCfgEnable, "
-                          "configCmdEnable), which the twin does not run",
-                          lr_);
+        reporter().report(
+            Severity::kWarning, "romapi",
+            "init: the config enables device mode / config commands (deviceModeCfgEnable, "
+            "configCmdEnable), which the twin does not run",
+            lr_);
       }
       im_.flexspi2->init_from_fcb(cfg.raw.data());
       im_.ahb_buffer_reset();  // flexspi_init ends with a software reset
@@ -639,7 +720,8 @@ void RomDriver::call(std::uint32_t address) {
       }
       std::vector<std::uint32_t> words(4 * count);
       if (uc_mem_read(im_.uc, lut, words.data(), 16 * count) != UC_ERR_OK) {
-        im_.cpu_fault("romapi", fmt::format("update_lut: table 0x{:08X} is not readable", lut), lr_);
+        im_.cpu_fault("romapi", fmt::format("update_lut: table 0x{:08X} is not readable", lut),
+                      lr_);
         return;
       }
       im_.flexspi2->load_sequences(seq, words.data(), count);
@@ -648,14 +730,19 @@ void RomDriver::call(std::uint32_t address) {
     }
     case kFnRunBootloader: {
       const std::uint32_t a = im_.mem32(im_.rreg(UC_ARM_REG_R0));
-      reporter().report(Severity::kInfo, "romapi",
-                        fmt::format("runBootloader(0x{:08X}): the ROM enters the serial downloader (not modelled)", a),
-                        lr_);
+      reporter().report(
+          Severity::kInfo, "romapi",
+          fmt::format(
+              "runBootloader(0x{:08X}): the ROM enters the serial downloader (not modelled)", a),
+          lr_);
       im_.halt("runBootloader: serial downloader");
       return;
     }
     default:
-      im_.cpu_fault("romapi", fmt::format("call into the boot ROM at 0x{:08X}, which is not an API entry", address), lr_);
+      im_.cpu_fault(
+          "romapi",
+          fmt::format("call into the boot ROM at 0x{:08X}, which is not an API entry", address),
+          lr_);
       return;
   }
   if (board().state() == BoardState::kHalted || board().state() == BoardState::kOff) return;
@@ -666,7 +753,9 @@ void RomDriver::call(std::uint32_t address) {
 }  // namespace
 
 void Board::Impl::build_rom() {
-  auto put32 = [this](std::uint32_t addr, std::uint32_t v) { std::memcpy(&rom[addr - kRomBase], &v, 4); };
+  auto put32 = [this](std::uint32_t addr, std::uint32_t v) {
+    std::memcpy(&rom[addr - kRomBase], &v, 4);
+  };
   // ROM's own vector table (used if the firmware never moves VTOR).
   put32(kRomBase + 0, kRomStackTop);
   for (unsigned i = 1; i < 16; ++i) {
@@ -681,15 +770,17 @@ void Board::Impl::build_rom() {
   const char copyright[] = "rtcanboot-twin model of the i.MX RT1064 boot ROM";
   std::memcpy(&rom[kRomCopyright - kRomBase], copyright, sizeof copyright);
   put32(kRomNorTable + 0x00, 0x0001'0500);  // driver version 1.5.0
-  const RomFn order[] = {kFnInit, kFnProgram, kFnEraseAll, kFnErase, kFnRead, kFnClearCache,
-                         kFnXfer, kFnUpdateLut, kFnGetConfig};
+  const RomFn order[] = {kFnInit,       kFnProgram, kFnEraseAll,  kFnErase,    kFnRead,
+                         kFnClearCache, kFnXfer,    kFnUpdateLut, kFnGetConfig};
   for (unsigned i = 0; i < std::size(order); ++i) {
     put32(kRomNorTable + 4 + 4 * i, (kRomStubs + 4 * order[i]) | 1);
   }
   for (unsigned i = 0; i < kFnCount; ++i) put32(kRomStubs + 4 * i, 0xBF00'4770);  // bx lr; nop
-  put32(kRomDefaultHandler, 0xE7FE'E7FE);  // b .
+  put32(kRomDefaultHandler, 0xE7FE'E7FE);                                         // b .
 }
 
-void Board::Impl::rom_call(std::uint32_t address) { RomDriver(*this).call(address); }
+void Board::Impl::rom_call(std::uint32_t address) {
+  RomDriver(*this).call(address);
+}
 
 }  // namespace rtcanboot::twin

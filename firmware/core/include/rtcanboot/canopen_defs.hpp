@@ -91,15 +91,15 @@ enum class FlashDetail : std::uint16_t {
   kProductMismatch = 14,
   kAborted = 15,  // the master aborted the SDO transfer part-way (its abort frame)
   kUnsupportedFlags = 16,
-  kBadVectorTable = 17,     // initial SP / reset handler of the payload cannot start
-  kTransferCrc = 18,        // SDO block download CRC mismatch (the node's abort 0x05040004)
-  kTransferTimeout = 19,    // no frame from the master for the SDO timeout (abort 0x05040000)
-  kTransferProtocol = 20,   // the master broke the SDO protocol (toggle, sequence, command, ...)
-  kTransferReplaced = 21,   // a new SDO initiate replaced the download
-  kTransferNmt = 22,        // NMT reset node / reset communication / stopped ended the download
+  kBadVectorTable = 17,    // initial SP / reset handler of the payload cannot start
+  kTransferCrc = 18,       // SDO block download CRC mismatch (the node's abort 0x05040004)
+  kTransferTimeout = 19,   // no frame from the master for the SDO timeout (abort 0x05040000)
+  kTransferProtocol = 20,  // the master broke the SDO protocol (toggle, sequence, command, ...)
+  kTransferReplaced = 21,  // a new SDO initiate replaced the download
+  kTransferNmt = 22,       // NMT reset node / reset communication / stopped ended the download
   // The port refused all erase/program work at start (0x1F57 status 5, write error):
   kFlashNotIdentified = 23,  // the flash's JEDEC ID is not the expected device's
-  kFlashPortFailed = 24,     // the flash driver could not be initialised (ROM status on the console)
+  kFlashPortFailed = 24,  // the flash driver could not be initialised (ROM status on the console)
   // The installed image was started the provisioned number of times without confirming that
   // it runs (trial boot); the bootloader no longer starts it by itself.
   kNotConfirmed = 32,

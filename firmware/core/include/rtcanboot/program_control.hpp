@@ -47,7 +47,7 @@ class ProgramControl {
   virtual std::uint8_t control_state(std::uint8_t sub) const = 0;  // 0x1F51:sub read
   virtual std::uint32_t software_id(std::uint8_t sub) const = 0;   // 0x1F56:sub
   virtual std::uint32_t flash_status(std::uint8_t sub) const = 0;  // 0x1F57:sub
-  virtual std::uint8_t program_count() const = 0;                   // highest sub-index (1)
+  virtual std::uint8_t program_count() const = 0;                  // highest sub-index (1)
 
  protected:
   ~ProgramControl() = default;

@@ -9,7 +9,9 @@ namespace rtcanboot {
 // Monotonic time in microseconds. 64 bits so it never wraps in a device's lifetime.
 using Micros = std::uint64_t;
 
-constexpr Micros milliseconds(std::uint64_t ms) { return ms * 1000U; }
+constexpr Micros milliseconds(std::uint64_t ms) {
+  return ms * 1000U;
+}
 
 // A classic CAN frame (11- or 29-bit identifier, up to 8 data bytes).
 struct CanFrame {

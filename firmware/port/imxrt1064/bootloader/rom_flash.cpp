@@ -44,32 +44,57 @@ void log_id(std::uint32_t id) {
 
 const char* rom_status_name(std::int32_t status) {
   switch (status) {
-    case 0: return "kStatus_Success";
-    case 1: return "kStatus_Fail";
-    case 4: return "kStatus_InvalidArgument";
-    case 5: return "kStatus_Timeout";
-    case 6000: return "kStatus_FLEXSPI_SequenceExecutionTimeout";
-    case 6001: return "kStatus_FLEXSPI_InvalidSequence";
-    case 6002: return "kStatus_FLEXSPI_DeviceTimeout";
-    case 20100: return "kStatus_FLEXSPINOR_ProgramFail";
-    case 20101: return "kStatus_FLEXSPINOR_EraseSectorFail";
-    case 20102: return "kStatus_FLEXSPINOR_EraseAllFail";
-    case 20103: return "kStatus_FLEXSPINOR_WaitTimeout";
-    case 20104: return "kStatus_FLEXSPINOR_NotSupported";
-    case 20105: return "kStatus_FLEXSPINOR_WriteAlignmentError";
-    case 20106: return "kStatus_FLEXSPINOR_CommandFailure";
-    case 20107: return "kStatus_FLEXSPINOR_SFDP_NotFound";
-    case 20108: return "kStatus_FLEXSPINOR_Unsupported_SFDP_Version";
-    case 20109: return "kStatus_FLEXSPINOR_Flash_NotFound";
-    case 20110: return "kStatus_FLEXSPINOR_DTRRead_DummyProbeFailed";
+    case 0:
+      return "kStatus_Success";
+    case 1:
+      return "kStatus_Fail";
+    case 4:
+      return "kStatus_InvalidArgument";
+    case 5:
+      return "kStatus_Timeout";
+    case 6000:
+      return "kStatus_FLEXSPI_SequenceExecutionTimeout";
+    case 6001:
+      return "kStatus_FLEXSPI_InvalidSequence";
+    case 6002:
+      return "kStatus_FLEXSPI_DeviceTimeout";
+    case 20100:
+      return "kStatus_FLEXSPINOR_ProgramFail";
+    case 20101:
+      return "kStatus_FLEXSPINOR_EraseSectorFail";
+    case 20102:
+      return "kStatus_FLEXSPINOR_EraseAllFail";
+    case 20103:
+      return "kStatus_FLEXSPINOR_WaitTimeout";
+    case 20104:
+      return "kStatus_FLEXSPINOR_NotSupported";
+    case 20105:
+      return "kStatus_FLEXSPINOR_WriteAlignmentError";
+    case 20106:
+      return "kStatus_FLEXSPINOR_CommandFailure";
+    case 20107:
+      return "kStatus_FLEXSPINOR_SFDP_NotFound";
+    case 20108:
+      return "kStatus_FLEXSPINOR_Unsupported_SFDP_Version";
+    case 20109:
+      return "kStatus_FLEXSPINOR_Flash_NotFound";
+    case 20110:
+      return "kStatus_FLEXSPINOR_DTRRead_DummyProbeFailed";
     // The SDK header numbers the same FlexSPI NOR codes in group 200 (fact sheet §3.4).
-    case 20000: return "kStatus_FLEXSPINOR_ProgramFail (group 200)";
-    case 20001: return "kStatus_FLEXSPINOR_EraseSectorFail (group 200)";
-    case 20002: return "kStatus_FLEXSPINOR_EraseAllFail (group 200)";
-    case 20003: return "kStatus_FLEXSPINOR_WaitTimeout (group 200)";
-    case 20006: return "kStatus_FLEXSPINOR_CommandFailure (group 200)";
-    case 20007: return "kStatus_FLEXSPINOR_SFDP_NotFound (group 200)";
-    default: return "unknown ROM status";
+    case 20000:
+      return "kStatus_FLEXSPINOR_ProgramFail (group 200)";
+    case 20001:
+      return "kStatus_FLEXSPINOR_EraseSectorFail (group 200)";
+    case 20002:
+      return "kStatus_FLEXSPINOR_EraseAllFail (group 200)";
+    case 20003:
+      return "kStatus_FLEXSPINOR_WaitTimeout (group 200)";
+    case 20006:
+      return "kStatus_FLEXSPINOR_CommandFailure (group 200)";
+    case 20007:
+      return "kStatus_FLEXSPINOR_SFDP_NotFound (group 200)";
+    default:
+      return "unknown ROM status";
   }
 }
 
@@ -88,8 +113,9 @@ bool RomFlash::check(std::int32_t status, const char* what) {
 
 bool RomFlash::load_sequences() {
   if (lut_loaded_) return true;
-  lut_loaded_ = check(driver_->update_lut(rom::kFlexspi2Instance, 0, g_config.lookup_table, lut::kSeqCount),
-                      "update_lut");
+  lut_loaded_ =
+      check(driver_->update_lut(rom::kFlexspi2Instance, 0, g_config.lookup_table, lut::kSeqCount),
+            "update_lut");
   return lut_loaded_;
 }
 

@@ -15,8 +15,8 @@
 #include <cstdint>
 
 #include "rtcanboot/canopen_defs.hpp"
-#include "rtcanboot/imxrt1064/rom_api.hpp"
 #include "rtcanboot/flash_port.hpp"
+#include "rtcanboot/imxrt1064/rom_api.hpp"
 #include "rtcanboot/imxrt1064/timebase.hpp"
 
 namespace rtcanboot::imxrt1064 {
@@ -61,8 +61,11 @@ class RomFlash final : public FlashPort {
   bool check(std::int32_t status, const char* what);
   bool xfer(rom::FlexspiXfer& transfer, const char* what);
   bool command(std::uint32_t sequence, std::uint32_t offset, const char* what);
-  bool read_register(std::uint32_t sequence, std::uint32_t& value, std::uint32_t bytes, const char* what);
-  bool read_status(std::uint32_t& status) { return read_register(lut::kSeqReadStatus, status, 1, "read status"); }
+  bool read_register(std::uint32_t sequence, std::uint32_t& value, std::uint32_t bytes,
+                     const char* what);
+  bool read_status(std::uint32_t& status) {
+    return read_register(lut::kSeqReadStatus, status, 1, "read status");
+  }
   FlashResult check_writable(std::uint32_t offset, std::uint32_t length);
   FlashResult start(std::uint32_t sequence, std::uint32_t offset, std::uint32_t length,
                     Operation operation, Micros timeout);

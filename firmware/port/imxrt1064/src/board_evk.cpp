@@ -78,7 +78,8 @@ const char* check_clocks() {
   const std::uint32_t cscmr2 = reg32(ccm::kCscmr2);
   const std::uint32_t can_sel = (cscmr2 & ccm::kCanClkSelMask) >> ccm::kCanClkSelShift;
   const std::uint32_t can_podf = (cscmr2 & ccm::kCanClkPodfMask) >> ccm::kCanClkPodfShift;
-  if (can_sel == kCanClkSelDisabled) return "the CAN clock root is disabled (CSCMR2.CAN_CLK_SEL = 3)";
+  if (can_sel == kCanClkSelDisabled)
+    return "the CAN clock root is disabled (CSCMR2.CAN_CLK_SEL = 3)";
   if (can_sel == kCanClkSelPll3Div6 && !clock_gate_is_on(ccm::kGateLpuart1)) {
     return "ERR050235: CAN_CLK_SEL = 2 (pll3_sw_clk/6) with the LPUART1 clock gate off gives a "
            "wrong CAN clock";

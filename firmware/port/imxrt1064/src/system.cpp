@@ -34,8 +34,8 @@ bool arm_trial_watchdog(std::uint32_t timeout_ms) {
   if (!rtwdog_unlock()) return false;
   reg32(wdog::kRtWin) = 0;
   reg32(wdog::kRtToval) = ticks;
-  reg32(wdog::kRtCs) = wdog::kRtCsEn | wdog::kRtCsUpdate | wdog::kRtCsClkLpo | wdog::kRtCsPres |
-                       wdog::kRtCsCmd32En;
+  reg32(wdog::kRtCs) =
+      wdog::kRtCsEn | wdog::kRtCsUpdate | wdog::kRtCsClkLpo | wdog::kRtCsPres | wdog::kRtCsCmd32En;
   for (std::uint32_t tries = 0; tries < 10000; ++tries) {
     if ((reg32(wdog::kRtCs) & wdog::kRtCsRcs) != 0) break;
   }

@@ -111,9 +111,10 @@ struct TimedFrame {
 class Endpoint : public BusNode {
  public:
   struct Options {
-    double bitrate = 0;        // 0 = the bus's bit rate
+    double bitrate = 0;  // 0 = the bus's bit rate
     bool listen_only = false;
-    std::uint32_t max_attempts = 0;  // transmission attempts per frame before it is dropped; 0 = forever
+    std::uint32_t max_attempts =
+        0;  // transmission attempts per frame before it is dropped; 0 = forever
     std::size_t rx_capacity = 1U << 20;  // frames kept in the receive queue (older are dropped)
   };
   explicit Endpoint(std::string name);
@@ -163,13 +164,13 @@ class Endpoint : public BusNode {
 // bus (1 = the first frame the bus ever carried; retransmissions count again).
 struct FaultRule {
   enum class Action {
-    kDrop,          // the frame completes and is acknowledged, but receivers do not get it
-                    // (a receiver-side loss; the transmitter sees success)
-    kCorrupt,       // a bit is flipped on the wire: receivers see a CRC error, an error frame
-                    // follows and the transmitter retransmits (as CAN's CRC would catch it)
-    kCorruptSilent, // a data bit is flipped and the frame is delivered anyway (models a failure
-                    // CAN's CRC would catch in practice; for robustness tests of upper layers)
-    kErrorFrame,    // an external disturbance: an error flag inside the frame destroys it
+    kDrop,           // the frame completes and is acknowledged, but receivers do not get it
+                     // (a receiver-side loss; the transmitter sees success)
+    kCorrupt,        // a bit is flipped on the wire: receivers see a CRC error, an error frame
+                     // follows and the transmitter retransmits (as CAN's CRC would catch it)
+    kCorruptSilent,  // a data bit is flipped and the frame is delivered anyway (models a failure
+                     // CAN's CRC would catch in practice; for robustness tests of upper layers)
+    kErrorFrame,     // an external disturbance: an error flag inside the frame destroys it
   };
   Action action = Action::kDrop;
   std::uint64_t nth = 0;      // fire on this attempt number (1-based); 0 = not by number
@@ -183,12 +184,12 @@ struct FaultRule {
 };
 
 struct BusStats {
-  std::uint64_t frames = 0;          // frames completed successfully
-  std::uint64_t attempts = 0;        // transmission attempts started
-  std::uint64_t error_frames = 0;    // error frames on the wire
+  std::uint64_t frames = 0;        // frames completed successfully
+  std::uint64_t attempts = 0;      // transmission attempts started
+  std::uint64_t error_frames = 0;  // error frames on the wire
   std::uint64_t ack_errors = 0;
-  std::uint64_t dropped = 0;         // frames dropped by fault injection (kDrop)
-  std::uint64_t busy_bits = 0;       // bit times the bus was not idle
+  std::uint64_t dropped = 0;    // frames dropped by fault injection (kDrop)
+  std::uint64_t busy_bits = 0;  // bit times the bus was not idle
 };
 
 class Bus {
@@ -248,11 +249,11 @@ class Bus {
   struct EpisodeSpec {
     BusNode* tx = nullptr;
     Nanos sof = 0;
-    std::uint32_t error_bit = 0;   // bit (after SOF) where the error flag starts
-    std::uint32_t flag_bits = 0;   // length of the (superposed) error flag
+    std::uint32_t error_bit = 0;  // bit (after SOF) where the error flag starts
+    std::uint32_t flag_bits = 0;  // length of the (superposed) error flag
     BusError tx_error = BusError::kBit1;
     BusError rx_error = BusError::kStuff;
-    bool tx_counts = true;         // TEC += 8
+    bool tx_counts = true;  // TEC += 8
     std::vector<BusNode*> first_signallers;
   };
   void error_episode(const EpisodeSpec& spec);

@@ -98,8 +98,8 @@ class FlexCan : public Peripheral, public BusNode {
   void write_mcr(std::uint32_t value, std::uint32_t mask, std::uint32_t pc);
   // Writes `value` under `mask` into `reg`, but bits in `freeze_only` only in freeze mode;
   // ignored bits are reported.
-  void guarded_write(std::uint32_t& reg, std::uint32_t value, std::uint32_t mask, std::uint32_t freeze_only,
-                     const char* reg_name, std::uint32_t pc);
+  void guarded_write(std::uint32_t& reg, std::uint32_t value, std::uint32_t mask,
+                     std::uint32_t freeze_only, const char* reg_name, std::uint32_t pc);
   void write_mb_word(std::uint32_t word, std::uint32_t value, std::uint32_t mask, std::uint32_t pc);
   std::uint32_t read_mb_word(std::uint32_t word);
 
@@ -148,14 +148,14 @@ class FlexCan : public Peripheral, public BusNode {
   std::uint32_t imask1_ = 0, imask2_ = 0, iflag1_ = 0, iflag2_ = 0;
   std::uint32_t rxmgmask_ = 0, rx14mask_ = 0, rx15mask_ = 0, rxfgmask_ = 0;
   std::uint32_t cbt_ = 0, fdctrl_ = 0, fdcbt_ = 0, gfwr_ = 0;
-  std::array<std::uint32_t, 256> ram_{};    // message buffer RAM 0x080..0x47F
-  std::array<std::uint32_t, 64> rximr_{};   // 0x880..0x97F
+  std::array<std::uint32_t, 256> ram_{};   // message buffer RAM 0x080..0x47F
+  std::array<std::uint32_t, 64> rximr_{};  // 0x880..0x97F
 
   // Mode state.
-  bool disabled_ = true;   // LPMACK
-  bool frozen_ = false;    // FRZACK
-  bool normal_ = false;    // out of freeze and disable, participating
-  bool softrst_ = false;   // SOFTRST in progress
+  bool disabled_ = true;          // LPMACK
+  bool frozen_ = false;           // FRZACK
+  bool normal_ = false;           // out of freeze and disable, participating
+  bool softrst_ = false;          // SOFTRST in progress
   bool freeze_refusing_ = false;  // the current freeze request is refused (injected fault)
   std::uint64_t freeze_refused_count_ = 0;
   bool mode_event_pending_ = false;

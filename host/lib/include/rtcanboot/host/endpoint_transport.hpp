@@ -35,7 +35,10 @@ class EndpointTransport final : public Transport {
   using Runner = std::function<void(std::uint64_t deadline_ns, const std::function<bool()>& stop)>;
 
   EndpointTransport(Endpoint& endpoint, NowNs now_ns, Runner run, std::string name = "twin")
-      : endpoint_(endpoint), clock_(std::move(now_ns)), run_(std::move(run)), name_(std::move(name)) {}
+      : endpoint_(endpoint),
+        clock_(std::move(now_ns)),
+        run_(std::move(run)),
+        name_(std::move(name)) {}
 
   Clock& clock() override { return clock_; }
   void send(const CanFrame& frame) override { endpoint_.send(frame); }

@@ -8,21 +8,23 @@
 namespace rtcanboot::host {
 
 enum class ErrorKind {
-  kInternal = 1,   // a bug or an unexpected system failure
-  kUsage = 2,      // bad command line (unknown option, bus URI typo, bad number)
-  kInput = 3,      // unreadable or malformed input file, image outside the application region
-  kBus = 4,        // the bus cannot be opened or failed (bus-off, adapter gone)
-  kNoNode = 5,     // the addressed node does not answer at all
-  kTimeout = 6,    // the node answered before but stopped answering part-way
-  kRejected = 7,   // the node refused the image (0x1F57 reason) or it failed verification
-  kAborted = 8,    // an SDO transfer was aborted (by the node or by us) for another reason
-  kWrongProduct = 9,  // the image is for another vendor/product (use --force-product)
+  kInternal = 1,       // a bug or an unexpected system failure
+  kUsage = 2,          // bad command line (unknown option, bus URI typo, bad number)
+  kInput = 3,          // unreadable or malformed input file, image outside the application region
+  kBus = 4,            // the bus cannot be opened or failed (bus-off, adapter gone)
+  kNoNode = 5,         // the addressed node does not answer at all
+  kTimeout = 6,        // the node answered before but stopped answering part-way
+  kRejected = 7,       // the node refused the image (0x1F57 reason) or it failed verification
+  kAborted = 8,        // an SDO transfer was aborted (by the node or by us) for another reason
+  kWrongProduct = 9,   // the image is for another vendor/product (use --force-product)
   kNotConfirmed = 10,  // the new application started but never confirmed that it runs (trial boot)
   kInterrupted = 130,  // SIGINT/SIGTERM (request_interrupt): transfers aborted cleanly
 };
 
 // Process exit code for an error kind (0 is success).
-constexpr int exit_code(ErrorKind kind) { return static_cast<int>(kind); }
+constexpr int exit_code(ErrorKind kind) {
+  return static_cast<int>(kind);
+}
 const char* to_string(ErrorKind kind);
 
 // Asks every wait in the library to stop: a running SDO transfer is aborted (abort frame sent)

@@ -37,7 +37,8 @@ MemoryImage parse_binary(std::span<const std::uint8_t> bytes, std::uint32_t load
 
 // Guesses the format from the content (ELF magic, container magic, ':' or 'S' records) and
 // the extension (.bin). std::nullopt when it cannot tell.
-std::optional<InputFormat> detect_format(std::span<const std::uint8_t> bytes, const std::string& name);
+std::optional<InputFormat> detect_format(std::span<const std::uint8_t> bytes,
+                                         const std::string& name);
 
 std::vector<std::uint8_t> read_file(const std::string& path);  // throws Error(kInput)
 void write_file(const std::string& path, std::span<const std::uint8_t> bytes);

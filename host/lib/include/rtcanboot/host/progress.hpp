@@ -13,7 +13,8 @@ namespace rtcanboot::host {
 class ProgressDisplay {
  public:
   // `write` receives the text to print; `terminal` selects the bar; `now` is the clock (µs).
-  ProgressDisplay(std::function<void(const std::string&)> write, bool terminal, std::function<Micros()> now);
+  ProgressDisplay(std::function<void(const std::string&)> write, bool terminal,
+                  std::function<Micros()> now);
 
   void update(std::uint64_t done, std::uint64_t total);
 

@@ -26,9 +26,9 @@ enum class SdoMode {
 };
 
 struct SdoConfig {
-  Micros timeout = 1'000'000;        // longest wait for any expected frame from the server
-  std::uint8_t block_size = 127;     // blksize the client offers for block upload (1..127)
-  bool block_crc = true;             // offer/use the CRC in block transfers
+  Micros timeout = 1'000'000;     // longest wait for any expected frame from the server
+  std::uint8_t block_size = 127;  // blksize the client offers for block upload (1..127)
+  bool block_crc = true;          // offer/use the CRC in block transfers
   // Block upload: after this long without the frame that closes a sub-block, acknowledge what
   // arrived in order so the server resends (a lost last segment otherwise stalls until timeout).
   Micros block_upload_idle_ack = 100'000;
@@ -108,16 +108,16 @@ class SdoClient {
  private:
   enum class Phase {
     kNone,
-    kDownInitiate,      // waiting for the initiate response of an expedited/segmented download
-    kDownSegment,       // waiting for a segment response
+    kDownInitiate,  // waiting for the initiate response of an expedited/segmented download
+    kDownSegment,   // waiting for a segment response
     kUpInitiate,
     kUpSegment,
     kBlockDownInitiate,
     kBlockDownSubBlock,  // sending segments / waiting for the acknowledge
     kBlockDownEnd,
     kBlockUpInitiate,
-    kBlockUpSubBlock,   // receiving segments
-    kBlockUpEnd,        // waiting for the end frame
+    kBlockUpSubBlock,  // receiving segments
+    kBlockUpEnd,       // waiting for the end frame
   };
 
   CanFrame make(std::uint8_t b0) const;
@@ -152,9 +152,9 @@ class SdoClient {
   // Block transfers.
   bool phase_is_block_ = false;
   bool crc_ = false;
-  std::uint8_t blksize_ = 0;     // current sub-block size
-  std::uint8_t seq_sent_ = 0;    // download: segments of the current sub-block handed out
-  std::size_t block_base_ = 0;   // download: first byte of the current sub-block
+  std::uint8_t blksize_ = 0;    // current sub-block size
+  std::uint8_t seq_sent_ = 0;   // download: segments of the current sub-block handed out
+  std::size_t block_base_ = 0;  // download: first byte of the current sub-block
   bool sub_block_has_last_ = false;
   std::uint8_t seq_expected_ = 0;  // upload: next in-order seqno - 1 (ackseq)
   bool last_seen_ = false;         // upload: the segment with c=1 arrived in order
@@ -164,7 +164,7 @@ class SdoClient {
   bool idle_ack_sent_ = false;
 
   std::deque<CanFrame> tx_;
-  bool awaiting_ = false;  // a response is expected: timer runs
+  bool awaiting_ = false;              // a response is expected: timer runs
   bool pending_answer_frame_ = false;  // the last queued frame arms the timer once sent
   Micros timer_start_ = 0;
 };

@@ -30,9 +30,9 @@ struct NodeInfo {
   std::optional<std::uint8_t> trial_state;    // 0x5F00:7 (canopen::TrialState)
   std::optional<std::uint8_t> boot_attempts;  // 0x5F00:8
   // CiA 302-3
-  std::optional<std::uint8_t> program_state;     // 0x1F51:1
-  std::optional<std::uint32_t> software_id;      // 0x1F56:1
-  std::optional<std::uint32_t> flash_status;     // 0x1F57:1
+  std::optional<std::uint8_t> program_state;  // 0x1F51:1
+  std::optional<std::uint32_t> software_id;   // 0x1F56:1
+  std::optional<std::uint32_t> flash_status;  // 0x1F57:1
 };
 
 // Reads everything `info` shows. Throws Error(kNoNode) when the node does not answer 0x1000.
@@ -40,19 +40,19 @@ NodeInfo read_node_info(Master& master, std::uint8_t node);
 
 struct UpdateOptions {
   std::uint8_t node = 0;
-  std::uint8_t program = 1;        // sub-index of 0x1F50/0x1F51/0x1F56/0x1F57
-  bool start = true;               // false: --no-start
-  bool force = false;              // download even when 0x1F56 already matches
-  bool force_product = false;      // download an image built for another vendor/product
-  std::optional<std::uint32_t> vendor_id;     // container fields when packing (default: node's 0x1018)
+  std::uint8_t program = 1;                // sub-index of 0x1F50/0x1F51/0x1F56/0x1F57
+  bool start = true;                       // false: --no-start
+  bool force = false;                      // download even when 0x1F56 already matches
+  bool force_product = false;              // download an image built for another vendor/product
+  std::optional<std::uint32_t> vendor_id;  // container fields when packing (default: node's 0x1018)
   std::optional<std::uint32_t> product_code;
   std::uint32_t image_version = 0;
-  bool allow_block = true;         // false: segmented only
-  int download_attempts = 2;       // clear + download again when the node restarts part-way
-  Micros reboot_window = 5'000'000;   // how long resets between steps may take
-  Micros flash_timeout = 120'000'000; // 0x1F57 busy at most this long
+  bool allow_block = true;             // false: segmented only
+  int download_attempts = 2;           // clear + download again when the node restarts part-way
+  Micros reboot_window = 5'000'000;    // how long resets between steps may take
+  Micros flash_timeout = 120'000'000;  // 0x1F57 busy at most this long
   Micros poll_interval = 100'000;
-  Micros boot_timeout = 10'000'000;   // application boot-up/heartbeat after start
+  Micros boot_timeout = 10'000'000;  // application boot-up/heartbeat after start
   // After the start: how long to wait for the application's confirmation (trial boot); 0 = do
   // not wait. Covers every boot attempt (3 x the 4 s trial watchdog by default).
   Micros confirm_timeout = 30'000'000;
@@ -60,11 +60,11 @@ struct UpdateOptions {
 
 struct UpdateEvents {
   std::function<void(const std::string&)> step;  // human-readable progress of the sequence
-  ProgressFn progress;                            // bytes of the download
+  ProgressFn progress;                           // bytes of the download
 };
 
 struct UpdateResult {
-  bool skipped = false;        // 0x1F56 already matched (without --force)
+  bool skipped = false;  // 0x1F56 already matched (without --force)
   bool used_block = false;
   std::uint32_t software_id = 0;
   std::uint64_t bytes = 0;

@@ -169,7 +169,8 @@ constexpr FlexspiNorConfig make_w25q32jv_fcb() {
       word(instruction(kCmdSdr, kPads1, 0x9F), instruction(kReadSdr, kPads1, 4));
   t[4 * kSeqReadSfdp + 0] =
       word(instruction(kCmdSdr, kPads1, 0x5A), instruction(kRaddrSdr, kPads1, 24));
-  t[4 * kSeqReadSfdp + 1] = word(instruction(kDummySdr, kPads1, 8), instruction(kReadSdr, kPads1, 4));
+  t[4 * kSeqReadSfdp + 1] =
+      word(instruction(kDummySdr, kPads1, 8), instruction(kReadSdr, kPads1, 4));
   fcb.page_size = 256;
   fcb.sector_size = 0x1000;
   fcb.ipcmd_serial_clk_freq = kIpSerialClk30MHz;
