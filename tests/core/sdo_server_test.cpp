@@ -1058,6 +1058,40 @@ TEST_F(SdoDrainTest, ResetNodeOutsideASubBlockIsImmediate) {
   EXPECT_TRUE(node->reset_node_requested());
 }
 
+// Issue 16 (found by the download fuzzer's author): a CAN duplicate of a queued segment must not
+// end the drain; segment 0x2F twice would otherwise be "write 0x1F51:1 = 3" (clear).
+TEST_F(SdoDrainTest, ADuplicatedSegmentDoesNotEndTheDrain) {
+  sink().fail_after = 7;
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  segment(2);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  segment(2);  // the aborted segment, delivered twice
+  rest_of_sub_block(3, 0x2F);
+  segment(0x2F, {0x51, 0x1F, 0x01, 0x03, 0, 0, 0});  // segment 0x2F, delivered twice
+  rest_of_sub_block(0x30);
+  expect_nothing_executed();
+  expect_recovers();
+}
+
+TEST_F(SdoDrainTest, ARepeatedRequestIsAnsweredOnceTheDrainTimeHasPassed) {
+  sink().fail_after = 0;
+  EXPECT_EQ(initiate_block_download(100000), 127);
+  segment(1);
+  expect_abort(0x1F50, 1, Abort::kCannotStore);
+  segment(2);
+  segment(3);
+  // A request whose first byte is the next sequence number (0x04) is taken for a segment, and
+  // so is its immediate repetition; after the drain time without a new segment it is a request.
+  const Bytes8 request{0x04, 0x00, 0x10, 0x00, 0, 0, 0, 0};
+  sdo(request);
+  sdo(request);
+  expect_silence();
+  advance(config.block_drain_time);
+  sdo(request);
+  expect_abort(0, 0, Abort::kCommandSpecifier);
+}
+
 TEST_F(SdoDrainTest, AFrameThatDoesNotContinueTheSubBlockIsARequest) {
   sink().fail_after = 0;
   EXPECT_EQ(initiate_block_download(100000), 127);
@@ -1073,14 +1107,17 @@ TEST_F(SdoDrainTest, AFrameThatDoesNotContinueTheSubBlockIsARequest) {
   expect_abort(0, 0, Abort::kCommandSpecifier);
 }
 
-TEST_F(SdoDrainTest, TheSameFrameTwiceIsARequest) {
-  // A master whose initiate happened to look like the next segment gets its retry answered.
+TEST_F(SdoDrainTest, ARequestLikeTheNextSegmentIsAnsweredWhenRetriedAfterTheDrainTime) {
+  // A master whose request happened to look like the next segment gets a later retry answered;
+  // an immediate retry looks like a CAN duplicate of that segment and is ignored too.
   sink().fail_after = 0;
   EXPECT_EQ(initiate_block_download(100000), 127);
   for (std::uint8_t s = 1; s <= 0x3F; ++s) segment(s);
   expect_abort(0x1F50, 1, Abort::kCannotStore);
   sdo({0x40, 0x57, 0x1F, 0x01, 0, 0, 0, 0});  // looks like segment 64: ignored
+  sdo({0x40, 0x57, 0x1F, 0x01, 0, 0, 0, 0});  // and again at once: ignored
   expect_silence();
+  advance(config.block_drain_time);
   EXPECT_EQ(upload_expedited(0x1F57, 1), (Bytes8{0x43, 0x57, 0x1F, 0x01, 0, 0, 0, 0}));
 }
 

@@ -575,9 +575,16 @@ bool SdoServer::drained(const CanFrame& frame, Micros now) {
   if (!drain_.active) return false;
   drain_.active = false;
   if (now - drain_.since >= config_.block_drain_time) return false;
-  // Only the next segment continues the sub-block; anything else (a new initiate, the client's
-  // abort 0x80, a repeated frame) ends the drain and is handled as a request.
   const std::uint8_t sequence = frame.data[0] & 0x7F;
+  // CAN may deliver a frame twice (an error in its last EOF bit makes the sender repeat a frame
+  // its receivers took): the segment just counted, again, is still the sub-block. It does not
+  // extend the drain time, so a request that keeps repeating is answered once that has passed.
+  if (sequence != 0 && sequence == drain_.last) {
+    drain_.active = true;
+    return true;
+  }
+  // Only the next segment continues the sub-block; anything else (a new initiate, the client's
+  // abort 0x80) ends the drain and is handled as a request.
   if (sequence != drain_.last + 1) return false;
   drain_.last = sequence;
   drain_.since = now;
