@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fuzz_check.hpp"
+#include "image_builder.hpp"
 #include "nor_flash_fake.hpp"
 #include "rtcanboot/bootloader.hpp"
 #include "rtcanboot/bytes.hpp"
@@ -43,8 +44,8 @@ namespace mm = memory_map;
 constexpr std::uint8_t kNode = 5;
 constexpr std::uint32_t kRx = 0x600 + kNode;
 constexpr std::uint32_t kTx = 0x580 + kNode;
-constexpr std::uint32_t kVendor = 0x0ABC;
-constexpr std::uint32_t kProduct = 0x0001'0064;
+constexpr std::uint32_t kVendor = test::kTestVendor;
+constexpr std::uint32_t kProduct = test::kTestProduct;
 constexpr Micros kFrameTime = 120;          // one 8-byte frame at 1 Mbit/s, roughly
 constexpr Micros kResponseLimit = 900'000;  // an expected response comes within this
 constexpr std::uint16_t kIndex = 0x1F50;
@@ -381,20 +382,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   store_le32(payload.data(), mm::kDtcmBase + 0x1000);
   store_le32(payload.data() + 4, mm::kAppAddress | 1U);
 
-  image::Header header;
-  header.load_address = mm::kAppAddress;
-  header.payload_length = length;
-  header.vendor_id = kVendor;
-  header.product_code = kProduct;
-  header.payload_crc32 = crc32(0, payload.data(), payload.size());
-  {
-    SoftwareSha256 sha;
-    sha.update(payload.data(), payload.size());
-    sha.finish(header.payload_sha256);
-  }
-  std::vector<std::uint8_t> container(header.header_length);
-  FUZZ_CHECK(image::encode(header, container.data(), container.size()));
-  container.insert(container.end(), payload.begin(), payload.end());
+  // The unit tests' container builder: kVendor/kProduct are its test identity.
+  const std::vector<std::uint8_t> container =
+      test::make_container(test::header_for(payload, /*image_version=*/0), payload);
+  FUZZ_CHECK(!container.empty());
 
   // One flash for all runs; what a run changed is blanked again afterwards.
   static std::vector<std::uint8_t> bootloader_pattern;
