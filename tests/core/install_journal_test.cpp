@@ -34,6 +34,20 @@ class JournalTest : public ::testing::Test {
  protected:
   void SetUp() override { test::fail_on_violation(flash); }
 
+  // A record of `type` for image(n) with sequence `seq`, written straight into the flash.
+  void put(std::uint32_t offset, RecordType type, std::uint32_t seq, std::uint32_t n) {
+    Record record;
+    record.type = type;
+    record.sequence = seq;
+    const InstalledImage img = image(n);
+    record.payload_length = img.payload_length;
+    record.payload_crc32 = img.payload_crc32;
+    record.image_version = img.image_version;
+    std::memcpy(record.payload_sha256, img.payload_sha256, 32);
+    std::uint8_t encoded[kRecordSize];
+    encode_record(record, encoded);
+    flash.load(offset, encoded, kRecordSize);
+  }
   // Runs the append to its end, time advancing with the flash.
   void drive(InstallJournal& journal) {
     for (int i = 0; i < 1000 && journal.busy() && !flash.power_lost(); ++i) {
@@ -167,19 +181,6 @@ TEST_F(JournalTest, FullSectorContinuesInTheOtherWithoutLosingState) {
 
 TEST_F(JournalTest, HighestSequenceDecidesWhereverItIs) {
   // Sector 1 slot 0 holds seq 5 (COMMIT 5); sector 0 holds seq 3 and 4.
-  auto put = [&](std::uint32_t offset, RecordType type, std::uint32_t seq, std::uint32_t n) {
-    Record record;
-    record.type = type;
-    record.sequence = seq;
-    const InstalledImage img = image(n);
-    record.payload_length = img.payload_length;
-    record.payload_crc32 = img.payload_crc32;
-    record.image_version = img.image_version;
-    std::memcpy(record.payload_sha256, img.payload_sha256, 32);
-    std::uint8_t encoded[kRecordSize];
-    encode_record(record, encoded);
-    flash.load(offset, encoded, kRecordSize);
-  };
   put(kSector0, RecordType::kCommit, 3, 3);
   put(kSector0 + 256, RecordType::kRevoke, 4, 0);
   put(kSector1, RecordType::kCommit, 5, 5);
@@ -380,22 +381,9 @@ TEST_F(JournalTest, AppendStateRestoresConfirmedAndAttemptStates) {
 // sequence 0 and was never decisive: a REVOKE written before an erase was lost. Such records are
 // foreign now, and a journal at the last sequence number refuses to write instead of wrapping.
 TEST_F(JournalTest, SequenceNumbersNeverWrap) {
-  auto put = [&](std::uint32_t offset, std::uint32_t sequence, std::uint32_t n) {
-    Record record;
-    record.type = RecordType::kCommit;
-    record.sequence = sequence;
-    const InstalledImage img = image(n);
-    record.payload_length = img.payload_length;
-    record.payload_crc32 = img.payload_crc32;
-    record.image_version = img.image_version;
-    std::memcpy(record.payload_sha256, img.payload_sha256, 32);
-    std::uint8_t encoded[kRecordSize];
-    encode_record(record, encoded);
-    flash.load(offset, encoded, kRecordSize);
-  };
-  put(kSector0, 5, 1);
-  put(kSector0 + 256, 0xFFFF'FFFFU, 2);  // foreign
-  put(kSector0 + 512, 0, 3);             // foreign
+  put(kSector0, RecordType::kCommit, 5, 1);
+  put(kSector0 + 256, RecordType::kCommit, 0xFFFF'FFFFU, 2);  // foreign
+  put(kSector0 + 512, RecordType::kCommit, 0, 3);             // foreign
   InstallJournal journal(flash);
   journal.load();
   expect_image(journal.installed(), 1);
@@ -403,7 +391,7 @@ TEST_F(JournalTest, SequenceNumbersNeverWrap) {
   revoke(journal);
   EXPECT_FALSE(reload().valid) << "the REVOKE decides";
 
-  put(kSector1, 0xFFFF'FFFEU, 4);  // the last usable number
+  put(kSector1, RecordType::kCommit, 0xFFFF'FFFEU, 4);  // the last usable number
   journal.load();
   expect_image(journal.installed(), 4);
   ASSERT_TRUE(journal.append_revoke());

@@ -1074,24 +1074,6 @@ TEST_F(SdoDrainTest, ADuplicatedSegmentDoesNotEndTheDrain) {
   expect_recovers();
 }
 
-TEST_F(SdoDrainTest, ARepeatedRequestIsAnsweredOnceTheDrainTimeHasPassed) {
-  sink().fail_after = 0;
-  EXPECT_EQ(initiate_block_download(100000), 127);
-  segment(1);
-  expect_abort(0x1F50, 1, Abort::kCannotStore);
-  segment(2);
-  segment(3);
-  // A request whose first byte is the next sequence number (0x04) is taken for a segment, and
-  // so is its immediate repetition; after the drain time without a new segment it is a request.
-  const Bytes8 request{0x04, 0x00, 0x10, 0x00, 0, 0, 0, 0};
-  sdo(request);
-  sdo(request);
-  expect_silence();
-  advance(config.block_drain_time);
-  sdo(request);
-  expect_abort(0, 0, Abort::kCommandSpecifier);
-}
-
 TEST_F(SdoDrainTest, AFrameThatDoesNotContinueTheSubBlockIsARequest) {
   sink().fail_after = 0;
   EXPECT_EQ(initiate_block_download(100000), 127);
