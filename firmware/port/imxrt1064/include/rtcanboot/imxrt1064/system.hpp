@@ -14,9 +14,10 @@ namespace rtcanboot::imxrt1064 {
 // Disables WDOG1, WDOG2 and RTWDOG, which the boot ROM may have left running (fuse-enabled
 // watchdog), and stops the WDOG1/2 power-down counter that would otherwise reset the chip
 // 16 s after reset. rtcanboot never blocks for long, but a watchdog that nobody services would
-// reset a device waiting for a download; an application enables its own. Returns false when a
-// watchdog stayed enabled (WCR.WDE read as write-once on some i.MX parts, or a failed RTWDOG
-// unlock): then service_watchdogs() must run at least every 100 ms.
+// reset a device waiting for a download; an application enables its own. A WDOG1/2 enabled
+// before us (WCR.WDE is write-once) gets the longest time-out, 128 s, and is serviced at once.
+// Returns false when a watchdog stayed enabled (that, or a failed RTWDOG unlock): then
+// service_watchdogs() must run at least every 100 ms (the shortest RTWDOG time-out is unknown).
 bool disable_watchdogs();
 void service_watchdogs();
 // WDOG1 and WDOG2 only, when enabled (an application's main loop: the RTWDOG is the trial watchdog,
