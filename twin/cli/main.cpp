@@ -191,6 +191,16 @@ int main(int argc, char** argv) {
                  "Cut the first board's power at this virtual time in ms");
   app.add_option("--restore-power-after", restore_ms,
                  "Power a cut board on again after this many ms (default 100; negative: never)");
+  std::vector<std::string> reading_specs;
+  std::string readings_help =
+      "A reading of an unconfirmed chip fact for every board (repeatable; default: the most "
+      "hostile one, docs/twin.md \"Readings\"):";
+  for (const std::string& name : reading_names()) readings_help += "\n  " + name;
+  app.add_option("--reading", reading_specs, readings_help)->check([](const std::string& spec) {
+    Readings probe;
+    std::string error;
+    return parse_reading(spec, probe, &error) ? std::string() : error;
+  });
   app.add_flag("--verbose", verbose, "Also print info reports (boot, resets)");
   app.add_flag("--stats", stats, "Print virtual vs wall time and executed instructions at the end");
   CLI11_PARSE(app, argc, argv);
@@ -270,6 +280,7 @@ int main(int argc, char** argv) {
     cfg.name = s.name;
     cfg.flash_path = s.flash;
     cfg.ocotp_cfg = s.ocotp;
+    for (const std::string& spec : reading_specs) parse_reading(spec, cfg.readings, nullptr);
     cfg.flash_timing = timing == "max" ? FlashTiming::kMax : FlashTiming::kTypical;
     const std::string name = s.name;
     cfg.report_sink = [print_report, name](const Report& r) { print_report(name, r); };

@@ -201,6 +201,11 @@ struct Board::Impl {
   void exception_return(std::uint32_t exc_return);
   void systick_rearm();
 
+  // --- boot ROM (rom/boot_rom.cpp)
+  // The FlexSPI2 serial clock the ROM sets for the FCB's serialClkFreq (Readings::serial_clk_code):
+  // false, after a fault report naming `who`, when it exceeds the W25Q32JV's 133 MHz.
+  bool apply_serial_clock(std::uint8_t code, const char* who);
+
   // --- flash window
   void on_flash_busy(bool busy);
   void on_flash_modified(std::uint32_t offset, std::uint32_t length);

@@ -116,6 +116,24 @@ void W25Q32::power_on() {
   wel_ = false;
 }
 
+// The SFDP area (Read SFDP 0x5A, 24-bit address, 8 dummy clocks; fact sheet §2.8) as JEDEC
+// JESD216 lays it out: the "SFDP" signature, one parameter header pointing at the Basic Flash
+// Parameter Table, and the table's density word (bits - 1: 32 Mbit). The W25Q32JV datasheet's
+// other table values are not modelled (read as 0xFF).
+std::uint8_t W25Q32::sfdp_byte(std::uint32_t address) {
+  constexpr std::uint32_t kTable = 0x80;
+  constexpr std::uint8_t kHeader[16] = {
+      'S',  'F',  'D',  'P',  0x05,   0x01, 0x00, 0xFF,   // signature, revision 1.5, 1 header
+      0x00, 0x05, 0x01, 0x10, kTable, 0x00, 0x00, 0xFF};  // BFPT 1.5, 16 words at 0x80
+  constexpr std::uint32_t kDensityBitsMinus1 = kSize * 8 - 1;
+  address &= 0xFF;
+  if (address < sizeof(kHeader)) return kHeader[address];
+  if (address >= kTable + 4 && address < kTable + 8) {
+    return static_cast<std::uint8_t>(kDensityBitsMinus1 >> (8 * (address - kTable - 4)));
+  }
+  return 0xFF;
+}
+
 bool W25Q32::command(std::uint8_t opcode, std::uint32_t address, std::span<const std::uint8_t> tx,
                      std::span<std::uint8_t> rx, std::uint32_t pc) {
   if (!powered_) {
@@ -181,6 +199,11 @@ bool W25Q32::command(std::uint8_t opcode, std::uint32_t address, std::span<const
     }
     case 0xAB:
       std::fill(rx.begin(), rx.end(), std::uint8_t{0x15});
+      return true;
+    case 0x5A:
+      for (std::size_t i = 0; i < rx.size(); ++i) {
+        rx[i] = sfdp_byte(address + static_cast<std::uint32_t>(i));
+      }
       return true;
     case 0x66:
     case 0x99:

@@ -134,6 +134,32 @@ std::uint32_t Ccm::uart_root_hz() const {
   return base / ((v & 0x3F) + 1);
 }
 
+std::uint32_t Ccm::flexspi2_root_hz() const {
+  const std::uint32_t v = reg(0x18);
+  const std::uint32_t podf = v >> 29;
+  if (analog_ == nullptr) return 0;
+  std::uint32_t base = 0;
+  switch ((v >> 8) & 3) {
+    case 0:
+      base = analog_->pll2_pfd_hz(2);
+      break;
+    case 1:
+      base = analog_->pll3_pfd_hz(0);
+      break;
+    case 2:
+      base = analog_->pll3_pfd_hz(1);
+      break;
+    default:
+      base = analog_->pll2_hz();
+      break;
+  }
+  return base / (podf + 1);
+}
+
+void Ccm::select_flexspi2_pll3_pfd0(unsigned podf) {
+  set_reg(0x18, (reg(0x18) & ~(0x7u << 29 | 0x3u << 8)) | (podf & 7) << 29 | 1u << 8);
+}
+
 std::uint32_t Ccm::ipg_hz() const {
   return 600'000'000u / (((reg(0x14) >> 8) & 3) + 1);
 }
@@ -172,6 +198,25 @@ std::uint32_t CcmAnalog::pll3_hz() const {
   if ((v & kPllBypass) != 0) return 24'000'000;
   if ((v & kPllPower) == 0 || (v & kPllEnable) == 0) return 0;
   return (v & 2u) ? 528'000'000u : 480'000'000u;
+}
+
+std::uint32_t CcmAnalog::pll3_pfd_hz(unsigned pfd) const {
+  const std::uint32_t field = reg(0xF0) >> (8 * (pfd & 3));
+  const std::uint32_t frac = field & 0x3F;
+  if ((field & 0x80) != 0 || frac < 12) return 0;  // gated, or FRAC below its 12..35 range
+  return static_cast<std::uint32_t>(std::uint64_t{pll3_hz()} * 18 / frac);
+}
+
+std::uint32_t CcmAnalog::pll2_pfd_hz(unsigned pfd) const {
+  const std::uint32_t field = reg(0x100) >> (8 * (pfd & 3));
+  const std::uint32_t frac = field & 0x3F;
+  if ((field & 0x80) != 0 || frac < 12) return 0;
+  return static_cast<std::uint32_t>(std::uint64_t{pll2_hz()} * 18 / frac);
+}
+
+void CcmAnalog::set_pll3_pfd_frac(unsigned pfd, unsigned frac) {
+  const unsigned shift = 8 * (pfd & 3);
+  set_reg(0xF0, (reg(0xF0) & ~(0xFFu << shift)) | (frac & 0x3F) << shift);
 }
 
 std::uint32_t CcmAnalog::read_word(std::uint32_t offset, std::uint32_t) {

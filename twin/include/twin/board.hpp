@@ -48,6 +48,15 @@ struct Report {
 //   kLoadedFromVectorTable MSP = the table's first word
 enum class IvtEntrySp { kRomStackKept, kLoadedFromVectorTable };
 
+// What the FCB's serialClkFreq code means to the RT1064 ROM: unconfirmed (fact sheet §2.4, §9
+// item 1). The ROM sets the FlexSPI2 root (CBCMR FLEXSPI2_CLK_SEL = 1, PLL3 PFD0 and
+// FLEXSPI2_PODF, the flashloader's table) from it at boot and at every FlexSPI NOR init.
+//   kRt106xTable 1..9 = 30, 50, 60, 75, 80, 100, 120, 133, 166 MHz (board XIP header,
+//                imxrt-boot-gen, NuttX, the flashloader)
+//   kSdkEnum     the SDK fsl_romapi.h enum: 7 = 133 MHz, 8 = 166 MHz, 9 = 200 MHz
+// A serial clock above the W25Q32JV's 133 MHz is a fault: its reads are not reliable.
+enum class SerialClkCode { kSdkEnum, kRt106xTable };
+
 // Readings of chip facts no NXP source settles (fact sheet §9), one switch each; the defaults
 // are the most hostile readings the sources allow (docs/twin.md "Readings").
 struct Readings {
@@ -57,7 +66,16 @@ struct Readings {
   SnvsLpgprOverReset snvs_lpgpr_over_reset = SnvsLpgprOverReset::kClearedByWarmReset;
   RomWatchdogs rom_watchdogs = RomWatchdogs::kWdog1AndRtwdogRunning;
   IvtEntrySp ivt_entry_sp = IvtEntrySp::kRomStackKept;
+  SerialClkCode serial_clk_code = SerialClkCode::kSdkEnum;  // the faster clock for every code
 };
+
+// Every reading as the fact sheet expects it (the twin's "friendly" board; docs/twin.md).
+Readings fact_sheet_readings();
+// `name=value` (e.g. "src_gpr_over_reset=kept_over_warm_reset") sets one reading, "fact_sheet"
+// and "hostile" set all of them; false with a
+// message naming the known names or values otherwise. reading_names() lists "name=v1|v2|...".
+bool parse_reading(const std::string& spec, Readings& readings, std::string* error);
+std::vector<std::string> reading_names();
 
 struct BoardConfig {
   std::string name = "node";  // console lines are prefixed with "[<name> uart] "

@@ -97,6 +97,7 @@ class W25Q32 {
   std::function<void(const std::string& what)> on_power_cut;
 
  private:
+  static std::uint8_t sfdp_byte(std::uint32_t address);
   void start_op(Op op);
   void complete_op();
   void tear_op(double fraction);

@@ -103,6 +103,10 @@ class Ccm final : public RegisterBlock {
   // FlexCAN instance 1..3: root frequency if both the module and serial gates are on, else 0.
   std::uint32_t can_clock_hz(unsigned instance) const;
   std::uint32_t uart_root_hz() const;
+  // FLEXSPI2_CLK_ROOT (CBCMR FLEXSPI2_CLK_SEL and FLEXSPI2_PODF; mux per mcux-sdk fsl_clock.h).
+  std::uint32_t flexspi2_root_hz() const;
+  // What the ROM does for a serialClkFreq code: FLEXSPI2_CLK_SEL = 1 (PLL3 PFD0), PODF.
+  void select_flexspi2_pll3_pfd0(unsigned podf);
   std::uint32_t ipg_hz() const;
   std::uint32_t perclk_hz() const;
 
@@ -120,6 +124,11 @@ class CcmAnalog final : public RegisterBlock {
   // pll3_sw_clk as PLL_USB1 is set now: 0 (powered down or disabled), 24 MHz (bypassed) or
   // 480/528 MHz (DIV_SELECT); LOCK reads 1 only while the PLL is powered and enabled.
   std::uint32_t pll3_hz() const;
+  // PLL3 PFD0..3 (PFD_480): pll3 * 18 / FRAC, 0 while the PFD is gated.
+  std::uint32_t pll3_pfd_hz(unsigned pfd) const;
+  std::uint32_t pll2_hz() const { return 528'000'000; }
+  std::uint32_t pll2_pfd_hz(unsigned pfd) const;
+  void set_pll3_pfd_frac(unsigned pfd, unsigned frac);
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;

@@ -18,7 +18,49 @@ bool in_ram(std::uint32_t addr, std::uint32_t len) {
          inside(kOcramBase, kOcramSize);
 }
 
+// The NXP flashloader's SDR clock table (fact sheet §2.4, S17): PLL3 PFD0 FRAC and
+// FLEXSPI2 PODF for the clock codes 1..9 of the RT106x table (30 .. 166 MHz).
+struct SerialClock {
+  unsigned frac;
+  unsigned podf;  // divider - 1
+};
+constexpr SerialClock kFlashloaderTable[] = {{34, 7}, {22, 7}, {24, 5}, {30, 3}, {18, 5},
+                                             {12, 6}, {18, 3}, {13, 4}, {13, 3}};
+constexpr std::uint32_t kW25q32jvMaxHz = 133'000'000;
+
 }  // namespace
+
+bool Board::Impl::apply_serial_clock(std::uint8_t code, const char* who) {
+  if (code == 0) return true;  // "no change"
+  // The SDK enum's 7, 8, 9 are the table's 133, 166 MHz and 200 MHz (not in the table: the twin
+  // keeps the 166 MHz setting and reports the 200 MHz the code names).
+  unsigned index = code;
+  std::uint32_t named_hz = 0;
+  if (b.config_.readings.serial_clk_code == SerialClkCode::kSdkEnum && code >= 7) {
+    index = code + 1;
+    if (code >= 9) {
+      index = 9;
+      named_hz = 200'000'000;
+    }
+  }
+  if (index > 9) index = 9;
+  const SerialClock& clock = kFlashloaderTable[index - 1];
+  analog->set_pll3_pfd_frac(0, clock.frac);
+  b.ccm_->select_flexspi2_pll3_pfd0(clock.podf);
+  const std::uint32_t hz = named_hz != 0 ? named_hz : b.ccm_->flexspi2_root_hz();
+  if (hz > kW25q32jvMaxHz) {
+    b.reporter_.report(
+        Severity::kFault, who,
+        fmt::format("serialClkFreq code {} sets the FlexSPI2 serial clock to {:.1f} MHz ({} "
+                    "reading), above the W25Q32JV's 133 MHz: its reads are not reliable",
+                    code, hz / 1e6,
+                    b.config_.readings.serial_clk_code == SerialClkCode::kSdkEnum ? "SDK enum"
+                                                                                  : "RT106x table"),
+        0);
+    return false;
+  }
+  return true;
+}
 
 bool Board::Impl::rom_boot_image(std::string* why) {
   const auto flash = b.flash_->contents();
@@ -119,6 +161,10 @@ bool Board::Impl::rom_boot_image(std::string* why) {
     return a >= start && a - start <= size - n;
   };
   flexspi2->init_from_fcb(flash.data());  // sequence 0 only, as ROM init (rom/rom_api.cpp)
+  if (!apply_serial_clock(flash[0x46], "bootrom")) {
+    *why = "the FCB's serial clock is above the flash's maximum (see the fault report)";
+    return false;
+  }
   std::uint32_t sp = 0, pc = 0;
   if (entry & 1) {
     if (!image_covers(entry & ~1u, 2) && !in_ram(entry & ~1u, 2)) {

@@ -650,6 +650,9 @@ void RomDriver::call(std::uint32_t address) {
             lr_);
       }
       im_.flexspi2->init_from_fcb(cfg.raw.data());
+      // The ROM sets the clock the code names and returns success even above the flash's
+      // maximum; the twin reports that as a fault (its reads are not reliable).
+      im_.apply_serial_clock(cfg.raw[0x46], "romapi");
       im_.ahb_buffer_reset();  // flexspi_init ends with a software reset
       charge(200'000);
       break;
