@@ -181,6 +181,14 @@ Parser::Parser()
   reset_->add_flag("--communication", o.reset_comm, "Reset communication instead of the node");
   reset_->add_flag("--no-wait", o.reset_no_wait, "Do not wait for the boot-up message");
 
+  selftest_ = app.add_subcommand(
+      "selftest",
+      "Run the bootloader's bring-up self-test (flash, LUT, clocks, bit timing, reset carriers, "
+      "watchdogs; docs/bring-up.md): the node resets into it, then its report is read");
+  selftest_->add_option("-n,--node", o.selftest_node, "Node-ID 1..127 (the node's bootloader)")
+      ->required();
+  selftest_->add_flag("--json", o.selftest_json, "Machine-readable output");
+
   auto* lss_cmd = app.add_subcommand("lss",
                                      "CiA 305 Layer Setting Services: find unconfigured nodes, "
                                      "give them node-IDs, switch the bit rate");
@@ -282,6 +290,9 @@ void Parser::check() {
   } else if (*reset_) {
     o.command = Command::kReset;
     o.node = parse_node(o.reset_node, true);
+  } else if (*selftest_) {
+    o.command = Command::kSelfTest;
+    o.node = parse_node(o.selftest_node, false);
   } else if (*lss_scan_) {
     o.command = Command::kLssScan;
   } else if (*lss_assign_) {

@@ -57,7 +57,8 @@ enum class Command {
   kLssAuto,
   kLssBitrate,
   kLssIdentify,
-  kLssInquire
+  kLssInquire,
+  kSelfTest
 };
 
 // LSS (CiA 305) commands' options; values are checked by the commands before the bus opens.
@@ -82,6 +83,8 @@ struct Options {
   FlashArgs flash;
   std::string info_node;
   bool info_json = false;
+  std::string selftest_node;
+  bool selftest_json = false;
   bool scan_json = false;
   int scan_listen = 1500;
   int scan_probe = 100;
@@ -129,6 +132,7 @@ class Parser {
   CLI::App* start_ = nullptr;
   CLI::App* stop_ = nullptr;
   CLI::App* reset_ = nullptr;
+  CLI::App* selftest_ = nullptr;
   CLI::App* lss_scan_ = nullptr;
   CLI::App* lss_assign_ = nullptr;
   CLI::App* lss_auto_ = nullptr;

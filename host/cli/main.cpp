@@ -1,6 +1,7 @@
 // rtcanboot: pack images and update rtcanboot nodes (or any CiA 302-3 node) over CAN.
 // A thin layer over the rtcanboot_host library: parse options, call the library, print.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -367,6 +368,82 @@ int cmd_reset(const Globals& g, const std::string& node_text, bool communication
   return 0;
 }
 
+// The bring-up self-test (docs/bring-up.md): 0x5F01:1 = 1 resets the node into it; its report is
+// readable once the bootloader's boot-up message is on the bus.
+int cmd_selftest(const Globals& g, const std::string& node_text, bool json) {
+  const std::uint8_t node = parse_node(node_text, false);
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  const Micros before = m.now();
+  try {
+    m.download_u8(node, canopen::od::kSelfTest, 1, canopen::kSelfTestRun);
+  } catch (const SdoError& e) {
+    if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kNoObject)) {
+      throw Error(ErrorKind::kAborted,
+                  fmt::format("node {} has no self-test object 0x5F01: it runs its application "
+                              "(stop it first: rtcanboot stop --node {}) or an older bootloader",
+                              node, node));
+    }
+    if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kDeviceState)) {
+      throw Error(ErrorKind::kAborted,
+                  fmt::format("node {} is busy with flash work (a download or a record): run the "
+                              "self-test when it is idle",
+                              node));
+    }
+    throw;
+  }
+  if (!g.quiet && !json) fmt::print("node {}: resetting into the self-test\n", node);
+  // The self-test erases and programs one sector: up to 2 x 400 ms at the datasheet maximum.
+  if (!m.wait_heartbeat(node, before, m.now() + 10'000'000, true)) {
+    throw Error(
+        ErrorKind::kNoNode,
+        fmt::format("node {} sent no boot-up message within 10 s after the self-test reset", node));
+  }
+  const auto state =
+      static_cast<canopen::SelfTestState>(m.upload_u8(node, canopen::od::kSelfTest, 1));
+  if (state == canopen::SelfTestState::kNotRun) {
+    throw Error(ErrorKind::kSelfTestFailed,
+                fmt::format("node {} came back without running the self-test: none of the reset "
+                            "carriers (SRC_GPR5, SNVS LPGPR0, DTCM) kept the request; see "
+                            "docs/bring-up.md",
+                            node));
+  }
+  const std::string report = m.upload_string(node, canopen::od::kSelfTest, 2);
+  const std::uint32_t failed = m.upload_u32(node, canopen::od::kSelfTest, 3);
+  std::vector<std::string> lines;
+  for (std::size_t at = 0; at < report.size();) {
+    const std::size_t end = report.find('\n', at);
+    lines.push_back(report.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    at = end == std::string::npos ? report.size() : end + 1;
+  }
+  std::vector<int> failed_checks;
+  for (int check = 1; check <= 32; ++check) {
+    if ((failed >> (check - 1)) & 1U) failed_checks.push_back(check);
+  }
+  if (json) {
+    std::string s =
+        fmt::format("{{\"node\": {}, \"passed\": {}, \"failed_checks\": [{}], \"lines\": [", node,
+                    failed == 0 ? "true" : "false", fmt::join(failed_checks, ", "));
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      s += fmt::format("{}\"{}\"", i == 0 ? "" : ", ", json_escape(lines[i]));
+    }
+    fmt::print("{}]}}\n", s);
+  } else if (!g.quiet) {
+    for (const std::string& line : lines) fmt::print("{}\n", line);
+    if (failed == 0) {
+      fmt::print("node {}: self-test passed ({} checks)\n", node, lines.size());
+    } else {
+      fmt::print("node {}: {} of {} checks failed: {} (docs/bring-up.md says what each means)\n",
+                 node, failed_checks.size(), lines.size(), fmt::join(failed_checks, ", "));
+    }
+  }
+  if (state == canopen::SelfTestState::kFailed || failed != 0) {
+    throw Error(ErrorKind::kSelfTestFailed, fmt::format("node {}: self-test failed (checks {})",
+                                                        node, fmt::join(failed_checks, ", ")));
+  }
+  return 0;
+}
+
 // ----------------------------------------------------------------------------------------- LSS
 
 std::string identity_text(const NodeIdentity& id) {
@@ -670,6 +747,8 @@ int main(int argc, char** argv) {
         return cmd_lss_identify(g, o.lss);
       case cli::Command::kLssInquire:
         return cmd_lss_inquire(g, o.lss);
+      case cli::Command::kSelfTest:
+        return cmd_selftest(g, o.selftest_node, o.selftest_json);
       case cli::Command::kNone:
         break;
     }

@@ -50,4 +50,11 @@ void request_bootloader() {
   imxrt1064::system_reset();
 }
 
+void request_self_test() {
+  imxrt1064::disable_irq();
+  imxrt1064::handover::write_entry_request(imxrt1064::handover::kSelfTestRequestMagic);
+  imxrt1064::dsb();
+  imxrt1064::system_reset();
+}
+
 }  // namespace rtcanboot::app_kit

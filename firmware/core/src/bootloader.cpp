@@ -43,6 +43,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   config.heartbeat_ms = settings.heartbeat_ms;
   config.is_application = false;
   config.info = &info;
+  if (settings.self_test != nullptr) config.self_test = this;
   return config;
 }
 
@@ -115,6 +116,8 @@ void Bootloader::update_pending(Micros now) {
   if (pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) return;
   if (download_.take_start_request()) {
     begin_start();
+  } else if (self_test_requested_ && download_.flash_quiet()) {
+    pending_ = PendingAction::kSelfTestReset;
   } else if (node_.reset_node_requested() && download_.flash_quiet()) {
     // A reset in the middle of flash work is safe, but waiting for the operation in flight
     // keeps the flash from being cut mid-page without need.
@@ -192,6 +195,17 @@ void Bootloader::poll(Micros now) {
   update_pending(now);
 }
 
+canopen::Abort Bootloader::request_self_test() {
+  // The self-test resets the node and uses the flash: not while either is taken.
+  if (download_.busy() || download_.needs_poll() || attempt_record_ != AttemptRecord::kNone ||
+      provisioning_.busy() || provisioning_.operation_in_flight() ||
+      pending_ != PendingAction::kNone) {
+    return canopen::Abort::kDeviceState;
+  }
+  self_test_requested_ = true;
+  return canopen::Abort::kNone;
+}
+
 bool Bootloader::begin_store(std::uint8_t node_id, std::uint32_t bitrate, LssResult* refused) {
   if (download_.busy() || !download_.flash_quiet() || download_.needs_poll() ||
       node_.transfer_active() || attempt_record_ != AttemptRecord::kNone) {
@@ -224,8 +238,9 @@ Micros Bootloader::next_deadline() const {
   if (!node_started_) return ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
-  const bool flash_work = download_.needs_poll() || !download_.flash_quiet() ||
-                          (node_.reset_node_requested() && pending_ == PendingAction::kNone);
+  const bool flash_work =
+      download_.needs_poll() || !download_.flash_quiet() ||
+      ((node_.reset_node_requested() || self_test_requested_) && pending_ == PendingAction::kNone);
   if (flash_work && last_poll_ + kFlashPollInterval < deadline) {
     deadline = last_poll_ + kFlashPollInterval;
   }

@@ -35,7 +35,8 @@ ObjectDictionary::Lookup ObjectDictionary::find(std::uint16_t index, std::uint8_
   Lookup result;
   result.index = index;
   result.sub = sub;
-  if (index == od::kRtcanbootInfo && config_.info == nullptr) {
+  if ((index == od::kRtcanbootInfo && config_.info == nullptr) ||
+      (index == od::kSelfTest && config_.self_test == nullptr)) {
     result.abort = Abort::kNoObject;
     return result;
   }
@@ -108,6 +109,14 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
       number = fields[sub];
       break;
     }
+    case od::kSelfTest:
+      if (sub == 1) number = static_cast<std::uint32_t>(config_.self_test->self_test_state());
+      if (sub == 2) {
+        set_string(value, config_.self_test->self_test_report());
+        return Abort::kNone;
+      }
+      if (sub == 3) number = config_.self_test->self_test_failed();
+      break;
     default:
       break;
   }
@@ -127,6 +136,9 @@ Abort ObjectDictionary::write(const Lookup& object, const std::uint8_t* data, st
       return Abort::kNone;
     case od::kProgramControl:
       return program_.control(object.sub, data[0]);
+    case od::kSelfTest:
+      if (data[0] != kSelfTestRun) return Abort::kValueRange;
+      return config_.self_test->request_self_test();
     default:
       return Abort::kUnsupportedAccess;
   }

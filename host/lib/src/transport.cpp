@@ -70,6 +70,8 @@ const char* to_string(ErrorKind kind) {
       return "wrong product";
     case ErrorKind::kNotConfirmed:
       return "application did not confirm";
+    case ErrorKind::kSelfTestFailed:
+      return "self-test failed";
     case ErrorKind::kInterrupted:
       return "interrupted";
   }

@@ -24,6 +24,10 @@ std::uint32_t serial_number();
 // bootloader then stays active and waits for a download. Call it once the answer to the
 // request (e.g. the SDO response to 0x1F51:1 = 0) has left the CAN controller.
 [[noreturn]] void request_bootloader();
+// The same with the self-test request: the bootloader runs its bring-up self-test, prints it on
+// the console and keeps it in 0x5F01 (docs/bring-up.md), then waits like after
+// request_bootloader().
+[[noreturn]] void request_self_test();
 
 enum class ConfirmResult : std::uint8_t {
   kConfirmed,               // the CONFIRM record is on the flash; the trial watchdog is off

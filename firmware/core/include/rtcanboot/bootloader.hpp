@@ -30,6 +30,13 @@
 
 namespace rtcanboot {
 
+// What the port's bring-up self-test found in this boot (docs/bring-up.md).
+struct SelfTestResult {
+  canopen::SelfTestState state = canopen::SelfTestState::kNotRun;
+  std::uint32_t failed = 0;  // bit n: check n + 1 failed
+  const char* report = "";   // one line per check
+};
+
 struct BootloaderSettings {
   // 0x1018 vendor-ID / product code (a container must match them), revision; the serial number
   // comes from the provisioning record when it holds one.
@@ -49,15 +56,18 @@ struct BootloaderSettings {
   // downloads and clears are refused and 0x1F57:1 reports write error with this detail. An
   // installed application still starts.
   canopen::FlashDetail flash_refused = canopen::FlashDetail::kNone;
+  // The port offers the self-test (0x5F01); nullptr: no such object. Must outlive the Bootloader.
+  const SelfTestResult* self_test = nullptr;
 };
 
 enum class PendingAction : std::uint8_t {
   kNone,
   kStartApplication,  // hand over to the application at memory_map::kAppAddress
   kReset,             // NMT reset node: reset the chip
+  kSelfTestReset,     // 0x5F01:1 = 1: reset the chip into the port's self-test
 };
 
-class Bootloader final : private LssStorage {
+class Bootloader final : private LssStorage, private SelfTestAccess {
  public:
   // How often poll() must run while flash work is in progress.
   static constexpr Micros kFlashPollInterval = 100;
@@ -112,6 +122,12 @@ class Bootloader final : private LssStorage {
   bool store_busy() override;
   LssResult store_result() const override;
 
+  // SelfTestAccess: 0x5F01 from the port's result; a run request resets the node.
+  canopen::SelfTestState self_test_state() const override { return settings_.self_test->state; }
+  std::uint32_t self_test_failed() const override { return settings_.self_test->failed; }
+  const char* self_test_report() const override { return settings_.self_test->report; }
+  canopen::Abort request_self_test() override;
+
   BootloaderSettings settings_;
   GuardedFlash guard_;
   journal::InstallJournal journal_;
@@ -127,6 +143,7 @@ class Bootloader final : private LssStorage {
   enum class AttemptRecord : std::uint8_t { kNone, kWaiting, kWriting };
   AttemptRecord attempt_record_ = AttemptRecord::kNone;
   bool was_configured_ = false;
+  bool self_test_requested_ = false;
   bool window_open_ = false;
   Micros window_end_ = 0;
   Micros last_poll_ = 0;

@@ -135,7 +135,16 @@ inline constexpr std::uint16_t kFlashStatus = 0x1F57;
 //  sub 7 UNSIGNED8  trial state of the installed image (TrialState)
 //  sub 8 UNSIGNED8  unconfirmed starts of the installed image so far
 inline constexpr std::uint16_t kRtcanbootInfo = 0x5F00;
+// rtcanboot bring-up self-test (bootloader only, docs/bring-up.md):
+//  sub 1 UNSIGNED8  rw  read: SelfTestState; write 1: reset the node into the self-test
+//  sub 2 VISIBLE_STRING ro  the report of the last run, one line per check
+//  sub 3 UNSIGNED32 ro  failed checks, bit n = check n + 1
+inline constexpr std::uint16_t kSelfTest = 0x5F01;
 }  // namespace od
+
+// 0x5F01:1.
+enum class SelfTestState : std::uint8_t { kNotRun = 0, kPassed = 1, kFailed = 2 };
+inline constexpr std::uint8_t kSelfTestRun = 1;  // the value a master writes to 0x5F01:1
 
 inline constexpr std::uint8_t kRunningBootloader = 1;
 inline constexpr std::uint8_t kRunningApplication = 2;

@@ -35,6 +35,10 @@ inline constexpr std::uint32_t kProvisioningSectors = 2;
 inline constexpr std::uint32_t kJournalOffset = 0x003F'E000;  // two 4 KiB sectors
 inline constexpr std::uint32_t kJournalSectors = 2;
 
+// The self-test's scratch sector: the last reserved sector below the provisioning records; it
+// holds nothing and is left erased (docs/bring-up.md).
+inline constexpr std::uint32_t kSelfTestScratchOffset = 0x003F'B000;
+
 inline constexpr std::uint32_t kAppSize = kRecordsOffset - kAppOffset;  // 3904 KiB
 inline constexpr std::uint32_t kAppEndAddress = kAppAddress + kAppSize;
 
@@ -47,6 +51,10 @@ static_assert(kProvisioningOffset >= kRecordsOffset &&
               kProvisioningOffset + kProvisioningSectors * kSectorSize <= kJournalOffset);
 static_assert(kJournalOffset + kJournalSectors * kSectorSize == kFlashSize);
 static_assert(kJournalOffset % kSectorSize == 0 && kProvisioningOffset % kSectorSize == 0);
+static_assert(kSelfTestScratchOffset >= kRecordsOffset &&
+                  kSelfTestScratchOffset + kSectorSize <= kProvisioningOffset &&
+                  kSelfTestScratchOffset % kSectorSize == 0,
+              "the scratch sector is a reserved sector of its own");
 
 // RAM (default FlexRAM layout: 128 KiB ITCM, 128 KiB DTCM, 256 KiB FlexRAM OCRAM).
 inline constexpr std::uint32_t kItcmBase = 0x0000'0000;

@@ -31,6 +31,19 @@ struct RtcanbootInfo {
 
 class LssStorage;
 
+// 0x5F01, the bring-up self-test: the bootloader serves it, the port runs the checks.
+class SelfTestAccess {
+ public:
+  virtual canopen::SelfTestState self_test_state() const = 0;
+  virtual std::uint32_t self_test_failed() const = 0;
+  virtual const char* self_test_report() const = 0;
+  // 0x5F01:1 = 1: kNone when the node will reset into the self-test once the answer is sent.
+  virtual canopen::Abort request_self_test() = 0;
+
+ protected:
+  ~SelfTestAccess() = default;
+};
+
 struct NodeConfig {
   // 1..127, or lss::kUnconfigured (0xFF): no boot-up, heartbeat, NMT or SDO until an LSS master
   // assigns a node-ID (CiA 305).
@@ -62,6 +75,7 @@ struct NodeConfig {
   // came for this long (docs/canopen.md, "After an interrupted transfer").
   Micros block_drain_time = milliseconds(200);
   const RtcanbootInfo* info = nullptr;  // 0x5F00; absent when nullptr
+  SelfTestAccess* self_test = nullptr;  // 0x5F01; absent when nullptr
 };
 
 }  // namespace rtcanboot

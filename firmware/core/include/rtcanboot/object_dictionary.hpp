@@ -76,7 +76,7 @@ constexpr bool writable(Access access) {
 
 // Every entry. The program arrays 0x1F50/0x1F51/0x1F56/0x1F57 list sub 1; subs 2..
 // ProgramControl::program_count() (if any) behave like sub 1. 0x5F00 exists only when
-// NodeConfig::info is set.
+// NodeConfig::info is set, 0x5F01 only when NodeConfig::self_test is.
 inline constexpr OdEntry kObjectDictionary[] = {
     // clang-format off
     {od::kDeviceType, 0, ObjectCode::kVar, "Device type", "Device type",
@@ -133,6 +133,14 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned8, Access::kReadOnly, 0, true},
     {od::kRtcanbootInfo, 8, ObjectCode::kRecord, "rtcanboot information", "Unconfirmed boot attempts",
      DataType::kUnsigned8, Access::kReadOnly, 0, true},
+    {od::kSelfTest, 0, ObjectCode::kRecord, "rtcanboot self-test", "Highest sub-index supported",
+     DataType::kUnsigned8, Access::kReadOnly, 3, false},
+    {od::kSelfTest, 1, ObjectCode::kRecord, "rtcanboot self-test", "Run / state",
+     DataType::kUnsigned8, Access::kReadWrite, 0, true},
+    {od::kSelfTest, 2, ObjectCode::kRecord, "rtcanboot self-test", "Report",
+     DataType::kVisibleString, Access::kReadOnly, 0, true},
+    {od::kSelfTest, 3, ObjectCode::kRecord, "rtcanboot self-test", "Failed checks",
+     DataType::kUnsigned32, Access::kReadOnly, 0, true},
     // clang-format on
 };
 

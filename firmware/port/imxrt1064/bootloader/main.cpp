@@ -16,6 +16,7 @@
 #include "rtcanboot/imxrt1064/vector_table.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "rtcanboot/provisioning.hpp"
+#include "self_test.hpp"
 
 extern "C" {
 extern std::uint32_t __stack_top[];
@@ -123,9 +124,12 @@ void print_banner(std::uint32_t reset_status, std::uint32_t entry_carriers) {
 }
 
 bool g_watchdogs_off = true;
+constinit WatchdogState g_watchdogs_at_entry;  // set before the constructors run
+constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this boot ran the self-test
 
 [[noreturn]] void run() {
-  const std::uint32_t entry_carriers = handover::take_entry_request();
+  bool self_test_requested = false;
+  const std::uint32_t entry_carriers = handover::take_entry_request(&self_test_requested);
   const bool entry_requested = entry_carriers != 0;
   handover::clear();
   const std::uint32_t reset_status = reg32(src::kSrsr);
@@ -170,6 +174,7 @@ bool g_watchdogs_off = true;
   settings.entry_requested = entry_requested;
   if (!flash_ready) settings.flash_refused = g_flash.refusal();
   settings.lss_rates = lss_supported_rates(board::kCanClockHz);
+  settings.self_test = &g_self_test;
   static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),
                                settings);
 
@@ -180,12 +185,13 @@ bool g_watchdogs_off = true;
   // reset; the driver said so on the console) is retried every second. Nothing is written to it
   // meanwhile that needs freeze mode, and the node stays off the bus.
   const char* const clock_problem = board::check_clocks();
+  bool can_started = false;
   if (clock_problem != nullptr) {
     console_write("rtcanboot: clock check failed: ");
     console_write(clock_problem);
     console_write("; CAN stays off the bus\n");
   } else {
-    while (!can.start(board::kCanClockHz, provisioning.bitrate, g_clock)) {
+    while (!(can_started = can.start(board::kCanClockHz, provisioning.bitrate, g_clock))) {
       console_write("rtcanboot: CAN controller not started, retrying in 1 s\n");
       const Micros retry_at = g_clock.now() + 1'000'000;
       while (g_clock.now() < retry_at) {
@@ -194,6 +200,17 @@ bool g_watchdogs_off = true;
     }
   }
   enable_irq();
+  if (self_test_requested) {
+    // Before the node starts: a master sees the boot-up message once the result is readable.
+    SelfTestInputs inputs;
+    inputs.entry_carriers = entry_carriers;
+    inputs.watchdogs_at_entry = g_watchdogs_at_entry;
+    inputs.watchdogs_off = g_watchdogs_off;
+    inputs.can_started = can_started;
+    inputs.clock_problem = clock_problem;
+    inputs.bitrate = provisioning.bitrate;
+    g_self_test = run_self_test(inputs, g_flash, can, g_clock);
+  }
   bootloader.start(g_clock.now());
   bool action_waiting = false;
   Micros action_since = 0;
@@ -224,6 +241,12 @@ bool g_watchdogs_off = true;
         if (action == PendingAction::kStartApplication)
           start_application(bootloader.node_id(), bootloader.bitrate(), provisioning,
                             bootloader.installed(), bootloader.trial_start());
+        if (action == PendingAction::kSelfTestReset) {
+          // The same carriers as an application's entry request: which of them survive this
+          // reset is one of the things the self-test reports.
+          handover::write_entry_request(handover::kSelfTestRequestMagic);
+          console_write("rtcanboot: reset into the self-test\n");
+        }
         console_write("rtcanboot: reset\n");
         console_flush();
         system_reset();
@@ -251,6 +274,7 @@ extern "C" void rtcanboot_ram_entry() {
   reg32(scb::kVtor) = reinterpret_cast<std::uintptr_t>(&kRamVectors);
   dsb();
   isb();
+  g_watchdogs_at_entry = read_watchdogs();
   g_watchdogs_off = disable_watchdogs();
   stop_systick();
   nvic_disable_all();

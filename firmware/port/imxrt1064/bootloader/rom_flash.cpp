@@ -314,6 +314,35 @@ FlashResult RomFlash::read(std::uint32_t offset, void* destination, std::uint32_
   return FlashResult::kOk;
 }
 
+bool RomFlash::read_sfdp(std::uint32_t address, std::uint32_t* words, std::uint32_t bytes) {
+  if (driver_ == nullptr || bytes > 16 || operation_ != Operation::kNone || !device_idle()) {
+    return false;
+  }
+  rom::FlexspiXfer transfer{};
+  transfer.operation = rom::XferOperation::kRead;
+  transfer.base_address = address;
+  transfer.seq_id = lut::kSeqReadSfdp;
+  transfer.seq_num = 1;
+  transfer.rx_buffer = words;
+  transfer.rx_size = bytes;
+  return xfer(transfer, "xfer (read SFDP)");
+}
+
+std::uint32_t RomFlash::read_jedec_id() {
+  std::uint32_t id = 0;
+  if (driver_ == nullptr || operation_ != Operation::kNone || !device_idle()) return 0;
+  return read_register(lut::kSeqReadJedecId, id, 3, "xfer (read JEDEC ID)") ? id : 0;
+}
+
+std::uint32_t RomFlash::lut_mismatches(std::uint32_t* first) const {
+  std::uint32_t mismatches = 0;
+  for (std::uint32_t i = 0; i < lut_words_loaded(); ++i) {
+    if (reg32(flexspi2::kLut + 4 * i) == g_config.lookup_table[i]) continue;
+    if (mismatches++ == 0 && first != nullptr) *first = i;
+  }
+  return mismatches;
+}
+
 void RomFlash::prepare_for_execute() {
   if (driver_ != nullptr) driver_->clear_cache(rom::kFlexspi2Instance);
   dcache_clean_invalidate_and_disable();

@@ -53,6 +53,16 @@ class RomFlash final : public FlashPort {
 
   std::uint32_t operations() const { return operations_; }
 
+  // Self-test (bring-up) access. Reads `bytes` (<= 16) of the SFDP area at `address` into the
+  // word-aligned `words`.
+  bool read_sfdp(std::uint32_t address, std::uint32_t* words, std::uint32_t bytes);
+  // Reads the JEDEC ID again (0 when the read fails).
+  std::uint32_t read_jedec_id();
+  // Compares the controller's LUT words of the sequences the port loads with its FCB: the number
+  // of words that differ, the first of them in `first` (its index).
+  std::uint32_t lut_mismatches(std::uint32_t* first) const;
+  static constexpr std::uint32_t lut_words_loaded() { return 4 * lut::kSeqCount; }
+
  private:
   enum class Operation : std::uint8_t { kNone, kErase, kProgram };
   // update_lut of sequences 0..lut::kSeqCount-1 from our FCB, unless already loaded.

@@ -142,6 +142,26 @@ bool g_tx_latest[FlexCan::kTxQueueSize];  // queued with send_latest()
 
 }  // namespace
 
+CanBitTiming FlexCan::timing_in_use() const {
+  CanBitTiming timing;
+  const std::uint32_t cbt = kThis.extended_bit_timing ? r(fc::kCbt) : 0;
+  if ((cbt & fc::kCbtBtf) != 0) {
+    timing.prescaler = ((cbt >> fc::kCbtEpresDivShift) & 0x3FF) + 1;
+    timing.jump_width = static_cast<std::uint8_t>(((cbt >> fc::kCbtErjwShift) & 0x1F) + 1);
+    timing.propagation = static_cast<std::uint8_t>(((cbt >> fc::kCbtEpropSegShift) & 0x3F) + 1);
+    timing.phase1 = static_cast<std::uint8_t>(((cbt >> fc::kCbtEpSeg1Shift) & 0x1F) + 1);
+    timing.phase2 = static_cast<std::uint8_t>(((cbt >> fc::kCbtEpSeg2Shift) & 0x1F) + 1);
+    return timing;
+  }
+  const std::uint32_t ctrl1 = r(fc::kCtrl1);
+  timing.prescaler = ((ctrl1 >> fc::kCtrl1PresDivShift) & 0xFF) + 1;
+  timing.jump_width = static_cast<std::uint8_t>(((ctrl1 >> fc::kCtrl1RjwShift) & 0x3) + 1);
+  timing.phase1 = static_cast<std::uint8_t>(((ctrl1 >> fc::kCtrl1Pseg1Shift) & 0x7) + 1);
+  timing.phase2 = static_cast<std::uint8_t>(((ctrl1 >> fc::kCtrl1Pseg2Shift) & 0x7) + 1);
+  timing.propagation = static_cast<std::uint8_t>(((ctrl1 >> fc::kCtrl1PropSegShift) & 0x7) + 1);
+  return timing;
+}
+
 FlexCan& flexcan_driver() {
   return g_flexcan;
 }

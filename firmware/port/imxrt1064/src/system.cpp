@@ -49,6 +49,15 @@ void disarm_trial_watchdog() {
   reg32(wdog::kRtCs) = (reg32(wdog::kRtCs) & ~wdog::kRtCsEn) | wdog::kRtCsUpdate;
 }
 
+WatchdogState read_watchdogs() {
+  WatchdogState state;
+  state.wdog1_wcr = reg16(wdog::kWdog1 + wdog::kWcr);
+  state.wdog2_wcr = reg16(wdog::kWdog2 + wdog::kWcr);
+  state.rtwdog_cs = reg32(wdog::kRtCs);
+  state.rtwdog_toval = reg32(wdog::kRtToval);
+  return state;
+}
+
 bool disable_watchdogs() {
   for (const Address base : {wdog::kWdog1, wdog::kWdog2}) {
     reg16(base + wdog::kWmcr) = 0;  // clear PDE (power-down counter)

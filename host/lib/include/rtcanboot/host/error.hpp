@@ -18,7 +18,8 @@ enum class ErrorKind {
   kAborted = 8,        // an SDO transfer was aborted (by the node or by us) for another reason
   kWrongProduct = 9,   // the image is for another vendor/product (use --force-product)
   kNotConfirmed = 10,  // the new application started but never confirmed that it runs (trial boot)
-  kInterrupted = 130,  // SIGINT/SIGTERM (request_interrupt): transfers aborted cleanly
+  kSelfTestFailed = 11,  // the node's bring-up self-test reported a failing check
+  kInterrupted = 130,    // SIGINT/SIGTERM (request_interrupt): transfers aborted cleanly
 };
 
 // Process exit code for an error kind (0 is success).

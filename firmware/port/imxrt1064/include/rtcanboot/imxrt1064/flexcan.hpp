@@ -83,6 +83,8 @@ class FlexCan final : public FrameSink {
   bool start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clock);
   // Leaves the bus: freeze mode, soft reset, module disabled, interrupt off, clock gated.
   void stop();
+  // The bit timing the controller holds now, decoded from CTRL1 (or CBT when its BTF is set).
+  CanBitTiming timing_in_use() const;
 
   bool send(const CanFrame& frame) override;
   // Replaces a frame with the same identifier queued by send_latest() that is still waiting: in

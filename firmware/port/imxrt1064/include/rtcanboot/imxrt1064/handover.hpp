@@ -9,7 +9,9 @@
 //                           its complement. RAM is not cleared by SYSRESETREQ (§6.4); the
 //                           bootloader's linker script keeps these 8 bytes out of its own RAM.
 // The request is lost only if all three are cleared (then the application starts again; the
-// master sees its boot-up, not the bootloader's).
+// master sees its boot-up, not the bootloader's). A second magic, kSelfTestRequestMagic, in the
+// same carriers asks the bootloader to run its bring-up self-test (docs/bring-up.md); which
+// carriers kept it is what the self-test reports about SRC_GPR and SNVS LPGPR over a reset.
 //
 // The hand-over goes the other way without a reset (the bootloader jumps), in SRC_GPRs:
 //   SRC_GPR6 (0x400F_8034)  handover word 0, written by the bootloader just before the jump:
@@ -25,12 +27,14 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "rtcanboot/imxrt1064/registers.hpp"
 
 namespace rtcanboot::imxrt1064::handover {
 
 inline constexpr std::uint32_t kEntryRequestMagic = 0xB007'10AD;
+inline constexpr std::uint32_t kSelfTestRequestMagic = 0x5E1F'7E57;
 inline constexpr Address kEntryRequestRegister = src::kGpr5;
 inline constexpr Address kEntryRequestSnvs = snvs::kLpgpr0;
 inline constexpr Address kEntryRequestMailbox = 0x2001'FFF8;  // two words: magic, ~magic
@@ -104,22 +108,32 @@ inline void clear() {
 }
 
 // Application side of the entry request: all three carriers (then the caller resets).
-inline void write_entry_request() {
-  reg32(kEntryRequestRegister) = kEntryRequestMagic;
-  reg32(kEntryRequestSnvs) = kEntryRequestMagic;
-  reg32(kEntryRequestMailbox) = kEntryRequestMagic;
-  reg32(kEntryRequestMailbox + 4) = ~kEntryRequestMagic;
+// `magic` is kEntryRequestMagic, or kSelfTestRequestMagic to run the self-test as well.
+inline void write_entry_request(std::uint32_t magic = kEntryRequestMagic) {
+  reg32(kEntryRequestRegister) = magic;
+  reg32(kEntryRequestSnvs) = magic;
+  reg32(kEntryRequestMailbox) = magic;
+  reg32(kEntryRequestMailbox + 4) = ~magic;
 }
 
-// Bootloader side: which carriers still held the request (bit 0 SRC_GPR5, bit 1 SNVS LPGPR0,
-// bit 2 DTCM mailbox; 0 = no request); clears all three.
-inline std::uint32_t take_entry_request() {
+inline constexpr std::uint32_t kCarrierSrcGpr = 1U;
+inline constexpr std::uint32_t kCarrierSnvs = 2U;
+inline constexpr std::uint32_t kCarrierDtcm = 4U;
+
+// Bootloader side: which carriers still held a request (kCarrier* bits; 0 = no request), and in
+// `self_test` whether any of them asked for the self-test; clears all three.
+inline std::uint32_t take_entry_request(bool* self_test) {
   std::uint32_t carriers = 0;
-  if (reg32(kEntryRequestRegister) == kEntryRequestMagic) carriers |= 1U;
-  if (reg32(kEntryRequestSnvs) == kEntryRequestMagic) carriers |= 2U;
-  if (reg32(kEntryRequestMailbox) == kEntryRequestMagic &&
-      reg32(kEntryRequestMailbox + 4) == ~kEntryRequestMagic) {
-    carriers |= 4U;
+  *self_test = false;
+  for (const std::uint32_t magic : {kEntryRequestMagic, kSelfTestRequestMagic}) {
+    std::uint32_t kept = 0;
+    if (reg32(kEntryRequestRegister) == magic) kept |= kCarrierSrcGpr;
+    if (reg32(kEntryRequestSnvs) == magic) kept |= kCarrierSnvs;
+    if (reg32(kEntryRequestMailbox) == magic && reg32(kEntryRequestMailbox + 4) == ~magic) {
+      kept |= kCarrierDtcm;
+    }
+    if (kept != 0 && magic == kSelfTestRequestMagic) *self_test = true;
+    carriers |= kept;
   }
   reg32(kEntryRequestRegister) = 0;
   reg32(kEntryRequestSnvs) = 0;

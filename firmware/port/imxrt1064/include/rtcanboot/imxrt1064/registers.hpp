@@ -97,6 +97,10 @@ inline constexpr std::uint32_t kCanClkSelShift = 8;  // 0 pll3/8, 1 osc, 2 pll3/
 inline constexpr std::uint32_t kCanClkSelMask = 3U << kCanClkSelShift;
 inline constexpr std::uint32_t kCanClkPodfShift = 2;
 inline constexpr std::uint32_t kCanClkPodfMask = 0x3FU << kCanClkPodfShift;
+// CBCMR: FLEXSPI2_CLK_SEL 0 PLL2 PFD2, 1 PLL3 PFD0, 2 PLL3 PFD1, 3 PLL2 (mcux-sdk MIMXRT1064.h).
+inline constexpr Address kCbcmr = kBase + 0x18;
+inline constexpr std::uint32_t kFlexspi2ClkSelShift = 8;
+inline constexpr std::uint32_t kFlexspi2PodfShift = 29;
 inline constexpr Address kCscdr1 = kBase + 0x24;
 inline constexpr std::uint32_t kUartClkSelOsc = 1U << 6;  // 0 = pll3_80m
 inline constexpr std::uint32_t kUartClkPodfMask = 0x3F;
@@ -130,7 +134,17 @@ inline constexpr std::uint32_t kPllLock = 1U << 31;
 inline constexpr std::uint32_t kPllBypass = 1U << 16;
 inline constexpr std::uint32_t kPllEnable = 1U << 13;
 inline constexpr std::uint32_t kPllPower = 1U << 12;
+inline constexpr std::uint32_t kPllDivSelect = 1U << 1;  // PLL3: 0 = 480 MHz, 1 = 528 MHz
+// PFD_480 / PFD_528: PFDn FRAC in bits 8n+5..8n, gate in bit 8n+7; out = pll * 18 / FRAC.
+inline constexpr Address kPfd480 = 0x400D'80F0;
+inline constexpr Address kPfd528 = 0x400D'8100;
 }  // namespace ccm_analog
+
+// --- FlexSPI2 (§4.2): the 64 LUT words the controller runs sequences from -------------------
+namespace flexspi2 {
+inline constexpr Address kBase = 0x402A'4000;
+inline constexpr Address kLut = kBase + 0x200;
+}  // namespace flexspi2
 
 // --- IOMUXC (§5.9) --------------------------------------------------------------------------
 namespace iomuxc {

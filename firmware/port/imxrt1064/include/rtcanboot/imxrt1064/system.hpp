@@ -19,6 +19,18 @@ namespace rtcanboot::imxrt1064 {
 // Returns false when a watchdog stayed enabled (that, or a failed RTWDOG unlock): then
 // service_watchdogs() must run at least every 100 ms (the shortest RTWDOG time-out is unknown).
 bool disable_watchdogs();
+// The watchdogs as found (the bootloader reads them before disable_watchdogs(): the self-test
+// reports what the boot ROM left running).
+struct WatchdogState {
+  std::uint16_t wdog1_wcr = 0;
+  std::uint16_t wdog2_wcr = 0;
+  std::uint32_t rtwdog_cs = 0;
+  std::uint32_t rtwdog_toval = 0;
+  bool wdog1_on() const { return (wdog1_wcr & wdog::kWcrWde) != 0; }
+  bool wdog2_on() const { return (wdog2_wcr & wdog::kWcrWde) != 0; }
+  bool rtwdog_on() const { return (rtwdog_cs & wdog::kRtCsEn) != 0; }
+};
+WatchdogState read_watchdogs();
 void service_watchdogs();
 // WDOG1 and WDOG2 only, when enabled (an application's main loop: the RTWDOG is the trial watchdog,
 // which only confirm() may stop).
