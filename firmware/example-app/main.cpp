@@ -8,6 +8,7 @@
 // Test builds make it misbehave on purpose (RTCANBOOT_EXAMPLE_MISBEHAVE, tests/e2e): 1 hangs
 // before it confirms, 2 faults before it confirms, 3 never confirms, 4 confirms and then faults
 // a second later (a confirmed image that goes bad).
+#include <cstddef>
 #include <cstdint>
 
 #include "rtcanboot/app_kit.hpp"
@@ -20,6 +21,7 @@
 #include "rtcanboot/imxrt1064/system.hpp"
 #include "rtcanboot/imxrt1064/timebase.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/product.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace {
@@ -91,6 +93,21 @@ class ApplicationProgramControl final : public ProgramControl {
 
 Timebase g_clock;
 
+// 0x100A: product::kExampleAppVersionPrefix followed by the version text, built at compile time.
+constexpr char kVersionText[] = RTCANBOOT_VERSION_STRING;
+struct SoftwareVersion {
+  char text[sizeof(product::kExampleAppVersionPrefix) + sizeof(kVersionText) - 1];
+};
+constexpr SoftwareVersion kSoftwareVersion = [] {
+  SoftwareVersion version{};
+  std::size_t n = 0;
+  for (std::size_t i = 0; i + 1 < sizeof(product::kExampleAppVersionPrefix); ++i) {
+    version.text[n++] = product::kExampleAppVersionPrefix[i];
+  }
+  for (char c : kVersionText) version.text[n++] = c;  // with its terminating NUL
+  return version;
+}();
+
 }  // namespace
 
 int main() {
@@ -130,6 +147,7 @@ int main() {
   info.app_region_start = memory_map::kAppAddress;
   info.app_region_size = memory_map::kAppSize;
   info.image_version = boot.image_version;
+  info.boot_reason = canopen::BootReason::kApplicationRunning;
 
   static NodeConfig config;
   config.node_id = boot.node_id;
@@ -138,12 +156,12 @@ int main() {
   // "store not supported".
   config.bitrate = bitrate;
   config.lss_rates = lss_supported_rates(board::kCanClockHz);
-  config.identity = {
-      RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE,
-      (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH,
-      app_kit::serial_number()};
-  config.device_name = "rtcanboot example application";
-  config.software_version = "example-app " RTCANBOOT_VERSION_STRING;
+  config.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE,
+                     product::version_number(RTCANBOOT_VERSION_MAJOR, RTCANBOOT_VERSION_MINOR,
+                                             RTCANBOOT_VERSION_PATCH),
+                     app_kit::serial_number()};
+  config.device_name = product::kExampleAppDeviceName;
+  config.software_version = kSoftwareVersion.text;
   config.is_application = true;
   config.self_starting = true;  // heartbeats say OPERATIONAL without a master's NMT start
   config.info = &info;

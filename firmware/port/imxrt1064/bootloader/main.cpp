@@ -15,6 +15,7 @@
 #include "rtcanboot/imxrt1064/timebase.hpp"
 #include "rtcanboot/imxrt1064/vector_table.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/product.hpp"
 #include "rtcanboot/provisioning.hpp"
 
 extern "C" {
@@ -27,8 +28,8 @@ extern void (*__init_array_end[])();
 namespace rtcanboot::imxrt1064 {
 namespace {
 
-constexpr std::uint32_t kVersion =
-    (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH;
+constexpr std::uint32_t kVersion = product::version_number(
+    RTCANBOOT_VERSION_MAJOR, RTCANBOOT_VERSION_MINOR, RTCANBOOT_VERSION_PATCH);
 // A pending start/reset waits for the transmit queue at most this long (no bus, no ACK).
 constexpr Micros kDrainTimeout = 200'000;
 constexpr std::uint32_t kFallbackBitrate = 125'000;
@@ -164,7 +165,7 @@ bool g_watchdogs_off = true;
   // Serial number: the chip's unique-ID fuses; a provisioning record's serial overrides it.
   settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE, kVersion, chip_serial_number()};
   settings.bootloader_version = kVersion;
-  settings.device_name = "rtcanboot RT1064";
+  settings.device_name = product::kBootloaderDeviceName;
   settings.software_version = RTCANBOOT_VERSION_STRING;
   settings.provisioning = provisioning;
   settings.entry_requested = entry_requested;
