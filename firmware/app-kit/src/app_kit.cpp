@@ -50,4 +50,11 @@ void request_bootloader() {
   imxrt1064::system_reset();
 }
 
+void request_bootloader_answering_stop(std::uint8_t node_id) {
+  imxrt1064::disable_irq();
+  imxrt1064::handover::write_entry_request(node_id);
+  imxrt1064::dsb();
+  imxrt1064::system_reset();
+}
+
 }  // namespace rtcanboot::app_kit

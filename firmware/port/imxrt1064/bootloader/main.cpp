@@ -126,7 +126,8 @@ void print_banner(std::uint32_t reset_status, std::uint32_t entry_carriers) {
 bool g_watchdogs_off = true;
 
 [[noreturn]] void run() {
-  const std::uint32_t entry_carriers = handover::take_entry_request();
+  std::uint8_t answer_node = 0;  // the application's stop answer is owed as this node-ID
+  const std::uint32_t entry_carriers = handover::take_entry_request(&answer_node);
   const bool entry_requested = entry_carriers != 0;
   handover::clear();
   const std::uint32_t reset_status = reg32(src::kSrsr);
@@ -169,6 +170,9 @@ bool g_watchdogs_off = true;
   settings.software_version = RTCANBOOT_VERSION_STRING;
   settings.provisioning = provisioning;
   settings.entry_requested = entry_requested;
+  // Only as the node the master asked: an application whose node-ID LSS changed without a store
+  // comes back under another one, and the master's retry finds it by its boot-up.
+  settings.answer_stop = answer_node != 0 && answer_node == provisioning.node_id;
   if (!flash_ready) settings.flash_refused = g_flash.refusal();
   settings.lss_rates = lss_supported_rates(board::kCanClockHz);
   static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),

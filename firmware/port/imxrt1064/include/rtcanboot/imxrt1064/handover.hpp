@@ -31,6 +31,10 @@
 namespace rtcanboot::imxrt1064::handover {
 
 inline constexpr std::uint32_t kEntryRequestMagic = 0xB007'10AD;
+// An entry request that also owes the SDO answer to 0x1F51:1 = 0 (stop): this value | node-ID
+// (1..127) in every carrier. The bootloader sends the answer as that node right after its boot-up
+// message, when it serves the next request (docs/canopen.md, "What a master may expect").
+inline constexpr std::uint32_t kEntryAnswerStopBase = 0xB007'5100;
 inline constexpr Address kEntryRequestRegister = src::kGpr5;
 inline constexpr Address kEntryRequestSnvs = snvs::kLpgpr0;
 inline constexpr Address kEntryRequestMailbox = 0x2001'FFF8;  // two words: magic, ~magic
@@ -103,24 +107,55 @@ inline void clear() {
   reg32(kImageVersionRegister) = 0;
 }
 
+// The node-ID whose stop answer `value` owes; 0 for the plain request or anything else.
+constexpr std::uint8_t answer_node_of(std::uint32_t value) {
+  const std::uint32_t node = value & 0xFF;
+  return (value & ~0xFFU) == kEntryAnswerStopBase && node >= 1 && node <= 127
+             ? static_cast<std::uint8_t>(node)
+             : 0;
+}
+constexpr bool is_entry_request(std::uint32_t value) {
+  return value == kEntryRequestMagic || answer_node_of(value) != 0;
+}
+static_assert(answer_node_of(kEntryAnswerStopBase | 5) == 5 &&
+              answer_node_of(kEntryAnswerStopBase) == 0 &&
+              answer_node_of(kEntryRequestMagic) == 0 && is_entry_request(kEntryRequestMagic) &&
+              !is_entry_request(kEntryAnswerStopBase | 128));
+
 // Application side of the entry request: all three carriers (then the caller resets).
-inline void write_entry_request() {
-  reg32(kEntryRequestRegister) = kEntryRequestMagic;
-  reg32(kEntryRequestSnvs) = kEntryRequestMagic;
-  reg32(kEntryRequestMailbox) = kEntryRequestMagic;
-  reg32(kEntryRequestMailbox + 4) = ~kEntryRequestMagic;
+// `answer_node` 1..127: the stop's SDO answer is owed and the bootloader sends it as that node.
+inline void write_entry_request(std::uint8_t answer_node = 0) {
+  const std::uint32_t value = answer_node >= 1 && answer_node <= 127
+                                  ? kEntryAnswerStopBase | answer_node
+                                  : kEntryRequestMagic;
+  reg32(kEntryRequestRegister) = value;
+  reg32(kEntryRequestSnvs) = value;
+  reg32(kEntryRequestMailbox) = value;
+  reg32(kEntryRequestMailbox + 4) = ~value;
 }
 
 // Bootloader side: which carriers still held the request (bit 0 SRC_GPR5, bit 1 SNVS LPGPR0,
-// bit 2 DTCM mailbox; 0 = no request); clears all three.
-inline std::uint32_t take_entry_request() {
+// bit 2 DTCM mailbox; 0 = no request); clears all three. `*answer_node` (when given) is the
+// node-ID whose stop answer a carrier owes, 0 when none does.
+inline std::uint32_t take_entry_request(std::uint8_t* answer_node = nullptr) {
   std::uint32_t carriers = 0;
-  if (reg32(kEntryRequestRegister) == kEntryRequestMagic) carriers |= 1U;
-  if (reg32(kEntryRequestSnvs) == kEntryRequestMagic) carriers |= 2U;
-  if (reg32(kEntryRequestMailbox) == kEntryRequestMagic &&
-      reg32(kEntryRequestMailbox + 4) == ~kEntryRequestMagic) {
-    carriers |= 4U;
+  std::uint8_t owed = 0;
+  const std::uint32_t gpr = reg32(kEntryRequestRegister);
+  const std::uint32_t lpgpr = reg32(kEntryRequestSnvs);
+  const std::uint32_t mailbox = reg32(kEntryRequestMailbox);
+  if (is_entry_request(gpr)) {
+    carriers |= 1U;
+    owed = answer_node_of(gpr);
   }
+  if (is_entry_request(lpgpr)) {
+    carriers |= 2U;
+    if (owed == 0) owed = answer_node_of(lpgpr);
+  }
+  if (is_entry_request(mailbox) && reg32(kEntryRequestMailbox + 4) == ~mailbox) {
+    carriers |= 4U;
+    if (owed == 0) owed = answer_node_of(mailbox);
+  }
+  if (answer_node != nullptr) *answer_node = owed;
   reg32(kEntryRequestRegister) = 0;
   reg32(kEntryRequestSnvs) = 0;
   reg32(kEntryRequestMailbox) = 0;
