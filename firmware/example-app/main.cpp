@@ -8,6 +8,7 @@
 // Test builds make it misbehave on purpose (RTCANBOOT_EXAMPLE_MISBEHAVE, tests/e2e): 1 hangs
 // before it confirms, 2 faults before it confirms, 3 never confirms, 4 confirms and then faults
 // a second later (a confirmed image that goes bad).
+#include <cstddef>
 #include <cstdint>
 
 #include "rtcanboot/app_kit.hpp"
@@ -20,6 +21,7 @@
 #include "rtcanboot/imxrt1064/system.hpp"
 #include "rtcanboot/imxrt1064/timebase.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/product.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace {
@@ -47,6 +49,10 @@ constexpr Micros kLateFaultAfter = 1'000'000;
 // The stop command's SDO response must leave before the reset; give up waiting after this.
 constexpr Micros kDrainTimeout = 200'000;
 
+// Commits the reset into the bootloader without answering the stop: the bootloader answers it
+// after its boot-up message (app_kit::request_bootloader_answering_stop).
+[[noreturn]] void leave_answering_stop();
+
 // 0x1F51 in the application: "stop" hands over to the bootloader, "start" is a no-op (already
 // running), "reset" restarts the application through the bootloader; downloads (0x1F50) and
 // "clear" need the bootloader, so they are refused with "device state".
@@ -59,8 +65,9 @@ class ApplicationProgramControl final : public ProgramControl {
     if (sub != 1) return canopen::Abort::kNoSubIndex;
     switch (static_cast<canopen::ProgramCommand>(command)) {
       case canopen::ProgramCommand::kStop:
-        enter_bootloader_ = true;
-        return canopen::Abort::kNone;
+        // Not answered here: an answer followed by the reset (about 3 ms in which nothing
+        // listens) would let a master's next request get lost (issue 16, item 10).
+        leave_answering_stop();
       case canopen::ProgramCommand::kStart:
         return canopen::Abort::kNone;
       case canopen::ProgramCommand::kReset:
@@ -80,16 +87,40 @@ class ApplicationProgramControl final : public ProgramControl {
   }
   std::uint8_t program_count() const override { return 1; }
 
-  bool enter_bootloader() const { return enter_bootloader_; }
   bool reset() const { return reset_; }
 
  private:
   const app_kit::BootInfo& boot_;
-  bool enter_bootloader_ = false;
   bool reset_ = false;
 };
 
 Timebase g_clock;
+const CanopenNode* g_node = nullptr;
+
+void leave_answering_stop() {
+  // The frames already queued (a heartbeat) leave first: a reset cuts a frame being sent.
+  FlexCan& can = flexcan_driver();
+  const Micros since = g_clock.now();
+  while (!can.tx_idle() && g_clock.now() - since < kDrainTimeout) can.poll();
+  console_write("example application: stop, the bootloader answers it\n");
+  console_flush();
+  app_kit::request_bootloader_answering_stop(g_node->node_id());
+}
+
+// 0x100A: product::kExampleAppVersionPrefix followed by the version text, built at compile time.
+constexpr char kVersionText[] = RTCANBOOT_VERSION_STRING;
+struct SoftwareVersion {
+  char text[sizeof(product::kExampleAppVersionPrefix) + sizeof(kVersionText) - 1];
+};
+constexpr SoftwareVersion kSoftwareVersion = [] {
+  SoftwareVersion version{};
+  std::size_t n = 0;
+  for (std::size_t i = 0; i + 1 < sizeof(product::kExampleAppVersionPrefix); ++i) {
+    version.text[n++] = product::kExampleAppVersionPrefix[i];
+  }
+  for (char c : kVersionText) version.text[n++] = c;  // with its terminating NUL
+  return version;
+}();
 
 }  // namespace
 
@@ -130,6 +161,7 @@ int main() {
   info.app_region_start = memory_map::kAppAddress;
   info.app_region_size = memory_map::kAppSize;
   info.image_version = boot.image_version;
+  info.boot_reason = canopen::BootReason::kApplicationRunning;
 
   static NodeConfig config;
   config.node_id = boot.node_id;
@@ -138,18 +170,19 @@ int main() {
   // "store not supported".
   config.bitrate = bitrate;
   config.lss_rates = lss_supported_rates(board::kCanClockHz);
-  config.identity = {
-      RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE,
-      (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH,
-      app_kit::serial_number()};
-  config.device_name = "rtcanboot example application";
-  config.software_version = "example-app " RTCANBOOT_VERSION_STRING;
+  config.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE,
+                     product::version_number(RTCANBOOT_VERSION_MAJOR, RTCANBOOT_VERSION_MINOR,
+                                             RTCANBOOT_VERSION_PATCH),
+                     app_kit::serial_number()};
+  config.device_name = product::kExampleAppDeviceName;
+  config.software_version = kSoftwareVersion.text;
   config.is_application = true;
   config.self_starting = true;  // heartbeats say OPERATIONAL without a master's NMT start
   config.info = &info;
 
   static ApplicationProgramControl program(boot);
   static CanopenNode node(can, program, config);
+  g_node = &node;
   enable_irq();
   node.start(g_clock.now());
 
@@ -195,8 +228,7 @@ int main() {
                             // (docs/porting-an-application.md)
     if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_now();
 
-    const bool leaving =
-        program.enter_bootloader() || program.reset() || node.reset_node_requested();
+    const bool leaving = program.reset() || node.reset_node_requested();
     if (leaving) {
       if (!waiting_to_leave) {
         waiting_to_leave = true;
@@ -204,7 +236,6 @@ int main() {
       }
       if (can.tx_idle() || now - leaving_since > kDrainTimeout) {
         console_flush();
-        if (program.enter_bootloader()) app_kit::request_bootloader();
         system_reset();
       }
     }

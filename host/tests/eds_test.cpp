@@ -1,4 +1,6 @@
-// The EDS (CiA 306) of the bootloader node agrees with the core's object dictionary table.
+// The EDS files (CiA 306) of the bootloader and of the example application agree with the core's
+// object dictionary table and with the build's identity and version (one definition: the CMake
+// project version and cache variables, rtcanboot/product.hpp, rtcanboot/memory_map.hpp).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -8,74 +10,58 @@
 #include <sstream>
 #include <string>
 
+#include "eds_file.hpp"
 #include "rtcanboot/lss.hpp"
+#include "rtcanboot/memory_map.hpp"
 #include "rtcanboot/object_dictionary.hpp"
+#include "rtcanboot/product.hpp"
 
 namespace rtcanboot {
 namespace {
 
-using Section = std::map<std::string, std::string>;
+using eds::number;
+using eds::Section;
+using eds::section_name;
 using Eds = std::map<std::string, Section>;
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r");
-  return s.substr(b, e - b + 1);
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// Minimal INI reader as CiA 306 uses it: [section], key=value, ';' comments; section and key
-// names are case-insensitive.
 Eds read_eds(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in) << path;
-  Eds eds;
-  std::string line;
-  std::string section;
-  while (std::getline(in, line)) {
-    line = trim(line);
-    if (line.empty() || line[0] == ';') continue;
-    if (line.front() == '[' && line.back() == ']') {
-      section = upper(line.substr(1, line.size() - 2));
-      EXPECT_EQ(eds.count(section), 0U) << "duplicate section " << section;
-      eds[section];
-      continue;
-    }
-    const auto eq = line.find('=');
-    EXPECT_NE(eq, std::string::npos) << "bad line: " << line;
-    if (eq == std::string::npos) continue;
-    eds[section][upper(trim(line.substr(0, eq)))] = trim(line.substr(eq + 1));
-  }
-  return eds;
+  eds::File file(path);
+  for (const auto& problem : file.problems) ADD_FAILURE() << path << ": " << problem;
+  return file.sections;
 }
 
-std::uint32_t number(const std::string& s) {
-  return static_cast<std::uint32_t>(std::strtoul(s.c_str(), nullptr, 0));
+std::string eds_path(const std::string& name) {
+  return std::string(RTCANBOOT_SOURCE_DIR) + "/host/eds/" + name;
 }
 
-std::string section_name(std::uint16_t index) {
-  char b[8];
-  std::snprintf(b, sizeof b, "%04X", index);
-  return b;
-}
-std::string section_name(std::uint16_t index, std::uint8_t sub) {
-  return section_name(index) + "SUB" + std::to_string(sub);
-}
-
-class EdsTest : public ::testing::Test {
+// Both programs have the core's dictionary; their EDS files differ in values only.
+class EdsTest : public ::testing::TestWithParam<const char*> {
  protected:
-  Eds eds = read_eds(std::string(RTCANBOOT_SOURCE_DIR) + "/host/eds/rtcanboot-bootloader.eds");
+  std::string file_name = GetParam();
+  Eds eds = read_eds(eds_path(file_name));
+  bool application = file_name == "rtcanboot-example-app.eds";
+  // The application's node has no self-test object (NodeConfig::self_test is the bootloader's).
+  bool absent(const canopen::OdEntry& e) const {
+    return application && e.index == canopen::od::kSelfTest;
+  }
 };
 
-TEST_F(EdsTest, EveryDictionaryEntryIsDescribedAlike) {
+INSTANTIATE_TEST_SUITE_P(BootloaderAndApplication, EdsTest,
+                         ::testing::Values("rtcanboot-bootloader.eds", "rtcanboot-example-app.eds"),
+                         [](const auto& param_info) {
+                           return std::string(param_info.param).find("app") != std::string::npos
+                                      ? std::string("ExampleApp")
+                                      : std::string("Bootloader");
+                         });
+
+TEST_P(EdsTest, EveryDictionaryEntryIsDescribedAlike) {
   using namespace canopen;
   for (const OdEntry& e : object_dictionary()) {
     SCOPED_TRACE(section_name(e.index, e.sub));
+    if (absent(e)) {
+      EXPECT_FALSE(eds.count(section_name(e.index)));
+      continue;
+    }
     const bool var = e.object_code == ObjectCode::kVar;
     const std::string main = section_name(e.index);
     ASSERT_TRUE(eds.count(main));
@@ -89,19 +75,21 @@ TEST_F(EdsTest, EveryDictionaryEntryIsDescribedAlike) {
     EXPECT_EQ(s["ACCESSTYPE"], access_name(e.access));
     if (data_type_size(e.type) != 0) {
       ASSERT_TRUE(s.count("DEFAULTVALUE"));
-      // Values set at run time may show a typical value in the EDS; fixed ones must agree.
-      if (!e.runtime_value || e.default_value != 0) {
+      // Values the table takes from NodeConfig or ProgramControl differ between the programs
+      // (tests/e2e/eds_test.cpp reads them from the live nodes); fixed ones must agree.
+      if (!e.runtime_value) {
         EXPECT_EQ(number(s["DEFAULTVALUE"]), e.default_value);
       }
     }
   }
 }
 
-TEST_F(EdsTest, TheEdsDescribesNothingElse) {
+TEST_P(EdsTest, TheEdsDescribesNothingElse) {
   using namespace canopen;
   std::set<std::string> known;
   std::map<std::uint16_t, int> subs;
   for (const OdEntry& e : object_dictionary()) {
+    if (absent(e)) continue;
     known.insert(section_name(e.index));
     if (e.object_code != ObjectCode::kVar) known.insert(section_name(e.index, e.sub));
     ++subs[e.index];
@@ -146,8 +134,8 @@ TEST_F(EdsTest, TheEdsDescribesNothingElse) {
   }
 }
 
-TEST_F(EdsTest, FileAndDeviceInfo) {
-  EXPECT_EQ(eds["FILEINFO"]["FILENAME"], "rtcanboot-bootloader.eds");
+TEST_P(EdsTest, FileAndDeviceInfo) {
+  EXPECT_EQ(eds["FILEINFO"]["FILENAME"], file_name);
   EXPECT_EQ(eds["FILEINFO"]["EDSVERSION"], "4.0");
   for (const char* rate : {"BAUDRATE_125", "BAUDRATE_250", "BAUDRATE_500", "BAUDRATE_1000"}) {
     EXPECT_EQ(eds["DEVICEINFO"][rate], "1") << rate;
@@ -163,6 +151,69 @@ TEST_F(EdsTest, FileAndDeviceInfo) {
     const std::string key = "BAUDRATE_" + std::to_string(rate / 1000);
     EXPECT_EQ(eds["DEVICEINFO"][key], "1") << key;
   }
+}
+
+// The values the build fixes: identity, version, names, the application region.
+TEST_P(EdsTest, ValuesAreTheBuildsConstants) {
+  const std::uint32_t version =
+      product::version_number(RTCANBOOT_EXPECT_VERSION_MAJOR, RTCANBOOT_EXPECT_VERSION_MINOR,
+                              RTCANBOOT_EXPECT_VERSION_PATCH);
+  const auto value = [&](std::uint16_t index, std::uint8_t sub) {
+    return eds[section_name(index, sub)]["DEFAULTVALUE"];
+  };
+  EXPECT_EQ(number(eds["DEVICEINFO"]["VENDORNUMBER"]), RTCANBOOT_EXPECT_VENDOR_ID);
+  EXPECT_EQ(number(eds["DEVICEINFO"]["PRODUCTNUMBER"]), RTCANBOOT_EXPECT_PRODUCT_CODE);
+  EXPECT_EQ(number(eds["DEVICEINFO"]["REVISIONNUMBER"]), version);
+  EXPECT_EQ(number(value(0x1018, 1)), RTCANBOOT_EXPECT_VENDOR_ID);
+  EXPECT_EQ(number(value(0x1018, 2)), RTCANBOOT_EXPECT_PRODUCT_CODE);
+  EXPECT_EQ(number(value(0x1018, 3)), version);
+  EXPECT_EQ(number(value(0x1018, 4)), 0u);  // per device
+  EXPECT_EQ(number(value(0x5F00, 2)), version);
+  EXPECT_EQ(number(value(0x5F00, 3)), memory_map::kAppAddress);
+  EXPECT_EQ(number(value(0x5F00, 4)), memory_map::kAppSize);
+  if (application) {
+    EXPECT_EQ(eds["1008"]["DEFAULTVALUE"], product::kExampleAppDeviceName);
+    EXPECT_EQ(eds["100A"]["DEFAULTVALUE"],
+              std::string(product::kExampleAppVersionPrefix) + RTCANBOOT_EXPECT_VERSION);
+    EXPECT_EQ(number(value(0x5F00, 1)), canopen::kRunningApplication);
+    EXPECT_EQ(number(value(0x5F00, 5)),
+              static_cast<std::uint32_t>(canopen::BootReason::kApplicationRunning));
+    EXPECT_EQ(number(value(0x1F51, 1)),
+              static_cast<std::uint32_t>(canopen::ProgramState::kStarted));
+  } else {
+    EXPECT_EQ(eds["1008"]["DEFAULTVALUE"], product::kBootloaderDeviceName);
+    EXPECT_EQ(eds["100A"]["DEFAULTVALUE"], RTCANBOOT_EXPECT_VERSION);
+    EXPECT_EQ(number(value(0x5F00, 1)), canopen::kRunningBootloader);
+    // The factory state: no application installed.
+    EXPECT_EQ(number(value(0x5F00, 5)),
+              static_cast<std::uint32_t>(canopen::BootReason::kNoValidApplication));
+    EXPECT_EQ(number(value(0x1F51, 1)),
+              static_cast<std::uint32_t>(canopen::ProgramState::kNoProgram));
+  }
+}
+
+// The entries declared as set at run time exist, and every entry but those has a value no state
+// changes (the e2e test reads both kinds from the live node).
+TEST_P(EdsTest, RuntimeValuesAreDeclaredInTheComments) {
+  eds::File file(eds_path(file_name));
+  const auto per_device = file.listed_in_comments("Runtime per device");
+  const auto state = file.listed_in_comments("Runtime state");
+  EXPECT_TRUE(per_device.count({0x1018, 4}));
+  std::set<eds::Key> all;
+  for (const auto& e : file.entries()) all.insert({e.index, e.sub});
+  for (const auto& key : per_device) {
+    EXPECT_TRUE(all.count(key)) << std::hex << key.first << ":" << int{key.second};
+    EXPECT_FALSE(state.count(key)) << "listed twice";
+    EXPECT_EQ(number(eds[section_name(key.first, key.second)]["DEFAULTVALUE"]), 0u);
+  }
+  for (const auto& key : state) {
+    EXPECT_TRUE(all.count(key)) << std::hex << key.first << ":" << int{key.second};
+  }
+  // The comment count is right (CiA 306 [Comments] Lines=).
+  Section& comments = eds["COMMENTS"];
+  EXPECT_EQ(comments.size(), number(comments["LINES"]) + 1);
+  // 0x1F51:1 is a command: a configuration tool must not write its DefaultValue.
+  EXPECT_EQ(number(eds["1F51SUB1"]["OBJFLAGS"]) & 1u, 1u);
 }
 
 }  // namespace

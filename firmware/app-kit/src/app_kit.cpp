@@ -50,9 +50,16 @@ void request_bootloader() {
   imxrt1064::system_reset();
 }
 
+void request_bootloader_answering_stop(std::uint8_t node_id) {
+  imxrt1064::disable_irq();
+  imxrt1064::handover::write_entry_request(node_id);
+  imxrt1064::dsb();
+  imxrt1064::system_reset();
+}
+
 void request_self_test() {
   imxrt1064::disable_irq();
-  imxrt1064::handover::write_entry_request(imxrt1064::handover::kSelfTestRequestMagic);
+  imxrt1064::handover::write_entry_value(imxrt1064::handover::kSelfTestRequestMagic);
   imxrt1064::dsb();
   imxrt1064::system_reset();
 }

@@ -50,6 +50,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
 Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
                        std::span<std::uint8_t> buffer, const BootloaderSettings& settings)
     : settings_(settings),
+      frames_(frames),
       guard_(flash),
       journal_(guard_),
       provisioning_(guard_),
@@ -91,6 +92,17 @@ void Bootloader::start(Micros now) {
   }
   node_.start(now);
   node_started_ = true;
+  if (settings_.entry_requested && settings_.answer_stop && was_configured_) {
+    // The application's stop (0x1F51:1 = 0), answered by the node that serves the next request.
+    CanFrame answer;
+    answer.id = canopen::kSdoTxBase + node_.node_id();
+    answer.dlc = 8;
+    answer.data[0] = 0x60;  // download initiate response
+    answer.data[1] = static_cast<std::uint8_t>(canopen::od::kProgramControl & 0xFF);
+    answer.data[2] = static_cast<std::uint8_t>(canopen::od::kProgramControl >> 8);
+    answer.data[3] = 1;
+    frames_.send(answer);
+  }
 }
 
 void Bootloader::update_pending(Micros now) {

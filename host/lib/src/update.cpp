@@ -156,6 +156,8 @@ const char* describe_boot_reason(std::uint8_t reason) {
       return "the application did not confirm";
     case canopen::BootReason::kUnconfigured:
       return "it had no node-ID until LSS configured it";
+    case canopen::BootReason::kApplicationRunning:
+      return "none: the application runs";
   }
   return "unknown";
 }

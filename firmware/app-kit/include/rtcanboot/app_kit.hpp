@@ -29,6 +29,13 @@ std::uint32_t serial_number();
 // request_bootloader().
 [[noreturn]] void request_self_test();
 
+// The same for a 0x1F51:1 = 0 (stop) that this application has not answered: the bootloader sends
+// the SDO answer as node `node_id` right after its boot-up message, so the master's next request
+// reaches a node that serves it (docs/canopen.md, "What a master may expect after 0x1F51:1 = 0").
+// Call it from ProgramControl::control() instead of returning (the SDO server then never answers),
+// once the frames already queued have left the CAN controller.
+[[noreturn]] void request_bootloader_answering_stop(std::uint8_t node_id);
+
 enum class ConfirmResult : std::uint8_t {
   kConfirmed,               // the CONFIRM record is on the flash; the trial watchdog is off
   kAlreadyConfirmed,        // nothing to do (the trial watchdog is off too)

@@ -52,6 +52,9 @@ struct BootloaderSettings {
   std::uint16_t lss_rates = lss::kAllStandardRates;
   // The application asked for the bootloader (shared boot information, kept across the reset).
   bool entry_requested = false;
+  // With entry_requested: the application owes the SDO answer to 0x1F51:1 = 0 (stop); the
+  // bootloader sends it right after its boot-up message (when it serves the next request).
+  bool answer_stop = false;
   // Set by the port when it cannot erase or program the flash (e.g. an unexpected JEDEC ID):
   // downloads and clears are refused and 0x1F57:1 reports write error with this detail. An
   // installed application still starts.
@@ -129,6 +132,7 @@ class Bootloader final : private LssStorage, private SelfTestAccess {
   canopen::Abort request_self_test() override;
 
   BootloaderSettings settings_;
+  FrameSink& frames_;
   GuardedFlash guard_;
   journal::InstallJournal journal_;
   ProvisioningStore provisioning_;

@@ -158,6 +158,9 @@ enum class BootReason : std::uint8_t {
   kHeldByMaster = 4,        // a master addressed the node inside the boot window
   kNotConfirmed = 5,        // the image never confirmed it runs within its boot attempts
   kUnconfigured = 6,        // valid application, but the node had no node-ID (LSS configured it)
+  // Read from an application (0x5F00:1 = 2): the bootloader is not running, the application
+  // the bootloader started runs (docs/canopen.md, "0x5F00 rtcanboot information").
+  kApplicationRunning = 7,
 };
 
 // Trial boot of the installed image (0x5F00:7, docs/trial-boot.md).

@@ -15,6 +15,7 @@
 #include "rtcanboot/imxrt1064/timebase.hpp"
 #include "rtcanboot/imxrt1064/vector_table.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/product.hpp"
 #include "rtcanboot/provisioning.hpp"
 #include "self_test.hpp"
 
@@ -28,8 +29,8 @@ extern void (*__init_array_end[])();
 namespace rtcanboot::imxrt1064 {
 namespace {
 
-constexpr std::uint32_t kVersion =
-    (RTCANBOOT_VERSION_MAJOR << 16) | (RTCANBOOT_VERSION_MINOR << 8) | RTCANBOOT_VERSION_PATCH;
+constexpr std::uint32_t kVersion = product::version_number(
+    RTCANBOOT_VERSION_MAJOR, RTCANBOOT_VERSION_MINOR, RTCANBOOT_VERSION_PATCH);
 // A pending start/reset waits for the transmit queue at most this long (no bus, no ACK).
 constexpr Micros kDrainTimeout = 200'000;
 constexpr std::uint32_t kFallbackBitrate = 125'000;
@@ -128,8 +129,10 @@ constinit WatchdogState g_watchdogs_at_entry;  // set before the constructors ru
 constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this boot ran the self-test
 
 [[noreturn]] void run() {
-  bool self_test_requested = false;
-  const std::uint32_t entry_carriers = handover::take_entry_request(&self_test_requested);
+  const handover::EntryRequest request = handover::take_entry_request();
+  const std::uint32_t entry_carriers = request.carriers;
+  const bool self_test_requested = request.self_test;
+  const std::uint8_t answer_node = request.answer_node;  // the application's stop answer is owed
   const bool entry_requested = entry_carriers != 0;
   handover::clear();
   const std::uint32_t reset_status = reg32(src::kSrsr);
@@ -168,10 +171,13 @@ constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this bo
   // Serial number: the chip's unique-ID fuses; a provisioning record's serial overrides it.
   settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE, kVersion, chip_serial_number()};
   settings.bootloader_version = kVersion;
-  settings.device_name = "rtcanboot RT1064";
+  settings.device_name = product::kBootloaderDeviceName;
   settings.software_version = RTCANBOOT_VERSION_STRING;
   settings.provisioning = provisioning;
   settings.entry_requested = entry_requested;
+  // Only as the node the master asked: an application whose node-ID LSS changed without a store
+  // comes back under another one, and the master's retry finds it by its boot-up.
+  settings.answer_stop = answer_node != 0 && answer_node == provisioning.node_id;
   if (!flash_ready) settings.flash_refused = g_flash.refusal();
   settings.lss_rates = lss_supported_rates(board::kCanClockHz);
   settings.self_test = &g_self_test;
@@ -244,7 +250,7 @@ constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this bo
         if (action == PendingAction::kSelfTestReset) {
           // The same carriers as an application's entry request: which of them survive this
           // reset is one of the things the self-test reports.
-          handover::write_entry_request(handover::kSelfTestRequestMagic);
+          handover::write_entry_value(handover::kSelfTestRequestMagic);
           console_write("rtcanboot: reset into the self-test\n");
         }
         console_write("rtcanboot: reset\n");

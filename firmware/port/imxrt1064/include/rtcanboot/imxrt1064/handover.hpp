@@ -35,6 +35,10 @@ namespace rtcanboot::imxrt1064::handover {
 
 inline constexpr std::uint32_t kEntryRequestMagic = 0xB007'10AD;
 inline constexpr std::uint32_t kSelfTestRequestMagic = 0x5E1F'7E57;
+// An entry request that also owes the SDO answer to 0x1F51:1 = 0 (stop): this value | node-ID
+// (1..127) in every carrier. The bootloader sends the answer as that node right after its boot-up
+// message, when it serves the next request (docs/canopen.md, "What a master may expect").
+inline constexpr std::uint32_t kEntryAnswerStopBase = 0xB007'5100;
 inline constexpr Address kEntryRequestRegister = src::kGpr5;
 inline constexpr Address kEntryRequestSnvs = snvs::kLpgpr0;
 inline constexpr Address kEntryRequestMailbox = 0x2001'FFF8;  // two words: magic, ~magic
@@ -107,39 +111,66 @@ inline void clear() {
   reg32(kImageVersionRegister) = 0;
 }
 
-// Application side of the entry request: all three carriers (then the caller resets).
-// `magic` is kEntryRequestMagic, or kSelfTestRequestMagic to run the self-test as well.
-inline void write_entry_request(std::uint32_t magic = kEntryRequestMagic) {
-  reg32(kEntryRequestRegister) = magic;
-  reg32(kEntryRequestSnvs) = magic;
-  reg32(kEntryRequestMailbox) = magic;
-  reg32(kEntryRequestMailbox + 4) = ~magic;
+// The node-ID whose stop answer `value` owes; 0 for the plain request or anything else.
+constexpr std::uint8_t answer_node_of(std::uint32_t value) {
+  const std::uint32_t node = value & 0xFF;
+  return (value & ~0xFFU) == kEntryAnswerStopBase && node >= 1 && node <= 127
+             ? static_cast<std::uint8_t>(node)
+             : 0;
 }
+constexpr bool is_entry_request(std::uint32_t value) {
+  return value == kEntryRequestMagic || answer_node_of(value) != 0;
+}
+static_assert(answer_node_of(kEntryAnswerStopBase | 5) == 5 &&
+              answer_node_of(kEntryAnswerStopBase) == 0 &&
+              answer_node_of(kEntryRequestMagic) == 0 && is_entry_request(kEntryRequestMagic) &&
+              !is_entry_request(kEntryAnswerStopBase | 128));
 
 inline constexpr std::uint32_t kCarrierSrcGpr = 1U;
 inline constexpr std::uint32_t kCarrierSnvs = 2U;
 inline constexpr std::uint32_t kCarrierDtcm = 4U;
 
-// Bootloader side: which carriers still held a request (kCarrier* bits; 0 = no request), and in
-// `self_test` whether any of them asked for the self-test; clears all three.
-inline std::uint32_t take_entry_request(bool* self_test) {
-  std::uint32_t carriers = 0;
-  *self_test = false;
-  for (const std::uint32_t magic : {kEntryRequestMagic, kSelfTestRequestMagic}) {
-    std::uint32_t kept = 0;
-    if (reg32(kEntryRequestRegister) == magic) kept |= kCarrierSrcGpr;
-    if (reg32(kEntryRequestSnvs) == magic) kept |= kCarrierSnvs;
-    if (reg32(kEntryRequestMailbox) == magic && reg32(kEntryRequestMailbox + 4) == ~magic) {
-      kept |= kCarrierDtcm;
-    }
-    if (kept != 0 && magic == kSelfTestRequestMagic) *self_test = true;
-    carriers |= kept;
+// Writes `value` (kEntryRequestMagic, kSelfTestRequestMagic or kEntryAnswerStopBase | node-ID)
+// to all three carriers (then the caller resets).
+inline void write_entry_value(std::uint32_t value) {
+  reg32(kEntryRequestRegister) = value;
+  reg32(kEntryRequestSnvs) = value;
+  reg32(kEntryRequestMailbox) = value;
+  reg32(kEntryRequestMailbox + 4) = ~value;
+}
+
+// Application side of the entry request. `answer_node` 1..127: the stop's SDO answer is owed and
+// the bootloader sends it as that node.
+inline void write_entry_request(std::uint8_t answer_node = 0) {
+  write_entry_value(answer_node >= 1 && answer_node <= 127 ? kEntryAnswerStopBase | answer_node
+                                                           : kEntryRequestMagic);
+}
+
+struct EntryRequest {
+  std::uint32_t carriers = 0;    // kCarrier* bits that still held a request; 0 = no request
+  bool self_test = false;        // a carrier asked for the bring-up self-test
+  std::uint8_t answer_node = 0;  // the node-ID whose stop answer a carrier owes, 0 when none
+};
+
+// Bootloader side: what the carriers held over the reset; clears all three.
+inline EntryRequest take_entry_request() {
+  EntryRequest request;
+  const std::uint32_t mailbox = reg32(kEntryRequestMailbox);
+  const std::uint32_t values[3] = {reg32(kEntryRequestRegister), reg32(kEntryRequestSnvs),
+                                   reg32(kEntryRequestMailbox + 4) == ~mailbox ? mailbox : 0};
+  const std::uint32_t bits[3] = {kCarrierSrcGpr, kCarrierSnvs, kCarrierDtcm};
+  for (int i = 0; i < 3; ++i) {
+    const std::uint32_t value = values[i];
+    if (!is_entry_request(value) && value != kSelfTestRequestMagic) continue;
+    request.carriers |= bits[i];
+    if (value == kSelfTestRequestMagic) request.self_test = true;
+    if (request.answer_node == 0) request.answer_node = answer_node_of(value);
   }
   reg32(kEntryRequestRegister) = 0;
   reg32(kEntryRequestSnvs) = 0;
   reg32(kEntryRequestMailbox) = 0;
   reg32(kEntryRequestMailbox + 4) = 0;
-  return carriers;
+  return request;
 }
 
 }  // namespace rtcanboot::imxrt1064::handover
