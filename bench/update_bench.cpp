@@ -177,12 +177,14 @@ struct BootResult {
 // Power-on to the application's boot-up message (end of frame), with a committed application of
 // `size` bytes: boot ROM, the bootloader's copy to RAM, journal and CRC-32 check of the image,
 // jump, the application's own start.
-BootResult boot_to_application(std::uint32_t size, const twinrig::Firmware& fw) {
+BootResult boot_to_application(std::uint32_t size, const twinrig::Firmware& fw,
+                               std::uint16_t listen_window_ms) {
   const auto w0 = std::chrono::steady_clock::now();
   BootResult b;
   b.image_bytes = size;
   twinrig::RigConfig rc;
   rc.node_id = kNode;
+  rc.listen_window_ms = listen_window_ms;
   std::vector<std::uint8_t> flash = twinrig::factory_flash(fw.bootloader, rc);
   twinrig::install_application(flash, sized_app(fw.app, size, size), 0x0001'0000);
   twinrig::Rig rig(rc, flash);
@@ -380,17 +382,23 @@ int main(int argc, char** argv) {
   }
 
   std::string boots;
-  for (const std::uint32_t size : {64 * kKiB, kMiB}) {
-    const BootResult b = boot_to_application(size, *fw);
-    all_ok = all_ok && b.ok;
-    std::printf(
-        "boot to application, %s image: %.2f ms (power-on to the application's boot-up frame)%s\n",
-        size_name(size).c_str(), b.boot_ms, b.ok ? "" : "  FAILED");
-    if (!boots.empty()) boots += ",\n";
-    boots += fmt::format(
-        "    {{\"name\": \"boot-{}\", \"image_bytes\": {}, \"boot_to_app_ms\": {:.3f}, \"ok\": "
-        "{}}}",
-        size_name(size), size, b.boot_ms, b.ok);
+  // The default listen window (docs/trial-boot.md) and the same boot with the window off.
+  for (const std::uint16_t window : {kDefaultListenWindowMs, std::uint16_t{0}}) {
+    for (const std::uint32_t size : {64 * kKiB, kMiB}) {
+      const BootResult b = boot_to_application(size, *fw, window);
+      all_ok = all_ok && b.ok;
+      const std::string window_text =
+          window != 0 ? fmt::format("{} ms listen window", window) : "listen window off";
+      std::printf(
+          "boot to application, %s image, %s: %.2f ms (power-on to the application's boot-up "
+          "frame)%s\n",
+          size_name(size).c_str(), window_text.c_str(), b.boot_ms, b.ok ? "" : "  FAILED");
+      if (!boots.empty()) boots += ",\n";
+      boots += fmt::format(
+          "    {{\"name\": \"boot-{}{}\", \"image_bytes\": {}, \"listen_window_ms\": {}, "
+          "\"boot_to_app_ms\": {:.3f}, \"ok\": {}}}",
+          size_name(size), window != 0 ? "" : "-nowindow", size, window, b.boot_ms, b.ok);
+    }
   }
   const Footprint f = footprint(fw->bootloader_elf);
   if (f.ok) {

@@ -84,7 +84,8 @@ bool same_state(const journal::InstalledImage& a, const journal::InstalledImage&
 
 bool same_provisioning(const Provisioning& a, const Provisioning& b) {
   return a.node_id == b.node_id && a.bitrate == b.bitrate && a.boot_window_ms == b.boot_window_ms &&
-         a.serial == b.serial && a.boot_attempts == b.boot_attempts;
+         a.serial == b.serial && a.boot_attempts == b.boot_attempts &&
+         a.listen_window_ms == b.listen_window_ms;
 }
 
 }  // namespace

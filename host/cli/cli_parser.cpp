@@ -175,6 +175,22 @@ Parser::Parser()
       "Stop the application (0x1F51:1 = 0: back to the bootloader), or NMT stop with --nmt");
   stop_->add_option("-n,--node", o.stop_node, "Node-ID 1..127 (0 = all with --nmt)")->required();
   stop_->add_flag("--nmt", o.stop_nmt, "Send NMT stop instead");
+  stop_
+      ->add_flag("--catch", o.stop_catch,
+                 "Repeat the request until the node's bootloader holds it: power-cycle the node "
+                 "meanwhile, its boot window at power-on takes the request")
+      ->excludes("--nmt");
+  stop_
+      ->add_option("--catch-timeout", o.catch_timeout_s,
+                   "With --catch: seconds to keep trying before giving up")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  stop_
+      ->add_option("--catch-period", o.catch_period_ms,
+                   "With --catch: milliseconds between two requests (at most 30 for the "
+                   "default 50 ms window at 10 kbit/s)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   reset_ =
       app.add_subcommand("reset", "NMT reset node (or communication) and wait for the boot-up");
   reset_->add_option("-n,--node", o.reset_node, "Node-ID 1..127, 0 = all")->required();
@@ -287,6 +303,10 @@ void Parser::check() {
   } else if (*stop_) {
     o.command = Command::kStop;
     o.node = parse_node(o.stop_node, o.stop_nmt);
+    if (!o.stop_catch &&
+        (stop_->count("--catch-timeout") != 0 || stop_->count("--catch-period") != 0)) {
+      throw Error(ErrorKind::kUsage, "--catch-timeout and --catch-period need --catch");
+    }
   } else if (*reset_) {
     o.command = Command::kReset;
     o.node = parse_node(o.reset_node, true);

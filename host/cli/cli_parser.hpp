@@ -92,6 +92,10 @@ struct Options {
   std::string scan_bitrate;
   std::string start_node, stop_node, reset_node;
   bool start_nmt = false, stop_nmt = false, reset_comm = false, reset_no_wait = false;
+  // stop --catch: repeat the entry request while the node is power-cycled (catch_node.hpp).
+  bool stop_catch = false;
+  int catch_timeout_s = 60;
+  int catch_period_ms = 20;
   LssArgs lss;
 
   // Filled by the checks (valid when parse() says kRun).

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/host/catch_node.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
 #include "rtcanboot/host/lss_master.hpp"
@@ -347,6 +348,36 @@ int cmd_program(const Globals& g, const std::string& node_text, canopen::Program
   if (!g.quiet) {
     fmt::print("node {}: program {}\n", node,
                command == canopen::ProgramCommand::kStart ? "started" : "stopped");
+  }
+  return 0;
+}
+
+// stop --catch (docs/host-tool.md, "Catching a node"): exit 0 caught, 5 nothing heard, 6 heard
+// but never held in the bootloader.
+int cmd_catch(const Globals& g, std::uint8_t node, int timeout_s, int period_ms) {
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  CatchOptions co;
+  co.node = node;
+  co.timeout = static_cast<Micros>(timeout_s) * 1'000'000;
+  co.period = static_cast<Micros>(period_ms) * 1000;
+  if (!g.quiet) {
+    fmt::print(
+        "catching node {}: 0x1F51:1 = 0 every {} ms for up to {} s; power-cycle the node now\n",
+        node, period_ms, timeout_s);
+    std::fflush(stdout);
+  }
+  const CatchResult r = catch_node(m, co, [&](const std::string& line) {
+    if (!g.quiet) fmt::print("{}\n", line);
+  });
+  if (!g.quiet) {
+    const char* how = r.reason == canopen::BootReason::kHeldByMaster ? "held in its boot window"
+                      : r.reason == canopen::BootReason::kEntryRequest
+                          ? "the application returned to it"
+                          : "its bootloader was running";
+    fmt::print("node {} caught in the bootloader after {:.2f} s, {} requests ({}, 0x5F00:5 = {})\n",
+               node, static_cast<double>(r.after) / 1e6, r.requests, how,
+               static_cast<unsigned>(r.reason));
   }
   return 0;
 }
@@ -732,6 +763,7 @@ int main(int argc, char** argv) {
       case cli::Command::kStart:
         return cmd_program(g, o.start_node, canopen::ProgramCommand::kStart, o.start_nmt);
       case cli::Command::kStop:
+        if (o.stop_catch) return cmd_catch(g, o.node, o.catch_timeout_s, o.catch_period_ms);
         return cmd_program(g, o.stop_node, canopen::ProgramCommand::kStop, o.stop_nmt);
       case cli::Command::kReset:
         return cmd_reset(g, o.reset_node, o.reset_comm, !o.reset_no_wait);

@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <vector>
 
+#include "canopen_fakes.hpp"
 #include "core_rig.hpp"
 #include "image_builder.hpp"
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/lss.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "strict_flash.hpp"
 
@@ -80,9 +82,17 @@ class BootloaderTest : public ::testing::Test {
     rig.boot();
   }
 
+  // The listen window off: these tests start a valid application at once; the window has its
+  // own tests (BootloaderListenWindow).
+  static BootloaderSettings settings_without_listen_window() {
+    BootloaderSettings settings = test::test_settings();
+    settings.provisioning.listen_window_ms = 0;
+    return settings;
+  }
+
   NorFlashFake flash{test::NorTiming::typical()};
   Bytes bootloader_image;
-  CoreRig rig{flash, test::test_settings()};
+  CoreRig rig{flash, settings_without_listen_window()};
 };
 
 TEST_F(BootloaderTest, FreshDeviceStaysInTheBootloaderWithNoProgram) {
@@ -637,6 +647,98 @@ TEST_F(BootloaderTest, TrialBootOffStartsEveryCommittedImage) {
     EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
     EXPECT_EQ(flash.programs(), programs);
   }
+}
+
+// --- the listen window (the default boot window at power-on, docs/trial-boot.md)
+
+class BootloaderListenWindow : public BootloaderTest {
+ protected:
+  // A valid application installed, then a cold boot with the default listen window; returns the
+  // number of frames the node had sent before that boot.
+  std::size_t boot_with_listen_window() {
+    rig.boot();
+    install(test::make_payload(5000, 1));
+    rig.run_for(1000);
+    const std::size_t frames = rig.history().size();
+    rig.settings().provisioning.listen_window_ms = kDefaultListenWindowMs;
+    rig.boot();
+    return frames;
+  }
+  static constexpr Micros kWindow = Micros{kDefaultListenWindowMs} * 1000;
+};
+
+TEST_F(BootloaderListenWindow, WithoutARequestTheApplicationStartsSilentlyAfterTheWindow) {
+  const std::size_t frames = boot_with_listen_window();
+  const Micros booted = rig.now();
+  EXPECT_EQ(rig.bootloader().next_deadline(), booted + kWindow);
+  rig.run_until(booted + kWindow - 1);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(rig.bootloader().installed().attempts, 0U);  // not counted yet
+  rig.run_for(10'000);  // the window's end, then the trial boot's attempt record
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+  EXPECT_EQ(rig.bootloader().installed().attempts, 1U);
+  EXPECT_EQ(rig.history().size(), frames);  // not even a boot-up message
+}
+
+TEST_F(BootloaderListenWindow, AnSdoRequestInsideTheWindowIsAnsweredAfterABootUpAndHoldsTheNode) {
+  const std::size_t frames = boot_with_listen_window();
+  rig.run_for(kWindow - 15'000);
+  EXPECT_EQ(rig.history().size(), frames);
+  // 0x1F51:1 = 0 (stop program): what `rtcanboot stop --catch` repeats.
+  EXPECT_EQ(write(od::kProgramControl, 1, 0), Abort::kNone);
+  ASSERT_GE(rig.history().size(), frames + 2);
+  EXPECT_EQ(rig.history()[frames].frame.id, 0x705U);  // the boot-up first
+  EXPECT_EQ(rig.history()[frames].frame.data[0], 0x00);
+  EXPECT_EQ(rig.history()[frames + 1].frame.id, 0x585U);  // then the answer
+  EXPECT_EQ(rig.history()[frames + 1].frame.data[0], 0x60);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kHeldByMaster);
+  rig.run_for(2'000'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(read(od::kRtcanbootInfo, 5), static_cast<std::uint32_t>(BootReason::kHeldByMaster));
+  EXPECT_EQ(rig.bootloader().installed().attempts, 0U);  // a held boot is no attempt
+  // Until it is told to start the program.
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kNone);
+  rig.run_for(10'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderListenWindow, OnlyFramesThatNameTheNodeAreEntryRequests) {
+  const std::size_t frames = boot_with_listen_window();
+  rig.send(test::make_frame(0x000, {0x80, 0x00}));                       // broadcast NMT
+  rig.send(test::make_frame(0x000, {0x80, 0x06}));                       // NMT for another node
+  rig.send(test::make_frame(0x606, {0x40, 0x00, 0x10, 0, 0, 0, 0, 0}));  // SDO to node 6
+  rig.send(test::make_frame(0x605, {0x40, 0x00, 0x10, 0, 0, 0, 0}));     // DLC 7
+  rig.send(test::make_frame(lss::kMasterCobId, {0x04, 0x01, 0, 0, 0, 0, 0, 0}));  // LSS
+  rig.run_for(10'000);
+  EXPECT_EQ(rig.history().size(), frames);
+  // NMT enter pre-operational naming node 5.
+  rig.send(test::make_frame(0x000, {0x80, 0x05}));
+  rig.run_for(kWindow);
+  ASSERT_EQ(rig.history().size(), frames + 1);
+  EXPECT_EQ(rig.history()[frames].frame.id, 0x705U);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kHeldByMaster);
+}
+
+TEST_F(BootloaderListenWindow, AnAnnouncedBootWindowReplacesIt) {
+  rig.boot();
+  install(test::make_payload(5000, 1));
+  rig.settings().provisioning.listen_window_ms = kDefaultListenWindowMs;
+  rig.settings().provisioning.boot_window_ms = 200;
+  reboot();
+  EXPECT_EQ(rig.history().back().frame.id, 0x705U);  // boot-up at once
+  rig.run_for(150'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  rig.run_for(60'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+TEST_F(BootloaderListenWindow, AnEntryRequestFromTheApplicationSkipsIt) {
+  boot_with_listen_window();
+  rig.settings().entry_requested = true;
+  reboot();
+  EXPECT_EQ(rig.history().back().frame.id, 0x705U);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kEntryRequest);
 }
 
 TEST_F(BootloaderTest, AttemptThatCannotBeRecordedKeepsTheBootloader) {

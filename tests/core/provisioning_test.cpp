@@ -60,7 +60,7 @@ TEST(Provisioning, PinnedBytes) {
       encode_provisioning({0x12, 500'000, 250, 0x01020304, 0x01, 0x0A0B0C0D}, bytes, sizeof bytes));
   const std::uint8_t expected_head[] = {0x52, 0x54, 0x43, 0x50, 0x01, 0x00, 0x12, 0x01, 0x20, 0xA1,
                                         0x07, 0x00, 0xFA, 0x00, 0x00, 0x00, 0x04, 0x03, 0x02, 0x01,
-                                        0x0D, 0x0C, 0x0B, 0x0A, 3,    0,    0,    0};
+                                        0x0D, 0x0C, 0x0B, 0x0A, 3,    0,    50,   0};
   EXPECT_EQ(0, std::memcmp(bytes, expected_head, sizeof expected_head));
   EXPECT_EQ(load_le32(bytes + 28), crc32(0, bytes, 28));
 }
@@ -82,6 +82,38 @@ TEST(Provisioning, BootAttemptsByteZeroIsTheDefaultAndFFIsOff) {
   bool valid = false;
   EXPECT_EQ(decode_provisioning(bytes, sizeof bytes, &valid).boot_attempts, 3);
   EXPECT_TRUE(valid);
+}
+
+// Bytes 0x1A..0x1B, the listen window (the default boot window at power-on): 0 = the default,
+// 0xFFFF = off; older records hold 0 there and get the default window.
+TEST(Provisioning, ListenWindowZeroIsTheDefaultAndFFFFIsOff) {
+  std::uint8_t bytes[kProvisioningRecordSize];
+  Provisioning p{0x12, 500'000, 0, 0};
+  EXPECT_EQ(p.listen_window_ms, kDefaultListenWindowMs);
+  p.listen_window_ms = 30;
+  ASSERT_TRUE(encode_provisioning(p, bytes, sizeof bytes));
+  EXPECT_EQ(load_le16(bytes + 0x1A), 30);
+  EXPECT_EQ(decode_provisioning(bytes, sizeof bytes).listen_window_ms, 30);
+  p.listen_window_ms = 0;
+  ASSERT_TRUE(encode_provisioning(p, bytes, sizeof bytes));
+  EXPECT_EQ(load_le16(bytes + 0x1A), 0xFFFF);
+  EXPECT_EQ(decode_provisioning(bytes, sizeof bytes).listen_window_ms, 0);
+  p.listen_window_ms = kMaxListenWindowMs;
+  ASSERT_TRUE(encode_provisioning(p, bytes, sizeof bytes));
+  p.listen_window_ms = kMaxListenWindowMs + 1;
+  EXPECT_FALSE(encode_provisioning(p, bytes, sizeof bytes));
+  // A record written before the field existed holds 0 there: the default window.
+  store_le16(bytes + 0x1A, 0);
+  store_le32(bytes + 28, crc32(0, bytes, 28));
+  bool valid = false;
+  EXPECT_EQ(decode_provisioning(bytes, sizeof bytes, &valid).listen_window_ms,
+            kDefaultListenWindowMs);
+  EXPECT_TRUE(valid);
+  // Well-sealed but above the maximum: not a valid record.
+  store_le16(bytes + 0x1A, kMaxListenWindowMs + 1);
+  store_le32(bytes + 28, crc32(0, bytes, 28));
+  decode_provisioning(bytes, sizeof bytes, &valid);
+  EXPECT_FALSE(valid);
 }
 
 TEST(Provisioning, BlankTornOrInvalidRecordsGiveDefaults) {
@@ -206,6 +238,33 @@ TEST(ProvisioningStore, StoreKeepsTheBootAttemptsByte) {
     p.boot_attempts = 2;
     ASSERT_TRUE(save_and_wait(store, p));
     EXPECT_EQ(load_provisioning(flash).boot_attempts, 2);
+  }
+}
+
+// Bytes 0x1A..0x1B (listen window) are not LSS's either: kept as stored, 0 included.
+TEST(ProvisioningStore, StoreKeepsTheListenWindowBytes) {
+  for (std::uint16_t stored : {std::uint16_t{0}, std::uint16_t{20}, std::uint16_t{0xFFFF}}) {
+    test::NorFlashFake flash;
+    std::uint8_t factory[kProvisioningRecordSize];
+    ASSERT_TRUE(encode_provisioning({0xFF, 125'000, 0, 0}, factory, sizeof factory));
+    store_le16(factory + 0x1A, stored);
+    store_le32(factory + 28, crc32(0, factory, 28));
+    flash.load(memory_map::kProvisioningOffset, factory, sizeof factory);
+    ProvisioningStore store(flash);
+    store.load();
+    ASSERT_TRUE(store.valid());
+    const std::uint16_t window = store.current().listen_window_ms;
+    Provisioning p = store.current();
+    p.node_id = 12;
+    ASSERT_TRUE(save_and_wait(store, p)) << stored;
+    std::uint8_t bytes[kProvisioningRecordSize];
+    ASSERT_EQ(
+        flash.read(memory_map::kProvisioningOffset + RecordLog::kSlotSize, bytes, sizeof bytes),
+        FlashResult::kOk);
+    EXPECT_EQ(load_le16(bytes + 0x1A), stored);
+    bool valid = false;
+    EXPECT_EQ(decode_provisioning(bytes, sizeof bytes, &valid).listen_window_ms, window);
+    EXPECT_TRUE(valid);
   }
 }
 

@@ -76,7 +76,8 @@ struct NodeSpec {
   std::uint8_t node_id = 5;  // 0xFF: an unconfigured node (LSS)
   unsigned instance = 2;
   std::uint32_t boot_window_ms = 0;
-  std::string name;                         // default "node<id>"
+  std::uint16_t listen_window_ms = kDefaultListenWindowMs;  // 0: off
+  std::string name;                                         // default "node<id>"
   std::array<std::uint32_t, 3> ocotp = {};  // unique-ID fuses; zero: derived from the name
   tw::Readings readings;  // unconfirmed chip facts: the twin's most hostile readings by default
 };
@@ -145,6 +146,7 @@ class Rig {
     p.node_id = spec.node_id;
     p.bitrate = bitrate_;
     p.boot_window_ms = spec.boot_window_ms;
+    p.listen_window_ms = spec.listen_window_ms;
     std::vector<std::uint8_t> sector(memory_map::kSectorSize, 0xFF);
     EXPECT_TRUE(encode_provisioning(p, sector.data(), sector.size()));
     board.flash().probe_write(memory_map::kProvisioningOffset, sector);

@@ -93,6 +93,7 @@ std::vector<std::uint8_t> factory_flash(std::span<const std::uint8_t> bootloader
   p.node_id = config.node_id;
   p.bitrate = config.bitrate;
   p.boot_window_ms = config.boot_window_ms;
+  p.listen_window_ms = config.listen_window_ms;
   encode_provisioning(p, flash.data() + memory_map::kProvisioningOffset, memory_map::kSectorSize);
   return flash;
 }

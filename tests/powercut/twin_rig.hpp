@@ -22,6 +22,7 @@
 #include "rtcanboot/host/master.hpp"
 #include "rtcanboot/host/transport.hpp"
 #include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/provisioning.hpp"
 #include "twin/board.hpp"
 #include "twin/can/bus.hpp"
 
@@ -95,6 +96,7 @@ struct RigConfig {
   std::uint64_t seed = 1;
   Nanos host_latency = 0;
   std::uint32_t boot_window_ms = 0;
+  std::uint16_t listen_window_ms = kDefaultListenWindowMs;  // 0: off
   std::string name = "node5";
 };
 

@@ -335,6 +335,10 @@ void Board::power_off(const std::string& why) {
 }
 
 void Board::warm_reset(ResetCause cause, const std::string& why) {
+  // A chip without power resets nothing: power_off() puts the models into their reset state, and
+  // a watchdog the ROM reading leaves running out of reset (Readings::rom_watchdogs) would
+  // otherwise expire and boot the board while it is off.
+  if (state_ == BoardState::kOff) return;
   reporter_.report(Severity::kInfo, "reset", fmt::format("warm reset: {}", why), 0);
   impl_->reset_models(true);
   src_->record_reset(cause);

@@ -84,7 +84,13 @@ void Bootloader::start(Micros now) {
     if (decision_.start_application) info_.boot_reason = canopen::BootReason::kUnconfigured;
   } else if (decision_.start_application) {
     if (settings_.provisioning.boot_window_ms == 0) {
-      begin_start();  // straight through: nothing on the bus
+      if (settings_.provisioning.listen_window_ms != 0) {
+        // The listen window: nothing on the bus unless a master's entry request comes in time.
+        listening_ = true;
+        window_end_ = now + milliseconds(settings_.provisioning.listen_window_ms);
+      } else {
+        begin_start();  // straight through: nothing on the bus
+      }
       return;
     }
     window_open_ = true;
@@ -190,7 +196,15 @@ void Bootloader::finish_attempt_record() {
 }
 
 void Bootloader::on_frame(const CanFrame& frame, Micros now) {
-  if (!node_started_) return;
+  if (!node_started_) {
+    if (!listening_ || !node_.addresses(frame)) return;
+    // An entry request inside the listen window: the node starts (boot-up message) and handles
+    // the request; it stays in the bootloader until it is told to start the program.
+    listening_ = false;
+    info_.boot_reason = canopen::BootReason::kHeldByMaster;
+    node_.start(now);
+    node_started_ = true;
+  }
   node_.on_frame(frame, now);
   update_pending(now);
 }
@@ -202,6 +216,10 @@ void Bootloader::poll(Micros now) {
   // ATTEMPT record is due).
   if (!provisioning_.busy() && !provisioning_.operation_in_flight()) download_.poll();
   finish_attempt_record();
+  if (listening_ && now >= window_end_) {
+    listening_ = false;
+    begin_start();  // nobody asked: start as if there were no window
+  }
   if (!node_started_) return;
   node_.poll(now);
   update_pending(now);
@@ -247,7 +265,7 @@ LssResult Bootloader::store_result() const {
 
 Micros Bootloader::next_deadline() const {
   if (attempt_record_ != AttemptRecord::kNone) return last_poll_ + kFlashPollInterval;
-  if (!node_started_) return ~Micros{0};
+  if (!node_started_) return listening_ ? window_end_ : ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
   const bool flash_work =

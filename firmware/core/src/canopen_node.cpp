@@ -55,6 +55,12 @@ void CanopenNode::on_frame(const CanFrame& frame, Micros now) {
   reschedule_heartbeat(now);  // 0x1017 may just have been written
 }
 
+bool CanopenNode::addresses(const CanFrame& frame) const {
+  if (frame.extended() || frame.remote() || !configured()) return false;
+  if (frame.id == canopen::kNmtCobId) return frame.dlc == 2 && frame.data[1] == config_.node_id;
+  return frame.id == canopen::kSdoRxBase + config_.node_id && frame.dlc == 8;
+}
+
 void CanopenNode::on_nmt(const CanFrame& frame, Micros now) {
   if (frame.dlc != 2) return;
   const std::uint8_t target = frame.data[1];

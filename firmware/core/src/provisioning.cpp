@@ -19,12 +19,17 @@ constexpr std::size_t kWindowAt = 0x0C;
 constexpr std::size_t kSerialAt = 0x10;
 constexpr std::size_t kSequenceAt = 0x14;
 constexpr std::size_t kAttemptsAt = 0x18;
+constexpr std::size_t kListenWindowAt = 0x1A;
 constexpr std::size_t kCrcAt = kProvisioningRecordSize - 4;
 static_assert(kSequenceAt + 4 <= kAttemptsAt);
-static_assert(kAttemptsAt + 1 <= kCrcAt);
+static_assert(kAttemptsAt + 1 <= kListenWindowAt);
+static_assert(kListenWindowAt + 2 <= kCrcAt);
 // Boot attempts as stored: 0 (the reserved value of older records) = the default, 0xFF = off.
 constexpr std::uint8_t kStoredAttemptsDefault = 0;
 constexpr std::uint8_t kStoredAttemptsOff = 0xFF;
+// Listen window as stored: 0 (the reserved value of older records) = the default, 0xFFFF = off.
+constexpr std::uint16_t kStoredListenDefault = 0;
+constexpr std::uint16_t kStoredListenOff = 0xFFFF;
 static_assert(kProvisioningRecordSize <= RecordLog::kSlotSize);
 static_assert(memory_map::kProvisioningOffset + RecordLog::kSectors * memory_map::kSectorSize <=
                   memory_map::kJournalOffset,
@@ -36,7 +41,8 @@ constexpr std::uint32_t kCia301Bitrates[] = {10'000,  20'000,  50'000,  125'000,
 
 bool fields_valid(const Provisioning& provisioning) {
   return lss::valid_node_id(provisioning.node_id) && is_cia301_bitrate(provisioning.bitrate) &&
-         (provisioning.flags & ~kKnownProvisioningFlags) == 0;
+         (provisioning.flags & ~kKnownProvisioningFlags) == 0 &&
+         provisioning.listen_window_ms <= kMaxListenWindowMs;
 }
 
 bool decode_slot(const std::uint8_t* slot, std::uint32_t* sequence) {
@@ -69,6 +75,8 @@ bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out,
   store_le32(out + kSequenceAt, provisioning.sequence);
   out[kAttemptsAt] =
       provisioning.boot_attempts == kTrialBootOff ? kStoredAttemptsOff : provisioning.boot_attempts;
+  store_le16(out + kListenWindowAt,
+             provisioning.listen_window_ms == 0 ? kStoredListenOff : provisioning.listen_window_ms);
   store_le32(out + kCrcAt, crc32(0, out, kCrcAt));
   return true;
 }
@@ -93,6 +101,10 @@ Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length, b
   provisioning.boot_attempts = attempts == kStoredAttemptsDefault ? defaults.boot_attempts
                                : attempts == kStoredAttemptsOff   ? kTrialBootOff
                                                                   : attempts;
+  const std::uint16_t listen = load_le16(data + kListenWindowAt);
+  provisioning.listen_window_ms = listen == kStoredListenDefault ? defaults.listen_window_ms
+                                  : listen == kStoredListenOff   ? std::uint16_t{0}
+                                                                 : listen;
   if (!fields_valid(provisioning)) return defaults;
   if (valid != nullptr) *valid = true;
   return provisioning;
@@ -125,8 +137,13 @@ bool ProvisioningStore::save(const Provisioning& provisioning) {
   if (valid_ && pending_.boot_attempts == current_.boot_attempts) {
     // Unchanged boot attempts keep their stored byte as it is (0 stays "the default").
     record[kAttemptsAt] = log_.current()[kAttemptsAt];
-    store_le32(record + kCrcAt, crc32(0, record, kCrcAt));
   }
+  if (valid_ && pending_.listen_window_ms == current_.listen_window_ms) {
+    // The same for the listen window (0 stays "the default").
+    record[kListenWindowAt] = log_.current()[kListenWindowAt];
+    record[kListenWindowAt + 1] = log_.current()[kListenWindowAt + 1];
+  }
+  if (valid_) store_le32(record + kCrcAt, crc32(0, record, kCrcAt));
   if (!log_.append(record)) return false;
   saving_ = true;
   return true;

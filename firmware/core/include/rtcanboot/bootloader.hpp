@@ -80,9 +80,12 @@ class Bootloader final : private LssStorage, private SelfTestAccess {
   Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha, std::span<std::uint8_t> buffer,
              const BootloaderSettings& settings);
 
-  // Reads the journal, decides whether to boot. With a valid application and no boot window the
-  // pending action is kStartApplication at once and nothing is sent; otherwise the node starts
-  // (boot-up message) and the bootloader waits.
+  // Reads the journal, decides whether to boot. With a valid application and no announced boot
+  // window the bootloader listens silently for the listen window (provisioning): an entry
+  // request (an SDO request or an NMT command naming the node) starts the node (boot-up message,
+  // then the request's answer) and holds it; without one the pending action becomes
+  // kStartApplication when the window ends, and nothing was sent. With an announced boot window
+  // the node starts at once (boot-up message) and waits that long; otherwise it stays.
   void start(Micros now);
   void on_frame(const CanFrame& frame, Micros now);
   void poll(Micros now);
@@ -148,7 +151,8 @@ class Bootloader final : private LssStorage, private SelfTestAccess {
   AttemptRecord attempt_record_ = AttemptRecord::kNone;
   bool was_configured_ = false;
   bool self_test_requested_ = false;
-  bool window_open_ = false;
+  bool window_open_ = false;  // announced boot window
+  bool listening_ = false;    // silent listen window
   Micros window_end_ = 0;
   Micros last_poll_ = 0;
   PendingAction pending_ = PendingAction::kNone;

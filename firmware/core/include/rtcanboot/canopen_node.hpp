@@ -40,6 +40,10 @@ class CanopenNode {
   canopen::NmtState state() const { return state_; }
   // An SDO request or a node-addressed (not broadcast) NMT command arrived since start().
   bool addressed() const { return addressed_; }
+  // `frame` addresses this node as addressed() counts it: an SDO request (DLC 8 on 0x600 +
+  // node-ID) or an NMT command (DLC 2) naming its node-ID. Also before start(): the bootloader's
+  // listen window asks it of frames it does not pass on.
+  bool addresses(const CanFrame& frame) const;
   bool transfer_active() const { return sdo_.transfer_active(); }
 
   std::uint8_t node_id() const { return config_.node_id; }

@@ -1,4 +1,4 @@
-// The provisioning record: node-ID, bit rate, boot window and serial number of one device, in a
+// The provisioning record: node-ID, bit rate, boot windows and serial number of one device, in a
 // RecordLog of two 4 KiB sectors of the records area (memory_map::kProvisioningOffset), written
 // at the factory (or by the twin, like a factory step) and by LSS "store configuration". No
 // valid record means the documented defaults: an unconfigured node (node-ID 0xFF) at 125 kbit/s.
@@ -20,16 +20,27 @@ namespace rtcanboot {
 inline constexpr std::uint8_t kStartApplicationAfterLss = 0x01;
 inline constexpr std::uint8_t kKnownProvisioningFlags = kStartApplicationAfterLss;
 
+// The listen window (docs/trial-boot.md, "The boot window at power-on"): a node with a valid
+// application and no announced boot window listens this long, silently, for a master's entry
+// request before it starts the application. 50 ms: a request repeated every 20 ms lands inside it
+// even at 10 kbit/s (13.5 ms per frame) with room for one lost arbitration.
+inline constexpr std::uint16_t kDefaultListenWindowMs = 50;
+inline constexpr std::uint16_t kMaxListenWindowMs = 60'000;
+
 struct Provisioning {
   std::uint8_t node_id = lss::kUnconfigured;  // 1..127, or 0xFF: unconfigured (LSS assigns one)
   std::uint32_t bitrate = 125'000;            // bit/s, one of the CiA 301 rates
-  std::uint32_t boot_window_ms = 0;           // how long a valid application waits for a master
-  std::uint32_t serial = 0;                   // 0x1018:4 (0: keep the build's serial)
-  std::uint8_t flags = 0;                     // kStartApplicationAfterLss
-  std::uint32_t sequence = 0;                 // record sequence number (newest wins)
+  // Announced boot window: boot-up message first, then a valid application waits this long for
+  // a master (0: none; the listen window applies instead).
+  std::uint32_t boot_window_ms = 0;
+  std::uint32_t serial = 0;    // 0x1018:4 (0: keep the build's serial)
+  std::uint8_t flags = 0;      // kStartApplicationAfterLss
+  std::uint32_t sequence = 0;  // record sequence number (newest wins)
   // Starts of a new, unconfirmed image before the bootloader gives up on it (trial boot);
   // kTrialBootOff starts every committed image without asking for a confirmation.
   std::uint8_t boot_attempts = 3;
+  // Silent listen window before a valid application starts, ms (0: off, start at once).
+  std::uint16_t listen_window_ms = kDefaultListenWindowMs;
 };
 
 inline constexpr std::uint8_t kTrialBootOff = 0;
@@ -42,8 +53,8 @@ inline constexpr std::size_t kProvisioningRecordSize = 32;
 bool is_cia301_bitrate(std::uint32_t bitrate);
 
 // Writes the record (kProvisioningRecordSize bytes, CRC included). False when a field is out of
-// range (node-ID not 1..127 or 0xFF, bit rate not a CiA 301 rate, unknown flags) or the buffer is
-// too small.
+// range (node-ID not 1..127 or 0xFF, bit rate not a CiA 301 rate, unknown flags, listen window
+// above kMaxListenWindowMs) or the buffer is too small.
 bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out, std::size_t capacity);
 // Decodes a record; blank, torn or invalid records give the defaults (`valid` tells which).
 Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length,
