@@ -409,6 +409,10 @@ int cmd_selftest(const Globals& g, const std::string& node_text, bool json) {
   try {
     m.download_u8(node, canopen::od::kSelfTest, 1, canopen::kSelfTestRun);
   } catch (const SdoError& e) {
+    if (e.timed_out()) {
+      throw Error(ErrorKind::kNoNode,
+                  fmt::format("node {} does not answer (no SDO response to 0x5F01:1)", node));
+    }
     if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kNoObject)) {
       throw Error(ErrorKind::kAborted,
                   fmt::format("node {} has no self-test object 0x5F01: it runs its application "

@@ -21,54 +21,7 @@ for f in "$twin" "$cli"; do
   [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
 done
 
-tmp=$(mktemp -d)
-twin_pid=
-stop_twin() {
-  if [ -n "$twin_pid" ]; then
-    kill "$twin_pid" 2>/dev/null
-    wait "$twin_pid" 2>/dev/null
-    twin_pid=
-  fi
-}
-cleanup() {
-  stop_twin
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-log=
-fail() {
-  echo "FAIL: $*"
-  if [ -n "$log" ]; then
-    echo "--- twin output (last 40 lines)"
-    tail -n 40 "$log"
-  fi
-  exit 1
-}
-# start_twin LOG ARGS...: the twin on the board's flash file, serving socketcand; sets $bus.
-start_twin() {
-  log=$1
-  shift
-  "$twin" --flash "$tmp/flash.bin" --socketcand 127.0.0.1:0 --run-for 600000 "$@" >"$log" 2>&1 &
-  twin_pid=$!
-  local port=
-  for _ in $(seq 100); do
-    port=$(sed -n -E 's/.*socketcand on 127\.0\.0\.1:([0-9]+).*/\1/p' "$log" | head -n 1)
-    [ -n "$port" ] && break
-    kill -0 "$twin_pid" 2>/dev/null || fail "the twin exited early"
-    sleep 0.1
-  done
-  [ -n "$port" ] || fail "the twin did not print its socketcand port"
-  bus=socketcand://127.0.0.1:$port/can0
-}
-# wait_log LOG TEXT SECONDS
-wait_log() {
-  for _ in $(seq $(($3 * 10))); do
-    grep -q "$2" "$1" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 # 1. A fresh board; the late-faulting image is flashed and confirms, then faults. (`flash` does
 #    not wait for the confirmation here: its heartbeat wait outlasts the image's one second.)
