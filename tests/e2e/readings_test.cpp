@@ -71,13 +71,17 @@ const char* name_of(tw::RomWatchdogs r) {
   return "?";
 }
 
+const char* name_of(tw::SerialClkCode r) {
+  return r == tw::SerialClkCode::kSdkEnum ? "ClkSdkEnum" : "ClkRt106xTable";
+}
+
 Reading reading(const tw::Readings& readings) {
   Reading r;
   r.readings = readings;
   r.name = std::string(name_of(readings.lut_after_reset)) + "_" +
            name_of(readings.pll3_after_boot) + "_" + name_of(readings.src_gpr_over_reset) + "_" +
            name_of(readings.snvs_lpgpr_over_reset) + "_" + name_of(readings.rom_watchdogs) + "_" +
-           name_of(readings.ivt_entry_sp);
+           name_of(readings.ivt_entry_sp) + "_" + name_of(readings.serial_clk_code);
   return r;
 }
 
@@ -116,6 +120,12 @@ std::vector<Reading> every_reading() {
     r.ivt_entry_sp = tw::IvtEntrySp::kLoadedFromVectorTable;
     out.push_back(reading(r));
   }
+  {
+    tw::Readings r;
+    r.serial_clk_code = tw::SerialClkCode::kRt106xTable;
+    out.push_back(reading(r));
+  }
+  out.push_back(reading(tw::fact_sheet_readings()));
   tw::Readings r;
   r.snvs_lpgpr_over_reset = tw::SnvsLpgprOverReset::kKeptOverWarmReset;
   out.push_back(reading(r));
