@@ -149,6 +149,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(o.flash.confirm_timeout_s >= 0 && o.flash.confirm_timeout_s <= 3600);
         break;
       case Command::kInfo:
+      case Command::kSelfTest:
         FUZZ_CHECK(o.node >= 1);
         break;
       case Command::kStart:

@@ -74,12 +74,12 @@ TEST(ExitCodes, EveryFailureMapsToItsDocumentedCode) {
   const struct {
     ErrorKind kind;
     int code;
-  } rows[] = {
-      {ErrorKind::kInternal, 1},      {ErrorKind::kUsage, 2},        {ErrorKind::kInput, 3},
-      {ErrorKind::kBus, 4},           {ErrorKind::kNoNode, 5},       {ErrorKind::kTimeout, 6},
-      {ErrorKind::kRejected, 7},      {ErrorKind::kAborted, 8},      {ErrorKind::kWrongProduct, 9},
-      {ErrorKind::kNotConfirmed, 10}, {ErrorKind::kSelfTestFailed, 11},
-      {ErrorKind::kInterrupted, 130}};
+  } rows[] = {{ErrorKind::kInternal, 1},        {ErrorKind::kUsage, 2},
+              {ErrorKind::kInput, 3},           {ErrorKind::kBus, 4},
+              {ErrorKind::kNoNode, 5},          {ErrorKind::kTimeout, 6},
+              {ErrorKind::kRejected, 7},        {ErrorKind::kAborted, 8},
+              {ErrorKind::kWrongProduct, 9},    {ErrorKind::kNotConfirmed, 10},
+              {ErrorKind::kSelfTestFailed, 11}, {ErrorKind::kInterrupted, 130}};
   for (const auto& row : rows) {
     const FailureReport r = report_failure(Error(row.kind, "what\nhappened"));
     EXPECT_EQ(r.exit_code, row.code) << to_string(row.kind);
