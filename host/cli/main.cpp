@@ -4,8 +4,10 @@
 #include <fmt/ranges.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -739,11 +741,9 @@ int cmd_lss_inquire(const Globals& g, const LssArgs& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // Ctrl-C / SIGTERM abort a running transfer on the bus (abort frame) instead of leaving it
-  // hanging; a second one ends the process at once.
-  install_interrupt_handlers();
+namespace {
 
+int run_cli(int argc, char** argv) {
   cli::Parser parser;
   const cli::ParseResult parsed = parser.parse(argc, argv);
   if (!parsed.run) {
@@ -795,4 +795,22 @@ int main(int argc, char** argv) {
     return failure.exit_code;
   }
   return exit_code(ErrorKind::kUsage);
+}
+
+// Output that never reached stdout (a full disk, a closed pipe) is a failure, not a success: the
+// buffered rest is flushed here and checked.
+int with_output_checked(int code) {
+  if (std::fflush(stdout) == 0 && std::ferror(stdout) == 0) return code;
+  const int error = errno;
+  fmt::print(stderr, "rtcanboot: cannot write the output to stdout: {}\n", std::strerror(error));
+  return code != 0 ? code : exit_code(ErrorKind::kInternal);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Ctrl-C / SIGTERM abort a running transfer on the bus (abort frame) instead of leaving it
+  // hanging; a second one ends the process at once.
+  install_interrupt_handlers();
+  return with_output_checked(run_cli(argc, argv));
 }

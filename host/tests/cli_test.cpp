@@ -639,6 +639,19 @@ TEST_F(Cli, SocketcandChannelMustBeAnInterfaceName) {
 // The exit-code table of docs/host-tool.md, one row after the other through the built CLI (row 1,
 // a bug, cannot be caused on purpose: ExitCodes.EveryFailureMapsToItsDocumentedCode in
 // error_test.cpp covers its mapping).
+// A full disk or a closed stdout is a failure the user must see, not exit code 0.
+TEST_F(Cli, OutputThatCannotBeWrittenIsAFailure) {
+  for (const char* args : {"--help >/dev/full", "--version >/dev/full"}) {
+    SCOPED_TRACE(args);
+    const CliRun r = run(args);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("rtcanboot: cannot write the output to stdout: No space left on device"),
+              std::string::npos)
+        << r.err;
+  }
+  EXPECT_EQ(run("--help").code, 0);
+}
+
 TEST_F(Cli, ExitCodeTable) {
   Bridge bridge(true);
   const std::string bus = "--bus " + bridge.uri();
