@@ -10,6 +10,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "fd_transports.hpp"
@@ -136,16 +137,7 @@ class SocketcandTransport final : public Transport {
       : host_(std::move(host)), port_(port), channel_(std::move(channel)), reader_(describe()) {
     check_channel();
     const Micros until = clock_.now() + kHandshakeTime;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    const std::string port_text = std::to_string(port_);
-    const int gai = ::getaddrinfo(host_.c_str(), port_text.c_str(), &hints, &res);
-    if (gai != 0) {
-      throw Error(ErrorKind::kBus, fmt::format("{}: cannot resolve host '{}': {}", describe(),
-                                               host_, ::gai_strerror(gai)));
-    }
+    addrinfo* res = resolve(until);
     int last_errno = 0;
     try {
       for (addrinfo* a = res; a != nullptr && !fd_; a = a->ai_next) {
@@ -164,6 +156,49 @@ class SocketcandTransport final : public Transport {
     const int one = 1;
     ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     handshake(until);
+  }
+
+  // host:port within `until` and Ctrl-C. A plain getaddrinfo() can block for the resolver's
+  // whole retry schedule (an unreachable DNS server); getaddrinfo_a() runs it in glibc's own
+  // thread, and this waits for it in 50 ms steps.
+  addrinfo* resolve(Micros until) {
+    struct Lookup {
+      std::string name, service;
+      addrinfo hints{};
+      gaicb request{};
+    };
+    auto lookup = std::make_unique<Lookup>();
+    lookup->name = host_;
+    lookup->service = std::to_string(port_);
+    lookup->hints.ai_family = AF_UNSPEC;
+    lookup->hints.ai_socktype = SOCK_STREAM;
+    lookup->request.ar_name = lookup->name.c_str();
+    lookup->request.ar_service = lookup->service.c_str();
+    lookup->request.ar_request = &lookup->hints;
+    gaicb* list[] = {&lookup->request};
+    int gai = ::getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr);
+    if (gai == 0) gai = ::gai_error(&lookup->request);
+    for (; gai == EAI_INPROGRESS; gai = ::gai_error(&lookup->request)) {
+      if (interrupt_requested() || clock_.now() >= until) {
+        if (::gai_cancel(&lookup->request) == EAI_NOTCANCELED) {
+          // glibc's thread still owns the request: it must outlive this transport (a few bytes,
+          // once, on the way to an error exit).
+          static_cast<void>(lookup.release());
+        }
+        if (interrupt_requested()) throw Error(ErrorKind::kInterrupted, "interrupted");
+        throw Error(ErrorKind::kBus,
+                    fmt::format("{}: cannot resolve host '{}' within {} s (no answer from the "
+                                "DNS resolver; use an IP address)",
+                                describe(), host_, kHandshakeTime / 1'000'000));
+      }
+      const timespec step{0, 50'000'000};
+      ::gai_suspend(list, 1, &step);
+    }
+    if (gai != 0) {
+      throw Error(ErrorKind::kBus, fmt::format("{}: cannot resolve host '{}': {}", describe(),
+                                               host_, ::gai_strerror(gai)));
+    }
+    return lookup->request.ar_result;
   }
 
   // On a connected stream (detail::socketcand_on_fd).
