@@ -163,8 +163,9 @@ Parser::Parser()
       ->check(CLI::Range(1, 10000));
   scan_->add_flag("--no-probe", o.scan_no_probe, "Only listen, send nothing");
   scan_->add_option("--bitrate", o.scan_bitrate,
-                    "Bus bit rate the probe timing follows (default: the adapter's; "
-                    "socketcan/socketcand: 10000, the slowest)");
+                    "Bus bit rate the probe timing follows (default: the adapter's, as slcan "
+                    "or the kernel's CAN controller has it; vcan and socketcand: 10000, the "
+                    "slowest)");
 
   start_ =
       app.add_subcommand("start", "Start the application (0x1F51:1 = 1), or NMT start with --nmt");

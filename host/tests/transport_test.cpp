@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <linux/can.h>
 #include <linux/can/error.h>
+#include <linux/can/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
@@ -464,6 +466,74 @@ TEST(Slcan, InterruptIsSeenWhileJunkStreams) {
 }
 
 // ---- socketcand -------------------------------------------------------------------------------
+// An RTM_NEWLINK answer as the kernel builds it: header, ifinfomsg, then IFLA_LINKINFO holding
+// IFLA_INFO_KIND and, for a controller, IFLA_INFO_DATA with IFLA_CAN_BITTIMING.
+class LinkMessage {
+ public:
+  LinkMessage() { bytes_.resize(NLMSG_ALIGN(sizeof(nlmsghdr)) + NLMSG_ALIGN(sizeof(ifinfomsg))); }
+  // Opens an attribute; close() sets its length.
+  std::size_t open(unsigned type) { return attribute(type, nullptr, 0); }
+  void close(std::size_t at) {
+    const auto length = static_cast<std::uint16_t>(bytes_.size() - at);
+    std::memcpy(bytes_.data() + at, &length, sizeof length);
+  }
+  std::size_t attribute(unsigned type, const void* data, std::size_t size) {
+    const std::size_t at = bytes_.size();
+    rtattr a{};
+    a.rta_len = static_cast<unsigned short>(sizeof(rtattr) + size);
+    a.rta_type = static_cast<unsigned short>(type);
+    bytes_.resize(at + sizeof a);
+    std::memcpy(bytes_.data() + at, &a, sizeof a);
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    bytes_.insert(bytes_.end(), p, p + size);
+    bytes_.resize((bytes_.size() + 3) & ~std::size_t{3});
+    return at;
+  }
+  std::vector<std::uint8_t> done() {
+    nlmsghdr h{};
+    h.nlmsg_len = static_cast<std::uint32_t>(bytes_.size());
+    h.nlmsg_type = RTM_NEWLINK;
+    std::memcpy(bytes_.data(), &h, sizeof h);
+    return bytes_;
+  }
+
+ private:
+  std::vector<std::uint8_t> bytes_;
+};
+
+TEST(SocketcanLink, AControllerReportsItsBitRateAVcanNone) {
+  can_bittiming timing{};
+  timing.bitrate = 250'000;
+  timing.sample_point = 875;
+  LinkMessage controller;
+  const auto info = controller.open(IFLA_LINKINFO);
+  controller.attribute(IFLA_INFO_KIND, "can", 4);
+  const auto data = controller.open(IFLA_INFO_DATA);
+  controller.attribute(IFLA_CAN_BITTIMING, &timing, sizeof timing);
+  controller.close(data);
+  controller.close(info);
+  const auto message = controller.done();
+  const SocketcanLink link = socketcan_parse_link(message.data(), message.size());
+  EXPECT_EQ(link.kind, "can");
+  EXPECT_EQ(link.bitrate, 250'000u);
+
+  LinkMessage vcan;
+  const auto vcan_info = vcan.open(IFLA_LINKINFO);
+  vcan.attribute(IFLA_INFO_KIND, "vcan", 5);
+  vcan.close(vcan_info);
+  const auto vcan_message = vcan.done();
+  const SocketcanLink virtual_link = socketcan_parse_link(vcan_message.data(), vcan_message.size());
+  EXPECT_EQ(virtual_link.kind, "vcan");
+  EXPECT_EQ(virtual_link.bitrate, 0u);
+
+  // Every truncation of the controller's answer parses without reading past it.
+  for (std::size_t size = 0; size < message.size(); ++size) {
+    std::vector<std::uint8_t> cut(message.begin(), message.begin() + static_cast<long>(size));
+    const SocketcanLink partial = socketcan_parse_link(cut.data(), cut.size());
+    EXPECT_EQ(partial.bitrate, 0u) << size;
+  }
+}
+
 TEST(Socketcand, EncodesSendAndDecodesFrame) {
   EXPECT_EQ(socketcand_encode_send(frame(0x605, {0x40, 0x00, 0x10})), "< send 605 3 40 00 10 >");
   EXPECT_EQ(socketcand_encode_send(frame(0x12345, {}, CanFrame::kExtended)), "< send 00012345 0 >");

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <linux/can.h>
 #include <linux/can/error.h>
+#include <linux/can/netlink.h>
 #include <linux/can/raw.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
@@ -110,12 +111,57 @@ RxEvent socketcan_decode(const ::can_frame& in) {
   return ev;
 }
 
+SocketcanLink socketcan_parse_link(const std::uint8_t* message, std::size_t size) {
+  // The kind is IFLA_LINKINFO/IFLA_INFO_KIND, a controller's bit rate the first field of
+  // IFLA_LINKINFO/IFLA_INFO_DATA/IFLA_CAN_BITTIMING (struct can_bittiming). Parsed by hand: the
+  // NLMSG_*/RTA_* macros are C casts.
+  SocketcanLink link;
+  if (size < sizeof(nlmsghdr) + sizeof(ifinfomsg)) return link;
+  nlmsghdr h;
+  std::memcpy(&h, message, sizeof h);
+  if (h.nlmsg_type != RTM_NEWLINK || h.nlmsg_len > size) return link;
+  const auto align = [](std::size_t v) { return (v + 3U) & ~std::size_t{3}; };
+  // Attributes in [begin, end): calls f(type, payload offset, payload length) until it returns
+  // true.
+  const auto walk = [&](std::size_t begin, std::size_t end, auto&& f) {
+    std::size_t at = begin;
+    while (at + sizeof(rtattr) <= end) {
+      rtattr a;
+      std::memcpy(&a, message + at, sizeof a);
+      if (a.rta_len < sizeof(rtattr) || at + a.rta_len > end) return;
+      if (f(a.rta_type & NLA_TYPE_MASK, at + sizeof(rtattr), a.rta_len - sizeof(rtattr))) return;
+      at += align(a.rta_len);
+    }
+  };
+  walk(align(sizeof(nlmsghdr)) + align(sizeof(ifinfomsg)), h.nlmsg_len,
+       [&](unsigned type, std::size_t off, std::size_t len) {
+         if (type != IFLA_LINKINFO) return false;
+         walk(off, off + len, [&](unsigned t, std::size_t o, std::size_t l) {
+           if (t == IFLA_INFO_KIND) {
+             const char* p = reinterpret_cast<const char*>(message + o);
+             link.kind.assign(p, ::strnlen(p, l));
+           } else if (t == IFLA_INFO_DATA) {
+             walk(o, o + l, [&](unsigned data_type, std::size_t at, std::size_t data_size) {
+               if (data_type != IFLA_CAN_BITTIMING || data_size < sizeof(can_bittiming)) {
+                 return false;
+               }
+               can_bittiming timing;
+               std::memcpy(&timing, message + at, sizeof timing);
+               link.bitrate = timing.bitrate;
+               return true;
+             });
+           }
+           return false;
+         });
+         return true;
+       });
+  return link;
+}
+
 namespace {
 
-std::string socketcan_link_kind(int ifindex) {
-  // RTM_GETLINK for one interface; the kind is IFLA_LINKINFO/IFLA_INFO_KIND ("can" for
-  // controllers with bit timing, "vcan", "vxcan"). Parsed by hand: the NLMSG_*/RTA_* macros
-  // are C casts.
+SocketcanLink socketcan_link_info(int ifindex) {
+  // RTM_GETLINK for one interface, answered with one RTM_NEWLINK message.
   const int s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (s < 0) return {};
   detail::Fd fd(s);
@@ -134,36 +180,8 @@ std::string socketcan_link_kind(int ifindex) {
   if (::send(s, &request, sizeof request, 0) != static_cast<ssize_t>(sizeof request)) return {};
   std::vector<std::uint8_t> buf(32768);
   const ssize_t n = ::recv(s, buf.data(), buf.size(), 0);
-  if (n < static_cast<ssize_t>(sizeof(nlmsghdr) + sizeof(ifinfomsg))) return {};
-  nlmsghdr h;
-  std::memcpy(&h, buf.data(), sizeof h);
-  if (h.nlmsg_type != RTM_NEWLINK || h.nlmsg_len > static_cast<std::size_t>(n)) return {};
-  const auto align = [](std::size_t v) { return (v + 3U) & ~std::size_t{3}; };
-  // Attributes in [begin, end): calls f(type, payload offset, payload length) until it returns
-  // true.
-  const auto walk = [&](std::size_t begin, std::size_t end, auto&& f) {
-    std::size_t at = begin;
-    while (at + sizeof(rtattr) <= end) {
-      rtattr a;
-      std::memcpy(&a, buf.data() + at, sizeof a);
-      if (a.rta_len < sizeof(rtattr) || at + a.rta_len > end) return;
-      if (f(a.rta_type & NLA_TYPE_MASK, at + sizeof(rtattr), a.rta_len - sizeof(rtattr))) return;
-      at += align(a.rta_len);
-    }
-  };
-  std::string kind;
-  walk(align(sizeof(nlmsghdr)) + align(sizeof(ifinfomsg)), h.nlmsg_len,
-       [&](unsigned type, std::size_t off, std::size_t len) {
-         if (type != IFLA_LINKINFO) return false;
-         walk(off, off + len, [&](unsigned t, std::size_t o, std::size_t l) {
-           if (t != IFLA_INFO_KIND) return false;
-           const char* p = reinterpret_cast<const char*>(buf.data() + o);
-           kind.assign(p, ::strnlen(p, l));
-           return true;
-         });
-         return true;
-       });
-  return kind;
+  if (n <= 0) return {};
+  return socketcan_parse_link(buf.data(), static_cast<std::size_t>(n));
 }
 
 // The command that brings an interface up: controllers with bit timing need a bit rate, virtual
@@ -210,7 +228,9 @@ class SocketCanTransport final : public Transport {
                                                "type vcan' list the CAN interfaces",
                                                describe(), interface_, what, type));
     }
-    kind_ = socketcan_link_kind(index);
+    const SocketcanLink link = socketcan_link_info(index);
+    kind_ = link.kind;
+    if (kind_ == "can" && link.bitrate != 0) bitrate_ = link.bitrate;
     if (::ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP) == 0) {
       throw Error(ErrorKind::kBus, fmt::format("{}: the interface is down ({})", describe(),
                                                up_hint(interface_, kind_)));
@@ -333,6 +353,8 @@ class SocketCanTransport final : public Transport {
   }
 
   std::string describe() const override { return "socketcan://" + interface_; }
+  // A controller's bit rate as the kernel has it (ip -details link show); none for vcan.
+  std::optional<std::uint32_t> bitrate() const override { return bitrate_; }
 
   std::string workarounds() const override {
     if (retries_ == 0) return {};
@@ -344,6 +366,7 @@ class SocketCanTransport final : public Transport {
  private:
   std::string interface_;
   std::string kind_;
+  std::optional<std::uint32_t> bitrate_;
   std::uint64_t retries_ = 0;
   std::uint64_t frames_waited_ = 0;
   detail::Fd fd_;

@@ -20,6 +20,13 @@ void socketcan_encode(const CanFrame& frame, ::can_frame& out);
 RxEvent socketcan_decode(const ::can_frame& in);
 // The text of an error frame (controller problems, bus-off, missing ACK, ...).
 BusStatus socketcan_error_status(const ::can_frame& in);
+// What an RTM_NEWLINK answer says about a CAN interface: its kind ("can", "vcan", "vxcan", ...)
+// and, for a controller with bit timing, its bit rate (0 when the answer has none).
+struct SocketcanLink {
+  std::string kind;
+  std::uint32_t bitrate = 0;
+};
+SocketcanLink socketcan_parse_link(const std::uint8_t* message, std::size_t size);
 
 // ---- slcan / Lawicel ASCII protocol over a serial device ----
 // S-command index for a CiA bit rate (10k..1M); std::nullopt for others.
