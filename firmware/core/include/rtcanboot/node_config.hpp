@@ -66,7 +66,7 @@ struct NodeConfig {
   Micros sdo_timeout = milliseconds(1000);
   // Block download pacing: the longest the server holds back a sub-block acknowledge while the
   // download sink is full, before it acknowledges with a block size of 1 out of its reserve.
-  Micros max_ack_hold = milliseconds(200);
+  Micros max_ack_hold = milliseconds(80);
   // Bytes of the sink's free space kept back for such forced acknowledges.
   std::uint32_t block_reserve = 1024;
   // After a block download ended inside a sub-block (server or client abort, timeout, NMT reset),
