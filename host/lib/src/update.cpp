@@ -158,6 +158,8 @@ const char* describe_boot_reason(std::uint8_t reason) {
       return "it had no node-ID until LSS configured it";
     case canopen::BootReason::kApplicationRunning:
       return "none: the application runs";
+    case canopen::BootReason::kAttemptNotRecorded:
+      return "the boot attempt could not be recorded (journal write failed): not started";
   }
   return "unknown";
 }
@@ -595,6 +597,14 @@ class Flow {
                 "the application on node {} did not confirm that it runs: started {} times, "
                 "the bootloader keeps it stopped (docs/trial-boot.md)",
                 node, attempts ? *attempts : 0));
+      }
+      if (running == canopen::kRunningBootloader && reason &&
+          *reason == static_cast<std::uint8_t>(canopen::BootReason::kAttemptNotRecorded)) {
+        throw Error(ErrorKind::kRejected,
+                    fmt::format("node {} did not start the application: it could not record the "
+                                "boot attempt in its install journal (0x1F57: write error, journal "
+                                "failed; docs/trial-boot.md)",
+                                node));
       }
       if (!announced) {
         step("waiting for the application to confirm");
