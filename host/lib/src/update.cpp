@@ -599,6 +599,21 @@ class Flow {
                 node, attempts ? *attempts : 0));
       }
       if (running == canopen::kRunningBootloader && reason &&
+          *reason == static_cast<std::uint8_t>(canopen::BootReason::kHeldByMaster)) {
+        // The application reset the node and one of these reads landed in the bootloader's
+        // listen window, which holds the node for the master (docs/trial-boot.md). A held start
+        // uses no attempt: start it again, as the bootloader would have done without the read.
+        step("the node came back to its bootloader, held there by this poll: starting again");
+        try {
+          m_.download_u8(node, od::kProgramControl, o_.program,
+                         static_cast<std::uint8_t>(canopen::ProgramCommand::kStart));
+        } catch (const SdoError&) {
+          // A refusal or a timeout shows in the next poll.
+        }
+        m_.listen_until(m_.now() + 5 * o_.poll_interval);
+        continue;
+      }
+      if (running == canopen::kRunningBootloader && reason &&
           *reason == static_cast<std::uint8_t>(canopen::BootReason::kAttemptNotRecorded)) {
         throw Error(ErrorKind::kRejected,
                     fmt::format("node {} did not start the application: it could not record the "
