@@ -6,8 +6,11 @@
 // is specific to an application. Once its node is up it confirms that it runs (trial boot).
 //
 // Test builds make it misbehave on purpose (RTCANBOOT_EXAMPLE_MISBEHAVE, tests/e2e): 1 hangs
-// before it confirms, 2 faults before it confirms, 3 never confirms, 4 confirms and then faults
-// a second later (a confirmed image that goes bad).
+// before it confirms, 2 faults before it confirms (the kit's fault handler resets the chip), 3
+// never confirms, 4 confirms and then faults a second later, with a HardFault handler that loops
+// (a confirmed image that goes bad and silent). 5..7 fault before they confirm with another
+// HardFault vector: 5 a handler that loops, 6 a handler that faults again (lockup), 7 a vector
+// without the Thumb bit (lockup).
 #include <cstddef>
 #include <cstdint>
 
@@ -36,7 +39,7 @@ constexpr std::uint32_t kDefaultBitrate = 125'000;
 #define RTCANBOOT_EXAMPLE_MISBEHAVE 0
 #endif
 constexpr int kMisbehave = RTCANBOOT_EXAMPLE_MISBEHAVE;
-static_assert(kMisbehave >= 0 && kMisbehave <= 4, "see the comment at the top");
+static_assert(kMisbehave >= 0 && kMisbehave <= 7, "see the comment at the top");
 constexpr Micros kLateFaultAfter = 1'000'000;
 
 [[noreturn]] void fault_now() {
@@ -44,6 +47,38 @@ constexpr Micros kLateFaultAfter = 1'000'000;
   console_flush();
   __asm__ volatile("udf #0");
   __builtin_unreachable();
+}
+
+// A HardFault handler that never returns and never resets: only the trial watchdog ends it.
+extern "C" [[noreturn]] void example_fault_loops() {
+  for (;;) __asm__ volatile("nop");
+}
+
+// A HardFault handler that faults itself: the core locks up.
+extern "C" [[noreturn]] void example_fault_faults() {
+  __asm__ volatile("udf #1");
+  __builtin_unreachable();
+}
+
+// Variants 4..7: the vector table copied to DTCM with another HardFault entry, then a fault.
+alignas(1024) std::uint32_t g_fault_vectors[kVectorCount];
+
+[[noreturn]] void fault_with_other_handler() {
+  const auto* current = reinterpret_cast<const std::uint32_t*>(reg32(scb::kVtor));
+  for (std::uint32_t i = 0; i < kVectorCount; ++i) g_fault_vectors[i] = current[i];
+  const auto loops = reinterpret_cast<std::uintptr_t>(&example_fault_loops);
+  const auto faults = reinterpret_cast<std::uintptr_t>(&example_fault_faults);
+  g_fault_vectors[3] = kMisbehave <= 5   ? loops
+                       : kMisbehave == 6 ? faults
+                                         : (faults & ~std::uintptr_t{1});  // no Thumb bit
+  dsb();
+  reg32(scb::kVtor) = reinterpret_cast<std::uintptr_t>(g_fault_vectors);
+  dsb();
+  isb();
+  console_write(kMisbehave <= 5   ? "example application: HardFault handler loops\n"
+                : kMisbehave == 6 ? "example application: HardFault handler faults\n"
+                                  : "example application: HardFault vector without Thumb bit\n");
+  fault_now();
 }
 
 // The stop command's SDO response must leave before the reset; give up waiting after this.
@@ -193,6 +228,7 @@ int main() {
     for (;;) __asm__ volatile("nop");
   }
   if (kMisbehave == 2) fault_now();
+  if (kMisbehave >= 5) fault_with_other_handler();
   // The node is up: tell the bootloader this image works.
   const app_kit::ConfirmResult confirmed =
       kMisbehave == 3 ? app_kit::ConfirmResult::kFlashError : app_kit::confirm();
@@ -226,7 +262,7 @@ int main() {
     can.poll();
     service_wdog1_wdog2();  // only if enabled before the bootloader ran
                             // (docs/porting-an-application.md)
-    if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_now();
+    if (kMisbehave == 4 && now - started > kLateFaultAfter) fault_with_other_handler();
 
     const bool leaving = program.reset() || node.reset_node_requested();
     if (leaving) {

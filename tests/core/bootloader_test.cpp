@@ -751,6 +751,11 @@ TEST_F(BootloaderTest, AttemptThatCannotBeRecordedKeepsTheBootloader) {
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
   EXPECT_EQ(read(od::kFlashStatus),
             status_word(FlashStatus::kWriteError, FlashDetail::kJournalFailed));
+  // Its own boot reason: not "did not confirm" (the image was never started).
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kAttemptNotRecorded);
+  EXPECT_EQ(read(od::kRtcanbootInfo, 5),
+            static_cast<std::uint32_t>(BootReason::kAttemptNotRecorded));
+  EXPECT_EQ(read(od::kProgramControl), 0U);  // stopped: the image is still there
 }
 
 TEST_F(BootloaderTest, BootWindowRecordsTheAttemptOnlyWhenItStarts) {

@@ -89,8 +89,8 @@ TEST(E2eListenWindow, ConfirmedApplicationThatFaultsLaterIsCaughtAfterAPowerCycl
   if (load_file(late_fault_app_path()).empty()) GTEST_SKIP() << "no latefault build";
   Rig rig(500'000);
   tw::Board& board = rig.add_board(node(kNode));
-  // It confirms (the update succeeds), then faults a second after its start; no watchdog runs
-  // for a confirmed image, so the twin's core stays halted and the node silent.
+  // It confirms (the update succeeds), then faults a second after its start; its HardFault
+  // handler loops and no watchdog runs for a confirmed image, so the node stays silent.
   const auto bad = host::load_input(late_fault_app_path(), {});
   ASSERT_TRUE(rig.update(kNode, bad).confirmed) << board.console();
   rig.listen_for(2'000'000);

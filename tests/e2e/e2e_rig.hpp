@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -80,6 +81,7 @@ struct NodeSpec {
   std::string name;                                         // default "node<id>"
   std::array<std::uint32_t, 3> ocotp = {};  // unique-ID fuses; zero: derived from the name
   tw::Readings readings;  // unconfirmed chip facts: the twin's most hostile readings by default
+  std::function<void(const std::string&)> console_sink;  // each console line; none: dropped
 };
 
 inline NodeSpec node(std::uint8_t node_id, unsigned instance = 2,
@@ -128,7 +130,7 @@ class Rig {
     tw::BoardConfig cfg;
     cfg.name = spec.name.empty() ? "node" + std::to_string(spec.node_id) : spec.name;
     cfg.ocotp_cfg = spec.ocotp;
-    cfg.console_sink = [](const std::string&) {};
+    cfg.console_sink = spec.console_sink ? spec.console_sink : [](const std::string&) {};
     cfg.report_sink = [](const tw::Report&) {};
     cfg.readings = spec.readings;
     tw::Board& board = sim_.add_board(cfg);

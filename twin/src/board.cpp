@@ -225,6 +225,7 @@ void Board::Impl::reset_models(bool warm) {
   mpu_rbar.fill(0);
   mpu_rasr.fill(0);
   active.clear();
+  hardfault_pending = false;
   reset_polls();
   // Caches and AHB buffers start invalid: nothing stale after a reset.
   std::fill(line_flags.begin(), line_flags.end(), std::uint8_t{0});

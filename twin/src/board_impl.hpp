@@ -176,6 +176,22 @@ struct Board::Impl {
   }
   Stop deferred_stop = Stop::kNone;
   void cpu_fault(const std::string& source, const std::string& message, std::uint32_t pc);
+  // A fault the Cortex-M7 takes (cortex_m7.cpp): reported, then HardFault through the vector
+  // table (every fault escalates: SHCSR's separate fault handlers are not modelled), or a lockup
+  // when the core is in HardFault or NMI already.
+  static constexpr unsigned kHardFault = 3;
+  void cpu_exception(const std::string& source, const std::string& message, std::uint32_t pc);
+  // A fault while entering exception `number` (its vector or its stacking): HardFault, or a
+  // lockup when `number` is HardFault or the core already runs at HardFault priority.
+  void entry_fault(unsigned number, const std::string& message, std::uint32_t pc);
+  void lockup(const std::string& why, std::uint32_t pc);
+  bool in_fault_handler() const {
+    for (const auto& a : active)
+      if (a.priority < 0) return true;
+    return false;
+  }
+  bool hardfault_pending = false;  // taken by the run loop once Unicorn has stopped
+  std::uint32_t hardfault_pc = 0;  // the return address stacked for it
   std::uint32_t current_pc() const { return block_pc; }
 
   // --- memory-mapped IO
@@ -187,10 +203,13 @@ struct Board::Impl {
 
   // --- NVIC
   int group_priority(int prio) const {
+    if (prio < 0) return prio;  // HardFault (-1) and NMI (-2): fixed
     const std::uint32_t mask = prigroup <= 3 ? 0xF0u : (0xFFu << (prigroup + 1)) & 0xF0u;
     return static_cast<int>(static_cast<std::uint32_t>(prio) & mask);
   }
   int exception_priority(unsigned n) const {
+    if (n == kHardFault) return -1;
+    if (n == 2) return -2;  // NMI
     if (n >= 16) return irq_prio[n - 16] & 0xF0;
     return sys_prio[n] & 0xF0;
   }

@@ -61,7 +61,7 @@ void hook_intr(uc_engine*, std::uint32_t intno, void* user) {
     im->request_stop(Board::Impl::Stop::kInterrupt);
     return;
   }
-  im->cpu_fault("cpu", fmt::format("{} at pc 0x{:08X}", exception_name(intno), pc), pc);
+  im->cpu_exception("cpu", fmt::format("{} at pc 0x{:08X}", exception_name(intno), pc), pc);
 }
 
 bool hook_unmapped(uc_engine*, uc_mem_type type, std::uint64_t address, int size, std::int64_t,
@@ -70,10 +70,11 @@ bool hook_unmapped(uc_engine*, uc_mem_type type, std::uint64_t address, int size
   const char* kind = type == UC_MEM_FETCH_UNMAPPED   ? "instruction fetch from"
                      : type == UC_MEM_WRITE_UNMAPPED ? "write to"
                                                      : "read from";
-  im->cpu_fault("bus",
-                fmt::format("{} unmapped address 0x{:08X} ({} bytes) in the code block at 0x{:08X}",
-                            kind, static_cast<std::uint32_t>(address), size, im->block_pc),
-                im->block_pc);
+  im->cpu_exception(
+      "bus",
+      fmt::format("{} unmapped address 0x{:08X} ({} bytes) in the code block at 0x{:08X}", kind,
+                  static_cast<std::uint32_t>(address), size, im->block_pc),
+      im->block_pc);
   return false;
 }
 
@@ -196,6 +197,63 @@ void Board::Impl::cpu_fault(const std::string& source, const std::string& messag
   request_stop(Stop::kFault);
 }
 
+// A fault the chip takes as an exception (undefined instruction, bus error, INVSTATE, ...). The
+// Cortex-M7 escalates it to HardFault (SHCSR's reset value: MemManage, BusFault and UsageFault
+// disabled) through the vector table VTOR names; a fault it cannot take (already in HardFault or
+// NMI) locks the core up. Reported as a fault in every case: it is a bug in the firmware.
+void Board::Impl::cpu_exception(const std::string& source, const std::string& message,
+                                std::uint32_t pc) {
+  if (in_fault_handler()) {
+    lockup(fmt::format("{} inside the fault handler", message), pc);
+    return;
+  }
+  b.reporter_.report(Severity::kFault, source, message + "; the core takes HardFault", pc);
+  if (!emulating) {
+    wreg(UC_ARM_REG_PC, pc | 1);
+    enter_exception(kHardFault);
+    return;
+  }
+  // Unicorn stops first; the run loop then enters HardFault with `pc` as the return address.
+  hardfault_pending = true;
+  hardfault_pc = pc;
+  request_stop(Stop::kFault);
+}
+
+void Board::Impl::entry_fault(unsigned number, const std::string& message, std::uint32_t pc) {
+  if (number == kHardFault || number == 2 || in_fault_handler()) {
+    lockup(message, pc);
+    return;
+  }
+  b.reporter_.report(Severity::kFault, "nvic", message + "; the core takes HardFault", pc);
+  enter_exception(kHardFault);
+}
+
+// Cortex-M7 lockup. The RT1064's SRC resets the chip on it (SRSR bit 1 LOCKUP_SYSRESETREQ, no
+// enable bit in SRC_SCR: MIMXRT1064.h, MIMXRT1064_features.h) unless the reading says it halts.
+void Board::Impl::lockup(const std::string& why, std::uint32_t pc) {
+  const bool resets = b.config_.readings.lockup == LockupReading::kResets;
+  b.reporter_.report(Severity::kFault, "cpu",
+                     fmt::format("lockup: {}; {}", why,
+                                 resets ? "the SRC resets the chip (SRSR LOCKUP_SYSRESETREQ)"
+                                        : "the core stays locked up (reading lockup=halts)"),
+                     pc);
+  if (!resets) {
+    b.state_ = BoardState::kHalted;
+    b.stop_reason_ = "lockup: " + why;
+    request_stop(Stop::kFault);
+    return;
+  }
+  hardfault_pending = false;
+  if (emulating) {
+    reset_pending = true;
+    reset_cause = ResetCause::kSysResetReq;
+    reset_why = "CPU lockup: " + why;
+    request_stop(Stop::kReset);
+    return;
+  }
+  b.warm_reset(ResetCause::kSysResetReq, "CPU lockup: " + why);
+}
+
 // ---------------------------------------------------------------------------------------------
 // NVIC and exception entry/return (done by the twin, not by Unicorn: the core stays in thread
 // mode as far as Unicorn knows; EXC_RETURN branches are caught as EXCEPTION_EXIT).
@@ -260,17 +318,17 @@ void Board::Impl::enter_exception(unsigned number) {
   }
   std::uint32_t handler = 0;
   if (uc_mem_read(uc, vec_addr, &handler, 4) != UC_ERR_OK) {
-    cpu_fault("nvic",
-              fmt::format("vector fetch of exception {} from unmapped 0x{:08X}", number, vec_addr),
-              pc);
+    entry_fault(
+        number,
+        fmt::format("vector fetch of exception {} from unmapped 0x{:08X}", number, vec_addr), pc);
     return;
   }
   if ((handler & 1) == 0) {
-    cpu_fault("nvic",
-              fmt::format("vector {} at 0x{:08X} holds 0x{:08X} without the Thumb bit (INVSTATE "
-                          "UsageFault on the chip)",
-                          number, vec_addr, handler),
-              pc);
+    entry_fault(number,
+                fmt::format("vector {} at 0x{:08X} holds 0x{:08X} without the Thumb bit (INVSTATE "
+                            "UsageFault on the chip)",
+                            number, vec_addr, handler),
+                pc);
     return;
   }
   Active rec{};
@@ -291,9 +349,9 @@ void Board::Impl::enter_exception(unsigned number) {
                                   pc & ~1u,
                                   xpsr | (1u << 24)};
   if (uc_mem_write(uc, frame, words, sizeof words) != UC_ERR_OK) {
-    cpu_fault("nvic",
-              fmt::format("stacking fault: exception frame at 0x{:08X} is not writable RAM", frame),
-              pc);
+    entry_fault(
+        number,
+        fmt::format("stacking fault: exception frame at 0x{:08X} is not writable RAM", frame), pc);
     return;
   }
   for (unsigned i = 0; i < 16; ++i) rec.fp[i] = rreg(UC_ARM_REG_S0 + static_cast<int>(i));
@@ -322,8 +380,10 @@ void Board::Impl::enter_exception(unsigned number) {
 
 void Board::Impl::exception_return(std::uint32_t exc_return) {
   if (active.empty()) {
-    cpu_fault("nvic",
-              fmt::format("branch to EXC_RETURN 0x{:08X} with no active exception", exc_return), 0);
+    cpu_exception(
+        "nvic",
+        fmt::format("branch to EXC_RETURN 0x{:08X} with no active exception (INVPC)", exc_return),
+        block_pc);
     return;
   }
   const Active rec = active.back();
@@ -333,7 +393,7 @@ void Board::Impl::exception_return(std::uint32_t exc_return) {
   const std::uint32_t sp = rreg(UC_ARM_REG_SP);
   std::uint32_t words[8] = {};
   if (uc_mem_read(uc, sp, words, sizeof words) != UC_ERR_OK) {
-    cpu_fault("nvic", fmt::format("unstacking fault at 0x{:08X}", sp), 0);
+    cpu_exception("nvic", fmt::format("unstacking fault at 0x{:08X}", sp), block_pc);
     return;
   }
   const int regs[6] = {UC_ARM_REG_R0, UC_ARM_REG_R1,  UC_ARM_REG_R2,
@@ -420,8 +480,28 @@ void Board::run_to(Nanos until) {
     if (im.stopped_at_block != 0xFFFF'FFFFu && err == UC_ERR_OK)
       im.wreg(UC_ARM_REG_PC, im.stopped_at_block | 1);
     if (state_ == BoardState::kOff) return;
-    if (err != UC_ERR_OK && state_ == BoardState::kRunning) {
+    if (im.hardfault_pending) {
+      im.hardfault_pending = false;
+      if (state_ == BoardState::kRunning && !im.reset_pending) {
+        im.wreg(UC_ARM_REG_PC, im.hardfault_pc | 1);
+        im.enter_exception(Impl::kHardFault);
+        continue;
+      }
+    }
+    if (err != UC_ERR_OK && state_ == BoardState::kRunning && !im.reset_pending) {
       const std::uint32_t pc = im.rreg(UC_ARM_REG_PC);
+      if (err == UC_ERR_INSN_INVALID || err == UC_ERR_EXCEPTION) {
+        // Unicorn ends the run on an undefined instruction instead of calling the hook: the core
+        // takes it (HardFault, or a lockup inside the fault handler).
+        im.cpu_exception(
+            "cpu",
+            fmt::format("{} at pc 0x{:08X}",
+                        err == UC_ERR_INSN_INVALID ? "undefined instruction (UsageFault UNDEFINSTR)"
+                                                   : uc_strerror(err),
+                        pc),
+            pc);
+        continue;
+      }
       im.cpu_fault("cpu",
                    fmt::format("CPU stopped: {} at pc 0x{:08X} (code block at 0x{:08X})",
                                uc_strerror(err), pc, im.block_pc),

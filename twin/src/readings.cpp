@@ -52,6 +52,9 @@ constexpr Value<IvtEntrySp> kIvtSp[] = {
 constexpr Value<SerialClkCode> kSerialClk[] = {{"sdk_enum", SerialClkCode::kSdkEnum},
                                                {"rt106x_table", SerialClkCode::kRt106xTable}};
 
+constexpr Value<LockupReading> kLockup[] = {{"resets", LockupReading::kResets},
+                                            {"halts", LockupReading::kHalts}};
+
 const std::vector<Switch>& switches() {
   static const std::vector<Switch> kSwitches = {
       {"lut_after_reset", names_of(kLut),
@@ -68,6 +71,8 @@ const std::vector<Switch>& switches() {
        [](Readings& r, std::size_t i) { r.ivt_entry_sp = kIvtSp[i].value; }},
       {"serial_clk_code", names_of(kSerialClk),
        [](Readings& r, std::size_t i) { r.serial_clk_code = kSerialClk[i].value; }},
+      {"lockup", names_of(kLockup),
+       [](Readings& r, std::size_t i) { r.lockup = kLockup[i].value; }},
   };
   return kSwitches;
 }
@@ -92,6 +97,7 @@ Readings fact_sheet_readings() {
   r.rom_watchdogs = RomWatchdogs::kNone;
   r.ivt_entry_sp = IvtEntrySp::kLoadedFromVectorTable;
   r.serial_clk_code = SerialClkCode::kRt106xTable;
+  r.lockup = LockupReading::kResets;
   return r;
 }
 
@@ -135,7 +141,7 @@ bool parse_reading(const std::string& spec, Readings& readings, std::string* err
 std::vector<std::string> reading_names() {
   std::vector<std::string> names = {
       "fact_sheet (every reading as the fact sheet expects it; later --reading options change it)",
-      "hostile (every reading at its default, the most hostile one)"};
+      "hostile (every reading at its default: the most hostile one; lockup as NXP's sources say)"};
   for (const Switch& entry : switches()) {
     names.push_back(std::string(entry.name) + "=" + joined(entry.values));
   }

@@ -185,7 +185,7 @@ void Bootloader::finish_attempt_record() {
     // Starting an image whose attempt could not be counted could repeat forever: stay here.
     download_.report_boot_failure(canopen::FlashStatus::kWriteError,
                                   canopen::FlashDetail::kJournalFailed);
-    info_.boot_reason = canopen::BootReason::kNotConfirmed;
+    info_.boot_reason = canopen::BootReason::kAttemptNotRecorded;
     if (!node_started_) {
       node_.start(last_poll_);
       node_started_ = true;

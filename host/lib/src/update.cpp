@@ -158,6 +158,8 @@ const char* describe_boot_reason(std::uint8_t reason) {
       return "it had no node-ID until LSS configured it";
     case canopen::BootReason::kApplicationRunning:
       return "none: the application runs";
+    case canopen::BootReason::kAttemptNotRecorded:
+      return "the boot attempt could not be recorded (journal write failed): not started";
   }
   return "unknown";
 }
@@ -595,6 +597,29 @@ class Flow {
                 "the application on node {} did not confirm that it runs: started {} times, "
                 "the bootloader keeps it stopped (docs/trial-boot.md)",
                 node, attempts ? *attempts : 0));
+      }
+      if (running == canopen::kRunningBootloader && reason &&
+          *reason == static_cast<std::uint8_t>(canopen::BootReason::kHeldByMaster)) {
+        // The application reset the node and one of these reads landed in the bootloader's
+        // listen window, which holds the node for the master (docs/trial-boot.md). A held start
+        // uses no attempt: start it again, as the bootloader would have done without the read.
+        step("the node came back to its bootloader, held there by this poll: starting again");
+        try {
+          m_.download_u8(node, od::kProgramControl, o_.program,
+                         static_cast<std::uint8_t>(canopen::ProgramCommand::kStart));
+        } catch (const SdoError&) {
+          // A refusal or a timeout shows in the next poll.
+        }
+        m_.listen_until(m_.now() + 5 * o_.poll_interval);
+        continue;
+      }
+      if (running == canopen::kRunningBootloader && reason &&
+          *reason == static_cast<std::uint8_t>(canopen::BootReason::kAttemptNotRecorded)) {
+        throw Error(ErrorKind::kRejected,
+                    fmt::format("node {} did not start the application: it could not record the "
+                                "boot attempt in its install journal (0x1F57: write error, journal "
+                                "failed; docs/trial-boot.md)",
+                                node));
       }
       if (!announced) {
         step("waiting for the application to confirm");

@@ -48,6 +48,16 @@ struct Report {
 //   kLoadedFromVectorTable MSP = the table's first word
 enum class IvtEntrySp { kRomStackKept, kLoadedFromVectorTable };
 
+// What a Cortex-M7 lockup (a fault the core cannot take: inside HardFault or NMI, or while it
+// fetches the HardFault vector or stacks for it) does to the RT1064. NXP's MIMXRT1064.h describes
+// SRC_SRSR bit 1 LOCKUP_SYSRESETREQ as "a reset has been caused by CPU lockup or software setting
+// of SYSRESETREQ", and MIMXRT1064_features.h has FSL_FEATURE_SRC_HAS_SCR_LOCKUP_RST = 0 (no enable
+// bit in SRC_SCR to switch it off): the chip resets, like SYSRESETREQ (docs/twin.md §4, §14).
+//   kResets the SRC resets the chip at once; SRSR reads LOCKUP_SYSRESETREQ (the sources' reading)
+//   kHalts  the core stays locked up until a watchdog or a power cycle ends it (the twin's reading
+//           before these sources were read; kept to show that the trial watchdog covers it too)
+enum class LockupReading { kResets, kHalts };
+
 // What the FCB's serialClkFreq code means to the RT1064 ROM: unconfirmed (fact sheet §2.4, §9
 // item 1). The ROM sets the FlexSPI2 root (CBCMR FLEXSPI2_CLK_SEL = 1, PLL3 PFD0 and
 // FLEXSPI2_PODF, the flashloader's table) from it at boot and at every FlexSPI NOR init.
@@ -67,6 +77,7 @@ struct Readings {
   RomWatchdogs rom_watchdogs = RomWatchdogs::kWdog1AndRtwdogRunning;
   IvtEntrySp ivt_entry_sp = IvtEntrySp::kRomStackKept;
   SerialClkCode serial_clk_code = SerialClkCode::kSdkEnum;  // the faster clock for every code
+  LockupReading lockup = LockupReading::kResets;  // settled by NXP's sources (see the enum)
 };
 
 // Every reading as the fact sheet expects it (the twin's "friendly" board; docs/twin.md).

@@ -161,6 +161,9 @@ enum class BootReason : std::uint8_t {
   // Read from an application (0x5F00:1 = 2): the bootloader is not running, the application
   // the bootloader started runs (docs/canopen.md, "0x5F00 rtcanboot information").
   kApplicationRunning = 7,
+  // A valid image on trial was not started: its ATTEMPT record could not be written (0x1F57 =
+  // write error, journal failed), and an attempt that is not counted could repeat forever.
+  kAttemptNotRecorded = 8,
 };
 
 // Trial boot of the installed image (0x5F00:7, docs/trial-boot.md).
