@@ -1,5 +1,5 @@
 // Ed25519 signature verification (RFC 8032 §5.1.7), freestanding: no heap, no tables beyond a few
-// constants; 2.4 KiB of code and constants on the Cortex-M7 (-Os), plus 1.8 KiB for SHA-512
+// constants; 2.3 KiB of code and constants on the Cortex-M7 (-Os), plus 1.8 KiB for SHA-512
 // (hash.hpp). Only verification: signing happens on the host (OpenSSL).
 //
 // Strict, as RFC 8032 §5.1.7 asks: S must be below the group order L (no malleable S + L), and R
