@@ -2,7 +2,9 @@
 // vectors reproduced by OpenSSL from their secret keys, 1,000 random keys and messages signed by
 // OpenSSL (each verifies with the core's code; a mutated copy fails in both), SHA-512 on random
 // lengths. And the key files of `rtcanboot keygen` (host/lib/src/signing.cpp).
+#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -216,6 +218,31 @@ TEST_F(KeyFiles, MalformedKeyFilesAreInputErrors) {
   EXPECT_THROW(load_public_key(key), Error);
   EXPECT_THROW(PrivateKey::load(key + ".pub"), Error);
   EXPECT_THROW(load_public_key((dir / "missing").string()), Error);
+}
+
+// A passphrase-protected private key is refused at once (no prompt on the terminal).
+TEST_F(KeyFiles, EncryptedPrivateKeyIsRefusedWithoutPrompt) {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+  ASSERT_NE(key, nullptr);
+  BIO* bio = BIO_new(BIO_s_mem());
+  char passphrase[] = "secret";
+  ASSERT_EQ(
+      PEM_write_bio_PKCS8PrivateKey(bio, key, EVP_aes_256_cbc(), passphrase, 6, nullptr, nullptr),
+      1);
+  char* data = nullptr;
+  const long length = BIO_get_mem_data(bio, &data);
+  const std::string path = (dir / "encrypted.key").string();
+  std::ofstream(path) << std::string(data, static_cast<std::size_t>(length));
+  BIO_free(bio);
+  EVP_PKEY_free(key);
+  EXPECT_EQ(slurp(path).rfind("-----BEGIN ENCRYPTED PRIVATE KEY-----", 0), 0U);
+  try {
+    PrivateKey::load(path);
+    FAIL() << "loaded an encrypted key";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(std::string(e.what()).find("unencrypted"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -48,6 +48,11 @@ std::string openssl_error() {
   throw Error(ErrorKind::kInternal, fmt::format("OpenSSL: {}: {}", what, openssl_error()));
 }
 
+// Passphrase callback: never prompt (keygen writes unencrypted keys; an encrypted one fails).
+int no_passphrase(char*, int, int, void*) {
+  return 0;
+}
+
 std::string bio_text(BIO* bio) {
   char* data = nullptr;
   const long length = BIO_get_mem_data(bio, &data);
@@ -114,11 +119,12 @@ PrivateKey PrivateKey::load(const std::string& path) {
   const std::string text = read_text(path);
   Bio bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   if (!bio) fail_internal("BIO");
-  EVP_PKEY* raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr);
   if (raw == nullptr) {
     ERR_clear_error();
-    throw Error(ErrorKind::kInput,
-                fmt::format("{}: not a PEM private key (rtcanboot keygen writes one)", path));
+    throw Error(
+        ErrorKind::kInput,
+        fmt::format("{}: not an unencrypted PEM private key (rtcanboot keygen writes one)", path));
   }
   auto impl = std::make_unique<Impl>();
   impl->key.reset(raw);
@@ -190,7 +196,7 @@ PublicKey generate_key_files(const std::string& private_path, bool force) {
 PublicKey parse_public_key_pem(const std::string& pem, const std::string& name) {
   Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) fail_internal("BIO");
-  Pkey key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  Pkey key(PEM_read_bio_PUBKEY(bio.get(), nullptr, no_passphrase, nullptr));
   if (!key) {
     ERR_clear_error();
     throw Error(ErrorKind::kInput,
