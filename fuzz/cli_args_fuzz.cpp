@@ -81,6 +81,8 @@ const char* const kWords[] = {
     "4294967296",
     "0x",
     "",
+    "keygen",
+    "--out",
 };
 constexpr std::size_t kWordCount = sizeof kWords / sizeof kWords[0];
 
@@ -171,6 +173,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case Command::kLssInquire:
         FUZZ_CHECK(o.lss.timeout_ms >= 1 && o.lss.timeout_ms <= 10'000);
         FUZZ_CHECK(o.lss.delay_ms >= 0 && o.lss.delay_ms <= 65'535);
+        break;
+      case Command::kKeygen:
+        FUZZ_CHECK(!o.keygen_out.empty());
         break;
       case Command::kPack:
       case Command::kReset:

@@ -119,6 +119,13 @@ Parser::Parser()
   add_input_options(pack_, o.pack_in);
   pack_->add_option("-o,--output", o.pack_out, "Container file to write")->required();
 
+  keygen_ = app.add_subcommand(
+      "keygen",
+      "Make an Ed25519 signing key pair: KEY (private, PEM PKCS#8, mode 0600) and KEY.pub");
+  keygen_->add_option("-o,--out", o.keygen_out, "Private key file to write (KEY.pub beside it)")
+      ->required();
+  keygen_->add_flag("--force", o.keygen_force, "Replace existing key files (the old key is lost)");
+
   FlashArgs& fa = o.flash;
   flash_ = app.add_subcommand("flash",
                               "Update a node: stop, clear, download, verify, start (CiA 302-2)");
@@ -326,6 +333,9 @@ void Parser::check() {
     o.command = Command::kLssIdentify;
   } else if (*lss_inquire_) {
     o.command = Command::kLssInquire;
+  } else if (*keygen_) {
+    o.command = Command::kKeygen;
+    if (o.keygen_out.empty()) throw Error(ErrorKind::kUsage, "--out: the key file name is empty");
   } else {
     throw Error(ErrorKind::kUsage, "no command given");
   }

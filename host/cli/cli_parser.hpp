@@ -58,7 +58,8 @@ enum class Command {
   kLssBitrate,
   kLssIdentify,
   kLssInquire,
-  kSelfTest
+  kSelfTest,
+  kKeygen
 };
 
 // LSS (CiA 305) commands' options; values are checked by the commands before the bus opens.
@@ -97,6 +98,8 @@ struct Options {
   int catch_timeout_s = 60;
   int catch_period_ms = 20;
   LssArgs lss;
+  std::string keygen_out;  // keygen: the private key file; the public key goes to <out>.pub
+  bool keygen_force = false;
 
   // Filled by the checks (valid when parse() says kRun).
   Command command = Command::kNone;
@@ -143,6 +146,7 @@ class Parser {
   CLI::App* lss_bitrate_ = nullptr;
   CLI::App* lss_identify_ = nullptr;
   CLI::App* lss_inquire_ = nullptr;
+  CLI::App* keygen_ = nullptr;
 };
 
 }  // namespace rtcanboot::host::cli

@@ -21,6 +21,7 @@
 #include "rtcanboot/host/master.hpp"
 #include "rtcanboot/host/progress.hpp"
 #include "rtcanboot/host/scan.hpp"
+#include "rtcanboot/host/signing.hpp"
 #include "rtcanboot/host/transport.hpp"
 #include "rtcanboot/host/update.hpp"
 #include "rtcanboot/memory_map.hpp"
@@ -140,6 +141,15 @@ int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output) {
         "0x{:08X}, version {}\n",
         output, bytes.size(), c.header.payload_length, c.header.load_address,
         c.header.payload_crc32, c.header.vendor_id, c.header.product_code, c.header.image_version);
+  }
+  return 0;
+}
+
+int cmd_keygen(const Globals& g, const std::string& out, bool force) {
+  const signing::PublicKey key = signing::generate_key_files(out, force);
+  if (!g.quiet) {
+    fmt::print("{}: Ed25519 private key (keep it secret); {}.pub: public key {:02x}\n", out, out,
+               fmt::join(key, ""));
   }
   return 0;
 }
@@ -785,6 +795,8 @@ int run_cli(int argc, char** argv) {
         return cmd_lss_inquire(g, o.lss);
       case cli::Command::kSelfTest:
         return cmd_selftest(g, o.selftest_node, o.selftest_json);
+      case cli::Command::kKeygen:
+        return cmd_keygen(g, o.keygen_out, o.keygen_force);
       case cli::Command::kNone:
         break;
     }

@@ -8,6 +8,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -217,6 +218,26 @@ TEST_F(Cli, UsageErrors) {
   expect_error(run("--bus socketcan://nonexistent0 lss assign --serial 1 --node 128"), 2,
                "not a node-ID");
   expect_error(run("lss assign --node 5"), 2, "--serial");
+}
+
+// keygen: a key pair in PEM, the private key 0600, never overwritten without --force.
+TEST_F(Cli, KeygenWritesAKeyPairAndKeepsAnExistingOne) {
+  const std::string key = (dir / "vendor.key").string();
+  const CliRun first = run("keygen --out " + key);
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_NE(first.out.find("public key "), std::string::npos) << first.out;
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600U);
+  EXPECT_EQ(slurp(key).rfind("-----BEGIN PRIVATE KEY-----", 0), 0U);
+  EXPECT_EQ(slurp(key + ".pub").rfind("-----BEGIN PUBLIC KEY-----", 0), 0U);
+  const std::string before = slurp(key);
+  expect_error(run("keygen --out " + key), 3, "--force");
+  EXPECT_EQ(slurp(key), before);
+  ASSERT_EQ(run("keygen -q --force --out " + key).code, 0);
+  EXPECT_NE(slurp(key), before);
+  expect_error(run("keygen"), 2, "--out");
+  expect_error(run("keygen --out /nonexistent/dir/k"), 3, "cannot create");
 }
 
 TEST_F(Cli, BadInputFiles) {

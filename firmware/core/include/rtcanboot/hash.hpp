@@ -1,5 +1,6 @@
 // Checksums and digests used by the core. CRC-32 and CRC-16 are plain functions; SHA-256 sits
 // behind a small interface so the RT1064 port can use its DCP engine instead of software.
+// SHA-512 (software only: the DCP has no SHA-512) serves Ed25519 (ed25519.hpp).
 #pragma once
 
 #include <cstddef>
@@ -43,6 +44,25 @@ class SoftwareSha256 final : public Sha256Engine {
   void compress(const std::uint8_t block[64]);
   std::uint32_t state_[8] = {};
   std::uint8_t buffer_[64] = {};
+  std::uint64_t total_length_ = 0;
+  std::size_t buffered_ = 0;
+};
+
+// Portable software SHA-512 (FIPS 180-4 §6.4), for Ed25519 signature verification. Messages up
+// to 2^61 - 1 bytes (the upper half of the 128-bit length field is always zero).
+class Sha512 {
+ public:
+  static constexpr std::size_t kDigestSize = 64;
+  Sha512() { reset(); }
+  void reset();
+  void update(const void* data, std::size_t length);
+  // Writes the digest and resets the object for the next message.
+  void finish(std::uint8_t digest[kDigestSize]);
+
+ private:
+  void compress(const std::uint8_t block[128]);
+  std::uint64_t state_[8] = {};
+  std::uint8_t buffer_[128] = {};
   std::uint64_t total_length_ = 0;
   std::size_t buffered_ = 0;
 };
