@@ -4,6 +4,7 @@
 // attempt in a chip reset (their own, a lockup reset or the bootloader's RTWDOG) and, after three
 // attempts, are kept out, with the reason on the bus; a good image then installs over them.
 #include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -68,9 +69,11 @@ std::vector<std::uint32_t> banner_srsr(const std::string& console) {
   return values;
 }
 
-void expect_kept_out_then_repaired(const BadImage& bad_image) {
+// `image`: the image to install instead of the example application's `variant` build.
+void expect_kept_out_then_repaired(const BadImage& bad_image,
+                                   const host::LoadedInput* image = nullptr) {
   const std::string& variant = bad_image.variant;
-  if (load_file(misbehaving_app_path(variant)).empty())
+  if (image == nullptr && load_file(misbehaving_app_path(variant)).empty())
     GTEST_SKIP() << "no " << variant << " build";
   Rig rig(500'000);
   NodeSpec spec = node(kNode);
@@ -81,7 +84,7 @@ void expect_kept_out_then_repaired(const BadImage& bad_image) {
       jumps.push_back(rig.now());
   };
   tw::Board& board = rig.add_board(spec);
-  const auto bad = host::load_input(misbehaving_app_path(variant), {});
+  const auto bad = image != nullptr ? *image : host::load_input(misbehaving_app_path(variant), {});
   const Micros started = rig.now();
   Micros start_request = 0;
   host::UpdateEvents events;
@@ -208,6 +211,26 @@ TEST(E2eTrialBoot, ImageThatLocksUpIsKeptOutByTheWatchdogWhenLockupDoesNotReset)
   E2E_REQUIRE_FIRMWARE(2);
   expect_kept_out_then_repaired(
       {"lockup", "RTWDOG expired", kSrsrWdog3, kWatchdogBound, tw::LockupReading::kHalts});
+}
+
+// The case issue 15 starts from: a sane vector table (the example application's) in front of a
+// payload of garbage, with a valid CRC-32 and SHA-256 (a wrong linker script, a build for another
+// board, a corrupted build). The bootloader accepts and commits it; its reset handler runs into
+// the garbage, whose first undefined instruction faults into a HardFault handler that is garbage
+// too: a lockup, which resets the chip.
+TEST(E2eTrialBoot, GarbageBehindASaneVectorTableIsKeptOutAfterThreeAttempts) {
+  E2E_REQUIRE_FIRMWARE(2);
+  host::LoadedInput garbage = example_app();
+  ASSERT_TRUE(garbage.image.has_value());
+  std::vector<std::uint8_t>& bytes = garbage.image->bytes;
+  constexpr std::size_t kVectorTableBytes = 174 * 4;  // memory_map.hpp: 174 vectors
+  ASSERT_GT(bytes.size(), kVectorTableBytes);
+  std::mt19937 random(15);
+  for (std::size_t i = kVectorTableBytes; i < bytes.size(); ++i) {
+    bytes[i] = static_cast<std::uint8_t>(random());
+  }
+  expect_kept_out_then_repaired({"garbage", "CPU lockup", kSrsrLockupSysResetReq, 100'000},
+                                &garbage);
 }
 
 }  // namespace
