@@ -720,6 +720,30 @@ TEST_F(BootloaderListenWindow, OnlyFramesThatNameTheNodeAreEntryRequests) {
   EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kHeldByMaster);
 }
 
+// A CiA 302-2 master that powers up with the node reads 0x1000/0x1018 and sends NMT start without
+// waiting for a boot-up: none of that may keep the node in its bootloader.
+TEST_F(BootloaderListenWindow, ReadsAndNmtStartDoNotHoldTheNode) {
+  const std::size_t frames = boot_with_listen_window();
+  rig.send(test::make_frame(0x605, {0x40, 0x00, 0x10, 0, 0, 0, 0, 0}));        // upload 0x1000
+  rig.send(test::make_frame(0x605, {0x40, 0x18, 0x10, 1, 0, 0, 0, 0}));        // upload 0x1018:1
+  rig.send(test::make_frame(0x605, {0x2F, 0x17, 0x10, 0, 0xE8, 0x03, 0, 0}));  // write 0x1017
+  rig.send(test::make_frame(0x000, {0x01, 0x05}));                             // NMT start node 5
+  rig.run_for(kWindow + 10'000);
+  EXPECT_EQ(rig.history().size(), frames);  // nothing answered
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+// A block download of a container (what a master that skips the stop and the clear sends first)
+// holds it like the stop does.
+TEST_F(BootloaderListenWindow, AProgramDownloadHoldsTheNode) {
+  const std::size_t frames = boot_with_listen_window();
+  rig.send(test::make_frame(0x605, {0xC6, 0x50, 0x1F, 0x01, 0x00, 0x10, 0, 0}));
+  ASSERT_GE(rig.history().size(), frames + 2);
+  EXPECT_EQ(rig.history()[frames].frame.id, 0x705U);
+  EXPECT_EQ(rig.history()[frames + 1].frame.data[0] & 0xE0, 0xA0);  // block download response
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kHeldByMaster);
+}
+
 TEST_F(BootloaderListenWindow, AnAnnouncedBootWindowReplacesIt) {
   rig.boot();
   install(test::make_payload(5000, 1));

@@ -15,6 +15,23 @@ image::Expectation expectation_for(const BootloaderSettings& settings) {
   return expectation;
 }
 
+// Inside the listen window only a request for the program holds the node: a download to 0x1F50
+// or 0x1F51 (a CiA 302 master's stop, clear or program download; what `stop --catch` sends), or
+// an NMT command naming the node other than start. A CiA 302-2 master's boot-up reads (0x1000,
+// 0x1018) and an NMT start go unanswered: the application answers the master's retry, and a node
+// that powers up with its master is not held in its bootloader by them.
+bool asks_for_the_program(const CanFrame& frame) {
+  if (frame.id == canopen::kNmtCobId) {
+    return frame.data[0] != static_cast<std::uint8_t>(canopen::NmtCommand::kStart);
+  }
+  const std::uint8_t command = frame.data[0] >> 5;
+  const bool expedited_or_segmented_download = command == 1;
+  const bool block_download_initiate = command == 6 && (frame.data[0] & 0x01) == 0;
+  const std::uint16_t index = static_cast<std::uint16_t>(frame.data[1] | frame.data[2] << 8);
+  return (expedited_or_segmented_download || block_download_initiate) &&
+         (index == canopen::od::kProgramData || index == canopen::od::kProgramControl);
+}
+
 RtcanbootInfo info_for(const BootloaderSettings& settings) {
   RtcanbootInfo info;
   info.running_program = canopen::kRunningBootloader;
@@ -197,7 +214,7 @@ void Bootloader::finish_attempt_record() {
 
 void Bootloader::on_frame(const CanFrame& frame, Micros now) {
   if (!node_started_) {
-    if (!listening_ || !node_.addresses(frame)) return;
+    if (!listening_ || !node_.addresses(frame) || !asks_for_the_program(frame)) return;
     // An entry request inside the listen window: the node starts (boot-up message) and handles
     // the request; it stays in the bootloader until it is told to start the program.
     listening_ = false;
