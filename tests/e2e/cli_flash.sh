@@ -20,40 +20,12 @@ for f in "$twin" "$cli"; do
   [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
 done
 
-tmp=$(mktemp -d)
-twin_pid=
-cleanup() {
-  if [ -n "$twin_pid" ]; then
-    kill "$twin_pid" 2>/dev/null
-    wait "$twin_pid" 2>/dev/null
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail() {
-  echo "FAIL: $*"
-  echo "--- twin output (last 40 lines)"
-  tail -n 40 "$tmp/twin.log"
-  exit 1
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 # A fresh flash file (created erased), the bootloader written like a debug probe, the provisioning
 # record for node 23 at 500 kbit/s. --run-for bounds the twin even if the trap never runs (virtual
 # time follows the wall clock while a client is connected).
-"$twin" --flash "$tmp/flash.bin" --write-bootloader "$bootloader" --node-id $node --bitrate 500000 \
-  --socketcand 127.0.0.1:0 --run-for 600000 >"$tmp/twin.log" 2>&1 &
-twin_pid=$!
-
-port=
-for _ in $(seq 100); do
-  port=$(sed -n -E 's/.*socketcand on 127\.0\.0\.1:([0-9]+).*/\1/p' "$tmp/twin.log" | head -n 1)
-  [ -n "$port" ] && break
-  kill -0 "$twin_pid" 2>/dev/null || fail "the twin exited early"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "the twin did not print its socketcand port"
-bus=socketcand://127.0.0.1:$port/can0
+start_twin "$tmp/twin.log" --write-bootloader "$bootloader" --node-id $node --bitrate 500000
 [ "$(stat -c %s "$tmp/flash.bin")" = 4194304 ] || fail "flash file is not 4 MiB"
 
 "$cli" info --bus "$bus" --node $node >"$tmp/info0" 2>&1 || fail "info before flashing: $(cat "$tmp/info0")"

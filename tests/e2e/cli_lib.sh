@@ -1,4 +1,4 @@
-# Shared by the CLI-level end-to-end scripts (cli_catch.sh, cli_selftest.sh): a temporary
+# Shared by the CLI-level end-to-end scripts (cli_flash.sh, cli_catch.sh, cli_selftest.sh): a temporary
 # directory, the twin on a flash file serving socketcand on loopback, and failure reports with
 # the twin's console. The caller sets $twin before start_twin.
 tmp=$(mktemp -d)
