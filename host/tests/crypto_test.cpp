@@ -20,6 +20,7 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/signing.hpp"
+#include "test_vectors.hpp"
 
 namespace rtcanboot::host::signing {
 namespace {
@@ -27,14 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
 
-Bytes from_hex(const std::string& text) {
-  Bytes bytes;
-  if (text == "-") return bytes;
-  for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
-    bytes.push_back(static_cast<std::uint8_t>(std::stoul(text.substr(i, 2), nullptr, 16)));
-  }
-  return bytes;
-}
+using rtcanboot::test::from_hex;
 
 ed25519::Verdict core_verify(const PublicKey& key, const Bytes& message,
                              const Signature& signature) {
@@ -44,25 +38,20 @@ ed25519::Verdict core_verify(const PublicKey& key, const Bytes& message,
 // OpenSSL derives each RFC 8032 §7.1 public key from its secret key and makes the same signature
 // (Ed25519 is deterministic): the vector file holds what the RFC says.
 TEST(Crypto, OpenSslReproducesTheRfc8032Vectors) {
-  std::ifstream file(RTCANBOOT_SOURCE_DIR "/tests/vectors/ed25519_rfc8032.txt");
-  std::string line;
   int count = 0;
-  while (std::getline(file, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string name, secret, public_key, message, signature;
-    fields >> name >> secret >> public_key >> message >> signature;
+  for (const auto& v :
+       test::rfc8032_vectors(RTCANBOOT_SOURCE_DIR "/tests/vectors/ed25519_rfc8032.txt")) {
+    const std::string& name = v.name;
     Seed seed{};
-    const Bytes secret_bytes = from_hex(secret);
-    ASSERT_EQ(secret_bytes.size(), seed.size()) << name;
-    std::copy(secret_bytes.begin(), secret_bytes.end(), seed.begin());
+    ASSERT_EQ(v.secret.size(), seed.size()) << name;
+    std::copy(v.secret.begin(), v.secret.end(), seed.begin());
     const PrivateKey key = PrivateKey::from_seed(seed);
     const PublicKey pub = key.public_key();
-    EXPECT_EQ(Bytes(pub.begin(), pub.end()), from_hex(public_key)) << name;
-    const Signature sig = key.sign(from_hex(message));
-    EXPECT_EQ(Bytes(sig.begin(), sig.end()), from_hex(signature)) << name;
-    EXPECT_TRUE(openssl_verify(pub, from_hex(message), sig)) << name;
-    EXPECT_EQ(core_verify(pub, from_hex(message), sig), ed25519::Verdict::kValid) << name;
+    EXPECT_EQ(Bytes(pub.begin(), pub.end()), v.public_key) << name;
+    const Signature sig = key.sign(v.message);
+    EXPECT_EQ(Bytes(sig.begin(), sig.end()), v.signature) << name;
+    EXPECT_TRUE(openssl_verify(pub, v.message, sig)) << name;
+    EXPECT_EQ(core_verify(pub, v.message, sig), ed25519::Verdict::kValid) << name;
     ++count;
   }
   EXPECT_EQ(count, 5);

@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
+#include "test_vectors.hpp"
+
 #include <string>
 #include <vector>
 
@@ -15,33 +15,11 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-Bytes from_hex(const std::string& text) {
-  Bytes bytes;
-  if (text == "-") return bytes;
-  for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
-    bytes.push_back(static_cast<std::uint8_t>(std::stoul(text.substr(i, 2), nullptr, 16)));
-  }
-  return bytes;
-}
-
-struct Vector {
-  std::string name;
-  Bytes secret, public_key, message, signature;
-};
+using test::from_hex;
+using Vector = test::Ed25519Vector;
 
 std::vector<Vector> rfc8032_vectors() {
-  std::ifstream file(RTCANBOOT_SOURCE_DIR "/tests/vectors/ed25519_rfc8032.txt");
-  std::vector<Vector> vectors;
-  std::string line;
-  while (std::getline(file, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string name, secret, public_key, message, signature;
-    fields >> name >> secret >> public_key >> message >> signature;
-    vectors.push_back(
-        {name, from_hex(secret), from_hex(public_key), from_hex(message), from_hex(signature)});
-  }
-  return vectors;
+  return test::rfc8032_vectors(RTCANBOOT_SOURCE_DIR "/tests/vectors/ed25519_rfc8032.txt");
 }
 
 Verdict check(const Bytes& signature, const Bytes& public_key, const Bytes& message) {

@@ -1,4 +1,5 @@
 #include "rtcanboot/hash.hpp"
+#include "test_vectors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,22 +11,14 @@
 namespace rtcanboot {
 namespace {
 
-std::string hex(const std::uint8_t* bytes, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) {
-    s += digits[bytes[i] >> 4];
-    s += digits[bytes[i] & 15];
-  }
-  return s;
-}
+using test::to_hex;
 
 std::string sha256_hex(const std::string& message) {
   SoftwareSha256 sha;
   sha.update(message.data(), message.size());
   std::uint8_t digest[32];
   sha.finish(digest);
-  return hex(digest, 32);
+  return to_hex(digest, 32);
 }
 
 // Check values from the CRC catalogue ("123456789").
@@ -62,7 +55,7 @@ TEST(Sha256, MillionA) {
   for (int i = 0; i < 1000; ++i) sha.update(chunk.data(), chunk.size());
   std::uint8_t digest[32];
   sha.finish(digest);
-  EXPECT_EQ(hex(digest, 32), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(to_hex(digest, 32), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 TEST(Sha256, SplitUpdatesMatchOneUpdate) {
   std::string message(1000, '\0');
@@ -73,7 +66,7 @@ TEST(Sha256, SplitUpdatesMatchOneUpdate) {
   }
   std::uint8_t digest[32];
   sha.finish(digest);
-  EXPECT_EQ(hex(digest, 32), sha256_hex(message));
+  EXPECT_EQ(to_hex(digest, 32), sha256_hex(message));
 }
 
 // Both readings of where the RT1064's unique ID lives (OCOTP CFG0/CFG1 per NXP's SDK demos,

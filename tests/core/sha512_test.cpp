@@ -6,26 +6,19 @@
 #include <string>
 
 #include "rtcanboot/hash.hpp"
+#include "test_vectors.hpp"
 
 namespace rtcanboot {
 namespace {
 
-std::string hex(const std::uint8_t* bytes, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) {
-    s += digits[bytes[i] >> 4];
-    s += digits[bytes[i] & 15];
-  }
-  return s;
-}
+using test::to_hex;
 
 std::string sha512_hex(const std::string& message) {
   Sha512 sha;
   sha.update(message.data(), message.size());
   std::uint8_t digest[Sha512::kDigestSize];
   sha.finish(digest);
-  return hex(digest, sizeof digest);
+  return to_hex(digest, sizeof digest);
 }
 
 TEST(Sha512, Empty) {
@@ -55,7 +48,7 @@ TEST(Sha512, MillionA) {
   for (int i = 0; i < 1000; ++i) sha.update(chunk.data(), chunk.size());
   std::uint8_t digest[Sha512::kDigestSize];
   sha.finish(digest);
-  EXPECT_EQ(hex(digest, sizeof digest),
+  EXPECT_EQ(to_hex(digest, sizeof digest),
             "e718483d0ce769644e2e42c7bc15b4638e1f98b13b2044285632a803afa973eb"
             "de0ff244877ea60a4cb0432ce577c31beb009c5c2c49aa2e4eadb217ad8cc09b");
 }
@@ -75,7 +68,7 @@ TEST(Sha512, SplitUpdatesMatchOneUpdate) {
         sha.update(message.data() + at, std::min(step, length - at));
       }
       sha.finish(digest);
-      EXPECT_EQ(hex(digest, sizeof digest), expected) << length << " in steps of " << step;
+      EXPECT_EQ(to_hex(digest, sizeof digest), expected) << length << " in steps of " << step;
     }
   }
 }
