@@ -166,7 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.is_application = (flags & 0x02) != 0;
   config.info = (flags & 0x04) != 0 ? &info : nullptr;
   config.heartbeat_ms = (flags & 0x08) != 0 ? 0 : 10;
-  config.block_reserve = reserve * 8U;
+  config.pacing_reserve = reserve * 8U;
   config.max_ack_hold = hold * 100U;
   config.sdo_timeout = 1000U + timeout * 1000U;
 

@@ -78,9 +78,9 @@ class SdoConformanceTest : public CanopenNodeTest {
                     0x1F50, 1});
     list.push_back({"seg-dl held",
                     [this] {
-                      program.sink.capacity = 10;
+                      program.sink.capacity = 64 + 10;  // the pacing reserve and 10 bytes
                       sdo({0x21, 0x50, 0x1F, 0x01, 100, 0, 0, 0});
-                      sdo({0x00, 1, 2, 3, 4, 5, 6, 7});  // 3 bytes of room left: held
+                      sdo({0x00, 1, 2, 3, 4, 5, 6, 7});  // 3 bytes beside the reserve: held
                     },
                     0x1F50, 1});
     list.push_back({"seg-ul t0", [this] { sdo({0x40, 0x08, 0x10, 0x00, 0, 0, 0, 0}); }, 0x1008, 0});

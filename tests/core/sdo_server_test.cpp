@@ -231,19 +231,38 @@ TEST_F(SdoServerTest, EndRefusalAbortsWithTheSinksCode) {
 
 // --- flow control of segmented download ---------------------------------------------------------
 
-TEST_F(SdoServerTest, SegmentedInitiateHeldUntilSinkHasRoom) {
-  sink().capacity = 20;
-  sink().buffered = 15;
+TEST_F(SdoServerTest, SegmentedInitiateHeldUntilSinkHasRoomBesideTheReserve) {
+  sink().capacity = 100;
+  sink().buffered = 40;
   initiate_segmented_download(14);
-  expect_silence();  // 5 free < 7
+  expect_silence();  // 60 free < 7 + the 64-byte pacing reserve
   advance(milliseconds(10));
   expect_silence();
-  sink().drain(2);
+  sink().drain(11);
   advance(milliseconds(1));
   expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
 }
 
+TEST_F(SdoServerTest, HeldSegmentedAnswerComesFromTheReserveAfterMaxAckHold) {
+  sink().capacity = 100;
+  sink().buffered = 40;  // 60 free: room for segments, but only inside the reserve
+  initiate_segmented_download(14);
+  advance(config.max_ack_hold - milliseconds(1));
+  expect_silence();
+  advance(milliseconds(1));
+  expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
+  sdo({0x00, 1, 2, 3, 4, 5, 6, 7});
+  advance(config.max_ack_hold - milliseconds(1));
+  expect_silence();  // the sink is still short of room: paced again
+  advance(milliseconds(1));
+  expect_response({0x20, 0, 0, 0, 0, 0, 0, 0});
+  EXPECT_EQ(sink().data, (std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6, 7}));
+}
+
 TEST_F(SdoServerTest, SegmentConfirmationHeldUntilSinkHasRoom) {
+  // Without a reserve the confirmation waits for room for the next segment and nothing else.
+  config.pacing_reserve = 0;
+  restart();
   sink().capacity = 10;
   initiate_segmented_download(14);
   expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
@@ -281,7 +300,7 @@ TEST_F(SdoServerTest, ExpeditedDownloadWaitsForRoom) {
 }
 
 TEST_F(SdoServerTest, SegmentBeforeConfirmationIsAProtocolError) {
-  sink().capacity = 10;
+  sink().capacity = 64 + 10;  // the pacing reserve and 10 bytes
   initiate_segmented_download(21);
   expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
   sdo({0x00, 1, 2, 3, 4, 5, 6, 7});
@@ -292,9 +311,10 @@ TEST_F(SdoServerTest, SegmentBeforeConfirmationIsAProtocolError) {
 }
 
 TEST_F(SdoServerTest, HeldConfirmationTimesOut) {
-  sink().capacity = 10;
+  sink().capacity = 64 + 10;
   initiate_segmented_download(21);
   expect_response({0x60, 0x50, 0x1F, 0x01, 0, 0, 0, 0});
+  sink().buffered = 64 + 3;  // the sink filled up on its own: not even the reserve is left
   sdo({0x00, 1, 2, 3, 4, 5, 6, 7});
   advance(milliseconds(500));
   expect_abort(0x1F50, 1, Abort::kTimeout);

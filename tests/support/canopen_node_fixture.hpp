@@ -29,7 +29,7 @@ class CanopenNodeTest : public ::testing::Test {
     config.heartbeat_ms = 100;
     config.sdo_timeout = milliseconds(500);
     config.max_ack_hold = milliseconds(200);
-    config.block_reserve = 64;
+    config.pacing_reserve = 64;
   }
 
   void SetUp() override { restart(); }

@@ -63,7 +63,11 @@ std::uint32_t ProgramDownload::software_id(std::uint8_t) const {
 }
 
 std::uint32_t ProgramDownload::flash_status(std::uint8_t) const {
-  if (busy()) return canopen::flash_status_word(true, FlashStatus::kOk);
+  // A failed download is over for the master at once: its result is readable while the flash
+  // operation it left in flight (e.g. a clear's block erase) completes.
+  if (busy() && phase_ != Phase::kAbandoning) {
+    return canopen::flash_status_word(true, FlashStatus::kOk);
+  }
   return canopen::flash_status_word(false, status_, detail_);
 }
 
@@ -329,6 +333,11 @@ void ProgramDownload::poll() {
   }
   switch (phase_) {
     case Phase::kIdle:
+      // Only a clear's background erase leaves the writer with a job while idle.
+      if (writer_.state() == FlashWriter::State::kFailed) {
+        set_status(FlashStatus::kWriteError, writer_.failure());
+        writer_.stop();
+      }
       return;
     case Phase::kHeader:
       if (clear_revoke_pending_ && revoke_then_arm()) clear_revoke_pending_ = false;
@@ -341,12 +350,14 @@ void ProgramDownload::poll() {
         fail_background(FlashStatus::kWriteError, writer_.failure());
         return;
       }
-      if (writer_.state() != FlashWriter::State::kDone) return;
       if (phase_ == Phase::kClearing) {
+        // The clear is done once its REVOKE is on the flash: the erase it armed goes on in the
+        // background and gives way to the next download, whose own erase runs ahead of its data.
         set_status(FlashStatus::kOk, FlashDetail::kNone);
         phase_ = Phase::kIdle;
         return;
       }
+      if (writer_.state() != FlashWriter::State::kDone) return;
       if (phase_ != Phase::kFinishing) return;
       bool same = writer_.verified_crc32() == header_.payload_crc32;
       for (std::uint32_t i = 0; same && i < Sha256Engine::kDigestSize; ++i) {

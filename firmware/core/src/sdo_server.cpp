@@ -175,6 +175,8 @@ void SdoServer::start_download(const CanFrame& frame, Micros now) {
   held_response_.data[2] = frame.data[2];
   held_response_.data[3] = frame.data[3];
   response_held_ = true;
+  response_held_since_ = now;
+  hold_expired_ = false;
   if (expedited) {
     std::memcpy(pending_, frame.data + 4, size_);
     pending_length_ = size_;
@@ -200,11 +202,14 @@ void SdoServer::on_download_segment(const CanFrame& frame, Micros now) {
   held_response_ = CanFrame{};
   held_response_.data[0] = static_cast<std::uint8_t>(kDownloadSegmentResponse | (command & 0x10));
   response_held_ = true;
+  response_held_since_ = now;
+  hold_expired_ = false;
   toggle_ = !toggle_;
   advance_download(now);
 }
 
 void SdoServer::advance_download(Micros now) {
+  hold_expired_ = now - response_held_since_ >= config_.max_ack_hold;
   if (pending_length_ != 0) {
     const std::uint32_t length = min_u32(pending_length_, target_free_space());
     if (length != 0) {
@@ -225,8 +230,12 @@ void SdoServer::advance_download(Micros now) {
     reset_state();
     return;
   }
-  // Confirm only when the next segment will fit, which paces the client.
-  if (target_free_space() < kSegmentBytes) return;
+  // Confirm only when the next segment will fit beside the reserve, which paces the client. A
+  // sink that stays short of room (the flash busy for seconds) still gets its answer out within
+  // max_ack_hold, from the reserve: the client is slowed, never left waiting into its timeout.
+  const std::uint32_t room = target_free_space();
+  const std::uint32_t reserve = sink_ != nullptr ? config_.pacing_reserve : 0;
+  if (room < kSegmentBytes + reserve && !(hold_expired_ && room >= kSegmentBytes)) return;
   response_held_ = false;
   send(held_response_, now);
 }
@@ -341,7 +350,7 @@ void SdoServer::start_block_download(const CanFrame& frame, Micros now) {
 std::uint8_t SdoServer::next_block_size() const {
   if (sink_ == nullptr) return kMaxBlockSize;
   const std::uint32_t free = sink_->free_space();
-  const std::uint32_t usable = free > config_.block_reserve ? free - config_.block_reserve : 0;
+  const std::uint32_t usable = free > config_.pacing_reserve ? free - config_.pacing_reserve : 0;
   return static_cast<std::uint8_t>(min_u32(kMaxBlockSize, usable / kSegmentBytes));
 }
 
@@ -548,6 +557,10 @@ Micros SdoServer::next_deadline() const {
   Micros deadline = last_activity_ + config_.sdo_timeout;
   if (ack_held_ && ack_held_since_ + config_.max_ack_hold < deadline) {
     deadline = ack_held_since_ + config_.max_ack_hold;
+  }
+  if (state_ == State::kDownloadSegmented && response_held_ && !hold_expired_ &&
+      response_held_since_ + config_.max_ack_hold < deadline) {
+    deadline = response_held_since_ + config_.max_ack_hold;
   }
   if (send_retry_ && send_retry_at_ < deadline) deadline = send_retry_at_;
   return deadline;

@@ -64,11 +64,13 @@ struct NodeConfig {
   bool self_starting = false;
   // An SDO transfer with no frame from the client for this long is aborted (0x05040000).
   Micros sdo_timeout = milliseconds(1000);
-  // Block download pacing: the longest the server holds back a sub-block acknowledge while the
-  // download sink is full, before it acknowledges with a block size of 1 out of its reserve.
+  // Download pacing: the longest the server holds back a sub-block acknowledge (block download)
+  // or a segment's confirmation (segmented download) while the download sink is short of room,
+  // before it answers anyway and takes the next segment out of its reserve.
   Micros max_ack_hold = milliseconds(80);
-  // Bytes of the sink's free space kept back for such forced acknowledges.
-  std::uint32_t block_reserve = 1024;
+  // Bytes of the sink's free space kept back for such forced answers: at one segment per
+  // max_ack_hold, 1 KiB lasts 11 s, far longer than the flash's longest operation (2 s).
+  std::uint32_t pacing_reserve = 1024;
   // After a block download ended inside a sub-block (server or client abort, timeout, NMT reset),
   // the segments of that sub-block the client already queued are ignored. The drain ends at the
   // sub-block's last segment, at the first frame that is not the next segment, or when no segment

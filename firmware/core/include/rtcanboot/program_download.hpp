@@ -10,6 +10,11 @@
 // announced size and the payload's vector table. A download refused by any of them, or that
 // fails before any flash work, leaves the installed application valid; one that fails after its
 // REVOKE but before its first erase or program writes the old COMMIT again.
+//
+// A 0x1F51 clear is done (0x1F57 bit 0 clear) as soon as its REVOKE record is on the flash. The
+// erase it starts goes on in the background while the node is idle and gives way to the next
+// download, which erases what it needs just ahead of its data: no master waits for a whole
+// region to be erased before it may send (docs/canopen.md, "Clear").
 #pragma once
 
 #include <cstdint>
@@ -101,7 +106,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
     kPayload,     // SDO transfer open, payload streaming to flash
     kFinishing,   // transfer complete: programming the rest, verifying
     kCommitting,  // COMMIT record being written
-    kClearing,    // 0x1F51 clear: REVOKE, then erase
+    kClearing,    // 0x1F51 clear: its REVOKE (the erase then runs in the background)
     kAbandoning,  // failed or cancelled: waiting for the flash operation in flight
   };
 

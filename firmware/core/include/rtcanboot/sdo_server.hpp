@@ -63,7 +63,8 @@ class SdoServer {
   Abort deliver(const std::uint8_t* data, std::uint32_t length);
   Abort finish_download();
   // Segmented/expedited download: hands pending bytes to the sink and sends the held response
-  // once the sink has room (or finishes the download after the last segment).
+  // once the sink has room for the next segment beyond the pacing reserve, or out of the reserve
+  // after max_ack_hold (or finishes the download after the last segment).
   void advance_download(Micros now);
   // Block download: announces the next block size, or holds the acknowledge while the sink is full.
   void advance_block_ack(Micros now, bool forced);
@@ -110,6 +111,8 @@ class SdoServer {
   std::uint32_t pending_length_ = 0;
   bool pending_last_ = false;
   bool response_held_ = false;
+  Micros response_held_since_ = 0;
+  bool hold_expired_ = false;  // held max_ack_hold already: only room for 7 bytes is missing
   CanFrame held_response_{};
 
   // Block download.
