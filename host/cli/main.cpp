@@ -417,7 +417,6 @@ int cmd_selftest(const Globals& g, const std::string& node_text, bool json) {
   const std::uint8_t node = parse_node(node_text, false);
   Bus bus = open_bus(g);
   Master& m = *bus.master;
-  const Micros before = m.now();
   try {
     m.download_u8(node, canopen::od::kSelfTest, 1, canopen::kSelfTestRun);
   } catch (const SdoError& e) {
@@ -439,9 +438,12 @@ int cmd_selftest(const Globals& g, const std::string& node_text, bool json) {
     }
     throw;
   }
+  // The node resets only after its answer has left: a boot-up seen before the answer (a node
+  // that was itself just powered on when the tool connected) is not the self-test's.
+  const Micros answered = m.now() + 1;
   if (!g.quiet && !json) fmt::print("node {}: resetting into the self-test\n", node);
   // The self-test erases and programs one sector: up to 2 x 400 ms at the datasheet maximum.
-  if (!m.wait_heartbeat(node, before, m.now() + 10'000'000, true)) {
+  if (!m.wait_heartbeat(node, answered, m.now() + 10'000'000, true)) {
     throw Error(
         ErrorKind::kNoNode,
         fmt::format("node {} sent no boot-up message within 10 s after the self-test reset", node));
