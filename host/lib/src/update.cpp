@@ -1,5 +1,6 @@
 #include "rtcanboot/host/update.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 #include "rtcanboot/bytes.hpp"
@@ -330,6 +331,7 @@ class Flow {
 
   std::uint32_t wait_flash_idle(const char* what) {
     const Micros until = m_.now() + o_.flash_timeout;
+    Micros interval = std::min<Micros>(2'000, o_.poll_interval);
     for (;;) {
       const std::uint32_t status = retry_while_rebooting("reading the flash status", [&] {
         return m_.upload_u32(o_.node, od::kFlashStatus, o_.program);
@@ -339,7 +341,8 @@ class Flow {
         throw Error(ErrorKind::kTimeout, fmt::format("node {} still busy {} after {} s", o_.node,
                                                      what, o_.flash_timeout / 1'000'000));
       }
-      m_.listen_until(m_.now() + o_.poll_interval);
+      m_.listen_until(m_.now() + interval);
+      interval = std::min(2 * interval, o_.poll_interval);
     }
   }
 
@@ -502,7 +505,6 @@ class Flow {
     result.download_time = m_.now() - t0;
 
     // 5. Wait for the node to finish writing and verifying.
-    m_.listen_until(m_.now() + o_.poll_interval);
     const std::uint32_t fs = wait_flash_idle("programming");
     if (fs != 0) {
       throw Error(ErrorKind::kRejected,

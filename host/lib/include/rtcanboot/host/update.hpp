@@ -51,6 +51,8 @@ struct UpdateOptions {
   int download_attempts = 2;           // clear + download again when the node restarts part-way
   Micros reboot_window = 5'000'000;    // how long resets between steps may take
   Micros flash_timeout = 120'000'000;  // 0x1F57 busy at most this long
+  // 0x1F57 polling: the first read at once, then after 2 ms, doubling up to poll_interval (a
+  // small image is done within milliseconds; a long erase is not polled needlessly often).
   Micros poll_interval = 100'000;
   Micros boot_timeout = 10'000'000;  // application boot-up/heartbeat after start
   // After the start: how long to wait for the application's confirmation (trial boot); 0 = do
