@@ -59,7 +59,8 @@ enum class Command {
   kLssIdentify,
   kLssInquire,
   kSelfTest,
-  kKeygen
+  kKeygen,
+  kVerify
 };
 
 // LSS (CiA 305) commands' options; values are checked by the commands before the bus opens.
@@ -81,6 +82,10 @@ struct Options {
   Globals g;
   InputArgs pack_in;
   std::string pack_out;
+  std::string pack_sign;              // pack --sign: the private key file
+  std::string pack_security_counter;  // pack --security-counter (needs --sign)
+  std::string verify_path;            // verify: the container
+  std::string verify_key;             // verify --key: the public key file
   FlashArgs flash;
   std::string info_node;
   bool info_json = false;
@@ -147,6 +152,7 @@ class Parser {
   CLI::App* lss_identify_ = nullptr;
   CLI::App* lss_inquire_ = nullptr;
   CLI::App* keygen_ = nullptr;
+  CLI::App* verify_ = nullptr;
 };
 
 }  // namespace rtcanboot::host::cli

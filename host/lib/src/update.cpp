@@ -48,6 +48,9 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashStatus::kWrongProduct:
       s = "image is for another vendor/product";
       break;
+    case FlashStatus::kNotAuthorised:
+      s = "image not authorised (signature)";
+      break;
   }
   std::string text = s ? s : fmt::format("status code {}", status);
   const char* d = nullptr;
@@ -123,6 +126,21 @@ std::string describe_flash_status(std::uint32_t value) {
       break;
     case FlashDetail::kTransferNmt:
       d = "an NMT reset or stop ended the transfer";
+      break;
+    case FlashDetail::kSignatureMissing:
+      d = "the node holds a signing key and the container is not signed";
+      break;
+    case FlashDetail::kSignatureMalformed:
+      d = "the container's records area or signature record is malformed";
+      break;
+    case FlashDetail::kUnknownKey:
+      d = "the container is signed by a key the node does not hold";
+      break;
+    case FlashDetail::kBadSignature:
+      d = "the container's signature does not verify (header changed after signing?)";
+      break;
+    case FlashDetail::kCounterRollback:
+      d = "the container's security counter is below the node's (rollback refused)";
       break;
     case FlashDetail::kFlashNotIdentified:
       d = "the node refuses flash work: its flash did not identify as the expected device (JEDEC "
