@@ -151,6 +151,9 @@ Parser::Parser()
   flash_->add_flag("--force-product", fa.force_product,
                    "Flash an image made for another vendor/product");
   flash_->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
+  flash_->add_flag("--no-clear", fa.no_clear,
+                   "Download without the 0x1F51 clear first (rtcanboot nodes: a refused image, "
+                   "e.g. an unsigned one, then leaves the installed application valid)");
   flash_
       ->add_option("--flash-timeout", fa.flash_timeout_s,
                    "Seconds the node may stay busy erasing/programming")

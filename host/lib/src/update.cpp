@@ -489,13 +489,15 @@ class Flow {
     bool block = o_.allow_block;
     Micros t0 = 0;
     for (int attempt = 1;; ++attempt) {
-      step("clearing the application region");
-      retry_while_rebooting("clearing the program", [&] {
-        m_.download_u8(node, od::kProgramControl, p,
-                       static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
-        return 0;
-      });
-      wait_flash_idle("erasing");
+      if (o_.clear_first) {
+        step("clearing the application region");
+        retry_while_rebooting("clearing the program", [&] {
+          m_.download_u8(node, od::kProgramControl, p,
+                         static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
+          return 0;
+        });
+        wait_flash_idle("erasing");
+      }
       step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData,
                        p));
       t0 = m_.now();
