@@ -83,6 +83,11 @@ const char* const kWords[] = {
     "",
     "keygen",
     "--out",
+    "verify",
+    "--key",
+    "--sign",
+    "--security-counter",
+    "--no-clear",
 };
 constexpr std::size_t kWordCount = sizeof kWords / sizeof kWords[0];
 
@@ -177,7 +182,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case Command::kKeygen:
         FUZZ_CHECK(!o.keygen_out.empty());
         break;
+      case Command::kVerify:
+        FUZZ_CHECK(!o.verify_path.empty());
+        break;
       case Command::kPack:
+        // A counter only with a key to sign with.
+        FUZZ_CHECK(o.pack_security_counter.empty() || !o.pack_sign.empty());
+        break;
       case Command::kReset:
       case Command::kNone:
         break;

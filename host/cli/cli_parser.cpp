@@ -97,6 +97,8 @@ Parser::Parser()
       "            7 image rejected, 8 transfer aborted, 9 wrong product, 130 interrupted.\n"
       "Examples:\n"
       "  rtcanboot pack app.elf -o app.rcb --vendor-id 0x1234 --product-code 0x1\n"
+      "  rtcanboot pack app.elf -o app.rcb --sign vendor.key --security-counter 3\n"
+      "  rtcanboot verify app.rcb --key vendor.key.pub\n"
       "  rtcanboot --bus socketcan://can0 flash --node 5 app.elf\n"
       "  rtcanboot --bus socketcand://127.0.0.1:29536/can0 info --node 5\n"
       "  rtcanboot lss auto --first-node 10");
@@ -118,6 +120,18 @@ Parser::Parser()
       "Pack a firmware file into a container: the exact bytes any master writes into 0x1F50:1");
   add_input_options(pack_, o.pack_in);
   pack_->add_option("-o,--output", o.pack_out, "Container file to write")->required();
+  pack_->add_option("--sign", o.pack_sign,
+                    "Sign with this Ed25519 private key (PEM, as keygen writes it): adds the "
+                    "signature record (header grows to 184 bytes)");
+  pack_->add_option("--security-counter", o.pack_security_counter,
+                    "Anti-rollback counter in the signature record (0..0xFFFFFFFF; needs --sign)");
+
+  verify_ = app.add_subcommand(
+      "verify",
+      "Check a container: header, CRCs, payload SHA-256, records; with --key its signature");
+  verify_->add_option("container", o.verify_path, "Container file")->required();
+  verify_->add_option("--key", o.verify_key,
+                      "Public key (PEM, KEY.pub): the container must be signed by it");
 
   keygen_ = app.add_subcommand(
       "keygen",
@@ -137,6 +151,9 @@ Parser::Parser()
   flash_->add_flag("--force-product", fa.force_product,
                    "Flash an image made for another vendor/product");
   flash_->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
+  flash_->add_flag("--no-clear", fa.no_clear,
+                   "Download without the 0x1F51 clear first (rtcanboot nodes: a refused image, "
+                   "e.g. an unsigned one, then leaves the installed application valid)");
   flash_
       ->add_option("--flash-timeout", fa.flash_timeout_s,
                    "Seconds the node may stay busy erasing/programming")
@@ -290,6 +307,13 @@ void Parser::check() {
   if (*pack_) {
     o.command = Command::kPack;
     check_input(o.pack_in);
+    if (!o.pack_security_counter.empty()) {
+      if (o.pack_sign.empty()) throw Error(ErrorKind::kUsage, "--security-counter needs --sign");
+      (void)parse_u32(o.pack_security_counter, "--security-counter");
+    }
+    if (pack_->count("--sign") != 0 && o.pack_sign.empty()) {
+      throw Error(ErrorKind::kUsage, "--sign: the key file name is empty");
+    }
   } else if (*flash_) {
     o.command = Command::kFlash;
     o.node = parse_node(o.flash.node, false);
@@ -333,6 +357,11 @@ void Parser::check() {
     o.command = Command::kLssIdentify;
   } else if (*lss_inquire_) {
     o.command = Command::kLssInquire;
+  } else if (*verify_) {
+    o.command = Command::kVerify;
+    if (verify_->count("--key") != 0 && o.verify_key.empty()) {
+      throw Error(ErrorKind::kUsage, "--key: the key file name is empty");
+    }
   } else if (*keygen_) {
     o.command = Command::kKeygen;
     if (o.keygen_out.empty()) throw Error(ErrorKind::kUsage, "--out: the key file name is empty");

@@ -38,6 +38,7 @@ struct FlashArgs {
   bool force = false;
   bool force_product = false;
   bool segmented = false;
+  bool no_clear = false;
   int flash_timeout_s = 120;
   int boot_timeout_s = 10;
   int confirm_timeout_s = 30;
@@ -59,7 +60,8 @@ enum class Command {
   kLssIdentify,
   kLssInquire,
   kSelfTest,
-  kKeygen
+  kKeygen,
+  kVerify
 };
 
 // LSS (CiA 305) commands' options; values are checked by the commands before the bus opens.
@@ -81,6 +83,10 @@ struct Options {
   Globals g;
   InputArgs pack_in;
   std::string pack_out;
+  std::string pack_sign;              // pack --sign: the private key file
+  std::string pack_security_counter;  // pack --security-counter (needs --sign)
+  std::string verify_path;            // verify: the container
+  std::string verify_key;             // verify --key: the public key file
   FlashArgs flash;
   std::string info_node;
   bool info_json = false;
@@ -147,6 +153,7 @@ class Parser {
   CLI::App* lss_identify_ = nullptr;
   CLI::App* lss_inquire_ = nullptr;
   CLI::App* keygen_ = nullptr;
+  CLI::App* verify_ = nullptr;
 };
 
 }  // namespace rtcanboot::host::cli

@@ -240,6 +240,40 @@ TEST_F(Cli, KeygenWritesAKeyPairAndKeepsAnExistingOne) {
   expect_error(run("keygen --out /nonexistent/dir/k"), 3, "cannot create");
 }
 
+// pack --sign / verify --key: exit 0 for a container signed by the key, 7 when the signature does
+// not satisfy it (not signed, another key), 3 for a damaged container, 2 for bad options.
+TEST_F(Cli, SignedPackAndVerify) {
+  const std::string key = (dir / "vendor.key").string();
+  const std::string other = (dir / "other.key").string();
+  ASSERT_EQ(run("keygen -q --out " + key).code, 0);
+  ASSERT_EQ(run("keygen -q --out " + other).code, 0);
+  const std::string hex = write("app.hex", hex_file(mm::kAppAddress, app_bytes(256)));
+  const std::string rcb = (dir / "app.rcb").string();
+  const CliRun packed =
+      run("pack " + hex + " -o " + rcb + " --sign " + key + " --security-counter 0x10");
+  ASSERT_EQ(packed.code, 0) << packed.err;
+  EXPECT_NE(packed.out.find("security counter 16"), std::string::npos) << packed.out;
+  const CliRun good = run("verify " + rcb + " --key " + key + ".pub");
+  EXPECT_EQ(good.code, 0) << good.err;
+  EXPECT_NE(good.out.find("signature valid"), std::string::npos) << good.out;
+  const CliRun unchecked = run("verify " + rcb);
+  EXPECT_EQ(unchecked.code, 0) << unchecked.err;
+  EXPECT_NE(unchecked.out.find("not checked"), std::string::npos) << unchecked.out;
+  expect_error(run("verify " + rcb + " --key " + other + ".pub"), 7, "another key");
+  const std::string plain = (dir / "plain.rcb").string();
+  ASSERT_EQ(run("pack -q " + hex + " -o " + plain).code, 0);
+  expect_error(run("verify " + plain + " --key " + key + ".pub"), 7, "not signed");
+  // Damaged after signing: the payload no longer matches its SHA-256.
+  std::string bytes = slurp(rcb);
+  bytes.back() = static_cast<char>(bytes.back() ^ 1);
+  expect_error(run("verify " + write("damaged.rcb", bytes) + " --key " + key + ".pub"), 3,
+               "CRC-32");
+  expect_error(run("verify " + rcb + " --key " + key), 3, "");  // the private key is no .pub
+  expect_error(run("pack " + hex + " -o " + rcb + " --security-counter 1"), 2, "--sign");
+  expect_error(run("pack " + rcb + " -o " + plain + " --sign " + key), 2, "container already");
+  expect_error(run("pack " + hex + " -o " + rcb + " --sign /nonexistent.key"), 3, "");
+}
+
 TEST_F(Cli, BadInputFiles) {
   expect_error(run("pack /nonexistent/app.hex -o " + (dir / "x.rcb").string()), 3, "cannot open");
   const auto good = hex_file(mm::kAppAddress, app_bytes(64));

@@ -5,6 +5,7 @@
 
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/host/signing.hpp"
 #include "rtcanboot/host/update.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "sim_nodes.hpp"
@@ -290,6 +291,55 @@ TEST_F(UpdateTest, PackedContainerForAnotherProductIsRefused) {
   in.format = InputFormat::kContainer;
   in.container = parse_container(pack(*app_image(1000, 9).image, p), "x.rcb");
   EXPECT_EQ(fails_with(in), ErrorKind::kWrongProduct);
+}
+
+// A node built with a key record (docs/security.md): a container signed by the key is installed;
+// an unsigned one is refused with the decoded reason. With --no-clear (clear_first = false) the
+// installed application stays valid and nothing is erased; with the CiA 302-2 clear first, the
+// clear has removed it already (the documented rule).
+class SignedUpdateTest : public UpdateTest {
+ protected:
+  SignedUpdateTest() {
+    const signing::PublicKey public_key = key.public_key();
+    std::copy(public_key.begin(), public_key.end(), key_record.public_key);
+    settings.key_record = &key_record;
+    board = std::make_unique<SimBoard>(bus, settings);
+  }
+  LoadedInput container(const LoadedInput& app, bool sign) const {
+    PackOptions p;
+    p.vendor_id = kVendor;
+    p.product_code = kProduct;
+    if (sign) p.sign_with = &key;
+    LoadedInput in;
+    in.format = InputFormat::kContainer;
+    in.container = parse_container(pack(*app.image, p), "app.rcb");
+    return in;
+  }
+
+  signing::PrivateKey key = signing::PrivateKey::generate();
+  KeyRecord key_record;
+};
+
+TEST_F(SignedUpdateTest, SignedIsInstalledUnsignedIsRefusedAndWithoutClearKeepsTheApplication) {
+  const UpdateResult installed =
+      run_update(*master, container(app_image(4000, 1), true), options, events);
+  ASSERT_TRUE(board->app_running());
+  const int erases = board->flash.erases;
+  steps.clear();
+  options.clear_first = false;
+  std::string message;
+  EXPECT_EQ(fails_with(container(app_image(5000, 2), false), &message), ErrorKind::kRejected);
+  EXPECT_NE(message.find("not signed"), std::string::npos) << message;
+  EXPECT_FALSE(saw_step("clearing"));
+  EXPECT_EQ(board->flash.erases, erases);
+  NodeInfo info = read_node_info(*master, 7);
+  EXPECT_EQ(*info.software_id, installed.software_id);
+  EXPECT_EQ(*info.program_state, 0U);  // stopped: a valid program is installed
+
+  options.clear_first = true;
+  EXPECT_EQ(fails_with(container(app_image(5000, 2), false), &message), ErrorKind::kRejected);
+  info = read_node_info(*master, 7);
+  EXPECT_EQ(*info.software_id, 0U) << "the clear removed the application";
 }
 
 TEST_F(UpdateTest, MissingNodeIsReportedAsSuch) {

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #include "canopen_fakes.hpp"
@@ -16,6 +19,7 @@
 #include "rtcanboot/lss.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "strict_flash.hpp"
+#include "test_vectors.hpp"
 
 namespace rtcanboot {
 namespace {
@@ -867,6 +871,75 @@ TEST_F(BootloaderTest, WorstCaseFlashTimingNeverHitsTheSdoTimeout) {
   EXPECT_LE(rig.max_response_delay(), 100'000U);  // issue 12: every answer within 100 ms
   ASSERT_EQ(rig.wait_flash_idle(), 0U);
   EXPECT_TRUE(app_in_flash(payload));
+}
+
+// A bootloader built with a key record (RFC 8032 TEST 1's public key): through the SDO server,
+// a container signed by that key is installed; an unsigned one and one with a bad signature are
+// aborted with 0x0800_0020 at their header, 0x1F57 says why (status 65), nothing is written and
+// the installed image stays valid and offered (0x1F51 stopped, 0x1F56 unchanged).
+class BootloaderWithKey : public ::testing::Test {
+ protected:
+  static KeyRecord test1_key() {
+    KeyRecord record;
+    const Bytes key =
+        test::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    std::copy(key.begin(), key.end(), record.public_key);
+    return record;
+  }
+  static BootloaderSettings settings_with(const KeyRecord* key) {
+    BootloaderSettings settings = test::test_settings();
+    settings.provisioning.listen_window_ms = 0;
+    settings.key_record = key;
+    return settings;
+  }
+  static Bytes signed_vector() {
+    std::ifstream file(std::string(RTCANBOOT_SOURCE_DIR) + "/tests/vectors/container_signed.bin",
+                       std::ios::binary);
+    return Bytes(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+  }
+  std::uint32_t read(std::uint16_t index, std::uint8_t sub = 1) {
+    const auto result = rig.sdo_read(index, sub);
+    EXPECT_TRUE(result.ok());
+    return result.value;
+  }
+
+  KeyRecord key = test1_key();
+  NorFlashFake flash{test::NorTiming::typical()};
+  CoreRig rig{flash, settings_with(&key)};
+};
+
+TEST_F(BootloaderWithKey, SignedIsInstalledUnsignedAndForgedAreRefusedAtTheHeader) {
+  test::fail_on_violation(flash);
+  rig.boot();
+  const Bytes good = signed_vector();
+  ASSERT_EQ(good.size(), image::kSignedHeaderLength + 64U);
+  const auto installed = rig.sdo_download_block(od::kProgramData, 1, good);
+  ASSERT_TRUE(installed.ok()) << std::hex << static_cast<std::uint32_t>(installed.abort);
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  const std::uint32_t good_crc = load_le32(good.data() + 0x20);
+  EXPECT_EQ(read(od::kSoftwareId), good_crc);
+  const std::uint32_t ops = flash.mutating_ops();
+
+  const auto unsigned_result = rig.sdo_download_block(
+      od::kProgramData, 1, test::make_container(test::make_payload(2000, 4)));
+  EXPECT_EQ(unsigned_result.abort, Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kNotAuthorised, FlashDetail::kSignatureMissing));
+
+  Bytes forged = good;
+  store_le32(forged.data() + 0x10, 0x0009'0000);  // image version changed after signing
+  store_le32(forged.data() + image::kSignedHeaderLength - 4,
+             crc32(0, forged.data(), image::kSignedHeaderLength - 4U));
+  const auto forged_result = rig.sdo_download_segmented(od::kProgramData, 1, forged);
+  EXPECT_EQ(forged_result.abort, Abort::kCannotStore);
+  EXPECT_EQ(read(od::kFlashStatus),
+            status_word(FlashStatus::kNotAuthorised, FlashDetail::kBadSignature));
+
+  rig.run_for(100'000);
+  EXPECT_EQ(flash.mutating_ops(), ops) << "a refused container wrote to the flash";
+  EXPECT_EQ(read(od::kProgramControl), 0U);  // stopped: a valid program is installed
+  EXPECT_EQ(read(od::kSoftwareId), good_crc);
+  EXPECT_TRUE(rig.bootloader().installed().valid);
 }
 
 }  // namespace

@@ -5,14 +5,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #include "image_builder.hpp"
 #include "nor_flash_fake.hpp"
+#include "rtcanboot/bytes.hpp"
 #include "rtcanboot/flash_guard.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/key_record.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "strict_flash.hpp"
+#include "test_vectors.hpp"
 
 namespace rtcanboot {
 namespace {
@@ -360,6 +366,185 @@ TEST_F(ProgramDownloadTest, ImageFillingTheWholeRegionStopsAtTheRecordsArea) {
     const bool journal_page = operation.offset >= mm::kJournalOffset && !operation.erase;
     EXPECT_TRUE(in_app || journal_page) << std::hex << operation.offset;
   }
+}
+
+// --- signed containers (docs/security.md) ---------------------------------------------------
+// The node holds the RFC 8032 TEST 1 public key; tests/vectors/container_signed.bin is signed by
+// its secret key (security counter 5, 64-byte payload for kTestVendor/kTestProduct). Each refusal
+// happens at the header, before any REVOKE or erase: the flash is not written at all, and the
+// application installed before stays valid (COMMIT record intact, 0x1F56 unchanged).
+
+KeyRecord test1_key_record(std::uint32_t min_security_counter = 0) {
+  KeyRecord record;
+  const Bytes key =
+      test::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+  std::copy(key.begin(), key.end(), record.public_key);
+  record.min_security_counter = min_security_counter;
+  return record;
+}
+
+Bytes signed_container() {
+  std::ifstream file(std::string(RTCANBOOT_SOURCE_DIR) + "/tests/vectors/container_signed.bin",
+                     std::ios::binary);
+  EXPECT_TRUE(file.good());
+  return Bytes(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+}
+
+constexpr std::uint16_t kSignedHeader = image::kSignedHeaderLength;
+constexpr std::size_t kRecordAt = image::kFixedLength;
+
+void reseal(Bytes& container) {
+  store_le32(container.data() + kSignedHeader - 4, crc32(0, container.data(), kSignedHeader - 4U));
+}
+
+class SignedDownloadTest : public ProgramDownloadTest {
+ protected:
+  void SetUp() override {
+    ProgramDownloadTest::SetUp();
+    old_payload = test::make_payload(8'000, 1);
+    install(old_payload);  // unsigned, before the node holds a key
+    old_crc = crc32(0, old_payload.data(), old_payload.size());
+  }
+
+  // Sends `container`; expects the refusal at the header with `detail`, nothing written, and the
+  // old application still installed and valid.
+  void expect_refused(const Bytes& container, FlashDetail detail) {
+    const std::uint32_t ops = flash.mutating_ops();
+    ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+    EXPECT_EQ(feed(container, 7), Abort::kCannotStore);  // SDO abort 0x0800_0020
+    poll_until_idle();
+    EXPECT_EQ(download.flash_status(1),
+              canopen::flash_status_word(false, FlashStatus::kNotAuthorised, detail));
+    EXPECT_EQ(flash.mutating_ops(), ops) << "no REVOKE, no erase";
+    EXPECT_TRUE(download.valid_program());
+    EXPECT_EQ(download.software_id(1), old_crc);
+    journal::InstallJournal reloaded{guard};
+    reloaded.load();
+    EXPECT_TRUE(reloaded.installed().valid);
+    EXPECT_EQ(reloaded.installed().payload_crc32, old_crc);
+    EXPECT_TRUE(std::equal(old_payload.begin(), old_payload.end(),
+                           flash.contents().begin() + mm::kAppOffset));
+  }
+
+  void expect_installed(const Bytes& container) {
+    ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+    ASSERT_EQ(feed(container, 3), Abort::kNone);
+    ASSERT_EQ(download.end(), Abort::kNone);
+    poll_until_idle();
+    EXPECT_EQ(download.flash_status(1), 0U);
+    EXPECT_TRUE(download.valid_program());
+    EXPECT_EQ(download.software_id(1), load_le32(container.data() + 0x20));
+  }
+
+  Bytes old_payload;
+  std::uint32_t old_crc = 0;
+  KeyRecord key_record = test1_key_record();
+};
+
+TEST_F(SignedDownloadTest, SignedByTheNodesKeyIsInstalled) {
+  download.require_signature(key_record);
+  EXPECT_TRUE(download.signature_required());
+  expect_installed(signed_container());
+}
+
+TEST_F(SignedDownloadTest, WithoutAKeyRecordsAreIgnoredAsBefore) {
+  EXPECT_FALSE(download.signature_required());
+  Bytes container = signed_container();
+  container[kRecordAt + 4] = 9;  // a record version nobody knows: not looked at
+  reseal(container);
+  expect_installed(container);
+  expect_installed(test::make_container(test::make_payload(3'000, 5)));
+}
+
+TEST_F(SignedDownloadTest, UnsignedIsRefused) {
+  download.require_signature(key_record);
+  expect_refused(test::make_container(test::make_payload(3'000, 5)),
+                 FlashDetail::kSignatureMissing);
+}
+
+TEST_F(SignedDownloadTest, MalformedRecordsAreRefused) {
+  download.require_signature(key_record);
+  {
+    SCOPED_TRACE("record version 2");
+    Bytes container = signed_container();
+    container[kRecordAt + 4] = 2;
+    reseal(container);
+    expect_refused(container, FlashDetail::kSignatureMalformed);
+  }
+  {
+    SCOPED_TRACE("truncated: the record runs past the records area");
+    Bytes container = signed_container();
+    store_le16(container.data() + kRecordAt + 2, image::kSignatureDataLength + 4);
+    reseal(container);
+    expect_refused(container, FlashDetail::kSignatureMalformed);
+  }
+  {
+    SCOPED_TRACE("record length not a multiple of 4");
+    Bytes container = signed_container();
+    store_le16(container.data() + kRecordAt + 2, 2);
+    reseal(container);
+    expect_refused(container, FlashDetail::kSignatureMalformed);
+  }
+}
+
+TEST_F(SignedDownloadTest, UnknownKeyIsRefused) {
+  // The node holds RFC 8032 TEST 2's key; the container is signed with TEST 1's.
+  const Bytes other =
+      test::from_hex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c");
+  std::copy(other.begin(), other.end(), key_record.public_key);
+  download.require_signature(key_record);
+  expect_refused(signed_container(), FlashDetail::kUnknownKey);
+}
+
+TEST_F(SignedDownloadTest, BadSignatureIsRefused) {
+  download.require_signature(key_record);
+  Bytes container = signed_container();
+  container[kRecordAt + 44 + 63] ^= 0x01;  // last byte of S
+  reseal(container);
+  expect_refused(container, FlashDetail::kBadSignature);
+}
+
+TEST_F(SignedDownloadTest, SignatureOverOtherHeaderFieldsIsRefused) {
+  download.require_signature(key_record);
+  Bytes container = signed_container();
+  store_le32(container.data() + 0x10, 0x0002'0000);  // image version, changed after signing
+  reseal(container);
+  expect_refused(container, FlashDetail::kBadSignature);
+}
+
+TEST_F(SignedDownloadTest, CounterBelowTheRecordedOneIsRefused) {
+  key_record.min_security_counter = 6;  // the vector carries 5
+  download.require_signature(key_record);
+  expect_refused(signed_container(), FlashDetail::kCounterRollback);
+  key_record.min_security_counter = 5;  // equal is accepted
+  download.require_signature(key_record);
+  expect_installed(signed_container());
+}
+
+TEST_F(SignedDownloadTest, ForAnotherProductIsRefusedByTheProductCheck) {
+  download.require_signature(key_record);
+  Bytes container = signed_container();
+  store_le32(container.data() + 0x18, test::kTestProduct + 1);
+  reseal(container);
+  const std::uint32_t ops = flash.mutating_ops();
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  EXPECT_EQ(feed(container, 7), Abort::kCannotStore);
+  poll_until_idle();
+  EXPECT_EQ(download.flash_status(1), canopen::flash_status_word(false, FlashStatus::kWrongProduct,
+                                                                 FlashDetail::kProductMismatch));
+  EXPECT_EQ(flash.mutating_ops(), ops);
+  EXPECT_TRUE(download.valid_program());
+}
+
+TEST_F(SignedDownloadTest, DamagedKeyRecordRefusesEverything) {
+  key_record.magic ^= 1;
+  download.require_signature(key_record);
+  expect_refused(signed_container(), FlashDetail::kUnknownKey);
+  key_record = test1_key_record();
+  key_record.public_key[0] = 1;  // the neutral element (small order): never a usable key
+  for (int i = 1; i < 32; ++i) key_record.public_key[i] = 0;
+  download.require_signature(key_record);
+  expect_refused(signed_container(), FlashDetail::kUnknownKey);
 }
 
 }  // namespace

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Writes the container test vectors from the format description in docs/image-format.md.
 
-An independent implementation (zlib CRC-32, hashlib SHA-256): tests/core/image_format_test.cpp
-checks that the C++ encoder produces exactly these bytes and that the parser accepts them.
+An independent implementation (zlib CRC-32, hashlib SHA-256, and for the signed container
+Ed25519 from the Python `cryptography` package, which is OpenSSL): tests/core/image_format_test.cpp
+checks that the C++ encoder produces exactly these bytes and that the parser (and, for the signed
+one, the core's verifier) accepts them.
 """
 import hashlib
 import struct
 import zlib
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 MAGIC = 0x42435452
 APP_ADDRESS = 0x70020000
@@ -20,6 +25,27 @@ def payload_bytes(length, seed):
     head = struct.pack("<II", 0x20020000, (APP_ADDRESS + 8) | 1)
     body = bytes((seed + 7 * i) & 0xFF for i in range(length - 8))
     return head + body
+
+
+# RFC 8032 section 7.1, TEST 1: a published secret key, for test vectors only.
+TEST_SECRET_KEY = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+SIGNATURE_DOMAIN = b"RTCB-ED25519-V1\0"
+
+
+def signed_container(payload, header_length, image_version, flags, security_counter):
+    """The signature record (docs/security.md) first in the records area, then the header CRC."""
+    unsigned = container(payload, header_length, image_version, flags)
+    header = bytearray(unsigned[:header_length])
+    key = Ed25519PrivateKey.from_private_bytes(TEST_SECRET_KEY)
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    record_fields = struct.pack("<BBHI", 1, 0, 0, security_counter)
+    message = SIGNATURE_DOMAIN + bytes(header[:0x48]) + record_fields
+    assert len(message) == 96
+    record = struct.pack("<HH", 1, 104) + record_fields + public + key.sign(message)
+    assert len(record) == 108
+    header[0x48 : 0x48 + 108] = record
+    header[header_length - 4 :] = struct.pack("<I", zlib.crc32(bytes(header[: header_length - 4])))
+    return bytes(header) + payload
 
 
 def container(payload, header_length, image_version, flags):
@@ -50,10 +76,22 @@ VECTORS = {
     "container_info_flags": (40, 2, 0x60, 0xFFFFFFFF, 0xA5A50000),
 }
 
+SIGNED_VECTORS = {
+    # name: (payload length, payload seed, header length, image version, flags, security counter)
+    "container_signed": (64, 3, 184, 0x00010400, 0, 5),
+}
+
+
+def write(here, name, data):
+    (here / f"{name}.bin").write_bytes(data)
+    lines = [data[i : i + 16].hex(" ") for i in range(0, len(data), 16)]
+    (here / f"{name}.hex").write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     here = Path(__file__).parent
     for name, (length, seed, header_length, version, flags) in VECTORS.items():
-        data = container(payload_bytes(length, seed), header_length, version, flags)
-        (here / f"{name}.bin").write_bytes(data)
-        lines = [data[i : i + 16].hex(" ") for i in range(0, len(data), 16)]
-        (here / f"{name}.hex").write_text("\n".join(lines) + "\n")
+        write(here, name, container(payload_bytes(length, seed), header_length, version, flags))
+    for name, (length, seed, header_length, version, flags, counter) in SIGNED_VECTORS.items():
+        data = signed_container(payload_bytes(length, seed), header_length, version, flags, counter)
+        write(here, name, data)

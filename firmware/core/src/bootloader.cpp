@@ -75,7 +75,9 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
       download_(writer_, journal_, sha, expectation_for(settings)),
       info_(info_for(settings)),
       node_config_(make_node_config(settings_, info_)),
-      node_(frames, download_, node_config_) {}
+      node_(frames, download_, node_config_) {
+  if (settings.key_record != nullptr) download_.require_signature(*settings.key_record);
+}
 
 void Bootloader::start(Micros now) {
   last_poll_ = now;

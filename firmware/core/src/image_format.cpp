@@ -1,6 +1,7 @@
 #include "rtcanboot/image_format.hpp"
 
 #include "rtcanboot/bytes.hpp"
+#include "rtcanboot/ed25519.hpp"
 #include "rtcanboot/hash.hpp"
 
 namespace rtcanboot::image {
@@ -62,6 +63,110 @@ CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectatio
     return fail(FlashStatus::kWrongProduct, FlashDetail::kProductMismatch);
   }
   return {};
+}
+
+namespace {
+
+constexpr CheckResult malformed() {
+  return fail(FlashStatus::kNotAuthorised, FlashDetail::kSignatureMalformed);
+}
+
+constexpr std::uint16_t kRecordsStart = kFixedLength;
+
+}  // namespace
+
+RecordsResult find_signature(const std::uint8_t* data, std::uint16_t header_length,
+                             SignatureRecord& record) {
+  RecordsResult result;
+  if (header_length < kMinHeaderLength || header_length > kMaxHeaderLength) {
+    result.check = malformed();
+    return result;
+  }
+  const std::uint16_t records_end = header_length - 4U;
+  std::uint16_t at = kRecordsStart;
+  // Each step advances by at least the 4-byte head: at most 237 steps for a 1024-byte header.
+  while (at < records_end) {
+    if (records_end - at < kRecordHeadSize) {
+      result.check = malformed();
+      return result;
+    }
+    const std::uint16_t type = load_le16(data + at);
+    const std::uint16_t length = load_le16(data + at + 2);
+    if (length % 4 != 0 || length > records_end - at - kRecordHeadSize) {
+      result.check = malformed();
+      return result;
+    }
+    if (type == kRecordSignature) {
+      const std::uint8_t* body = data + at + kRecordHeadSize;
+      if (result.has_signature || length != kSignatureDataLength ||
+          body[0] != kSignatureRecordVersion || body[1] != 0 || body[2] != 0 || body[3] != 0) {
+        result.has_signature = false;
+        result.check = malformed();
+        return result;
+      }
+      record.record_version = body[0];
+      record.flags = body[1];
+      record.security_counter = load_le32(body + 4);
+      for (std::size_t i = 0; i < kSignaturePublicKeySize; ++i) record.public_key[i] = body[8 + i];
+      for (std::size_t i = 0; i < kSignatureSize; ++i) record.signature[i] = body[40 + i];
+      result.has_signature = true;
+      result.signature_offset = at;
+    }
+    at = static_cast<std::uint16_t>(at + kRecordHeadSize + length);
+  }
+  return result;
+}
+
+void signed_message(const std::uint8_t* header, const SignatureRecord& record,
+                    std::uint8_t out[kSignedMessageSize]) {
+  for (std::size_t i = 0; i < kSignatureDomainSize; ++i) {
+    out[i] = static_cast<std::uint8_t>(kSignatureDomain[i]);
+  }
+  std::uint8_t* fixed = out + kSignatureDomainSize;
+  for (std::size_t i = 0; i < kFixedLength; ++i) fixed[i] = header[i];
+  std::uint8_t* fields = fixed + kFixedLength;
+  fields[0] = record.record_version;
+  fields[1] = record.flags;
+  fields[2] = 0;
+  fields[3] = 0;
+  store_le32(fields + 4, record.security_counter);
+}
+
+CheckResult check_signature(const std::uint8_t* header, const SignatureRecord& record,
+                            const std::uint8_t node_key[kSignaturePublicKeySize]) {
+  for (std::size_t i = 0; i < kSignaturePublicKeySize; ++i) {
+    if (record.public_key[i] != node_key[i]) {
+      return fail(FlashStatus::kNotAuthorised, FlashDetail::kUnknownKey);
+    }
+  }
+  std::uint8_t message[kSignedMessageSize];
+  signed_message(header, record, message);
+  if (ed25519::verify(record.signature, node_key, message, sizeof message) !=
+      ed25519::Verdict::kValid) {
+    return fail(FlashStatus::kNotAuthorised, FlashDetail::kBadSignature);
+  }
+  return {};
+}
+
+bool place_signature_record(std::uint8_t* header, std::uint16_t header_length, std::uint16_t offset,
+                            const SignatureRecord& record) {
+  if (header_length < kMinHeaderLength || header_length > kMaxHeaderLength ||
+      header_length % 4 != 0 || offset < kRecordsStart || offset % 4 != 0 ||
+      offset + kSignatureRecordSize > header_length - 4) {
+    return false;
+  }
+  std::uint8_t* at = header + offset;
+  store_le16(at, kRecordSignature);
+  store_le16(at + 2, kSignatureDataLength);
+  at[4] = record.record_version;
+  at[5] = record.flags;
+  at[6] = 0;
+  at[7] = 0;
+  store_le32(at + 8, record.security_counter);
+  for (std::size_t i = 0; i < kSignaturePublicKeySize; ++i) at[12 + i] = record.public_key[i];
+  for (std::size_t i = 0; i < kSignatureSize; ++i) at[44 + i] = record.signature[i];
+  store_le32(header + header_length - 4, crc32(0, header, header_length - 4U));
+  return true;
 }
 
 bool encode(const Header& header, std::uint8_t* out, std::size_t out_capacity) {

@@ -13,6 +13,7 @@
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/signing.hpp"
 #include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot::host {
@@ -407,6 +408,9 @@ FlatImage flatten_for_application(const MemoryImage& img) {
 std::vector<std::uint8_t> pack(const FlatImage& img, const PackOptions& options) {
   image::Header h;
   h.header_length = options.header_length;
+  if (options.sign_with != nullptr && h.header_length < image::kSignedHeaderLength) {
+    h.header_length = image::kSignedHeaderLength;
+  }
   h.load_address = img.address;
   h.payload_length = static_cast<std::uint32_t>(img.bytes.size());
   h.image_version = options.image_version;
@@ -421,6 +425,9 @@ std::vector<std::uint8_t> pack(const FlatImage& img, const PackOptions& options)
   if (!image::encode(h, out.data(), out.size())) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("invalid container header length {}", h.header_length));
+  }
+  if (options.sign_with != nullptr) {
+    signing::sign_container(out, *options.sign_with, options.security_counter);
   }
   out.insert(out.end(), img.bytes.begin(), img.bytes.end());
   return out;

@@ -10,10 +10,14 @@
 
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
+#include "rtcanboot/bytes.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
 
@@ -232,6 +236,70 @@ bool openssl_verify(const PublicKey& key, std::span<const std::uint8_t> message,
                                       message.size());
   ERR_clear_error();
   return result == 1;
+}
+
+void sign_container(std::vector<std::uint8_t>& container, const PrivateKey& key,
+                    std::uint32_t security_counter) {
+  if (container.size() < image::kFixedLength) {
+    throw Error(ErrorKind::kInput, "container too short to sign");
+  }
+  const std::uint16_t header_length = load_le16(container.data() + 6);
+  if (header_length < image::kSignedHeaderLength || container.size() < header_length) {
+    throw Error(ErrorKind::kInput,
+                fmt::format("a signed container needs a header of at least {} bytes, this one "
+                            "has {}",
+                            image::kSignedHeaderLength, header_length));
+  }
+  image::SignatureRecord record;
+  record.security_counter = security_counter;
+  const PublicKey public_key = key.public_key();
+  std::copy(public_key.begin(), public_key.end(), record.public_key);
+  std::uint8_t message[image::kSignedMessageSize];
+  image::signed_message(container.data(), record, message);
+  const Signature signature = key.sign(message);
+  std::copy(signature.begin(), signature.end(), record.signature);
+  if (!image::place_signature_record(container.data(), header_length, image::kFixedLength,
+                                     record)) {
+    throw Error(ErrorKind::kInternal, "signature record does not fit the header");
+  }
+}
+
+VerifyReport verify_container(std::span<const std::uint8_t> bytes, const std::string& name,
+                              const PublicKey* key) {
+  VerifyReport report;
+  const Container container = parse_container(bytes, name);
+  report.header = container.header;
+  const image::RecordsResult records =
+      image::find_signature(container.bytes.data(), container.header.header_length, report.record);
+  if (!records.check.ok()) {
+    throw Error(ErrorKind::kInput,
+                fmt::format("{}: malformed records area or signature record (a record's length "
+                            "runs past the header, is not a multiple of 4, or the signature "
+                            "record has another length, version, flags or a second copy)",
+                            name));
+  }
+  report.has_signature = records.has_signature;
+  if (key == nullptr) return report;
+  if (!report.has_signature) {
+    throw Error(ErrorKind::kRejected, fmt::format("{}: not signed (no signature record)", name));
+  }
+  if (!std::equal(key->begin(), key->end(), report.record.public_key)) {
+    throw Error(ErrorKind::kRejected,
+                fmt::format("{}: signed by another key ({:02x}), not by {:02x}", name,
+                            fmt::join(report.record.public_key, ""), fmt::join(*key, "")));
+  }
+  std::uint8_t message[image::kSignedMessageSize];
+  image::signed_message(container.bytes.data(), report.record, message);
+  Signature signature;
+  std::copy(report.record.signature, report.record.signature + signature.size(), signature.begin());
+  if (!openssl_verify(*key, message, signature)) {
+    throw Error(ErrorKind::kRejected,
+                fmt::format("{}: bad signature (the header or the signature record was changed "
+                            "after signing, or the signature is damaged)",
+                            name));
+  }
+  report.key_checked = true;
+  return report;
 }
 
 }  // namespace rtcanboot::host::signing

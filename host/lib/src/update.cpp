@@ -49,6 +49,9 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashStatus::kWrongProduct:
       s = "image is for another vendor/product";
       break;
+    case FlashStatus::kNotAuthorised:
+      s = "image not authorised (signature)";
+      break;
   }
   std::string text = s ? s : fmt::format("status code {}", status);
   const char* d = nullptr;
@@ -124,6 +127,21 @@ std::string describe_flash_status(std::uint32_t value) {
       break;
     case FlashDetail::kTransferNmt:
       d = "an NMT reset or stop ended the transfer";
+      break;
+    case FlashDetail::kSignatureMissing:
+      d = "the node holds a signing key and the container is not signed";
+      break;
+    case FlashDetail::kSignatureMalformed:
+      d = "the container's records area or signature record is malformed";
+      break;
+    case FlashDetail::kUnknownKey:
+      d = "the container is signed by a key the node does not hold";
+      break;
+    case FlashDetail::kBadSignature:
+      d = "the container's signature does not verify (header changed after signing?)";
+      break;
+    case FlashDetail::kCounterRollback:
+      d = "the container's security counter is below the node's (rollback refused)";
       break;
     case FlashDetail::kFlashNotIdentified:
       d = "the node refuses flash work: its flash did not identify as the expected device (JEDEC "
@@ -474,13 +492,15 @@ class Flow {
     bool block = o_.allow_block;
     Micros t0 = 0;
     for (int attempt = 1;; ++attempt) {
-      step("clearing the application region");
-      retry_while_rebooting("clearing the program", [&] {
-        m_.download_u8(node, od::kProgramControl, p,
-                       static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
-        return 0;
-      });
-      wait_flash_idle("erasing");
+      if (o_.clear_first) {
+        step("clearing the application region");
+        retry_while_rebooting("clearing the program", [&] {
+          m_.download_u8(node, od::kProgramControl, p,
+                         static_cast<std::uint8_t>(canopen::ProgramCommand::kClear));
+          return 0;
+        });
+        wait_flash_idle("erasing");
+      }
       step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData,
                        p));
       t0 = m_.now();

@@ -23,6 +23,7 @@
 #include "rtcanboot/flash_writer.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/key_record.hpp"
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_download.hpp"
 #include "rtcanboot/provisioning.hpp"
@@ -59,6 +60,9 @@ struct BootloaderSettings {
   // downloads and clears are refused and 0x1F57:1 reports write error with this detail. An
   // installed application still starts.
   canopen::FlashDetail flash_refused = canopen::FlashDetail::kNone;
+  // The build's key record (key_record.hpp): containers must be signed by its key. nullptr: no
+  // key, unsigned containers are accepted. Must outlive the Bootloader.
+  const KeyRecord* key_record = nullptr;
   // The port offers the self-test (0x5F01); nullptr: no such object. Must outlive the Bootloader.
   const SelfTestResult* self_test = nullptr;
 };

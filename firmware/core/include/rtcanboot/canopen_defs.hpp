@@ -69,7 +69,9 @@ enum class FlashStatus : std::uint8_t {
   kAddressError = 6,
   kSecured = 7,
   kUnspecified = 63,
-  kWrongProduct = 64,  // manufacturer-specific: container is for another vendor/product
+  kWrongProduct = 64,   // manufacturer-specific: container is for another vendor/product
+  kNotAuthorised = 65,  // manufacturer-specific: the node holds a key, the container's signature
+                        // does not satisfy it (docs/security.md)
 };
 
 // Manufacturer-specific detail in bits 16..31 of 0x1F57: which check failed.
@@ -100,6 +102,12 @@ enum class FlashDetail : std::uint16_t {
   // The port refused all erase/program work at start (0x1F57 status 5, write error):
   kFlashNotIdentified = 23,  // the flash's JEDEC ID is not the expected device's
   kFlashPortFailed = 24,  // the flash driver could not be initialised (ROM status on the console)
+  // Signed images (docs/security.md); refused before anything is written, status kNotAuthorised:
+  kSignatureMissing = 25,    // the node holds a key, the header has no signature record
+  kSignatureMalformed = 26,  // records area or signature record malformed (length, version, ...)
+  kUnknownKey = 27,          // signed by a key the node does not hold
+  kBadSignature = 28,        // the signature does not verify over the signed message
+  kCounterRollback = 29,     // security counter below the node's recorded minimum
   // The installed image was started the provisioned number of times without confirming that
   // it runs (trial boot); the bootloader no longer starts it by itself.
   kNotConfirmed = 32,

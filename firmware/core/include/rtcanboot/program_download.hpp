@@ -24,6 +24,7 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/image_format.hpp"
 #include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/key_record.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace rtcanboot {
@@ -72,6 +73,15 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   void report_boot_failure(canopen::FlashStatus status, canopen::FlashDetail detail) {
     set_status(status, detail);
   }
+  // From now on every container must carry a signature record by the record's key that
+  // verifies, with a security counter of at least its min_security_counter; else it is refused
+  // with 0x1F57 code 65 and its own detail before anything is written (docs/security.md). A
+  // record with a wrong magic or a key that ed25519::valid_public_key() refuses makes every
+  // container refused (kUnknownKey): fail closed. `record` must outlive this object. Without
+  // this call no signature is asked for.
+  void require_signature(const KeyRecord& record);
+  bool signature_required() const { return signing_key_ != nullptr; }
+
   // The port cannot erase or program (`why`): downloads and clears are refused with abort
   // 0x0606_0000 and 0x1F57:1 keeps reporting write error with `why`.
   void refuse_flash_work(canopen::FlashDetail why) { flash_refused_ = why; }
@@ -111,6 +121,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   };
 
   canopen::Abort take_header(const std::uint8_t*& data, std::uint32_t& length);
+  // The signature checks on a parsed header (require_signature()); OK when none is required.
+  image::CheckResult check_signature_of_header() const;
   canopen::Abort reject(canopen::Abort abort, canopen::FlashStatus status,
                         canopen::FlashDetail detail);
   void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
@@ -148,6 +160,10 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   canopen::Abort pending_abort_ = canopen::Abort::kNone;  // for the next write()/end()
   canopen::FlashStatus status_ = canopen::FlashStatus::kOk;
   canopen::FlashDetail detail_ = canopen::FlashDetail::kNone;
+
+  const std::uint8_t* signing_key_ = nullptr;  // nullptr: unsigned containers are accepted
+  bool signing_key_usable_ = false;
+  std::uint32_t min_security_counter_ = 0;
 
   bool size_known_ = false;
   std::uint32_t announced_size_ = 0;

@@ -18,6 +18,9 @@
 #include "rtcanboot/product.hpp"
 #include "rtcanboot/provisioning.hpp"
 #include "self_test.hpp"
+#ifdef RTCANBOOT_HAS_KEY_RECORD
+#include "build_key_record.hpp"  // generated from RTCANBOOT_SIGNING_KEY (key_record.py)
+#endif
 
 extern "C" {
 extern std::uint32_t __stack_top[];
@@ -181,6 +184,10 @@ constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this bo
   if (!flash_ready) settings.flash_refused = g_flash.refusal();
   settings.lss_rates = lss_supported_rates(board::kCanClockHz);
   settings.self_test = &g_self_test;
+#ifdef RTCANBOOT_HAS_KEY_RECORD
+  settings.key_record = &port::kBuildKeyRecord;
+  console_write("signed images only\n");
+#endif
   static Bootloader bootloader(can, g_flash, g_sha, std::span<std::uint8_t>(g_download_buffer),
                                settings);
 

@@ -13,6 +13,10 @@
 
 namespace rtcanboot::host {
 
+namespace signing {
+class PrivateKey;
+}
+
 enum class InputFormat { kAuto, kElf, kIntelHex, kSrec, kBinary, kContainer };
 const char* to_string(InputFormat format);
 // "elf", "hex", "ihex", "srec", "s19", "bin", "container", "auto"; throws Error(kUsage).
@@ -57,6 +61,10 @@ struct PackOptions {
   std::uint32_t product_code = 0;
   std::uint32_t image_version = 0;
   std::uint16_t header_length = image::kDefaultHeaderLength;
+  // Sign with this key (a header of at least image::kSignedHeaderLength bytes is used; a
+  // smaller header_length grows to it). The key must outlive the call.
+  const signing::PrivateKey* sign_with = nullptr;
+  std::uint32_t security_counter = 0;  // the signature record's anti-rollback counter
 };
 
 // The container: header + payload, the exact bytes to write into 0x1F50:1.

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "rtcanboot/image_format.hpp"
+
 namespace rtcanboot::host::signing {
 
 using PublicKey = std::array<std::uint8_t, 32>;  // RFC 8032 encoding of A
@@ -50,5 +52,28 @@ PublicKey parse_public_key_pem(const std::string& pem, const std::string& name);
 // OpenSSL's Ed25519 verification (EVP_DigestVerify), for tests and host-side checks.
 bool openssl_verify(const PublicKey& key, std::span<const std::uint8_t> message,
                     const Signature& signature);
+
+// Adds the signature record (docs/security.md) to a container whose header was just encoded
+// with a zero-filled records area of at least image::kSignedHeaderLength bytes: record first in
+// the area, signed message signed with `key` (OpenSSL), header CRC recomputed. Throws
+// Error(kInput) when the header has no room.
+void sign_container(std::vector<std::uint8_t>& container, const PrivateKey& key,
+                    std::uint32_t security_counter);
+
+// What `rtcanboot verify` found in a container.
+struct VerifyReport {
+  image::Header header;
+  bool has_signature = false;
+  image::SignatureRecord record;
+  bool key_checked = false;  // a key was given and the signature verified with it
+};
+
+// Checks a container: structure, header CRC, payload CRC-32 and SHA-256 (Error kInput), the
+// records area walk (a malformed area or signature record: Error kInput). With `key`: the
+// container must carry a signature record by that key whose signature OpenSSL verifies over the
+// signed message; otherwise Error(kRejected) says which of: no signature, another key, bad
+// signature.
+VerifyReport verify_container(std::span<const std::uint8_t> bytes, const std::string& name,
+                              const PublicKey* key);
 
 }  // namespace rtcanboot::host::signing

@@ -47,7 +47,11 @@ struct UpdateOptions {
   std::optional<std::uint32_t> vendor_id;  // container fields when packing (default: node's 0x1018)
   std::optional<std::uint32_t> product_code;
   std::uint32_t image_version = 0;
-  bool allow_block = true;             // false: segmented only
+  bool allow_block = true;  // false: segmented only
+  // false: --no-clear, download without the 0x1F51 clear first (rtcanboot accepts it and revokes
+  // the installed image only once the container's header, signature included, passed; a refused
+  // container then leaves the installed image valid). Other CiA 302-3 nodes may refuse it.
+  bool clear_first = true;
   int download_attempts = 2;           // clear + download again when the node restarts part-way
   Micros reboot_window = 5'000'000;    // how long resets between steps may take
   Micros flash_timeout = 120'000'000;  // 0x1F57 busy at most this long
