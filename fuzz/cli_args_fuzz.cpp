@@ -88,6 +88,7 @@ const char* const kWords[] = {
     "--sign",
     "--security-counter",
     "--no-clear",
+    "--clear",
 };
 constexpr std::size_t kWordCount = sizeof kWords / sizeof kWords[0];
 

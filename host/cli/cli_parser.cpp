@@ -151,9 +151,14 @@ Parser::Parser()
   flash_->add_flag("--force-product", fa.force_product,
                    "Flash an image made for another vendor/product");
   flash_->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");
-  flash_->add_flag("--no-clear", fa.no_clear,
-                   "Download without the 0x1F51 clear first (rtcanboot nodes: a refused image, "
-                   "e.g. an unsigned one, then leaves the installed application valid)");
+  auto* no_clear = flash_->add_flag(
+      "--no-clear", fa.no_clear,
+      "Never send the 0x1F51 clear before the download (the default skips it only on an "
+      "rtcanboot bootloader, where a refused image then leaves the installed application valid)");
+  flash_
+      ->add_flag("--clear", fa.clear,
+                 "Always send the 0x1F51 clear before the download, as CiA 302-2 masters do")
+      ->excludes(no_clear);
   flash_
       ->add_option("--flash-timeout", fa.flash_timeout_s,
                    "Seconds the node may stay busy erasing/programming")

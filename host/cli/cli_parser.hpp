@@ -39,6 +39,7 @@ struct FlashArgs {
   bool force_product = false;
   bool segmented = false;
   bool no_clear = false;
+  bool clear = false;
   int flash_timeout_s = 120;
   int boot_timeout_s = 10;
   int confirm_timeout_s = 30;

@@ -211,7 +211,9 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   o.force = a.force;
   o.force_product = a.force_product;
   o.allow_block = !a.segmented;
-  o.clear_first = !a.no_clear;
+  o.clear = a.clear      ? UpdateOptions::Clear::kAlways
+            : a.no_clear ? UpdateOptions::Clear::kNever
+                         : UpdateOptions::Clear::kAuto;
   o.flash_timeout = static_cast<Micros>(a.flash_timeout_s) * 1'000'000;
   o.boot_timeout = static_cast<Micros>(a.boot_timeout_s) * 1'000'000;
   o.confirm_timeout = static_cast<Micros>(a.confirm_timeout_s) * 1'000'000;

@@ -294,7 +294,8 @@ TEST_F(UpdateTest, PackedContainerForAnotherProductIsRefused) {
 }
 
 // A node built with a key record (docs/security.md): a container signed by the key is installed;
-// an unsigned one is refused with the decoded reason. With --no-clear (clear_first = false) the
+// an unsigned one is refused with the decoded reason. Without the clear (the default for an
+// rtcanboot bootloader, or --no-clear) the
 // installed application stays valid and nothing is erased; with the CiA 302-2 clear first, the
 // clear has removed it already (the documented rule).
 class SignedUpdateTest : public UpdateTest {
@@ -325,18 +326,24 @@ TEST_F(SignedUpdateTest, SignedIsInstalledUnsignedIsRefusedAndWithoutClearKeepsT
       run_update(*master, container(app_image(4000, 1), true), options, events);
   ASSERT_TRUE(board->app_running());
   const int erases = board->flash.erases;
-  steps.clear();
-  options.clear_first = false;
   std::string message;
-  EXPECT_EQ(fails_with(container(app_image(5000, 2), false), &message), ErrorKind::kRejected);
-  EXPECT_NE(message.find("not signed"), std::string::npos) << message;
-  EXPECT_FALSE(saw_step("clearing"));
-  EXPECT_EQ(board->flash.erases, erases);
-  NodeInfo info = read_node_info(*master, 7);
-  EXPECT_EQ(*info.software_id, installed.software_id);
-  EXPECT_EQ(*info.program_state, 0U);  // stopped: a valid program is installed
+  NodeInfo info;
+  // The default skips the clear on an rtcanboot bootloader; --no-clear skips it everywhere.
+  for (const auto clear : {UpdateOptions::Clear::kAuto, UpdateOptions::Clear::kNever}) {
+    SCOPED_TRACE(clear == UpdateOptions::Clear::kAuto ? "default" : "--no-clear");
+    steps.clear();
+    options.clear = clear;
+    EXPECT_EQ(fails_with(container(app_image(5000, 2), false), &message), ErrorKind::kRejected);
+    EXPECT_NE(message.find("not signed"), std::string::npos) << message;
+    EXPECT_FALSE(saw_step("clearing"));
+    EXPECT_EQ(saw_step("no clear"), clear == UpdateOptions::Clear::kAuto);
+    EXPECT_EQ(board->flash.erases, erases);
+    info = read_node_info(*master, 7);
+    EXPECT_EQ(*info.software_id, installed.software_id);
+    EXPECT_EQ(*info.program_state, 0U);  // stopped: a valid program is installed
+  }
 
-  options.clear_first = true;
+  options.clear = UpdateOptions::Clear::kAlways;
   EXPECT_EQ(fails_with(container(app_image(5000, 2), false), &message), ErrorKind::kRejected);
   info = read_node_info(*master, 7);
   EXPECT_EQ(*info.software_id, 0U) << "the clear removed the application";

@@ -1,7 +1,7 @@
 #include "rtcanboot/host/update.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/canopen_defs.hpp"
@@ -491,8 +491,23 @@ class Flow {
     // gets the sequence again from the clear, up to UpdateOptions::download_attempts times.
     bool block = o_.allow_block;
     Micros t0 = 0;
+    bool clear = o_.clear == UpdateOptions::Clear::kAlways;
+    if (o_.clear == UpdateOptions::Clear::kAuto) {
+      std::optional<std::uint8_t> running;
+      try {
+        running = m_.upload_u8(node, od::kRtcanbootInfo, 1);
+      } catch (const SdoError& e) {
+        if (e.timed_out()) throw;
+      }
+      clear = running != std::uint8_t{1};
+      if (!clear) {
+        step(
+            "no clear: the rtcanboot bootloader revokes the installed application only once the "
+            "container has passed its checks");
+      }
+    }
     for (int attempt = 1;; ++attempt) {
-      if (o_.clear_first) {
+      if (clear) {
         step("clearing the application region");
         retry_while_rebooting("clearing the program", [&] {
           m_.download_u8(node, od::kProgramControl, p,

@@ -48,10 +48,12 @@ struct UpdateOptions {
   std::optional<std::uint32_t> product_code;
   std::uint32_t image_version = 0;
   bool allow_block = true;  // false: segmented only
-  // false: --no-clear, download without the 0x1F51 clear first (rtcanboot accepts it and revokes
-  // the installed image only once the container's header, signature included, passed; a refused
-  // container then leaves the installed image valid). Other CiA 302-3 nodes may refuse it.
-  bool clear_first = true;
+  // The 0x1F51 clear before the download. kAuto: only for nodes that are not an rtcanboot
+  // bootloader (0x5F00:1 = 1). rtcanboot accepts a download without it and revokes the installed
+  // image only once the container's header, signature included, passed, so a refused container
+  // leaves the installed image valid; other CiA 302-3 nodes may need the clear.
+  enum class Clear : std::uint8_t { kAuto, kAlways, kNever };
+  Clear clear = Clear::kAuto;
   int download_attempts = 2;           // clear + download again when the node restarts part-way
   Micros reboot_window = 5'000'000;    // how long resets between steps may take
   Micros flash_timeout = 120'000'000;  // 0x1F57 busy at most this long
