@@ -22,7 +22,7 @@ def payload_bytes(length, seed):
     return head + body
 
 
-def container(payload, header_length, image_version, flags):
+def container(payload, header_length, image_version, flags, records=b"", sent=None):
     fixed = struct.pack(
         "<IHHIIIIIII",
         MAGIC,
@@ -38,9 +38,24 @@ def container(payload, header_length, image_version, flags):
     )
     fixed += hashlib.sha256(payload).digest() + struct.pack("<I", 0)
     assert len(fixed) == 0x48
-    header = fixed + bytes(header_length - 4 - len(fixed))
+    header = fixed + records + bytes(header_length - 4 - len(fixed) - len(records))
     header += struct.pack("<I", zlib.crc32(header))
-    return header + payload
+    return header + (payload if sent is None else sent)
+
+
+SECTOR = 4096
+FLAG_SPARSE = 0x0001
+RECORD_EXTENTS = 0x0002
+
+
+def sparse_container(payload, header_length, image_version, runs):
+    """Header of the whole image, an extents record, then only the listed sectors' bytes."""
+    record = struct.pack("<HH", RECORD_EXTENTS, 4 * len(runs))
+    sent = b""
+    for first, count in runs:
+        record += struct.pack("<HH", first, count)
+        sent += payload[first * SECTOR : (first + count) * SECTOR]
+    return container(payload, header_length, image_version, FLAG_SPARSE, record, sent)
 
 
 VECTORS = {
@@ -50,10 +65,23 @@ VECTORS = {
     "container_info_flags": (40, 2, 0x60, 0xFFFFFFFF, 0xA5A50000),
 }
 
+SPARSE_VECTORS = {
+    # name: (payload length, payload seed, header length, image version, runs)
+    # Sectors 0 and 2 of a 3-sector image whose last sector is partial (1808 bytes).
+    "container_sparse": (10000, 3, 128, 0x00020000, [(0, 1), (2, 1)]),
+    # No sector at all: the same image again.
+    "container_sparse_empty": (10000, 3, 128, 0x00020000, []),
+}
+
 if __name__ == "__main__":
     here = Path(__file__).parent
-    for name, (length, seed, header_length, version, flags) in VECTORS.items():
-        data = container(payload_bytes(length, seed), header_length, version, flags)
+    made = {
+        name: container(payload_bytes(length, seed), header_length, version, flags)
+        for name, (length, seed, header_length, version, flags) in VECTORS.items()
+    }
+    for name, (length, seed, header_length, version, runs) in SPARSE_VECTORS.items():
+        made[name] = sparse_container(payload_bytes(length, seed), header_length, version, runs)
+    for name, data in made.items():
         (here / f"{name}.bin").write_bytes(data)
         lines = [data[i : i + 16].hex(" ") for i in range(0, len(data), 16)]
         (here / f"{name}.hex").write_text("\n".join(lines) + "\n")

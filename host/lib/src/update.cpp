@@ -109,6 +109,13 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashDetail::kBadVectorTable:
       d = "the image's initial stack pointer or reset handler cannot start";
       break;
+    case FlashDetail::kBadExtents:
+      d = "the sparse container's extents record is malformed";
+      break;
+    case FlashDetail::kSparseVerifyFailed:
+      d = "after programming the sent sectors the image differs from the container's (the "
+          "sectors not sent do not match)";
+      break;
     case FlashDetail::kTransferCrc:
       d = "the SDO block transfer's CRC did not match the data";
       break;
