@@ -362,6 +362,9 @@ class Flow {
                                         const image::Header& header) {
     const std::uint8_t node = o_.node;
     const std::uint32_t sectors = image::sector_count(header.payload_length);
+    // A download another master left open, or its verification, ends first: the digests
+    // describe the flash only when nothing writes it.
+    wait_flash_idle("finishing earlier work");
     try {
       retry_while_rebooting("asking for the sector digests", [&] {
         m_.download_u32(node, od::kSectorDigests, 1, sectors);
