@@ -125,6 +125,30 @@ TEST_F(UpdateTest, SameImageIsSkippedUnlessForced) {
   EXPECT_TRUE(board->app_running());
 }
 
+// The node's flash changes between the digests and the download (here: behind its back), so
+// the sectors not sent are not the image's: the node refuses to commit (detail 34) and the flow
+// sends the whole image instead.
+TEST_F(UpdateTest, ASparseImageThatFailsToVerifyIsSentWhole) {
+  auto in = app_image(40'000, 2);
+  run_update(*master, in, options, events);
+  ASSERT_TRUE(board->app_running());
+  in.image->bytes[5 * 4096 + 17] ^= 0xFF;
+  steps.clear();
+  events.step = [this](const std::string& s) {
+    steps.push_back(s);
+    if (s.find("sending 1 of 10 sectors") != std::string::npos) {
+      board->flash.mem[memory_map::kAppOffset + 2 * 4096 + 3] ^= 0x10;  // sector 2, not sent
+    }
+  };
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_TRUE(saw_step("sending 1 of 10 sectors"));
+  EXPECT_TRUE(saw_step("sectors not sent do not match"));
+  EXPECT_TRUE(saw_step("clearing the application region"));
+  EXPECT_FALSE(r.sparse);
+  EXPECT_TRUE(board->app_running());
+  EXPECT_EQ(r.software_id, crc32(0, in.image->bytes.data(), in.image->bytes.size()));
+}
+
 TEST_F(UpdateTest, ASmallChangeSendsOnlyTheSectorsItTouched) {
   auto in = app_image(40'000, 2);
   run_update(*master, in, options, events);
