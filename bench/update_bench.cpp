@@ -3,7 +3,8 @@
 // The real bootloader runs in the twin; the host library's CiA 302-2 update flow (what
 // `rtcanboot flash` runs) updates it over the twin's bit-accurate CAN bus, in pure virtual time.
 // Every case starts from a board whose bootloader runs the example application (a valid, committed
-// image), so the flow stops it, clears, downloads, waits for the verification and reads 0x1F57.
+// image), so the flow stops it, clears, downloads, waits for the verification and reads 0x1F57
+// (--full: the whole image); the sector-diff cases let the flow send only the sectors that differ.
 //
 // Per case (docs/benchmarks.md explains the columns): update_s from the first frame the host
 // queues to the 0x1F57:1 answer reading OK; bus_limit_s of an SDO block download of the same
@@ -15,7 +16,8 @@
 // update_bench [--quick] [--only SUBSTRING] [--json PATH] [--firmware-dir DIR]
 //   default: the two mandatory cases (1 MiB @ 1 Mbit/s, block, latency 0, typical and max flash
 //   timing) first, then every combination of size (64 KiB, 1 MiB), bit rate (125k, 500k, 1M),
-//   transfer (block, segmented), flash timing and host latency (0, 1 ms): 48 cases;
+//   transfer (block, segmented), flash timing and host latency (0, 1 ms), and the sector-diff
+//   cases (1 MiB over 1 MiB: the same image again, resume after a cut at 50 %): 54 cases;
 //   --quick: the two mandatory cases and the boot/footprint figures only.
 #include <algorithm>
 #include <chrono>
@@ -61,7 +63,17 @@ struct Case {
   twin::FlashTiming timing = twin::FlashTiming::kTypical;
   std::uint32_t latency_us = 0;
   std::uint32_t previous_bytes = 0;  // size of the installed application the update replaces
+  // Sector-diff cases (issue 12 item 3); the others send the whole image after a clear (--full).
+  enum class Diff : std::uint8_t {
+    kFull,       // --full
+    kSameImage,  // the installed image again (--force, sector digests: nothing to send)
+    kResume,     // a whole download cut at 50 %, then `flash` again: measured is the second one
+  };
+  Diff diff = Diff::kFull;
 };
+
+// The progress callback of the cut download stops the transfer by throwing this.
+struct CutHere {};
 
 struct CaseResult {
   bool ok = false;
@@ -73,6 +85,8 @@ struct CaseResult {
   double max_response_ms = 0;
   double wall_s = 0;
   bool used_block = false;
+  std::uint32_t sectors_sent = 0;   // sparse updates
+  std::uint32_t sectors_total = 0;  // 0: a whole image was sent
 };
 
 // An application payload of `size` bytes: the example application followed by pseudo-random
@@ -105,7 +119,10 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   rc.flash_timing = c.timing;
   rc.host_latency = static_cast<Nanos>(c.latency_us) * 1000;
   std::vector<std::uint8_t> flash = twinrig::factory_flash(fw.bootloader, rc);
-  twinrig::install_application(flash, sized_app(fw.app, c.previous_bytes, 1), 0x0001'0000);
+  // The same image again: the installed application is the new one (same seed).
+  const unsigned previous_seed = c.diff == Case::Diff::kSameImage ? c.image_bytes : 1;
+  twinrig::install_application(flash, sized_app(fw.app, c.previous_bytes, previous_seed),
+                               0x0001'0000);
   twinrig::Rig rig(rc, flash);
   twin::Board& board = rig.board();
   board.power_on();
@@ -136,9 +153,26 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   o.node = kNode;
   o.start = false;
   o.force = true;
+  o.full = c.diff == Case::Diff::kFull;
   o.allow_block = c.block;
   o.image_version = pack.image_version;
   o.flash_timeout = 600'000'000;
+  if (c.diff == Case::Diff::kResume) {
+    // The whole image, cut when half of it is on the bus; the node times the transfer out.
+    host::UpdateOptions cut = o;
+    cut.full = true;
+    host::UpdateEvents events;
+    events.progress = [](std::uint64_t done, std::uint64_t total) {
+      if (done * 2 >= total) throw CutHere{};
+    };
+    try {
+      host::run_update(m, input, cut, events);
+      res.error = "the download was not cut";
+      return res;
+    } catch (const CutHere&) {
+    }
+    rig.run_until([] { return false; }, rig.sim().now() + 2000 * kMs);
+  }
   // Let the application's last frames settle, then measure from the host's first frame.
   rig.run_until([] { return false; }, rig.sim().now() + 10 * kMs);
   rig.reset_observations();
@@ -147,6 +181,9 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   try {
     const host::UpdateResult r = host::run_update(m, input, o);
     res.used_block = r.used_block;
+    res.sectors_sent = r.sectors_sent;
+    res.sectors_total = r.sparse ? r.sectors_total : 0;
+    if (c.diff != Case::Diff::kFull && !r.sparse) res.error = "the update was not sparse";
     if (r.software_id != crc32(0, payload.data(), payload.size())) {
       res.error = fmt::format("software ID 0x{:08X} after the update", r.software_id);
     }
@@ -353,6 +390,16 @@ std::vector<Case> make_cases(const std::string& mode) {
   if (mode == "quick") return cases;
   add_over(FlashTiming::kTypical);
   add_over(FlashTiming::kMax);
+  // Sector-diff updates of 1 MiB over 1 MiB: the same image again, and the rest of a download
+  // cut at 50 % (bus_limit_s stays that of the whole image, so eff is the gain over it).
+  for (const auto diff : {Case::Diff::kSameImage, Case::Diff::kResume}) {
+    for (const auto timing : {FlashTiming::kTypical, FlashTiming::kMax}) {
+      add(kMiB, 1'000'000, true, timing, 0);
+      cases.back().previous_bytes = kMiB;
+      cases.back().diff = diff;
+      cases.back().name += diff == Case::Diff::kSameImage ? "-sameimage" : "-resume50";
+    }
+  }
   const std::uint32_t bitrates[] = {125'000, 500'000, 1'000'000};
   for (const std::uint32_t size : {64 * kKiB, kMiB}) {
     for (const std::uint32_t br : bitrates) {
@@ -429,11 +476,16 @@ int main(int argc, char** argv) {
         "\"flash_timing\": \"{}\", "
         "\"host_latency_us\": {}, \"previous_image_bytes\": {}, \"update_s\": {:.4f}, "
         "\"bus_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
-        "\"lost_frames\": {}, \"max_sdo_response_ms\": {:.3f}, \"wall_s\": {:.2f}, \"ok\": {}}}",
+        "\"lost_frames\": {}, \"max_sdo_response_ms\": {:.3f}, \"wall_s\": {:.2f}, "
+        "\"sectors_sent\": {}, \"sectors_total\": {}, \"ok\": {}}}",
         c.name, c.image_bytes, c.bitrate, c.block ? "block" : "segmented",
         c.timing == twin::FlashTiming::kMax ? "max" : "typical", c.latency_us,
         c.previous_bytes != 0 ? c.previous_bytes : static_cast<std::uint32_t>(fw->app.size()),
-        r.update_s, r.bus_limit_s, r.efficiency, r.lost_frames, r.max_response_ms, r.wall_s, r.ok);
+        r.update_s, r.bus_limit_s, r.efficiency, r.lost_frames, r.max_response_ms, r.wall_s,
+        r.sectors_sent, r.sectors_total, r.ok);
+    if (r.sectors_total != 0) {
+      std::printf("%-38s sparse: %u of %u sectors sent\n", "", r.sectors_sent, r.sectors_total);
+    }
   }
 
   // A master that does not poll 0x1F57 (issue 12): every answer within its 100 ms timeout.

@@ -52,6 +52,7 @@ const char* const kWords[] = {
     "--output",
     "--no-start",
     "--force",
+    "--full",
     "--force-product",
     "--segmented",
     "--flash-timeout",

@@ -148,6 +148,9 @@ Parser::Parser()
   flash_->add_flag("--no-start", fa.no_start,
                    "Leave the new application stopped in the bootloader");
   flash_->add_flag("--force", fa.force, "Download even if 0x1F56 shows the same image installed");
+  flash_->add_flag("--full", fa.full,
+                   "Send the whole image after a clear, even when the node's sector digests "
+                   "(0x5F02) show that most of it is in place already");
   flash_->add_flag("--force-product", fa.force_product,
                    "Flash an image made for another vendor/product");
   flash_->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");

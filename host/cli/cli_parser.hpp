@@ -36,6 +36,7 @@ struct FlashArgs {
   std::string node;
   bool no_start = false;
   bool force = false;
+  bool full = false;
   bool force_product = false;
   bool segmented = false;
   bool no_clear = false;

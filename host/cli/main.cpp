@@ -209,6 +209,7 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   o.image_version = parse_u32(a.in.image_version, "--image-version");
   o.start = !a.no_start;
   o.force = a.force;
+  o.full = a.full;
   o.force_product = a.force_product;
   o.allow_block = !a.segmented;
   o.clear = a.clear      ? UpdateOptions::Clear::kAlways

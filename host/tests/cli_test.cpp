@@ -739,7 +739,8 @@ TEST_F(Cli, ExitCodeTable) {
   {
     SCOPED_TRACE("6 timeout: the node stalls for 2.5 s part-way through the download");
     bridge.stall(200, 2'500'000);
-    const CliRun r = run(fmt::format("{} flash --force --node 5 --no-start {}", bus, hex));
+    // --full: the same image again would otherwise be a header-only sparse download.
+    const CliRun r = run(fmt::format("{} flash --force --full --node 5 --no-start {}", bus, hex));
     expect_error(r, 6, "download interrupted after");
   }
   {

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -307,6 +308,107 @@ TEST(Files, LoadInputDetectsFormatsAndRejectsBadFiles) {
   EXPECT_NE(message_of([&] { load_input((dir / "missing.hex").string(), {}); }).find("cannot open"),
             std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+// --- sparse containers ----------------------------------------------------------------------
+
+std::vector<std::uint8_t> plain_container(std::uint32_t length, std::uint16_t header_length = 128) {
+  FlatImage image;
+  image.address = mm::kAppAddress;
+  image.bytes.resize(length);
+  for (std::uint32_t i = 0; i < length; ++i) image.bytes[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  store_le32(image.bytes.data(), mm::kDtcmBase + 0x1000);
+  store_le32(image.bytes.data() + 4, mm::kAppAddress | 1U);
+  PackOptions options;
+  options.vendor_id = 1;
+  options.product_code = 2;
+  options.header_length = header_length;
+  return pack(image, options);
+}
+
+TEST(Sparse, SectorDigestsPadTheLastSectorWithErasedBytes) {
+  std::vector<std::uint8_t> payload(4096 + 10, 0x11);
+  const auto digests = sector_digests(payload);
+  ASSERT_EQ(digests.size(), 2U);
+  EXPECT_EQ(digests[0], crc32(0, payload.data(), 4096));
+  std::vector<std::uint8_t> last(4096, 0xFF);
+  std::fill_n(last.begin(), 10, 0x11);
+  EXPECT_EQ(digests[1], crc32(0, last.data(), last.size()));
+}
+
+TEST(Sparse, DifferingRunsListWhatDiffersAndMergeTheClosestWhenThereAreTooMany) {
+  const std::vector<std::uint32_t> local = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  std::vector<std::uint32_t> node = local;
+  node[1] = 0;
+  node[2] = 0;
+  node[5] = 0;
+  node[9] = 0;
+  image::ExtentList runs = differing_runs(local, node);
+  ASSERT_EQ(runs.count, 3U);
+  EXPECT_EQ(runs.runs[0].first_sector, 1);
+  EXPECT_EQ(runs.runs[0].sector_count, 2);
+  EXPECT_EQ(runs.runs[1].first_sector, 5);
+  EXPECT_EQ(runs.runs[2].first_sector, 9);
+  // Two runs at most: the smallest gap (sectors 3..4 between the first two) is closed.
+  runs = differing_runs(local, node, 2);
+  ASSERT_EQ(runs.count, 2U);
+  EXPECT_EQ(runs.runs[0].first_sector, 1);
+  EXPECT_EQ(runs.runs[0].sector_count, 5);
+  EXPECT_EQ(runs.runs[1].first_sector, 9);
+  // Sectors the node did not report differ.
+  runs = differing_runs(local, std::vector<std::uint32_t>(local.begin(), local.begin() + 8));
+  ASSERT_EQ(runs.count, 1U);
+  EXPECT_EQ(runs.runs[0].first_sector, 8);
+  EXPECT_EQ(differing_runs(local, local).count, 0U);
+}
+
+TEST(Sparse, MakeSparseCarriesTheListedSectorsUnderTheWholeImagesHeader) {
+  const auto container = plain_container(3 * 4096 + 500);
+  image::ExtentList runs;
+  runs.runs[runs.count++] = {1, 1};
+  runs.runs[runs.count++] = {3, 1};
+  const auto sparse = make_sparse(container, runs);
+  ASSERT_TRUE(sparse.has_value());
+  ASSERT_EQ(sparse->size(), 128U + 4096 + 500);
+  const image::Expectation expect{1, 2, mm::kAppAddress, mm::kAppSize};
+  image::Header plain_header;
+  image::Header header;
+  ASSERT_TRUE(image::parse(container.data(), container.size(), expect, plain_header).ok());
+  ASSERT_TRUE(image::parse(sparse->data(), sparse->size(), expect, header).ok());
+  EXPECT_EQ(header.payload_crc32, plain_header.payload_crc32);
+  EXPECT_EQ(header.payload_length, plain_header.payload_length);
+  EXPECT_EQ(header.flags & image::kFlagSparse, image::kFlagSparse);
+  image::ExtentList parsed;
+  ASSERT_TRUE(image::parse_extents(sparse->data(), header, parsed).ok());
+  EXPECT_EQ(parsed.count, 2U);
+  EXPECT_TRUE(std::equal(sparse->begin() + 128, sparse->begin() + 128 + 4096,
+                         container.begin() + 128 + 4096));
+  EXPECT_TRUE(
+      std::equal(sparse->begin() + 128 + 4096, sparse->end(), container.begin() + 128 + 3 * 4096));
+}
+
+TEST(Sparse, MakeSparseKeepsTheOtherRecordsOfThePlainHeader) {
+  auto container = plain_container(2 * 4096, 256);
+  // A record of another type (as a signature would be) at the start of the records area.
+  store_le16(container.data() + 0x48, 0x0001);
+  store_le16(container.data() + 0x4A, 8);
+  for (int i = 0; i < 8; ++i) container[0x4C + i] = static_cast<std::uint8_t>(0xA0 + i);
+  store_le32(container.data() + 252, crc32(0, container.data(), 252));
+  image::ExtentList runs;
+  runs.runs[runs.count++] = {0, 1};
+  const auto sparse = make_sparse(container, runs);
+  ASSERT_TRUE(sparse.has_value());
+  EXPECT_TRUE(std::equal(sparse->begin() + 0x48, sparse->begin() + 0x54, container.begin() + 0x48));
+  const image::Expectation expect{1, 2, mm::kAppAddress, mm::kAppSize};
+  image::Header header;
+  ASSERT_TRUE(image::parse(sparse->data(), sparse->size(), expect, header).ok());
+  image::ExtentList parsed;
+  ASSERT_TRUE(image::parse_extents(sparse->data(), header, parsed).ok());
+  EXPECT_EQ(parsed.count, 1U);
+  // A records area that does not walk to its end is not turned into a sparse container.
+  store_le16(container.data() + 0x4A, 400);
+  store_le32(container.data() + 252, crc32(0, container.data(), 252));
+  EXPECT_FALSE(make_sparse(container, runs).has_value());
 }
 
 }  // namespace

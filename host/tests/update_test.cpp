@@ -105,10 +105,66 @@ TEST_F(UpdateTest, SameImageIsSkippedUnlessForced) {
   EXPECT_TRUE(saw_step("already runs this image"));
   EXPECT_EQ(board->flash.erases, erases);
   options.force = true;
+  steps.clear();
+  // Forced: the node's sector digests show every sector in place, so nothing is sent but the
+  // header, and nothing is erased.
   const UpdateResult forced = run_update(*master, in, options, events);
   EXPECT_FALSE(forced.skipped);
+  EXPECT_TRUE(forced.sparse);
+  EXPECT_EQ(forced.sectors_sent, 0U);
+  EXPECT_EQ(forced.sectors_total, 2U);
+  EXPECT_EQ(forced.bytes, image::kDefaultHeaderLength);
+  EXPECT_TRUE(saw_step("sending 0 of 2 sectors"));
+  EXPECT_FALSE(saw_step("clearing"));
+  EXPECT_EQ(board->flash.erases, erases);
+  EXPECT_TRUE(board->app_running());
+  // --full: clear and the whole image.
+  options.full = true;
+  const UpdateResult full = run_update(*master, in, options, events);
+  EXPECT_FALSE(full.sparse);
   EXPECT_GT(board->flash.erases, erases);
   EXPECT_TRUE(board->app_running());
+}
+
+// The node's flash changes between the digests and the download (here: behind its back), so
+// the sectors not sent are not the image's: the node refuses to commit (detail 34) and the flow
+// sends the whole image instead.
+TEST_F(UpdateTest, ASparseImageThatFailsToVerifyIsSentWhole) {
+  auto in = app_image(40'000, 2);
+  run_update(*master, in, options, events);
+  ASSERT_TRUE(board->app_running());
+  in.image->bytes[5 * 4096 + 17] ^= 0xFF;
+  steps.clear();
+  events.step = [this](const std::string& s) {
+    steps.push_back(s);
+    if (s.find("sending 1 of 10 sectors") != std::string::npos) {
+      board->flash.mem[memory_map::kAppOffset + 2 * 4096 + 3] ^= 0x10;  // sector 2, not sent
+    }
+  };
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_TRUE(saw_step("sending 1 of 10 sectors"));
+  EXPECT_TRUE(saw_step("sectors not sent do not match"));
+  EXPECT_TRUE(saw_step("no clear"));  // the whole image, without a clear on an rtcanboot node
+  EXPECT_FALSE(r.sparse);
+  EXPECT_TRUE(board->app_running());
+  EXPECT_EQ(r.software_id, crc32(0, in.image->bytes.data(), in.image->bytes.size()));
+}
+
+TEST_F(UpdateTest, ASmallChangeSendsOnlyTheSectorsItTouched) {
+  auto in = app_image(40'000, 2);
+  run_update(*master, in, options, events);
+  ASSERT_TRUE(board->app_running());
+  in.image->bytes[5 * 4096 + 17] ^= 0xFF;
+  in.image->bytes[9 * 4096 + 1] ^= 0xFF;
+  steps.clear();
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_TRUE(r.sparse);
+  EXPECT_EQ(r.sectors_sent, 2U);
+  EXPECT_EQ(r.sectors_total, 10U);
+  EXPECT_TRUE(saw_step("sending 2 of 10 sectors (8 KiB): the rest already matches"));
+  EXPECT_LT(r.bytes, 3U * 4096);
+  EXPECT_TRUE(board->app_running());
+  EXPECT_EQ(r.software_id, crc32(0, in.image->bytes.data(), in.image->bytes.size()));
 }
 
 TEST_F(UpdateTest, UpdatesOverARunningApplication) {

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -126,7 +128,9 @@ TEST(ImageFormat, RequiredFlagBitsAreRejectedInformationalAccepted) {
     Bytes bytes = header_bytes();
     store_le32(bytes.data() + 0x1C, 1U << bit);
     reseal(bytes);
-    if (bit < 16) {
+    if (bit == 0) {
+      EXPECT_TRUE(check(bytes).ok()) << "bit 0 is the sparse flag";
+    } else if (bit < 16) {
       expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
     } else {
       EXPECT_TRUE(check(bytes).ok()) << "bit " << bit;
@@ -195,6 +199,120 @@ TEST(ImageFormat, EncodeRefusesBadLengthsAndSmallBuffers) {
   header.header_length = 128;
   EXPECT_FALSE(image::encode(header, out, 127));
   EXPECT_TRUE(image::encode(header, out, 128));
+}
+
+// --- sparse containers ----------------------------------------------------------------------
+
+// The header of an image of `sectors` sectors (the last one `tail` bytes short) with the records
+// area given as raw bytes, sparse flag set, sealed.
+Bytes sparse_header(const Bytes& records, std::uint32_t sectors = 10, std::uint32_t tail = 0,
+                    std::uint16_t header_length = 128) {
+  image::Header header =
+      test::header_for(test::make_payload(sectors * image::kSectorSize - tail, 1));
+  header.header_length = header_length;
+  header.flags = image::kFlagSparse;
+  Bytes bytes(header_length);
+  EXPECT_TRUE(image::encode(header, bytes.data(), bytes.size()));
+  EXPECT_LE(records.size(), header_length - 4U - image::kFixedLength);
+  std::copy(records.begin(), records.end(), bytes.begin() + image::kFixedLength);
+  reseal(bytes);
+  return bytes;
+}
+
+Bytes record(std::uint16_t type, const std::vector<std::uint16_t>& words,
+             std::optional<std::uint16_t> length = std::nullopt) {
+  Bytes bytes(4 + 2 * words.size());
+  store_le16(bytes.data(), type);
+  store_le16(bytes.data() + 2, length.value_or(static_cast<std::uint16_t>(2 * words.size())));
+  for (std::size_t i = 0; i < words.size(); ++i) store_le16(bytes.data() + 4 + 2 * i, words[i]);
+  return bytes;
+}
+
+Bytes concat(Bytes a, const Bytes& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+image::CheckResult check_extents(const Bytes& bytes, image::ExtentList& out) {
+  image::Header header;
+  const image::CheckResult result = image::parse(bytes.data(), bytes.size(), expectation(), header);
+  if (!result.ok()) return result;
+  return image::parse_extents(bytes.data(), header, out);
+}
+
+TEST(ImageFormatSparse, EncodedRunsParseBackAndCountTheirBytes) {
+  const Bytes payload = test::make_payload(5 * image::kSectorSize + 100, 2);
+  image::Header header = test::header_for(payload);
+  const image::ExtentList runs = test::runs({{0, 2}, {3, 1}, {5, 1}});
+  header.header_length = static_cast<std::uint16_t>(image::sparse_header_length(runs.count));
+  EXPECT_EQ(header.header_length, 128);
+  Bytes bytes(header.header_length);
+  ASSERT_TRUE(image::encode_sparse(header, runs, bytes.data(), bytes.size()));
+  image::ExtentList parsed;
+  ASSERT_TRUE(check_extents(bytes, parsed).ok());
+  ASSERT_EQ(parsed.count, 3U);
+  EXPECT_EQ(parsed.runs[1].first_sector, 3);
+  EXPECT_EQ(parsed.runs[2].sector_count, 1);
+  EXPECT_EQ(load_le32(bytes.data() + 0x1C) & image::kFlagSparse, image::kFlagSparse);
+  // The last sector holds 100 bytes of the image.
+  EXPECT_EQ(image::sparse_payload_length(parsed, header.payload_length),
+            3 * image::kSectorSize + 100);
+  EXPECT_EQ(test::make_sparse_container(payload, runs).size(), 128 + 3 * image::kSectorSize + 100);
+  // The largest record fills a 1024-byte header; one run more does not fit.
+  image::ExtentList most;
+  for (std::uint32_t i = 0; i < image::kMaxExtents; ++i) {
+    most.runs[most.count++] = {static_cast<std::uint16_t>(2 * i), 1};
+  }
+  header.header_length = static_cast<std::uint16_t>(image::sparse_header_length(most.count));
+  EXPECT_EQ(header.header_length, image::kMaxHeaderLength);
+  header.payload_length = 2 * image::kMaxExtents * image::kSectorSize;
+  Bytes big(header.header_length);
+  ASSERT_TRUE(image::encode_sparse(header, most, big.data(), big.size()));
+  ASSERT_TRUE(check_extents(big, parsed).ok());
+  EXPECT_EQ(parsed.count, image::kMaxExtents);
+  header.header_length = 128;
+  EXPECT_FALSE(image::encode_sparse(header, most, big.data(), big.size()));
+}
+
+TEST(ImageFormatSparse, OtherRecordsAndPaddingAreSkipped) {
+  image::ExtentList parsed;
+  const Bytes signature_like = record(0x0001, std::vector<std::uint16_t>(52, 0xABCD));
+  EXPECT_TRUE(check_extents(
+                  sparse_header(concat(signature_like, record(0x0002, {4, 2})), 10, 0, 256), parsed)
+                  .ok());
+  ASSERT_EQ(parsed.count, 1U);
+  EXPECT_EQ(parsed.runs[0].first_sector, 4);
+  // No runs at all is the same image again.
+  EXPECT_TRUE(check_extents(sparse_header(record(0x0002, {})), parsed).ok());
+  EXPECT_EQ(parsed.count, 0U);
+}
+
+TEST(ImageFormatSparse, MalformedRecordsAreBadExtents) {
+  const struct {
+    const char* what;
+    Bytes records;
+  } cases[] = {
+      {"no extents record", {}},
+      {"two extents records", concat(record(0x0002, {1, 1}), record(0x0002, {5, 1}))},
+      {"empty run", record(0x0002, {1, 0})},
+      {"runs out of order", record(0x0002, {5, 1, 2, 1})},
+      {"overlapping runs", record(0x0002, {2, 3, 4, 1})},
+      {"touching runs", record(0x0002, {2, 2, 4, 1})},
+      {"run past the image", record(0x0002, {9, 2})},
+      {"run starting past the image", record(0x0002, {10, 1})},
+      {"length not a multiple of 4", record(0x0002, {1, 1, 0}, 6)},
+      {"record longer than the area", record(0x0002, {1, 1}, 0x7FFC)},
+      {"unknown record longer than the area", record(0x0007, {}, 60)},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    image::ExtentList parsed;
+    expect_result(check_extents(sparse_header(c.records), parsed), FlashStatus::kDataFormatError,
+                  FlashDetail::kBadExtents);
+  }
+  // The image's partial last sector counts as a sector.
+  image::ExtentList parsed;
+  EXPECT_TRUE(check_extents(sparse_header(record(0x0002, {9, 1}), 10, 4000), parsed).ok());
 }
 
 // --- test vectors ---------------------------------------------------------------------------
@@ -506,6 +624,30 @@ TEST(SignatureRecord, PlaceRefusesARecordThatDoesNotFit) {
   EXPECT_TRUE(
       image::place_signature_record(bytes.data(), image::kSignedHeaderLength + 4, 0x4C, record));
   EXPECT_TRUE(check(bytes).ok());  // header CRC recomputed
+}
+
+TEST(ImageFormatVectors, SparseVectorsAreWhatTheEncoderWritesAndParseBack) {
+  const Bytes image = vector_payload(10000, 3);
+  const struct {
+    const char* name;
+    image::ExtentList runs;
+  } vectors[] = {
+      {"container_sparse", test::runs({{0, 1}, {2, 1}})},
+      {"container_sparse_empty", test::runs({})},
+  };
+  for (const auto& vector : vectors) {
+    SCOPED_TRACE(vector.name);
+    const Bytes bytes = read_file(std::string(vector.name) + ".bin");
+    EXPECT_EQ(read_hex(std::string(vector.name) + ".hex"), bytes);
+    EXPECT_EQ(test::make_sparse_container(image, vector.runs, 0x0002'0000), bytes);
+    image::ExtentList parsed;
+    ASSERT_TRUE(check_extents(bytes, parsed).ok());
+    image::Header header;
+    ASSERT_TRUE(image::parse(bytes.data(), bytes.size(), expectation(), header).ok());
+    EXPECT_EQ(header.payload_crc32, crc32(0, image.data(), image.size()));
+    EXPECT_EQ(bytes.size(),
+              header.header_length + image::sparse_payload_length(parsed, header.payload_length));
+  }
 }
 
 }  // namespace

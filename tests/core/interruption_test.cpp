@@ -28,7 +28,13 @@ namespace mm = memory_map;
 namespace od = canopen::od;
 using Bytes = std::vector<std::uint8_t>;
 
-enum class Plan { kDownloadOverOld, kClearThenDownload, kDownloadAtJournalSwitch, kLargeImage };
+enum class Plan {
+  kDownloadOverOld,
+  kClearThenDownload,
+  kDownloadAtJournalSwitch,
+  kLargeImage,
+  kSparseOverOld,  // a sparse container: sectors 1 and 3 of the old application changed
+};
 
 // The old application spans five 4 KiB sectors; the new one eight (30 KB), or for kLargeImage a
 // 64 KiB block and more (there only erases, records and every 16th page are cut, to keep the
@@ -37,6 +43,13 @@ struct Images {
   explicit Images(std::uint32_t new_length)
       : new_payload(test::make_payload(new_length, 12)),
         new_container(test::make_container(new_payload, 2)) {}
+  // The old application with two sectors changed, sent as a sparse container of those two.
+  struct SparseTag {};
+  explicit Images(SparseTag) : new_payload(old_payload) {
+    new_payload[1 * image::kSectorSize + 10] ^= 0xFF;
+    new_payload[3 * image::kSectorSize + 99] ^= 0xFF;
+    new_container = test::make_sparse_container(new_payload, test::runs({{1, 1}, {3, 1}}), 2);
+  }
   Bytes old_payload = test::make_payload(20'000, 11);
   Bytes new_payload;
   Bytes new_container;
@@ -47,6 +60,8 @@ Plan current_plan = Plan::kDownloadOverOld;
 const Images& images() {
   static const Images small(30'000);
   static const Images large(70'000);
+  static const Images sparse(Images::SparseTag{});
+  if (current_plan == Plan::kSparseOverOld) return sparse;
   return current_plan == Plan::kLargeImage ? large : small;
 }
 
@@ -60,6 +75,8 @@ std::string name(Plan plan) {
       return "download while the journal changes sectors";
     case Plan::kLargeImage:
       return "download of an image with a 64 KiB block (sampled cuts)";
+    case Plan::kSparseOverOld:
+      return "sparse download of two changed sectors over the old application";
   }
   return "?";
 }
@@ -154,6 +171,10 @@ TEST_P(Interruption, EveryCutLeavesAValidOldOrNewApplicationOrNoProgram) {
     operations = flash.mutating_ops();
     log = flash.operations();
     ASSERT_GT(operations, 10U);
+    if (plan == Plan::kSparseOverOld) {
+      // Two sectors erased and programmed, nothing else of the application touched.
+      ASSERT_EQ(flash.erases(mm::kSectorSize) + flash.erases(65536), 2U);
+    }
     if (plan == Plan::kLargeImage) {
       ASSERT_EQ(flash.erases(65536), 1U);
     }
@@ -226,7 +247,8 @@ TEST_P(Interruption, EveryCutLeavesAValidOldOrNewApplicationOrNoProgram) {
 
 INSTANTIATE_TEST_SUITE_P(Updates, Interruption,
                          ::testing::Values(Plan::kDownloadOverOld, Plan::kClearThenDownload,
-                                           Plan::kDownloadAtJournalSwitch, Plan::kLargeImage));
+                                           Plan::kDownloadAtJournalSwitch, Plan::kLargeImage,
+                                           Plan::kSparseOverOld));
 
 }  // namespace
 }  // namespace rtcanboot

@@ -32,7 +32,9 @@
 // appended to the new image, default 256; the old one has 512), --jobs N (cut points run in
 // parallel, each on its own simulation; default 2), --random N, --boot N, --seed S, --json PATH,
 // --firmware-dir DIR,
-// --fresh-journal, --timing typical|max, --only INDEX, --verbose.
+// --fresh-journal, --timing typical|max, --only INDEX, --verbose, --sparse (the update sends only
+// the sectors that differ from the old application, without a clear; default: the whole image
+// after a clear, as `rtcanboot flash --full`).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -86,6 +88,9 @@ struct Options {
   std::string firmware_dir;
   bool fresh_journal = false;
   bool fresh_app = false;
+  // The update under the cuts sends only the sectors that differ (rtcanboot flash's default)
+  // instead of the whole image after a clear (--full, what the sweep measures by default).
+  bool sparse = false;
   twin::FlashTiming timing = twin::FlashTiming::kTypical;
   long only = -1;
   bool verbose = false;
@@ -165,6 +170,7 @@ host::UpdateOptions update_options(const Scenario& s, bool force) {
   o.node = s.rig.node_id;
   o.start = true;
   o.force = force;
+  o.full = !s.options.sparse;
   o.image_version = kNewVersion;
   return o;
 }
@@ -484,6 +490,8 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.firmware_dir = value();
     } else if (a == "--fresh-app") {
       o.fresh_app = true;
+    } else if (a == "--sparse") {
+      o.sparse = true;
     } else if (a == "--fresh-journal") {
       o.fresh_journal = true;
     } else if (a == "--timing") {
@@ -506,7 +514,7 @@ bool parse_args(int argc, char** argv, Options& o) {
           "usage: %s [--full] [--pad BYTES] [--random N] [--boot N] [--seed S] [--json PATH]\n"
           "          [--firmware-dir DIR] [--fresh-journal] [--fresh-app] [--timing typical|max] "
           "[--jobs N]\n"
-          "          [--only INDEX] [--verbose]\n",
+          "          [--only INDEX] [--sparse] [--verbose]\n",
           argv[0]);
       std::exit(0);
     } else {

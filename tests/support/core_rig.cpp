@@ -156,6 +156,41 @@ CoreRig::SdoResult CoreRig::sdo_read(std::uint16_t index, std::uint8_t sub) {
   return result;
 }
 
+CoreRig::SdoResult CoreRig::sdo_upload(std::uint16_t index, std::uint8_t sub,
+                                       std::vector<std::uint8_t>& out) {
+  out.clear();
+  flush();
+  send(sdo_frame(node_id(), 0x40, index, sub, 0));
+  auto reply = response(now_);
+  if (!reply) return timed_out();
+  if (is_abort(*reply)) return aborted(*reply);
+  if ((reply->data[0] & 0xE3) == 0x43) {  // expedited, size indicated
+    const std::uint32_t size = 4 - ((reply->data[0] >> 2) & 3U);
+    out.assign(reply->data + 4, reply->data + 4 + size);
+    return {};
+  }
+  if (reply->data[0] != 0x41) return unexpected();
+  const std::uint32_t size = load_le32(reply->data + 4);
+  for (std::uint8_t toggle = 0;; toggle ^= 1) {
+    CanFrame request;
+    request.id = canopen::kSdoRxBase + node_id();
+    request.dlc = 8;
+    request.data[0] = static_cast<std::uint8_t>(0x60 | (toggle << 4));
+    send(request);
+    reply = response(now_);
+    if (!reply) return timed_out();
+    if (is_abort(*reply)) return aborted(*reply);
+    if ((reply->data[0] & 0xE0) != 0 || ((reply->data[0] >> 4) & 1U) != toggle) {
+      return unexpected();
+    }
+    const std::uint32_t length = 7 - ((reply->data[0] >> 1) & 7U);
+    out.insert(out.end(), reply->data + 1, reply->data + 1 + length);
+    if ((reply->data[0] & 1U) != 0) break;
+  }
+  if (out.size() != size) return unexpected();
+  return {};
+}
+
 CoreRig::SdoResult CoreRig::sdo_write(std::uint16_t index, std::uint8_t sub, std::uint32_t value,
                                       std::uint8_t size) {
   flush();

@@ -58,6 +58,8 @@ class CoreRig {
     bool ok() const { return abort == canopen::Abort::kNone && !timed_out; }
   };
   SdoResult sdo_read(std::uint16_t index, std::uint8_t sub);
+  // Expedited or segmented upload into `out`.
+  SdoResult sdo_upload(std::uint16_t index, std::uint8_t sub, std::vector<std::uint8_t>& out);
   SdoResult sdo_write(std::uint16_t index, std::uint8_t sub, std::uint32_t value,
                       std::uint8_t size = 4);
   SdoResult sdo_download_segmented(std::uint16_t index, std::uint8_t sub,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "rtcanboot/image_format.hpp"
@@ -27,5 +28,19 @@ inline std::vector<std::uint8_t> make_container(const std::vector<std::uint8_t>&
                                                 std::uint32_t image_version = 1) {
   return make_container(header_for(payload, image_version), payload);
 }
+
+// Runs of sectors from {first, count} pairs (as written, unchecked).
+image::ExtentList runs(std::initializer_list<image::Extent> list);
+
+// A sparse container: the header of the whole `image` (length, CRC-32, SHA-256), the extents
+// record of `extents`, then only those sectors' bytes.
+std::vector<std::uint8_t> make_sparse_container(const std::vector<std::uint8_t>& image,
+                                                const image::ExtentList& extents,
+                                                std::uint32_t image_version = 1);
+
+// The runs of every sector of `image` whose bytes differ from `flash` (the application region
+// as it is; the image's last sector compared up to its end, padding 0xFF as the writer does).
+image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,
+                                    const std::uint8_t* flash);
 
 }  // namespace rtcanboot::test

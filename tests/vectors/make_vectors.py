@@ -48,7 +48,7 @@ def signed_container(payload, header_length, image_version, flags, security_coun
     return bytes(header) + payload
 
 
-def container(payload, header_length, image_version, flags):
+def container(payload, header_length, image_version, flags, records=b"", sent=None):
     fixed = struct.pack(
         "<IHHIIIIIII",
         MAGIC,
@@ -64,9 +64,24 @@ def container(payload, header_length, image_version, flags):
     )
     fixed += hashlib.sha256(payload).digest() + struct.pack("<I", 0)
     assert len(fixed) == 0x48
-    header = fixed + bytes(header_length - 4 - len(fixed))
+    header = fixed + records + bytes(header_length - 4 - len(fixed) - len(records))
     header += struct.pack("<I", zlib.crc32(header))
-    return header + payload
+    return header + (payload if sent is None else sent)
+
+
+SECTOR = 4096
+FLAG_SPARSE = 0x0001
+RECORD_EXTENTS = 0x0002
+
+
+def sparse_container(payload, header_length, image_version, runs):
+    """Header of the whole image, an extents record, then only the listed sectors' bytes."""
+    record = struct.pack("<HH", RECORD_EXTENTS, 4 * len(runs))
+    sent = b""
+    for first, count in runs:
+        record += struct.pack("<HH", first, count)
+        sent += payload[first * SECTOR : (first + count) * SECTOR]
+    return container(payload, header_length, image_version, FLAG_SPARSE, record, sent)
 
 
 VECTORS = {
@@ -79,6 +94,14 @@ VECTORS = {
 SIGNED_VECTORS = {
     # name: (payload length, payload seed, header length, image version, flags, security counter)
     "container_signed": (64, 3, 184, 0x00010400, 0, 5),
+}
+
+SPARSE_VECTORS = {
+    # name: (payload length, payload seed, header length, image version, runs)
+    # Sectors 0 and 2 of a 3-sector image whose last sector is partial (1808 bytes).
+    "container_sparse": (10000, 3, 128, 0x00020000, [(0, 1), (2, 1)]),
+    # No sector at all: the same image again.
+    "container_sparse_empty": (10000, 3, 128, 0x00020000, []),
 }
 
 
@@ -95,3 +118,5 @@ if __name__ == "__main__":
     for name, (length, seed, header_length, version, flags, counter) in SIGNED_VECTORS.items():
         data = signed_container(payload_bytes(length, seed), header_length, version, flags, counter)
         write(here, name, data)
+    for name, (length, seed, header_length, version, runs) in SPARSE_VECTORS.items():
+        write(here, name, sparse_container(payload_bytes(length, seed), header_length, version, runs))

@@ -61,6 +61,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   config.is_application = false;
   config.info = &info;
   if (settings.self_test != nullptr) config.self_test = this;
+  config.sector_digests = this;
   return config;
 }
 
@@ -73,6 +74,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
       provisioning_(guard_),
       writer_(guard_, sha, buffer),
       download_(writer_, journal_, sha, expectation_for(settings)),
+      digests_(guard_, memory_map::kAppOffset),
       info_(info_for(settings)),
       node_config_(make_node_config(settings_, info_)),
       node_(frames, download_, node_config_) {
@@ -234,6 +236,7 @@ void Bootloader::poll(Micros now) {
   // store owns the flash until it is done (it only starts while the download is quiet and no
   // ATTEMPT record is due).
   if (!provisioning_.busy() && !provisioning_.operation_in_flight()) download_.poll();
+  poll_digests();
   finish_attempt_record();
   if (listening_ && now >= window_end_) {
     listening_ = false;
@@ -253,6 +256,34 @@ canopen::Abort Bootloader::request_self_test() {
   }
   self_test_requested_ = true;
   return canopen::Abort::kNone;
+}
+
+canopen::Abort Bootloader::request_digests(std::uint32_t sectors) {
+  // The digests describe the flash as it stays: not while a download or a clear changes it.
+  if (download_.busy()) return canopen::Abort::kDeviceState;
+  return digests_.request(sectors);
+}
+
+void Bootloader::poll_digests() {
+  if (download_.busy()) {
+    digests_.invalidate();
+    return;
+  }
+  // Reads only between flash operations (a read while the NOR is busy is a fault on the chip).
+  if (!digests_.needs_poll() || !download_.flash_quiet() || download_.needs_poll() ||
+      provisioning_.operation_in_flight()) {
+    return;
+  }
+  digests_.poll();
+}
+
+canopen::InstallState Bootloader::install_state() const {
+  if (journal_.installed().valid) {
+    return download_.installed_damaged() ? canopen::InstallState::kDamaged
+                                         : canopen::InstallState::kCommitted;
+  }
+  return journal_.last_sequence() == 0 ? canopen::InstallState::kNone
+                                       : canopen::InstallState::kRevoked;
 }
 
 bool Bootloader::begin_store(std::uint8_t node_id, std::uint32_t bitrate, LssResult* refused) {
@@ -288,7 +319,7 @@ Micros Bootloader::next_deadline() const {
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
   const bool flash_work =
-      download_.needs_poll() || !download_.flash_quiet() ||
+      download_.needs_poll() || !download_.flash_quiet() || digests_.needs_poll() ||
       ((node_.reset_node_requested() || self_test_requested_) && pending_ == PendingAction::kNone);
   if (flash_work && last_poll_ + kFlashPollInterval < deadline) {
     deadline = last_poll_ + kFlashPollInterval;

@@ -13,6 +13,7 @@ constexpr std::uint32_t round_up(std::uint32_t value, std::uint32_t unit) {
 static_assert(FlashWriter::kReadPerPoll % memory_map::kPageSize == 0);
 static_assert(memory_map::kBlock64Size % FlashWriter::kReadPerPoll == 0);
 static_assert(memory_map::kSectorSize % FlashWriter::kReadPerPoll == 0);
+static_assert(image::kSectorSize == memory_map::kSectorSize, "extents are erase sectors");
 
 }  // namespace
 
@@ -30,6 +31,8 @@ void FlashWriter::open_write(std::uint32_t offset, std::uint32_t length) {
   input_complete_ = false;
   start_ = offset;
   length_ = length;
+  verify_length_ = length;
+  extents_ = nullptr;
   erase_end_ = round_up(length, memory_map::kSectorSize);
   erased_to_ = 0;
   check_cursor_ = 0;
@@ -38,6 +41,37 @@ void FlashWriter::open_write(std::uint32_t offset, std::uint32_t length) {
   verified_ = 0;
   changed_flash_ = false;
   stats_ = {};
+}
+
+void FlashWriter::open_sparse_write(std::uint32_t offset, std::uint32_t image_length,
+                                    const image::ExtentList& extents) {
+  open_write(offset, image::sparse_payload_length(extents, image_length));
+  verify_length_ = image_length;
+  extents_ = &extents;
+}
+
+std::uint32_t FlashWriter::flash_offset(std::uint32_t position) const {
+  if (extents_ == nullptr) return start_ + position;
+  std::uint32_t run_start = 0;  // stream position of the run's first byte
+  for (std::uint32_t i = 0; i < extents_->count; ++i) {
+    const image::Extent& run = extents_->runs[i];
+    const std::uint32_t size = run.sector_count * image::kSectorSize;
+    if (position < run_start + size) {
+      return start_ + run.first_sector * image::kSectorSize + (position - run_start);
+    }
+    run_start += size;
+  }
+  return start_ + position;  // past the last run: never used for flash work
+}
+
+std::uint32_t FlashWriter::run_end(std::uint32_t position) const {
+  if (extents_ == nullptr) return erase_end_;
+  std::uint32_t run_start = 0;
+  for (std::uint32_t i = 0; i < extents_->count; ++i) {
+    run_start += extents_->runs[i].sector_count * image::kSectorSize;
+    if (position < run_start) return run_start;
+  }
+  return erase_end_;
 }
 
 void FlashWriter::open_erase(std::uint32_t offset, std::uint32_t length) {
@@ -84,7 +118,7 @@ void FlashWriter::complete_operation() {
     return;
   }
   if (op_ == Op::kErase) {
-    erased_to_ = op_offset_ - start_ + op_length_;
+    erased_to_ = op_position_ + op_length_;
     check_cursor_ = 0;
   } else {
     const std::uint32_t end = programmed_ + kPageSize;
@@ -97,9 +131,11 @@ void FlashWriter::complete_operation() {
 // when it started an operation or read flash (one step done).
 bool FlashWriter::erase_step(std::uint32_t limit) {
   if (erased_to_ >= limit) return false;
-  const std::uint32_t offset = start_ + erased_to_;
+  const std::uint32_t offset = flash_offset(erased_to_);
+  const std::uint32_t unit_limit =
+      run_end(erased_to_) < erase_end_ ? run_end(erased_to_) : erase_end_;
   const bool whole_block =
-      offset % memory_map::kBlock64Size == 0 && erased_to_ + memory_map::kBlock64Size <= erase_end_;
+      offset % memory_map::kBlock64Size == 0 && erased_to_ + memory_map::kBlock64Size <= unit_limit;
   const std::uint32_t unit = whole_block ? memory_map::kBlock64Size : memory_map::kSectorSize;
 
   std::uint32_t chunk[memory_map::kPageSize / 4];  // words: the check runs 4 bytes at a time
@@ -129,6 +165,7 @@ bool FlashWriter::erase_step(std::uint32_t limit) {
   op_ = Op::kErase;
   op_generation_ = generation_;
   op_offset_ = offset;
+  op_position_ = erased_to_;
   op_length_ = unit;
   if (whole_block) {
     ++stats_.erases_64k;
@@ -143,7 +180,8 @@ void FlashWriter::program_page() {
   const std::uint32_t bytes = pending_bytes();
   // The tail's slot in the ring is free beyond the data (see free_space()): pad it in place.
   for (std::uint32_t i = bytes; i < kPageSize; ++i) page[i] = 0xFF;
-  if (flash_.start_program(start_ + programmed_, page) != FlashResult::kOk) {
+  const std::uint32_t page_offset = flash_offset(programmed_);
+  if (flash_.start_program(page_offset, page) != FlashResult::kOk) {
     fail(FlashDetail::kProgramFailed);
     return;
   }
@@ -151,25 +189,29 @@ void FlashWriter::program_page() {
   changed_flash_ = true;
   op_ = Op::kProgram;
   op_generation_ = generation_;
-  op_offset_ = start_ + programmed_;
+  op_offset_ = page_offset;
   op_length_ = kPageSize;
 }
 
 void FlashWriter::verify_step() {
   std::uint8_t chunk[memory_map::kPageSize];
-  for (std::uint32_t done = 0; done < kReadPerPoll && verified_ < length_; done += sizeof chunk) {
-    const std::uint32_t left = length_ - verified_;
+  for (std::uint32_t done = 0; done < kReadPerPoll && verified_ < verify_length_;
+       done += sizeof chunk) {
+    const std::uint32_t left = verify_length_ - verified_;
     const std::uint32_t take =
         left < sizeof chunk ? left : static_cast<std::uint32_t>(sizeof chunk);
     if (flash_.read(start_ + verified_, chunk, take) != FlashResult::kOk) {
       fail(FlashDetail::kVerifyFailed);
       return;
     }
+    for (std::uint32_t i = 0; verified_ + i < sizeof verified_head_ && i < take; ++i) {
+      verified_head_[verified_ + i] = chunk[i];
+    }
     verified_crc32_ = crc32(verified_crc32_, chunk, take);
     sha_.update(chunk, take);
     verified_ += take;
   }
-  if (verified_ >= length_) {
+  if (verified_ >= verify_length_) {
     sha_.finish(verified_sha256_);
     state_ = State::kDone;
   }

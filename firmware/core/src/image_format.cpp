@@ -50,7 +50,7 @@ CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectatio
   out.flags = load_le32(data + 0x1C);
   out.payload_crc32 = load_le32(data + 0x20);
   for (int i = 0; i < 32; ++i) out.payload_sha256[i] = data[0x24 + i];
-  if ((out.flags & kRequiredFlagsMask) != 0) {
+  if ((out.flags & kRequiredFlagsMask & ~kUnderstoodFlags) != 0) {
     return fail(FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
   }
   if (out.load_address != expect.load_address) {
@@ -86,18 +86,18 @@ RecordsResult find_signature(const std::uint8_t* data, std::uint16_t header_leng
   std::uint16_t at = kRecordsStart;
   // Each step advances by at least the 4-byte head: at most 237 steps for a 1024-byte header.
   while (at < records_end) {
-    if (records_end - at < kRecordHeadSize) {
+    if (records_end - at < kRecordHeadLength) {
       result.check = malformed();
       return result;
     }
     const std::uint16_t type = load_le16(data + at);
     const std::uint16_t length = load_le16(data + at + 2);
-    if (length % 4 != 0 || length > records_end - at - kRecordHeadSize) {
+    if (length % 4 != 0 || length > records_end - at - kRecordHeadLength) {
       result.check = malformed();
       return result;
     }
     if (type == kRecordSignature) {
-      const std::uint8_t* body = data + at + kRecordHeadSize;
+      const std::uint8_t* body = data + at + kRecordHeadLength;
       if (result.has_signature || length != kSignatureDataLength ||
           body[0] != kSignatureRecordVersion || body[1] != 0 || body[2] != 0 || body[3] != 0) {
         result.has_signature = false;
@@ -112,7 +112,7 @@ RecordsResult find_signature(const std::uint8_t* data, std::uint16_t header_leng
       result.has_signature = true;
       result.signature_offset = at;
     }
-    at = static_cast<std::uint16_t>(at + kRecordHeadSize + length);
+    at = static_cast<std::uint16_t>(at + kRecordHeadLength + length);
   }
   return result;
 }
@@ -166,6 +166,81 @@ bool place_signature_record(std::uint8_t* header, std::uint16_t header_length, s
   for (std::size_t i = 0; i < kSignaturePublicKeySize; ++i) at[12 + i] = record.public_key[i];
   for (std::size_t i = 0; i < kSignatureSize; ++i) at[44 + i] = record.signature[i];
   store_le32(header + header_length - 4, crc32(0, header, header_length - 4U));
+  return true;
+}
+
+std::uint32_t sparse_payload_length(const ExtentList& extents, std::uint32_t payload_length) {
+  std::uint32_t total = 0;
+  for (std::uint32_t i = 0; i < extents.count; ++i) {
+    const std::uint32_t begin = extents.runs[i].first_sector * kSectorSize;
+    const std::uint32_t end = begin + extents.runs[i].sector_count * kSectorSize;
+    if (begin >= payload_length) continue;
+    total += (end < payload_length ? end : payload_length) - begin;
+  }
+  return total;
+}
+
+std::uint32_t sparse_header_length(std::uint32_t extent_count, std::uint32_t other_length) {
+  const std::uint32_t needed =
+      kFixedLength + other_length + kRecordHeadLength + 4 * extent_count + 4;
+  return needed < kDefaultHeaderLength ? kDefaultHeaderLength : needed;
+}
+
+CheckResult parse_extents(const std::uint8_t* data, const Header& header, ExtentList& out) {
+  const CheckResult bad = fail(FlashStatus::kDataFormatError, FlashDetail::kBadExtents);
+  out.count = 0;
+  const std::uint32_t end = header.header_length - 4U;
+  const std::uint32_t sectors = sector_count(header.payload_length);
+  bool found = false;
+  std::uint32_t offset = kFixedLength;
+  while (offset < end) {
+    if (end - offset < kRecordHeadLength) return bad;
+    const std::uint16_t type = load_le16(data + offset);
+    const std::uint32_t length = load_le16(data + offset + 2);
+    const std::uint32_t body = offset + kRecordHeadLength;
+    if (length > end - body || length % 4 != 0) return bad;
+    if (type == kRecordExtents) {
+      if (found) return bad;
+      found = true;
+      std::uint32_t next_free = 0;  // first sector a run may start at
+      for (std::uint32_t at = 0; at < length; at += 4) {
+        const std::uint32_t first = load_le16(data + body + at);
+        const std::uint32_t count = load_le16(data + body + at + 2);
+        if (count == 0 || first < next_free || first + count > sectors) return bad;
+        out.runs[out.count].first_sector = static_cast<std::uint16_t>(first);
+        out.runs[out.count].sector_count = static_cast<std::uint16_t>(count);
+        ++out.count;
+        next_free = first + count + 1;  // runs never touch: one encoding per sector set
+      }
+    }
+    offset = body + length;
+  }
+  return found ? CheckResult{} : bad;
+}
+
+bool encode_sparse(const Header& header, const ExtentList& extents, std::uint8_t* out,
+                   std::size_t out_capacity, const std::uint8_t* other_records,
+                   std::size_t other_length) {
+  if (extents.count > kMaxExtents || other_length % 4 != 0 || other_length > kMaxHeaderLength) {
+    return false;
+  }
+  const std::uint32_t record_length = 4 * extents.count;
+  if (kFixedLength + other_length + kRecordHeadLength + record_length + 4 > header.header_length) {
+    return false;
+  }
+  Header sparse = header;
+  sparse.flags |= kFlagSparse;
+  if (!encode(sparse, out, out_capacity)) return false;
+  for (std::size_t i = 0; i < other_length; ++i) out[kFixedLength + i] = other_records[i];
+  std::uint8_t* record = out + kFixedLength + other_length;
+  store_le16(record, kRecordExtents);
+  store_le16(record + 2, static_cast<std::uint16_t>(record_length));
+  for (std::uint32_t i = 0; i < extents.count; ++i) {
+    store_le16(record + kRecordHeadLength + 4 * i, extents.runs[i].first_sector);
+    store_le16(record + kRecordHeadLength + 4 * i + 2, extents.runs[i].sector_count);
+  }
+  const std::uint32_t crc_at = header.header_length - 4U;
+  store_le32(out + crc_at, crc32(0, out, crc_at));
   return true;
 }
 

@@ -36,7 +36,8 @@ ObjectDictionary::Lookup ObjectDictionary::find(std::uint16_t index, std::uint8_
   result.index = index;
   result.sub = sub;
   if ((index == od::kRtcanbootInfo && config_.info == nullptr) ||
-      (index == od::kSelfTest && config_.self_test == nullptr)) {
+      (index == od::kSelfTest && config_.self_test == nullptr) ||
+      (index == od::kSectorDigests && config_.sector_digests == nullptr)) {
     result.abort = Abort::kNoObject;
     return result;
   }
@@ -117,6 +118,21 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
       }
       if (sub == 3) number = config_.self_test->self_test_failed();
       break;
+    case od::kSectorDigests: {
+      const SectorDigestAccess& digests = *config_.sector_digests;
+      if (sub == 1) number = digests.digest_sectors();
+      if (sub == 2) number = static_cast<std::uint32_t>(digests.digest_state());
+      if (sub == 3) {
+        // Points at the bootloader's table: it only changes on a write to sub 1, which the
+        // single SDO server channel cannot take while this upload runs.
+        value.data = digests.digest_bytes(&value.size);
+        return Abort::kNone;
+      }
+      if (sub == 4) number = static_cast<std::uint32_t>(digests.install_state());
+      if (sub == 5) number = digests.installed_length();
+      if (sub == 6) number = digests.installed_crc32();
+      break;
+    }
     default:
       break;
   }
@@ -139,6 +155,8 @@ Abort ObjectDictionary::write(const Lookup& object, const std::uint8_t* data, st
     case od::kSelfTest:
       if (data[0] != kSelfTestRun) return Abort::kValueRange;
       return config_.self_test->request_self_test();
+    case od::kSectorDigests:
+      return config_.sector_digests->request_digests(load_le32(data));
     default:
       return Abort::kUnsupportedAccess;
   }

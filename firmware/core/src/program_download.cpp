@@ -108,6 +108,9 @@ Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   announced_size_ = size;
   header_received_ = 0;
   header_ = {};
+  sparse_ = false;
+  vectors_in_stream_ = true;
+  stream_length_ = 0;
   payload_received_ = 0;
   payload_crc32_ = 0;
   sha_.reset();
@@ -121,7 +124,7 @@ std::uint32_t ProgramDownload::free_space() const {
   if (phase_ == Phase::kHeader) return writer_.ring_capacity();
   // Ring room, not capped by the rest of the payload: the SDO server wants room for a whole
   // segment even when the last one is shorter; excess data is refused by write().
-  if (phase_ == Phase::kPayload && payload_received_ < header_.payload_length) {
+  if (phase_ == Phase::kPayload && payload_received_ < stream_length_) {
     return writer_.ring_room();
   }
   return writer_.ring_capacity();
@@ -160,7 +163,15 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   const image::CheckResult check =
       image::parse(header_bytes_, header_received_, expectation_, header_);
   if (!check.ok()) return reject(Abort::kCannotStore, check.status, check.detail);
-  if (size_known_ && announced_size_ != header_.header_length + header_.payload_length) {
+  sparse_ = (header_.flags & image::kFlagSparse) != 0;
+  if (sparse_) {
+    const image::CheckResult runs = image::parse_extents(header_bytes_, header_, extents_);
+    if (!runs.ok()) return reject(Abort::kCannotStore, runs.status, runs.detail);
+  }
+  stream_length_ = sparse_ ? image::sparse_payload_length(extents_, header_.payload_length)
+                           : header_.payload_length;
+  vectors_in_stream_ = !sparse_ || (extents_.count > 0 && extents_.runs[0].first_sector == 0);
+  if (size_known_ && announced_size_ != header_.header_length + stream_length_) {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
   }
@@ -169,7 +180,11 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   const image::CheckResult signature = check_signature_of_header();
   if (!signature.ok()) return reject(Abort::kCannotStore, signature.status, signature.detail);
   phase_ = Phase::kPayload;
-  writer_.open_write(memory_map::kAppOffset, header_.payload_length);
+  if (sparse_) {
+    writer_.open_sparse_write(memory_map::kAppOffset, header_.payload_length, extents_);
+  } else {
+    writer_.open_write(memory_map::kAppOffset, header_.payload_length);
+  }
   return Abort::kNone;
 }
 
@@ -205,17 +220,20 @@ Abort ProgramDownload::write(const std::uint8_t* data, std::uint32_t length) {
     if (abort != Abort::kNone || phase_ != Phase::kPayload) return abort;
   }
   if (length == 0) return Abort::kNone;
-  if (length > header_.payload_length - payload_received_) {
+  if (length > stream_length_ - payload_received_) {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
   }
   for (std::uint32_t i = 0; i < length && payload_received_ + i < sizeof vectors_; ++i) {
     vectors_[payload_received_ + i] = data[i];
   }
-  const bool vectors_complete =
-      payload_received_ < sizeof vectors_ && payload_received_ + length >= sizeof vectors_;
-  payload_crc32_ = crc32(payload_crc32_, data, length);
-  sha_.update(data, length);
+  const bool vectors_complete = vectors_in_stream_ && payload_received_ < sizeof vectors_ &&
+                                payload_received_ + length >= sizeof vectors_;
+  if (!sparse_) {
+    // A sparse stream is not the image: the read-back checks the image instead.
+    payload_crc32_ = crc32(payload_crc32_, data, length);
+    sha_.update(data, length);
+  }
   if (writer_.push(data, length) != length) {
     return reject(Abort::kOutOfMemory, FlashStatus::kUnspecified, FlashDetail::kNone);
   }
@@ -230,9 +248,15 @@ Abort ProgramDownload::write(const std::uint8_t* data, std::uint32_t length) {
 Abort ProgramDownload::end() {
   if (pending_abort_ != Abort::kNone) return write(nullptr, 0);
   if (!transfer_open_) return Abort::kGeneral;
-  if (phase_ != Phase::kPayload || payload_received_ != header_.payload_length) {
+  if (phase_ != Phase::kPayload || payload_received_ != stream_length_) {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
+  }
+  if (sparse_) {
+    transfer_open_ = false;
+    writer_.finish_write();
+    phase_ = Phase::kFinishing;
+    return Abort::kNone;
   }
   std::uint8_t digest[Sha256Engine::kDigestSize];
   sha_.finish(digest);
@@ -395,7 +419,14 @@ void ProgramDownload::poll() {
         same = writer_.verified_sha256()[i] == header_.payload_sha256[i];
       }
       if (!same) {
-        fail_background(FlashStatus::kWriteError, FlashDetail::kVerifyFailed);
+        fail_background(FlashStatus::kWriteError,
+                        sparse_ ? FlashDetail::kSparseVerifyFailed : FlashDetail::kVerifyFailed);
+        return;
+      }
+      const std::uint8_t* head = writer_.verified_head();
+      if (!vectors_in_stream_ &&
+          !vector_table_sane(load_le32(head), load_le32(head + 4), header_.payload_length)) {
+        fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable);
         return;
       }
       journal::InstalledImage image;

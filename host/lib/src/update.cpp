@@ -113,6 +113,13 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashDetail::kBadVectorTable:
       d = "the image's initial stack pointer or reset handler cannot start";
       break;
+    case FlashDetail::kBadExtents:
+      d = "the sparse container's extents record is malformed";
+      break;
+    case FlashDetail::kSparseVerifyFailed:
+      d = "after programming the sent sectors the image differs from the container's (the "
+          "sectors not sent do not match)";
+      break;
     case FlashDetail::kTransferCrc:
       d = "the SDO block transfer's CRC did not match the data";
       break;
@@ -364,6 +371,74 @@ class Flow {
     }
   }
 
+  struct SparsePlan {
+    std::vector<std::uint8_t> container;
+    std::uint32_t sent = 0;
+    std::uint32_t total = 0;
+  };
+
+  // Reads the node's sector digests (0x5F02) and plans a sparse container of the sectors that
+  // differ. std::nullopt: send the whole image (the node has no digests, or nothing matches).
+  std::optional<SparsePlan> plan_sparse(const std::vector<std::uint8_t>& container,
+                                        const image::Header& header) {
+    const std::uint8_t node = o_.node;
+    const std::uint32_t sectors = image::sector_count(header.payload_length);
+    // A download another master left open, or its verification, ends first: the digests
+    // describe the flash only when nothing writes it.
+    wait_flash_idle("finishing earlier work");
+    try {
+      retry_while_rebooting("asking for the sector digests", [&] {
+        m_.download_u32(node, od::kSectorDigests, 1, sectors);
+        return 0;
+      });
+    } catch (const SdoError& e) {
+      if (e.timed_out()) throw;
+      step("the node publishes no sector digests (0x5F02): sending the whole image");
+      return std::nullopt;
+    }
+    const Micros until = m_.now() + o_.flash_timeout;
+    for (;;) {
+      const std::uint8_t state = m_.upload_u8(node, od::kSectorDigests, 2);
+      if (state == static_cast<std::uint8_t>(canopen::SectorDigestState::kReady)) break;
+      if (state != static_cast<std::uint8_t>(canopen::SectorDigestState::kComputing) ||
+          m_.now() >= until) {
+        step("the node did not finish its sector digests: sending the whole image");
+        return std::nullopt;
+      }
+      m_.listen_until(m_.now() + o_.poll_interval / 10);
+    }
+    const std::vector<std::uint8_t> bytes = m_.upload(node, od::kSectorDigests, 3);
+    if (bytes.size() != std::size_t{sectors} * 4) {
+      step("the node's sector digests have the wrong size: sending the whole image");
+      return std::nullopt;
+    }
+    std::vector<std::uint32_t> theirs;
+    for (std::size_t at = 0; at < bytes.size(); at += 4) theirs.push_back(load_le32(&bytes[at]));
+    const auto payload = std::span(container).subspan(header.header_length);
+    const image::ExtentList runs = differing_runs(sector_digests(payload), theirs);
+    SparsePlan plan;
+    plan.total = sectors;
+    for (std::uint32_t i = 0; i < runs.count; ++i) plan.sent += runs.runs[i].sector_count;
+    if (plan.sent == sectors) {
+      step(fmt::format("no sector of the {} on node {} matches: sending the whole image", sectors,
+                       node));
+      return std::nullopt;
+    }
+    auto sparse = make_sparse(container, runs);
+    if (!sparse) {
+      step("the container's records leave no room for the extents: sending the whole image");
+      return std::nullopt;
+    }
+    plan.container = std::move(*sparse);
+    const std::uint32_t sent_bytes =
+        static_cast<std::uint32_t>(plan.container.size()) - load_le16(&plan.container[6]);
+    step(plan.sent == 0
+             ? fmt::format("sending 0 of {} sectors: the node already holds this image", sectors)
+             : fmt::format("sending {} of {} sectors ({} KiB): the rest already matches", plan.sent,
+                           sectors, (sent_bytes + 1023) / 1024));
+    return plan;
+  }
+
   enum class DownloadOutcome { kDone, kFallBack, kRestarted };
 
   // One download attempt of the container into 0x1F50. Throws for failures that are final.
@@ -489,7 +564,10 @@ class Flow {
 
     // 3 + 4. Clear, then download the container. A node that restarts part-way (boot-up seen)
     // gets the sequence again from the clear, up to UpdateOptions::download_attempts times.
+    // A sparse container (only the sectors that differ, no clear) when the node publishes its
+    // sector digests; the whole image otherwise, or when the sparse result fails to verify.
     bool block = o_.allow_block;
+    bool full = o_.full;
     Micros t0 = 0;
     bool clear = o_.clear == UpdateOptions::Clear::kAlways;
     if (o_.clear == UpdateOptions::Clear::kAuto) {
@@ -500,14 +578,17 @@ class Flow {
         if (e.timed_out()) throw;
       }
       clear = running != std::uint8_t{1};
-      if (!clear) {
+    }
+    std::uint32_t fs = 0;
+    for (int attempt = 1;; ++attempt) {
+      const std::optional<SparsePlan> plan = full ? std::nullopt : plan_sparse(container, header);
+      const std::vector<std::uint8_t>& bytes = plan ? plan->container : container;
+      if (!plan && !clear && o_.clear == UpdateOptions::Clear::kAuto) {
         step(
             "no clear: the rtcanboot bootloader revokes the installed application only once the "
             "container has passed its checks");
       }
-    }
-    for (int attempt = 1;; ++attempt) {
-      if (clear) {
+      if (!plan && clear) {
         step("clearing the application region");
         retry_while_rebooting("clearing the program", [&] {
           m_.download_u8(node, od::kProgramControl, p,
@@ -516,14 +597,30 @@ class Flow {
         });
         wait_flash_idle("erasing");
       }
-      step(fmt::format("downloading {} bytes into 0x{:04X}:{}", container.size(), od::kProgramData,
-                       p));
+      step(fmt::format("downloading {} bytes into 0x{:04X}:{}", bytes.size(), od::kProgramData, p));
       t0 = m_.now();
-      const DownloadOutcome outcome = download(container, block);
-      if (outcome == DownloadOutcome::kDone) break;
+      const DownloadOutcome outcome = download(bytes, block);
       if (outcome == DownloadOutcome::kFallBack) {
         step("the node refused block transfer; falling back to segmented transfer");
         block = false;
+        --attempt;
+        continue;
+      }
+      if (outcome == DownloadOutcome::kDone) {
+        result.used_block = block;
+        result.bytes = bytes.size();
+        result.download_time = m_.now() - t0;
+        result.sparse = plan.has_value();
+        result.sectors_sent = plan ? plan->sent : 0;
+        result.sectors_total = plan ? plan->total : 0;
+        // 5. Wait for the node to finish writing and verifying.
+        fs = wait_flash_idle("programming");
+        const auto sparse_mismatch = canopen::flash_status_word(
+            false, FlashStatus::kWriteError, canopen::FlashDetail::kSparseVerifyFailed);
+        if (!plan || fs != sparse_mismatch) break;
+        // The sectors taken as unchanged were not the image's after all: send it whole.
+        step(fmt::format("node {}: {}; sending the whole image", node, describe_flash_status(fs)));
+        full = true;
         --attempt;
         continue;
       }
@@ -535,12 +632,6 @@ class Flow {
       }
       step(fmt::format("node {} restarted during the download; starting over", node));
     }
-    result.used_block = block;
-    result.bytes = container.size();
-    result.download_time = m_.now() - t0;
-
-    // 5. Wait for the node to finish writing and verifying.
-    const std::uint32_t fs = wait_flash_idle("programming");
     if (fs != 0) {
       throw Error(ErrorKind::kRejected,
                   fmt::format("node {} rejected the image: {}", node, describe_flash_status(fs)));

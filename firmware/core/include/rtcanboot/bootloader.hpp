@@ -27,6 +27,7 @@
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_download.hpp"
 #include "rtcanboot/provisioning.hpp"
+#include "rtcanboot/sector_digests.hpp"
 #include "rtcanboot/types.hpp"
 
 namespace rtcanboot {
@@ -74,7 +75,7 @@ enum class PendingAction : std::uint8_t {
   kSelfTestReset,     // 0x5F01:1 = 1: reset the chip into the port's self-test
 };
 
-class Bootloader final : private LssStorage, private SelfTestAccess {
+class Bootloader final : private LssStorage, private SelfTestAccess, private SectorDigestAccess {
  public:
   // How often poll() must run while flash work is in progress.
   static constexpr Micros kFlashPollInterval = 100;
@@ -138,6 +139,25 @@ class Bootloader final : private LssStorage, private SelfTestAccess {
   const char* self_test_report() const override { return settings_.self_test->report; }
   canopen::Abort request_self_test() override;
 
+  // SectorDigestAccess: 0x5F02, computed in poll() while the flash is quiet.
+  canopen::Abort request_digests(std::uint32_t sectors) override;
+  std::uint32_t digest_sectors() const override { return digests_.requested(); }
+  canopen::SectorDigestState digest_state() const override {
+    return static_cast<canopen::SectorDigestState>(digests_.state());
+  }
+  const std::uint8_t* digest_bytes(std::uint32_t* size) const override {
+    *size = digests_.digest_bytes();
+    return digests_.digests();
+  }
+  canopen::InstallState install_state() const override;
+  std::uint32_t installed_length() const override {
+    return journal_.installed().valid ? journal_.installed().payload_length : 0;
+  }
+  std::uint32_t installed_crc32() const override {
+    return journal_.installed().valid ? journal_.installed().payload_crc32 : 0;
+  }
+  void poll_digests();
+
   BootloaderSettings settings_;
   FrameSink& frames_;
   GuardedFlash guard_;
@@ -145,6 +165,7 @@ class Bootloader final : private LssStorage, private SelfTestAccess {
   ProvisioningStore provisioning_;
   FlashWriter writer_;
   ProgramDownload download_;
+  SectorDigests digests_;
   RtcanbootInfo info_;
   NodeConfig node_config_;
   CanopenNode node_;

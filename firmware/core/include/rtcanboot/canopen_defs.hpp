@@ -111,6 +111,10 @@ enum class FlashDetail : std::uint16_t {
   // The installed image was started the provisioned number of times without confirming that
   // it runs (trial boot); the bootloader no longer starts it by itself.
   kNotConfirmed = 32,
+  // Sparse containers (docs/image-format.md, "Sparse containers"):
+  kBadExtents = 33,          // the extents record is missing, malformed or out of range
+  kSparseVerifyFailed = 34,  // the image after programming the listed sectors is not the
+                             // header's (the unchanged sectors differ): not committed
 };
 
 constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,
@@ -148,7 +152,27 @@ inline constexpr std::uint16_t kRtcanbootInfo = 0x5F00;
 //  sub 2 VISIBLE_STRING ro  the report of the last run, one line per check
 //  sub 3 UNSIGNED32 ro  failed checks, bit n = check n + 1
 inline constexpr std::uint16_t kSelfTest = 0x5F01;
+// rtcanboot sector digests (bootloader only, docs/canopen.md):
+//  sub 1 UNSIGNED32 rw  sectors to digest (4 KiB each, from the application start); a write
+//                       starts the computation (0 forgets), read: the number asked for
+//  sub 2 UNSIGNED8  ro  SectorDigestState
+//  sub 3 DOMAIN     ro  CRC-32 of each sector computed so far, 4 bytes little-endian each
+//  sub 4 UNSIGNED8  ro  InstallState of the application region (install journal)
+//  sub 5 UNSIGNED32 ro  payload length of the committed image (0 when none)
+//  sub 6 UNSIGNED32 ro  payload CRC-32 of the committed image (0 when none)
+inline constexpr std::uint16_t kSectorDigests = 0x5F02;
 }  // namespace od
+
+// 0x5F02:2.
+enum class SectorDigestState : std::uint8_t { kIdle = 0, kComputing = 1, kReady = 2 };
+
+// 0x5F02:4: what the install journal says about the application region.
+enum class InstallState : std::uint8_t {
+  kNone = 0,       // no record: nothing was ever installed
+  kCommitted = 1,  // a verified image is installed
+  kRevoked = 2,    // the last record is a REVOKE: an update began and did not finish
+  kDamaged = 3,    // committed, but the image failed its check at start
+};
 
 // 0x5F01:1.
 enum class SelfTestState : std::uint8_t { kNotRun = 0, kPassed = 1, kFailed = 2 };

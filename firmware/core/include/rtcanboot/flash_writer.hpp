@@ -7,6 +7,10 @@
 // and a unit that reads back blank is skipped instead of erased. Once every page is programmed,
 // the payload is read back and its CRC-32 and SHA-256 are computed from the flash.
 //
+// A sparse job (a sparse container, docs/image-format.md) writes the stream into the listed
+// runs of 4 KiB sectors only: erasing and programming stay inside them, and the read-back
+// covers the whole image, so the result is checked against the full image's CRC-32 and SHA-256.
+//
 // Only the caller decides when flash work may begin (arm()), so a revoke record can be written
 // before anything of the old application is erased.
 #pragma once
@@ -17,6 +21,7 @@
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/flash_port.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/image_format.hpp"
 #include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot {
@@ -46,6 +51,11 @@ class FlashWriter {
   // A new write job for [offset, offset + length) (sector-aligned offset). Resets the ring;
   // touches no flash before arm().
   void open_write(std::uint32_t offset, std::uint32_t length);
+  // A sparse write job: the pushed bytes go to the sectors of `extents` (sector-aligned offset,
+  // runs inside the image of `image_length` bytes, as parse_extents() accepted them), then all
+  // `image_length` bytes from `offset` are read back. `extents` must outlive the job.
+  void open_sparse_write(std::uint32_t offset, std::uint32_t image_length,
+                         const image::ExtentList& extents);
   // A new erase job: every unit of [offset, offset + length) that is not blank gets erased.
   void open_erase(std::uint32_t offset, std::uint32_t length);
   // Flash work of the open job may start.
@@ -75,6 +85,8 @@ class FlashWriter {
   std::uint32_t ring_capacity() const { return capacity_; }
   std::uint32_t verified_crc32() const { return verified_crc32_; }
   const std::uint8_t* verified_sha256() const { return verified_sha256_; }
+  // The first 8 bytes read back (the image's vector table), valid in kDone.
+  const std::uint8_t* verified_head() const { return verified_head_; }
 
   // Statistics of the current job (tests, benchmark).
   struct Stats {
@@ -94,6 +106,9 @@ class FlashWriter {
   void complete_operation();
   void fail(canopen::FlashDetail detail);
   std::uint32_t pending_bytes() const { return pushed_ - programmed_; }
+  // Flash offset of stream byte `position`, and the stream position where its run ends.
+  std::uint32_t flash_offset(std::uint32_t position) const;
+  std::uint32_t run_end(std::uint32_t position) const;
 
   FlashPort& flash_;
   Sha256Engine& sha_;
@@ -105,9 +120,11 @@ class FlashWriter {
   bool input_complete_ = false;
   std::uint32_t generation_ = 0;  // a stale operation's completion must not move the new job
 
-  std::uint32_t start_ = 0;         // flash offset of the job
-  std::uint32_t length_ = 0;        // payload bytes (write) or bytes to erase
-  std::uint32_t erase_end_ = 0;     // end of what the job may erase (sector-rounded)
+  std::uint32_t start_ = 0;                     // flash offset of the job
+  std::uint32_t length_ = 0;                    // stream bytes (write) or bytes to erase
+  std::uint32_t verify_length_ = 0;             // bytes read back from start_ (the whole image)
+  const image::ExtentList* extents_ = nullptr;  // sparse job; nullptr: one run from start_
+  std::uint32_t erase_end_ = 0;                 // end of what the job may erase (sector-rounded)
   std::uint32_t erased_to_ = 0;     // flash below this offset (from start_) is known erased
   std::uint32_t check_cursor_ = 0;  // blank check progress inside the unit at erased_to_
   std::uint32_t pushed_ = 0;        // payload bytes queued
@@ -119,11 +136,13 @@ class FlashWriter {
   Op op_ = Op::kNone;
   std::uint32_t op_generation_ = 0;
   std::uint32_t op_offset_ = 0;
+  std::uint32_t op_position_ = 0;  // stream position of an erase in flight
   std::uint32_t op_length_ = 0;
 
   canopen::FlashDetail failure_ = canopen::FlashDetail::kNone;
   std::uint32_t verified_crc32_ = 0;
   std::uint8_t verified_sha256_[Sha256Engine::kDigestSize] = {};
+  std::uint8_t verified_head_[8] = {};
   Stats stats_;
 };
 

@@ -11,15 +11,19 @@
 //   0x10 u32  image version (free for the application's use; reported by 0x5F00:6)
 //   0x14 u32  vendor-ID   (must equal the node's 0x1018:1)
 //   0x18 u32  product code (must equal the node's 0x1018:2)
-//   0x1C u32  flags: bits 0..15 must be understood (none defined: any set is rejected),
-//             bits 16..31 informational
+//   0x1C u32  flags: bits 0..15 must be understood (bit 0: sparse; any other set bit is
+//             rejected), bits 16..31 informational
 //   0x20 u32  CRC-32 of the payload (IEEE 802.3, as zlib); also the node's 0x1F56:1 once installed
 //   0x24 u8[32] SHA-256 of the payload
 //   0x44 u32  reserved, 0
 //   0x48 ..   records up to H-4: u16 type, u16 length, data; type 0 is padding, type 1 the
-//             Ed25519 signature record (docs/security.md). A node without a key skips them.
+//             Ed25519 signature record (docs/security.md; a node without a key skips it). A
+//             sparse container carries exactly one extents record (type 0x0002): u16 first
+//             sector, u16 sector count per run of 4 KiB sectors, ascending, runs never touching.
 //   H-4  u32  CRC-32 of header bytes 0..H-4
-//   H    ..   payload, written to flash from the load address
+//   H    ..   payload, written to flash from the load address. Sparse: only the listed
+//             sectors' bytes, in order (the last sector of the image ends at payload length);
+//             payload length, CRC-32 and SHA-256 remain those of the WHOLE image.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +41,21 @@ inline constexpr std::uint16_t kMaxHeaderLength = 1024;
 inline constexpr std::uint16_t kDefaultHeaderLength = 128;
 inline constexpr std::uint32_t kMinPayloadLength = 8;  // at least initial SP and reset vector
 inline constexpr std::uint32_t kRequiredFlagsMask = 0x0000'FFFF;
+// Must-understand flag: the payload holds only the sectors of the extents record.
+inline constexpr std::uint32_t kFlagSparse = 0x0000'0001;
+inline constexpr std::uint32_t kUnderstoodFlags = kFlagSparse;
+
+inline constexpr std::uint16_t kRecordPadding = 0x0000;
+inline constexpr std::uint16_t kRecordSignature = 0x0001;
+inline constexpr std::uint16_t kRecordExtents = 0x0002;
+inline constexpr std::uint16_t kRecordHeadLength = 4;  // u16 type, u16 length
+// The unit of a sparse container (and of the sector digests, 0x5F02).
+inline constexpr std::uint32_t kSectorSize = 4096;
+// The most runs one header can hold: the whole records area as one extents record.
+inline constexpr std::uint32_t kMaxExtents =
+    (kMaxHeaderLength - kFixedLength - kRecordHeadLength - 4) / 4;
+static_assert(kMaxExtents == 236);
+static_assert(kSectorSize % 256 == 0, "a sector holds whole flash pages");
 
 struct Header {
   std::uint16_t format_version = kFormatVersion;
@@ -65,6 +84,29 @@ struct CheckResult {
   bool ok() const { return status == canopen::FlashStatus::kOk; }
 };
 
+// One run of 4 KiB sectors of the image, counted from the load address.
+struct Extent {
+  std::uint16_t first_sector = 0;
+  std::uint16_t sector_count = 0;
+};
+
+struct ExtentList {
+  Extent runs[kMaxExtents] = {};
+  std::uint32_t count = 0;
+};
+
+// Sectors that hold bytes of an image of `payload_length` bytes (the last one may be partial).
+constexpr std::uint32_t sector_count(std::uint32_t payload_length) {
+  return (payload_length + kSectorSize - 1) / kSectorSize;
+}
+
+// Bytes a sparse payload holds: the listed sectors, the image's last sector only up to its end.
+std::uint32_t sparse_payload_length(const ExtentList& extents, std::uint32_t payload_length);
+
+// Header length the packer uses for `extent_count` runs after `other_length` bytes of other
+// records: 128, or more when they need it (more than kMaxHeaderLength: they do not fit).
+std::uint32_t sparse_header_length(std::uint32_t extent_count, std::uint32_t other_length = 0);
+
 // How many bytes must have arrived before parse() can decide: first the fixed part to learn H,
 // then H. Returns kFixedLength until the header length is known.
 std::size_t bytes_needed(const std::uint8_t* data, std::size_t available);
@@ -81,11 +123,8 @@ CheckResult parse(const std::uint8_t* data, std::size_t length, const Expectatio
 // strict: a head or data that does not fit the area, a length that is not a multiple of 4, a
 // second signature record or a signature record of the wrong length, version, flags or reserved
 // bytes is refused as malformed. Unknown types are skipped.
-inline constexpr std::uint16_t kRecordHeadSize = 4;
-inline constexpr std::uint16_t kRecordPadding = 0x0000;
-inline constexpr std::uint16_t kRecordSignature = 0x0001;
 inline constexpr std::uint16_t kSignatureDataLength = 104;
-inline constexpr std::uint16_t kSignatureRecordSize = kRecordHeadSize + kSignatureDataLength;
+inline constexpr std::uint16_t kSignatureRecordSize = kRecordHeadLength + kSignatureDataLength;
 inline constexpr std::uint8_t kSignatureRecordVersion = 1;
 inline constexpr std::size_t kSignaturePublicKeySize = 32;
 inline constexpr std::size_t kSignatureSize = 64;
@@ -135,9 +174,22 @@ CheckResult check_signature(const std::uint8_t* header, const SignatureRecord& r
 // area or the offset is not 4-aligned.
 bool place_signature_record(std::uint8_t* header, std::uint16_t header_length, std::uint16_t offset,
                             const SignatureRecord& record);
+// For a header that parse() accepted with kFlagSparse set: reads its one extents record from
+// the records area (`data`, header_length bytes). Refuses (data format error, kBadExtents) a
+// record area that does not walk to its end, a missing or repeated extents record, a length
+// that is not 4 per run, an empty run, runs out of order or touching, a run past the image.
+CheckResult parse_extents(const std::uint8_t* data, const Header& header, ExtentList& out);
 
 // Writes a header of out_length = header.header_length bytes (records area zero-padded) and its
 // CRC. Returns false when header_length is out of range or the buffer is too small.
 bool encode(const Header& header, std::uint8_t* out, std::size_t out_capacity);
+
+// encode() with the sparse flag set; the records area holds `other_records` (whole records of
+// other types, copied as they are, e.g. a signature) and then the extents record. False when
+// they do not fit header.header_length or encode() fails. Does not check the runs
+// (parse_extents() does).
+bool encode_sparse(const Header& header, const ExtentList& extents, std::uint8_t* out,
+                   std::size_t out_capacity, const std::uint8_t* other_records = nullptr,
+                   std::size_t other_length = 0);
 
 }  // namespace rtcanboot::image

@@ -44,6 +44,22 @@ class SelfTestAccess {
   ~SelfTestAccess() = default;
 };
 
+// 0x5F02, the sector digests and the install state: the bootloader serves them.
+class SectorDigestAccess {
+ public:
+  // 0x5F02:1 written: kNone when the computation of `sectors` digests started.
+  virtual canopen::Abort request_digests(std::uint32_t sectors) = 0;
+  virtual std::uint32_t digest_sectors() const = 0;                         // sub 1
+  virtual canopen::SectorDigestState digest_state() const = 0;              // sub 2
+  virtual const std::uint8_t* digest_bytes(std::uint32_t* size) const = 0;  // sub 3
+  virtual canopen::InstallState install_state() const = 0;                  // sub 4
+  virtual std::uint32_t installed_length() const = 0;                       // sub 5
+  virtual std::uint32_t installed_crc32() const = 0;                        // sub 6
+
+ protected:
+  ~SectorDigestAccess() = default;
+};
+
 struct NodeConfig {
   // 1..127, or lss::kUnconfigured (0xFF): no boot-up, heartbeat, NMT or SDO until an LSS master
   // assigns a node-ID (CiA 305).
@@ -76,8 +92,9 @@ struct NodeConfig {
   // sub-block's last segment, at the first frame that is not the next segment, or when no segment
   // came for this long (docs/canopen.md, "After an interrupted transfer").
   Micros block_drain_time = milliseconds(200);
-  const RtcanbootInfo* info = nullptr;  // 0x5F00; absent when nullptr
-  SelfTestAccess* self_test = nullptr;  // 0x5F01; absent when nullptr
+  const RtcanbootInfo* info = nullptr;           // 0x5F00; absent when nullptr
+  SelfTestAccess* self_test = nullptr;           // 0x5F01; absent when nullptr
+  SectorDigestAccess* sector_digests = nullptr;  // 0x5F02; absent when nullptr
 };
 
 }  // namespace rtcanboot

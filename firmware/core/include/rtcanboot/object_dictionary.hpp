@@ -76,7 +76,8 @@ constexpr bool writable(Access access) {
 
 // Every entry. The program arrays 0x1F50/0x1F51/0x1F56/0x1F57 list sub 1; subs 2..
 // ProgramControl::program_count() (if any) behave like sub 1. 0x5F00 exists only when
-// NodeConfig::info is set, 0x5F01 only when NodeConfig::self_test is.
+// NodeConfig::info is set, 0x5F01 only when NodeConfig::self_test is, 0x5F02 only when
+// NodeConfig::sector_digests is.
 inline constexpr OdEntry kObjectDictionary[] = {
     // clang-format off
     {od::kDeviceType, 0, ObjectCode::kVar, "Device type", "Device type",
@@ -140,6 +141,20 @@ inline constexpr OdEntry kObjectDictionary[] = {
     {od::kSelfTest, 2, ObjectCode::kRecord, "rtcanboot self-test", "Report",
      DataType::kVisibleString, Access::kReadOnly, 0, true},
     {od::kSelfTest, 3, ObjectCode::kRecord, "rtcanboot self-test", "Failed checks",
+     DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kSectorDigests, 0, ObjectCode::kRecord, "rtcanboot sector digests",
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 6, false},
+    {od::kSectorDigests, 1, ObjectCode::kRecord, "rtcanboot sector digests", "Sectors",
+     DataType::kUnsigned32, Access::kReadWrite, 0, true},
+    {od::kSectorDigests, 2, ObjectCode::kRecord, "rtcanboot sector digests", "State",
+     DataType::kUnsigned8, Access::kReadOnly, 0, true},
+    {od::kSectorDigests, 3, ObjectCode::kRecord, "rtcanboot sector digests", "Digests",
+     DataType::kDomain, Access::kReadOnly, 0, true},
+    {od::kSectorDigests, 4, ObjectCode::kRecord, "rtcanboot sector digests", "Install state",
+     DataType::kUnsigned8, Access::kReadOnly, 0, true},
+    {od::kSectorDigests, 5, ObjectCode::kRecord, "rtcanboot sector digests", "Installed length",
+     DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kSectorDigests, 6, ObjectCode::kRecord, "rtcanboot sector digests", "Installed CRC-32",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     // clang-format on
 };

@@ -15,6 +15,11 @@
 // erase it starts goes on in the background while the node is idle and gives way to the next
 // download, which erases what it needs just ahead of its data: no master waits for a whole
 // region to be erased before it may send (docs/canopen.md, "Clear").
+// A sparse container (header flag bit 0, an extents record) carries only some 4 KiB sectors of
+// the image: after the REVOKE only those are erased and programmed, then the whole image is read
+// back and must match the header's CRC-32 and SHA-256 (of the full image) before the COMMIT.
+// Its streamed bytes are not the image, so they are not hashed on arrival; a mismatch after
+// programming is reported as write error / kSparseVerifyFailed and nothing is committed.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +62,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   const journal::InstalledImage& installed() const { return journal_.installed(); }
   // A committed application the boot decision found damaged does not count as a valid program.
   void mark_installed_damaged() { damaged_ = true; }
+  bool installed_damaged() const { return damaged_; }
   // After the boot decision: with no valid program to offer (none committed, or damaged),
   // 0x1F57:1 reports "no valid program" (CiA 302-3 code 1) until a clear or a download sets its
   // own status.
@@ -131,7 +137,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // refuse an image from its first bytes. Until it passed, no REVOKE and no erase (a clear the
   // download interrupted still gets its REVOKE: the master asked for it).
   bool awaiting_first_checks() const {
-    return phase_ == Phase::kPayload && payload_received_ < sizeof vectors_ &&
+    return phase_ == Phase::kPayload && vectors_in_stream_ && payload_received_ < sizeof vectors_ &&
            !clear_revoke_pending_;
   }
   void abandon();
@@ -173,6 +179,12 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   std::uint32_t payload_received_ = 0;
   std::uint32_t payload_crc32_ = 0;
   std::uint8_t vectors_[8] = {};
+  // Sparse container: the runs it carries, and whether its stream starts with sector 0 (then the
+  // vector table is checked on arrival; otherwise on the read-back, before the COMMIT).
+  bool sparse_ = false;
+  bool vectors_in_stream_ = true;
+  std::uint32_t stream_length_ = 0;  // payload bytes the transfer carries
+  image::ExtentList extents_;
 };
 
 }  // namespace rtcanboot

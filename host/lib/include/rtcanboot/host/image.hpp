@@ -78,6 +78,22 @@ struct Container {
 // Throws Error(kInput) when the header or the payload CRC/SHA-256 is wrong.
 Container parse_container(std::span<const std::uint8_t> bytes, const std::string& name);
 
+// Sector-diff updates (docs/image-format.md, "Sparse containers").
+// The CRC-32 of each 4 KiB sector of `payload` as a node's flash holds it after a full download
+// (the last sector padded with 0xFF): what the node's 0x5F02:3 reports for the same image.
+std::vector<std::uint32_t> sector_digests(std::span<const std::uint8_t> payload);
+// Runs of the sectors whose digest differs from the node's (a sector the node did not report
+// differs). With more than `max_runs` runs, the runs closest together are merged: a few matching
+// sectors are sent too.
+image::ExtentList differing_runs(const std::vector<std::uint32_t>& local,
+                                 const std::vector<std::uint32_t>& node,
+                                 std::uint32_t max_runs = image::kMaxExtents);
+// The sparse container of the plain `container` (a whole image) that carries only `runs`; the
+// other records of its header (e.g. a signature) are kept. std::nullopt when they do not fit
+// one header together.
+std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
+                                                     const image::ExtentList& runs);
+
 // Everything `pack` and `flash` need from an input file.
 struct LoadOptions {
   InputFormat format = InputFormat::kAuto;

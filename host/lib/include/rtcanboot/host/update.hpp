@@ -40,10 +40,13 @@ NodeInfo read_node_info(Master& master, std::uint8_t node);
 
 struct UpdateOptions {
   std::uint8_t node = 0;
-  std::uint8_t program = 1;                // sub-index of 0x1F50/0x1F51/0x1F56/0x1F57
-  bool start = true;                       // false: --no-start
-  bool force = false;                      // download even when 0x1F56 already matches
-  bool force_product = false;              // download an image built for another vendor/product
+  std::uint8_t program = 1;    // sub-index of 0x1F50/0x1F51/0x1F56/0x1F57
+  bool start = true;           // false: --no-start
+  bool force = false;          // download even when 0x1F56 already matches
+  bool force_product = false;  // download an image built for another vendor/product
+  // false: when the node publishes sector digests (0x5F02), send only the sectors that differ
+  // (a sparse container, no clear); true (--full): always the whole image after a clear.
+  bool full = false;
   std::optional<std::uint32_t> vendor_id;  // container fields when packing (default: node's 0x1018)
   std::optional<std::uint32_t> product_code;
   std::uint32_t image_version = 0;
@@ -74,6 +77,9 @@ struct UpdateEvents {
 struct UpdateResult {
   bool skipped = false;  // 0x1F56 already matched (without --force)
   bool used_block = false;
+  bool sparse = false;              // the last download was a sparse container
+  std::uint32_t sectors_sent = 0;   // sparse: 4 KiB sectors it carried
+  std::uint32_t sectors_total = 0;  // sectors of the image
   std::uint32_t software_id = 0;
   std::uint64_t bytes = 0;
   Micros download_time = 0;

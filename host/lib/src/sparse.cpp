@@ -1,0 +1,110 @@
+// Sparse containers on the host: the local image's sector digests, the runs that differ from the
+// node's, and the container that carries only them (docs/image-format.md, "Sparse containers").
+#include <algorithm>
+
+#include "rtcanboot/bytes.hpp"
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/host/image.hpp"
+
+namespace rtcanboot::host {
+
+std::vector<std::uint32_t> sector_digests(std::span<const std::uint8_t> payload) {
+  const std::uint32_t sectors = image::sector_count(static_cast<std::uint32_t>(payload.size()));
+  std::vector<std::uint32_t> digests;
+  digests.reserve(sectors);
+  std::vector<std::uint8_t> sector(image::kSectorSize);
+  for (std::uint32_t i = 0; i < sectors; ++i) {
+    const std::size_t begin = std::size_t{i} * image::kSectorSize;
+    const std::size_t length = std::min<std::size_t>(image::kSectorSize, payload.size() - begin);
+    std::fill(sector.begin(), sector.end(), 0xFF);  // the writer pads the last page with 0xFF
+    std::copy_n(payload.begin() + static_cast<std::ptrdiff_t>(begin), length, sector.begin());
+    digests.push_back(crc32(0, sector.data(), sector.size()));
+  }
+  return digests;
+}
+
+image::ExtentList differing_runs(const std::vector<std::uint32_t>& local,
+                                 const std::vector<std::uint32_t>& node, std::uint32_t max_runs) {
+  struct Run {
+    std::uint32_t first;
+    std::uint32_t count;
+  };
+  std::vector<Run> runs;
+  for (std::uint32_t sector = 0; sector < local.size(); ++sector) {
+    if (sector < node.size() && node[sector] == local[sector]) continue;
+    if (!runs.empty() && runs.back().first + runs.back().count == sector) {
+      ++runs.back().count;
+    } else {
+      runs.push_back({sector, 1});
+    }
+  }
+  // The format wants separate runs (never touching) and at most max_runs of them: close the
+  // smallest gaps first.
+  if (max_runs == 0) max_runs = 1;
+  while (runs.size() > max_runs) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i + 1 < runs.size(); ++i) {
+      const auto gap = [&](std::size_t k) {
+        return runs[k + 1].first - (runs[k].first + runs[k].count);
+      };
+      if (gap(i) < gap(best)) best = i;
+    }
+    runs[best].count = runs[best + 1].first + runs[best + 1].count - runs[best].first;
+    runs.erase(runs.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+  }
+  image::ExtentList extents;
+  for (const Run& run : runs) {
+    extents.runs[extents.count++] = {static_cast<std::uint16_t>(run.first),
+                                     static_cast<std::uint16_t>(run.count)};
+  }
+  return extents;
+}
+
+std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
+                                                     const image::ExtentList& runs) {
+  if (container.size() < image::kMinHeaderLength) return std::nullopt;
+  image::Expectation any;
+  any.load_address = load_le32(container.data() + 0x08);
+  any.max_payload_length = 0xFFFF'FFFF;
+  any.vendor_id = load_le32(container.data() + 0x14);
+  any.product_code = load_le32(container.data() + 0x18);
+  image::Header header;
+  if (!image::parse(container.data(), container.size(), any, header).ok() ||
+      (header.flags & image::kFlagSparse) != 0 ||
+      container.size() != std::size_t{header.header_length} + header.payload_length) {
+    return std::nullopt;
+  }
+  // The plain header's records, up to the end of the last one that is not padding.
+  const std::uint32_t area_end = header.header_length - 4U;
+  std::uint32_t kept_end = image::kFixedLength;
+  for (std::uint32_t at = image::kFixedLength; at < area_end;) {
+    if (area_end - at < image::kRecordHeadLength) return std::nullopt;
+    const std::uint16_t type = load_le16(container.data() + at);
+    const std::uint32_t length = load_le16(container.data() + at + 2);
+    const std::uint32_t next = at + image::kRecordHeadLength + length;
+    if (next > area_end || length % 4 != 0 || type == image::kRecordExtents) return std::nullopt;
+    if (type != image::kRecordPadding) kept_end = next;
+    at = next;
+  }
+  const std::uint32_t other_length = kept_end - image::kFixedLength;
+  const std::uint32_t header_length = image::sparse_header_length(runs.count, other_length);
+  if (header_length > image::kMaxHeaderLength) return std::nullopt;
+  header.header_length = static_cast<std::uint16_t>(header_length);
+  std::vector<std::uint8_t> bytes(header_length);
+  if (!image::encode_sparse(header, runs, bytes.data(), bytes.size(),
+                            container.data() + image::kFixedLength, other_length)) {
+    return std::nullopt;
+  }
+  const auto payload = container.subspan(container.size() - header.payload_length);
+  for (std::uint32_t i = 0; i < runs.count; ++i) {
+    const std::size_t begin = std::size_t{runs.runs[i].first_sector} * image::kSectorSize;
+    const std::size_t end = std::min<std::size_t>(
+        begin + std::size_t{runs.runs[i].sector_count} * image::kSectorSize, payload.size());
+    if (begin >= end) return std::nullopt;
+    bytes.insert(bytes.end(), payload.begin() + static_cast<std::ptrdiff_t>(begin),
+                 payload.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return bytes;
+}
+
+}  // namespace rtcanboot::host
