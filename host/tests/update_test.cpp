@@ -441,4 +441,28 @@ TEST(FlashStatusText, DecodesStatusAndDetail) {
 }
 
 }  // namespace
+// A signed container sent sparse: the extents record changes the header length and sets the
+// sparse flag, neither of which is signed, so the keyed node accepts it, reads the whole image back
+// against the signed digest and commits it.
+TEST_F(SignedUpdateTest, ASignedImageIsSentSparseAndAccepted) {
+  LoadedInput v1 = app_image(40'000, 1);
+  run_update(*master, container(v1, true), options, events);
+  ASSERT_TRUE(board->app_running());
+  LoadedInput v2 = v1;
+  v2.image->bytes[3 * 4096 + 5] ^= 0x5A;  // one sector changed
+  steps.clear();
+  const UpdateResult r = run_update(*master, container(v2, true), options, events);
+  EXPECT_TRUE(r.sparse);
+  EXPECT_EQ(r.sectors_sent, 1U);
+  EXPECT_EQ(r.software_id, crc32(0, v2.image->bytes.data(), v2.image->bytes.size()));
+  EXPECT_TRUE(board->app_running());
+  // The same sectors unsigned: refused at the header, the signed v2 stays installed.
+  LoadedInput v3 = v2;
+  v3.image->bytes[3 * 4096 + 6] ^= 0x5A;
+  std::string message;
+  EXPECT_EQ(fails_with(container(v3, false), &message), ErrorKind::kRejected);
+  EXPECT_NE(message.find("not signed"), std::string::npos) << message;
+  EXPECT_EQ(*read_node_info(*master, 7).software_id, r.software_id);
+}
+
 }  // namespace rtcanboot::host

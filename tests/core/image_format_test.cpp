@@ -464,7 +464,12 @@ TEST(SignatureRecord, EncoderProducesTheCommittedSignedBytes) {
   std::uint8_t message[image::kSignedMessageSize];
   image::signed_message(bytes.data(), record, message);
   EXPECT_EQ(0, std::memcmp(message, "RTCB-ED25519-V1", 16));
-  EXPECT_EQ(0, std::memcmp(message + 16, bytes.data(), image::kFixedLength));
+  // The fixed part as it is, except the header length and the sparse flag (not signed).
+  Bytes fixed(bytes.begin(), bytes.begin() + image::kFixedLength);
+  fixed[6] = fixed[7] = 0;
+  fixed[0x1C] &= 0xFE;
+  EXPECT_EQ(0, std::memcmp(message + 16, fixed.data(), image::kFixedLength));
+  EXPECT_NE(bytes[6], 0);  // the header length really is left out
   const std::uint8_t fields[8] = {1, 0, 0, 0, 5, 0, 0, 0};
   EXPECT_EQ(0, std::memcmp(message + 16 + image::kFixedLength, fields, 8));
 }
@@ -526,7 +531,7 @@ TEST(SignatureRecord, BadSignatureUnknownKeyAndChangedFieldsAreRefused) {
   }
   // A valid signature over other header fields: every signed byte of the fixed part and of the
   // record's fields, changed after signing with the header CRC recomputed, fails verification.
-  for (std::size_t at : {0x08, 0x0C, 0x10, 0x14, 0x18, 0x1C, 0x20, 0x24, 0x43, 0x44}) {
+  for (std::size_t at : {0x08, 0x0C, 0x10, 0x14, 0x18, 0x1F, 0x20, 0x24, 0x43, 0x44}) {
     SCOPED_TRACE(at);
     Bytes bytes = good;
     bytes[at] ^= 0x01;

@@ -39,7 +39,11 @@ def signed_container(payload, header_length, image_version, flags, security_coun
     key = Ed25519PrivateKey.from_private_bytes(TEST_SECRET_KEY)
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     record_fields = struct.pack("<BBHI", 1, 0, 0, security_counter)
-    message = SIGNATURE_DOMAIN + bytes(header[:0x48]) + record_fields
+    # Not signed: the header length (bytes 6..7) and the sparse flag (flags bit 0).
+    fixed = bytearray(header[:0x48])
+    fixed[6:8] = b"\0\0"
+    fixed[0x1C:0x20] = struct.pack("<I", struct.unpack_from("<I", fixed, 0x1C)[0] & ~1 & 0xFFFFFFFF)
+    message = SIGNATURE_DOMAIN + bytes(fixed) + record_fields
     assert len(message) == 96
     record = struct.pack("<HH", 1, 104) + record_fields + public + key.sign(message)
     assert len(record) == 108
