@@ -48,6 +48,11 @@ def main():
             errors.append(f"line {n}: odd number of data digits: {line}")
             continue
         frames.append((n, float(ts), int(ident, 16), bytes.fromhex(data), line))
+    # The log's line order is not always the bus order: the kernel loops each sent frame back to
+    # candump through the sending CPU's receive backlog (af_can can_send(), netif_rx()), so when
+    # the sender moves between CPUs two frames can reach candump swapped. Their timestamps are
+    # taken in send order (seen under load: segments 119..122 logged as 121, 119, 120, 122).
+    frames.sort(key=lambda frame: (frame[1], frame[0]))
 
     def node_of(cob, base):
         # Any node-ID: a scan probes all 127 and other nodes may be on the bus; --node only
