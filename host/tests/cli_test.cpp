@@ -211,6 +211,7 @@ TEST_F(Cli, UsageErrors) {
   expect_error(run("--bus can0 info --node 1"), 2, "did you mean socketcan://can0");
   expect_error(run("--bus slcan:///dev/null?bitrate=123 info --node 1"), 2, "CiA bit rate");
   // LSS: bad values fail before the bus is opened.
+  expect_error(run("flash --node 5 --clear --no-clear app.elf"), 2, "excludes");
   expect_error(run("lss"), 2, "subcommand");
   expect_error(run("--bus socketcan://nonexistent0 lss bitrate --index 5"), 2,
                "not a CiA 305 table index");

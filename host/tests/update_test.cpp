@@ -118,11 +118,20 @@ TEST_F(UpdateTest, SameImageIsSkippedUnlessForced) {
   EXPECT_FALSE(saw_step("clearing"));
   EXPECT_EQ(board->flash.erases, erases);
   EXPECT_TRUE(board->app_running());
-  // --full: clear and the whole image.
+  // --full: the whole image, without a clear on an rtcanboot bootloader.
   options.full = true;
+  steps.clear();
   const UpdateResult full = run_update(*master, in, options, events);
   EXPECT_FALSE(full.sparse);
+  EXPECT_TRUE(saw_step("no clear"));
+  EXPECT_FALSE(saw_step("clearing"));
   EXPECT_GT(board->flash.erases, erases);
+  EXPECT_TRUE(board->app_running());
+  // --clear: the CiA 302-2 clear first, as before.
+  options.clear = UpdateOptions::Clear::kAlways;
+  steps.clear();
+  EXPECT_FALSE(run_update(*master, in, options, events).sparse);
+  EXPECT_TRUE(saw_step("clearing the application region"));
   EXPECT_TRUE(board->app_running());
 }
 
