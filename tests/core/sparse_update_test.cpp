@@ -120,6 +120,28 @@ TEST_F(SparseUpdateTest, DigestRequestsOutOfRangeOrDuringADownloadAreRefused) {
   EXPECT_EQ(read(od::kSectorDigests, 2), static_cast<std::uint32_t>(SectorDigestState::kIdle));
 }
 
+// A clear's background erase is housekeeping: a digest request stops it (after the erase in
+// flight), so the digests come at once and describe the flash as it then stays.
+TEST_F(SparseUpdateTest, DigestsDuringAClearsBackgroundEraseStopItAndMatchTheFlash) {
+  flash.set_timing(test::NorTiming::maximum());  // 2 s per 64 KiB block
+  install(test::make_payload(4 * mm::kBlock64Size, 9));
+  ASSERT_EQ(rig.sdo_write(od::kProgramControl, 1, 3, 1).abort, Abort::kNone);  // clear
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);                                        // done at its REVOKE
+  ASSERT_TRUE(rig.bootloader().writer().has_work());  // the erase runs in the background
+  const Micros asked = rig.now();
+  const auto digests = node_digests(64);
+  EXPECT_LT(rig.now() - asked, 2'500'000U);  // at most the erase in flight, not all four
+  EXPECT_FALSE(rig.bootloader().writer().has_work());
+  ASSERT_EQ(digests.size(), 64U);
+  for (std::uint32_t sector = 0; sector < 64; ++sector) {
+    const std::uint8_t* bytes = flash.contents().data() + mm::kAppOffset + sector * kSector;
+    EXPECT_EQ(digests[sector], crc32(0, bytes, kSector)) << "sector " << sector;
+  }
+  // Blocks the erase had not reached keep their old bytes, and the digests say so.
+  EXPECT_NE(digests[63], crc32(0, Bytes(kSector, 0xFF).data(), kSector));
+  EXPECT_LT(rig.max_response_delay(), 100'000);
+}
+
 TEST_F(SparseUpdateTest, TheSameImageAgainWritesNoSectorAndCommits) {
   const Bytes payload = test::make_payload(40 * kSector + 300, 6);
   install(payload);

@@ -261,6 +261,7 @@ canopen::Abort Bootloader::request_self_test() {
 canopen::Abort Bootloader::request_digests(std::uint32_t sectors) {
   // The digests describe the flash as it stays: not while a download or a clear changes it.
   if (download_.busy()) return canopen::Abort::kDeviceState;
+  download_.stop_background_erase();
   return digests_.request(sectors);
 }
 

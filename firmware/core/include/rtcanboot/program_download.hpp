@@ -88,6 +88,12 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   void require_signature(const KeyRecord& record);
   bool signature_required() const { return signing_key_ != nullptr; }
 
+  // A clear's background erase (the only flash work while idle) stops after the operation in
+  // flight: the sector digests (0x5F02) want the flash as it then stays. The region is revoked
+  // already; a later download erases what it needs itself.
+  void stop_background_erase() {
+    if (phase_ == Phase::kIdle && writer_.state() == FlashWriter::State::kErasing) writer_.stop();
+  }
   // The port cannot erase or program (`why`): downloads and clears are refused with abort
   // 0x0606_0000 and 0x1F57:1 keeps reporting write error with `why`.
   void refuse_flash_work(canopen::FlashDetail why) { flash_refused_ = why; }
