@@ -185,6 +185,28 @@ TEST_F(SparseUpdateTest, OneChangedSectorIsTheOnlyOneErasedAndProgrammed) {
   EXPECT_EQ(read(od::kRtcanbootInfo, 6), 2U);
 }
 
+// At maximum timing the download a master abandoned can leave a 2 s erase in flight. 0x1F57
+// already reports the result then, so a master asks for the digests at once: they are accepted and
+// computed once the erase is done, not refused as "busy".
+TEST_F(SparseUpdateTest, DigestsRightAfterAnAbandonedDownloadWaitForItsEraseInFlight) {
+  flash.set_timing(test::NorTiming::maximum());
+  install(test::make_payload(4 * mm::kBlock64Size, 1));
+  const Bytes new_payload = test::make_payload(4 * mm::kBlock64Size, 2);
+  rig.stop_after_bytes = static_cast<std::uint32_t>(new_payload.size() / 2);
+  EXPECT_FALSE(rig.sdo_download_block(od::kProgramData, 1, test::make_container(new_payload)).ok());
+  rig.stop_after_bytes = 0;
+  // The node's SDO timeout (1 s) ends the transfer; an erase is still in flight then.
+  rig.run_for(1'050'000);
+  ASSERT_EQ(read(od::kFlashStatus, 1) & 1U, 0U);
+  ASSERT_TRUE(flash.busy()) << "the scenario needs the abandoned erase still running";
+  const auto digests = node_digests(64);
+  ASSERT_EQ(digests.size(), 64U);
+  for (std::uint32_t sector = 0; sector < 64; ++sector) {
+    const std::uint8_t* bytes = flash.contents().data() + mm::kAppOffset + sector * kSector;
+    EXPECT_EQ(digests[sector], crc32(0, bytes, kSector)) << "sector " << sector;
+  }
+}
+
 TEST_F(SparseUpdateTest, AnInterruptedFullDownloadResumesWithTheSectorsStillMissing) {
   const Bytes old_payload = test::make_payload(64 * kSector, 1);
   install(old_payload);

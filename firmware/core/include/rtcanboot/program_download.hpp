@@ -44,8 +44,11 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // Background work (programming, verification, journal records, clear). Call often while
   // busy(); each call does one small step.
   void poll();
-  // A download, its completion or a clear is running (0x1F57 bit 0).
+  // A download, its completion, a clear, or a failed one's last flash operation is running.
   bool busy() const { return phase_ != Phase::kIdle; }
+  // A download, its completion or a clear is running (0x1F57 bit 0): a failed download is over
+  // for the master at once, while the flash operation it left in flight completes.
+  bool in_progress() const { return busy() && phase_ != Phase::kAbandoning; }
   // poll() has work now (false while a download only waits for data).
   bool needs_poll() const;
   // No flash operation is in flight (safe moment for a reset).
