@@ -216,7 +216,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const BootDecision decision =
         decide_boot(flash, reader.installed(), (flags & 2) != 0, attempts);
     if (decision.start_application) FUZZ_CHECK(decision.application_valid && (flags & 2) == 0);
-    if (decision.application_valid) {
+    // With an entry request the CRC is checked afterwards, by ImageCheck, before any start.
+    bool intact = decision.application_valid;
+    if (decision.crc_check_deferred) {
+      FUZZ_CHECK(decision.application_valid && (flags & 2) != 0 && !decision.start_application);
+      ImageCheck check;
+      check.begin(flash, reader.installed());
+      intact = check.step(flash, mm::kAppSize) == ImageCheck::Result::kIntact;
+    }
+    if (intact) {
       const journal::InstalledImage& image = reader.installed();
       FUZZ_CHECK(image.valid);
       FUZZ_CHECK(image.payload_length >= 8 && image.payload_length <= mm::kAppSize);

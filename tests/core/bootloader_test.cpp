@@ -557,6 +557,58 @@ TEST_F(BootloaderTest, DamagedApplicationIsNotStartedAndNotOffered) {
   EXPECT_EQ(read(od::kFlashStatus), 0U);
 }
 
+// The CRC check of a large image takes about 26 ms per MiB (100 ms for the largest): after an
+// entry request the stop is answered first and the check runs afterwards, a slice per pass.
+TEST_F(BootloaderTest, EntryRequestAnswersTheStopFirstAndFindsDamageAfterwards) {
+  rig.boot();
+  install(test::make_payload(200'000, 6));
+  flash.contents()[mm::kAppOffset + 199'000] ^= 0x10;  // a bit rots near the end
+  rig.settings().entry_requested = true;
+  rig.settings().answer_stop = true;
+  reboot();
+  // Sent by start(), before any pass of the loop read the payload.
+  ASSERT_FALSE(rig.history().empty());
+  const CanFrame answer = rig.history().back().frame;
+  EXPECT_EQ(answer.id, canopen::kSdoTxBase + rig.node_id());
+  EXPECT_EQ(answer.data[0], 0x60);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kEntryRequest);
+  // The loop's passes finish the check: the image is no longer offered.
+  EXPECT_EQ(read(od::kProgramControl), 3U);
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kApplicationDamaged);
+  EXPECT_EQ(read(od::kSoftwareId), 0U);
+  EXPECT_EQ(read(od::kFlashStatus), status_word(FlashStatus::kNoValidProgram, FlashDetail::kNone));
+  EXPECT_EQ(write(od::kProgramControl, 1, 1), Abort::kDeviceState);
+}
+
+// A start that arrives before the loop ran the check finishes it first, and is refused when it
+// finds the image damaged.
+TEST_F(BootloaderTest, StartBeforeTheDeferredCheckEndedWaitsForIt) {
+  rig.boot();
+  const Bytes payload = test::make_payload(200'000, 7);
+  install(payload);
+  rig.settings().entry_requested = true;
+  const auto start_at_once = [&] {
+    reboot();
+    // Straight into the node, before any pass of the loop.
+    rig.bootloader().on_frame(test::make_frame(canopen::kSdoRxBase + rig.node_id(),
+                                               {0x2F, 0x51, 0x1F, 0x01, 0x01, 0, 0, 0}),
+                              rig.now());
+    const auto reply = rig.receive(canopen::kSdoTxBase + rig.node_id(), 10'000);
+    EXPECT_TRUE(reply.has_value());
+    return reply ? test::payload(*reply) : test::Bytes8{};
+  };
+  EXPECT_EQ(start_at_once()[0], 0x60);  // intact: accepted
+  rig.run_for(10'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+
+  flash.contents()[mm::kAppOffset + 150'000] ^= 0x01;
+  const test::Bytes8 refused = start_at_once();
+  EXPECT_EQ(refused[0], 0x80);
+  EXPECT_EQ(load_le32(refused.data() + 4), static_cast<std::uint32_t>(Abort::kDeviceState));
+  EXPECT_EQ(rig.bootloader().boot_reason(), BootReason::kApplicationDamaged);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+}
+
 TEST_F(BootloaderTest, NoValidProgramStatusLastsUntilTheNextCommand) {
   rig.boot();
   ASSERT_EQ(read(od::kFlashStatus), status_word(FlashStatus::kNoValidProgram, FlashDetail::kNone));

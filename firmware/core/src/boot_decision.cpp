@@ -33,23 +33,37 @@ bool vector_table_sane(std::uint32_t initial_sp, std::uint32_t reset_handler,
   return sp_ok && handler_ok;
 }
 
-bool application_intact(FlashPort& flash, const journal::InstalledImage& image) {
-  if (!image.valid || image.payload_length < 8 || image.payload_length > mm::kAppSize) return false;
+void ImageCheck::begin(FlashPort& flash, const journal::InstalledImage& image) {
+  length_ = image.payload_length;
+  expected_crc_ = image.payload_crc32;
+  done_ = 0;
+  crc_ = 0;
+  result_ = Result::kDamaged;
+  if (!image.valid || image.payload_length < 8 || image.payload_length > mm::kAppSize) return;
+  std::uint8_t vectors[8];
+  if (flash.read(mm::kAppOffset, vectors, sizeof vectors) != FlashResult::kOk) return;
+  if (!vector_table_sane(load_le32(vectors), load_le32(vectors + 4), image.payload_length)) {
+    return;
+  }
+  result_ = Result::kRunning;
+}
+
+ImageCheck::Result ImageCheck::step(FlashPort& flash, std::uint32_t budget) {
   std::uint8_t chunk[mm::kPageSize];
-  if (flash.read(mm::kAppOffset, chunk, 8) != FlashResult::kOk) return false;
-  if (!vector_table_sane(load_le32(chunk), load_le32(chunk + 4), image.payload_length)) {
-    return false;
+  while (result_ == Result::kRunning && budget != 0) {
+    const std::uint32_t left = length_ - done_;
+    std::uint32_t take = left < sizeof chunk ? left : static_cast<std::uint32_t>(sizeof chunk);
+    if (take > budget) take = budget;
+    if (flash.read(mm::kAppOffset + done_, chunk, take) != FlashResult::kOk) {
+      result_ = Result::kDamaged;
+      break;
+    }
+    crc_ = crc32(crc_, chunk, take);
+    done_ += take;
+    budget -= take;
+    if (done_ == length_) result_ = crc_ == expected_crc_ ? Result::kIntact : Result::kDamaged;
   }
-  std::uint32_t crc = 0;
-  for (std::uint32_t done = 0; done < image.payload_length;) {
-    const std::uint32_t left = image.payload_length - done;
-    const std::uint32_t take =
-        left < sizeof chunk ? left : static_cast<std::uint32_t>(sizeof chunk);
-    if (flash.read(mm::kAppOffset + done, chunk, take) != FlashResult::kOk) return false;
-    crc = crc32(crc, chunk, take);
-    done += take;
-  }
-  return crc == image.payload_crc32;
+  return result_;
 }
 
 BootDecision decide_boot(FlashPort& flash, const journal::InstalledImage& image,
@@ -59,7 +73,11 @@ BootDecision decide_boot(FlashPort& flash, const journal::InstalledImage& image,
     decision.reason = canopen::BootReason::kNoValidApplication;
     return decision;
   }
-  if (!application_intact(flash, image)) {
+  // With an entry request the node stays here anyway: the vector table now, the CRC later.
+  ImageCheck check;
+  check.begin(flash, image);
+  if (!entry_requested) check.step(flash, mm::kAppSize);
+  if (check.result() == ImageCheck::Result::kDamaged) {
     decision.reason = canopen::BootReason::kApplicationDamaged;
     return decision;
   }
@@ -67,6 +85,7 @@ BootDecision decide_boot(FlashPort& flash, const journal::InstalledImage& image,
   decision.trial = boot_attempts != 0 && !image.confirmed;
   if (entry_requested) {
     decision.reason = canopen::BootReason::kEntryRequest;
+    decision.crc_check_deferred = true;
     return decision;
   }
   if (decision.trial && image.attempts >= boot_attempts) {

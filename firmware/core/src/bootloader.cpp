@@ -79,6 +79,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
       node_config_(make_node_config(settings_, info_)),
       node_(frames, download_, node_config_) {
   if (settings.key_record != nullptr) download_.require_signature(*settings.key_record);
+  download_.set_start_gate(this);
 }
 
 void Bootloader::start(Micros now) {
@@ -91,6 +92,7 @@ void Bootloader::start(Micros now) {
   if (journal_.installed().valid && !decision_.application_valid) {
     download_.mark_installed_damaged();
   }
+  if (decision_.crc_check_deferred) image_check_.begin(guard_, journal_.installed());
   download_.report_boot_state();
   if (decision_.reason == canopen::BootReason::kNotConfirmed) {
     download_.report_boot_failure(canopen::FlashStatus::kNoValidProgram,
@@ -237,6 +239,7 @@ void Bootloader::poll(Micros now) {
   // ATTEMPT record is due).
   if (!provisioning_.busy() && !provisioning_.operation_in_flight()) download_.poll();
   poll_digests();
+  poll_image_check();
   finish_attempt_record();
   if (listening_ && now >= window_end_) {
     listening_ = false;
@@ -277,6 +280,45 @@ void Bootloader::poll_digests() {
     return;
   }
   digests_.poll();
+}
+
+// A slice of the deferred CRC check per pass of the loop: about 0.4 ms of reading, so that the
+// node keeps answering while it checks a large image.
+constexpr std::uint32_t kImageCheckSlice = 16 * 1024;
+
+bool Bootloader::image_check_can_read() const {
+  // Only between flash operations, and only while the checked image is the installed one.
+  return image_check_.running() && journal_.installed().valid &&
+         image_check_.checks(journal_.installed()) && !download_.in_progress() &&
+         download_.flash_quiet() && !download_.needs_poll() && !provisioning_.operation_in_flight();
+}
+
+void Bootloader::poll_image_check() {
+  if (!image_check_.running()) return;
+  if (journal_.installed().valid && !image_check_.checks(journal_.installed())) {
+    image_check_.drop();  // a download committed another image, read back before its COMMIT
+    return;
+  }
+  if (!image_check_can_read()) return;  // resumes when a refused download reinstated the image
+  if (image_check_.step(guard_, kImageCheckSlice) != ImageCheck::Result::kRunning) {
+    image_check_done();
+  }
+}
+
+void Bootloader::image_check_done() {
+  if (image_check_.result() != ImageCheck::Result::kDamaged) return;
+  download_.mark_installed_damaged();
+  download_.report_boot_state();
+  info_.boot_reason = canopen::BootReason::kApplicationDamaged;
+  update_info();
+}
+
+bool Bootloader::confirm_installed_image() {
+  if (!image_check_.running()) return image_check_.result() != ImageCheck::Result::kDamaged;
+  if (!image_check_can_read()) return false;
+  image_check_.step(guard_, memory_map::kAppSize);  // the rest at once: the master waits for it
+  image_check_done();
+  return image_check_.result() == ImageCheck::Result::kIntact;
 }
 
 canopen::InstallState Bootloader::install_state() const {
@@ -320,6 +362,7 @@ Micros Bootloader::next_deadline() const {
   if (!node_started_) return listening_ ? window_end_ : ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
+  if (image_check_can_read()) return last_poll_;  // the next slice of the CRC check
   const bool flash_work =
       download_.needs_poll() || !download_.flash_quiet() || digests_.needs_poll() ||
       ((node_.reset_node_requested() || self_test_requested_) && pending_ == PendingAction::kNone);

@@ -38,6 +38,9 @@ Abort ProgramDownload::control(std::uint8_t sub, std::uint8_t command) {
     case canopen::ProgramCommand::kStart:
     case canopen::ProgramCommand::kReset:
       if (busy() || transfer_open_ || !valid_program()) return Abort::kDeviceState;
+      if (start_gate_ != nullptr && !start_gate_->confirm_installed_image()) {
+        return Abort::kDeviceState;
+      }
       start_requested_ = true;
       return Abort::kNone;
     case canopen::ProgramCommand::kClear:

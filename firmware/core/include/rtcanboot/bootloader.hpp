@@ -75,7 +75,10 @@ enum class PendingAction : std::uint8_t {
   kSelfTestReset,     // 0x5F01:1 = 1: reset the chip into the port's self-test
 };
 
-class Bootloader final : private LssStorage, private SelfTestAccess, private SectorDigestAccess {
+class Bootloader final : private LssStorage,
+                         private SelfTestAccess,
+                         private SectorDigestAccess,
+                         private StartGate {
  public:
   // How often poll() must run while flash work is in progress.
   static constexpr Micros kFlashPollInterval = 100;
@@ -157,6 +160,11 @@ class Bootloader final : private LssStorage, private SelfTestAccess, private Sec
     return journal_.installed().valid ? journal_.installed().payload_crc32 : 0;
   }
   void poll_digests();
+  // The CRC check an entry request deferred (BootDecision::crc_check_deferred).
+  void poll_image_check();
+  bool image_check_can_read() const;
+  void image_check_done();
+  bool confirm_installed_image() override;
 
   BootloaderSettings settings_;
   FrameSink& frames_;
@@ -171,6 +179,7 @@ class Bootloader final : private LssStorage, private SelfTestAccess, private Sec
   CanopenNode node_;
 
   BootDecision decision_;
+  ImageCheck image_check_;
   bool node_started_ = false;
   enum class AttemptRecord : std::uint8_t { kNone, kWaiting, kWriting };
   AttemptRecord attempt_record_ = AttemptRecord::kNone;

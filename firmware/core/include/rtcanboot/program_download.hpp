@@ -34,6 +34,18 @@
 
 namespace rtcanboot {
 
+// Confirms the installed image before a 0x1F51 start or reset runs it: the bootloader's CRC check
+// after an entry request may still be running (Bootloader, ImageCheck).
+class StartGate {
+ public:
+  // Finishes whatever check is pending; false when the image must not be started (found damaged,
+  // or the check cannot run now).
+  virtual bool confirm_installed_image() = 0;
+
+ protected:
+  ~StartGate() = default;
+};
+
 class ProgramDownload final : public ProgramControl, public DownloadSink {
  public:
   // `writer` and `journal` share one FlashPort; ProgramDownload makes sure only one of them has
@@ -100,6 +112,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // The port cannot erase or program (`why`): downloads and clears are refused with abort
   // 0x0606_0000 and 0x1F57:1 keeps reporting write error with `why`.
   void refuse_flash_work(canopen::FlashDetail why) { flash_refused_ = why; }
+  // Asked before a start or reset is accepted. `gate` must outlive this object.
+  void set_start_gate(StartGate* gate) { start_gate_ = gate; }
   // A committed, undamaged application that no clear is removing.
   bool valid_program() const {
     return journal_.installed().valid && !damaged_ && phase_ != Phase::kClearing &&
@@ -165,6 +179,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool armed_ = false;  // revoke done, flash work of the current job may run
   bool start_requested_ = false;
   canopen::FlashDetail flash_refused_ = canopen::FlashDetail::kNone;
+  StartGate* start_gate_ = nullptr;
   bool revoke_requested_ = false;
   bool clear_revoke_pending_ = false;  // a download interrupted a clear before its REVOKE
   bool damaged_ = false;
