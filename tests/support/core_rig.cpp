@@ -46,6 +46,7 @@ bool CoreRig::Sink::send(const CanFrame& frame) {
   rig_.bus_free_ = start + rig_.frame_time(frame);
   rig_.inbox_.push_back({frame, rig_.bus_free_});
   rig_.history_.push_back({frame, rig_.bus_free_});
+  if (rig_.tap) rig_.tap(frame);
   return true;
 }
 
@@ -70,6 +71,7 @@ void CoreRig::send(const CanFrame& frame) {
   bus_free_ = end;
   run_until(end);
   if (flash_.power_lost()) return;
+  if (tap) tap(frame);
   bootloader_->on_frame(frame, now_);
 }
 

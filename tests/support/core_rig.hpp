@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -49,6 +50,9 @@ class CoreRig {
     Micros at;
   };
   const std::vector<Arrived>& history() const { return history_; }
+  // Sees every frame on the bus, the master's and the node's, as it ends (another node
+  // listening: the listen-along tests).
+  std::function<void(const CanFrame&)> tap;
 
   // SDO client.
   struct SdoResult {
