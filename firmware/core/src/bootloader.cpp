@@ -62,6 +62,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   config.info = &info;
   if (settings.self_test != nullptr) config.self_test = this;
   config.sector_digests = this;
+  config.listen_along = &listen_;
   return config;
 }
 
@@ -74,6 +75,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
       provisioning_(guard_),
       writer_(guard_, sha, buffer),
       download_(writer_, journal_, sha, expectation_for(settings)),
+      listen_(download_),
       digests_(guard_, memory_map::kAppOffset),
       info_(info_for(settings)),
       node_config_(make_node_config(settings_, info_)),
@@ -228,7 +230,9 @@ void Bootloader::on_frame(const CanFrame& frame, Micros now) {
     node_.start(now);
     node_started_ = true;
   }
+  listen_.on_frame(frame);
   node_.on_frame(frame, now);
+  node_.set_heartbeat_silent(listen_.streaming());
   update_pending(now);
 }
 
@@ -246,6 +250,7 @@ void Bootloader::poll(Micros now) {
     begin_start();  // nobody asked: start as if there were no window
   }
   if (!node_started_) return;
+  node_.set_heartbeat_silent(listen_.streaming());
   node_.poll(now);
   update_pending(now);
 }

@@ -143,7 +143,7 @@ void CanopenNode::poll(Micros now) {
   reschedule_heartbeat(now);
   // No frame while LSS switches the bit rate: the heartbeat waits for the end of the delay.
   if (scheduled_heartbeat_ms_ != 0 && now >= next_heartbeat_ && lss_.transmit_allowed()) {
-    send_heartbeat();
+    if (!heartbeat_silent_) send_heartbeat();
     // Keep the period free of drift; after a long stall start counting from now.
     next_heartbeat_ += milliseconds(scheduled_heartbeat_ms_);
     if (next_heartbeat_ <= now) next_heartbeat_ = now + milliseconds(scheduled_heartbeat_ms_);

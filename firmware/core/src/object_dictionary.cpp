@@ -37,7 +37,8 @@ ObjectDictionary::Lookup ObjectDictionary::find(std::uint16_t index, std::uint8_
   result.sub = sub;
   if ((index == od::kRtcanbootInfo && config_.info == nullptr) ||
       (index == od::kSelfTest && config_.self_test == nullptr) ||
-      (index == od::kSectorDigests && config_.sector_digests == nullptr)) {
+      (index == od::kSectorDigests && config_.sector_digests == nullptr) ||
+      (index == od::kListenAlong && config_.listen_along == nullptr)) {
     result.abort = Abort::kNoObject;
     return result;
   }
@@ -133,6 +134,13 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
       if (sub == 6) number = digests.installed_crc32();
       break;
     }
+    case od::kListenAlong: {
+      const ListenAlongAccess& listen = *config_.listen_along;
+      if (sub >= 1 && sub <= 3) number = listen.listen_setting(sub);
+      if (sub == 4) number = static_cast<std::uint32_t>(listen.listen_state());
+      if (sub == 5) number = listen.listen_gap_bytes();
+      break;
+    }
     default:
       break;
   }
@@ -157,6 +165,9 @@ Abort ObjectDictionary::write(const Lookup& object, const std::uint8_t* data, st
       return config_.self_test->request_self_test();
     case od::kSectorDigests:
       return config_.sector_digests->request_digests(load_le32(data));
+    case od::kListenAlong:
+      if (object.sub == 4) return config_.listen_along->listen_command(data[0]);
+      return config_.listen_along->set_listen_setting(object.sub, load_le32(data));
     default:
       return Abort::kUnsupportedAccess;
   }

@@ -111,6 +111,8 @@ Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   vectors_in_stream_ = true;
   stream_length_ = 0;
   payload_received_ = 0;
+  uncommitted_end_ = false;
+  expected_image_crc_ = 0;
   payload_crc32_ = 0;
   sha_.reset();
   set_status(FlashStatus::kOk, FlashDetail::kNone);
@@ -178,6 +180,10 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   // SDO answer to it, about 13 ms; the FlexCAN receive ring holds 256 frames meanwhile).
   const image::CheckResult signature = check_signature_of_header();
   if (!signature.ok()) return reject(Abort::kCannotStore, signature.status, signature.detail);
+  if (expected_image_crc_ != 0 && header_.payload_crc32 != expected_image_crc_) {
+    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
+                  FlashDetail::kNotTheExpectedImage);
+  }
   phase_ = Phase::kPayload;
   if (sparse_) {
     writer_.open_sparse_write(memory_map::kAppOffset, header_.payload_length, extents_);
@@ -269,6 +275,24 @@ Abort ProgramDownload::end() {
     }
   }
   transfer_open_ = false;
+  writer_.finish_write();
+  phase_ = Phase::kFinishing;
+  return Abort::kNone;
+}
+
+Abort ProgramDownload::end_without_commit() {
+  if (pending_abort_ != Abort::kNone) return write(nullptr, 0);
+  if (!transfer_open_) return Abort::kGeneral;
+  if (phase_ != Phase::kPayload || payload_received_ != stream_length_) {
+    return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
+                  FlashDetail::kLengthMismatch);
+  }
+  if (!sparse_) {
+    std::uint8_t unused[Sha256Engine::kDigestSize];
+    sha_.finish(unused);  // the engine is free for the read-back
+  }
+  transfer_open_ = false;
+  uncommitted_end_ = true;
   writer_.finish_write();
   phase_ = Phase::kFinishing;
   return Abort::kNone;
@@ -413,6 +437,15 @@ void ProgramDownload::poll() {
       }
       if (writer_.state() != FlashWriter::State::kDone) return;
       if (phase_ != Phase::kFinishing) return;
+      if (uncommitted_end_) {
+        // Everything received is on the flash; the gaps make it another image: no COMMIT.
+        uncommitted_end_ = false;
+        revoked_untouched_ = false;
+        writer_.stop();
+        set_status(FlashStatus::kDataFormatError, FlashDetail::kIncompleteStream);
+        phase_ = Phase::kIdle;
+        return;
+      }
       bool same = writer_.verified_crc32() == header_.payload_crc32;
       for (std::uint32_t i = 0; same && i < Sha256Engine::kDigestSize; ++i) {
         same = writer_.verified_sha256()[i] == header_.payload_sha256[i];

@@ -120,6 +120,13 @@ std::string describe_flash_status(std::uint32_t value) {
       d = "after programming the sent sectors the image differs from the container's (the "
           "sectors not sent do not match)";
       break;
+    case FlashDetail::kNotTheExpectedImage:
+      d = "the lead's container is not the image this follower was told to expect (0x5F03:3)";
+      break;
+    case FlashDetail::kIncompleteStream:
+      d = "this node missed part of the lead's download: what it received is programmed, not "
+          "committed (a sparse update of the differing sectors completes it)";
+      break;
     case FlashDetail::kTransferCrc:
       d = "the SDO block transfer's CRC did not match the data";
       break;

@@ -24,6 +24,7 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
+#include "rtcanboot/listen_along.hpp"
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_download.hpp"
 #include "rtcanboot/provisioning.hpp"
@@ -173,6 +174,7 @@ class Bootloader final : private LssStorage,
   ProvisioningStore provisioning_;
   FlashWriter writer_;
   ProgramDownload download_;
+  ListenAlong listen_;
   SectorDigests digests_;
   RtcanbootInfo info_;
   NodeConfig node_config_;

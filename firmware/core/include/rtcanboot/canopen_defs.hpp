@@ -115,6 +115,10 @@ enum class FlashDetail : std::uint16_t {
   kBadExtents = 33,          // the extents record is missing, malformed or out of range
   kSparseVerifyFailed = 34,  // the image after programming the listed sectors is not the
                              // header's (the unchanged sectors differ): not committed
+  // Listen-along download (docs/fleet-update.md):
+  kNotTheExpectedImage = 40,  // the lead's container is not the image 0x5F03:3 announced
+  kIncompleteStream = 41,     // the node missed part of the lead's download: what it received
+                              // is programmed, not committed (a sparse repair completes it)
 };
 
 constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,
@@ -161,7 +165,27 @@ inline constexpr std::uint16_t kSelfTest = 0x5F01;
 //  sub 5 UNSIGNED32 ro  payload length of the committed image (0 when none)
 //  sub 6 UNSIGNED32 ro  payload CRC-32 of the committed image (0 when none)
 inline constexpr std::uint16_t kSectorDigests = 0x5F02;
+// rtcanboot listen-along download (bootloader only, docs/fleet-update.md):
+//  sub 1 UNSIGNED32 rw  COB-ID of the lead's SDO requests (client -> lead), e.g. 0x600 + lead
+//  sub 2 UNSIGNED32 rw  COB-ID of the lead's SDO responses (lead -> client), e.g. 0x580 + lead
+//  sub 3 UNSIGNED32 rw  payload CRC-32 of the expected image (its container header); 0: any
+//  sub 4 UNSIGNED8  rw  write 1: follow (subs 1-3 as written), 0: stop; read: ListenAlongState
+//  sub 5 UNSIGNED32 ro  bytes the lead accepted that this node missed (gaps) in the last transfer
+inline constexpr std::uint16_t kListenAlong = 0x5F03;
 }  // namespace od
+
+// 0x5F03:4.
+enum class ListenAlongState : std::uint8_t {
+  kOff = 0,
+  kWaiting = 1,    // armed: waiting for the lead's download to start
+  kFollowing = 2,  // writing the lead's download (the node sends nothing meanwhile)
+  kComplete = 3,   // the lead's download ended and this node received all of it: its own
+                   // checks and COMMIT follow as after any download (0x1F57, 0x1F56)
+  kGaps = 4,       // the lead's download ended, this node missed some of it (sub 5): what it
+                   // has is in flash, uncommitted, for a sparse repair
+  kLost = 5,       // lost its place (or could not keep up): stopped following this transfer
+  kRefused = 6,    // this node's own checks refused the container (0x1F57 says why)
+};
 
 // 0x5F02:2.
 enum class SectorDigestState : std::uint8_t { kIdle = 0, kComputing = 1, kReady = 2 };

@@ -52,6 +52,9 @@ class CanopenNode {
   // LSS activate bit timing: true once when the controller must switch to `*bitrate` now.
   bool take_bitrate_switch(std::uint32_t* bitrate) { return lss_.take_bitrate_switch(bitrate); }
   std::uint16_t heartbeat_ms() const { return objects_.heartbeat_ms(); }
+  // While true the heartbeat is not sent (a listen-along follower keeps quiet during the lead's
+  // download); the periods that pass meanwhile are skipped, not sent late.
+  void set_heartbeat_silent(bool silent) { heartbeat_silent_ = silent; }
 
  private:
   void on_nmt(const CanFrame& frame, Micros now);
@@ -67,6 +70,7 @@ class CanopenNode {
   LssSlave lss_;
 
   bool started_ = false;
+  bool heartbeat_silent_ = false;
   bool reset_node_requested_ = false;
   bool addressed_ = false;
   canopen::NmtState state_ = canopen::NmtState::kBootUp;

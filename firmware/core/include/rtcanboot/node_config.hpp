@@ -60,6 +60,20 @@ class SectorDigestAccess {
   ~SectorDigestAccess() = default;
 };
 
+// 0x5F03, listen-along download (docs/fleet-update.md).
+class ListenAlongAccess {
+ public:
+  // Subs 1..3 (configuration, kept until written again) and sub 4 (command / state).
+  virtual std::uint32_t listen_setting(std::uint8_t sub) const = 0;
+  virtual canopen::Abort set_listen_setting(std::uint8_t sub, std::uint32_t value) = 0;
+  virtual canopen::Abort listen_command(std::uint8_t command) = 0;
+  virtual canopen::ListenAlongState listen_state() const = 0;
+  virtual std::uint32_t listen_gap_bytes() const = 0;
+
+ protected:
+  ~ListenAlongAccess() = default;
+};
+
 struct NodeConfig {
   // 1..127, or lss::kUnconfigured (0xFF): no boot-up, heartbeat, NMT or SDO until an LSS master
   // assigns a node-ID (CiA 305).
@@ -95,6 +109,7 @@ struct NodeConfig {
   const RtcanbootInfo* info = nullptr;           // 0x5F00; absent when nullptr
   SelfTestAccess* self_test = nullptr;           // 0x5F01; absent when nullptr
   SectorDigestAccess* sector_digests = nullptr;  // 0x5F02; absent when nullptr
+  ListenAlongAccess* listen_along = nullptr;     // 0x5F03; absent when nullptr
 };
 
 }  // namespace rtcanboot

@@ -156,6 +156,18 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kSectorDigests, 6, ObjectCode::kRecord, "rtcanboot sector digests", "Installed CRC-32",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kListenAlong, 0, ObjectCode::kRecord, "rtcanboot listen-along",
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 5, false},
+    {od::kListenAlong, 1, ObjectCode::kRecord, "rtcanboot listen-along", "Lead request COB-ID",
+     DataType::kUnsigned32, Access::kReadWrite, 0, true},
+    {od::kListenAlong, 2, ObjectCode::kRecord, "rtcanboot listen-along", "Lead response COB-ID",
+     DataType::kUnsigned32, Access::kReadWrite, 0, true},
+    {od::kListenAlong, 3, ObjectCode::kRecord, "rtcanboot listen-along", "Expected payload CRC-32",
+     DataType::kUnsigned32, Access::kReadWrite, 0, true},
+    {od::kListenAlong, 4, ObjectCode::kRecord, "rtcanboot listen-along", "Follow / state",
+     DataType::kUnsigned8, Access::kReadWrite, 0, true},
+    {od::kListenAlong, 5, ObjectCode::kRecord, "rtcanboot listen-along", "Gap bytes",
+     DataType::kUnsigned32, Access::kReadOnly, 0, true},
     // clang-format on
 };
 

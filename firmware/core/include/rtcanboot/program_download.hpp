@@ -128,6 +128,15 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   std::uint32_t flash_status(std::uint8_t sub) const override;
   std::uint8_t program_count() const override { return 1; }
 
+  // Listen-along download (ListenAlong): the container must be the image with this payload
+  // CRC-32 (0: any), else it is refused at the header with kNotTheExpectedImage. Call after
+  // begin(), which forgets it.
+  void expect_image(std::uint32_t payload_crc32) { expected_image_crc_ = payload_crc32; }
+  // Ends a download whose stream is known to be incomplete (gaps written as 0xFF): everything
+  // received is programmed, nothing is committed, 0x1F57 reports kIncompleteStream. The master
+  // repairs it with a sparse container of the sectors that differ.
+  canopen::Abort end_without_commit();
+
   // DownloadSink
   canopen::Abort begin(bool size_known, std::uint32_t size) override;
   std::uint32_t free_space() const override;
@@ -180,6 +189,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool start_requested_ = false;
   canopen::FlashDetail flash_refused_ = canopen::FlashDetail::kNone;
   StartGate* start_gate_ = nullptr;
+  std::uint32_t expected_image_crc_ = 0;
+  bool uncommitted_end_ = false;
   bool revoke_requested_ = false;
   bool clear_revoke_pending_ = false;  // a download interrupted a clear before its REVOKE
   bool damaged_ = false;
