@@ -446,7 +446,9 @@ class Flow {
     return plan;
   }
 
-  enum class DownloadOutcome { kDone, kFallBack, kRestarted };
+  // kNodeGaveUp: the node aborted with its SDO timeout (0x0504_0000): this computer sent
+  // nothing for a second (a stalled host, a loaded machine); what was written stays on the node.
+  enum class DownloadOutcome { kDone, kFallBack, kRestarted, kNodeGaveUp };
 
   // One download attempt of the container into 0x1F50. Throws for failures that are final.
   DownloadOutcome download(const std::vector<std::uint8_t>& container, bool block) {
@@ -463,6 +465,10 @@ class Flow {
           (e.abort_code() == static_cast<std::uint32_t>(Abort::kCommandSpecifier) ||
            e.abort_code() == static_cast<std::uint32_t>(Abort::kUnsupportedAccess));
       if (refused_block) return DownloadOutcome::kFallBack;
+      if (e.failure() == SdoClient::Failure::kServerAbort &&
+          e.abort_code() == static_cast<std::uint32_t>(Abort::kTimeout)) {
+        return DownloadOutcome::kNodeGaveUp;
+      }
       if (e.timed_out() && e.bytes_done() >= container.size()) {
         // Everything arrived but the final confirmation was lost: let the status decide.
         step("no confirmation of the end of the download; checking the node's status");
@@ -629,6 +635,19 @@ class Flow {
         step(fmt::format("node {}: {}; sending the whole image", node, describe_flash_status(fs)));
         full = true;
         --attempt;
+        continue;
+      }
+      if (outcome == DownloadOutcome::kNodeGaveUp) {
+        if (attempt >= o_.download_attempts) {
+          throw Error(ErrorKind::kTimeout,
+                      fmt::format("download interrupted: node {} gave up waiting for this "
+                                  "computer part-way (its SDO timeout) {} times",
+                                  node, attempt));
+        }
+        step(
+            fmt::format("node {} gave up waiting for this computer part-way (its SDO timeout); "
+                        "sending what is still missing",
+                        node));
         continue;
       }
       // kRestarted
