@@ -1,4 +1,4 @@
-// Listen-along download (0x5F03) between two real bootloaders: the master downloads to the lead
+// Listen-along download (0x5F04) between two real bootloaders: the master downloads to the lead
 // (node 5) in one core rig; every frame of that bus also reaches the follower (node 6, its own
 // flash), unless a test drops it at the follower. The follower must write the same image, never
 // transmit meanwhile, and leave what it missed for a sparse repair.

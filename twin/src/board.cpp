@@ -113,6 +113,7 @@ void Board::Impl::create_peripherals() {
   for (unsigned inst = 1; inst <= 3; ++inst) {
     can::FlexCanConfig fc;
     fc.instance = inst;
+    fc.owner = b.config_.name;
     fc.clock_hz = [this, inst] { return b.ccm_->can_clock_hz(inst); };
     fc.pins_muxed = [this, inst] { return b.iomuxc_->can_pins_muxed(inst); };
     auto model = std::make_unique<can::FlexCan>(fc, b.sim_.clock(), b, b.reporter_);

@@ -121,7 +121,7 @@ std::string describe_flash_status(std::uint32_t value) {
           "sectors not sent do not match)";
       break;
     case FlashDetail::kNotTheExpectedImage:
-      d = "the lead's container is not the image this follower was told to expect (0x5F03:3)";
+      d = "the lead's container is not the image this follower was told to expect (0x5F04:3)";
       break;
     case FlashDetail::kIncompleteStream:
       d = "this node missed part of the lead's download: what it received is programmed, not "

@@ -116,7 +116,7 @@ enum class FlashDetail : std::uint16_t {
   kSparseVerifyFailed = 34,  // the image after programming the listed sectors is not the
                              // header's (the unchanged sectors differ): not committed
   // Listen-along download (docs/fleet-update.md):
-  kNotTheExpectedImage = 40,  // the lead's container is not the image 0x5F03:3 announced
+  kNotTheExpectedImage = 40,  // the lead's container is not the image 0x5F04:3 announced
   kIncompleteStream = 41,     // the node missed part of the lead's download: what it received
                               // is programmed, not committed (a sparse repair completes it)
 };
@@ -171,10 +171,10 @@ inline constexpr std::uint16_t kSectorDigests = 0x5F02;
 //  sub 3 UNSIGNED32 rw  payload CRC-32 of the expected image (its container header); 0: any
 //  sub 4 UNSIGNED8  rw  write 1: follow (subs 1-3 as written), 0: stop; read: ListenAlongState
 //  sub 5 UNSIGNED32 ro  bytes the lead accepted that this node missed (gaps) in the last transfer
-inline constexpr std::uint16_t kListenAlong = 0x5F03;
+inline constexpr std::uint16_t kListenAlong = 0x5F04;
 }  // namespace od
 
-// 0x5F03:4.
+// 0x5F04:4.
 enum class ListenAlongState : std::uint8_t {
   kOff = 0,
   kWaiting = 1,    // armed: waiting for the lead's download to start

@@ -1,4 +1,4 @@
-// The bootloader's side of the listen-along download (0x5F03, docs/fleet-update.md): follows
+// The bootloader's side of the listen-along download (0x5F04, docs/fleet-update.md): follows
 // the lead's program download from the bus (SdoFollower) and writes it through this node's own
 // ProgramDownload, with its own header checks, journal and COMMIT. Bytes it missed are written
 // as 0xFF (erased flash stays as it is) so that everything after them lands in its place; such
@@ -27,7 +27,7 @@ class ListenAlong final : public ListenAlongAccess, private FollowSink {
   // The lead's download is being written: the node sends nothing meanwhile.
   bool streaming() const { return state_ == canopen::ListenAlongState::kFollowing; }
 
-  // ListenAlongAccess (0x5F03)
+  // ListenAlongAccess (0x5F04)
   std::uint32_t listen_setting(std::uint8_t sub) const override;
   canopen::Abort set_listen_setting(std::uint8_t sub, std::uint32_t value) override;
   canopen::Abort listen_command(std::uint8_t command) override;

@@ -60,7 +60,7 @@ class SectorDigestAccess {
   ~SectorDigestAccess() = default;
 };
 
-// 0x5F03, listen-along download (docs/fleet-update.md).
+// 0x5F04, listen-along download (docs/fleet-update.md).
 class ListenAlongAccess {
  public:
   // Subs 1..3 (configuration, kept until written again) and sub 4 (command / state).
@@ -109,7 +109,7 @@ struct NodeConfig {
   const RtcanbootInfo* info = nullptr;           // 0x5F00; absent when nullptr
   SelfTestAccess* self_test = nullptr;           // 0x5F01; absent when nullptr
   SectorDigestAccess* sector_digests = nullptr;  // 0x5F02; absent when nullptr
-  ListenAlongAccess* listen_along = nullptr;     // 0x5F03; absent when nullptr
+  ListenAlongAccess* listen_along = nullptr;     // 0x5F04; absent when nullptr
 };
 
 }  // namespace rtcanboot

@@ -179,7 +179,8 @@ struct FaultRule {
   std::uint32_t id = 0;       // only frames with this identifier ...
   std::uint32_t id_mask = 0;  // ... under this mask (0 = every frame)
   std::uint64_t limit = 0;    // fire at most this many times (0 = unlimited)
-  std::string receiver;       // kDrop only: the node (by name) that misses the frame; empty = all
+  std::string receiver;       // kDrop only: the node (BusNode::node_name(): a board's controller is
+                              // "<board>/FLEXCANn") that misses the frame; empty = all
   std::uint64_t fired = 0;    // how many times it fired so far (state)
 };
 

@@ -19,6 +19,9 @@ namespace rtcanboot::twin::can {
 struct FlexCanConfig {
   unsigned instance = 2;  // 1, 2 or 3 (CBT, FDCTRL and FDCBT exist on 3 only)
   unsigned irq = 0;       // NVIC line; 0 = the RT1064 default (36, 37, 154)
+  // The board it belongs to: the bus knows the controller as "<owner>/FLEXCANn" (several boards
+  // on one bus each have a FLEXCAN2; fault rules name one receiver, mode reports one node).
+  std::string owner;
   // CAN clock root (CCM CSCMR2 CAN_CLK_SEL/PODF) reaching this instance, in Hz, after its
   // CCGR gates; 0 = no clock. Called whenever the model needs the bit rate.
   std::function<std::uint32_t()> clock_hz;
@@ -52,7 +55,9 @@ class FlexCan : public Peripheral, public BusNode {
   void reset(bool warm) override;
 
   // BusNode
-  std::string node_name() const override { return name(); }
+  std::string node_name() const override {
+    return config_.owner.empty() ? name() : config_.owner + "/" + name();
+  }
   double node_bitrate() const override { return bitrate(); }
   NodeMode node_mode() const override;
   bool tx_peek(CanFrame& frame) override;
