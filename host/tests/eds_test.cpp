@@ -40,11 +40,12 @@ class EdsTest : public ::testing::TestWithParam<const char*> {
   std::string file_name = GetParam();
   Eds eds = read_eds(eds_path(file_name));
   bool application = file_name == "rtcanboot-example-app.eds";
-  // The application's node has no self-test or sector digest object (NodeConfig::self_test and
-  // NodeConfig::sector_digests are the bootloader's).
+  // The application's node has no self-test, sector digest or signing-key object
+  // (NodeConfig::self_test, sector_digests and keys are the bootloader's).
   bool absent(const canopen::OdEntry& e) const {
     return application &&
-           (e.index == canopen::od::kSelfTest || e.index == canopen::od::kSectorDigests);
+           (e.index == canopen::od::kSelfTest || e.index == canopen::od::kSectorDigests ||
+            e.index == canopen::od::kSigningKeys);
   }
 };
 

@@ -24,6 +24,7 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
+#include "rtcanboot/key_store.hpp"
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_download.hpp"
 #include "rtcanboot/provisioning.hpp"
@@ -64,6 +65,10 @@ struct BootloaderSettings {
   // The build's key record (key_record.hpp): containers must be signed by its key. nullptr: no
   // key, unsigned containers are accepted. Must outlive the Bootloader.
   const KeyRecord* key_record = nullptr;
+  // Once the node holds a signing key (built in or provisioned), LSS "store configuration" is
+  // refused (kSpecStoreLocked) unless this is set: the provisioning record (node-ID, bit rate,
+  // boot window) then cannot be changed over CAN (docs/security.md, "Lock-down").
+  bool lss_store_when_locked = false;
   // The port offers the self-test (0x5F01); nullptr: no such object. Must outlive the Bootloader.
   const SelfTestResult* self_test = nullptr;
 };
@@ -75,7 +80,11 @@ enum class PendingAction : std::uint8_t {
   kSelfTestReset,     // 0x5F01:1 = 1: reset the chip into the port's self-test
 };
 
-class Bootloader final : private LssStorage, private SelfTestAccess, private SectorDigestAccess {
+class Bootloader final : private LssStorage,
+                         private SelfTestAccess,
+                         private SectorDigestAccess,
+                         private KeyAccess,
+                         private DownloadSink {
  public:
   // How often poll() must run while flash work is in progress.
   static constexpr Micros kFlashPollInterval = 100;
@@ -117,7 +126,8 @@ class Bootloader final : private LssStorage, private SelfTestAccess, private Sec
   const ProgramDownload& download() const { return download_; }
   const FlashWriter& writer() const { return writer_; }
   // Mutating requests the guard refused (must stay 0).
-  std::uint32_t refused_flash_requests() const { return guard_.refused(); }
+  std::uint32_t refused_flash_requests() const { return guard_.refused() + key_flash_.refused(); }
+  const KeyStore& key_store() const { return key_store_; }
 
  private:
   NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
@@ -158,9 +168,28 @@ class Bootloader final : private LssStorage, private SelfTestAccess, private Sec
   }
   void poll_digests();
 
+  // KeyAccess: 0x5F03, the signing keys (docs/security.md).
+  canopen::KeyState key_state() const override;
+  const std::uint8_t* key_hashes(std::uint32_t* size) const override;
+  DownloadSink* key_sink() override { return this; }
+  // DownloadSink for 0x5F03:2: 1 to 4 key hashes, written by poll() once the flash is quiet.
+  canopen::Abort begin(bool size_known, std::uint32_t size) override;
+  // Never short of room (no pacing for 128 bytes at most): write() refuses what does not fit.
+  std::uint32_t free_space() const override { return 0x7FFF'FFFF; }
+  canopen::Abort write(const std::uint8_t* data, std::uint32_t length) override;
+  canopen::Abort end() override;
+  void cancel(canopen::Abort, CancelCause) override { key_received_ = 0; }
+  void poll_keys();
+
   BootloaderSettings settings_;
   FrameSink& frames_;
   GuardedFlash guard_;
+  KeyStoreFlash key_flash_;
+  KeyStore key_store_;
+  std::uint8_t built_in_key_hash_[kKeyHashSize] = {};  // 0x5F03:2 of a build with a key
+  std::uint8_t key_bytes_[kMaxProvisionedKeys * kKeyHashSize] = {};
+  std::uint32_t key_received_ = 0;
+  bool key_write_pending_ = false;  // a complete 0x5F03:2 write waits for the flash
   journal::InstallJournal journal_;
   ProvisioningStore provisioning_;
   FlashWriter writer_;

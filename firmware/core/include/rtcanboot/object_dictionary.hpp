@@ -117,7 +117,7 @@ inline constexpr OdEntry kObjectDictionary[] = {
     {od::kFlashStatus, 1, ObjectCode::kArray, "Flash status identification", "Program number 1",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kRtcanbootInfo, 0, ObjectCode::kRecord, "rtcanboot information",
-     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 8, false},
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 9, false},
     {od::kRtcanbootInfo, 1, ObjectCode::kRecord, "rtcanboot information", "Running program",
      DataType::kUnsigned8, Access::kReadOnly, kRunningBootloader, true},
     {od::kRtcanbootInfo, 2, ObjectCode::kRecord, "rtcanboot information", "Bootloader version",
@@ -134,6 +134,8 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned8, Access::kReadOnly, 0, true},
     {od::kRtcanbootInfo, 8, ObjectCode::kRecord, "rtcanboot information", "Unconfirmed boot attempts",
      DataType::kUnsigned8, Access::kReadOnly, 0, true},
+    {od::kRtcanbootInfo, 9, ObjectCode::kRecord, "rtcanboot information", "Security counter",
+     DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kSelfTest, 0, ObjectCode::kRecord, "rtcanboot self-test", "Highest sub-index supported",
      DataType::kUnsigned8, Access::kReadOnly, 3, false},
     {od::kSelfTest, 1, ObjectCode::kRecord, "rtcanboot self-test", "Run / state",
@@ -156,6 +158,12 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kSectorDigests, 6, ObjectCode::kRecord, "rtcanboot sector digests", "Installed CRC-32",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kSigningKeys, 0, ObjectCode::kRecord, "rtcanboot signing keys",
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 2, false},
+    {od::kSigningKeys, 1, ObjectCode::kRecord, "rtcanboot signing keys", "Key state",
+     DataType::kUnsigned8, Access::kReadOnly, 0, true},
+    {od::kSigningKeys, 2, ObjectCode::kRecord, "rtcanboot signing keys", "Key hashes",
+     DataType::kDomain, Access::kReadWrite, 0, true},
     // clang-format on
 };
 
