@@ -21,6 +21,7 @@
 #include "rtcanboot/flash_guard.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/memory_map.hpp"
+#include "rtcanboot/object_dictionary.hpp"
 #include "strict_flash.hpp"
 #include "test_vectors.hpp"
 
@@ -331,6 +332,28 @@ TEST_F(KeyProvisioningTest, ACutKeyWriteRefusesEverythingUntilAKeyIsWritten) {
   EXPECT_EQ(read(od::kSigningKeys), static_cast<std::uint32_t>(KeyState::kProvisioned));
   ASSERT_TRUE(download(signed_vector()).ok());
   EXPECT_EQ(read(od::kFlashStatus), 0U);
+}
+
+// The lock-down table of docs/security.md: these are all the objects an SDO client can write,
+// and no DOMAIN is readable but the listed ones. A new writable object must be added there (and
+// here) with what it can do once the node holds a key.
+TEST(LockDown, EveryWritableObjectIsInTheSecurityTable) {
+  using canopen::Access;
+  using canopen::DataType;
+  const std::vector<std::pair<std::uint16_t, std::uint8_t>> writable = {
+      {0x1017, 0},        {od::kProgramData, 1},   {od::kProgramControl, 1},
+      {od::kSelfTest, 1}, {od::kSectorDigests, 1}, {od::kSigningKeys, 2}};
+  const std::vector<std::pair<std::uint16_t, std::uint8_t>> domains = {
+      {od::kProgramData, 1}, {od::kSectorDigests, 3}, {od::kSigningKeys, 2}};
+  for (const canopen::OdEntry& e : canopen::object_dictionary()) {
+    const std::pair<std::uint16_t, std::uint8_t> at{e.index, e.sub};
+    const bool may_write = std::find(writable.begin(), writable.end(), at) != writable.end();
+    EXPECT_EQ(canopen::writable(e.access), may_write) << std::hex << e.index << ":" << int{e.sub};
+    if (e.type == DataType::kDomain) {
+      EXPECT_NE(std::find(domains.begin(), domains.end(), at), domains.end())
+          << std::hex << e.index << ":" << int{e.sub};
+    }
+  }
 }
 
 }  // namespace
