@@ -94,6 +94,7 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
 
 void Bootloader::start(Micros now) {
   last_poll_ = now;
+  last_addressed_ = now;
   provisioning_.load();
   journal_.load();
   if (settings_.key_record == nullptr) key_store_.load();
@@ -165,6 +166,10 @@ void Bootloader::update_pending(Micros now) {
   }
   update_info();
   if (pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) return;
+  if (hold_limited() && now - last_addressed_ >= milliseconds(settings_.hold_limit_ms)) {
+    begin_start();  // nobody asked for this node for hold_limit_ms: its application runs
+    return;
+  }
   if (download_.take_start_request()) {
     begin_start();
   } else if (self_test_requested_ && download_.flash_quiet()) {
@@ -230,6 +235,7 @@ void Bootloader::finish_attempt_record() {
 }
 
 void Bootloader::on_frame(const CanFrame& frame, Micros now) {
+  if (node_.addresses(frame)) last_addressed_ = now;
   if (!node_started_) {
     if (!listening_ || !node_.addresses(frame) || !asks_for_the_program(frame)) return;
     // An entry request inside the listen window: the node starts (boot-up message) and handles
@@ -335,11 +341,32 @@ LssResult Bootloader::store_result() const {
   return {};
 }
 
+bool Bootloader::hold_limited() const {
+  if (settings_.hold_limit_ms == 0 || !download_.signature_required() || !node_started_ ||
+      window_open_ || listening_ || !was_configured_ || pending_ != PendingAction::kNone ||
+      attempt_record_ != AttemptRecord::kNone) {
+    return false;
+  }
+  if (!decision_.application_valid || !download_.valid_program() || download_.busy() ||
+      download_.needs_poll() || !download_.flash_quiet() || node_.transfer_active() ||
+      key_write_pending_ || provisioning_.busy() || node_.reset_node_requested()) {
+    return false;
+  }
+  // Only an image the bootloader would start by itself (not one whose trial is used up).
+  const journal::InstalledImage& image = journal_.installed();
+  return !(trial_enabled() && !image.confirmed &&
+           image.attempts >= settings_.provisioning.boot_attempts);
+}
+
 Micros Bootloader::next_deadline() const {
   if (attempt_record_ != AttemptRecord::kNone) return last_poll_ + kFlashPollInterval;
   if (!node_started_) return listening_ ? window_end_ : ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
+  if (hold_limited()) {
+    const Micros hold_end = last_addressed_ + milliseconds(settings_.hold_limit_ms);
+    if (hold_end < deadline) deadline = hold_end;
+  }
   const bool flash_work =
       download_.needs_poll() || !download_.flash_quiet() || digests_.needs_poll() ||
       key_write_pending_ || key_store_.busy() ||

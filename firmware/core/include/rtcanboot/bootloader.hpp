@@ -69,6 +69,12 @@ struct BootloaderSettings {
   // refused (kSpecStoreLocked) unless this is set: the provisioning record (node-ID, bit rate,
   // boot window) then cannot be changed over CAN (docs/security.md, "Lock-down").
   bool lss_store_when_locked = false;
+  // Once the node holds a signing key: a node held in its bootloader (an entry request, or a
+  // master in its boot or listen window) with a valid application it would start by itself
+  // starts it after this many ms without a frame addressed to it (an SDO request or an NMT
+  // command naming it) and without flash work. 0: no limit, held until a master starts or resets
+  // it. Bounds how long a request can keep a node out of its application (docs/security.md).
+  std::uint32_t hold_limit_ms = 0;
   // The port offers the self-test (0x5F01); nullptr: no such object. Must outlive the Bootloader.
   const SelfTestResult* self_test = nullptr;
 };
@@ -132,6 +138,8 @@ class Bootloader final : private LssStorage,
  private:
   NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
   void update_pending(Micros now);
+  // The hold limit applies now (hold_limit_ms, a key, a startable application, nothing running).
+  bool hold_limited() const;
   // Starts the application, recording the attempt first when the image is unconfirmed.
   void begin_start();
   void update_info();  // 0x5F00:6..8 from the journal
@@ -208,6 +216,7 @@ class Bootloader final : private LssStorage,
   bool window_open_ = false;  // announced boot window
   bool listening_ = false;    // silent listen window
   Micros window_end_ = 0;
+  Micros last_addressed_ = 0;  // the last frame addressed to the node (hold_limit_ms)
   Micros last_poll_ = 0;
   PendingAction pending_ = PendingAction::kNone;
 };
