@@ -241,7 +241,9 @@ class KeyProvisioningTest : public ::testing::Test {
     return result;
   }
   void TearDown() override {
-    if (rig.bootloader_ready()) EXPECT_EQ(rig.bootloader().refused_flash_requests(), 0U);
+    if (rig.bootloader_ready()) {
+      EXPECT_EQ(rig.bootloader().refused_flash_requests(), 0U);
+    }
   }
 
   NorFlashFake flash{test::NorTiming::typical()};
