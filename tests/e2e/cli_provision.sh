@@ -65,7 +65,7 @@ crc=$(sed -n -E 's/.*"software_id": ([0-9]+).*/\1/p' "$tmp/info2.json" | head -n
 
 # 3 + 4. Unsigned, then rolled back below the recorded counter: refused, nothing written.
 refuse() {  # refuse CONTAINER TEXT
-  "$cli" flash --bus "$bus" --timeout 3000 --no-clear --force --node $node "$1" >"$tmp/refused.out" 2>&1
+  "$cli" flash --bus "$bus" --timeout 3000 --no-clear --force --full --node $node "$1" >"$tmp/refused.out" 2>&1
   local status=$?
   cat "$tmp/refused.out"
   [ $status -eq 7 ] || fail "flash of $(basename "$1") exited with $status, expected 7 (rejected)"
