@@ -184,6 +184,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case Command::kKeygen:
         FUZZ_CHECK(!o.keygen_out.empty());
         break;
+      case Command::kProvisionKey:
+        FUZZ_CHECK(o.node >= 1);
+        FUZZ_CHECK(!o.provision_keys.empty() && o.provision_keys.size() <= 4);
+        for (const std::string& key : o.provision_keys) FUZZ_CHECK(!key.empty());
+        break;
       case Command::kVerify:
         FUZZ_CHECK(!o.verify_path.empty());
         break;

@@ -196,6 +196,7 @@ int main() {
   info.app_region_start = memory_map::kAppAddress;
   info.app_region_size = memory_map::kAppSize;
   info.image_version = boot.image_version;
+  info.security_counter = app_kit::installed_security_counter();
   info.boot_reason = canopen::BootReason::kApplicationRunning;
 
   static NodeConfig config;

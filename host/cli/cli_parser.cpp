@@ -238,6 +238,19 @@ Parser::Parser()
       ->required();
   selftest_->add_flag("--json", o.selftest_json, "Machine-readable output");
 
+  provision_ = app.add_subcommand(
+      "provision-key",
+      "Provision the signing keys of a bootloader built without one (0x5F03, docs/security.md): "
+      "written once, then the node takes only images signed by one of them");
+  provision_->add_option("-n,--node", o.provision_node, "Node-ID 1..127 (the node's bootloader)")
+      ->required();
+  provision_
+      ->add_option("--key", o.provision_keys,
+                   "Public key (PEM, KEY.pub as keygen writes it); 1 to 4 times")
+      ->required()
+      ->expected(1, 4)
+      ->take_all();
+
   auto* lss_cmd = app.add_subcommand("lss",
                                      "CiA 305 Layer Setting Services: find unconfigured nodes, "
                                      "give them node-IDs, switch the bit rate");
@@ -369,6 +382,15 @@ void Parser::check() {
     o.command = Command::kVerify;
     if (verify_->count("--key") != 0 && o.verify_key.empty()) {
       throw Error(ErrorKind::kUsage, "--key: the key file name is empty");
+    }
+  } else if (*provision_) {
+    o.command = Command::kProvisionKey;
+    o.node = parse_node(o.provision_node, false);
+    if (o.provision_keys.empty() || o.provision_keys.size() > 4) {
+      throw Error(ErrorKind::kUsage, "--key: give 1 to 4 public key files");
+    }
+    for (const std::string& key : o.provision_keys) {
+      if (key.empty()) throw Error(ErrorKind::kUsage, "--key: the key file name is empty");
     }
   } else if (*keygen_) {
     o.command = Command::kKeygen;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -63,6 +64,7 @@ enum class Command {
   kLssInquire,
   kSelfTest,
   kKeygen,
+  kProvisionKey,
   kVerify
 };
 
@@ -94,6 +96,8 @@ struct Options {
   bool info_json = false;
   std::string selftest_node;
   bool selftest_json = false;
+  std::string provision_node;               // provision-key --node
+  std::vector<std::string> provision_keys;  // provision-key --key (1..4 public key files)
   bool scan_json = false;
   int scan_listen = 1500;
   int scan_probe = 100;
@@ -148,6 +152,7 @@ class Parser {
   CLI::App* stop_ = nullptr;
   CLI::App* reset_ = nullptr;
   CLI::App* selftest_ = nullptr;
+  CLI::App* provision_ = nullptr;
   CLI::App* lss_scan_ = nullptr;
   CLI::App* lss_assign_ = nullptr;
   CLI::App* lss_auto_ = nullptr;

@@ -4,6 +4,8 @@
 #include <fmt/ranges.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/catch_node.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
@@ -200,6 +203,109 @@ int cmd_keygen(const Globals& g, const std::string& out, bool force) {
   return 0;
 }
 
+const char* describe_key_state(std::uint8_t state) {
+  switch (static_cast<canopen::KeyState>(state)) {
+    case canopen::KeyState::kNone:
+      return "none (provisioning state: unsigned images accepted)";
+    case canopen::KeyState::kBuiltIn:
+      return "built into the bootloader (signed images only)";
+    case canopen::KeyState::kProvisioned:
+      return "provisioned (signed images only)";
+    case canopen::KeyState::kInterrupted:
+      return "key write interrupted (every image refused until provision-key completes)";
+    case canopen::KeyState::kWriting:
+      return "being written";
+  }
+  return "unknown";
+}
+
+// Provisions the signing keys of a keyless bootloader (0x5F03, docs/security.md): the SHA-256 of
+// each public key goes to 0x5F03:2; the node writes them once. Exit 0 when the node holds exactly
+// these keys afterwards (also when it held them already), 7 when it holds others or the write
+// did not complete.
+int cmd_provision_key(const Globals& g, const std::string& node_text,
+                      const std::vector<std::string>& key_paths) {
+  namespace od = canopen::od;
+  const std::uint8_t node = parse_node(node_text, false);
+  std::vector<std::uint8_t> hashes;
+  for (const std::string& path : key_paths) {
+    const signing::PublicKey key = signing::load_public_key(path);  // fails before the bus
+    SoftwareSha256 sha;
+    sha.reset();
+    sha.update(key.data(), key.size());
+    std::array<std::uint8_t, 32> digest{};
+    sha.finish(digest.data());
+    for (std::size_t at = 0; at < hashes.size(); at += 32) {
+      if (std::equal(digest.begin(), digest.end(), hashes.begin() + static_cast<long>(at))) {
+        throw Error(ErrorKind::kUsage, fmt::format("--key {}: the same key twice", path));
+      }
+    }
+    hashes.insert(hashes.end(), digest.begin(), digest.end());
+  }
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  auto state = [&] {
+    return static_cast<canopen::KeyState>(m.upload_u8(node, od::kSigningKeys, 1));
+  };
+  canopen::KeyState before{};
+  try {
+    before = state();
+  } catch (const SdoError& e) {
+    if (e.timed_out()) {
+      throw Error(ErrorKind::kNoNode,
+                  fmt::format("node {} does not answer (no SDO response to 0x5F03:1)", node));
+    }
+    if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kNoObject)) {
+      throw Error(ErrorKind::kAborted,
+                  fmt::format("node {} has no signing-key object 0x5F03: it runs its application "
+                              "(stop it first: rtcanboot stop --node {}) or an older bootloader",
+                              node, node));
+    }
+    throw;
+  }
+  if (before == canopen::KeyState::kBuiltIn || before == canopen::KeyState::kProvisioned) {
+    const std::vector<std::uint8_t> held = m.upload(node, od::kSigningKeys, 2);
+    if (held == hashes) {
+      if (!g.quiet) fmt::print("node {} holds these {} key(s) already\n", node, hashes.size() / 32);
+      return 0;
+    }
+    throw Error(ErrorKind::kRejected,
+                fmt::format("node {} holds other keys ({}): keys are written once and cannot be "
+                            "changed over CAN",
+                            node,
+                            before == canopen::KeyState::kBuiltIn ? "built into its bootloader"
+                                                                  : "provisioned"));
+  }
+  try {
+    m.download(node, od::kSigningKeys, 2, hashes, SdoMode::kSegmented);
+  } catch (const SdoError& e) {
+    if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kDeviceState)) {
+      throw Error(ErrorKind::kAborted,
+                  fmt::format("node {} is busy with flash work: provision when it is idle", node));
+    }
+    throw;
+  }
+  canopen::KeyState after = canopen::KeyState::kWriting;
+  for (int i = 0; i < 100 && after == canopen::KeyState::kWriting; ++i) after = state();
+  if (after != canopen::KeyState::kProvisioned) {
+    throw Error(ErrorKind::kRejected,
+                fmt::format("node {}: the key write did not complete (0x5F03:1 = {}); it refuses "
+                            "every image until a key write completes: run provision-key again",
+                            node, static_cast<unsigned>(after)));
+  }
+  if (m.upload(node, od::kSigningKeys, 2) != hashes) {
+    throw Error(ErrorKind::kRejected,
+                fmt::format("node {}: the keys read back differ from the ones sent", node));
+  }
+  if (!g.quiet) {
+    fmt::print(
+        "node {}: {} key(s) provisioned; from now on it takes only images signed by "
+        "them\n",
+        node, hashes.size() / 32);
+  }
+  return 0;
+}
+
 int cmd_flash(const Globals& g, const FlashArgs& a) {
   UpdateOptions o;
   o.node = parse_node(a.node, false);
@@ -284,6 +390,8 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
                        describe_trial_state(*i.trial_state));
     }
     num("boot_attempts", i.boot_attempts);
+    num("security_counter", i.security_counter);
+    num("key_state", i.key_state);
     if (i.program_state) {
       s += fmt::format(", \"program_state\": {}, \"program_state_text\": \"{}\"", *i.program_state,
                        describe_program_state(*i.program_state));
@@ -325,6 +433,8 @@ int cmd_info(const Globals& g, const std::string& node_text, bool json) {
                             *i.boot_attempts)
               : std::string(describe_trial_state(*i.trial_state)));
     }
+    if (i.security_counter) row("security counter", fmt::format("{}", *i.security_counter));
+    if (i.key_state) row("signing keys", describe_key_state(*i.key_state));
   } else {
     row("running", "unknown (no 0x5F00: not an rtcanboot node)");
   }
@@ -851,6 +961,8 @@ int run_cli(int argc, char** argv) {
         return cmd_selftest(g, o.selftest_node, o.selftest_json);
       case cli::Command::kKeygen:
         return cmd_keygen(g, o.keygen_out, o.keygen_force);
+      case cli::Command::kProvisionKey:
+        return cmd_provision_key(g, o.provision_node, o.provision_keys);
       case cli::Command::kNone:
         break;
     }

@@ -216,7 +216,7 @@ TEST(Signing, SignatureOverOtherHeaderFieldsIsRefused) {
 // makes both refuse.
 TEST(Signing, CoreAcceptsWhatOpenSslSigned) {
   std::mt19937 random(11);
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     SCOPED_TRACE(i);
     const PrivateKey key = PrivateKey::generate();
     const PublicKey public_key = key.public_key();

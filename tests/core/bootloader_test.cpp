@@ -997,5 +997,48 @@ TEST_F(BootloaderWithKey, SignedIsInstalledUnsignedAndForgedAreRefusedAtTheHeade
   EXPECT_TRUE(rig.bootloader().installed().valid);
 }
 
+// Lock-down (docs/security.md): with a key and hold_limit_ms, a node held in its bootloader by an
+// entry request starts its valid application once nothing addressed it for that long; each
+// request addressed to it starts the time again. Without a limit it stays.
+TEST_F(BootloaderWithKey, AHeldNodeStartsItsApplicationAfterTheHoldLimit) {
+  rig.boot();
+  ASSERT_TRUE(rig.sdo_download_block(od::kProgramData, 1, signed_vector()).ok());
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  rig.settings().entry_requested = true;
+  rig.settings().hold_limit_ms = 0;
+  rig.boot();
+  EXPECT_EQ(rig.bootloader().boot_reason(), canopen::BootReason::kEntryRequest);
+  rig.run_for(3'000'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone) << "no limit: held";
+
+  rig.settings().hold_limit_ms = 1000;
+  rig.boot();
+  rig.run_for(900'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  EXPECT_EQ(read(od::kSoftwareId), load_le32(signed_vector().data() + 0x20));  // addressed again
+  rig.run_for(900'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+  rig.run_for(200'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kStartApplication);
+}
+
+// Without a key the limit does not apply: the node behaves as before (held until told).
+TEST(BootloaderHoldLimit, WithoutAKeyAHeldNodeStays) {
+  NorFlashFake flash{test::NorTiming::typical()};
+  BootloaderSettings settings = test::test_settings();
+  settings.provisioning.listen_window_ms = 0;
+  CoreRig rig{flash, settings};
+  rig.boot();
+  ASSERT_TRUE(
+      rig.sdo_download_block(od::kProgramData, 1, test::make_container(test::make_payload(2000, 4)))
+          .ok());
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);
+  rig.settings().entry_requested = true;
+  rig.settings().hold_limit_ms = 1000;
+  rig.boot();
+  rig.run_for(3'000'000);
+  EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
+}
+
 }  // namespace
 }  // namespace rtcanboot

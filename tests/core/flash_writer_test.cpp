@@ -224,7 +224,11 @@ TEST(FlashGuard, RefusesEverythingThatTouchesTheBootloader) {
   EXPECT_EQ(guard.start_program(mm::kFlashSize - 256, page), FlashResult::kOk);
   EXPECT_EQ(port.calls, 3);
   static_assert(!GuardedFlash::writable(mm::kBootloaderOffset, 1));
-  static_assert(GuardedFlash::writable(mm::kAppOffset, mm::kFlashSize - mm::kAppOffset));
+  static_assert(GuardedFlash::writable(mm::kAppOffset, mm::kKeyStoreOffset - mm::kAppOffset));
+  static_assert(GuardedFlash::writable(mm::kKeyStoreOffset + mm::kSectorSize,
+                                       mm::kFlashSize - mm::kKeyStoreOffset - mm::kSectorSize));
+  // The key store's sector is out of reach (key_store_test.cpp).
+  static_assert(!GuardedFlash::writable(mm::kAppOffset, mm::kFlashSize - mm::kAppOffset));
 }
 
 }  // namespace

@@ -105,7 +105,11 @@ TEST(JournalRecord, EncodeDecodeRoundTripAndEveryBitFlipIsDetected) {
   EXPECT_EQ(out.payload_crc32, 0xDEADBEEFU);
   EXPECT_EQ(out.image_version, 9U);
   EXPECT_EQ(0, std::memcmp(out.payload_sha256, record.payload_sha256, 32));
-  for (std::uint32_t bit = 0; bit < kRecordSize * 8; ++bit) {
+  // Without a security counter: format 1, its 64 bytes as before, the rest of the page erased.
+  EXPECT_EQ(bytes[4], kRecordFormat);
+  EXPECT_EQ(out.security_counter, 0U);
+  for (std::uint32_t i = kRecordSizeV1; i < kRecordSize; ++i) EXPECT_EQ(bytes[i], 0xFF) << i;
+  for (std::uint32_t bit = 0; bit < kRecordSizeV1 * 8; ++bit) {
     std::uint8_t flipped[kRecordSize];
     std::memcpy(flipped, bytes, kRecordSize);
     flipped[bit / 8] ^= static_cast<std::uint8_t>(1U << (bit % 8));
@@ -114,6 +118,34 @@ TEST(JournalRecord, EncodeDecodeRoundTripAndEveryBitFlipIsDetected) {
   std::uint8_t blank[kRecordSize];
   std::memset(blank, 0xFF, sizeof blank);
   EXPECT_FALSE(decode_record(blank, out));
+}
+
+TEST(JournalRecord, ASecurityCounterMakesAFormat2RecordWhoseEveryBitIsChecked) {
+  Record record;
+  record.type = RecordType::kRevoke;
+  record.sequence = 3;
+  record.security_counter = 0x0102'0304;
+  std::uint8_t bytes[kRecordSize];
+  encode_record(record, bytes);
+  EXPECT_EQ(bytes[4], kRecordFormatWithCounter);
+  EXPECT_EQ(bytes[0x3C], 0x04);
+  Record out;
+  ASSERT_TRUE(decode_record(bytes, out));
+  EXPECT_EQ(out.type, RecordType::kRevoke);
+  EXPECT_EQ(out.security_counter, 0x0102'0304U);
+  EXPECT_EQ(state_after(out).security_counter, 0x0102'0304U) << "a REVOKE keeps the counter";
+  EXPECT_FALSE(state_after(out).valid);
+  for (std::uint32_t bit = 0; bit < kRecordSize * 8; ++bit) {
+    std::uint8_t flipped[kRecordSize];
+    std::memcpy(flipped, bytes, kRecordSize);
+    flipped[bit / 8] ^= static_cast<std::uint8_t>(1U << (bit % 8));
+    EXPECT_FALSE(decode_record(flipped, out)) << bit;
+  }
+  // A format-2 record with a counter of 0 is never written: foreign, even with a good CRC.
+  std::memset(bytes + 0x3C, 0, 4);
+  const std::uint32_t crc = crc32(0, bytes, kRecordSize - 4);
+  std::memcpy(bytes + kRecordSize - 4, &crc, 4);
+  EXPECT_FALSE(decode_record(bytes, out));
 }
 
 TEST_F(JournalTest, BlankJournalMeansNoApplication) {
@@ -410,9 +442,122 @@ TEST_F(JournalTest, RecordsOfAnUnknownTypeAreForeign) {
   ASSERT_TRUE(decode_record(encoded, out));
   EXPECT_EQ(out.type, RecordType::kConfirm);
   encoded[5] = 0x05;  // type after CONFIRM, CRC fixed up
-  const std::uint32_t crc = crc32(0, encoded, kRecordSize - 4);
-  std::memcpy(encoded + kRecordSize - 4, &crc, 4);
+  const std::uint32_t crc = crc32(0, encoded, kRecordSizeV1 - 4);
+  std::memcpy(encoded + kRecordSizeV1 - 4, &crc, 4);
   EXPECT_FALSE(decode_record(encoded, out));
+}
+
+// --- anti-rollback: the highest security counter committed (docs/security.md) ---------------
+
+InstalledImage signed_image(std::uint32_t n, std::uint32_t counter) {
+  InstalledImage result = image(n);
+  result.security_counter = counter;
+  return result;
+}
+
+TEST_F(JournalTest, EveryRecordCarriesTheCounterAndOnlyACommitRaisesIt) {
+  InstallJournal journal(flash);
+  journal.load();
+  EXPECT_EQ(journal.installed().security_counter, 0U);
+  ASSERT_TRUE(journal.append_commit(signed_image(1, 5)));
+  drive(journal);
+  EXPECT_EQ(journal.installed().security_counter, 5U);
+  EXPECT_EQ(reload().security_counter, 5U);
+  ASSERT_TRUE(journal.append_attempt());
+  drive(journal);
+  EXPECT_EQ(reload().security_counter, 5U);
+  ASSERT_TRUE(journal.append_confirm());
+  drive(journal);
+  EXPECT_EQ(reload().security_counter, 5U);
+  EXPECT_TRUE(reload().confirmed);
+  revoke(journal);
+  EXPECT_FALSE(reload().valid);
+  EXPECT_EQ(reload().security_counter, 5U) << "a REVOKE must not lower the counter";
+  // A COMMIT never lowers it, whatever the caller passes (an unsigned image: 0; a lower one).
+  commit(journal, 2);
+  EXPECT_EQ(reload().security_counter, 5U);
+  ASSERT_TRUE(journal.append_commit(signed_image(3, 4)));
+  drive(journal);
+  expect_image(reload(), 3);
+  EXPECT_EQ(reload().security_counter, 5U);
+  ASSERT_TRUE(journal.append_commit(signed_image(4, 9)));
+  drive(journal);
+  EXPECT_EQ(reload().security_counter, 9U);
+  // Restoring a state taken before a higher counter keeps the higher one.
+  InstalledImage before = image(1);
+  before.security_counter = 5;
+  ASSERT_TRUE(journal.append_state(before));
+  drive(journal);
+  expect_image(reload(), 1);
+  EXPECT_EQ(reload().security_counter, 9U);
+}
+
+TEST_F(JournalTest, TheCounterSurvivesSectorSwitchesAndTheEraseOfItsOwnRecord) {
+  InstallJournal journal(flash);
+  journal.load();
+  ASSERT_TRUE(journal.append_commit(signed_image(1, 7)));
+  drive(journal);
+  // Enough REVOKE/COMMIT pairs (no counter of their own) to fill both sectors twice: the sector
+  // that held the COMMIT with the counter is erased twice meanwhile.
+  for (std::uint32_t n = 2; n < 2 + 2 * kSlotsPerSector; ++n) {
+    revoke(journal);
+    commit(journal, n);
+  }
+  EXPECT_GE(flash.erases(4096), 2U);
+  const InstalledImage after = reload();
+  expect_image(after, 1 + 2 * kSlotsPerSector);
+  EXPECT_EQ(after.security_counter, 7U);
+  EXPECT_EQ(journal.installed().security_counter, 7U);
+}
+
+// A cut before or inside every flash operation of a COMMIT that raises the counter, also the
+// erase of the other sector at a switch: afterwards the journal holds either the old image with
+// the old counter or the new image with the new one, never the new counter without its image.
+TEST_F(JournalTest, ACutNeverLowersTheCounterNorRecordsOneWithoutItsImage) {
+  for (const std::uint32_t filled : {1U, kSlotsPerSector - 1, 2 * kSlotsPerSector - 1}) {
+    for (int mode = 0; mode < 2; ++mode) {
+      for (std::uint32_t cut = 1;; ++cut) {
+        SCOPED_TRACE(::testing::Message()
+                     << "filled " << filled << " mode " << mode << " cut " << cut);
+        NorFlashFake fresh{test::NorTiming::typical()};
+        InstallJournal journal(fresh);
+        journal.load();
+        auto run = [&](InstallJournal& j) {
+          for (int i = 0; i < 1000 && j.busy() && !fresh.power_lost(); ++i) {
+            fresh.set_now(fresh.busy_until());
+            j.poll();
+          }
+        };
+        ASSERT_TRUE(journal.append_commit(signed_image(1, 3)));
+        run(journal);
+        for (std::uint32_t n = 1; n < filled; ++n) {
+          ASSERT_TRUE(journal.append_attempt() || journal.append_revoke());
+          run(journal);
+        }
+        fresh.cut_power_at(
+            cut, mode == 0 ? NorFlashFake::Cut::kBefore : NorFlashFake::Cut::kMidOperation, 0.5);
+        const std::uint32_t ops = fresh.mutating_ops();
+        ASSERT_TRUE(journal.append_commit(signed_image(2, 8)));
+        run(journal);
+        const bool cut_happened = fresh.power_lost();
+        fresh.power_on();
+        InstallJournal rebooted(fresh);
+        rebooted.load();
+        const InstalledImage state = rebooted.installed();
+        if (state.valid && state.image_version == 2) {
+          EXPECT_EQ(state.security_counter, 8U);
+        } else {
+          EXPECT_EQ(state.security_counter, 3U);
+        }
+        if (!cut_happened) {
+          EXPECT_EQ(state.image_version, 2U);
+          EXPECT_GT(fresh.mutating_ops(), ops);
+          break;
+        }
+        ASSERT_LT(cut, 10U);
+      }
+    }
+  }
 }
 
 }  // namespace

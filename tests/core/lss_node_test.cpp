@@ -288,5 +288,31 @@ TEST_F(LssBootloaderTest, StoreMediaErrorIsReported) {
   EXPECT_EQ(answer->data[1], lss::kStoreMediaError);
 }
 
+// Lock-down (docs/security.md): once the node holds a signing key, LSS cannot store a new
+// node-ID or bit rate unless the build allows it (RTCANBOOT_LSS_STORE_WHEN_LOCKED).
+TEST_F(LssBootloaderTest, StoreIsRefusedOnceTheNodeHoldsAKeyUnlessTheBuildAllowsIt) {
+  KeyRecord key;
+  key.public_key[0] = 0xD7;  // any key: only whether one is held matters here
+  rig.settings().provisioning.node_id = 5;
+  rig.settings().key_record = &key;
+  rig.boot();
+  configure(40);
+  auto answer = lss({c(Cs::kStoreConfiguration)});
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(test::payload(*answer),
+            (Bytes8{0x17, lss::kImplementationSpecific, lss::kSpecStoreLocked, 0, 0, 0, 0, 0}));
+  bool valid = true;
+  load_provisioning(flash, &valid);
+  EXPECT_FALSE(valid);  // nothing written
+
+  rig.settings().lss_store_when_locked = true;
+  rig.boot();
+  configure(41);
+  answer = lss({c(Cs::kStoreConfiguration)});
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->data[1], lss::kSuccess);
+  EXPECT_EQ(load_provisioning(flash).node_id, 41);
+}
+
 }  // namespace
 }  // namespace rtcanboot

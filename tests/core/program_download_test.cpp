@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -545,6 +546,134 @@ TEST_F(SignedDownloadTest, DamagedKeyRecordRefusesEverything) {
   for (int i = 1; i < 32; ++i) key_record.public_key[i] = 0;
   download.require_signature(key_record);
   expect_refused(signed_container(), FlashDetail::kUnknownKey);
+}
+
+// --- anti-rollback: the install journal's counter -------------------------------------------
+
+// Gives the journal a COMMIT of the installed image with `counter` (as a signed COMMIT would).
+void set_journal_counter(journal::InstallJournal& journal, std::uint32_t counter,
+                         const std::function<void()>& step) {
+  journal::InstalledImage image = journal.installed();
+  image.security_counter = counter;
+  ASSERT_TRUE(journal.append_commit(image));
+  for (int i = 0; i < 10'000 && journal.busy(); ++i) step();
+  ASSERT_EQ(journal.installed().security_counter, counter);
+}
+
+std::uint32_t reloaded_counter(FlashPort& flash) {
+  journal::InstallJournal reloaded{flash};
+  reloaded.load();
+  return reloaded.installed().security_counter;
+}
+
+TEST_F(SignedDownloadTest, TheCommitRecordsTheCounterOfTheImage) {
+  download.require_signature(key_record);
+  EXPECT_EQ(download.installed().security_counter, 0U);
+  expect_installed(signed_container());
+  EXPECT_EQ(download.installed().security_counter, 5U);
+  EXPECT_EQ(reloaded_counter(guard), 5U);
+}
+
+TEST_F(SignedDownloadTest, ACounterBelowTheJournalsIsRefused) {
+  set_journal_counter(journal, 6, [this] { poll(); });
+  download.require_signature(key_record);  // minimum 0: the journal's counter is the floor
+  expect_refused(signed_container(), FlashDetail::kCounterRollback);
+  EXPECT_EQ(reloaded_counter(guard), 6U);
+}
+
+TEST_F(SignedDownloadTest, TheJournalsCounterItselfIsAccepted) {
+  set_journal_counter(journal, 5, [this] { poll(); });
+  download.require_signature(key_record);
+  expect_installed(signed_container());  // the same release again
+  EXPECT_EQ(reloaded_counter(guard), 5U);
+}
+
+TEST_F(SignedDownloadTest, AFailedSignedDownloadRecordsNoCounter) {
+  download.require_signature(key_record);
+  const Bytes container = signed_container();
+  flash.fail_operation_at(3);  // REVOKE, then the erase, then the program of the payload fails
+  ASSERT_EQ(download.begin(true, static_cast<std::uint32_t>(container.size())), Abort::kNone);
+  feed(container, 3);
+  download.end();
+  poll_until_idle();
+  EXPECT_NE(download.flash_status(1), 0U);
+  EXPECT_EQ(reloaded_counter(guard), 0U);
+  EXPECT_EQ(download.installed().security_counter, 0U);
+}
+
+TEST_F(SignedDownloadTest, WithoutAKeyTheCounterIsKeptNotUsed) {
+  set_journal_counter(journal, 9, [this] { poll(); });
+  // A node without a key accepts what it accepted before; its commits carry the counter on.
+  install(test::make_payload(3'000, 5));
+  EXPECT_EQ(reloaded_counter(guard), 9U);
+}
+
+// A cut before or inside every flash operation of a signed download over an unsigned image:
+// after power returns the journal holds counter 5 exactly when the signed image committed.
+TEST(SignedDownloadCuts, TheCounterIsRecordedExactlyWhenItsImageCommits) {
+  const Bytes old_payload = test::make_payload(8'000, 1);
+  const Bytes signed_bytes = signed_container();
+  const std::uint32_t signed_crc = load_le32(signed_bytes.data() + 0x20);
+  for (int mode = 0; mode < 2; ++mode) {
+    for (std::uint32_t cut = 1;; ++cut) {
+      SCOPED_TRACE(::testing::Message() << "mode " << mode << " cut " << cut);
+      test::NorFlashFake flash{test::NorTiming::typical()};
+      GuardedFlash guard{flash};
+      SoftwareSha256 sha;
+      Bytes ring(6 * 1024);
+      journal::InstallJournal journal{guard};
+      FlashWriter writer{guard, sha, ring};
+      ProgramDownload download{
+          writer,
+          journal,
+          sha,
+          {test::kTestVendor, test::kTestProduct, mm::kAppAddress, mm::kAppSize}};
+      journal.load();
+      Micros now = 0;
+      auto poll = [&] {
+        now += 50;
+        flash.set_now(now);
+        download.poll();
+      };
+      auto send = [&](const Bytes& container) {
+        if (download.begin(true, static_cast<std::uint32_t>(container.size())) != Abort::kNone)
+          return;
+        std::size_t offset = 0;
+        while (offset < container.size() && !flash.power_lost()) {
+          const std::uint32_t chunk = std::min<std::uint32_t>(
+              {512U, static_cast<std::uint32_t>(container.size() - offset), download.free_space()});
+          if (chunk == 0) {
+            poll();
+            continue;
+          }
+          if (download.write(container.data() + offset, chunk) != Abort::kNone) return;
+          offset += chunk;
+          poll();
+        }
+        if (!flash.power_lost()) download.end();
+        for (int i = 0; i < 1'000'000 && download.busy() && !flash.power_lost(); ++i) poll();
+      };
+      send(test::make_container(old_payload));
+      ASSERT_EQ(download.flash_status(1), 0U);
+      const KeyRecord key = test1_key_record();
+      download.require_signature(key);
+      flash.cut_power_at(cut, mode == 0 ? test::NorFlashFake::Cut::kBefore
+                                        : test::NorFlashFake::Cut::kMidOperation);
+      send(signed_bytes);
+      const bool cut_happened = flash.power_lost();
+      flash.power_on();
+      journal::InstallJournal rebooted{guard};
+      rebooted.load();
+      const journal::InstalledImage state = rebooted.installed();
+      const bool signed_committed = state.valid && state.payload_crc32 == signed_crc;
+      EXPECT_EQ(state.security_counter, signed_committed ? 5U : 0U);
+      if (!cut_happened) {
+        EXPECT_TRUE(signed_committed);
+        break;
+      }
+      ASSERT_LT(cut, 200U);
+    }
+  }
 }
 
 }  // namespace

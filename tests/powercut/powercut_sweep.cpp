@@ -28,13 +28,24 @@
 // erases the other provisioning sector and programs its first page. After a cut the node must come
 // up as node 5 or node 42 (never unconfigured or at another bit rate), and a new store must work.
 //
+// Key provisioning over CAN (docs/security.md) is swept too ("key-before-op", "key-in-op"): a
+// keyless bootloader without an application gets RFC 8032 TEST 1's key hash on 0x5F03:2. After a
+// cut it must hold the whole key (0x5F03:1 = 2), no key with its key sector blank (0), or report
+// the cut write (3), never a half key; unless 2, a new key write must complete; then an unsigned
+// image must be refused.
+//
+// --signed: the anti-rollback counter (docs/security.md). The node holds TEST 1's key (key store)
+// and the old application committed with security counter 3; the update and the fresh update
+// are containers signed by TEST 1 with counter 4. After each cut 0x5F00:9 must read 4 when the
+// new image runs and 3 otherwise: a cut never lowers the counter nor records it without its image.
+//
 // Options: --full (a 192 KiB new image, 64 random cut times, --fresh-app), --pad BYTES (bytes
 // appended to the new image, default 256; the old one has 512), --jobs N (cut points run in
 // parallel, each on its own simulation; default 2), --random N, --boot N, --seed S, --json PATH,
 // --firmware-dir DIR,
 // --fresh-journal, --timing typical|max, --only INDEX, --verbose, --sparse (the update sends only
 // the sectors that differ from the old application, without a clear; default: the whole image
-// after a clear, as `rtcanboot flash --full`).
+// after a clear, as `rtcanboot flash --full`), --signed, --no-key (skip the key provisioning cuts).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -57,7 +68,9 @@
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
 #include "rtcanboot/host/lss_master.hpp"
+#include "rtcanboot/host/signing.hpp"
 #include "rtcanboot/host/update.hpp"
+#include "rtcanboot/key_store.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "rtcanboot/provisioning.hpp"
 #include "twin/can/flexcan.hpp"
@@ -94,7 +107,12 @@ struct Options {
   twin::FlashTiming timing = twin::FlashTiming::kTypical;
   long only = -1;
   bool verbose = false;
+  bool signed_update = false;  // --signed
+  bool key_cuts = true;        // --no-key: false
 };
+
+constexpr std::uint32_t kOldCounter = 3;
+constexpr std::uint32_t kNewCounter = 4;
 
 struct OpInfo {
   twin::W25Q32::OpKind kind = twin::W25Q32::OpKind::kNone;
@@ -163,6 +181,8 @@ struct Scenario {
   std::vector<std::uint8_t> probe_app;
   std::uint32_t probe_crc = 0;
   host::LoadedInput probe_input;
+  host::LoadedInput unsigned_probe_input;  // the probe as a plain image (key provisioning cuts)
+  std::vector<std::uint8_t> key_hash;      // SHA-256 of RFC 8032 TEST 1's public key
 };
 
 host::UpdateOptions update_options(const Scenario& s, bool force) {
@@ -252,6 +272,15 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
       }
     } else {
       return fmt::format("0x5F00:1 = {}", running);
+    }
+    if (s.options.signed_update) {
+      // The counter is the new image's exactly when the new image is the committed one.
+      const std::uint32_t counter = m.upload_u32(node, od::kRtcanbootInfo, 9);
+      const std::uint32_t expected = out.state == "new-app" ? kNewCounter : kOldCounter;
+      if (counter != expected) {
+        return fmt::format("security counter {} with {}, expected {}", counter, out.state,
+                           expected);
+      }
     }
   } catch (const host::Error& e) {
     out.bricked = true;
@@ -507,6 +536,10 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.jobs = static_cast<unsigned>(std::stoul(value()));
     } else if (a == "--only") {
       o.only = std::stol(value());
+    } else if (a == "--signed") {
+      o.signed_update = true;
+    } else if (a == "--no-key") {
+      o.key_cuts = false;
     } else if (a == "--verbose" || a == "-v") {
       o.verbose = true;
     } else if (a == "--help" || a == "-h") {
@@ -514,7 +547,7 @@ bool parse_args(int argc, char** argv, Options& o) {
           "usage: %s [--full] [--pad BYTES] [--random N] [--boot N] [--seed S] [--json PATH]\n"
           "          [--firmware-dir DIR] [--fresh-journal] [--fresh-app] [--timing typical|max] "
           "[--jobs N]\n"
-          "          [--only INDEX] [--sparse] [--verbose]\n",
+          "          [--only INDEX] [--sparse] [--signed] [--no-key] [--verbose]\n",
           argv[0]);
       std::exit(0);
     } else {
@@ -527,8 +560,11 @@ bool parse_args(int argc, char** argv, Options& o) {
 // The previous application's journal: a long history right before a sector switch, or a single
 // COMMIT on a fresh journal.
 void write_journal(std::vector<std::uint8_t>& flash, const Scenario& s) {
+  const std::uint32_t counter = s.options.signed_update ? kOldCounter : 0;
   if (s.options.fresh_journal) {
-    twinrig::put_record(flash, twinrig::commit_record(s.old_app, 1, kOldVersion), 0, 0);
+    journal::Record r = twinrig::commit_record(s.old_app, 1, kOldVersion);
+    r.security_counter = counter;
+    twinrig::put_record(flash, r, 0, 0);
     return;
   }
   // Sequence 1..16 fill sector 1, 17..31 take slots 0..14 of sector 0; odd = COMMIT of the old
@@ -541,6 +577,7 @@ void write_journal(std::vector<std::uint8_t>& flash, const Scenario& s) {
       r.type = journal::RecordType::kRevoke;
       r.sequence = seq;
     }
+    r.security_counter = counter;
     const std::uint32_t sector = seq <= 16 ? 1 : 0;
     const std::uint32_t slot = seq <= 16 ? seq - 1 : seq - 17;
     twinrig::put_record(flash, r, sector, slot);
@@ -685,6 +722,150 @@ Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base,
   return finish(check_bootloader_region(board, s));
 }
 
+// --- key provisioning over CAN under power cuts ---------------------------------------------
+
+// Writes the key hash to 0x5F03:2 and waits until the node is done (0x5F03:1 no longer 4).
+std::string key_write(twinrig::Rig& rig, const Scenario& s) {
+  host::Master& m = rig.master();
+  const std::uint8_t node = s.rig.node_id;
+  m.download(node, od::kSigningKeys, 2, s.key_hash, host::SdoMode::kSegmented);
+  std::uint8_t state = static_cast<std::uint8_t>(canopen::KeyState::kWriting);
+  for (int i = 0; i < 50 && state == static_cast<std::uint8_t>(canopen::KeyState::kWriting); ++i)
+    state = m.upload_u8(node, od::kSigningKeys, 1);
+  if (state != static_cast<std::uint8_t>(canopen::KeyState::kProvisioned))
+    return fmt::format("0x5F03:1 = {} after the key write", state);
+  return {};
+}
+
+std::vector<OpInfo> key_reference_ops(const Scenario& s, const std::vector<std::uint8_t>& base) {
+  twinrig::Rig rig(s.rig, base);
+  twin::W25Q32& flash = rig.board().flash();
+  std::vector<OpInfo> ops;
+  auto board_hook = flash.on_busy_change;
+  flash.on_busy_change = [&](bool busy) {
+    if (busy) {
+      const auto& op = flash.current_op();
+      ops.push_back(OpInfo{op.kind, op.address, op.length, op.start, op.end});
+    }
+    if (board_hook) board_hook(busy);
+  };
+  rig.board().power_on();
+  rig.wait_boot_up(0, 2000 * kMs);
+  try {
+    if (!key_write(rig, s).empty()) ops.clear();
+  } catch (const host::Error&) {
+    ops.clear();
+  }
+  flash.on_busy_change = board_hook;
+  return ops;
+}
+
+Outcome run_key_point(const Scenario& s, const std::vector<std::uint8_t>& base,
+                      const CutPoint& point) {
+  const auto w0 = std::chrono::steady_clock::now();
+  Outcome out;
+  twinrig::Rig rig(s.rig, base);
+  twin::Board& board = rig.board();
+  twin::W25Q32& flash = board.flash();
+  auto is_off = [&] { return board.state() == twin::BoardState::kOff; };
+  auto finish = [&](std::string problem) {
+    if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
+    out.recovered = problem.empty();
+    out.detail = std::move(problem);
+    out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+    return out;
+  };
+  board.power_on();
+  rig.wait_boot_up(0, 2000 * kMs);
+  if (point.kind == "key-in-op") {
+    flash.cut_power_at_operation(flash.mutating_operations() + point.op);
+  } else {
+    flash.cut_power_at_time(point.time);
+  }
+  rig.transport().interrupt = is_off;
+  try {
+    key_write(rig, s);
+  } catch (const twinrig::Interrupted&) {
+  } catch (const host::Error&) {
+  }
+  rig.transport().interrupt = nullptr;
+  if (!is_off()) rig.run_until(is_off, rig.sim().now() + 2000 * kMs);
+  if (!is_off()) {
+    out.state = "cut-not-reached";
+    return finish("the power cut did not happen");
+  }
+  out.cut_at = rig.sim().now();
+  out.ops_done = flash.mutating_operations();
+  if (auto problem = check_bootloader_region(board, s); !problem.empty()) {
+    out.state = "bootloader-region-changed";
+    return finish(problem);
+  }
+  rig.flush_host();
+  const Nanos on = rig.sim().now();
+  board.power_on();
+  if (rig.wait_boot_up(on, on + 2000 * kMs) == 0) {
+    out.bricked = true;
+    out.state = "no-boot-up";
+    return finish("no boot-up after the cut");
+  }
+  host::Master& m = rig.master();
+  const std::uint8_t node = s.rig.node_id;
+  try {
+    const auto state = static_cast<canopen::KeyState>(m.upload_u8(node, od::kSigningKeys, 1));
+    const auto contents = flash.contents();
+    const bool sector_blank =
+        std::all_of(contents.begin() + memory_map::kKeyStoreOffset,
+                    contents.begin() + memory_map::kKeyStoreOffset + memory_map::kSectorSize,
+                    [](std::uint8_t b) { return b == 0xFF; });
+    if (state == canopen::KeyState::kProvisioned) {
+      out.state = "key-provisioned";
+      if (m.upload(node, od::kSigningKeys, 2) != s.key_hash) return finish("another key is held");
+    } else if (state == canopen::KeyState::kNone) {
+      out.state = "key-none";
+      if (!sector_blank) return finish("no key reported, but the key sector was written");
+    } else if (state == canopen::KeyState::kInterrupted) {
+      out.state = "key-interrupted";
+      if (sector_blank) return finish("interrupted reported on a blank key sector");
+    } else {
+      out.state = "key-other";
+      return finish(fmt::format("0x5F03:1 = {}", static_cast<int>(state)));
+    }
+    if (state != canopen::KeyState::kProvisioned) {
+      // An unsigned image must not pass meanwhile unless nothing was written at all.
+      if (state == canopen::KeyState::kInterrupted) {
+        host::UpdateOptions o = update_options(s, true);
+        o.start = false;
+        try {
+          host::run_update(m, s.unsigned_probe_input, o);
+          out.bricked = true;
+          return finish("an unsigned image was installed after a cut key write");
+        } catch (const host::Error& e) {
+          if (e.kind() != host::ErrorKind::kRejected)
+            return finish(fmt::format("unsigned image: {}", e.what()));
+        }
+      }
+      if (auto problem = key_write(rig, s); !problem.empty()) {
+        out.bricked = true;
+        return finish("key write after the cut: " + problem);
+      }
+    }
+    // Provisioned now: an unsigned image is refused.
+    host::UpdateOptions o = update_options(s, true);
+    o.start = false;
+    try {
+      host::run_update(m, s.unsigned_probe_input, o);
+      return finish("an unsigned image was installed on a provisioned node");
+    } catch (const host::Error& e) {
+      if (e.kind() != host::ErrorKind::kRejected)
+        return finish(fmt::format("unsigned image after provisioning: {}", e.what()));
+    }
+  } catch (const host::Error& e) {
+    out.bricked = true;
+    return finish(fmt::format("no SDO answer after the cut: {}", e.what()));
+  }
+  return finish(check_bootloader_region(board, s));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -735,16 +916,60 @@ int main(int argc, char** argv) {
   s.probe_crc = crc32(0, s.probe_app.data(), s.probe_app.size());
   s.probe_input.format = host::InputFormat::kBinary;
   s.probe_input.image = host::FlatImage{memory_map::kAppAddress, s.probe_app};
+  s.unsigned_probe_input = s.probe_input;
+  const host::signing::PrivateKey test1_key = [] {
+    host::signing::Seed seed{};
+    const std::uint8_t bytes[32] = {0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60,
+                                    0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+                                    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19,
+                                    0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
+    std::copy(std::begin(bytes), std::end(bytes), seed.begin());
+    return host::signing::PrivateKey::from_seed(seed);
+  }();
+  {
+    const host::signing::PublicKey pub = test1_key.public_key();
+    SoftwareSha256 sha;
+    sha.reset();
+    sha.update(pub.data(), pub.size());
+    s.key_hash.resize(32);
+    sha.finish(s.key_hash.data());
+  }
   s.baseline = twinrig::factory_flash(fw->bootloader, s.rig);
   std::copy(s.old_app.begin(), s.old_app.end(), s.baseline.begin() + memory_map::kAppOffset);
   write_journal(s.baseline, s);
+  if (opt.signed_update) {
+    // The node holds TEST 1's key; both updates are signed with counter 4 for its product.
+    KeyHashes keys;
+    keys.count = 1;
+    std::copy(s.key_hash.begin(), s.key_hash.end(), keys.hash[0]);
+    encode_key_store_record(keys, s.baseline.data() + memory_map::kKeyStoreOffset);
+    twinrig::Rig probe(s.rig, s.baseline);
+    probe.board().power_on();
+    probe.wait_boot_up(0, 2000 * kMs);
+    host::PackOptions pack;
+    pack.vendor_id = probe.master().upload_u32(s.rig.node_id, od::kIdentity, 1);
+    pack.product_code = probe.master().upload_u32(s.rig.node_id, od::kIdentity, 2);
+    pack.image_version = kNewVersion;
+    pack.sign_with = &test1_key;
+    pack.security_counter = kNewCounter;
+    auto container_input = [&](const std::vector<std::uint8_t>& payload, const char* name) {
+      host::LoadedInput input;
+      input.format = host::InputFormat::kContainer;
+      input.container = host::parse_container(
+          host::pack(host::FlatImage{memory_map::kAppAddress, payload}, pack), name);
+      return input;
+    };
+    s.new_input = container_input(s.new_app, "signed new image");
+    s.probe_input = container_input(s.probe_app, "signed probe");
+  }
 
   std::printf(
       "power-cut sweep: old image %zu bytes (0x%08X), new image %zu bytes (0x%08X), %s journal, %s "
-      "flash timing\n",
+      "flash timing%s\n",
       s.old_app.size(), s.old_crc, s.new_app.size(), s.new_crc,
       opt.fresh_journal ? "fresh" : "near-sector-switch",
-      opt.timing == twin::FlashTiming::kMax ? "max" : "typical");
+      opt.timing == twin::FlashTiming::kMax ? "max" : "typical",
+      opt.signed_update ? ", signed (counter 3 -> 4)" : "");
   const Reference ref = reference_run(s);
   if (!ref.error.empty()) {
     std::printf("power-cut sweep: %s\n", ref.error.c_str());
@@ -807,6 +1032,21 @@ int main(int argc, char** argv) {
     points.push_back(CutPoint{"lss-in-op", i + 1, 0, describe(lss_ops[i])});
   }
 
+  // Key provisioning over CAN on a keyless bootloader without an application.
+  const std::vector<std::uint8_t> key_base = twinrig::factory_flash(fw->bootloader, s.rig);
+  if (opt.key_cuts) {
+    const std::vector<OpInfo> key_ops = key_reference_ops(s, key_base);
+    if (key_ops.empty()) {
+      std::printf("power-cut sweep: the reference key write failed or wrote nothing\n");
+      return 1;
+    }
+    for (std::size_t i = 0; i < key_ops.size(); ++i) {
+      points.push_back(
+          CutPoint{"key-before-op", i + 1, key_ops[i].start - 1000, describe(key_ops[i])});
+      points.push_back(CutPoint{"key-in-op", i + 1, 0, describe(key_ops[i])});
+    }
+  }
+
   // Every cut point runs on its own simulation: spread them over a few threads.
   std::vector<std::size_t> selected;
   for (std::size_t i = 0; i < points.size(); ++i) {
@@ -819,8 +1059,9 @@ int main(int argc, char** argv) {
     for (std::size_t k = next++; k < selected.size(); k = next++) {
       const std::size_t i = selected[k];
       const CutPoint& p = points[i];
-      outcomes[i] = p.kind.rfind("lss-", 0) == 0 ? run_lss_point(s, lss_base, p)
-                                                 : run_point(s, p, opt.seed + i);
+      outcomes[i] = p.kind.rfind("lss-", 0) == 0   ? run_lss_point(s, lss_base, p)
+                    : p.kind.rfind("key-", 0) == 0 ? run_key_point(s, key_base, p)
+                                                   : run_point(s, p, opt.seed + i);
       const Outcome& o = outcomes[i];
       if (opt.verbose || !o.recovered) {
         const std::lock_guard<std::mutex> lock(print_mutex);

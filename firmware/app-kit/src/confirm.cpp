@@ -109,6 +109,13 @@ ConfirmResult confirm() {
   return ConfirmResult::kConfirmed;
 }
 
+std::uint32_t installed_security_counter() {
+  JournalFlash flash(rom::nor_driver());  // only read
+  journal::InstallJournal journal(flash);
+  journal.load();
+  return journal.installed().security_counter;
+}
+
 const char* describe(ConfirmResult result) {
   switch (result) {
     case ConfirmResult::kConfirmed:

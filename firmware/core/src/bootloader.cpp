@@ -62,6 +62,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   config.info = &info;
   if (settings.self_test != nullptr) config.self_test = this;
   config.sector_digests = this;
+  config.keys = this;
   config.listen_along = &listen_;
   return config;
 }
@@ -71,6 +72,8 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
     : settings_(settings),
       frames_(frames),
       guard_(flash),
+      key_flash_(flash),
+      key_store_(key_flash_),
       journal_(guard_),
       provisioning_(guard_),
       writer_(guard_, sha, buffer),
@@ -80,14 +83,24 @@ Bootloader::Bootloader(FrameSink& frames, FlashPort& flash, Sha256Engine& sha,
       info_(info_for(settings)),
       node_config_(make_node_config(settings_, info_)),
       node_(frames, download_, node_config_) {
-  if (settings.key_record != nullptr) download_.require_signature(*settings.key_record);
+  if (settings.key_record != nullptr) {
+    download_.require_signature(*settings.key_record);
+    SoftwareSha256 key_sha;
+    key_sha.reset();
+    key_sha.update(settings.key_record->public_key, sizeof settings.key_record->public_key);
+    key_sha.finish(built_in_key_hash_);
+  } else {
+    download_.use_key_store(key_store_);
+  }
   download_.set_start_gate(this);
 }
 
 void Bootloader::start(Micros now) {
   last_poll_ = now;
+  last_addressed_ = now;
   provisioning_.load();
   journal_.load();
+  if (settings_.key_record == nullptr) key_store_.load();
   download_.refuse_flash_work(settings_.flash_refused);
   decision_ = decide_boot(guard_, journal_.installed(), settings_.entry_requested,
                           settings_.provisioning.boot_attempts);
@@ -157,6 +170,10 @@ void Bootloader::update_pending(Micros now) {
   }
   update_info();
   if (pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) return;
+  if (hold_limited() && now - last_addressed_ >= milliseconds(settings_.hold_limit_ms)) {
+    begin_start();  // nobody asked for this node for hold_limit_ms: its application runs
+    return;
+  }
   if (download_.take_start_request()) {
     begin_start();
   } else if (self_test_requested_ && download_.flash_quiet()) {
@@ -172,6 +189,7 @@ void Bootloader::update_info() {
   const journal::InstalledImage& image = journal_.installed();
   const bool valid = download_.valid_program();
   info_.image_version = valid ? image.image_version : 0;
+  info_.security_counter = image.security_counter;  // also without a valid image
   info_.boot_attempts =
       valid ? static_cast<std::uint8_t>(image.attempts > 255 ? 255 : image.attempts) : 0;
   info_.trial_state = !valid             ? canopen::TrialState::kNoImage
@@ -221,6 +239,7 @@ void Bootloader::finish_attempt_record() {
 }
 
 void Bootloader::on_frame(const CanFrame& frame, Micros now) {
+  if (node_.addresses(frame)) last_addressed_ = now;
   if (!node_started_) {
     if (!listening_ || !node_.addresses(frame) || !asks_for_the_program(frame)) return;
     // An entry request inside the listen window: the node starts (boot-up message) and handles
@@ -241,7 +260,10 @@ void Bootloader::poll(Micros now) {
   // Flash first: room it makes in the ring is seen by the SDO server in the same call. An LSS
   // store owns the flash until it is done (it only starts while the download is quiet and no
   // ATTEMPT record is due).
-  if (!provisioning_.busy() && !provisioning_.operation_in_flight()) download_.poll();
+  if (!provisioning_.busy() && !provisioning_.operation_in_flight() && !key_store_.busy()) {
+    download_.poll();
+  }
+  poll_keys();
   poll_digests();
   poll_image_check();
   finish_attempt_record();
@@ -281,7 +303,7 @@ void Bootloader::poll_digests() {
   }
   // Reads only between flash operations (a read while the NOR is busy is a fault on the chip).
   if (!digests_.needs_poll() || !download_.flash_quiet() || download_.needs_poll() ||
-      provisioning_.operation_in_flight()) {
+      provisioning_.operation_in_flight() || key_write_pending_) {
     return;
   }
   digests_.poll();
@@ -337,8 +359,12 @@ canopen::InstallState Bootloader::install_state() const {
 
 bool Bootloader::begin_store(std::uint8_t node_id, std::uint32_t bitrate, LssResult* refused) {
   if (download_.busy() || !download_.flash_quiet() || download_.needs_poll() ||
-      node_.transfer_active() || attempt_record_ != AttemptRecord::kNone) {
+      node_.transfer_active() || attempt_record_ != AttemptRecord::kNone || key_write_pending_) {
     *refused = {lss::kImplementationSpecific, lss::kSpecStoreBusy};
+    return false;
+  }
+  if (download_.signature_required() && !settings_.lss_store_when_locked) {
+    *refused = {lss::kImplementationSpecific, lss::kSpecStoreLocked};
     return false;
   }
   // Everything else of the record (boot window, serial, flags) stays as it is.
@@ -362,19 +388,124 @@ LssResult Bootloader::store_result() const {
   return {};
 }
 
+bool Bootloader::hold_limited() const {
+  if (settings_.hold_limit_ms == 0 || !download_.signature_required() || !node_started_ ||
+      window_open_ || listening_ || !was_configured_ || pending_ != PendingAction::kNone ||
+      attempt_record_ != AttemptRecord::kNone) {
+    return false;
+  }
+  if (!decision_.application_valid || !download_.valid_program() || download_.busy() ||
+      download_.needs_poll() || !download_.flash_quiet() || node_.transfer_active() ||
+      key_write_pending_ || provisioning_.busy() || node_.reset_node_requested()) {
+    return false;
+  }
+  // Only an image the bootloader would start by itself (not one whose trial is used up).
+  const journal::InstalledImage& image = journal_.installed();
+  return !(trial_enabled() && !image.confirmed &&
+           image.attempts >= settings_.provisioning.boot_attempts);
+}
+
 Micros Bootloader::next_deadline() const {
   if (attempt_record_ != AttemptRecord::kNone) return last_poll_ + kFlashPollInterval;
   if (!node_started_) return listening_ ? window_end_ : ~Micros{0};
   Micros deadline = node_.next_deadline();
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
   if (image_check_can_read()) return last_poll_;  // the next slice of the CRC check
+  if (hold_limited()) {
+    const Micros hold_end = last_addressed_ + milliseconds(settings_.hold_limit_ms);
+    if (hold_end < deadline) deadline = hold_end;
+  }
   const bool flash_work =
       download_.needs_poll() || !download_.flash_quiet() || digests_.needs_poll() ||
+      key_write_pending_ || key_store_.busy() ||
       ((node_.reset_node_requested() || self_test_requested_) && pending_ == PendingAction::kNone);
   if (flash_work && last_poll_ + kFlashPollInterval < deadline) {
     deadline = last_poll_ + kFlashPollInterval;
   }
   return deadline;
+}
+
+// --- 0x5F03, the signing keys (docs/security.md) ------------------------------------------
+
+canopen::KeyState Bootloader::key_state() const {
+  if (settings_.key_record != nullptr) return canopen::KeyState::kBuiltIn;
+  if (key_write_pending_) return canopen::KeyState::kWriting;
+  switch (key_store_.state()) {
+    case KeyStoreState::kProvisioned:
+      return canopen::KeyState::kProvisioned;
+    case KeyStoreState::kInterrupted:
+      return canopen::KeyState::kInterrupted;
+    case KeyStoreState::kWriting:
+      return canopen::KeyState::kWriting;
+    case KeyStoreState::kNone:
+      break;
+  }
+  return canopen::KeyState::kNone;
+}
+
+const std::uint8_t* Bootloader::key_hashes(std::uint32_t* size) const {
+  if (settings_.key_record != nullptr) {
+    *size = kKeyHashSize;
+    return built_in_key_hash_;
+  }
+  if (key_store_.state() != KeyStoreState::kProvisioned) {
+    *size = 0;
+    return built_in_key_hash_;
+  }
+  *size = key_store_.keys().count * kKeyHashSize;
+  return key_store_.keys().hash[0];
+}
+
+canopen::Abort Bootloader::begin(bool size_known, std::uint32_t size) {
+  // Written once: never over a built-in or provisioned key (only with none, or after a cut).
+  const canopen::KeyState state = key_state();
+  if (state != canopen::KeyState::kNone && state != canopen::KeyState::kInterrupted) {
+    return canopen::Abort::kCannotStore;
+  }
+  if (download_.busy() || download_.needs_poll() || !download_.flash_quiet() ||
+      provisioning_.busy() || provisioning_.operation_in_flight() ||
+      attempt_record_ != AttemptRecord::kNone) {
+    return canopen::Abort::kDeviceState;
+  }
+  if (size_known && size > sizeof key_bytes_) return canopen::Abort::kLengthTooHigh;
+  if (size_known && (size == 0 || size % kKeyHashSize != 0)) return canopen::Abort::kLengthTooLow;
+  key_received_ = 0;
+  return canopen::Abort::kNone;
+}
+
+canopen::Abort Bootloader::write(const std::uint8_t* data, std::uint32_t length) {
+  if (length > sizeof key_bytes_ - key_received_) return canopen::Abort::kLengthTooHigh;
+  for (std::uint32_t i = 0; i < length; ++i) key_bytes_[key_received_ + i] = data[i];
+  key_received_ += length;
+  return canopen::Abort::kNone;
+}
+
+canopen::Abort Bootloader::end() {
+  if (key_received_ == 0 || key_received_ % kKeyHashSize != 0) {
+    key_received_ = 0;
+    return canopen::Abort::kLengthTooLow;
+  }
+  key_write_pending_ = true;  // poll_keys() writes it once the flash is quiet
+  return canopen::Abort::kNone;
+}
+
+void Bootloader::poll_keys() {
+  key_store_.poll();
+  if (!key_write_pending_ || key_store_.busy()) return;
+  if (download_.busy() || !download_.flash_quiet() || provisioning_.busy() ||
+      provisioning_.operation_in_flight() || attempt_record_ != AttemptRecord::kNone) {
+    return;
+  }
+  key_write_pending_ = false;
+  KeyHashes keys;
+  keys.count = static_cast<std::uint8_t>(key_received_ / kKeyHashSize);
+  for (std::uint32_t k = 0; k < keys.count; ++k) {
+    for (std::uint32_t i = 0; i < kKeyHashSize; ++i)
+      keys.hash[k][i] = key_bytes_[k * kKeyHashSize + i];
+  }
+  key_received_ = 0;
+  // Refused (no blank page left, or the state changed): the store's state tells (0x5F03:1).
+  key_store_.begin_write(keys);
 }
 
 }  // namespace rtcanboot

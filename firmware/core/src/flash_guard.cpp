@@ -18,4 +18,20 @@ FlashResult GuardedFlash::start_program(std::uint32_t offset, const std::uint8_t
   return flash_.start_program(offset, page);
 }
 
+FlashResult KeyStoreFlash::start_program(std::uint32_t offset, const std::uint8_t* page) {
+  bool allowed = offset >= GuardedFlash::kKeyStoreStart && offset < GuardedFlash::kKeyStoreEnd &&
+                 offset % memory_map::kPageSize == 0;
+  // Write-once: only onto an erased page (a torn or complete record is never programmed over).
+  std::uint8_t word[16];
+  for (std::uint32_t at = 0; allowed && at < memory_map::kPageSize; at += sizeof word) {
+    if (flash_.read(offset + at, word, sizeof word) != FlashResult::kOk) allowed = false;
+    for (std::uint8_t byte : word) allowed = allowed && byte == 0xFF;
+  }
+  if (!allowed) {
+    ++refused_;
+    return FlashResult::kProtected;
+  }
+  return flash_.start_program(offset, page);
+}
+
 }  // namespace rtcanboot

@@ -16,10 +16,13 @@ constexpr std::uint32_t kCrcAt = 0x10;
 constexpr std::uint32_t kVersionAt = 0x14;
 constexpr std::uint32_t kShaAt = 0x18;
 constexpr std::uint32_t kAttemptsAt = 0x38;
-constexpr std::uint32_t kRecordCrcAt = 0x3C;
+constexpr std::uint32_t kRecordCrcAt = 0x3C;    // format 1
+constexpr std::uint32_t kCounterAt = 0x3C;      // format 2
+constexpr std::uint32_t kRecordCrcV2At = 0x40;  // format 2
 static_assert(kShaAt + Sha256Engine::kDigestSize == kAttemptsAt);
 static_assert(kAttemptsAt + 4 == kRecordCrcAt);
-static_assert(kRecordCrcAt + 4 == kRecordSize);
+static_assert(kRecordCrcAt + 4 == kRecordSizeV1);
+static_assert(kCounterAt + 4 == kRecordCrcV2At && kRecordCrcV2At + 4 == kRecordSize);
 
 bool decode_slot(const std::uint8_t* slot, std::uint32_t* sequence) {
   Record record;
@@ -31,9 +34,11 @@ bool decode_slot(const std::uint8_t* slot, std::uint32_t* sequence) {
 }  // namespace
 
 void encode_record(const Record& record, std::uint8_t out[kRecordSize]) {
-  for (std::uint32_t i = 0; i < kRecordSize; ++i) out[i] = 0;
+  const bool with_counter = record.security_counter != 0;
+  for (std::uint32_t i = 0; i < kRecordSize; ++i)
+    out[i] = i < kRecordSizeV1 || with_counter ? 0 : 0xFF;
   store_le32(out + kMagicAt, kRecordMagic);
-  out[kFormatAt] = kRecordFormat;
+  out[kFormatAt] = with_counter ? kRecordFormatWithCounter : kRecordFormat;
   out[kTypeAt] = static_cast<std::uint8_t>(record.type);
   store_le32(out + kSequenceAt, record.sequence);
   store_le32(out + kLengthAt, record.payload_length);
@@ -43,14 +48,24 @@ void encode_record(const Record& record, std::uint8_t out[kRecordSize]) {
     out[kShaAt + i] = record.payload_sha256[i];
   }
   store_le32(out + kAttemptsAt, record.attempts);
-  store_le32(out + kRecordCrcAt, crc32(0, out, kRecordCrcAt));
+  if (with_counter) {
+    store_le32(out + kCounterAt, record.security_counter);
+    store_le32(out + kRecordCrcV2At, crc32(0, out, kRecordCrcV2At));
+  } else {
+    store_le32(out + kRecordCrcAt, crc32(0, out, kRecordCrcAt));
+  }
 }
 
 bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out) {
-  if (load_le32(bytes + kMagicAt) != kRecordMagic || bytes[kFormatAt] != kRecordFormat) {
-    return false;
-  }
-  if (crc32(0, bytes, kRecordCrcAt) != load_le32(bytes + kRecordCrcAt)) return false;
+  if (load_le32(bytes + kMagicAt) != kRecordMagic) return false;
+  const bool with_counter = bytes[kFormatAt] == kRecordFormatWithCounter;
+  if (!with_counter && bytes[kFormatAt] != kRecordFormat) return false;
+  const std::uint32_t crc_at = with_counter ? kRecordCrcV2At : kRecordCrcAt;
+  if (crc32(0, bytes, crc_at) != load_le32(bytes + crc_at)) return false;
+  // A format-2 record always has a counter (one of 0 is written as format 1): one with 0 is
+  // foreign.
+  const std::uint32_t counter = with_counter ? load_le32(bytes + kCounterAt) : 0;
+  if (with_counter && counter == 0) return false;
   const std::uint8_t type = bytes[kTypeAt];
   if (type < static_cast<std::uint8_t>(RecordType::kCommit) ||
       type > static_cast<std::uint8_t>(RecordType::kConfirm)) {
@@ -69,11 +84,13 @@ bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out) {
     out.payload_sha256[i] = bytes[kShaAt + i];
   }
   out.attempts = load_le32(bytes + kAttemptsAt);
+  out.security_counter = counter;
   return true;
 }
 
 InstalledImage state_after(const Record& record) {
   InstalledImage image;
+  image.security_counter = record.security_counter;
   if (record.type == RecordType::kRevoke) return image;
   image.valid = true;
   image.confirmed = record.type == RecordType::kConfirm;
@@ -91,6 +108,7 @@ Record record_for(const InstalledImage& image, RecordType type, std::uint32_t se
   Record record;
   record.type = type;
   record.sequence = sequence;
+  record.security_counter = image.security_counter;
   if (type == RecordType::kRevoke) return record;
   record.payload_length = image.payload_length;
   record.payload_crc32 = image.payload_crc32;
@@ -114,11 +132,15 @@ void InstallJournal::load() {
 }
 
 bool InstallJournal::append_commit(const InstalledImage& image) {
-  return append(record_for(image, RecordType::kCommit, 0));
+  Record record = record_for(image, RecordType::kCommit, 0);
+  if (record.security_counter < installed_.security_counter) {
+    record.security_counter = installed_.security_counter;
+  }
+  return append(record);
 }
 
 bool InstallJournal::append_revoke() {
-  return append(Record{});
+  return append(record_for(installed_, RecordType::kRevoke, 0));
 }
 
 bool InstallJournal::append_attempt() {
@@ -133,6 +155,10 @@ bool InstallJournal::append_state(const InstalledImage& image) {
                                                : RecordType::kCommit;
   Record record = record_for(image, type, 0);
   record.attempts = type == RecordType::kAttempt ? image.attempts : 0;
+  // Never below the counter recorded since `image` was taken.
+  if (record.security_counter < installed_.security_counter) {
+    record.security_counter = installed_.security_counter;
+  }
   return append(record);
 }
 

@@ -38,7 +38,8 @@ ObjectDictionary::Lookup ObjectDictionary::find(std::uint16_t index, std::uint8_
   if ((index == od::kRtcanbootInfo && config_.info == nullptr) ||
       (index == od::kSelfTest && config_.self_test == nullptr) ||
       (index == od::kSectorDigests && config_.sector_digests == nullptr) ||
-      (index == od::kListenAlong && config_.listen_along == nullptr)) {
+      (index == od::kListenAlong && config_.listen_along == nullptr) ||
+      (index == od::kSigningKeys && config_.keys == nullptr)) {
     result.abort = Abort::kNoObject;
     return result;
   }
@@ -107,7 +108,7 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
           info.bootloader_version, info.app_region_start,
           info.app_region_size,    static_cast<std::uint32_t>(info.boot_reason),
           info.image_version,      static_cast<std::uint32_t>(info.trial_state),
-          info.boot_attempts};
+          info.boot_attempts,      info.security_counter};
       number = fields[sub];
       break;
     }
@@ -118,6 +119,13 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
         return Abort::kNone;
       }
       if (sub == 3) number = config_.self_test->self_test_failed();
+      break;
+    case od::kSigningKeys:
+      if (sub == 1) number = static_cast<std::uint32_t>(config_.keys->key_state());
+      if (sub == 2) {
+        value.data = config_.keys->key_hashes(&value.size);
+        return Abort::kNone;
+      }
       break;
     case od::kSectorDigests: {
       const SectorDigestAccess& digests = *config_.sector_digests;
@@ -174,6 +182,7 @@ Abort ObjectDictionary::write(const Lookup& object, const std::uint8_t* data, st
 }
 
 DownloadSink* ObjectDictionary::domain_sink(const Lookup& object) {
+  if (object.entry->index == od::kSigningKeys) return config_.keys->key_sink();
   if (object.entry->index != od::kProgramData) return nullptr;
   return program_.program_data(object.sub);
 }

@@ -49,6 +49,7 @@ Abort ProgramDownload::control(std::uint8_t sub, std::uint8_t command) {
         return Abort::kHardware;
       }
       if (phase_ == Phase::kClearing) return Abort::kNone;
+      if (key_write_running()) return Abort::kDeviceState;
       if (transfer_open_ || (phase_ != Phase::kIdle && phase_ != Phase::kAbandoning)) {
         return Abort::kDeviceState;
       }
@@ -79,7 +80,9 @@ std::uint32_t ProgramDownload::flash_status(std::uint8_t) const {
 }
 
 Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
-  if (phase_ == Phase::kFinishing || phase_ == Phase::kCommitting) return Abort::kDeviceState;
+  if (phase_ == Phase::kFinishing || phase_ == Phase::kCommitting || key_write_running()) {
+    return Abort::kDeviceState;
+  }
   if (flash_refused_ != FlashDetail::kNone) {
     set_status(FlashStatus::kWriteError, flash_refused_);
     return Abort::kHardware;
@@ -193,8 +196,9 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   return Abort::kNone;
 }
 
-image::CheckResult ProgramDownload::check_signature_of_header() const {
-  if (signing_key_ == nullptr) return {};
+image::CheckResult ProgramDownload::check_signature_of_header() {
+  accepted_counter_ = 0;
+  if (!signature_required()) return {};
   image::SignatureRecord record;
   const image::RecordsResult records =
       image::find_signature(header_bytes_, header_.header_length, record);
@@ -202,13 +206,24 @@ image::CheckResult ProgramDownload::check_signature_of_header() const {
   if (!records.has_signature) {
     return {FlashStatus::kNotAuthorised, FlashDetail::kSignatureMissing};
   }
-  if (!signing_key_usable_) return {FlashStatus::kNotAuthorised, FlashDetail::kUnknownKey};
-  const image::CheckResult verified = image::check_signature(header_bytes_, record, signing_key_);
+  const std::uint8_t* key = signing_key_;
+  bool usable = signing_key_usable_;
+  if (key == nullptr) {
+    // Provisioned keys: the record names its key; it must be listed (and the store complete).
+    key = record.public_key;
+    usable = key_store_->holds(record.public_key) && ed25519::valid_public_key(record.public_key);
+  }
+  if (!usable) return {FlashStatus::kNotAuthorised, FlashDetail::kUnknownKey};
+  const image::CheckResult verified = image::check_signature(header_bytes_, record, key);
   if (!verified.ok()) return verified;
-  // Only an authentic counter means anything: checked after the signature.
-  if (record.security_counter < min_security_counter_) {
+  // Only an authentic counter means anything: checked after the signature. The floor is the
+  // key record's minimum or the highest counter committed here (install journal), whichever is
+  // higher; an equal counter is accepted (the same release again).
+  if (record.security_counter < min_security_counter_ ||
+      record.security_counter < journal_.installed().security_counter) {
     return {FlashStatus::kNotAuthorised, FlashDetail::kCounterRollback};
   }
+  accepted_counter_ = record.security_counter;
   return {};
 }
 
@@ -463,6 +478,9 @@ void ProgramDownload::poll() {
       }
       journal::InstalledImage image;
       image.valid = true;
+      // The COMMIT raises the journal's counter to this image's (never lowers it): one record,
+      // so the counter is recorded exactly when the image commits.
+      image.security_counter = accepted_counter_;
       image.payload_length = header_.payload_length;
       image.payload_crc32 = header_.payload_crc32;
       image.image_version = header_.image_version;

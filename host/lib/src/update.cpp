@@ -288,6 +288,10 @@ NodeInfo read_node_info(Master& m, std::uint8_t node) {
           optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 7); });
       info.boot_attempts =
           optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kRtcanbootInfo, 8); });
+      info.security_counter =
+          optional_read<std::uint32_t>([&] { return m.upload_u32(node, od::kRtcanbootInfo, 9); });
+      info.key_state =
+          optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kSigningKeys, 1); });
     }
     info.program_state =
         optional_read<std::uint8_t>([&] { return m.upload_u8(node, od::kProgramControl, 1); });

@@ -53,4 +53,8 @@ enum class ConfirmResult : std::uint8_t {
 ConfirmResult confirm();
 const char* describe(ConfirmResult result);
 
+// The highest security counter committed on this node (install journal, read through the
+// memory-mapped flash; 0 when none): what the application publishes in 0x5F00:9.
+std::uint32_t installed_security_counter();
+
 }  // namespace rtcanboot::app_kit

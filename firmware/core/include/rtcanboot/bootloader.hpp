@@ -24,6 +24,7 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
+#include "rtcanboot/key_store.hpp"
 #include "rtcanboot/listen_along.hpp"
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_download.hpp"
@@ -65,6 +66,16 @@ struct BootloaderSettings {
   // The build's key record (key_record.hpp): containers must be signed by its key. nullptr: no
   // key, unsigned containers are accepted. Must outlive the Bootloader.
   const KeyRecord* key_record = nullptr;
+  // Once the node holds a signing key (built in or provisioned), LSS "store configuration" is
+  // refused (kSpecStoreLocked) unless this is set: the provisioning record (node-ID, bit rate,
+  // boot window) then cannot be changed over CAN (docs/security.md, "Lock-down").
+  bool lss_store_when_locked = false;
+  // Once the node holds a signing key: a node held in its bootloader (an entry request, or a
+  // master in its boot or listen window) with a valid application it would start by itself
+  // starts it after this many ms without a frame addressed to it (an SDO request or an NMT
+  // command naming it) and without flash work. 0: no limit, held until a master starts or resets
+  // it. Bounds how long a request can keep a node out of its application (docs/security.md).
+  std::uint32_t hold_limit_ms = 0;
   // The port offers the self-test (0x5F01); nullptr: no such object. Must outlive the Bootloader.
   const SelfTestResult* self_test = nullptr;
 };
@@ -79,7 +90,9 @@ enum class PendingAction : std::uint8_t {
 class Bootloader final : private LssStorage,
                          private SelfTestAccess,
                          private SectorDigestAccess,
-                         private StartGate {
+                         private StartGate,
+                         private KeyAccess,
+                         private DownloadSink {
  public:
   // How often poll() must run while flash work is in progress.
   static constexpr Micros kFlashPollInterval = 100;
@@ -121,11 +134,14 @@ class Bootloader final : private LssStorage,
   const ProgramDownload& download() const { return download_; }
   const FlashWriter& writer() const { return writer_; }
   // Mutating requests the guard refused (must stay 0).
-  std::uint32_t refused_flash_requests() const { return guard_.refused(); }
+  std::uint32_t refused_flash_requests() const { return guard_.refused() + key_flash_.refused(); }
+  const KeyStore& key_store() const { return key_store_; }
 
  private:
   NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
   void update_pending(Micros now);
+  // The hold limit applies now (hold_limit_ms, a key, a startable application, nothing running).
+  bool hold_limited() const;
   // Starts the application, recording the attempt first when the image is unconfirmed.
   void begin_start();
   void update_info();  // 0x5F00:6..8 from the journal
@@ -167,9 +183,28 @@ class Bootloader final : private LssStorage,
   void image_check_done();
   bool confirm_installed_image() override;
 
+  // KeyAccess: 0x5F03, the signing keys (docs/security.md).
+  canopen::KeyState key_state() const override;
+  const std::uint8_t* key_hashes(std::uint32_t* size) const override;
+  DownloadSink* key_sink() override { return this; }
+  // DownloadSink for 0x5F03:2: 1 to 4 key hashes, written by poll() once the flash is quiet.
+  canopen::Abort begin(bool size_known, std::uint32_t size) override;
+  // Never short of room (no pacing for 128 bytes at most): write() refuses what does not fit.
+  std::uint32_t free_space() const override { return 0x7FFF'FFFF; }
+  canopen::Abort write(const std::uint8_t* data, std::uint32_t length) override;
+  canopen::Abort end() override;
+  void cancel(canopen::Abort, CancelCause) override { key_received_ = 0; }
+  void poll_keys();
+
   BootloaderSettings settings_;
   FrameSink& frames_;
   GuardedFlash guard_;
+  KeyStoreFlash key_flash_;
+  KeyStore key_store_;
+  std::uint8_t built_in_key_hash_[kKeyHashSize] = {};  // 0x5F03:2 of a build with a key
+  std::uint8_t key_bytes_[kMaxProvisionedKeys * kKeyHashSize] = {};
+  std::uint32_t key_received_ = 0;
+  bool key_write_pending_ = false;  // a complete 0x5F03:2 write waits for the flash
   journal::InstallJournal journal_;
   ProvisioningStore provisioning_;
   FlashWriter writer_;
@@ -190,6 +225,7 @@ class Bootloader final : private LssStorage,
   bool window_open_ = false;  // announced boot window
   bool listening_ = false;    // silent listen window
   Micros window_end_ = 0;
+  Micros last_addressed_ = 0;  // the last frame addressed to the node (hold_limit_ms)
   Micros last_poll_ = 0;
   PendingAction pending_ = PendingAction::kNone;
 };

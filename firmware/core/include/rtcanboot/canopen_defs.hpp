@@ -165,6 +165,12 @@ inline constexpr std::uint16_t kSelfTest = 0x5F01;
 //  sub 5 UNSIGNED32 ro  payload length of the committed image (0 when none)
 //  sub 6 UNSIGNED32 ro  payload CRC-32 of the committed image (0 when none)
 inline constexpr std::uint16_t kSectorDigests = 0x5F02;
+// rtcanboot signing keys (bootloader only, docs/security.md):
+//  sub 1 UNSIGNED8 ro  KeyState
+//  sub 2 DOMAIN    rw  read: the SHA-256 of each key the node accepts (32 bytes each); write
+//                      (only in KeyState::kNone or kInterrupted): 1 to 4 such hashes, 32 to
+//                      128 bytes, provisioned once, never changed or erased over CAN
+inline constexpr std::uint16_t kSigningKeys = 0x5F03;
 // rtcanboot listen-along download (bootloader only, docs/fleet-update.md):
 //  sub 1 UNSIGNED32 rw  COB-ID of the lead's SDO requests (client -> lead), e.g. 0x600 + lead
 //  sub 2 UNSIGNED32 rw  COB-ID of the lead's SDO responses (lead -> client), e.g. 0x580 + lead
@@ -173,6 +179,16 @@ inline constexpr std::uint16_t kSectorDigests = 0x5F02;
 //  sub 5 UNSIGNED32 ro  bytes the lead accepted that this node missed (gaps) in the last transfer
 inline constexpr std::uint16_t kListenAlong = 0x5F04;
 }  // namespace od
+
+// 0x5F03:1.
+enum class KeyState : std::uint8_t {
+  kNone = 0,         // no key: provisioning state, unsigned containers accepted
+  kBuiltIn = 1,      // the key was built into the bootloader (RTCANBOOT_SIGNING_KEY)
+  kProvisioned = 2,  // keys provisioned over CAN
+  kInterrupted = 3,  // a key write was cut or failed: every container refused until a key is
+                     // written again
+  kWriting = 4,      // a key write is running
+};
 
 // 0x5F04:4.
 enum class ListenAlongState : std::uint8_t {

@@ -10,6 +10,11 @@
 //   recorded first (ATTEMPT n); the application's confirm() writes CONFIRM. Every record carries
 //   the whole state (image fields, attempts), so the newest record alone decides even after the
 //   older sector was erased.
+// - Anti-rollback: every record also carries the highest security counter of a signed image that
+//   committed (docs/security.md). Only a COMMIT raises it, in the same record that installs the
+//   image; every other record (REVOKE, ATTEMPT, CONFIRM, and the ones written on a sector switch
+//   after it) carries it on unchanged. A torn record is skipped and the one before it decides, so
+//   a power cut can neither lower the counter nor record one whose image did not commit.
 #pragma once
 
 #include <cstddef>
@@ -23,8 +28,15 @@
 namespace rtcanboot::journal {
 
 inline constexpr std::uint32_t kRecordMagic = 0x4A43'5452;  // "RTCJ"
+// Format 1 (64 bytes) is a record whose security counter is 0; format 2 (68 bytes) adds the
+// counter. Records without a counter keep format 1, which an application built on an older kit
+// still reads; a record with a counter is one such an application cannot decode, so its confirm()
+// writes nothing (it cannot write a record that drops the counter).
 inline constexpr std::uint8_t kRecordFormat = 1;
-inline constexpr std::uint32_t kRecordSize = 64;
+inline constexpr std::uint8_t kRecordFormatWithCounter = 2;
+inline constexpr std::uint32_t kRecordSizeV1 = 64;
+inline constexpr std::uint32_t kRecordSize = 68;  // the largest format; a format-1 record is
+                                                  // followed by 4 bytes 0xFF
 inline constexpr std::uint32_t kSlotSize = RecordLog::kSlotSize;  // one record per page
 inline constexpr std::uint32_t kSlotsPerSector = RecordLog::kSlotsPerSector;
 inline constexpr std::uint32_t kSectors = memory_map::kJournalSectors;
@@ -50,7 +62,8 @@ struct Record {
   std::uint32_t payload_crc32 = 0;
   std::uint32_t image_version = 0;
   std::uint8_t payload_sha256[Sha256Engine::kDigestSize] = {};
-  std::uint32_t attempts = 0;  // ATTEMPT: how many starts so far (1, 2, ...); else 0
+  std::uint32_t attempts = 0;          // ATTEMPT: how many starts so far (1, 2, ...); else 0
+  std::uint32_t security_counter = 0;  // highest counter committed so far (every type)
 };
 
 // Writes the kRecordSize bytes of `record` (with its CRC) to `out`.
@@ -60,18 +73,22 @@ bool decode_record(const std::uint8_t bytes[kRecordSize], Record& out);
 
 // What the journal says about the application region.
 struct InstalledImage {
-  bool valid = false;  // latest record is a COMMIT
+  bool valid = false;  // latest record is a COMMIT, ATTEMPT or CONFIRM
   std::uint32_t payload_length = 0;
   std::uint32_t payload_crc32 = 0;
   std::uint32_t image_version = 0;
   std::uint8_t payload_sha256[Sha256Engine::kDigestSize] = {};
   bool confirmed = false;      // the application confirmed it runs (CONFIRM record)
   std::uint32_t attempts = 0;  // unconfirmed starts recorded since the COMMIT
+  // The highest security counter of a signed image that committed on this node (0: none), also
+  // when no image is valid: a container below it is refused (anti-rollback, docs/security.md).
+  std::uint32_t security_counter = 0;
 };
 
-// The state a record leaves behind (REVOKE: no valid image).
+// The state a record leaves behind (REVOKE: no valid image; the security counter stays).
 InstalledImage state_after(const Record& record);
-// The record that moves `image` to `type` with sequence `sequence` (ATTEMPT: attempts + 1).
+// The record that moves `image` to `type` with sequence `sequence` (ATTEMPT: attempts + 1). It
+// carries `image.security_counter`, also a REVOKE.
 Record record_for(const InstalledImage& image, RecordType type, std::uint32_t sequence);
 
 class InstallJournal {
@@ -84,6 +101,8 @@ class InstallJournal {
   std::uint32_t last_sequence() const { return log_.last_sequence(); }
 
   // Starts appending a record; progress in poll(). False while an append is running.
+  // A COMMIT of `image` records max(image.security_counter, the journal's counter): the counter
+  // never goes down, whatever the caller passes.
   bool append_commit(const InstalledImage& image);
   bool append_revoke();
   // Records one more start of the installed, unconfirmed image. The record is placed so that

@@ -57,6 +57,9 @@ inline constexpr std::uint8_t kStoreMediaError = 2;        // store configuratio
 inline constexpr std::uint8_t kImplementationSpecific = 0xFF;
 // rtcanboot's implementation-specific details (byte 2 with byte 1 = 0xFF):
 inline constexpr std::uint8_t kSpecStoreBusy = 1;  // the flash is busy with a program download
+// The node holds a signing key (built in or provisioned) and its build does not let LSS store a
+// new node-ID or bit rate then (RTCANBOOT_LSS_STORE_WHEN_LOCKED, docs/security.md).
+inline constexpr std::uint8_t kSpecStoreLocked = 2;
 
 // Fastscan: BitChecked 0x80 resets the scan and asks every unconfigured slave to answer; 0..31
 // compares the bits from BitChecked up. LSSSub / LSSNext select the identity part.

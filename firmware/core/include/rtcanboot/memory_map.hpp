@@ -30,6 +30,9 @@ inline constexpr std::uint32_t kAppAddress = kFlashBase + kAppOffset;
 // Bootloader records at the top of the flash; the application may not use them.
 inline constexpr std::uint32_t kRecordsOffset = 0x003F'0000;  // 64 KiB, one 64 KiB block
 inline constexpr std::uint32_t kRecordsSize = 0x0001'0000;
+// The key store (key_store.hpp): one 4 KiB sector, write-once pages, never erased by the
+// bootloader (flash_guard.hpp keeps every other writer out of it).
+inline constexpr std::uint32_t kKeyStoreOffset = 0x003F'A000;
 inline constexpr std::uint32_t kProvisioningOffset = 0x003F'C000;  // two 4 KiB sectors
 inline constexpr std::uint32_t kProvisioningSectors = 2;
 inline constexpr std::uint32_t kJournalOffset = 0x003F'E000;  // two 4 KiB sectors
@@ -50,6 +53,9 @@ static_assert(kRecordsOffset + kRecordsSize == kFlashSize, "records area ends th
 static_assert(kProvisioningOffset >= kRecordsOffset &&
               kProvisioningOffset + kProvisioningSectors * kSectorSize <= kJournalOffset);
 static_assert(kJournalOffset + kJournalSectors * kSectorSize == kFlashSize);
+static_assert(kKeyStoreOffset >= kRecordsOffset && kKeyStoreOffset % kSectorSize == 0 &&
+                  kKeyStoreOffset + kSectorSize <= kSelfTestScratchOffset,
+              "the key store sector is its own, below the self-test scratch sector");
 static_assert(kJournalOffset % kSectorSize == 0 && kProvisioningOffset % kSectorSize == 0);
 static_assert(kSelfTestScratchOffset >= kRecordsOffset &&
                   kSelfTestScratchOffset + kSectorSize <= kProvisioningOffset &&

@@ -6,6 +6,7 @@
 
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/lss.hpp"
+#include "rtcanboot/program_control.hpp"
 #include "rtcanboot/types.hpp"
 
 namespace rtcanboot {
@@ -27,6 +28,8 @@ struct RtcanbootInfo {
   std::uint32_t image_version = 0;
   canopen::TrialState trial_state = canopen::TrialState::kNoImage;  // 0x5F00:7
   std::uint8_t boot_attempts = 0;  // 0x5F00:8: unconfirmed starts of the installed image
+  // 0x5F00:9: the highest security counter committed (install journal, anti-rollback).
+  std::uint32_t security_counter = 0;
 };
 
 class LssStorage;
@@ -58,6 +61,17 @@ class SectorDigestAccess {
 
  protected:
   ~SectorDigestAccess() = default;
+};
+
+// 0x5F03, the signing keys: the bootloader serves them (docs/security.md).
+class KeyAccess {
+ public:
+  virtual canopen::KeyState key_state() const = 0;                        // sub 1
+  virtual const std::uint8_t* key_hashes(std::uint32_t* size) const = 0;  // sub 2, read
+  virtual DownloadSink* key_sink() = 0;                                   // sub 2, write
+
+ protected:
+  ~KeyAccess() = default;
 };
 
 // 0x5F04, listen-along download (docs/fleet-update.md).
@@ -109,6 +123,7 @@ struct NodeConfig {
   const RtcanbootInfo* info = nullptr;           // 0x5F00; absent when nullptr
   SelfTestAccess* self_test = nullptr;           // 0x5F01; absent when nullptr
   SectorDigestAccess* sector_digests = nullptr;  // 0x5F02; absent when nullptr
+  KeyAccess* keys = nullptr;                     // 0x5F03; absent when nullptr
   ListenAlongAccess* listen_along = nullptr;     // 0x5F04; absent when nullptr
 };
 

@@ -30,6 +30,7 @@
 #include "rtcanboot/image_format.hpp"
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
+#include "rtcanboot/key_store.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace rtcanboot {
@@ -65,8 +66,10 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool needs_poll() const;
   // No flash operation is in flight (safe moment for a reset).
   bool flash_quiet() const {
-    return !writer_.operation_in_flight() && !journal_.operation_in_flight();
+    return !writer_.operation_in_flight() && !journal_.operation_in_flight() &&
+           !key_write_running();
   }
+  bool key_write_running() const { return key_store_ != nullptr && key_store_->busy(); }
   // 0x1F51 start was accepted since the last call (the owner starts the application once the
   // SDO response has left).
   bool take_start_request() {
@@ -95,13 +98,24 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
     set_status(status, detail);
   }
   // From now on every container must carry a signature record by the record's key that
-  // verifies, with a security counter of at least its min_security_counter; else it is refused
+  // verifies, with a security counter of at least its min_security_counter and of at least the
+  // highest counter committed before (install journal, anti-rollback); else it is refused
   // with 0x1F57 code 65 and its own detail before anything is written (docs/security.md). A
   // record with a wrong magic or a key that ed25519::valid_public_key() refuses makes every
   // container refused (kUnknownKey): fail closed. `record` must outlive this object. Without
   // this call no signature is asked for.
   void require_signature(const KeyRecord& record);
-  bool signature_required() const { return signing_key_ != nullptr; }
+  // A bootloader built without a key: the keys provisioned over CAN decide (key_store.hpp). In
+  // kNone (provisioning state) unsigned containers are accepted; once the store holds keys, a
+  // container must be signed by one of them (the signature record's key A, SHA-256(A) listed);
+  // in kInterrupted or kWriting every container is refused (kUnknownKey): fail closed. A
+  // download cannot begin (and a clear is refused) while the store writes. `store` must outlive
+  // this object.
+  void use_key_store(const KeyStore& store) { key_store_ = &store; }
+  bool signature_required() const {
+    return signing_key_ != nullptr ||
+           (key_store_ != nullptr && key_store_->state() != KeyStoreState::kNone);
+  }
 
   // A clear's background erase (the only flash work while idle) stops after the operation in
   // flight: the sector digests (0x5F02) want the flash as it then stays. The region is revoked
@@ -160,7 +174,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
 
   canopen::Abort take_header(const std::uint8_t*& data, std::uint32_t& length);
   // The signature checks on a parsed header (require_signature()); OK when none is required.
-  image::CheckResult check_signature_of_header() const;
+  // Sets accepted_counter_ (0 without a signature check).
+  image::CheckResult check_signature_of_header();
   canopen::Abort reject(canopen::Abort abort, canopen::FlashStatus status,
                         canopen::FlashDetail detail);
   void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
@@ -203,8 +218,12 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   canopen::FlashDetail detail_ = canopen::FlashDetail::kNone;
 
   const std::uint8_t* signing_key_ = nullptr;  // nullptr: unsigned containers are accepted
+  const KeyStore* key_store_ = nullptr;        // without signing_key_: the provisioned keys
   bool signing_key_usable_ = false;
   std::uint32_t min_security_counter_ = 0;
+  // The verified security counter of the current download (0 when no signature is required):
+  // its COMMIT records it in the install journal.
+  std::uint32_t accepted_counter_ = 0;
 
   bool size_known_ = false;
   std::uint32_t announced_size_ = 0;

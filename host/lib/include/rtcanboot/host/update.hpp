@@ -29,6 +29,9 @@ struct NodeInfo {
   std::optional<std::uint32_t> image_version;
   std::optional<std::uint8_t> trial_state;    // 0x5F00:7 (canopen::TrialState)
   std::optional<std::uint8_t> boot_attempts;  // 0x5F00:8
+  // 0x5F00:9: highest security counter committed (absent on older rtcanboot versions)
+  std::optional<std::uint32_t> security_counter;
+  std::optional<std::uint8_t> key_state;  // 0x5F03:1 (bootloader only; canopen::KeyState)
   // CiA 302-3
   std::optional<std::uint8_t> program_state;  // 0x1F51:1
   std::optional<std::uint32_t> software_id;   // 0x1F56:1
