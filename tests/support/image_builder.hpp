@@ -43,4 +43,15 @@ std::vector<std::uint8_t> make_sparse_container(const std::vector<std::uint8_t>&
 image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,
                                     const std::uint8_t* flash);
 
+// Compressed containers (docs/image-format.md) for the core tests, which have no liblz4: a small
+// LZ4 block writer that only finds runs of one byte (matches at offset 1). Its blocks are valid
+// LZ4 blocks; the host tool's liblz4 output is tested in host/tests.
+std::vector<std::uint8_t> rle_lz4_block(const std::uint8_t* data, std::uint32_t length);
+// The chunks of `stream` (one per 4 KiB sector: an rle_lz4_block() when it is shorter, stored
+// otherwise).
+std::vector<std::uint8_t> rle_chunks(const std::vector<std::uint8_t>& stream);
+// `container` (plain or sparse) with the compressed flag set, its header CRC recomputed and its
+// payload replaced by rle_chunks() of it.
+std::vector<std::uint8_t> compress_container(const std::vector<std::uint8_t>& container);
+
 }  // namespace rtcanboot::test

@@ -115,6 +115,9 @@ enum class FlashDetail : std::uint16_t {
   kBadExtents = 33,          // the extents record is missing, malformed or out of range
   kSparseVerifyFailed = 34,  // the image after programming the listed sectors is not the
                              // header's (the unchanged sectors differ): not committed
+  // Compressed containers (docs/image-format.md, "Compressed containers"): a chunk head, LZ4
+  // block or chunk count that does not decode to exactly the image's sectors.
+  kBadCompressedStream = 35,
 };
 
 constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,

@@ -20,6 +20,12 @@
 // back and must match the header's CRC-32 and SHA-256 (of the full image) before the COMMIT.
 // Its streamed bytes are not the image, so they are not hashed on arrival; a mismatch after
 // programming is reported as write error / kSparseVerifyFailed and nothing is committed.
+//
+// A compressed container (flag bit 1, either kind) carries each sector as a chunk: the decoder
+// (lz4_chunks.hpp) holds the compressed input, free_space() is its room, and the decompressed
+// bytes go to the flash manager's ring as the ring takes them (write() and poll()). A malformed
+// chunk is refused at once (abort 0x0800_0020, kBadCompressedStream). The decompressed bytes
+// are not hashed on arrival: the read-back checks the image against the header.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +36,7 @@
 #include "rtcanboot/image_format.hpp"
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
+#include "rtcanboot/lz4_chunks.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace rtcanboot {
@@ -133,6 +140,11 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
                         canopen::FlashDetail detail);
   void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
   bool revoke_then_arm();
+  // Decompressed bytes go through the same path as a plain payload's: vector table, hashing,
+  // the ring. kNone, or the detail to refuse the download with (kBadVectorTable).
+  canopen::FlashDetail take_payload(const std::uint8_t* data, std::uint32_t length);
+  // Moves decompressed bytes from the decoder into the ring while it has room.
+  canopen::FlashDetail pump_decoder();
   // The payload's vector table (its first 8 bytes) has not arrived yet: the last check that can
   // refuse an image from its first bytes. Until it passed, no REVOKE and no erase (a clear the
   // download interrupted still gets its REVOKE: the master asked for it).
@@ -185,6 +197,10 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool vectors_in_stream_ = true;
   std::uint32_t stream_length_ = 0;  // payload bytes the transfer carries
   image::ExtentList extents_;
+  // Compressed container: the decoder; finish_write() is due once it is drained after the end.
+  bool compressed_ = false;
+  bool finish_pending_ = false;
+  lz4::ChunkDecoder decoder_;
 };
 
 }  // namespace rtcanboot
