@@ -130,6 +130,8 @@ TEST(ImageFormat, RequiredFlagBitsAreRejectedInformationalAccepted) {
     reseal(bytes);
     if (bit == 0) {
       EXPECT_TRUE(check(bytes).ok()) << "bit 0 is the sparse flag";
+    } else if (bit == 1) {
+      EXPECT_TRUE(check(bytes).ok()) << "bit 1 is the compressed flag";
     } else if (bit < 16) {
       expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
     } else {
@@ -472,6 +474,29 @@ TEST(SignatureRecord, EncoderProducesTheCommittedSignedBytes) {
   EXPECT_NE(bytes[6], 0);  // the header length really is left out
   const std::uint8_t fields[8] = {1, 0, 0, 0, 5, 0, 0, 0};
   EXPECT_EQ(0, std::memcmp(message + 16 + image::kFixedLength, fields, 8));
+}
+
+// The transport flags (sparse, compressed) are left out of the signed message; every other flag
+// bit, informational ones included, is signed.
+TEST(SignatureRecord, TransportFlagsAreNotSignedOtherFlagsAre) {
+  const Bytes vector = signed_vector();
+  const Found found = find(vector);
+  ASSERT_TRUE(found.result.has_signature);
+  std::uint8_t original[image::kSignedMessageSize];
+  image::signed_message(vector.data(), found.record, original);
+  for (int bit = 0; bit < 32; ++bit) {
+    Bytes bytes = vector;
+    store_le32(bytes.data() + 0x1C, 1U << bit);
+    std::uint8_t message[image::kSignedMessageSize];
+    image::signed_message(bytes.data(), found.record, message);
+    const bool same = std::memcmp(message, original, sizeof message) == 0;
+    EXPECT_EQ(same, bit == 0 || bit == 1) << "flag bit " << bit;
+  }
+  // The committed vector, marked compressed (its header CRC redone), still verifies.
+  Bytes compressed = vector;
+  store_le32(compressed.data() + 0x1C, image::kFlagCompressed);
+  reseal_header(compressed, image::kSignedHeaderLength);
+  EXPECT_TRUE(verify(compressed).ok());
 }
 
 TEST(SignatureRecord, UnsignedHeaderHasNoRecordAndUnknownRecordsAreSkipped) {

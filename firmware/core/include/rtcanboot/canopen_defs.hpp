@@ -163,6 +163,8 @@ inline constexpr std::uint16_t kSelfTest = 0x5F01;
 //  sub 4 UNSIGNED8  ro  InstallState of the application region (install journal)
 //  sub 5 UNSIGNED32 ro  payload length of the committed image (0 when none)
 //  sub 6 UNSIGNED32 ro  payload CRC-32 of the committed image (0 when none)
+//  sub 7 UNSIGNED32 ro  the must-understand container flags this bootloader understands
+//                       (image::kUnderstoodFlags: bit 0 sparse, bit 1 compressed)
 inline constexpr std::uint16_t kSectorDigests = 0x5F02;
 }  // namespace od
 
