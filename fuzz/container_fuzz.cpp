@@ -51,25 +51,6 @@ const std::vector<std::uint8_t>& installed_payload() {
   return payload;
 }
 
-// Writes the application and its COMMIT record straight into the flash (as an earlier update
-// left them).
-void install_directly(test::NorFlashFake& flash) {
-  const std::vector<std::uint8_t>& payload = installed_payload();
-  flash.load(mm::kAppOffset, payload.data(), payload.size());
-  journal::Record commit;
-  commit.type = journal::RecordType::kCommit;
-  commit.sequence = 1;
-  commit.payload_length = kInstalledLength;
-  commit.payload_crc32 = crc32(0, payload.data(), payload.size());
-  commit.image_version = 7;
-  SoftwareSha256 sha;
-  sha.update(payload.data(), payload.size());
-  sha.finish(commit.payload_sha256);
-  std::uint8_t bytes[journal::kRecordSize];
-  journal::encode_record(commit, bytes);
-  flash.load(mm::kJournalOffset, bytes, sizeof bytes);
-}
-
 bool touched(const test::NorFlashFake& flash, std::uint32_t offset, std::uint32_t length) {
   for (const test::NorFlashFake::Operation& op : flash.operations()) {
     if (op.offset < offset + length && offset < op.offset + op.length) return true;
@@ -138,12 +119,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     flash.load(0, bootloader_pattern.data(), bootloader_pattern.size());
   }
   flash.reset_touched();
-  // What install_directly() wrote is no operation: blank it by hand.
+  // What install_committed_image() wrote is no operation: blank it by hand.
   std::memset(flash.contents().data() + mm::kAppOffset, 0xFF, kInstalledLength);
   std::memset(flash.contents().data() + mm::kJournalOffset, 0xFF,
               mm::kJournalSectors * mm::kSectorSize);
   const bool start_installed = (flags & 0x80) != 0;
-  if (start_installed) install_directly(flash);
+  if (start_installed) test::install_committed_image(flash, installed_payload());
   GuardedFlash guard(flash);
   SoftwareSha256 sha;
   std::vector<std::uint8_t> ring(4096 + 512 * (random % 8));

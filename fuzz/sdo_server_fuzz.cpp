@@ -49,7 +49,9 @@ class CheckingFrameSink final : public rtcanboot::FrameSink {
   bool send(const CanFrame& frame) override {
     const bool sdo = frame.id == 0x580U + kNodeId && frame.dlc == 8;
     const bool heartbeat = frame.id == 0x700U + kNodeId && frame.dlc == 1;
-    FUZZ_CHECK(sdo || heartbeat);
+    // CiA 305: the node's LSS slave answers a master's request (0x7E5) on 0x7E4.
+    const bool lss_answer = frame.id == 0x7E4U && frame.dlc == 8;
+    FUZZ_CHECK(sdo || heartbeat || lss_answer);
     FUZZ_CHECK(frame.flags == 0);
     if (sdo) {
       ++sdo_frames;

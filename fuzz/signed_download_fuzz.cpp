@@ -56,22 +56,6 @@ std::vector<std::uint8_t> installed_payload() {
   return bytes;
 }
 
-void install_directly(test::NorFlashFake& flash, const std::vector<std::uint8_t>& payload) {
-  flash.load(mm::kAppOffset, payload.data(), payload.size());
-  journal::Record commit;
-  commit.type = journal::RecordType::kCommit;
-  commit.sequence = 1;
-  commit.payload_length = kInstalledLength;
-  commit.payload_crc32 = crc32(0, payload.data(), payload.size());
-  commit.image_version = 7;
-  SoftwareSha256 sha;
-  sha.update(payload.data(), payload.size());
-  sha.finish(commit.payload_sha256);
-  std::uint8_t bytes[journal::kRecordSize];
-  journal::encode_record(commit, bytes);
-  flash.load(mm::kJournalOffset, bytes, sizeof bytes);
-}
-
 bool header_refusal(FlashDetail detail) {
   switch (detail) {
     case FlashDetail::kBadMagic:
@@ -118,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
               mm::kJournalSectors * mm::kSectorSize);
   const bool start_installed = (flags & 1) != 0;
   const std::vector<std::uint8_t> old_payload = installed_payload();
-  if (start_installed) install_directly(flash, old_payload);
+  if (start_installed) test::install_committed_image(flash, old_payload);
   GuardedFlash guard(flash);
   SoftwareSha256 sha;
   std::vector<std::uint8_t> ring(4096);

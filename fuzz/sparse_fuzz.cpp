@@ -57,20 +57,6 @@ void sha256_of(const std::uint8_t* data, std::size_t length, std::uint8_t out[32
   sha.finish(out);
 }
 
-void install_directly(test::NorFlashFake& flash) {
-  const std::vector<std::uint8_t>& image = installed_image();
-  flash.load(mm::kAppOffset, image.data(), image.size());
-  journal::Record commit;
-  commit.type = journal::RecordType::kCommit;
-  commit.sequence = 1;
-  commit.payload_length = kImageLength;
-  commit.payload_crc32 = crc32(0, image.data(), image.size());
-  sha256_of(image.data(), image.size(), commit.payload_sha256);
-  std::uint8_t bytes[journal::kRecordSize];
-  journal::encode_record(commit, bytes);
-  flash.load(mm::kJournalOffset, bytes, sizeof bytes);
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -173,7 +159,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::memset(flash.contents().data() + mm::kJournalOffset, 0xFF,
               mm::kJournalSectors * mm::kSectorSize);
   const bool start_installed = (flags & 16) == 0;
-  if (start_installed) install_directly(flash);
+  if (start_installed) test::install_committed_image(flash, installed_image());
 
   GuardedFlash guard(flash);
   SoftwareSha256 sha;

@@ -120,6 +120,28 @@ TEST_F(SparseUpdateTest, DigestRequestsOutOfRangeOrDuringADownloadAreRefused) {
   EXPECT_EQ(read(od::kSectorDigests, 2), static_cast<std::uint32_t>(SectorDigestState::kIdle));
 }
 
+// A clear's background erase is housekeeping: a digest request stops it (after the erase in
+// flight), so the digests come at once and describe the flash as it then stays.
+TEST_F(SparseUpdateTest, DigestsDuringAClearsBackgroundEraseStopItAndMatchTheFlash) {
+  flash.set_timing(test::NorTiming::maximum());  // 2 s per 64 KiB block
+  install(test::make_payload(4 * mm::kBlock64Size, 9));
+  ASSERT_EQ(rig.sdo_write(od::kProgramControl, 1, 3, 1).abort, Abort::kNone);  // clear
+  ASSERT_EQ(rig.wait_flash_idle(), 0U);                                        // done at its REVOKE
+  ASSERT_TRUE(rig.bootloader().writer().has_work());  // the erase runs in the background
+  const Micros asked = rig.now();
+  const auto digests = node_digests(64);
+  EXPECT_LT(rig.now() - asked, 2'500'000U);  // at most the erase in flight, not all four
+  EXPECT_FALSE(rig.bootloader().writer().has_work());
+  ASSERT_EQ(digests.size(), 64U);
+  for (std::uint32_t sector = 0; sector < 64; ++sector) {
+    const std::uint8_t* bytes = flash.contents().data() + mm::kAppOffset + sector * kSector;
+    EXPECT_EQ(digests[sector], crc32(0, bytes, kSector)) << "sector " << sector;
+  }
+  // Blocks the erase had not reached keep their old bytes, and the digests say so.
+  EXPECT_NE(digests[63], crc32(0, Bytes(kSector, 0xFF).data(), kSector));
+  EXPECT_LT(rig.max_response_delay(), 100'000);
+}
+
 TEST_F(SparseUpdateTest, TheSameImageAgainWritesNoSectorAndCommits) {
   const Bytes payload = test::make_payload(40 * kSector + 300, 6);
   install(payload);
@@ -161,6 +183,28 @@ TEST_F(SparseUpdateTest, OneChangedSectorIsTheOnlyOneErasedAndProgrammed) {
   EXPECT_TRUE(image_in_flash(new_payload));
   EXPECT_EQ(read(od::kSoftwareId, 1), crc32(0, new_payload.data(), new_payload.size()));
   EXPECT_EQ(read(od::kRtcanbootInfo, 6), 2U);
+}
+
+// At maximum timing the download a master abandoned can leave a 2 s erase in flight. 0x1F57
+// already reports the result then, so a master asks for the digests at once: they are accepted and
+// computed once the erase is done, not refused as "busy".
+TEST_F(SparseUpdateTest, DigestsRightAfterAnAbandonedDownloadWaitForItsEraseInFlight) {
+  flash.set_timing(test::NorTiming::maximum());
+  install(test::make_payload(4 * mm::kBlock64Size, 1));
+  const Bytes new_payload = test::make_payload(4 * mm::kBlock64Size, 2);
+  rig.stop_after_bytes = static_cast<std::uint32_t>(new_payload.size() / 2);
+  EXPECT_FALSE(rig.sdo_download_block(od::kProgramData, 1, test::make_container(new_payload)).ok());
+  rig.stop_after_bytes = 0;
+  // The node's SDO timeout (1 s) ends the transfer; an erase is still in flight then.
+  rig.run_for(1'050'000);
+  ASSERT_EQ(read(od::kFlashStatus, 1) & 1U, 0U);
+  ASSERT_TRUE(flash.busy()) << "the scenario needs the abandoned erase still running";
+  const auto digests = node_digests(64);
+  ASSERT_EQ(digests.size(), 64U);
+  for (std::uint32_t sector = 0; sector < 64; ++sector) {
+    const std::uint8_t* bytes = flash.contents().data() + mm::kAppOffset + sector * kSector;
+    EXPECT_EQ(digests[sector], crc32(0, bytes, kSector)) << "sector " << sector;
+  }
 }
 
 TEST_F(SparseUpdateTest, AnInterruptedFullDownloadResumesWithTheSectorsStillMissing) {

@@ -14,12 +14,7 @@ bootloader=$fw/firmware/bootloader/rtcanboot-bootloader.bin
 app=$fw/firmware/example-app/example-app.elf
 late=$fw/firmware/example-app/example-app-latefault.elf
 node=24
-for f in "$bootloader" "$app" "$late"; do
-  [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
-done
-for f in "$twin" "$cli"; do
-  [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
-done
+needs="$bootloader $app $late"
 
 source "$(dirname "$0")/cli_lib.sh"
 

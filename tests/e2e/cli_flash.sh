@@ -13,12 +13,7 @@ fw=$3
 bootloader=$fw/firmware/bootloader/rtcanboot-bootloader.bin
 app=$fw/firmware/example-app/example-app.elf
 node=23
-for f in "$bootloader" "$app"; do
-  [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
-done
-for f in "$twin" "$cli"; do
-  [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
-done
+needs="$bootloader $app"
 
 source "$(dirname "$0")/cli_lib.sh"
 

@@ -1,6 +1,13 @@
-# Shared by the CLI-level end-to-end scripts (cli_flash.sh, cli_catch.sh, cli_selftest.sh): a temporary
-# directory, the twin on a flash file serving socketcand on loopback, and failure reports with
-# the twin's console. The caller sets $twin before start_twin.
+# Shared by the CLI-level end-to-end scripts (cli_flash.sh, cli_catch.sh, cli_selftest.sh,
+# cli_signed.sh): the skip when something is not built, a temporary directory, the twin on a flash
+# file serving socketcand on loopback, and failure reports with the twin's console. The caller sets
+# $twin and $cli, and lists the firmware files it needs in $needs, before sourcing this file.
+for f in ${needs:-}; do
+  [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+done
+for f in "$twin" "$cli"; do
+  [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+done
 tmp=$(mktemp -d)
 twin_pid=
 stop_twin() {

@@ -16,12 +16,7 @@ bootloader=$fw/firmware/bootloader-testkey/rtcanboot-bootloader-testkey.bin
 app=$fw/firmware/example-app/example-app.elf
 vectors=$(cd "$(dirname "$0")/../vectors" && pwd)
 node=24
-for f in "$bootloader" "$app"; do
-  [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
-done
-for f in "$twin" "$cli"; do
-  [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
-done
+needs="$bootloader $app"
 
 source "$(dirname "$0")/cli_lib.sh"
 

@@ -1,8 +1,12 @@
 #include "nor_flash_fake.hpp"
 
 #include <cstdio>
+
 #include <cstring>
 #include <utility>
+#include "rtcanboot/hash.hpp"
+#include "rtcanboot/install_journal.hpp"
+#include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot::test {
 
@@ -205,6 +209,23 @@ FlashResult NorFlashFake::read(std::uint32_t offset, void* destination, std::uin
   if (offset > kSize || length > kSize - offset) return FlashResult::kInvalidArgument;
   std::memcpy(destination, memory_.data() + offset, length);
   return FlashResult::kOk;
+}
+
+void install_committed_image(NorFlashFake& flash, const std::vector<std::uint8_t>& payload,
+                             std::uint32_t image_version) {
+  flash.load(memory_map::kAppOffset, payload.data(), payload.size());
+  journal::Record commit;
+  commit.type = journal::RecordType::kCommit;
+  commit.sequence = 1;
+  commit.payload_length = static_cast<std::uint32_t>(payload.size());
+  commit.payload_crc32 = crc32(0, payload.data(), payload.size());
+  commit.image_version = image_version;
+  SoftwareSha256 sha;
+  sha.update(payload.data(), payload.size());
+  sha.finish(commit.payload_sha256);
+  std::uint8_t bytes[journal::kRecordSize];
+  journal::encode_record(commit, bytes);
+  flash.load(memory_map::kJournalOffset, bytes, sizeof bytes);
 }
 
 }  // namespace rtcanboot::test

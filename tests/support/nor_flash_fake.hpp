@@ -130,4 +130,9 @@ class NorFlashFake final : public FlashPort {
   std::function<void(const std::string&)> on_violation_;
 };
 
+// Loads `payload` at the application region and a COMMIT record of it (sequence 1) into the
+// install journal, as a previous bootloader run would have left them; no flash operation counted.
+void install_committed_image(NorFlashFake& flash, const std::vector<std::uint8_t>& payload,
+                             std::uint32_t image_version = 7);
+
 }  // namespace rtcanboot::test

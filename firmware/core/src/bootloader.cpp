@@ -259,13 +259,15 @@ canopen::Abort Bootloader::request_self_test() {
 }
 
 canopen::Abort Bootloader::request_digests(std::uint32_t sectors) {
-  // The digests describe the flash as it stays: not while a download or a clear changes it.
-  if (download_.busy()) return canopen::Abort::kDeviceState;
+  // The digests describe the flash as it stays: not while a download or a clear changes it. The
+  // last operation of a failed one is waited for below (poll_digests reads only when quiet).
+  if (download_.in_progress()) return canopen::Abort::kDeviceState;
+  download_.stop_background_erase();
   return digests_.request(sectors);
 }
 
 void Bootloader::poll_digests() {
-  if (download_.busy()) {
+  if (download_.in_progress()) {
     digests_.invalidate();
     return;
   }

@@ -71,11 +71,7 @@ std::uint32_t ProgramDownload::software_id(std::uint8_t) const {
 }
 
 std::uint32_t ProgramDownload::flash_status(std::uint8_t) const {
-  // A failed download is over for the master at once: its result is readable while the flash
-  // operation it left in flight (e.g. a clear's block erase) completes.
-  if (busy() && phase_ != Phase::kAbandoning) {
-    return canopen::flash_status_word(true, FlashStatus::kOk);
-  }
+  if (in_progress()) return canopen::flash_status_word(true, FlashStatus::kOk);
   return canopen::flash_status_word(false, status_, detail_);
 }
 

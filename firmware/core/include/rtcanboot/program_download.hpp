@@ -51,8 +51,11 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // Background work (programming, verification, journal records, clear). Call often while
   // busy(); each call does one small step.
   void poll();
-  // A download, its completion or a clear is running (0x1F57 bit 0).
+  // A download, its completion, a clear, or a failed one's last flash operation is running.
   bool busy() const { return phase_ != Phase::kIdle; }
+  // A download, its completion or a clear is running (0x1F57 bit 0): a failed download is over
+  // for the master at once, while the flash operation it left in flight completes.
+  bool in_progress() const { return busy() && phase_ != Phase::kAbandoning; }
   // poll() has work now (false while a download only waits for data).
   bool needs_poll() const;
   // No flash operation is in flight (safe moment for a reset).
@@ -95,6 +98,12 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   void require_signature(const KeyRecord& record);
   bool signature_required() const { return signing_key_ != nullptr; }
 
+  // A clear's background erase (the only flash work while idle) stops after the operation in
+  // flight: the sector digests (0x5F02) want the flash as it then stays. The region is revoked
+  // already; a later download erases what it needs itself.
+  void stop_background_erase() {
+    if (phase_ == Phase::kIdle && writer_.state() == FlashWriter::State::kErasing) writer_.stop();
+  }
   // The port cannot erase or program (`why`): downloads and clears are refused with abort
   // 0x0606_0000 and 0x1F57:1 keeps reporting write error with `why`.
   void refuse_flash_work(canopen::FlashDetail why) { flash_refused_ = why; }
