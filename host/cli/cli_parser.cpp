@@ -126,7 +126,7 @@ Parser::Parser()
   pack_->add_option("--security-counter", o.pack_security_counter,
                     "Anti-rollback counter in the signature record (0..0xFFFFFFFF; needs --sign)");
   pack_->add_flag("--compress", o.pack_compress,
-                  "Compress the payload (LZ4, one block per 4 KiB sector; header flag bit 1): "
+                  "Compress the payload (raw LZMA1, 32 KiB dictionary; header flag bit 1): "
                   "for nodes whose 0x5F02:7 has bit 1 set");
 
   verify_ = app.add_subcommand(

@@ -1,13 +1,15 @@
-// Compressed containers on the host (host/lib/src/compress.cpp): liblz4's blocks decoded by the
-// core's decoder give back exactly the container they came from, plain, sparse and signed; a
-// compressed file is read as its plain form; a damaged one is refused.
+// Compressed containers on the host (host/lib/src/compress.cpp): liblzma's raw LZMA1 streams
+// decoded by the core's decoder give back exactly the container they came from, plain and
+// sparse; a compressed file (whole or sparse) is read as its plain form; a damaged one is
+// refused.
 #include <gtest/gtest.h>
+#include <lzma.h>
 
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/image.hpp"
-#include "rtcanboot/lz4_chunks.hpp"
+#include "rtcanboot/lzma_stream.hpp"
 #include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot::host {
@@ -65,28 +67,35 @@ TEST(Compress, RoundTripsThroughTheCoreDecoder) {
   }
 }
 
-TEST(Compress, FirmwareLikeImagesShrinkAndIncompressibleSectorsAreStored) {
+TEST(Compress, FirmwareLikeImagesShrinkAndEachStreamIsRawLzma1) {
   const Bytes plain = packed(300'000);
   const auto compressed = compress_container(plain);
   ASSERT_TRUE(compressed);
   EXPECT_LT(compressed->size(), plain.size() * 6 / 10);
-  // Walk the chunks: every sector has one, random sectors are stored, the others are LZ4 blocks.
-  std::size_t at = image::kDefaultHeaderLength;
-  std::uint32_t stored = 0;
-  std::uint32_t blocks = 0;
-  while (at < compressed->size()) {
-    const std::uint16_t head = load_le16(compressed->data() + at);
-    if ((head & lz4::kStoredBit) != 0) {
-      ++stored;
-    } else {
-      ++blocks;
-    }
-    at += 2 + (head & 0x7FFF);
-  }
-  EXPECT_EQ(at, compressed->size());
-  EXPECT_EQ(stored + blocks, image::sector_count(300'000));
-  EXPECT_GT(stored, 0U);
-  EXPECT_GT(blocks, stored);
+  // One stream: the range coder's 0 byte right after the header, and liblzma's own raw LZMA1
+  // decoder (lc 0, lp 1, pb 1, 32 KiB) reads it back to the payload.
+  const std::size_t at = image::kDefaultHeaderLength;
+  EXPECT_EQ((*compressed)[at], 0);
+  lzma_options_lzma options{};
+  ASSERT_FALSE(lzma_lzma_preset(&options, 6));
+  options.lc = 0;
+  options.lp = 1;
+  options.pb = 1;
+  options.dict_size = lzma::kWindowSize;
+  const lzma_filter filters[] = {{LZMA_FILTER_LZMA1, &options}, {LZMA_VLI_UNKNOWN, nullptr}};
+  lzma_stream stream = LZMA_STREAM_INIT;
+  ASSERT_EQ(lzma_raw_decoder(&stream, filters), LZMA_OK);
+  Bytes out(plain.size());
+  stream.next_in = compressed->data() + at;
+  stream.avail_in = compressed->size() - at;
+  stream.next_out = out.data();
+  stream.avail_out = out.size();
+  EXPECT_EQ(lzma_code(&stream, LZMA_FINISH), LZMA_STREAM_END);
+  EXPECT_EQ(stream.avail_in, 0U);
+  EXPECT_EQ(stream.total_out, plain.size() - image::kDefaultHeaderLength);
+  lzma_end(&stream);
+  out.resize(plain.size() - image::kDefaultHeaderLength);
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + image::kDefaultHeaderLength));
 }
 
 TEST(Compress, SparseContainersCompressTheirSectorsOnly) {
@@ -105,6 +114,22 @@ TEST(Compress, SparseContainersCompressTheirSectorsOnly) {
   const auto back = decompress_container(*compressed);
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, *sparse);
+  // Two streams, each alone: the second starts with its range coder's 0 byte where the first
+  // one's liblzma output ends.
+  const std::uint16_t h = load_le16(compressed->data() + 6);
+  const Bytes first = lzma_compress(std::span(sparse->data() + h, 3 * image::kSectorSize));
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), compressed->begin() + h));
+  EXPECT_EQ((*compressed)[h + first.size()], 0);
+  // A compressed sparse file is read (its streams decoded), then refused as any sparse file is:
+  // it is not a whole image.
+  try {
+    parse_container(*compressed, "sparse.rcb");
+    ADD_FAILURE() << "a sparse container was taken as an input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sparse container carries only some sectors"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Compress, ACompressedFileIsReadAsItsPlainFormAndDamageIsRefused) {
@@ -114,11 +139,10 @@ TEST(Compress, ACompressedFileIsReadAsItsPlainFormAndDamageIsRefused) {
   const Container c = parse_container(*compressed, "app.rcb");
   EXPECT_EQ(c.bytes, plain);
   EXPECT_EQ(c.header.flags & image::kFlagCompressed, 0U);
-  // Every byte of the first chunk's head and body flipped in turn: refused or (a literal byte)
-  // a different payload that fails its CRC; never accepted as the image.
+  // Every byte of the stream's first 64 flipped in turn: refused, or a different payload that
+  // fails its CRC; never accepted as the image.
   const std::size_t first = image::kDefaultHeaderLength;
-  const std::size_t body = load_le16(compressed->data() + first) & 0x7FFF;
-  for (std::size_t i = first; i < first + 2 + body; ++i) {
+  for (std::size_t i = first; i < first + 64; ++i) {
     Bytes bad = *compressed;
     bad[i] ^= 0x55;
     EXPECT_THROW(parse_container(bad, "bad.rcb"), Error) << "byte " << i;

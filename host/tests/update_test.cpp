@@ -96,7 +96,7 @@ TEST_F(UpdateTest, FreshInstallDownloadsVerifiesAndStarts) {
   EXPECT_EQ(*info.software_id, r.software_id);
 }
 
-// The node lists the compressed flag in 0x5F02:7: the container goes compressed (liblz4), the
+// The node lists the compressed flag in 0x5F02:7: the container goes compressed (liblzma), the
 // node decompresses it into its flash and 0x1F56 is the image's CRC; --no-compress sends it as
 // it is.
 TEST_F(UpdateTest, ImagesGoCompressedToANodeThatTakesThemUnlessTurnedOff) {

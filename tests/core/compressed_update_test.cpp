@@ -1,7 +1,7 @@
 // Compressed containers through the whole Bootloader (SDO block download, strict NOR fake):
-// plain and sparse containers whose sectors travel as LZ4 chunks install the same image a plain
-// container does; a corrupt, truncated or hostile stream is refused with abort 0x0800_0020 and
-// 0x1F57 detail kBadCompressedStream, never writing outside the image or overrunning a buffer
+// plain and sparse containers whose extents travel as raw LZMA1 streams install the same image a
+// plain container does; a corrupt, truncated or hostile stream is refused with abort 0x0800_0020
+// and 0x1F57 detail kBadCompressedStream, never writing outside the image or overrunning a buffer
 // (ASan); a ring smaller than a sector and the slowest flash keep the flow control honest.
 #include <gtest/gtest.h>
 
@@ -117,42 +117,53 @@ TEST_F(CompressedUpdateTest, ACompressedSparseContainerWritesOnlyItsSectors) {
   EXPECT_EQ(read(od::kSoftwareId, 1), crc32(0, new_payload.data(), new_payload.size()));
 }
 
-TEST_F(CompressedUpdateTest, ABadFirstChunkIsRefusedBeforeAnythingIsWritten) {
+TEST_F(CompressedUpdateTest, ABadRangeCoderInitByteIsRefusedBeforeAnythingIsWritten) {
   const Bytes payload = compressible_payload(10 * kSector, 5);
   install(payload);
   const std::uint32_t ops = flash.mutating_ops();
   Bytes container =
       test::compress_container(test::make_container(compressible_payload(10 * kSector, 6)));
-  const std::uint32_t h = image::kDefaultHeaderLength;
-  // A compressed length as long as the sector.
-  container[h] = 0x00;
-  container[h + 1] = 0x10;
+  container[image::kDefaultHeaderLength] = 0x01;
   expect_refused(container);
   EXPECT_EQ(flash.mutating_ops(), ops);
   EXPECT_TRUE(rig.bootloader().installed().valid);
   EXPECT_EQ(read(od::kSoftwareId, 1), crc32(0, payload.data(), payload.size()));
 }
 
-TEST_F(CompressedUpdateTest, AMatchBeforeTheSectorStartIsRefusedAndNothingIsWrittenOutside) {
-  const Bytes payload = compressible_payload(20 * kSector, 6);
+// The header's CRC-32 and SHA-256 of a compressed container, and its stream made of `stream`.
+Bytes with_stream(const Bytes& payload, const Bytes& stream) {
   Bytes container = test::compress_container(test::make_container(payload));
-  // Walk to chunk 9 (compressed: 9 % 3 != 1) and point its first match far back.
-  std::size_t at = image::kDefaultHeaderLength;
-  for (int chunk = 0; chunk < 9; ++chunk) at += 2 + (load_le16(container.data() + at) & 0x7FFF);
-  const std::uint16_t head = load_le16(container.data() + at);
-  ASSERT_EQ(head & 0x8000, 0);
-  const std::uint8_t token = container[at + 2];
-  ASSERT_LT(token >> 4, 15);
-  const std::size_t offset_at = at + 2 + 1 + (token >> 4);
-  ASSERT_EQ(load_le16(container.data() + offset_at), 1U);
-  store_le16(container.data() + offset_at, 0x0FFF);
-  expect_refused(container);
+  container.resize(image::kDefaultHeaderLength);
+  container.insert(container.end(), stream.begin(), stream.end());
+  return container;
+}
+
+TEST_F(CompressedUpdateTest, AReferenceBeforeTheStreamStartIsRefusedAndNothingIsWrittenOutside) {
+  const Bytes payload = compressible_payload(20 * kSector, 6);
+  // liblzma with a preset dictionary of the payload's first 8 KiB: its first match reaches
+  // before the stream.
+  const Bytes preset(payload.begin(), payload.begin() + 2 * kSector);
+  expect_refused(
+      with_stream(payload, test::lzma_stream(payload.data(), payload.size(), 32 * 1024, &preset)));
   // Nothing beyond the image's sectors was touched (the strict fake reports violations; the
   // region after the image is still blank).
   EXPECT_TRUE(std::all_of(flash.contents().begin() + mm::kAppOffset + 20 * kSector,
                           flash.contents().begin() + mm::kAppOffset + 64 * kSector,
                           [](std::uint8_t b) { return b == 0xFF; }));
   EXPECT_FALSE(rig.bootloader().installed().valid);
+}
+
+TEST_F(CompressedUpdateTest, AStreamLongerThanTheImageNeverWritesPastIt) {
+  // The stream holds 3 sectors more than the header's payload length.
+  const Bytes payload = compressible_payload(20 * kSector, 7);
+  Bytes longer = payload;
+  longer.resize(23 * kSector, 0x00);
+  expect_refused(with_stream(payload, test::lzma_stream(longer.data(), longer.size())));
+  EXPECT_TRUE(std::all_of(flash.contents().begin() + mm::kAppOffset + 20 * kSector,
+                          flash.contents().begin() + mm::kAppOffset + 64 * kSector,
+                          [](std::uint8_t b) { return b == 0xFF; }));
+  // One byte short: the end marker comes early.
+  expect_refused(with_stream(payload, test::lzma_stream(payload.data(), payload.size() - 1)));
 }
 
 TEST_F(CompressedUpdateTest, TruncatedTrailingAndMissizedStreamsAreRefused) {
@@ -164,8 +175,8 @@ TEST_F(CompressedUpdateTest, TruncatedTrailingAndMissizedStreamsAreRefused) {
   Bytes trailing = good;
   trailing.push_back(0);
   expect_refused(trailing);
-  // Fewer bytes than one head per sector cannot be a compressed stream: refused at the header.
-  const Bytes header_only(good.begin(), good.begin() + image::kDefaultHeaderLength + 17);
+  // Fewer bytes than the range coder's start cannot be a stream: refused at the header.
+  const Bytes header_only(good.begin(), good.begin() + image::kDefaultHeaderLength + 4);
   const auto result = rig.sdo_download_block(od::kProgramData, 1, header_only);
   EXPECT_EQ(result.abort, Abort::kTypeMismatch);
   EXPECT_EQ(rig.wait_flash_idle(), canopen::flash_status_word(false, FlashStatus::kDataFormatError,
@@ -173,6 +184,20 @@ TEST_F(CompressedUpdateTest, TruncatedTrailingAndMissizedStreamsAreRefused) {
   download(good);
   ASSERT_EQ(rig.wait_flash_idle(), 0U);
   EXPECT_TRUE(image_in_flash(payload));
+}
+
+// A stream that follows every rule but decodes to other bytes than the header's: 0x1F57 says
+// bad compressed stream (its own code), not verify failed, and nothing is committed.
+TEST_F(CompressedUpdateTest, AStreamOfAnotherImageIsReportedAsABadCompressedStream) {
+  const Bytes payload = compressible_payload(6 * kSector, 9);
+  Bytes other = payload;
+  other[3 * kSector + 5] ^= 0x10;
+  const auto result = rig.sdo_download_block(
+      od::kProgramData, 1, with_stream(payload, test::lzma_stream(other.data(), other.size())));
+  EXPECT_TRUE(result.ok());  // the transfer itself was fine
+  EXPECT_EQ(rig.wait_flash_idle(), canopen::flash_status_word(false, FlashStatus::kDataFormatError,
+                                                              FlashDetail::kBadCompressedStream));
+  EXPECT_FALSE(rig.bootloader().installed().valid);
 }
 
 TEST_F(CompressedUpdateTest, ADecompressedBadVectorTableIsRefused) {

@@ -1,7 +1,13 @@
 #include "image_builder.hpp"
 
+#include <lzma.h>
+
+#include <cstdlib>
+#include <memory>
+
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/lzma_stream.hpp"
 #include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot::test {
@@ -87,86 +93,58 @@ image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,
   return extents;
 }
 
-namespace {
-
-void put_length(std::vector<std::uint8_t>& out, std::uint32_t extra) {
-  while (extra >= 255) {
-    out.push_back(255);
-    extra -= 255;
+std::vector<std::uint8_t> lzma_stream(const std::uint8_t* data, std::size_t length,
+                                      std::uint32_t dict_size,
+                                      const std::vector<std::uint8_t>* preset) {
+  lzma_options_lzma options;
+  if (lzma_lzma_preset(&options, 9 | LZMA_PRESET_EXTREME)) std::abort();
+  options.lc = lzma::kLc;
+  options.lp = lzma::kLp;
+  options.pb = lzma::kPb;
+  options.dict_size = dict_size;
+  if (preset != nullptr) {
+    options.preset_dict = preset->data();
+    options.preset_dict_size = static_cast<std::uint32_t>(preset->size());
   }
-  out.push_back(static_cast<std::uint8_t>(extra));
-}
-
-void put_sequence(std::vector<std::uint8_t>& out, const std::uint8_t* literals,
-                  std::uint32_t literal_count, std::uint32_t match_length) {
-  const std::uint32_t lit_nibble = literal_count < 15 ? literal_count : 15;
-  const std::uint32_t match_code = match_length == 0 ? 0 : match_length - 4;
-  const std::uint32_t match_nibble = match_code < 15 ? match_code : 15;
-  out.push_back(static_cast<std::uint8_t>(lit_nibble << 4 | match_nibble));
-  if (lit_nibble == 15) put_length(out, literal_count - 15);
-  out.insert(out.end(), literals, literals + literal_count);
-  if (match_length == 0) return;  // the last sequence: literals only
-  out.push_back(1);               // offset 1: repeat the byte before
-  out.push_back(0);
-  if (match_nibble == 15) put_length(out, match_code - 15);
-}
-
-}  // namespace
-
-std::vector<std::uint8_t> rle_lz4_block(const std::uint8_t* data, std::uint32_t length) {
-  std::vector<std::uint8_t> out;
-  std::uint32_t literal_start = 0;
-  std::uint32_t i = 0;
-  while (i < length) {
-    std::uint32_t run = 1;
-    while (i + run < length && data[i + run] == data[i]) ++run;
-    // A run of 5 or more: its first byte is a literal, the rest a match at offset 1 (at least
-    // 4 bytes); the block must still end with a literal sequence, so keep the last bytes.
-    if (run >= 5 && i + run < length) {
-      put_sequence(out, data + literal_start, i + 1 - literal_start, run - 1);
-      i += run;
-      literal_start = i;
-    } else if (run >= 6 && i + run == length) {
-      // A run to the end: all of it but the last byte, which ends the block as a literal.
-      put_sequence(out, data + literal_start, i + 1 - literal_start, run - 2);
-      i += run - 1;
-      literal_start = i;
-    } else {
-      i += run;
-    }
-  }
-  put_sequence(out, data + literal_start, length - literal_start, 0);
-  return out;
-}
-
-std::vector<std::uint8_t> rle_chunks(const std::vector<std::uint8_t>& stream) {
-  std::vector<std::uint8_t> out;
-  for (std::size_t at = 0; at < stream.size(); at += image::kSectorSize) {
-    const auto length = static_cast<std::uint32_t>(
-        stream.size() - at < image::kSectorSize ? stream.size() - at : image::kSectorSize);
-    const std::vector<std::uint8_t> block = rle_lz4_block(stream.data() + at, length);
-    const bool stored = block.size() >= length;
-    const auto head = static_cast<std::uint16_t>(stored ? (0x8000U | length) : block.size());
-    out.push_back(static_cast<std::uint8_t>(head));
-    out.push_back(static_cast<std::uint8_t>(head >> 8));
-    if (stored) {
-      out.insert(out.end(), stream.begin() + static_cast<std::ptrdiff_t>(at),
-                 stream.begin() + static_cast<std::ptrdiff_t>(at + length));
-    } else {
-      out.insert(out.end(), block.begin(), block.end());
-    }
-  }
+  const lzma_filter filters[] = {{LZMA_FILTER_LZMA1, &options}, {LZMA_VLI_UNKNOWN, nullptr}};
+  ::lzma_stream stream = LZMA_STREAM_INIT;
+  if (lzma_raw_encoder(&stream, filters) != LZMA_OK) std::abort();
+  std::vector<std::uint8_t> out(length + length / 8 + 1024);
+  stream.next_in = data;
+  stream.avail_in = length;
+  stream.next_out = out.data();
+  stream.avail_out = out.size();
+  if (lzma_code(&stream, LZMA_FINISH) != LZMA_STREAM_END) std::abort();
+  out.resize(static_cast<std::size_t>(stream.total_out));
+  lzma_end(&stream);
   return out;
 }
 
 std::vector<std::uint8_t> compress_container(const std::vector<std::uint8_t>& container) {
   const std::uint32_t header_length = load_le16(container.data() + 6);
+  const std::uint32_t flags = load_le32(container.data() + 0x1C);
+  const std::uint32_t payload_length = load_le32(container.data() + 0x0C);
   std::vector<std::uint8_t> out(container.begin(), container.begin() + header_length);
-  store_le32(out.data() + 0x1C, load_le32(out.data() + 0x1C) | image::kFlagCompressed);
+  store_le32(out.data() + 0x1C, flags | image::kFlagCompressed);
   store_le32(out.data() + header_length - 4, crc32(0, out.data(), header_length - 4));
-  const std::vector<std::uint8_t> chunks =
-      rle_chunks(std::vector<std::uint8_t>(container.begin() + header_length, container.end()));
-  out.insert(out.end(), chunks.begin(), chunks.end());
+  image::ExtentList runs;
+  if ((flags & image::kFlagSparse) != 0) {
+    image::Header header;
+    header.header_length = static_cast<std::uint16_t>(header_length);
+    header.flags = flags;
+    header.payload_length = payload_length;
+    if (!image::parse_extents(container.data(), header, runs).ok()) std::abort();
+  }
+  // The decoder's own idea of the stream lengths (one per run, or the whole payload).
+  auto decoder = std::make_unique<lzma::StreamDecoder>();
+  decoder->open((flags & image::kFlagSparse) != 0 ? &runs : nullptr, payload_length);
+  std::size_t at = header_length;
+  for (std::uint32_t i = 0; i < decoder->stream_count(); ++i) {
+    const std::uint32_t length = decoder->stream_length(i);
+    const std::vector<std::uint8_t> stream = lzma_stream(container.data() + at, length);
+    out.insert(out.end(), stream.begin(), stream.end());
+    at += length;
+  }
   return out;
 }
 

@@ -172,12 +172,12 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   vectors_in_stream_ = !sparse_ || (extents_.count > 0 && extents_.runs[0].first_sector == 0);
   compressed_ = (header_.flags & image::kFlagCompressed) != 0;
   if (size_known_) {
-    // A compressed stream: between a 2-byte head per chunk and every chunk stored.
-    const std::uint32_t heads = lz4::chunk_count(stream_length_) * lz4::kChunkHeadSize;
+    // A compressed stream: at least the range coder's init bytes per stream; its upper bound is
+    // the decoder's (an LZMA stream may be longer than its data), so any larger size is allowed.
+    const std::uint32_t streams = sparse_ ? extents_.count : 1;
     const std::uint32_t rest = announced_size_ - header_.header_length;
-    const bool fits =
-        announced_size_ >= header_.header_length &&
-        (compressed_ ? rest >= heads && rest <= stream_length_ + heads : rest == stream_length_);
+    const bool fits = announced_size_ >= header_.header_length &&
+                      (compressed_ ? rest >= streams * lzma::kInitBytes : rest == stream_length_);
     if (!fits) {
       return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                     FlashDetail::kLengthMismatch);
@@ -188,7 +188,7 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   const image::CheckResult signature = check_signature_of_header();
   if (!signature.ok()) return reject(Abort::kCannotStore, signature.status, signature.detail);
   phase_ = Phase::kPayload;
-  if (compressed_) decoder_.open(stream_length_);
+  if (compressed_) decoder_.open(sparse_ ? &extents_ : nullptr, header_.payload_length);
   if (sparse_) {
     writer_.open_sparse_write(memory_map::kAppOffset, header_.payload_length, extents_);
   } else {
@@ -230,11 +230,14 @@ Abort ProgramDownload::write(const std::uint8_t* data, std::uint32_t length) {
   }
   if (length == 0) return Abort::kNone;
   if (compressed_) {
-    if (decoder_.put(data, length) != lz4::Error::kNone) {
+    if (decoder_.put(data, length) != lzma::Error::kNone) {
       return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
                     FlashDetail::kBadCompressedStream);
     }
-    const FlashDetail detail = pump_decoder();
+    FlashDetail detail = pump_decoder();
+    if (detail == FlashDetail::kNone && decoder_.error() != lzma::Error::kNone) {
+      detail = FlashDetail::kBadCompressedStream;
+    }
     if (detail != FlashDetail::kNone) {
       return reject(Abort::kCannotStore, FlashStatus::kDataFormatError, detail);
     }
@@ -290,7 +293,7 @@ FlashDetail ProgramDownload::pump_decoder() {
 Abort ProgramDownload::end() {
   if (pending_abort_ != Abort::kNone) return write(nullptr, 0);
   if (!transfer_open_) return Abort::kGeneral;
-  if (phase_ == Phase::kPayload && compressed_ && decoder_.finish_input() != lz4::Error::kNone) {
+  if (phase_ == Phase::kPayload && compressed_ && decoder_.finish_input() != lzma::Error::kNone) {
     return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
                   FlashDetail::kBadCompressedStream);
   }
@@ -299,7 +302,8 @@ Abort ProgramDownload::end() {
                   FlashDetail::kLengthMismatch);
   }
   if (sparse_ || compressed_) {
-    // Every chunk arrived whole and checked; its bytes may still wait for room in the ring.
+    // Every compressed byte arrived; the decoder may still wait for room in the ring to decode
+    // and check the rest of it (poll()).
     transfer_open_ = false;
     if (compressed_ && !decoder_.drained()) {
       finish_pending_ = true;
@@ -371,14 +375,14 @@ void ProgramDownload::cancel(Abort reason, CancelCause cause) {
   abandon();
 }
 
-void ProgramDownload::fail_background(FlashStatus status, FlashDetail detail) {
+void ProgramDownload::fail_background(FlashStatus status, FlashDetail detail, Abort abort) {
   set_status(status, detail);
   const bool open = transfer_open_;
   abandon();
   if (open) {
     // The SDO transfer is still running: its next segment gets the abort.
     transfer_open_ = true;
-    pending_abort_ = Abort::kHardware;
+    pending_abort_ = abort;
   }
 }
 
@@ -422,7 +426,7 @@ bool ProgramDownload::needs_poll() const {
     case Phase::kHeader:
       return flash_activity || clear_revoke_pending_;
     case Phase::kPayload:
-      if (compressed_ && decoder_.has_output() && writer_.free_space() > 0) return true;
+      if (compressed_ && decoder_.has_work() && writer_.free_space() > 0) return true;
       if (awaiting_first_checks()) return flash_activity;
       return flash_activity || !armed_ || writer_.state() == FlashWriter::State::kFailed;
     default:
@@ -454,9 +458,12 @@ void ProgramDownload::poll() {
     case Phase::kClearing: {
       if (compressed_ && phase_ != Phase::kClearing) {
         // Decompressed bytes waiting for ring room (before arming too: the ring fills first).
-        const FlashDetail detail = pump_decoder();
+        FlashDetail detail = pump_decoder();
+        if (detail == FlashDetail::kNone && decoder_.error() != lzma::Error::kNone) {
+          detail = FlashDetail::kBadCompressedStream;  // found decoding the rest after the end
+        }
         if (detail != FlashDetail::kNone) {
-          fail_background(FlashStatus::kDataFormatError, detail);
+          fail_background(FlashStatus::kDataFormatError, detail, Abort::kCannotStore);
           return;
         }
         if (finish_pending_ && decoder_.drained()) {
@@ -483,14 +490,23 @@ void ProgramDownload::poll() {
         same = writer_.verified_sha256()[i] == header_.payload_sha256[i];
       }
       if (!same) {
-        fail_background(FlashStatus::kWriteError,
-                        sparse_ ? FlashDetail::kSparseVerifyFailed : FlashDetail::kVerifyFailed);
+        // A sparse image: the sectors not sent are the likelier cause. A whole compressed image
+        // was decoded by the rules yet is not the header's: the stream's fault, not the flash's.
+        if (sparse_) {
+          fail_background(FlashStatus::kWriteError, FlashDetail::kSparseVerifyFailed);
+        } else if (compressed_) {
+          fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadCompressedStream,
+                          Abort::kCannotStore);
+        } else {
+          fail_background(FlashStatus::kWriteError, FlashDetail::kVerifyFailed);
+        }
         return;
       }
       const std::uint8_t* head = writer_.verified_head();
       if (!vectors_in_stream_ &&
           !vector_table_sane(load_le32(head), load_le32(head + 4), header_.payload_length)) {
-        fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable);
+        fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable,
+                        Abort::kCannotStore);
         return;
       }
       journal::InstalledImage image;

@@ -117,7 +117,7 @@ std::string describe_flash_status(std::uint32_t value) {
       d = "the sparse container's extents record is malformed";
       break;
     case FlashDetail::kBadCompressedStream:
-      d = "the compressed container's chunks do not decode to the image's sectors";
+      d = "the compressed stream breaks the format or does not decode to the image";
       break;
     case FlashDetail::kSparseVerifyFailed:
       d = "after programming the sent sectors the image differs from the container's (the "

@@ -24,7 +24,7 @@
 //   H    ..   payload, written to flash from the load address. Sparse: only the listed
 //             sectors' bytes, in order (the last sector of the image ends at payload length);
 //             payload length, CRC-32 and SHA-256 remain those of the WHOLE image.
-//             Compressed: each carried sector as a chunk (lz4_chunks.hpp), same identity fields.
+//             Compressed: one raw LZMA1 stream per extent (lzma_stream.hpp), same identity fields.
 #pragma once
 
 #include <cstddef>
@@ -44,8 +44,8 @@ inline constexpr std::uint32_t kMinPayloadLength = 8;  // at least initial SP an
 inline constexpr std::uint32_t kRequiredFlagsMask = 0x0000'FFFF;
 // Must-understand flag: the payload holds only the sectors of the extents record.
 inline constexpr std::uint32_t kFlagSparse = 0x0000'0001;
-// Must-understand flag: the payload is one chunk per carried 4 KiB sector, each an LZ4 block or
-// stored (lz4_chunks.hpp); payload length, CRC-32 and SHA-256 stay those of the image.
+// Must-understand flag: the payload is one raw LZMA1 stream per extent (the whole image is one;
+// lzma_stream.hpp); payload length, CRC-32 and SHA-256 stay those of the image.
 inline constexpr std::uint32_t kFlagCompressed = 0x0000'0002;
 inline constexpr std::uint32_t kUnderstoodFlags = kFlagSparse | kFlagCompressed;
 // How the image travels, left out of the signed message (signed_message()).

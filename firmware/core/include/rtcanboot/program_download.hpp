@@ -21,11 +21,13 @@
 // Its streamed bytes are not the image, so they are not hashed on arrival; a mismatch after
 // programming is reported as write error / kSparseVerifyFailed and nothing is committed.
 //
-// A compressed container (flag bit 1, either kind) carries each sector as a chunk: the decoder
-// (lz4_chunks.hpp) holds the compressed input, free_space() is its room, and the decompressed
-// bytes go to the flash manager's ring as the ring takes them (write() and poll()). A malformed
-// chunk is refused at once (abort 0x0800_0020, kBadCompressedStream). The decompressed bytes
-// are not hashed on arrival: the read-back checks the image against the header.
+// A compressed container (flag bit 1, either kind) carries one raw LZMA1 stream per extent (the
+// whole image is one): the decoder (lzma_stream.hpp) holds the compressed input, free_space() is
+// its room, and the decompressed bytes go from its window to the flash manager's ring as the ring
+// takes them (write() and poll()). A stream that breaks a rule is refused at once (abort
+// 0x0800_0020, kBadCompressedStream), or, when found by the background decoding after the
+// transfer, reported in 0x1F57. The decompressed bytes are not hashed on arrival: the read-back
+// checks the image against the header (a whole compressed image that differs: 3 / 35).
 #pragma once
 
 #include <cstdint>
@@ -36,7 +38,7 @@
 #include "rtcanboot/image_format.hpp"
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
-#include "rtcanboot/lz4_chunks.hpp"
+#include "rtcanboot/lzma_stream.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace rtcanboot {
@@ -147,7 +149,10 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   image::CheckResult check_signature_of_header() const;
   canopen::Abort reject(canopen::Abort abort, canopen::FlashStatus status,
                         canopen::FlashDetail detail);
-  void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
+  // A failure found by poll(): the status, and the abort for the transfer's next segment while
+  // it is still open (a flash failure: 0x0606_0000; the data's fault: 0x0800_0020).
+  void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail,
+                       canopen::Abort abort = canopen::Abort::kHardware);
   bool revoke_then_arm();
   // Decompressed bytes go through the same path as a plain payload's: vector table, hashing,
   // the ring. kNone, or the detail to refuse the download with (kBadVectorTable).
@@ -209,7 +214,7 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // Compressed container: the decoder; finish_write() is due once it is drained after the end.
   bool compressed_ = false;
   bool finish_pending_ = false;
-  lz4::ChunkDecoder decoder_;
+  lzma::StreamDecoder decoder_;
 };
 
 }  // namespace rtcanboot
