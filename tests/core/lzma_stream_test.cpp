@@ -261,7 +261,9 @@ TEST_F(LzmaStreamTest, TrailingTruncatedAndDamagedStreamsAreRefused) {
     bad[i] ^= 0x21;
     const Result r = decode(*d, bad, nullptr, 20000);
     EXPECT_LE(d->total_produced(), 20000U);
-    if (r.error == Error::kNone) EXPECT_NE(r.out, data) << i;
+    if (r.error == Error::kNone) {
+      EXPECT_NE(r.out, data) << i;
+    }
   }
   // The last byte changed: the code is no longer 0 after the end marker (or worse).
   Bytes last = stream;
