@@ -115,8 +115,10 @@ enum class FlashDetail : std::uint16_t {
   kBadExtents = 33,          // the extents record is missing, malformed or out of range
   kSparseVerifyFailed = 34,  // the image after programming the listed sectors is not the
                              // header's (the unchanged sectors differ): not committed
-  // Compressed containers (docs/image-format.md, "Compressed containers"): a chunk head, LZ4
-  // block or chunk count that does not decode to exactly the image's sectors.
+  // Compressed containers (docs/image-format.md, "Compressed containers"): a raw LZMA1 stream
+  // that breaks a rule (range coder start, a byte past its extent, a distance before its start
+  // or past the window, the end marker not at the extent's end, trailing bytes, truncated), or a
+  // whole image that decoded by the rules to other bytes than the header's.
   kBadCompressedStream = 35,
 };
 
