@@ -707,7 +707,9 @@ TEST(ImageFormatVectors, CompressedVectorsAreLiblzmaStreamsThatTheDecoderReads) 
     EXPECT_EQ(header.flags & image::kFlagCompressed, image::kFlagCompressed);
     EXPECT_EQ(header.payload_crc32, crc32(0, image.data(), image.size()));
     image::ExtentList parsed;
-    if (vector.sparse) ASSERT_TRUE(check_extents(bytes, parsed).ok());
+    if (vector.sparse) {
+      ASSERT_TRUE(check_extents(bytes, parsed).ok());
+    }
     auto decoder = std::make_unique<lzma::StreamDecoder>();
     decoder->open(vector.sparse ? &parsed : nullptr, header.payload_length);
     const std::uint32_t input = static_cast<std::uint32_t>(bytes.size() - header.header_length);
