@@ -230,11 +230,23 @@ Abort ProgramDownload::write(const std::uint8_t* data, std::uint32_t length) {
   }
   if (length == 0) return Abort::kNone;
   if (compressed_) {
-    if (decoder_.put(data, length) != lzma::Error::kNone) {
-      return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
-                    FlashDetail::kBadCompressedStream);
+    // In pieces the input buffer takes (the first write may bring more than it holds, after the
+    // header); decoding between them makes room while the window has some.
+    FlashDetail detail = FlashDetail::kNone;
+    while (length != 0 && detail == FlashDetail::kNone) {
+      const std::uint32_t room = decoder_.free_space();
+      if (room == 0) {
+        return reject(Abort::kOutOfMemory, FlashStatus::kUnspecified, FlashDetail::kNone);
+      }
+      const std::uint32_t piece = length < room ? length : room;
+      if (decoder_.put(data, piece) != lzma::Error::kNone) {
+        return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
+                      FlashDetail::kBadCompressedStream);
+      }
+      data += piece;
+      length -= piece;
+      detail = pump_decoder();
     }
-    FlashDetail detail = pump_decoder();
     if (detail == FlashDetail::kNone && decoder_.error() != lzma::Error::kNone) {
       detail = FlashDetail::kBadCompressedStream;
     }
