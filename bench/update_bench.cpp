@@ -17,7 +17,8 @@
 //   default: the two mandatory cases (1 MiB @ 1 Mbit/s, block, latency 0, typical and max flash
 //   timing) first, then every combination of size (64 KiB, 1 MiB), bit rate (125k, 500k, 1M),
 //   transfer (block, segmented), flash timing and host latency (0, 1 ms), and the sector-diff
-//   cases (1 MiB over 1 MiB: the same image again, resume after a cut at 50 %): 54 cases;
+//   cases (1 MiB over 1 MiB: the same image again, resume after a cut at 50 %), and the
+//   compressed-image corpus (three firmware images, compressed and plain): 60 cases;
 //   --quick: the two mandatory cases and the boot/footprint figures only.
 #include <algorithm>
 #include <chrono>
@@ -71,6 +72,10 @@ struct Case {
     kResume,     // a whole download cut at 50 %, then `flash` again: measured is the second one
   };
   Diff diff = Diff::kFull;
+  // Compressed cases (issue 12 item 4): a corpus image instead of sized_app(), sent compressed
+  // (compress) or as it is (the reference row); the flow sends the whole image after a clear.
+  std::string corpus;  // empty: sized_app()
+  bool compress = false;
 };
 
 // The progress callback of the cut download stops the transfer by throwing this.
@@ -88,7 +93,10 @@ struct CaseResult {
   bool used_block = false;
   std::uint32_t sectors_sent = 0;   // sparse updates
   std::uint32_t sectors_total = 0;  // 0: a whole image was sent
+  std::uint64_t sent_bytes = 0;     // the container as sent (compressed cases: compressed)
+  std::uint32_t image_bytes = 0;    // the payload's length
   double flash_limit_s = 0;
+  double sent_limit_s = 0;  // bus limit of the container as sent (compressed cases: compressed)
 };
 
 // Erase and program time the update needs at the profile's datasheet figures: the erase units
@@ -136,6 +144,24 @@ std::string size_name(std::uint32_t bytes) {
   return bytes >= kMiB ? fmt::format("{}MiB", bytes / kMiB) : fmt::format("{}KiB", bytes / kKiB);
 }
 
+// The compressed-image corpus, built reproducibly by the firmware build (script/build): the
+// example application (23 KiB); example-app-report, the example application with a report
+// printed by newlib's printf (floating point), scanf, strtod, libm, qsort and strftime (81 KiB);
+// the example application with the bootloader's own binary appended as data (an application
+// that carries a data blob).
+std::vector<std::uint8_t> corpus_image(const std::string& name, const twinrig::Firmware& fw) {
+  if (name == "app") return fw.app;
+  if (name == "appreport") {
+    return twinrig::read_bytes(fw.dir + "/firmware/example-app/example-app-report.bin");
+  }
+  if (name == "app+bootloader") {
+    std::vector<std::uint8_t> image = fw.app;
+    image.insert(image.end(), fw.bootloader.begin(), fw.bootloader.end());
+    return image;
+  }
+  return {};
+}
+
 CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   const auto w0 = std::chrono::steady_clock::now();
   CaseResult res;
@@ -159,7 +185,14 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   }
   host::Master& m = rig.master();
   // The container the flow will send (packed for the node's identity, as the flow packs it).
-  const std::vector<std::uint8_t> payload = sized_app(fw.app, c.image_bytes, c.image_bytes);
+  const std::vector<std::uint8_t> payload = c.corpus.empty()
+                                                ? sized_app(fw.app, c.image_bytes, c.image_bytes)
+                                                : corpus_image(c.corpus, fw);
+  if (payload.empty()) {
+    res.error = "corpus image " + c.corpus + " not built";
+    return res;
+  }
+  res.image_bytes = static_cast<std::uint32_t>(payload.size());
   host::LoadedInput input;
   input.format = host::InputFormat::kBinary;
   input.image = host::FlatImage{memory_map::kAppAddress, payload};
@@ -175,6 +208,15 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   const std::vector<std::uint8_t> container = host::pack(*input.image, pack);
   res.bus_limit_s =
       twinrig::block_download_bus_limit_s(container, kNode, od::kProgramData, 1, c.bitrate);
+  res.sent_limit_s = res.bus_limit_s;
+  if (c.compress) {
+    // What the flow sends (it compresses the same way): update_s - sent_limit_s is what
+    // decoding, flash and the flow's own steps add to the compressed bytes' bus time.
+    if (const auto packed = host::compress_container(container)) {
+      res.sent_limit_s =
+          twinrig::block_download_bus_limit_s(*packed, kNode, od::kProgramData, 1, c.bitrate);
+    }
+  }
 
   host::UpdateOptions o;
   o.node = kNode;
@@ -182,6 +224,7 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   o.force = true;
   o.full = c.diff == Case::Diff::kFull;
   o.allow_block = c.block;
+  o.compress = c.compress;
   o.image_version = pack.image_version;
   o.flash_timeout = 600'000'000;
   if (c.diff == Case::Diff::kResume) {
@@ -210,6 +253,8 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
     res.used_block = r.used_block;
     res.sectors_sent = r.sectors_sent;
     res.sectors_total = r.sparse ? r.sectors_total : 0;
+    res.sent_bytes = r.bytes;
+    if (c.compress && !r.compressed) res.error = "the update was not compressed";
     if (c.diff != Case::Diff::kFull && !r.sparse) res.error = "the update was not sparse";
     if (r.software_id != crc32(0, payload.data(), payload.size())) {
       res.error = fmt::format("software ID 0x{:08X} after the update", r.software_id);
@@ -225,7 +270,7 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   res.ok = res.error.empty();
   res.update_s = t1 > t0 ? static_cast<double>(t1 - t0) / 1e9 : 0;
   res.efficiency = res.update_s > 0 ? res.bus_limit_s / res.update_s : 0;
-  res.flash_limit_s = flash_limit_s(c.image_bytes, previous_bytes, res, c.timing);
+  res.flash_limit_s = flash_limit_s(res.image_bytes, previous_bytes, res, c.timing);
   res.lost_frames = board.flexcan(2).lost_frames() - lost0;
   res.max_response_ms = static_cast<double>(rig.observed().max_response_ns) / 1e6;
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
@@ -428,6 +473,18 @@ std::vector<Case> make_cases(const std::string& mode) {
       cases.back().name += diff == Case::Diff::kSameImage ? "-sameimage" : "-resume50";
     }
   }
+  // Compressed images (issue 12 item 4): each corpus image at 1 Mbit/s, typical timing, sent
+  // compressed and, as the reference, as it is. effective_speedup = bus limit of the whole
+  // uncompressed container / update time (the eff column of these rows).
+  for (const char* image : {"app", "appreport", "app+bootloader"}) {
+    for (const bool compress : {true, false}) {
+      add(0, 1'000'000, true, FlashTiming::kTypical, 0);
+      cases.back().corpus = image;
+      cases.back().compress = compress;
+      cases.back().name =
+          fmt::format("corpus-{}-1M-typ-{}", image, compress ? "compressed" : "plain");
+    }
+  }
   const std::uint32_t bitrates[] = {125'000, 500'000, 1'000'000};
   for (const std::uint32_t size : {64 * kKiB, kMiB}) {
     for (const std::uint32_t br : bitrates) {
@@ -494,7 +551,7 @@ int main(int argc, char** argv) {
     const CaseResult r = run_case(c, *fw);
     all_ok = all_ok && r.ok;
     std::printf("%-38s %9u %8u %5s %4s %7u %9.3f %9.3f %9.3f %6.3f %5llu %9.2f %7.1f%s%s\n",
-                c.name.c_str(), c.image_bytes, c.bitrate, c.block ? "block" : "seg",
+                c.name.c_str(), r.image_bytes, c.bitrate, c.block ? "block" : "seg",
                 c.timing == twin::FlashTiming::kMax ? "max" : "typ", c.latency_us, r.update_s,
                 r.bus_limit_s, r.flash_limit_s, r.efficiency,
                 static_cast<unsigned long long>(r.lost_frames), r.max_response_ms, r.wall_s,
@@ -507,15 +564,25 @@ int main(int argc, char** argv) {
         "\"bus_limit_s\": {:.4f}, \"flash_limit_s\": {:.4f}, \"efficiency\": {:.4f}, "
         "\"effective_speedup\": {:.4f}, \"limit_ratio\": {:.4f}, "
         "\"lost_frames\": {}, \"max_sdo_response_ms\": {:.3f}, \"wall_s\": {:.2f}, "
-        "\"sectors_sent\": {}, \"sectors_total\": {}, \"ok\": {}}}",
-        c.name, c.image_bytes, c.bitrate, c.block ? "block" : "segmented",
+        "\"sectors_sent\": {}, \"sectors_total\": {}, \"corpus\": \"{}\", \"compressed\": {}, "
+        "\"sent_bytes\": {}, \"sent_limit_s\": {:.4f}, \"ok\": {}}}",
+        c.name, r.image_bytes, c.bitrate, c.block ? "block" : "segmented",
         c.timing == twin::FlashTiming::kMax ? "max" : "typical", c.latency_us,
         c.previous_bytes != 0 ? c.previous_bytes : static_cast<std::uint32_t>(fw->app.size()),
         r.update_s, r.bus_limit_s, r.flash_limit_s, r.efficiency, r.efficiency,
         r.update_s / std::max({r.bus_limit_s, r.flash_limit_s, 1e-9}), r.lost_frames,
-        r.max_response_ms, r.wall_s, r.sectors_sent, r.sectors_total, r.ok);
+        r.max_response_ms, r.wall_s, r.sectors_sent, r.sectors_total, c.corpus, c.compress,
+        r.sent_bytes, r.sent_limit_s, r.ok);
     if (r.sectors_total != 0) {
       std::printf("%-38s sparse: %u of %u sectors sent\n", "", r.sectors_sent, r.sectors_total);
+    }
+    if (!c.corpus.empty()) {
+      std::printf(
+          "%-38s %s: %llu bytes sent (%.3f of the image), bus limit of them %.3f s, "
+          "effective_speedup %.3f\n",
+          "", c.compress ? "compressed" : "plain", static_cast<unsigned long long>(r.sent_bytes),
+          r.image_bytes != 0 ? static_cast<double>(r.sent_bytes) / r.image_bytes : 0.0,
+          r.sent_limit_s, r.efficiency);
     }
   }
 

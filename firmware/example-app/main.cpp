@@ -27,6 +27,13 @@
 #include "rtcanboot/product.hpp"
 #include "rtcanboot/program_control.hpp"
 
+#ifndef RTCANBOOT_EXAMPLE_REPORT
+#define RTCANBOOT_EXAMPLE_REPORT 0
+#endif
+#if RTCANBOOT_EXAMPLE_REPORT
+void example_report(std::uint32_t seed);
+#endif
+
 namespace {
 
 using namespace rtcanboot;
@@ -238,6 +245,9 @@ int main() {
     console_write(app_kit::describe(confirmed));
     console_write("\n");
   }
+#if RTCANBOOT_EXAMPLE_REPORT
+  example_report(boot.node_id);  // example-app-report: newlib's printf, scanf, math (report.cpp)
+#endif
   info.trial_state = confirmed == app_kit::ConfirmResult::kConfirmed ||
                              confirmed == app_kit::ConfirmResult::kAlreadyConfirmed
                          ? canopen::TrialState::kConfirmed

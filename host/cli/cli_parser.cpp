@@ -125,6 +125,9 @@ Parser::Parser()
                     "signature record (header grows to 184 bytes)");
   pack_->add_option("--security-counter", o.pack_security_counter,
                     "Anti-rollback counter in the signature record (0..0xFFFFFFFF; needs --sign)");
+  pack_->add_flag("--compress", o.pack_compress,
+                  "Compress the payload (raw LZMA1, 32 KiB dictionary; header flag bit 1): "
+                  "for nodes whose 0x5F02:7 has bit 1 set");
 
   verify_ = app.add_subcommand(
       "verify",
@@ -151,6 +154,9 @@ Parser::Parser()
   flash_->add_flag("--full", fa.full,
                    "Send the whole image after a clear, even when the node's sector digests "
                    "(0x5F02) show that most of it is in place already");
+  flash_->add_flag("--no-compress", fa.no_compress,
+                   "Never compress the container (by default it is compressed when the node "
+                   "lists the compressed flag in 0x5F02:7)");
   flash_->add_flag("--force-product", fa.force_product,
                    "Flash an image made for another vendor/product");
   flash_->add_flag("--segmented", fa.segmented, "Use segmented SDO instead of block transfer");

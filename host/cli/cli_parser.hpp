@@ -38,6 +38,7 @@ struct FlashArgs {
   bool no_start = false;
   bool force = false;
   bool full = false;
+  bool no_compress = false;
   bool force_product = false;
   bool segmented = false;
   bool no_clear = false;
@@ -88,6 +89,7 @@ struct Options {
   InputArgs pack_in;
   std::string pack_out;
   std::string pack_sign;              // pack --sign: the private key file
+  bool pack_compress = false;         // pack --compress
   std::string pack_security_counter;  // pack --security-counter (needs --sign)
   std::string verify_path;            // verify: the container
   std::string verify_key;             // verify --key: the public key file

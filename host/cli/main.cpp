@@ -124,7 +124,7 @@ LoadedInput load(const InputArgs& in) {
 }
 
 int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output,
-             const std::string& sign_key, const std::string& security_counter) {
+             const std::string& sign_key, const std::string& security_counter, bool compress) {
   const LoadedInput input = load(in);
   std::optional<signing::PrivateKey> key;
   if (!sign_key.empty()) key = signing::PrivateKey::load(sign_key);
@@ -151,6 +151,12 @@ int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output,
     p.image_version = parse_u32(in.image_version, "--image-version");
     bytes = pack(*input.image, p);
   }
+  const std::size_t plain_size = bytes.size();
+  if (compress) {
+    auto packed = compress_container(bytes);
+    if (!packed) throw Error(ErrorKind::kInternal, "the container could not be compressed");
+    bytes = std::move(*packed);
+  }
   write_file(output, bytes);
   if (!g.quiet) {
     const auto c = parse_container(bytes, output);
@@ -159,6 +165,11 @@ int cmd_pack(const Globals& g, const InputArgs& in, const std::string& output,
         "0x{:08X}, version {}\n",
         output, bytes.size(), c.header.payload_length, c.header.load_address,
         c.header.payload_crc32, c.header.vendor_id, c.header.product_code, c.header.image_version);
+    if (compress) {
+      fmt::print("{}: compressed, {} bytes instead of {} ({:.1f} %)\n", output, bytes.size(),
+                 plain_size,
+                 100.0 * static_cast<double>(bytes.size()) / static_cast<double>(plain_size));
+    }
     if (key) {
       fmt::print("{}: signed by {:02x}, security counter {}\n", output,
                  fmt::join(key->public_key(), ""),
@@ -316,6 +327,7 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   o.start = !a.no_start;
   o.force = a.force;
   o.full = a.full;
+  o.compress = !a.no_compress;
   o.force_product = a.force_product;
   o.allow_block = !a.segmented;
   o.clear = a.clear      ? UpdateOptions::Clear::kAlways
@@ -929,7 +941,8 @@ int run_cli(int argc, char** argv) {
   try {
     switch (o.command) {
       case cli::Command::kPack:
-        return cmd_pack(g, o.pack_in, o.pack_out, o.pack_sign, o.pack_security_counter);
+        return cmd_pack(g, o.pack_in, o.pack_out, o.pack_sign, o.pack_security_counter,
+                        o.pack_compress);
       case cli::Command::kVerify:
         return cmd_verify(g, o.verify_path, o.verify_key);
       case cli::Command::kFlash:

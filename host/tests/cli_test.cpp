@@ -740,8 +740,10 @@ TEST_F(Cli, ExitCodeTable) {
   {
     SCOPED_TRACE("6 timeout: the node stalls for 2.5 s part-way through the download");
     bridge.stall(200, 2'500'000);
-    // --full: the same image again would otherwise be a header-only sparse download.
-    const CliRun r = run(fmt::format("{} flash --force --full --node 5 --no-start {}", bus, hex));
+    // --full: the same image again would otherwise be a header-only sparse download;
+    // --no-compress: compressed, the whole image is fewer than the 200 frames before the stall.
+    const CliRun r =
+        run(fmt::format("{} flash --force --full --no-compress --node 5 --no-start {}", bus, hex));
     expect_error(r, 6, "download interrupted after");
   }
   {

@@ -75,10 +75,12 @@ TEST_F(UpdateTest, FreshInstallDownloadsVerifiesAndStarts) {
   const auto in = app_image(100'000, 1);
   std::uint64_t last_progress = 0;
   events.progress = [&](std::uint64_t done, std::uint64_t) { last_progress = done; };
+  options.compress = false;  // the plain container, byte for byte (compressed: below)
   const UpdateResult r = run_update(*master, in, options, events);
   EXPECT_FALSE(r.skipped);
   EXPECT_TRUE(r.used_block);
   EXPECT_TRUE(r.started);
+  EXPECT_FALSE(r.compressed);
   EXPECT_EQ(r.bytes, 100'000U + image::kDefaultHeaderLength);
   EXPECT_EQ(last_progress, r.bytes);
   EXPECT_EQ(r.software_id, crc32(0, in.image->bytes.data(), in.image->bytes.size()));
@@ -92,6 +94,42 @@ TEST_F(UpdateTest, FreshInstallDownloadsVerifiesAndStarts) {
   EXPECT_EQ(*info.vendor_id, kVendor);
   EXPECT_EQ(*info.running_program, canopen::kRunningApplication);
   EXPECT_EQ(*info.software_id, r.software_id);
+}
+
+// The node lists the compressed flag in 0x5F02:7: the container goes compressed (liblzma), the
+// node decompresses it into its flash and 0x1F56 is the image's CRC; --no-compress sends it as
+// it is.
+TEST_F(UpdateTest, ImagesGoCompressedToANodeThatTakesThemUnlessTurnedOff) {
+  const auto in = app_image(100'000, 3);
+  const UpdateResult r = run_update(*master, in, options, events);
+  EXPECT_TRUE(r.compressed);
+  EXPECT_FALSE(r.sparse);
+  EXPECT_LT(r.bytes, 100'000U / 4);
+  EXPECT_TRUE(saw_step("compressed: "));
+  EXPECT_EQ(r.software_id, crc32(0, in.image->bytes.data(), in.image->bytes.size()));
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(),
+                         board->flash.mem.begin() + mm::kAppOffset));
+  EXPECT_TRUE(board->app_running());
+
+  options.compress = false;
+  const auto other = app_image(100'000, 4);
+  const UpdateResult plain = run_update(*master, other, options, events);
+  EXPECT_FALSE(plain.compressed);
+  EXPECT_EQ(plain.bytes, 100'000U + image::kDefaultHeaderLength);
+  EXPECT_EQ(plain.software_id, crc32(0, other.image->bytes.data(), other.image->bytes.size()));
+}
+
+// A small change: the sparse container of the changed sector, compressed.
+TEST_F(UpdateTest, ASparseContainerIsCompressedToo) {
+  run_update(*master, app_image(60'000, 5), options, events);
+  LoadedInput v2 = app_image(60'000, 5);
+  v2.image->bytes[7 * 4096 + 100] ^= 0x33;
+  const UpdateResult r = run_update(*master, v2, options, events);
+  EXPECT_TRUE(r.sparse);
+  EXPECT_TRUE(r.compressed);
+  EXPECT_EQ(r.sectors_sent, 1U);
+  EXPECT_LT(r.bytes, 4096U / 2);
+  EXPECT_EQ(r.software_id, crc32(0, v2.image->bytes.data(), v2.image->bytes.size()));
 }
 
 TEST_F(UpdateTest, SameImageIsSkippedUnlessForced) {
@@ -267,6 +305,7 @@ TEST_F(UpdateTest, NodeRestartingDuringTheDownloadGetsTheSequenceAgain) {
     }
     return SimBus::Fault::kDeliver;
   });
+  options.compress = false;  // the cut needs 400 segments: the plain container
   const auto in = app_image(20'000, 15);
   const UpdateResult r = run_update(*master, in, options, events);
   EXPECT_TRUE(reset_done);
@@ -284,6 +323,7 @@ TEST_F(UpdateTest, NodeThatVanishesDuringTheDownloadIsATimeout) {
     // After 300 segments nothing reaches the node any more (cable pulled).
     return segments >= 300 && from_master ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
   });
+  options.compress = false;  // the cut needs 300 segments: the plain container
   std::string message;
   EXPECT_EQ(fails_with(app_image(20'000, 16), &message), ErrorKind::kTimeout);
   EXPECT_NE(message.find("download interrupted after"), std::string::npos) << message;
@@ -302,6 +342,7 @@ TEST_F(UpdateTest, NodeThatStallsPartWayIsAnInterruptedDownload) {
     }
     return bus.clock().now() < stall_end ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
   });
+  options.compress = false;  // the stall needs 300 segments: the plain container
   std::string message;
   EXPECT_EQ(fails_with(app_image(20'000, 16), &message), ErrorKind::kTimeout) << message;
   EXPECT_NE(message.find("download interrupted after"), std::string::npos) << message;
@@ -320,6 +361,7 @@ TEST_F(UpdateTest, AMasterStallThatTheNodeTimesOutIsResumed) {
     }
   };
   const auto in = app_image(60'000, 17);
+  options.compress = false;  // the test pattern would compress to a few hundred bytes
   const UpdateResult r = run_update(*master, in, options, events);
   EXPECT_TRUE(stalled);
   EXPECT_TRUE(saw_step("gave up waiting for this computer part-way"));
@@ -472,6 +514,15 @@ TEST(FlashStatusText, DecodesStatusAndDetail) {
 }
 
 }  // namespace
+// A signed container sent compressed: the compressed flag is not signed either.
+TEST_F(SignedUpdateTest, ASignedImageIsSentCompressedAndAccepted) {
+  LoadedInput v1 = app_image(50'000, 1);
+  const UpdateResult r = run_update(*master, container(v1, true), options, events);
+  EXPECT_TRUE(r.compressed);
+  EXPECT_EQ(r.software_id, crc32(0, v1.image->bytes.data(), v1.image->bytes.size()));
+  EXPECT_TRUE(board->app_running());
+}
+
 // A signed container sent sparse: the extents record changes the header length and sets the
 // sparse flag, neither of which is signed, so the keyed node accepts it, reads the whole image back
 // against the signed digest and commits it.

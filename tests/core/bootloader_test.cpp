@@ -290,7 +290,7 @@ TEST_F(BootloaderTest, HeaderErrorsAbortWithTheirFlashStatusAndKeepTheApplicatio
        FlashDetail::kLoadAddress},
       {[](image::Header& h) { h.format_version = 2; }, FlashStatus::kDataFormatUnknown,
        FlashDetail::kBadFormatVersion},
-      {[](image::Header& h) { h.flags = 2; }, FlashStatus::kDataFormatUnknown,
+      {[](image::Header& h) { h.flags = 4; }, FlashStatus::kDataFormatUnknown,
        FlashDetail::kUnsupportedFlags},
       // Bit 0 is the sparse flag: without its extents record the container is malformed.
       {[](image::Header& h) { h.flags = 1; }, FlashStatus::kDataFormatError,

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -16,6 +17,7 @@
 #include "image_builder.hpp"
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/lzma_stream.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "test_vectors.hpp"
 
@@ -130,6 +132,8 @@ TEST(ImageFormat, RequiredFlagBitsAreRejectedInformationalAccepted) {
     reseal(bytes);
     if (bit == 0) {
       EXPECT_TRUE(check(bytes).ok()) << "bit 0 is the sparse flag";
+    } else if (bit == 1) {
+      EXPECT_TRUE(check(bytes).ok()) << "bit 1 is the compressed flag";
     } else if (bit < 16) {
       expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
     } else {
@@ -474,6 +478,29 @@ TEST(SignatureRecord, EncoderProducesTheCommittedSignedBytes) {
   EXPECT_EQ(0, std::memcmp(message + 16 + image::kFixedLength, fields, 8));
 }
 
+// The transport flags (sparse, compressed) are left out of the signed message; every other flag
+// bit, informational ones included, is signed.
+TEST(SignatureRecord, TransportFlagsAreNotSignedOtherFlagsAre) {
+  const Bytes vector = signed_vector();
+  const Found found = find(vector);
+  ASSERT_TRUE(found.result.has_signature);
+  std::uint8_t original[image::kSignedMessageSize];
+  image::signed_message(vector.data(), found.record, original);
+  for (int bit = 0; bit < 32; ++bit) {
+    Bytes bytes = vector;
+    store_le32(bytes.data() + 0x1C, 1U << bit);
+    std::uint8_t message[image::kSignedMessageSize];
+    image::signed_message(bytes.data(), found.record, message);
+    const bool same = std::memcmp(message, original, sizeof message) == 0;
+    EXPECT_EQ(same, bit == 0 || bit == 1) << "flag bit " << bit;
+  }
+  // The committed vector, marked compressed (its header CRC redone), still verifies.
+  Bytes compressed = vector;
+  store_le32(compressed.data() + 0x1C, image::kFlagCompressed);
+  reseal_header(compressed, image::kSignedHeaderLength);
+  EXPECT_TRUE(verify(compressed).ok());
+}
+
 TEST(SignatureRecord, UnsignedHeaderHasNoRecordAndUnknownRecordsAreSkipped) {
   Bytes bytes = header_bytes(0x60);
   Found found = find(bytes);
@@ -652,6 +679,50 @@ TEST(ImageFormatVectors, SparseVectorsAreWhatTheEncoderWritesAndParseBack) {
     EXPECT_EQ(header.payload_crc32, crc32(0, image.data(), image.size()));
     EXPECT_EQ(bytes.size(),
               header.header_length + image::sparse_payload_length(parsed, header.payload_length));
+  }
+}
+
+// The compressed vectors (make_vectors.py, Python's lzma module): one raw LZMA1 stream per extent.
+// liblzma through the test support writes the same bytes, and the core's decoder reads them back
+// to the image (the whole payload, or the listed sectors).
+TEST(ImageFormatVectors, CompressedVectorsAreLiblzmaStreamsThatTheDecoderReads) {
+  const Bytes image = vector_payload(10000, 4);
+  const struct {
+    const char* name;
+    bool sparse;
+    image::ExtentList runs;
+  } vectors[] = {
+      {"container_compressed", false, test::runs({})},
+      {"container_compressed_sparse", true, test::runs({{0, 1}, {2, 1}})},
+  };
+  for (const auto& vector : vectors) {
+    SCOPED_TRACE(vector.name);
+    const Bytes bytes = read_file(std::string(vector.name) + ".bin");
+    EXPECT_EQ(read_hex(std::string(vector.name) + ".hex"), bytes);
+    const Bytes plain = vector.sparse ? test::make_sparse_container(image, vector.runs, 0x0002'0000)
+                                      : test::make_container(image, 0x0002'0000);
+    EXPECT_EQ(test::compress_container(plain), bytes);
+    image::Header header;
+    ASSERT_TRUE(image::parse(bytes.data(), bytes.size(), expectation(), header).ok());
+    EXPECT_EQ(header.flags & image::kFlagCompressed, image::kFlagCompressed);
+    EXPECT_EQ(header.payload_crc32, crc32(0, image.data(), image.size()));
+    image::ExtentList parsed;
+    if (vector.sparse) {
+      ASSERT_TRUE(check_extents(bytes, parsed).ok());
+    }
+    auto decoder = std::make_unique<lzma::StreamDecoder>();
+    decoder->open(vector.sparse ? &parsed : nullptr, header.payload_length);
+    const std::uint32_t input = static_cast<std::uint32_t>(bytes.size() - header.header_length);
+    ASSERT_LE(input, decoder->free_space());
+    ASSERT_EQ(decoder->put(bytes.data() + header.header_length, input), lzma::Error::kNone);
+    ASSERT_EQ(decoder->finish_input(), lzma::Error::kNone);
+    Bytes out;
+    while (const std::uint32_t ready = decoder->available()) {
+      out.insert(out.end(), decoder->output(), decoder->output() + ready);
+      decoder->take(ready);
+    }
+    EXPECT_TRUE(decoder->drained());
+    EXPECT_EQ(out, Bytes(plain.begin() + header.header_length, plain.end()));
   }
 }
 

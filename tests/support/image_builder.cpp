@@ -1,7 +1,13 @@
 #include "image_builder.hpp"
 
+#include <lzma.h>
+
+#include <cstdlib>
+#include <memory>
+
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/lzma_stream.hpp"
 #include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot::test {
@@ -85,6 +91,61 @@ image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,
     }
   }
   return extents;
+}
+
+std::vector<std::uint8_t> lzma_stream(const std::uint8_t* data, std::size_t length,
+                                      std::uint32_t dict_size,
+                                      const std::vector<std::uint8_t>* preset) {
+  lzma_options_lzma options;
+  if (lzma_lzma_preset(&options, 9 | LZMA_PRESET_EXTREME)) std::abort();
+  options.lc = lzma::kLc;
+  options.lp = lzma::kLp;
+  options.pb = lzma::kPb;
+  options.dict_size = dict_size;
+  if (preset != nullptr) {
+    options.preset_dict = preset->data();
+    options.preset_dict_size = static_cast<std::uint32_t>(preset->size());
+  }
+  const lzma_filter filters[] = {{LZMA_FILTER_LZMA1, &options}, {LZMA_VLI_UNKNOWN, nullptr}};
+  ::lzma_stream stream = LZMA_STREAM_INIT;
+  if (lzma_raw_encoder(&stream, filters) != LZMA_OK) std::abort();
+  std::vector<std::uint8_t> out(length + length / 8 + 1024);
+  stream.next_in = data;
+  stream.avail_in = length;
+  stream.next_out = out.data();
+  stream.avail_out = out.size();
+  if (lzma_code(&stream, LZMA_FINISH) != LZMA_STREAM_END) std::abort();
+  out.resize(static_cast<std::size_t>(stream.total_out));
+  lzma_end(&stream);
+  return out;
+}
+
+std::vector<std::uint8_t> compress_container(const std::vector<std::uint8_t>& container) {
+  const std::uint32_t header_length = load_le16(container.data() + 6);
+  const std::uint32_t flags = load_le32(container.data() + 0x1C);
+  const std::uint32_t payload_length = load_le32(container.data() + 0x0C);
+  std::vector<std::uint8_t> out(container.begin(), container.begin() + header_length);
+  store_le32(out.data() + 0x1C, flags | image::kFlagCompressed);
+  store_le32(out.data() + header_length - 4, crc32(0, out.data(), header_length - 4));
+  image::ExtentList runs;
+  if ((flags & image::kFlagSparse) != 0) {
+    image::Header header;
+    header.header_length = static_cast<std::uint16_t>(header_length);
+    header.flags = flags;
+    header.payload_length = payload_length;
+    if (!image::parse_extents(container.data(), header, runs).ok()) std::abort();
+  }
+  // The decoder's own idea of the stream lengths (one per run, or the whole payload).
+  auto decoder = std::make_unique<lzma::StreamDecoder>();
+  decoder->open((flags & image::kFlagSparse) != 0 ? &runs : nullptr, payload_length);
+  std::size_t at = header_length;
+  for (std::uint32_t i = 0; i < decoder->stream_count(); ++i) {
+    const std::uint32_t length = decoder->stream_length(i);
+    const std::vector<std::uint8_t> stream = lzma_stream(container.data() + at, length);
+    out.insert(out.end(), stream.begin(), stream.end());
+    at += length;
+  }
+  return out;
 }
 
 }  // namespace rtcanboot::test

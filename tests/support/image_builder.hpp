@@ -43,4 +43,16 @@ std::vector<std::uint8_t> make_sparse_container(const std::vector<std::uint8_t>&
 image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,
                                     const std::uint8_t* flash);
 
+// Compressed containers (docs/image-format.md) for the core tests: one raw LZMA1 stream of
+// `data` made by liblzma (Debian liblzma-dev) with the format's options (lc 0, lp 1, pb 1, a
+// 32 KiB dictionary, preset 9 extreme, end marker).
+// Hostile streams for the tests: a larger `dict_size` lets matches reach farther than the
+// format's window; a `preset` dictionary lets them reach before the stream's start.
+std::vector<std::uint8_t> lzma_stream(const std::uint8_t* data, std::size_t length,
+                                      std::uint32_t dict_size = 32 * 1024,
+                                      const std::vector<std::uint8_t>* preset = nullptr);
+// `container` (plain or sparse) with the compressed flag set, its header CRC recomputed and its
+// payload replaced by one lzma_stream() per extent (the whole payload, or each run).
+std::vector<std::uint8_t> compress_container(const std::vector<std::uint8_t>& container);
+
 }  // namespace rtcanboot::test

@@ -7,6 +7,7 @@ checks that the C++ encoder produces exactly these bytes and that the parser (an
 one, the core's verifier) accepts them.
 """
 import hashlib
+import lzma
 import struct
 import zlib
 from pathlib import Path
@@ -88,6 +89,31 @@ def sparse_container(payload, header_length, image_version, runs):
     return container(payload, header_length, image_version, FLAG_SPARSE, record, sent)
 
 
+FLAG_COMPRESSED = 0x0002
+# One raw LZMA1 stream per extent: lc 0, lp 1, pb 1, a 32 KiB dictionary, end marker (Python's
+# lzma module is liblzma, as the host tool's compressor is).
+LZMA1 = [{"id": lzma.FILTER_LZMA1, "preset": 9 | lzma.PRESET_EXTREME, "lc": 0, "lp": 1, "pb": 1,
+          "dict_size": 32768}]
+
+
+def lzma_stream(data):
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=LZMA1)
+
+
+def compressed_container(payload, header_length, image_version, runs=None):
+    """The plain (runs None) or sparse container with flags bit 1 and one stream per extent."""
+    if runs is None:
+        return container(payload, header_length, image_version, FLAG_COMPRESSED, b"",
+                         lzma_stream(payload))
+    record = struct.pack("<HH", RECORD_EXTENTS, 4 * len(runs))
+    sent = b""
+    for first, count in runs:
+        record += struct.pack("<HH", first, count)
+        sent += lzma_stream(payload[first * SECTOR : (first + count) * SECTOR])
+    return container(payload, header_length, image_version, FLAG_SPARSE | FLAG_COMPRESSED,
+                     record, sent)
+
+
 VECTORS = {
     # name: (payload length, payload seed, header length, image version, flags)
     "container_minimal": (8, 0, 0x4C, 1, 0),
@@ -108,6 +134,13 @@ SPARSE_VECTORS = {
     "container_sparse_empty": (10000, 3, 128, 0x00020000, []),
 }
 
+COMPRESSED_VECTORS = {
+    # name: (payload length, payload seed, header length, image version, runs or None)
+    "container_compressed": (10000, 4, 128, 0x00020000, None),
+    # Sectors 0 and 2 of the same image, a stream each.
+    "container_compressed_sparse": (10000, 4, 128, 0x00020000, [(0, 1), (2, 1)]),
+}
+
 
 def write(here, name, data):
     (here / f"{name}.bin").write_bytes(data)
@@ -124,3 +157,6 @@ if __name__ == "__main__":
         write(here, name, data)
     for name, (length, seed, header_length, version, runs) in SPARSE_VECTORS.items():
         write(here, name, sparse_container(payload_bytes(length, seed), header_length, version, runs))
+    for name, (length, seed, header_length, version, runs) in COMPRESSED_VECTORS.items():
+        payload = payload_bytes(length, seed)
+        write(here, name, compressed_container(payload, header_length, version, runs))

@@ -124,11 +124,12 @@ void signed_message(const std::uint8_t* header, const SignatureRecord& record,
   }
   std::uint8_t* fixed = out + kSignatureDomainSize;
   for (std::size_t i = 0; i < kFixedLength; ++i) fixed[i] = header[i];
-  // How the image travels is not signed: the header length and the sparse flag change when the
-  // host turns a signed container into a sparse one. The image itself stays bound: its length,
-  // CRC-32 and SHA-256 are signed, and a sparse result is read back against them before COMMIT.
+  // How the image travels is not signed: the header length and the sparse and compressed flags
+  // change when the host turns a signed container into a sparse or compressed one. The image itself
+  // stays bound: its length, CRC-32 and SHA-256 are signed, and a sparse result is read back
+  // against them before COMMIT.
   store_le16(fixed + 0x06, 0);
-  store_le32(fixed + 0x1C, load_le32(header + 0x1C) & ~kFlagSparse);
+  store_le32(fixed + 0x1C, load_le32(header + 0x1C) & ~kTransportFlags);
   std::uint8_t* fields = fixed + kFixedLength;
   fields[0] = record.record_version;
   fields[1] = record.flags;

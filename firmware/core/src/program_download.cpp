@@ -111,6 +111,8 @@ Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   header_received_ = 0;
   header_ = {};
   sparse_ = false;
+  compressed_ = false;
+  finish_pending_ = false;
   vectors_in_stream_ = true;
   stream_length_ = 0;
   payload_received_ = 0;
@@ -128,6 +130,7 @@ std::uint32_t ProgramDownload::free_space() const {
   if (phase_ == Phase::kHeader) return writer_.ring_capacity();
   // Ring room, not capped by the rest of the payload: the SDO server wants room for a whole
   // segment even when the last one is shorter; excess data is refused by write().
+  if (phase_ == Phase::kPayload && compressed_) return decoder_.free_space();
   if (phase_ == Phase::kPayload && payload_received_ < stream_length_) {
     return writer_.ring_room();
   }
@@ -175,9 +178,18 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   stream_length_ = sparse_ ? image::sparse_payload_length(extents_, header_.payload_length)
                            : header_.payload_length;
   vectors_in_stream_ = !sparse_ || (extents_.count > 0 && extents_.runs[0].first_sector == 0);
-  if (size_known_ && announced_size_ != header_.header_length + stream_length_) {
-    return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
-                  FlashDetail::kLengthMismatch);
+  compressed_ = (header_.flags & image::kFlagCompressed) != 0;
+  if (size_known_) {
+    // A compressed stream: at least the range coder's init bytes per stream; its upper bound is
+    // the decoder's (an LZMA stream may be longer than its data), so any larger size is allowed.
+    const std::uint32_t streams = sparse_ ? extents_.count : 1;
+    const std::uint32_t rest = announced_size_ - header_.header_length;
+    const bool fits = announced_size_ >= header_.header_length &&
+                      (compressed_ ? rest >= streams * lzma::kInitBytes : rest == stream_length_);
+    if (!fits) {
+      return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
+                    FlashDetail::kLengthMismatch);
+    }
   }
   // Last of the header checks, as it is the slow one (a verification holds this write, and the
   // SDO answer to it, about 13 ms; the FlexCAN receive ring holds 256 frames meanwhile).
@@ -188,6 +200,7 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
                   FlashDetail::kNotTheExpectedImage);
   }
   phase_ = Phase::kPayload;
+  if (compressed_) decoder_.open(sparse_ ? &extents_ : nullptr, header_.payload_length);
   if (sparse_) {
     writer_.open_sparse_write(memory_map::kAppOffset, header_.payload_length, extents_);
   } else {
@@ -240,41 +253,99 @@ Abort ProgramDownload::write(const std::uint8_t* data, std::uint32_t length) {
     if (abort != Abort::kNone || phase_ != Phase::kPayload) return abort;
   }
   if (length == 0) return Abort::kNone;
+  if (compressed_) {
+    // In pieces the input buffer takes (the first write may bring more than it holds, after the
+    // header); decoding between them makes room while the window has some.
+    FlashDetail detail = FlashDetail::kNone;
+    while (length != 0 && detail == FlashDetail::kNone) {
+      const std::uint32_t room = decoder_.free_space();
+      if (room == 0) {
+        return reject(Abort::kOutOfMemory, FlashStatus::kUnspecified, FlashDetail::kNone);
+      }
+      const std::uint32_t piece = length < room ? length : room;
+      if (decoder_.put(data, piece) != lzma::Error::kNone) {
+        return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
+                      FlashDetail::kBadCompressedStream);
+      }
+      data += piece;
+      length -= piece;
+      detail = pump_decoder();
+    }
+    if (detail == FlashDetail::kNone && decoder_.error() != lzma::Error::kNone) {
+      detail = FlashDetail::kBadCompressedStream;
+    }
+    if (detail != FlashDetail::kNone) {
+      return reject(Abort::kCannotStore, FlashStatus::kDataFormatError, detail);
+    }
+    return Abort::kNone;
+  }
   if (length > stream_length_ - payload_received_) {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
   }
+  if (writer_.free_space() < length) {
+    return reject(Abort::kOutOfMemory, FlashStatus::kUnspecified, FlashDetail::kNone);
+  }
+  const FlashDetail detail = take_payload(data, length);
+  if (detail != FlashDetail::kNone) {
+    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError, detail);
+  }
+  return Abort::kNone;
+}
+
+FlashDetail ProgramDownload::take_payload(const std::uint8_t* data, std::uint32_t length) {
   for (std::uint32_t i = 0; i < length && payload_received_ + i < sizeof vectors_; ++i) {
     vectors_[payload_received_ + i] = data[i];
   }
   const bool vectors_complete = vectors_in_stream_ && payload_received_ < sizeof vectors_ &&
                                 payload_received_ + length >= sizeof vectors_;
-  if (!sparse_) {
-    // A sparse stream is not the image: the read-back checks the image instead.
+  if (!sparse_ && !compressed_) {
+    // A sparse stream is not the image, and a compressed one is checked by the read-back only.
     payload_crc32_ = crc32(payload_crc32_, data, length);
     sha_.update(data, length);
   }
-  if (writer_.push(data, length) != length) {
-    return reject(Abort::kOutOfMemory, FlashStatus::kUnspecified, FlashDetail::kNone);
-  }
+  // The callers never push more than the ring takes (write() checked free_space()).
+  writer_.push(data, length);
   payload_received_ += length;
   if (vectors_complete &&
       !vector_table_sane(load_le32(vectors_), load_le32(vectors_ + 4), header_.payload_length)) {
-    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable);
+    return FlashDetail::kBadVectorTable;
   }
-  return Abort::kNone;
+  return FlashDetail::kNone;
+}
+
+FlashDetail ProgramDownload::pump_decoder() {
+  for (;;) {
+    const std::uint32_t ready = decoder_.available();
+    const std::uint32_t room = writer_.free_space();
+    const std::uint32_t count = ready < room ? ready : room;
+    if (count == 0) return FlashDetail::kNone;
+    const FlashDetail detail = take_payload(decoder_.output(), count);
+    decoder_.take(count);
+    if (detail != FlashDetail::kNone) return detail;
+  }
 }
 
 Abort ProgramDownload::end() {
   if (pending_abort_ != Abort::kNone) return write(nullptr, 0);
   if (!transfer_open_) return Abort::kGeneral;
-  if (phase_ != Phase::kPayload || payload_received_ != stream_length_) {
+  if (phase_ == Phase::kPayload && compressed_ && decoder_.finish_input() != lzma::Error::kNone) {
+    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
+                  FlashDetail::kBadCompressedStream);
+  }
+  if (phase_ != Phase::kPayload || (!compressed_ && payload_received_ != stream_length_)) {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
   }
-  if (sparse_) {
+  if (sparse_ || compressed_) {
+    // Every compressed byte arrived; the decoder may still wait for room in the ring to decode
+    // and check the rest of it (poll()).
     transfer_open_ = false;
-    writer_.finish_write();
+    if (compressed_ && !decoder_.drained()) {
+      finish_pending_ = true;
+    } else {
+      writer_.finish_write();
+    }
     phase_ = Phase::kFinishing;
     return Abort::kNone;
   }
@@ -298,6 +369,12 @@ Abort ProgramDownload::end() {
 Abort ProgramDownload::end_without_commit() {
   if (pending_abort_ != Abort::kNone) return write(nullptr, 0);
   if (!transfer_open_) return Abort::kGeneral;
+  if (compressed_) {
+    // A gap inside a compressed stream leaves nothing after it decodable: the whole rest is
+    // unknown, so nothing more is programmed (the sector digests then show what is missing).
+    return reject(Abort::kCannotStore, FlashStatus::kDataFormatError,
+                  FlashDetail::kIncompleteStream);
+  }
   if (phase_ != Phase::kPayload || payload_received_ != stream_length_) {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
@@ -358,14 +435,14 @@ void ProgramDownload::cancel(Abort reason, CancelCause cause) {
   abandon();
 }
 
-void ProgramDownload::fail_background(FlashStatus status, FlashDetail detail) {
+void ProgramDownload::fail_background(FlashStatus status, FlashDetail detail, Abort abort) {
   set_status(status, detail);
   const bool open = transfer_open_;
   abandon();
   if (open) {
     // The SDO transfer is still running: its next segment gets the abort.
     transfer_open_ = true;
-    pending_abort_ = Abort::kHardware;
+    pending_abort_ = abort;
   }
 }
 
@@ -409,6 +486,7 @@ bool ProgramDownload::needs_poll() const {
     case Phase::kHeader:
       return flash_activity || clear_revoke_pending_;
     case Phase::kPayload:
+      if (compressed_ && decoder_.has_work() && writer_.free_space() > 0) return true;
       if (awaiting_first_checks()) return flash_activity;
       return flash_activity || !armed_ || writer_.state() == FlashWriter::State::kFailed;
     default:
@@ -438,6 +516,21 @@ void ProgramDownload::poll() {
     case Phase::kPayload:
     case Phase::kFinishing:
     case Phase::kClearing: {
+      if (compressed_ && phase_ != Phase::kClearing) {
+        // Decompressed bytes waiting for ring room (before arming too: the ring fills first).
+        FlashDetail detail = pump_decoder();
+        if (detail == FlashDetail::kNone && decoder_.error() != lzma::Error::kNone) {
+          detail = FlashDetail::kBadCompressedStream;  // found decoding the rest after the end
+        }
+        if (detail != FlashDetail::kNone) {
+          fail_background(FlashStatus::kDataFormatError, detail, Abort::kCannotStore);
+          return;
+        }
+        if (finish_pending_ && decoder_.drained()) {
+          finish_pending_ = false;
+          writer_.finish_write();
+        }
+      }
       if (!armed_ && !revoke_then_arm()) return;
       if (writer_.state() == FlashWriter::State::kFailed) {
         fail_background(FlashStatus::kWriteError, writer_.failure());
@@ -466,14 +559,23 @@ void ProgramDownload::poll() {
         same = writer_.verified_sha256()[i] == header_.payload_sha256[i];
       }
       if (!same) {
-        fail_background(FlashStatus::kWriteError,
-                        sparse_ ? FlashDetail::kSparseVerifyFailed : FlashDetail::kVerifyFailed);
+        // A sparse image: the sectors not sent are the likelier cause. A whole compressed image
+        // was decoded by the rules yet is not the header's: the stream's fault, not the flash's.
+        if (sparse_) {
+          fail_background(FlashStatus::kWriteError, FlashDetail::kSparseVerifyFailed);
+        } else if (compressed_) {
+          fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadCompressedStream,
+                          Abort::kCannotStore);
+        } else {
+          fail_background(FlashStatus::kWriteError, FlashDetail::kVerifyFailed);
+        }
         return;
       }
       const std::uint8_t* head = writer_.verified_head();
       if (!vectors_in_stream_ &&
           !vector_table_sane(load_le32(head), load_le32(head + 4), header_.payload_length)) {
-        fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable);
+        fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadVectorTable,
+                        Abort::kCannotStore);
         return;
       }
       journal::InstalledImage image;

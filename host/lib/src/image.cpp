@@ -443,7 +443,25 @@ Container parse_container(std::span<const std::uint8_t> bytes, const std::string
     expect.vendor_id = load_le32(bytes.data() + 0x14);
     expect.product_code = load_le32(bytes.data() + 0x18);
   }
-  const auto r = image::parse(bytes.data(), bytes.size(), expect, c.header);
+  auto r = image::parse(bytes.data(), bytes.size(), expect, c.header);
+  if (r.ok() && (c.header.flags & image::kFlagCompressed) != 0) {
+    // A compressed container (pack --compress, whole or sparse) stands for its plain form: each
+    // extent's stream is decoded alone by the core's decoder.
+    const auto plain = decompress_container(bytes);
+    if (!plain) {
+      throw Error(
+          ErrorKind::kInput,
+          fmt::format("{}: the compressed container's streams do not decode to its {}", name,
+                      (c.header.flags & image::kFlagSparse) != 0 ? "sectors" : "image"));
+    }
+    return parse_container(*plain, name);
+  }
+  if (r.ok() && (c.header.flags & image::kFlagSparse) != 0) {
+    throw Error(ErrorKind::kInput,
+                fmt::format("{}: a sparse container carries only some sectors of its image; give "
+                            "the whole image (rtcanboot flash sends only what differs itself)",
+                            name));
+  }
   if (!r.ok()) {
     throw Error(ErrorKind::kInput,
                 fmt::format("{}: not a valid rtcanboot container (flash status {}, detail {})",

@@ -116,6 +116,9 @@ std::string describe_flash_status(std::uint32_t value) {
     case FlashDetail::kBadExtents:
       d = "the sparse container's extents record is malformed";
       break;
+    case FlashDetail::kBadCompressedStream:
+      d = "the compressed stream breaks the format or does not decode to the image";
+      break;
     case FlashDetail::kSparseVerifyFailed:
       d = "after programming the sent sectors the image differs from the container's (the "
           "sectors not sent do not match)";
@@ -382,6 +385,19 @@ class Flow {
     }
   }
 
+  // The node's 0x5F02:7 lists the compressed flag among the container flags it understands. A
+  // node without it (another CiA 302-3 bootloader, an older rtcanboot) gets plain containers.
+  bool node_understands_compression() {
+    try {
+      const std::uint32_t flags = m_.upload_u32(o_.node, od::kSectorDigests, 7);
+      if ((flags & image::kFlagCompressed) != 0) return true;
+    } catch (const SdoError& e) {
+      if (e.timed_out()) throw;
+    }
+    step("the node does not take compressed containers (0x5F02:7): sending them uncompressed");
+    return false;
+  }
+
   struct SparsePlan {
     std::vector<std::uint8_t> container;
     std::uint32_t sent = 0;
@@ -596,10 +612,23 @@ class Flow {
       }
       clear = running != std::uint8_t{1};
     }
+    const bool compress = o_.compress && node_understands_compression();
     std::uint32_t fs = 0;
     for (int attempt = 1;; ++attempt) {
       const std::optional<SparsePlan> plan = full ? std::nullopt : plan_sparse(container, header);
-      const std::vector<std::uint8_t>& bytes = plan ? plan->container : container;
+      std::vector<std::uint8_t> compressed;
+      if (compress) {
+        auto packed = compress_container(plan ? plan->container : container);
+        const std::size_t plain = plan ? plan->container.size() : container.size();
+        if (packed && packed->size() < plain) {
+          step(fmt::format(
+              "compressed: {} bytes instead of {} ({:.1f} %)", packed->size(), plain,
+              100.0 * static_cast<double>(packed->size()) / static_cast<double>(plain)));
+          compressed = std::move(*packed);
+        }
+      }
+      const std::vector<std::uint8_t>& bytes =
+          !compressed.empty() ? compressed : (plan ? plan->container : container);
       if (!plan && !clear && o_.clear == UpdateOptions::Clear::kAuto) {
         step(
             "no clear: the rtcanboot bootloader revokes the installed application only once the "
@@ -628,6 +657,7 @@ class Flow {
         result.bytes = bytes.size();
         result.download_time = m_.now() - t0;
         result.sparse = plan.has_value();
+        result.compressed = !compressed.empty();
         result.sectors_sent = plan ? plan->sent : 0;
         result.sectors_total = plan ? plan->total : 0;
         // 5. Wait for the node to finish writing and verifying.

@@ -115,6 +115,11 @@ enum class FlashDetail : std::uint16_t {
   kBadExtents = 33,          // the extents record is missing, malformed or out of range
   kSparseVerifyFailed = 34,  // the image after programming the listed sectors is not the
                              // header's (the unchanged sectors differ): not committed
+  // Compressed containers (docs/image-format.md, "Compressed containers"): a raw LZMA1 stream
+  // that breaks a rule (range coder start, a byte past its extent, a distance before its start
+  // or past the window, the end marker not at the extent's end, trailing bytes, truncated), or a
+  // whole image that decoded by the rules to other bytes than the header's.
+  kBadCompressedStream = 35,
   // Listen-along download (docs/fleet-update.md):
   kNotTheExpectedImage = 40,  // the lead's container is not the image 0x5F04:3 announced
   kIncompleteStream = 41,     // the node missed part of the lead's download: what it received
@@ -164,6 +169,8 @@ inline constexpr std::uint16_t kSelfTest = 0x5F01;
 //  sub 4 UNSIGNED8  ro  InstallState of the application region (install journal)
 //  sub 5 UNSIGNED32 ro  payload length of the committed image (0 when none)
 //  sub 6 UNSIGNED32 ro  payload CRC-32 of the committed image (0 when none)
+//  sub 7 UNSIGNED32 ro  the must-understand container flags this bootloader understands
+//                       (image::kUnderstoodFlags: bit 0 sparse, bit 1 compressed)
 inline constexpr std::uint16_t kSectorDigests = 0x5F02;
 // rtcanboot signing keys (bootloader only, docs/security.md):
 //  sub 1 UNSIGNED8 ro  KeyState

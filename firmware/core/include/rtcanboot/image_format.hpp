@@ -11,8 +11,8 @@
 //   0x10 u32  image version (free for the application's use; reported by 0x5F00:6)
 //   0x14 u32  vendor-ID   (must equal the node's 0x1018:1)
 //   0x18 u32  product code (must equal the node's 0x1018:2)
-//   0x1C u32  flags: bits 0..15 must be understood (bit 0: sparse; any other set bit is
-//             rejected), bits 16..31 informational
+//   0x1C u32  flags: bits 0..15 must be understood (bit 0: sparse, bit 1: compressed; any
+//             other set bit is rejected), bits 16..31 informational
 //   0x20 u32  CRC-32 of the payload (IEEE 802.3, as zlib); also the node's 0x1F56:1 once installed
 //   0x24 u8[32] SHA-256 of the payload
 //   0x44 u32  reserved, 0
@@ -24,6 +24,7 @@
 //   H    ..   payload, written to flash from the load address. Sparse: only the listed
 //             sectors' bytes, in order (the last sector of the image ends at payload length);
 //             payload length, CRC-32 and SHA-256 remain those of the WHOLE image.
+//             Compressed: one raw LZMA1 stream per extent (lzma_stream.hpp), same identity fields.
 #pragma once
 
 #include <cstddef>
@@ -43,7 +44,12 @@ inline constexpr std::uint32_t kMinPayloadLength = 8;  // at least initial SP an
 inline constexpr std::uint32_t kRequiredFlagsMask = 0x0000'FFFF;
 // Must-understand flag: the payload holds only the sectors of the extents record.
 inline constexpr std::uint32_t kFlagSparse = 0x0000'0001;
-inline constexpr std::uint32_t kUnderstoodFlags = kFlagSparse;
+// Must-understand flag: the payload is one raw LZMA1 stream per extent (the whole image is one;
+// lzma_stream.hpp); payload length, CRC-32 and SHA-256 stay those of the image.
+inline constexpr std::uint32_t kFlagCompressed = 0x0000'0002;
+inline constexpr std::uint32_t kUnderstoodFlags = kFlagSparse | kFlagCompressed;
+// How the image travels, left out of the signed message (signed_message()).
+inline constexpr std::uint32_t kTransportFlags = kFlagSparse | kFlagCompressed;
 
 inline constexpr std::uint16_t kRecordPadding = 0x0000;
 inline constexpr std::uint16_t kRecordSignature = 0x0001;
@@ -133,8 +139,9 @@ inline constexpr std::uint16_t kSignedHeaderLength = kFixedLength + kSignatureRe
 static_assert(kSignatureDataLength == 8 + kSignaturePublicKeySize + kSignatureSize);
 static_assert(kSignedHeaderLength == 184 && kSignedHeaderLength % 4 == 0);
 
-// The signed message: domain (16 bytes, "RTCB-ED25519-V1\0"), header bytes 0..0x47, record
-// bytes 4..11 (version, flags, reserved, security counter).
+// The signed message: domain (16 bytes, "RTCB-ED25519-V1\0"), header bytes 0..0x47 with the
+// header length and the transport flags (sparse, compressed) zeroed, record bytes 4..11
+// (version, flags, reserved, security counter).
 inline constexpr char kSignatureDomain[] = "RTCB-ED25519-V1";
 inline constexpr std::size_t kSignatureDomainSize = sizeof kSignatureDomain;
 inline constexpr std::size_t kSignedMessageSize = kSignatureDomainSize + kFixedLength + 8;

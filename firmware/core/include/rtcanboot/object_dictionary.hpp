@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/image_format.hpp"
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_control.hpp"
 
@@ -145,7 +146,7 @@ inline constexpr OdEntry kObjectDictionary[] = {
     {od::kSelfTest, 3, ObjectCode::kRecord, "rtcanboot self-test", "Failed checks",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kSectorDigests, 0, ObjectCode::kRecord, "rtcanboot sector digests",
-     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 6, false},
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 7, false},
     {od::kSectorDigests, 1, ObjectCode::kRecord, "rtcanboot sector digests", "Sectors",
      DataType::kUnsigned32, Access::kReadWrite, 0, true},
     {od::kSectorDigests, 2, ObjectCode::kRecord, "rtcanboot sector digests", "State",
@@ -158,6 +159,8 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
     {od::kSectorDigests, 6, ObjectCode::kRecord, "rtcanboot sector digests", "Installed CRC-32",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kSectorDigests, 7, ObjectCode::kRecord, "rtcanboot sector digests", "Container flags",
+     DataType::kUnsigned32, Access::kReadOnly, image::kUnderstoodFlags, false},
     {od::kSigningKeys, 0, ObjectCode::kRecord, "rtcanboot signing keys",
      "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 2, false},
     {od::kSigningKeys, 1, ObjectCode::kRecord, "rtcanboot signing keys", "Key state",

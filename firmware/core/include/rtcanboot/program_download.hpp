@@ -20,6 +20,14 @@
 // back and must match the header's CRC-32 and SHA-256 (of the full image) before the COMMIT.
 // Its streamed bytes are not the image, so they are not hashed on arrival; a mismatch after
 // programming is reported as write error / kSparseVerifyFailed and nothing is committed.
+//
+// A compressed container (flag bit 1, either kind) carries one raw LZMA1 stream per extent (the
+// whole image is one): the decoder (lzma_stream.hpp) holds the compressed input, free_space() is
+// its room, and the decompressed bytes go from its window to the flash manager's ring as the ring
+// takes them (write() and poll()). A stream that breaks a rule is refused at once (abort
+// 0x0800_0020, kBadCompressedStream), or, when found by the background decoding after the
+// transfer, reported in 0x1F57. The decompressed bytes are not hashed on arrival: the read-back
+// checks the image against the header (a whole compressed image that differs: 3 / 35).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +39,7 @@
 #include "rtcanboot/install_journal.hpp"
 #include "rtcanboot/key_record.hpp"
 #include "rtcanboot/key_store.hpp"
+#include "rtcanboot/lzma_stream.hpp"
 #include "rtcanboot/program_control.hpp"
 
 namespace rtcanboot {
@@ -178,8 +187,16 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   image::CheckResult check_signature_of_header();
   canopen::Abort reject(canopen::Abort abort, canopen::FlashStatus status,
                         canopen::FlashDetail detail);
-  void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail);
+  // A failure found by poll(): the status, and the abort for the transfer's next segment while
+  // it is still open (a flash failure: 0x0606_0000; the data's fault: 0x0800_0020).
+  void fail_background(canopen::FlashStatus status, canopen::FlashDetail detail,
+                       canopen::Abort abort = canopen::Abort::kHardware);
   bool revoke_then_arm();
+  // Decompressed bytes go through the same path as a plain payload's: vector table, hashing,
+  // the ring. kNone, or the detail to refuse the download with (kBadVectorTable).
+  canopen::FlashDetail take_payload(const std::uint8_t* data, std::uint32_t length);
+  // Moves decompressed bytes from the decoder into the ring while it has room.
+  canopen::FlashDetail pump_decoder();
   // The payload's vector table (its first 8 bytes) has not arrived yet: the last check that can
   // refuse an image from its first bytes. Until it passed, no REVOKE and no erase (a clear the
   // download interrupted still gets its REVOKE: the master asked for it).
@@ -239,6 +256,10 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool vectors_in_stream_ = true;
   std::uint32_t stream_length_ = 0;  // payload bytes the transfer carries
   image::ExtentList extents_;
+  // Compressed container: the decoder; finish_write() is due once it is drained after the end.
+  bool compressed_ = false;
+  bool finish_pending_ = false;
+  lzma::StreamDecoder decoder_;
 };
 
 }  // namespace rtcanboot

@@ -94,6 +94,20 @@ image::ExtentList differing_runs(const std::vector<std::uint32_t>& local,
 std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
                                                      const image::ExtentList& runs);
 
+// Compressed containers (docs/image-format.md, "Compressed containers"). One raw LZMA1 stream
+// of `data` as the container format wants it (liblzma: lc 0, lp 1, pb 1, 32 KiB dictionary,
+// preset 9 extreme, end marker).
+std::vector<std::uint8_t> lzma_compress(std::span<const std::uint8_t> data);
+// The compressed form of a plain or sparse container: one stream per extent (the whole image is
+// one); header fields unchanged but the compressed flag (and the header CRC). std::nullopt for a
+// container that is malformed or compressed already.
+std::optional<std::vector<std::uint8_t>> compress_container(
+    std::span<const std::uint8_t> container);
+// The way back, with the core's decoder: std::nullopt when the container is not compressed or
+// its streams do not decode to exactly its extents.
+std::optional<std::vector<std::uint8_t>> decompress_container(
+    std::span<const std::uint8_t> container);
+
 // Everything `pack` and `flash` need from an input file.
 struct LoadOptions {
   InputFormat format = InputFormat::kAuto;

@@ -50,6 +50,9 @@ struct UpdateOptions {
   // false: when the node publishes sector digests (0x5F02), send only the sectors that differ
   // (a sparse container, no clear); true (--full): always the whole image after a clear.
   bool full = false;
+  // true: compress the container (docs/image-format.md) when the node lists the compressed flag
+  // in 0x5F02:7 and it comes out shorter; false (--no-compress): never.
+  bool compress = true;
   std::optional<std::uint32_t> vendor_id;  // container fields when packing (default: node's 0x1018)
   std::optional<std::uint32_t> product_code;
   std::uint32_t image_version = 0;
@@ -81,6 +84,7 @@ struct UpdateResult {
   bool skipped = false;  // 0x1F56 already matched (without --force)
   bool used_block = false;
   bool sparse = false;              // the last download was a sparse container
+  bool compressed = false;          // the last download was a compressed container
   std::uint32_t sectors_sent = 0;   // sparse: 4 KiB sectors it carried
   std::uint32_t sectors_total = 0;  // sectors of the image
   std::uint32_t software_id = 0;
