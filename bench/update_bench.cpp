@@ -18,7 +18,9 @@
 //   timing) first, then every combination of size (64 KiB, 1 MiB), bit rate (125k, 500k, 1M),
 //   transfer (block, segmented), flash timing and host latency (0, 1 ms), and the sector-diff
 //   cases (1 MiB over 1 MiB: the same image again, resume after a cut at 50 %), and the
-//   compressed-image corpus (three firmware images, compressed and plain): 60 cases;
+//   compressed-image corpus (three firmware images, compressed and plain), and a small change
+//   (example-app-report to a version with one function or one string changed, plain and
+//   compressed): 64 cases;
 //   --quick: the two mandatory cases and the boot/footprint figures only.
 #include <algorithm>
 #include <chrono>
@@ -67,9 +69,11 @@ struct Case {
   std::uint32_t previous_bytes = 0;  // size of the installed application the update replaces
   // Sector-diff cases (issue 12 item 3); the others send the whole image after a clear (--full).
   enum class Diff : std::uint8_t {
-    kFull,       // --full
-    kSameImage,  // the installed image again (--force, sector digests: nothing to send)
-    kResume,     // a whole download cut at 50 %, then `flash` again: measured is the second one
+    kFull,         // --full
+    kSameImage,    // the installed image again (--force, sector digests: nothing to send)
+    kResume,       // a whole download cut at 50 %, then `flash` again: measured is the second one
+    kSmallChange,  // example-app-report installed, its version 2 or 3 sent (one function or one
+                   // string changed); sparse only if some sectors still match
   };
   Diff diff = Diff::kFull;
   // Compressed cases (issue 12 item 4): a corpus image instead of sized_app(), sent compressed
@@ -154,6 +158,10 @@ std::vector<std::uint8_t> corpus_image(const std::string& name, const twinrig::F
   if (name == "appreport") {
     return twinrig::read_bytes(fw.dir + "/firmware/example-app/example-app-report.bin");
   }
+  if (name == "appreport-v2" || name == "appreport-v3") {
+    return twinrig::read_bytes(fw.dir + "/firmware/example-app/example-app-report-" +
+                               name.substr(10) + ".bin");
+  }
   if (name == "app+bootloader") {
     std::vector<std::uint8_t> image = fw.app;
     image.insert(image.end(), fw.bootloader.begin(), fw.bootloader.end());
@@ -173,7 +181,9 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
   std::vector<std::uint8_t> flash = twinrig::factory_flash(fw.bootloader, rc);
   // The same image again: the installed application is the new one (same seed).
   const unsigned previous_seed = c.diff == Case::Diff::kSameImage ? c.image_bytes : 1;
-  const std::vector<std::uint8_t> previous = sized_app(fw.app, c.previous_bytes, previous_seed);
+  const std::vector<std::uint8_t> previous =
+      c.diff == Case::Diff::kSmallChange ? corpus_image("appreport", fw)
+                                         : sized_app(fw.app, c.previous_bytes, previous_seed);
   const auto previous_bytes = static_cast<std::uint32_t>(previous.size());
   twinrig::install_application(flash, previous, 0x0001'0000);
   twinrig::Rig rig(rc, flash);
@@ -255,7 +265,9 @@ CaseResult run_case(const Case& c, const twinrig::Firmware& fw) {
     res.sectors_total = r.sparse ? r.sectors_total : 0;
     res.sent_bytes = r.bytes;
     if (c.compress && !r.compressed) res.error = "the update was not compressed";
-    if (c.diff != Case::Diff::kFull && !r.sparse) res.error = "the update was not sparse";
+    if (c.diff != Case::Diff::kFull && c.diff != Case::Diff::kSmallChange && !r.sparse) {
+      res.error = "the update was not sparse";
+    }
     if (r.software_id != crc32(0, payload.data(), payload.size())) {
       res.error = fmt::format("software ID 0x{:08X} after the update", r.software_id);
     }
@@ -471,6 +483,20 @@ std::vector<Case> make_cases(const std::string& mode) {
       cases.back().previous_bytes = kMiB;
       cases.back().diff = diff;
       cases.back().name += diff == Case::Diff::kSameImage ? "-sameimage" : "-resume50";
+    }
+  }
+  // A small change (issue 12 item 5): example-app-report installed, then its version 2 (one
+  // function changed) or 3 (one string changed, same length), by the flow's sector diff, plain
+  // and compressed (the flow's default). A changed function moves every byte linked after it.
+  for (const char* version : {"v2", "v3"}) {
+    for (const bool compress : {false, true}) {
+      add(0, 1'000'000, true, FlashTiming::kTypical, 0);
+      cases.back().corpus = fmt::format("appreport-{}", version);
+      cases.back().diff = Case::Diff::kSmallChange;
+      cases.back().compress = compress;
+      cases.back().name = fmt::format("smallchange-{}-1M-typ-{}",
+                                      std::string(version) == "v2" ? "function" : "string",
+                                      compress ? "compressed" : "plain");
     }
   }
   // Compressed images (issue 12 item 4): each corpus image at 1 Mbit/s, typical timing, sent

@@ -72,6 +72,10 @@ void example_report(std::uint32_t seed) {
     c.value = c.gain * (std::sin(x) * std::exp(-x / 8.0) + std::sqrt(x) * std::log1p(x)) +
               c.offset + std::pow(x, 1.5) / std::atan2(x + 1.0, 2.0) - std::fmod(x, 0.7) +
               std::cbrt(x) * std::tanh(x) - std::hypot(x, 3.0) / std::cosh(x / 4.0);
+#if RTCANBOOT_EXAMPLE_REPORT == 2
+    // Version 2 changes this one function: the small-change case of update_bench.
+    c.value += 0.25 * x - std::floor(c.offset);
+#endif
     ++count;
   }
   std::qsort(channels, static_cast<std::size_t>(count), sizeof channels[0], by_value);
@@ -79,7 +83,12 @@ void example_report(std::uint32_t seed) {
   std::time_t t = static_cast<std::time_t>(1'700'000'000 + seed);
   char stamp[40];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S %a %j", std::gmtime(&t));
+#if RTCANBOOT_EXAMPLE_REPORT == 3
+  // Version 3 changes one string (same length): the other small-change case of update_bench.
+  std::snprintf(line, sizeof line, "Report at %s (%d channels)\n", stamp, count);
+#else
   std::snprintf(line, sizeof line, "report at %s (%d channels)\n", stamp, count);
+#endif
   rtcanboot::imxrt1064::console_write(line);
   for (int i = 0; i < count; ++i) {
     const Channel& c = channels[i];
