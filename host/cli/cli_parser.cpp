@@ -9,6 +9,7 @@
 
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/fleet.hpp"
 #include "rtcanboot/host/image.hpp"
 #include "rtcanboot/memory_map.hpp"
 
@@ -147,7 +148,20 @@ Parser::Parser()
   flash_ = app.add_subcommand("flash",
                               "Update a node: stop, clear, download, verify, start (CiA 302-2)");
   add_input_options(flash_, fa.in);
-  flash_->add_option("-n,--node", fa.node, "Node-ID 1..127")->required();
+  auto* one = flash_->add_option("-n,--node", fa.node, "Node-ID 1..127");
+  auto* many = flash_->add_option(
+      "--nodes", fa.nodes,
+      "Update several nodes of one product at once: 10-17, 3,5,9 (docs/fleet-update.md)");
+  auto* all = flash_->add_flag("--all", fa.all,
+                               "Update every node a scan finds with the image's vendor and product");
+  one->excludes(many)->excludes(all);
+  many->excludes(all);
+  flash_->add_option("--mode", fa.mode,
+                     "Fleet update: listen-along (one download, the others follow it), unicast "
+                     "(a download per node, all at once) or sequential")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"listen-along", "unicast", "sequential"}));
+  flash_->add_flag("--json", fa.json, "Fleet update: per-node results as JSON on stdout");
   flash_->add_flag("--no-start", fa.no_start,
                    "Leave the new application stopped in the bootloader");
   flash_->add_flag("--force", fa.force, "Download even if 0x1F56 shows the same image installed");
@@ -343,7 +357,18 @@ void Parser::check() {
     }
   } else if (*flash_) {
     o.command = Command::kFlash;
-    o.node = parse_node(o.flash.node, false);
+    const bool fleet = !o.flash.nodes.empty() || o.flash.all;
+    if (!fleet) {
+      if (o.flash.node.empty()) {
+        throw Error(ErrorKind::kUsage, "flash: say which node: --node N, --nodes LIST or --all");
+      }
+      o.node = parse_node(o.flash.node, false);
+      if (o.flash.json || flash_->count("--mode") != 0) {
+        throw Error(ErrorKind::kUsage, "flash: --json and --mode go with --nodes or --all");
+      }
+    } else if (!o.flash.nodes.empty()) {
+      (void)parse_node_list(o.flash.nodes);
+    }
     check_input(o.flash.in);
   } else if (*info_) {
     o.command = Command::kInfo;

@@ -19,6 +19,7 @@
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/catch_node.hpp"
 #include "rtcanboot/host/error.hpp"
+#include "rtcanboot/host/fleet.hpp"
 #include "rtcanboot/host/image.hpp"
 #include "rtcanboot/host/lss_master.hpp"
 #include "rtcanboot/host/master.hpp"
@@ -317,9 +318,13 @@ int cmd_provision_key(const Globals& g, const std::string& node_text,
   return 0;
 }
 
+int cmd_fleet(const Globals& g, const FlashArgs& a, const UpdateOptions& o,
+              const LoadedInput& input);
+
 int cmd_flash(const Globals& g, const FlashArgs& a) {
   UpdateOptions o;
-  o.node = parse_node(a.node, false);
+  const bool fleet = !a.nodes.empty() || a.all;
+  if (!fleet) o.node = parse_node(a.node, false);
   const LoadedInput input = load(a.in);  // bad input fails before the bus is touched
   if (!a.in.vendor_id.empty()) o.vendor_id = parse_u32(a.in.vendor_id, "--vendor-id");
   if (!a.in.product_code.empty()) o.product_code = parse_u32(a.in.product_code, "--product-code");
@@ -336,6 +341,7 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   o.flash_timeout = static_cast<Micros>(a.flash_timeout_s) * 1'000'000;
   o.boot_timeout = static_cast<Micros>(a.boot_timeout_s) * 1'000'000;
   o.confirm_timeout = static_cast<Micros>(a.confirm_timeout_s) * 1'000'000;
+  if (fleet) return cmd_fleet(g, a, o, input);
   Bus bus = open_bus(g);
   SteadyClock wall;
   ProgressDisplay progress(
@@ -361,6 +367,77 @@ int cmd_flash(const Globals& g, const FlashArgs& a) {
   if (const std::string w = bus.transport->workarounds(); !g.quiet && !w.empty())
     fmt::print("{}\n", w);
   return 0;
+}
+
+// flash --nodes/--all: the fleet update (docs/fleet-update.md). A table with one line per node,
+// redrawn in place on a terminal (otherwise printed when a node's state changes), then a summary
+// that names every failed node; --json prints the result instead.
+int cmd_fleet(const Globals& g, const FlashArgs& a, const UpdateOptions& o,
+              const LoadedInput& input) {
+  FleetOptions f;
+  f.update = o;
+  f.mode = a.mode == "unicast"      ? FleetMode::kUnicast
+           : a.mode == "sequential" ? FleetMode::kSequential
+                                    : FleetMode::kListenAlong;
+  Bus bus = open_bus(g);
+  if (a.all) {
+    // The image's identity: the container's, --vendor-id/--product-code, or this build's default.
+    std::uint32_t vendor = o.vendor_id.value_or(kDefaultVendorId);
+    std::uint32_t product = o.product_code.value_or(kDefaultProductCode);
+    if (input.container) {
+      vendor = input.container->header.vendor_id;
+      product = input.container->header.product_code;
+    }
+    for (const ScanNode& n : scan(*bus.master, ScanOptions{})) {
+      if (n.vendor_id == vendor && n.product_code == product) f.nodes.push_back(n.node);
+    }
+    if (f.nodes.empty()) {
+      throw Error(ErrorKind::kNoNode,
+                  fmt::format("--all: the scan found no node of vendor 0x{:08X} product 0x{:08X}",
+                              vendor, product));
+    }
+  } else {
+    f.nodes = parse_node_list(a.nodes);
+  }
+  const bool show = !g.quiet && !a.json;
+  const bool terminal = ::isatty(STDOUT_FILENO) != 0;
+  SteadyClock wall;
+  Micros last_draw = 0;
+  std::size_t drawn_lines = 0;
+  std::vector<std::string> last_states;
+  FleetEvents ev;
+  ev.changed = [&](const std::vector<FleetNodeResult>& rows) {
+    if (!show) return;
+    if (terminal) {
+      if (wall.now() - last_draw < 200'000) return;
+      last_draw = wall.now();
+      const std::string table = format_fleet_table(rows);
+      if (drawn_lines) fmt::print("\x1b[{}F\x1b[J", drawn_lines);
+      fmt::print("{}", table);
+      drawn_lines = static_cast<std::size_t>(std::count(table.begin(), table.end(), '\n'));
+      std::fflush(stdout);
+      return;
+    }
+    // Not a terminal: one line whenever a node changes state.
+    last_states.resize(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const std::string state = to_string(rows[i].state);
+      if (state == last_states[i]) continue;
+      last_states[i] = state;
+      fmt::print("node {}: {}{}\n", rows[i].node, state,
+                 rows[i].message.empty() ? "" : " (" + rows[i].message + ")");
+    }
+  };
+  if (show && !terminal) ev.step = [](const std::string& s) { fmt::print("{}\n", s); };
+  const FleetResult r = run_fleet_update(*bus.master, input, f, ev);
+  if (a.json) {
+    fmt::print("{}\n", fleet_json(r, f.mode));
+  } else if (!g.quiet) {
+    if (terminal && drawn_lines) fmt::print("\x1b[{}F\x1b[J", drawn_lines);
+    if (terminal || !show) fmt::print("{}", format_fleet_table(r.nodes));
+    fmt::print("{}", format_fleet_summary(r));
+  }
+  return r.exit_code();
 }
 
 int cmd_info(const Globals& g, const std::string& node_text, bool json) {

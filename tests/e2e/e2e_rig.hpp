@@ -82,6 +82,9 @@ struct NodeSpec {
   std::array<std::uint32_t, 3> ocotp = {};  // unique-ID fuses; zero: derived from the name
   tw::Readings readings;  // unconfirmed chip facts: the twin's most hostile readings by default
   std::function<void(const std::string&)> console_sink;  // each console line; none: dropped
+  // Another bootloader image under firmware_dir()/firmware/ (e.g.
+  // "bootloader-variants/rtcanboot-bootloader-nofollow.bin"); empty: bootloader_path(instance).
+  std::string bootloader;
 };
 
 inline NodeSpec node(std::uint8_t node_id, unsigned instance = 2,
@@ -134,8 +137,11 @@ class Rig {
     cfg.report_sink = [](const tw::Report&) {};
     cfg.readings = spec.readings;
     tw::Board& board = sim_.add_board(cfg);
-    const auto bootloader = load_file(bootloader_path(spec.instance));
-    EXPECT_FALSE(bootloader.empty()) << bootloader_path(spec.instance);
+    const std::string path = spec.bootloader.empty()
+                                 ? bootloader_path(spec.instance)
+                                 : firmware_dir() + "/firmware/" + spec.bootloader;
+    const auto bootloader = load_file(path);
+    EXPECT_FALSE(bootloader.empty()) << path;
     board.flash().probe_write(memory_map::kBootloaderOffset, bootloader);
     write_provisioning(board, spec);
     board.connect_can(bus_, spec.instance);

@@ -63,7 +63,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   if (settings.self_test != nullptr) config.self_test = this;
   config.sector_digests = this;
   config.keys = this;
-  config.listen_along = &listen_;
+  config.listen_along = settings.listen_along ? &listen_ : nullptr;
   return config;
 }
 

@@ -63,6 +63,10 @@ struct BootloaderSettings {
   // downloads and clears are refused and 0x1F57:1 reports write error with this detail. An
   // installed application still starts.
   canopen::FlashDetail flash_refused = canopen::FlashDetail::kNone;
+  // Object 0x5F04 and the listen-along download (docs/fleet-update.md). Off: the node answers
+  // 0x5F04 with "object does not exist", like an rtcanboot older than the object, and a fleet
+  // update reaches it by unicast.
+  bool listen_along = true;
   // The build's key record (key_record.hpp): containers must be signed by its key. nullptr: no
   // key, unsigned containers are accepted. Must outlive the Bootloader.
   const KeyRecord* key_record = nullptr;

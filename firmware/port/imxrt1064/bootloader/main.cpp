@@ -172,7 +172,16 @@ constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this bo
 
   BootloaderSettings settings;
   // Serial number: the chip's unique-ID fuses; a provisioning record's serial overrides it.
+#ifdef RTCANBOOT_TEST_PRODUCT_CODE
+  // The twin's fleet test only: a node of another product on the same bus.
+  settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_TEST_PRODUCT_CODE, kVersion,
+                       chip_serial_number()};
+#else
   settings.identity = {RTCANBOOT_VENDOR_ID, RTCANBOOT_PRODUCT_CODE, kVersion, chip_serial_number()};
+#endif
+#if defined(RTCANBOOT_LISTEN_ALONG) && RTCANBOOT_LISTEN_ALONG == 0
+  settings.listen_along = false;
+#endif
   settings.bootloader_version = kVersion;
   settings.device_name = product::kBootloaderDeviceName;
   settings.software_version = RTCANBOOT_VERSION_STRING;
