@@ -278,6 +278,11 @@ class Fleet {
   void step(const std::string& s) {
     if (ev_.step) ev_.step(s);
   }
+  // A step of run_update for one node, prefixed with the node unless it names it already.
+  void node_step(std::uint8_t node, const std::string& s) {
+    const std::string prefix = fmt::format("node {}", node);
+    step(s.starts_with(prefix) ? s : fmt::format("{}: {}", prefix, s));
+  }
   void changed() {
     if (ev_.changed) ev_.changed(result_.nodes);
   }
@@ -477,7 +482,7 @@ class Fleet {
       u.force = true;
       u.start = false;
       UpdateEvents events;
-      events.step = [&](const std::string& s) { step(fmt::format("node {}: {}", lead.node, s)); };
+      events.step = [&](const std::string& s) { node_step(lead.node, s); };
       std::uint64_t last_drawn = 0;
       events.progress = [&](std::uint64_t done, std::uint64_t total) {
         if (ev_.lead_progress) ev_.lead_progress(lead.node, done, total);
@@ -617,7 +622,7 @@ class Fleet {
     u.start = false;
     u.force = true;
     UpdateEvents events;
-    events.step = [&](const std::string& s) { step(fmt::format("node {}: {}", row.node, s)); };
+    events.step = [&](const std::string& s) { node_step(row.node, s); };
     const std::uint64_t before = row.bytes;
     events.progress = [&](std::uint64_t done, std::uint64_t total) {
       row.bytes = before + done;
@@ -644,7 +649,7 @@ class Fleet {
       UpdateOptions u = options_for(row.node);
       u.force = false;  // the image is in place: run_update only starts it
       UpdateEvents events;
-      events.step = [&](const std::string& s) { step(fmt::format("node {}: {}", row.node, s)); };
+      events.step = [&](const std::string& s) { node_step(row.node, s); };
       guarded(row, [&] {
         const UpdateResult r = run_update(m_, input_for_stream(), u, events);
         row.started = r.started;
