@@ -1,7 +1,8 @@
 // End to end: the port's FlexCAN driver under conditions the bus and the controller impose on
 // the real firmware (issue 16). A saturated bus must not leave stale heartbeats queued behind it
 // (item 9), and a controller that refuses the freeze handshake is reported, reset and never
-// configured outside freeze mode (item 15).
+// configured outside freeze mode (item 15). A heartbeat that cannot win arbitration never holds
+// up an SDO answer (the fleet benchmark's concurrent downloads).
 #include "e2e_rig.hpp"
 
 namespace rtcanboot::e2e {
@@ -23,9 +24,9 @@ class E2eController : public ::testing::Test {
 
   // Back-to-back 8-byte frames with identifier 0x001, which win every arbitration: the node
   // cannot send anything while they last.
-  void flood_for(Micros duration) {
+  void flood_for(Micros duration, std::uint32_t id = 0x001) {
     CanFrame frame;
-    frame.id = 0x001;
+    frame.id = id;
     frame.dlc = 8;
     flooding_ = true;
     flood_.on_transmitted([this, frame](const tc::TimedFrame&) {
@@ -81,6 +82,44 @@ TEST_F(E2eController, NoStaleHeartbeatsAfterASaturatedBus) {
   for (std::size_t i = 2; i < after.size(); ++i) {
     EXPECT_GE(after[i] - after[i - 1], 990'000u) << "then one per period";
   }
+}
+
+// Found by the fleet benchmark (issue 14): four concurrent SDO block downloads keep the bus busy
+// with client frames (0x60A..0x60D) that win against any heartbeat (0x70x). A heartbeat waiting
+// in the one transmit MB then held up every SDO answer queued behind it, and the master's
+// transfers timed out. The heartbeat now has its own MB: while another node floods the bus with
+// 0x650 (below the SDO answers, above the heartbeat) for 3.5 s, every SDO request is answered
+// at once, and the heartbeat leaves only once the flood ends.
+TEST_F(E2eController, AHeartbeatThatCannotWinArbitrationDoesNotHoldUpSdoAnswers) {
+  board_ = &rig_.add_board(node(kNode));
+  ASSERT_TRUE(rig_.wait_boot_up(kNode, 0, 500'000).has_value());
+  rig_.master().options().sdo.timeout = 50'000;
+  rig_.master().options().retries = 0;
+  CanFrame frame;
+  frame.id = 0x650;
+  frame.dlc = 8;
+  flooding_ = true;
+  flood_.on_transmitted([this, frame](const tc::TimedFrame&) {
+    if (flooding_) flood_.send(frame);
+  });
+  rig_.bus().attach(flood_);
+  flood_.send(frame);
+  flood_.send(frame);
+  const Micros flood_start = rig_.now();
+  int answered = 0;
+  while (rig_.now() < flood_start + 3'500'000) {
+    EXPECT_NO_THROW(rig_.master().upload_u32(kNode, co::od::kDeviceType, 0))
+        << "at " << (rig_.now() - flood_start) / 1000 << " ms into the flood";
+    ++answered;
+    rig_.listen_for(20'000);
+  }
+  flooding_ = false;
+  const Micros flood_end = rig_.now();
+  EXPECT_GT(answered, 100);
+  EXPECT_EQ(count(flood_start + 1'000, flood_end, kHeartbeatId), 0u)
+      << "the flood keeps the heartbeat off the bus";
+  rig_.listen_for(1'500'000);
+  EXPECT_GE(count(flood_end, rig_.now(), kHeartbeatId), 1u);
 }
 
 // Item 15. The freeze requests at enable and after the driver's first soft reset are refused

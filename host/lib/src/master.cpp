@@ -85,11 +85,16 @@ void Master::run(std::span<SdoClient* const> clients, const ProgressFn& progress
         deadline = std::min(deadline, c->deadline());
       }
     }
-    if (progress && clients.size() == 1) {
-      const SdoClient& c = *clients[0];
-      if (c.bytes_done() != last_done) {
-        last_done = c.bytes_done();
-        progress(c.bytes_done(), c.bytes_total());
+    if (progress) {  // several clients: their sums
+      std::uint64_t done = 0;
+      std::uint64_t total = 0;
+      for (const SdoClient* c : clients) {
+        done += c->bytes_done();
+        total += c->bytes_total();
+      }
+      if (done != last_done) {
+        last_done = done;
+        progress(done, total);
       }
     }
     if (!any_busy || now() >= until) return;

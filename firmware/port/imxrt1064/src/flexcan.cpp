@@ -27,13 +27,16 @@ constexpr InstanceInfo kInstances[] = {
 constexpr InstanceInfo kThis = kInstances[FlexCan::kInstance - 1];
 
 // Legacy RX FIFO with RFFN = 0: MB0..5 are the FIFO, MB6..7 hold the 8 ID filter elements.
-// MB8 is the first valid MB, reserved for the errata 5829 workaround; MB9 transmits.
+// MB8 is the first valid MB, reserved for the errata 5829 workaround; MB9 transmits the queue,
+// MB10 the heartbeat (send_latest).
 constexpr std::uint32_t kFilterTableMb = 6;
 constexpr std::uint32_t kFilterElements = 8;
 constexpr std::uint32_t kErrata5829Mb = (0 + 1) * 2 + 6;
 constexpr std::uint32_t kTxMb = kErrata5829Mb + 1;
-static_assert(kErrata5829Mb == 8 && kTxMb == 9);
+constexpr std::uint32_t kLatestMb = kTxMb + 1;
+static_assert(kErrata5829Mb == 8 && kTxMb == 9 && kLatestMb == 10);
 constexpr std::uint32_t kTxFlag = 1U << kTxMb;
+constexpr std::uint32_t kLatestFlag = 1U << kLatestMb;
 constexpr std::uint8_t kCanPriority = 2;  // above the timer: the FIFO holds only 6 frames
 // Freeze acknowledge must come within 178 CAN bit times (17.8 ms at 10 kbit/s). Handshakes are
 // bounded in time (the timebase the driver was started with); the iteration cap only guards
@@ -138,7 +141,32 @@ bool write_timing(const CanBitTiming& timing) {
 FlexCan g_flexcan;
 CanFrame g_rx_ring[FlexCan::kRxRingSize];
 CanFrame g_tx_queue[FlexCan::kTxQueueSize];
-bool g_tx_latest[FlexCan::kTxQueueSize];  // queued with send_latest()
+
+// Writes `frame` into transmit MB `mb` and activates it. Only called once the MB's previous
+// frame completed or was aborted (IFLAG), or before the first one, so no pending transmission is
+// ever deactivated (errata 6032 does not arise).
+void write_tx_mb(std::uint32_t mb_index, const CanFrame& frame) {
+  const Address mb = fc::mb(mb_index);
+  r(mb + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  std::uint32_t cs = (fc::kCodeTxData << fc::kCsCodeShift) |
+                     (static_cast<std::uint32_t>(frame.dlc & 0xF) << fc::kCsDlcShift);
+  if (frame.extended()) {
+    r(mb + fc::kMbId) = frame.id & fc::kIdExtMask;
+    cs |= fc::kCsIde | fc::kCsSrr;
+  } else {
+    r(mb + fc::kMbId) = (frame.id & 0x7FFU) << fc::kIdStdShift;
+  }
+  if (frame.remote()) cs |= fc::kCsRtr;
+  const std::uint32_t word0 = (std::uint32_t{frame.data[0]} << 24) |
+                              (std::uint32_t{frame.data[1]} << 16) |
+                              (std::uint32_t{frame.data[2]} << 8) | frame.data[3];
+  const std::uint32_t word1 = (std::uint32_t{frame.data[4]} << 24) |
+                              (std::uint32_t{frame.data[5]} << 16) |
+                              (std::uint32_t{frame.data[6]} << 8) | frame.data[7];
+  r(mb + fc::kMbWord0) = word0;
+  r(mb + fc::kMbWord1) = word1;
+  r(mb + fc::kMbCs) = cs;
+}
 
 }  // namespace
 
@@ -191,14 +219,15 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clo
   }
 
   // MB RAM is cleared before the RX FIFO is enabled (MB0..5 become FIFO output then). AEN lets
-  // send_latest() abort an out-of-date frame still waiting in the transmit MB.
+  // send_latest() abort an out-of-date heartbeat still waiting in MB10; MAXMB = 10.
   const std::uint32_t mcr = fc::kMcrFrz | fc::kMcrHalt | fc::kMcrSupv | fc::kMcrWrnEn |
-                            fc::kMcrSrxDis | fc::kMcrAen | kTxMb;
+                            fc::kMcrSrxDis | fc::kMcrAen | kLatestMb;
   r(fc::kMcr) = mcr;
   for (Address offset = fc::kMbRam; offset < fc::kMbRamEnd; offset += 4) r(offset) = 0;
   for (std::uint32_t mb = 0; mb < fc::kMbCount; ++mb) r(fc::kRximr + 4 * mb) = 0;
   r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
   r(fc::mb(kTxMb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  r(fc::mb(kLatestMb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
   r(fc::kMcr) = mcr | fc::kMcrRfen;
   // Automatic bus-off recovery (CTRL1.BOFFREC = 0), timing in CTRL1 or CBT.
   if (!write_timing(timing)) return false;
@@ -215,14 +244,15 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clo
   rx_tail_.store(0, std::memory_order_relaxed);
   tx_head_ = tx_tail_ = 0;
   tx_busy_ = false;
-  tx_mb_latest_ = false;
-  tx_mb_aborting_ = false;
+  latest_pending_ = latest_aborting_ = false;
+  latest_busy_ = false;
   r(fc::kIflag1) = ~0U;
   r(fc::kIflag2) = ~0U;
   r(fc::kEsr1) = fc::kEsr1W1cMask;
   r(fc::kImask2) = 0;
   r(fc::kImask1) =
-      fc::kIflagFifoAvailable | fc::kIflagFifoWarning | fc::kIflagFifoOverflow | kTxFlag;
+      fc::kIflagFifoAvailable | fc::kIflagFifoWarning | fc::kIflagFifoOverflow | kTxFlag |
+      kLatestFlag;
 
   if (!exit_freeze()) {
     ++freeze_failures_;
@@ -248,52 +278,42 @@ void FlexCan::stop() {
   reg32(nvic::kIcpr + 4 * (kThis.irq_number / 32)) = 1U << (kThis.irq_number % 32);
   tx_head_ = tx_tail_ = 0;
   tx_busy_ = false;
-  tx_mb_latest_ = false;
-  tx_mb_aborting_ = false;
+  latest_pending_ = latest_aborting_ = false;
+  latest_busy_ = false;
 }
 
 bool FlexCan::send(const CanFrame& frame) {
   InterruptLock lock;
-  return enqueue(frame, false);
-}
-
-bool FlexCan::send_latest(const CanFrame& frame) {
-  InterruptLock lock;
-  const auto same = [&frame](const CanFrame& other) {
-    return other.id == frame.id && other.flags == frame.flags;
-  };
-  // Still in the queue: replaced in place (keeps its turn).
-  for (std::uint32_t i = tx_tail_; i != tx_head_; ++i) {
-    if (g_tx_latest[i % kTxQueueSize] && same(g_tx_queue[i % kTxQueueSize])) {
-      g_tx_queue[i % kTxQueueSize] = frame;
-      return true;
-    }
-  }
-  // Waiting in MB9 (it lost arbitration until now): abort it. The MB's interrupt comes either way
-  // (aborted, or sent after all when it was already on the wire) and loads the next frame.
-  if (tx_busy_ && tx_mb_latest_ && !tx_mb_aborting_ && same(tx_mb_frame_)) {
-    const Address cs = fc::mb(kTxMb) + fc::kMbCs;
-    if (((r(cs) & fc::kCsCodeMask) >> fc::kCsCodeShift) == fc::kCodeTxData) {
-      r(cs) = (r(cs) & ~fc::kCsCodeMask) | (fc::kCodeTxAbort << fc::kCsCodeShift);
-      tx_mb_aborting_ = true;
-      ++tx_superseded_;
-    }
-  }
-  return enqueue(frame, true);
-}
-
-bool FlexCan::enqueue(const CanFrame& frame, bool latest) {
   if (tx_head_ - tx_tail_ == kTxQueueSize) return false;
   g_tx_queue[tx_head_ % kTxQueueSize] = frame;
-  g_tx_latest[tx_head_ % kTxQueueSize] = latest;
   ++tx_head_;
   if (!tx_busy_) load_next_tx();
   return true;
 }
 
+bool FlexCan::send_latest(const CanFrame& frame) {
+  InterruptLock lock;
+  latest_frame_ = frame;
+  latest_pending_ = true;
+  if (!latest_busy_) {
+    load_latest_tx();
+    return true;
+  }
+  // Still waiting in MB10 (it lost arbitration until now): abort it. The MB's interrupt comes
+  // either way (aborted, or sent after all when it was already on the wire) and loads this one.
+  const Address cs = fc::mb(kLatestMb) + fc::kMbCs;
+  if (!latest_aborting_ &&
+      ((r(cs) & fc::kCsCodeMask) >> fc::kCsCodeShift) == fc::kCodeTxData) {
+    r(cs) = (r(cs) & ~fc::kCsCodeMask) | (fc::kCodeTxAbort << fc::kCsCodeShift);
+    latest_aborting_ = true;
+    ++tx_superseded_;
+  }
+  return true;
+}
+
 bool FlexCan::tx_idle() const {
   InterruptLock lock;
-  return !tx_busy_ && tx_head_ == tx_tail_;
+  return !tx_busy_ && tx_head_ == tx_tail_ && !latest_busy_ && !latest_pending_;
 }
 
 void FlexCan::load_next_tx() {
@@ -301,37 +321,17 @@ void FlexCan::load_next_tx() {
     tx_busy_ = false;
     return;
   }
-  const CanFrame& frame = g_tx_queue[tx_tail_ % kTxQueueSize];
-  tx_mb_frame_ = frame;
-  tx_mb_latest_ = g_tx_latest[tx_tail_ % kTxQueueSize];
-  tx_mb_aborting_ = false;
-  ++tx_tail_;
-  // MB9 is only rewritten once its previous frame completed or was aborted (IFLAG) or before the
-  // first one, so no pending transmission is ever deactivated (errata 6032 does not arise).
-  const Address mb = fc::mb(kTxMb);
-  r(mb + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
-  std::uint32_t cs = (fc::kCodeTxData << fc::kCsCodeShift) |
-                     (static_cast<std::uint32_t>(frame.dlc & 0xF) << fc::kCsDlcShift);
-  if (frame.extended()) {
-    r(mb + fc::kMbId) = frame.id & fc::kIdExtMask;
-    cs |= fc::kCsIde | fc::kCsSrr;
-  } else {
-    r(mb + fc::kMbId) = (frame.id & 0x7FFU) << fc::kIdStdShift;
-  }
-  if (frame.remote()) cs |= fc::kCsRtr;
-  const std::uint32_t word0 = (std::uint32_t{frame.data[0]} << 24) |
-                              (std::uint32_t{frame.data[1]} << 16) |
-                              (std::uint32_t{frame.data[2]} << 8) | frame.data[3];
-  const std::uint32_t word1 = (std::uint32_t{frame.data[4]} << 24) |
-                              (std::uint32_t{frame.data[5]} << 16) |
-                              (std::uint32_t{frame.data[6]} << 8) | frame.data[7];
-  r(mb + fc::kMbWord0) = word0;
-  r(mb + fc::kMbWord1) = word1;
-  r(mb + fc::kMbCs) = cs;
-  // Errata 5829: write INACTIVE twice into the first valid MB after arming a transmission.
-  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
-  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
   tx_busy_ = true;
+  write_tx_mb(kTxMb, g_tx_queue[tx_tail_ % kTxQueueSize]);
+  ++tx_tail_;
+}
+
+void FlexCan::load_latest_tx() {
+  latest_aborting_ = false;
+  latest_busy_ = latest_pending_;
+  if (!latest_pending_) return;
+  latest_pending_ = false;
+  write_tx_mb(kLatestMb, latest_frame_);
 }
 
 bool FlexCan::receive(CanFrame& frame) {
@@ -384,6 +384,10 @@ void FlexCan::on_interrupt() {
   if ((flags & kTxFlag) != 0) {
     r(fc::kIflag1) = kTxFlag;
     load_next_tx();
+  }
+  if ((flags & kLatestFlag) != 0) {
+    r(fc::kIflag1) = kLatestFlag;
+    load_latest_tx();
   }
   dsb();
 }

@@ -78,7 +78,7 @@ class Master {
 
   // Runs several started clients side by side until all finished, or until the transport clock
   // reaches `until` (scan uses both). Does not throw for failed transfers: the caller reads each
-  // client's state.
+  // client's state. `progress` gets the bytes of all clients together.
   void run(std::span<SdoClient* const> clients, const ProgressFn& progress = {},
            Micros until = std::numeric_limits<Micros>::max());
 

@@ -86,9 +86,12 @@ class FlexCan final : public FrameSink {
   // The bit timing the controller holds now, decoded from CTRL1 (or CBT when its BTF is set).
   CanBitTiming timing_in_use() const;
 
+  // Queued in order and sent through MB9.
   bool send(const CanFrame& frame) override;
-  // Replaces a frame with the same identifier queued by send_latest() that is still waiting: in
-  // the software queue in place, in MB9 by aborting it (MCR.AEN) and queueing the new one.
+  // The heartbeat: sent through its own MB10, so that a heartbeat that keeps losing arbitration
+  // on a busy bus never holds up an SDO answer queued after it (the controller sends the MB
+  // with the lowest identifier first, CTRL1.LBUF = 0). A newer frame replaces one still waiting
+  // in MB10 (aborted with MCR.AEN).
   bool send_latest(const CanFrame& frame) override;
   // Next received frame; false when the ring is empty.
   bool receive(CanFrame& frame);
@@ -105,14 +108,14 @@ class FlexCan final : public FrameSink {
   std::uint32_t rx_dropped() const { return rx_dropped_; }
   std::uint32_t fifo_overflows() const { return fifo_overflows_; }
   std::uint32_t bus_off_count() const { return bus_off_count_; }
-  // Out-of-date frames aborted in MB9 by send_latest().
+  // Out-of-date frames aborted in MB10 by send_latest().
   std::uint32_t tx_superseded() const { return tx_superseded_; }
   // Freeze handshakes that failed even after a soft reset (each also reported on the console).
   std::uint32_t freeze_failures() const { return freeze_failures_; }
 
  private:
-  bool enqueue(const CanFrame& frame, bool latest);  // interrupts masked
-  void load_next_tx();                               // interrupts masked
+  void load_next_tx();    // interrupts masked
+  void load_latest_tx();  // interrupts masked
 
   // The rings themselves are zero-initialised arrays in flexcan.cpp (.bss, not image bytes).
   std::atomic<std::uint32_t> rx_head_{0};  // written by the interrupt handler
@@ -120,9 +123,11 @@ class FlexCan final : public FrameSink {
   std::uint32_t tx_head_ = 0;              // both indices change with interrupts masked
   std::uint32_t tx_tail_ = 0;
   volatile bool tx_busy_ = false;
-  CanFrame tx_mb_frame_;  // the frame in MB9 while tx_busy_
-  bool tx_mb_latest_ = false;
-  bool tx_mb_aborting_ = false;
+  // MB10 (send_latest): the frame waiting for it, whether MB10 holds one, whether it is aborting.
+  CanFrame latest_frame_;
+  bool latest_pending_ = false;
+  volatile bool latest_busy_ = false;
+  bool latest_aborting_ = false;
   std::uint32_t tx_superseded_ = 0;
   std::uint32_t freeze_failures_ = 0;
   std::uint32_t rx_dropped_ = 0;
