@@ -634,7 +634,7 @@ class Fleet {
       row.bytes = before + r.bytes;
       if (repair) {
         ++row.repairs;
-        row.repair_sectors += r.sparse ? r.sectors_sent : r.sectors_total;
+        row.repair_sectors += r.sparse ? r.sectors_sent : image::sector_count(header_.payload_length);
       }
       set(row, FleetNodeState::kChecking, "installed and verified");
     });

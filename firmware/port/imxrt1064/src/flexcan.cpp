@@ -166,6 +166,9 @@ void write_tx_mb(std::uint32_t mb_index, const CanFrame& frame) {
   r(mb + fc::kMbWord0) = word0;
   r(mb + fc::kMbWord1) = word1;
   r(mb + fc::kMbCs) = cs;
+  // Errata 5829: write INACTIVE twice into the first valid MB after arming a transmission.
+  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
+  r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ struct FleetNodeResult {
   std::optional<std::uint8_t> follow_state;  // 0x5F04:4 after the stream (ListenAlongState)
   std::uint32_t gap_bytes = 0;               // 0x5F04:5 after the stream
   std::uint32_t repairs = 0;                 // unicast updates after the stream
-  std::uint32_t repair_sectors = 0;          // sectors they carried (0 for a whole image)
+  std::uint32_t repair_sectors = 0;          // 4 KiB sectors they carried (a whole image: all)
   std::uint32_t software_id = 0;             // 0x1F56 at the end
   bool started = false;
   bool confirmed = false;
