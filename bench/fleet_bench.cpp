@@ -42,7 +42,9 @@ bool verbose = false;  // --verbose: every step of the flow
 
 struct Bench {
   Bench(const twinrig::Firmware& fw, int boards)
-      : bus(sim.add_bus(1'000'000)), endpoint("master"), transport(sim, endpoint, 0),
+      : bus(sim.add_bus(1'000'000)),
+        endpoint("master"),
+        transport(sim, endpoint, 0),
         master(transport) {
     bus.attach(endpoint);
     bus.set_seed(2026);
@@ -95,7 +97,8 @@ Row run(const twinrig::Firmware& fw, const host::LoadedInput& input, host::Fleet
     }
   }
   host::FleetOptions options;
-  for (int i = 0; i < boards; ++i) options.nodes.push_back(static_cast<std::uint8_t>(kFirstNode + i));
+  for (int i = 0; i < boards; ++i)
+    options.nodes.push_back(static_cast<std::uint8_t>(kFirstNode + i));
   options.mode = mode;
   options.update.start = false;
   host::FleetEvents events;
@@ -152,9 +155,10 @@ int main(int argc, char** argv) {
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
     } else {
-      std::fprintf(stderr,
-                   "usage: fleet_bench [--firmware-dir DIR] [--nodes 1,2,4,8,16] [--kib 1024] "
-                   "[--flows listen-along,unicast,sequential] [--no-loss] [--json FILE] [--verbose]\n");
+      std::fprintf(
+          stderr,
+          "usage: fleet_bench [--firmware-dir DIR] [--nodes 1,2,4,8,16] [--kib 1024] "
+          "[--flows listen-along,unicast,sequential] [--no-loss] [--json FILE] [--verbose]\n");
       return 2;
     }
   }
@@ -179,9 +183,10 @@ int main(int argc, char** argv) {
   double single = 0;
   auto report = [&](const Row& row) {
     if (single == 0 && row.nodes == 1) single = row.seconds;
-    std::printf("%-14s %5d %5.1f%% %10.3f %8.2f %9u %8u %6d %7.1f  ctrl_lost %llu\n", row.flow.c_str(), row.nodes,
-                row.loss * 100, row.seconds, single > 0 ? row.seconds / single : 0.0, row.repaired,
-                row.repair_sectors, row.exit_code, row.wall, static_cast<unsigned long long>(row.controller_lost));
+    std::printf("%-14s %5d %5.1f%% %10.3f %8.2f %9u %8u %6d %7.1f  ctrl_lost %llu\n",
+                row.flow.c_str(), row.nodes, row.loss * 100, row.seconds,
+                single > 0 ? row.seconds / single : 0.0, row.repaired, row.repair_sectors,
+                row.exit_code, row.wall, static_cast<unsigned long long>(row.controller_lost));
     std::fflush(stdout);
     rows.push_back(row);
   };
@@ -201,9 +206,10 @@ int main(int argc, char** argv) {
   }
   if (!json_path.empty()) {
     std::ofstream out(json_path);
-    out << fmt::format("{{\"image_bytes\": {}, \"bitrate\": 1000000, \"single_node_s\": {:.6f}, "
-                       "\"cases\": [",
-                       payload.size(), single);
+    out << fmt::format(
+        "{{\"image_bytes\": {}, \"bitrate\": 1000000, \"single_node_s\": {:.6f}, "
+        "\"cases\": [",
+        payload.size(), single);
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       out << fmt::format(

@@ -152,13 +152,14 @@ Parser::Parser()
   auto* many = flash_->add_option(
       "--nodes", fa.nodes,
       "Update several nodes of one product at once: 10-17, 3,5,9 (docs/fleet-update.md)");
-  auto* all = flash_->add_flag("--all", fa.all,
-                               "Update every node a scan finds with the image's vendor and product");
+  auto* all = flash_->add_flag(
+      "--all", fa.all, "Update every node a scan finds with the image's vendor and product");
   one->excludes(many)->excludes(all);
   many->excludes(all);
-  flash_->add_option("--mode", fa.mode,
-                     "Fleet update: listen-along (one download, the others follow it), unicast "
-                     "(a download per node, all at once) or sequential")
+  flash_
+      ->add_option("--mode", fa.mode,
+                   "Fleet update: listen-along (one download, the others follow it), unicast "
+                   "(a download per node, all at once) or sequential")
       ->capture_default_str()
       ->check(CLI::IsMember({"listen-along", "unicast", "sequential"}));
   flash_->add_flag("--json", fa.json, "Fleet update: per-node results as JSON on stdout");

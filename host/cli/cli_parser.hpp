@@ -35,10 +35,10 @@ struct InputArgs {
 struct FlashArgs {
   InputArgs in;
   std::string node;
-  std::string nodes;               // --nodes 10-17 / 3,5,9: fleet update (docs/fleet-update.md)
-  bool all = false;                // --all: every node a scan finds with the image's product
+  std::string nodes;                  // --nodes 10-17 / 3,5,9: fleet update (docs/fleet-update.md)
+  bool all = false;                   // --all: every node a scan finds with the image's product
   std::string mode = "listen-along";  // fleet: listen-along, unicast, sequential
-  bool json = false;               // fleet: per-node results as JSON on stdout
+  bool json = false;                  // fleet: per-node results as JSON on stdout
   bool no_start = false;
   bool force = false;
   bool full = false;

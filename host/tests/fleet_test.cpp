@@ -31,10 +31,10 @@ TEST(NodeList, RangesAndListsInTheOrderGiven) {
 
 TEST(NodeList, BadListsAreUsageErrorsThatSayWhy) {
   const std::pair<const char*, const char*> cases[] = {
-      {"", "no node-ID"},          {"0", "outside 1..127"},   {"128", "outside 1..127"},
-      {"9-3", "runs backwards"},   {"3,3", "listed twice"},   {"1-5,4", "listed twice"},
-      {"a", "not a node-ID"},      {"3,", "not a node-ID"},   {"-3", "not a node-ID"},
-      {"3-", "not a node-ID"},     {"1 2", "not a node-ID"},  {"99999999999", "not a node-ID"},
+      {"", "no node-ID"},        {"0", "outside 1..127"},  {"128", "outside 1..127"},
+      {"9-3", "runs backwards"}, {"3,3", "listed twice"},  {"1-5,4", "listed twice"},
+      {"a", "not a node-ID"},    {"3,", "not a node-ID"},  {"-3", "not a node-ID"},
+      {"3-", "not a node-ID"},   {"1 2", "not a node-ID"}, {"99999999999", "not a node-ID"},
   };
   for (const auto& [text, why] : cases) {
     try {
@@ -86,7 +86,8 @@ LoadedInput app_image(std::size_t size) {
   FlatImage img;
   img.address = mm::kAppAddress;
   img.bytes.resize(size);
-  for (std::size_t i = 0; i < size; ++i) img.bytes[i] = static_cast<std::uint8_t>(i * 13 + (i >> 9));
+  for (std::size_t i = 0; i < size; ++i)
+    img.bytes[i] = static_cast<std::uint8_t>(i * 13 + (i >> 9));
   store_le32(img.bytes.data(), 0x2002'0000);
   store_le32(img.bytes.data() + 4, mm::kAppAddress + 0x201);
   LoadedInput in;
@@ -139,7 +140,8 @@ TEST_F(FleetTest, OneStreamFollowedByEveryNodeThatCanFollowTheRestByUnicast) {
   EXPECT_EQ(row(r, 7).role, "lead");
   for (const std::uint8_t f : {8, 9}) {
     EXPECT_EQ(row(r, f).role, "follower");
-    EXPECT_EQ(row(r, f).follow_state, static_cast<std::uint8_t>(canopen::ListenAlongState::kComplete));
+    EXPECT_EQ(row(r, f).follow_state,
+              static_cast<std::uint8_t>(canopen::ListenAlongState::kComplete));
     EXPECT_EQ(row(r, f).repairs, 0U);
   }
   EXPECT_EQ(row(r, 10).role, "unicast");

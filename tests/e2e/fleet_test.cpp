@@ -45,7 +45,8 @@ void print(const host::FleetResult& r, const char* what) {
 }
 
 // Boards that come up in their bootloader (no application yet) and announce it.
-void add_boards(Rig& rig, std::initializer_list<std::uint8_t> ids, const std::string& bootloader = {}) {
+void add_boards(Rig& rig, std::initializer_list<std::uint8_t> ids,
+                const std::string& bootloader = {}) {
   for (const std::uint8_t id : ids) {
     NodeSpec spec = node(id);
     spec.bootloader = bootloader;

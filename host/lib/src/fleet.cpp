@@ -129,10 +129,11 @@ std::string format_fleet_table(const std::vector<FleetNodeResult>& nodes) {
   std::string out = fmt::format("{:>4}  {:<8}  {:<11}  {:>19}  {:>7}  {}\n", "node", "role",
                                 "state", "KiB", "repairs", "news");
   for (const auto& n : nodes) {
-    const std::string bytes = n.total ? fmt::format("{}/{}", kib(n.bytes), kib(n.total))
-                                      : (n.bytes ? kib(n.bytes) : "-");
+    const std::string bytes =
+        n.total ? fmt::format("{}/{}", kib(n.bytes), kib(n.total)) : (n.bytes ? kib(n.bytes) : "-");
     std::string news = n.message;
-    if (n.follow_state && news.empty()) news = fmt::format("stream: {}", follow_text(*n.follow_state));
+    if (n.follow_state && news.empty())
+      news = fmt::format("stream: {}", follow_text(*n.follow_state));
     if (news.size() > 60) news = news.substr(0, 57) + "...";
     out += fmt::format("{:>4}  {:<8}  {:<11}  {:>19}  {:>7}  {}\n", n.node,
                        n.role.empty() ? "-" : n.role, to_string(n.state), bytes, n.repairs, news);
@@ -167,8 +168,8 @@ std::string fleet_json(const FleetResult& r, FleetMode mode) {
   std::string s = fmt::format(
       "{{\"mode\": \"{}\", \"ok\": {}, \"exit_code\": {}, \"time_s\": {:.6f}, "
       "\"software_id\": {}, \"container_bytes\": {}, \"leads\": [",
-      to_string(mode), r.ok() ? "true" : "false", r.exit_code(),
-      static_cast<double>(r.time) / 1e6, r.expected_id, r.container_bytes);
+      to_string(mode), r.ok() ? "true" : "false", r.exit_code(), static_cast<double>(r.time) / 1e6,
+      r.expected_id, r.container_bytes);
   for (std::size_t i = 0; i < r.leads.size(); ++i) {
     s += fmt::format("{}{}", i ? ", " : "", r.leads[i]);
   }
@@ -221,7 +222,8 @@ std::vector<std::uint8_t> parse_node_list(const std::string& text) {
     const std::string_view item = rest.substr(0, comma);
     const std::size_t dash = item.find('-');
     const std::uint8_t first = number(item.substr(0, dash));
-    const std::uint8_t last = dash == std::string_view::npos ? first : number(item.substr(dash + 1));
+    const std::uint8_t last =
+        dash == std::string_view::npos ? first : number(item.substr(dash + 1));
     if (last < first) throw bad(fmt::format("range {} runs backwards", item));
     for (unsigned n = first; n <= last; ++n) {
       if (std::find(nodes.begin(), nodes.end(), n) != nodes.end()) {
@@ -403,8 +405,8 @@ class Fleet {
             }
           }
           can_follow_[row.node] = follow.has_value();
-          if (!follow) step(fmt::format("node {} cannot follow (no 0x5F04): updated by unicast",
-                                        row.node));
+          if (!follow)
+            step(fmt::format("node {} cannot follow (no 0x5F04): updated by unicast", row.node));
           return;
         } catch (const SdoError& e) {
           if (!e.timed_out()) {  // not rtcanboot (no 0x5F00): a plain CiA 302-3 node
@@ -634,7 +636,8 @@ class Fleet {
       row.bytes = before + r.bytes;
       if (repair) {
         ++row.repairs;
-        row.repair_sectors += r.sparse ? r.sectors_sent : image::sector_count(header_.payload_length);
+        row.repair_sectors +=
+            r.sparse ? r.sectors_sent : image::sector_count(header_.payload_length);
       }
       set(row, FleetNodeState::kChecking, "installed and verified");
     });

@@ -253,9 +253,8 @@ bool FlexCan::start(std::uint32_t clock_hz, std::uint32_t bitrate, Timebase& clo
   r(fc::kIflag2) = ~0U;
   r(fc::kEsr1) = fc::kEsr1W1cMask;
   r(fc::kImask2) = 0;
-  r(fc::kImask1) =
-      fc::kIflagFifoAvailable | fc::kIflagFifoWarning | fc::kIflagFifoOverflow | kTxFlag |
-      kLatestFlag;
+  r(fc::kImask1) = fc::kIflagFifoAvailable | fc::kIflagFifoWarning | fc::kIflagFifoOverflow |
+                   kTxFlag | kLatestFlag;
 
   if (!exit_freeze()) {
     ++freeze_failures_;
@@ -305,8 +304,7 @@ bool FlexCan::send_latest(const CanFrame& frame) {
   // Still waiting in MB10 (it lost arbitration until now): abort it. The MB's interrupt comes
   // either way (aborted, or sent after all when it was already on the wire) and loads this one.
   const Address cs = fc::mb(kLatestMb) + fc::kMbCs;
-  if (!latest_aborting_ &&
-      ((r(cs) & fc::kCsCodeMask) >> fc::kCsCodeShift) == fc::kCodeTxData) {
+  if (!latest_aborting_ && ((r(cs) & fc::kCsCodeMask) >> fc::kCsCodeShift) == fc::kCodeTxData) {
     r(cs) = (r(cs) & ~fc::kCsCodeMask) | (fc::kCodeTxAbort << fc::kCsCodeShift);
     latest_aborting_ = true;
     ++tx_superseded_;

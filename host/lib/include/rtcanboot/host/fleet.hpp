@@ -54,9 +54,9 @@ const char* to_string(FleetNodeState state);
 struct FleetNodeResult {
   std::uint8_t node = 0;
   FleetNodeState state = FleetNodeState::kWaiting;
-  std::string role;                 // "lead", "follower", "unicast" (empty before the download)
-  std::uint64_t bytes = 0;          // container bytes this node received (stream and repairs)
-  std::uint64_t total = 0;          // bytes of the stream it took part in
+  std::string role;         // "lead", "follower", "unicast" (empty before the download)
+  std::uint64_t bytes = 0;  // container bytes this node received (stream and repairs)
+  std::uint64_t total = 0;  // bytes of the stream it took part in
   std::optional<std::uint8_t> follow_state;  // 0x5F04:4 after the stream (ListenAlongState)
   std::uint32_t gap_bytes = 0;               // 0x5F04:5 after the stream
   std::uint32_t repairs = 0;                 // unicast updates after the stream
