@@ -22,9 +22,9 @@ class E2eController : public ::testing::Test {
     EXPECT_EQ(rig_.bus_faults().size(), 0u);
   }
 
-  // Back-to-back 8-byte frames with identifier 0x001, which win every arbitration: the node
-  // cannot send anything while they last.
-  void flood_for(Micros duration, std::uint32_t id = 0x001) {
+  // Back-to-back 8-byte frames with identifier `id` from another node until stop_flood(); 0x001
+  // wins every arbitration: the node cannot send anything while they last.
+  void start_flood(std::uint32_t id = 0x001) {
     CanFrame frame;
     frame.id = id;
     frame.dlc = 8;
@@ -35,8 +35,12 @@ class E2eController : public ::testing::Test {
     rig_.bus().attach(flood_);
     flood_.send(frame);
     flood_.send(frame);
+  }
+  void stop_flood() { flooding_ = false; }
+  void flood_for(Micros duration) {
+    start_flood();
     rig_.listen_for(duration);
-    flooding_ = false;
+    stop_flood();
   }
 
   std::size_t count(Micros from, Micros to, std::uint32_t id) const {
@@ -95,16 +99,7 @@ TEST_F(E2eController, AHeartbeatThatCannotWinArbitrationDoesNotHoldUpSdoAnswers)
   ASSERT_TRUE(rig_.wait_boot_up(kNode, 0, 500'000).has_value());
   rig_.master().options().sdo.timeout = 50'000;
   rig_.master().options().retries = 0;
-  CanFrame frame;
-  frame.id = 0x650;
-  frame.dlc = 8;
-  flooding_ = true;
-  flood_.on_transmitted([this, frame](const tc::TimedFrame&) {
-    if (flooding_) flood_.send(frame);
-  });
-  rig_.bus().attach(flood_);
-  flood_.send(frame);
-  flood_.send(frame);
+  start_flood(0x650);
   const Micros flood_start = rig_.now();
   int answered = 0;
   while (rig_.now() < flood_start + 3'500'000) {
@@ -113,7 +108,7 @@ TEST_F(E2eController, AHeartbeatThatCannotWinArbitrationDoesNotHoldUpSdoAnswers)
     ++answered;
     rig_.listen_for(20'000);
   }
-  flooding_ = false;
+  stop_flood();
   const Micros flood_end = rig_.now();
   EXPECT_GT(answered, 100);
   EXPECT_EQ(count(flood_start + 1'000, flood_end, kHeartbeatId), 0u)

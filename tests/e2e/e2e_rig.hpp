@@ -243,6 +243,22 @@ inline host::LoadedInput example_app(unsigned instance = 2) {
   return host::load_input(example_app_path(instance), {});
 }
 
+// The example application padded with a pattern (multiplier `pattern`) to `sectors` 4 KiB
+// sectors less 100 bytes: a larger image that still runs.
+inline host::LoadedInput padded_example_app(std::uint32_t sectors, unsigned pattern = 29) {
+  const host::LoadedInput elf = example_app();
+  std::vector<std::uint8_t> bytes = elf.image->bytes;
+  const std::size_t code_end = bytes.size();
+  bytes.resize(sectors * image::kSectorSize - 100);
+  for (std::size_t i = code_end; i < bytes.size(); ++i) {
+    bytes[i] = static_cast<std::uint8_t>(i * pattern + (i >> 11));
+  }
+  host::LoadedInput input;
+  input.format = host::InputFormat::kBinary;
+  input.image = host::FlatImage{memory_map::kAppAddress, bytes};
+  return input;
+}
+
 // Everything a board reported as a fault, one per line (empty when none).
 inline std::string faults_of(const tw::Board& board) {
   std::ostringstream out;

@@ -16,20 +16,6 @@ namespace {
 
 using host::FleetNodeState;
 
-host::LoadedInput padded_example_app(std::uint32_t sectors) {
-  const host::LoadedInput elf = example_app();
-  std::vector<std::uint8_t> bytes = elf.image->bytes;
-  const std::size_t code_end = bytes.size();
-  bytes.resize(sectors * image::kSectorSize - 100);
-  for (std::size_t i = code_end; i < bytes.size(); ++i) {
-    bytes[i] = static_cast<std::uint8_t>(i * 31 + (i >> 10));
-  }
-  host::LoadedInput input;
-  input.format = host::InputFormat::kBinary;
-  input.image = host::FlatImage{memory_map::kAppAddress, bytes};
-  return input;
-}
-
 const host::FleetNodeResult& row(const host::FleetResult& r, std::uint8_t node) {
   const auto it = std::find_if(r.nodes.begin(), r.nodes.end(),
                                [node](const host::FleetNodeResult& n) { return n.node == node; });
@@ -79,7 +65,7 @@ TEST(E2eFleet, FollowersLossAnotherProductAndANodeThatCannotFollow) {
   lossy.receiver = "node12/FLEXCAN2";
   rig.bus().add_fault(lossy);
 
-  const host::LoadedInput app = padded_example_app(24);
+  const host::LoadedInput app = padded_example_app(24, 31);
   const std::uint32_t crc = crc32(0, app.image->bytes.data(), app.image->bytes.size());
   host::FleetOptions options;
   options.nodes = {10, 11, 12, 13, 14, 15};
@@ -147,7 +133,7 @@ TEST(E2eFleet, ALeadThatStopsAnsweringIsReplacedAndTheFollowersPickUp) {
   Rig rig(1'000'000);
   add_boards(rig, {5, 6, 7});
   if (HasFatalFailure()) return;
-  const host::LoadedInput app = padded_example_app(24);
+  const host::LoadedInput app = padded_example_app(24, 31);
   host::FleetOptions options;
   options.nodes = {5, 6, 7};
   host::FleetEvents events;
@@ -181,7 +167,7 @@ TEST(E2eFleet, AFollowerThatLosesPowerMidStreamIsRepaired) {
   Rig rig(1'000'000);
   add_boards(rig, {5, 6, 7});
   if (HasFatalFailure()) return;
-  const host::LoadedInput app = padded_example_app(24);
+  const host::LoadedInput app = padded_example_app(24, 31);
   host::FleetOptions options;
   options.nodes = {5, 6, 7};
   host::FleetEvents events;
@@ -213,7 +199,7 @@ TEST(E2eFleet, UnicastAndSequentialModesUpdateEveryNode) {
   std::uint32_t sectors = 8;
   for (const host::FleetMode mode : {host::FleetMode::kUnicast, host::FleetMode::kSequential}) {
     // Another image each time: the second mode also replaces an installed one.
-    const host::LoadedInput app = padded_example_app(sectors++);
+    const host::LoadedInput app = padded_example_app(sectors++, 31);
     const std::uint32_t crc = crc32(0, app.image->bytes.data(), app.image->bytes.size());
     host::FleetOptions options;
     options.nodes = {5, 6, 7};

@@ -16,20 +16,6 @@ namespace {
 
 constexpr std::uint8_t kLead = 5;
 
-host::LoadedInput padded_example_app(std::uint32_t sectors) {
-  const host::LoadedInput elf = example_app();
-  std::vector<std::uint8_t> bytes = elf.image->bytes;
-  const std::size_t code_end = bytes.size();
-  bytes.resize(sectors * image::kSectorSize - 100);
-  for (std::size_t i = code_end; i < bytes.size(); ++i) {
-    bytes[i] = static_cast<std::uint8_t>(i * 29 + (i >> 11));
-  }
-  host::LoadedInput input;
-  input.format = host::InputFormat::kBinary;
-  input.image = host::FlatImage{memory_map::kAppAddress, bytes};
-  return input;
-}
-
 std::uint32_t wait_flash_idle(Rig& rig, std::uint8_t node) {
   for (int i = 0; i < 400; ++i) {
     const std::uint32_t status = rig.master().upload_u32(node, co::od::kFlashStatus, 1);
