@@ -10,6 +10,7 @@
 
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
+#include "rtcanboot/host/signing.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "sim_nodes.hpp"
 
@@ -98,8 +99,10 @@ LoadedInput app_image(std::size_t size) {
 
 class FleetTest : public ::testing::Test {
  protected:
-  SimBoard& add(std::uint8_t node, bool can_follow = true, std::uint32_t product = kProduct) {
+  SimBoard& add(std::uint8_t node, bool can_follow = true, std::uint32_t product = kProduct,
+                const KeyRecord* key = nullptr) {
     BootloaderSettings s;
+    s.key_record = key;
     s.identity = {kVendor, product, 1, node};
     s.provisioning.node_id = node;
     s.heartbeat_ms = 500;
@@ -168,6 +171,46 @@ TEST_F(FleetTest, OneStreamFollowedByEveryNodeThatCanFollowTheRestByUnicast) {
   EXPECT_NE(summary.find("node 11 failed (exit code 9)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("node 12 failed (exit code 5)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("4 of 6 node(s) hold image"), std::string::npos) << summary;
+}
+
+// Signed images are checked on every node by its own bootloader: followers verify the signature
+// of the container they follow like the lead does. A node that holds another key refuses it (its
+// own 0x1F57 reason in the result); the others install it.
+TEST_F(FleetTest, EveryNodeChecksTheSignatureItself) {
+  const signing::PrivateKey key = signing::PrivateKey::generate();
+  const signing::PrivateKey other = signing::PrivateKey::generate();
+  KeyRecord ours;
+  KeyRecord theirs;
+  const signing::PublicKey ours_public = key.public_key();
+  const signing::PublicKey theirs_public = other.public_key();
+  std::copy(ours_public.begin(), ours_public.end(), ours.public_key);
+  std::copy(theirs_public.begin(), theirs_public.end(), theirs.public_key);
+  add(7, true, kProduct, &ours);
+  add(8, true, kProduct, &ours);
+  add(9, true, kProduct, &theirs);
+  PackOptions p;
+  p.vendor_id = kVendor;
+  p.product_code = kProduct;
+  p.sign_with = &key;
+  LoadedInput in;
+  in.format = InputFormat::kContainer;
+  in.container = parse_container(pack(*app_image(20'000).image, p), "signed.rcb");
+  FleetOptions o;
+  o.nodes = {7, 8, 9};
+  const FleetResult r = run_fleet_update(*master, in, o);
+  SCOPED_TRACE(format_fleet_table(r.nodes));
+  EXPECT_EQ(r.leads, std::vector<std::uint8_t>{7});
+  EXPECT_EQ(row(r, 8).follow_state,
+            static_cast<std::uint8_t>(canopen::ListenAlongState::kComplete));
+  EXPECT_EQ(row(r, 8).repairs, 0U);
+  EXPECT_EQ(row(r, 9).follow_state, static_cast<std::uint8_t>(canopen::ListenAlongState::kRefused));
+  EXPECT_EQ(row(r, 9).error, ErrorKind::kRejected);
+  EXPECT_NE(row(r, 9).message.find("signed by a key the node does not hold"), std::string::npos)
+      << row(r, 9).message;
+  EXPECT_EQ(r.exit_code(), 7);
+  EXPECT_TRUE(boards[0]->app_running());
+  EXPECT_TRUE(boards[1]->app_running());
+  EXPECT_FALSE(boards[2]->app_running());
 }
 
 TEST_F(FleetTest, UnicastModeDownloadsToEveryNodeAtOnce) {
