@@ -8,13 +8,14 @@
 //   listen-along  one download to a lead, the others follow it, then check and repair
 //   unicast       a whole download to every node at the same time (interleaved SDO block transfers)
 //   sequential    the single-node update flow for one node after the other
-// plus listen-along with 8 nodes and 0.1 % of the frames lost at every follower (each follower's
-// controller misses each frame with that probability, seeded). The application is not started
-// (like `flash --no-start`): the figures are the time until every node holds the image,
-// verified and committed.
+// plus listen-along with 8 nodes and 0.1 % frame loss at random followers: each frame is missed
+// with probability 0.1 % by one of the seven followers (each follower's controller misses a frame
+// with probability 0.1 % / 7, seeded); --loss-at-each makes every follower miss 0.1 %. The
+// application is not started (like `flash --no-start`): the figures are the time until every node
+// holds the image, verified and committed.
 //
 // fleet_bench [--firmware-dir DIR] [--nodes 1,2,4,8,16] [--kib 1024] [--flows listen-along,...]
-//             [--no-loss] [--json FILE] [--verbose]
+//             [--no-loss] [--loss-at-each] [--json FILE] [--verbose]
 #include <fmt/format.h>
 
 #include <chrono>
@@ -38,7 +39,8 @@ namespace {
 
 using namespace rtcanboot;
 constexpr std::uint8_t kFirstNode = 10;
-bool verbose = false;  // --verbose: every step of the flow
+bool verbose = false;       // --verbose: every step of the flow
+bool loss_at_each = false;  // --loss-at-each: every follower loses 0.1 %, not 0.1 % in all
 
 struct Bench {
   Bench(const twinrig::Firmware& fw, int boards)
@@ -88,10 +90,12 @@ Row run(const twinrig::Firmware& fw, const host::LoadedInput& input, host::Fleet
   const auto wall0 = std::chrono::steady_clock::now();
   Bench bench(fw, boards);
   if (loss > 0) {
-    for (int i = 1; i < boards; ++i) {  // every follower (the lead is node 10)
+    for (int i = 1; i < boards; ++i) {  // the followers (the lead is node 10)
       twin::can::FaultRule rule;
       rule.action = twin::can::FaultRule::Action::kDrop;
-      rule.rate = loss;
+      // "random": each frame is lost with probability `loss` at one of the followers, chosen at
+      // random; "each": every follower loses each frame with probability `loss`.
+      rule.rate = loss_at_each ? loss : loss / (boards - 1);
       rule.receiver = fmt::format("node{}/FLEXCAN2", kFirstNode + i);
       bench.bus.add_fault(rule);
     }
@@ -148,6 +152,8 @@ int main(int argc, char** argv) {
       kib = static_cast<std::uint32_t>(std::stoul(argv[++i]));
     } else if (a == "--flows" && i + 1 < argc) {
       flows = argv[++i];
+    } else if (a == "--loss-at-each") {
+      loss_at_each = true;
     } else if (a == "--verbose") {
       verbose = true;
     } else if (a == "--no-loss") {
@@ -155,10 +161,10 @@ int main(int argc, char** argv) {
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
     } else {
-      std::fprintf(
-          stderr,
-          "usage: fleet_bench [--firmware-dir DIR] [--nodes 1,2,4,8,16] [--kib 1024] "
-          "[--flows listen-along,unicast,sequential] [--no-loss] [--json FILE] [--verbose]\n");
+      std::fprintf(stderr,
+                   "usage: fleet_bench [--firmware-dir DIR] [--nodes 1,2,4,8,16] [--kib 1024] "
+                   "[--flows listen-along,unicast,sequential] [--no-loss] [--loss-at-each] [--json "
+                   "FILE] [--verbose]\n");
       return 2;
     }
   }

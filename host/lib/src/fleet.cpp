@@ -625,19 +625,30 @@ class Fleet {
     u.force = true;
     UpdateEvents events;
     events.step = [&](const std::string& s) { node_step(row.node, s); };
-    const std::uint64_t before = row.bytes;
+    std::uint64_t before = row.bytes;
     events.progress = [&](std::uint64_t done, std::uint64_t total) {
       row.bytes = before + done;
       row.total = std::max<std::uint64_t>(row.total, total);
     };
     guarded(row, [&] {
-      const UpdateResult r = run_update(m_, input_for_stream(), u, events);
-      row.software_id = r.software_id;
-      row.bytes = before + r.bytes;
+      // A transfer that stalls (the node missed a frame the transfer cannot do without, or was
+      // busy) is tried again: the next attempt sends only what is still missing.
+      std::optional<UpdateResult> r;
+      for (int attempt = 1; !r; ++attempt) {
+        before = row.bytes;
+        try {
+          r = run_update(m_, input_for_stream(), u, events);
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::kTimeout || attempt >= o_.repair_attempts) throw;
+          node_step(row.node, fmt::format("{}; trying again with what is still missing", e.what()));
+        }
+      }
+      row.software_id = r->software_id;
+      row.bytes = before + r->bytes;
       if (repair) {
         ++row.repairs;
         row.repair_sectors +=
-            r.sparse ? r.sectors_sent : image::sector_count(header_.payload_length);
+            r->sparse ? r->sectors_sent : image::sector_count(header_.payload_length);
       }
       set(row, FleetNodeState::kChecking, "installed and verified");
     });

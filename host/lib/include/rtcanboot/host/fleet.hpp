@@ -33,7 +33,8 @@ struct FleetOptions {
   // ignored. A fleet download is never compressed: a gap in a compressed stream loses the rest
   // of it at that follower (docs/fleet-update.md); repairs are compressed when `compress`.
   UpdateOptions update;
-  int lead_attempts = 3;  // leads tried in turn when a lead stops answering
+  int lead_attempts = 3;    // leads tried in turn when a lead stops answering
+  int repair_attempts = 3;  // unicast updates of one node that end with a timeout, in a row
 };
 
 enum class FleetNodeState : std::uint8_t {
