@@ -94,6 +94,7 @@ Bus open_bus(const Globals& g) {
   bus.transport->set_filters(filters);
   MasterOptions mo;
   mo.sdo.timeout = static_cast<Micros>(g.timeout_ms) * 1000;
+  bus.transport->set_send_timeout(mo.sdo.timeout);
   mo.retries = g.retries;
   bus.master = std::make_unique<Master>(*bus.transport, mo);
   bus.master->on_status = [quiet = g.quiet](const BusStatus& s) {

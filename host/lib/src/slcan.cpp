@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <termios.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -303,8 +304,12 @@ class SlcanTransport final : public Transport {
     open_ = true;
   }
 
+  void set_send_timeout(Micros timeout) override {
+    send_timeout_ = std::max<Micros>(timeout, 1'000'000);
+  }
+
   void write_all(std::string_view s) {
-    const Micros give_up = clock_.now() + 1'000'000;
+    const Micros give_up = clock_.now() + send_timeout_;
     while (!s.empty()) {
       const ssize_t n = ::write(fd_.get(), s.data(), s.size());
       if (n > 0) {
@@ -441,7 +446,8 @@ class SlcanTransport final : public Transport {
   SlcanReader reader_;
   detail::Fd fd_;
   SteadyClock clock_;
-  std::vector<RxEvent> pending_;  // frames seen while configuring (a handful at most)
+  Micros send_timeout_ = 1'000'000;  // set_send_timeout()
+  std::vector<RxEvent> pending_;     // frames seen while configuring (a handful at most)
   bool open_ = false;
 };
 

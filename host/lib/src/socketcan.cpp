@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -276,10 +277,14 @@ class SocketCanTransport final : public Transport {
 
   Clock& clock() override { return clock_; }
 
+  void set_send_timeout(Micros timeout) override {
+    send_timeout_ = std::max<Micros>(timeout, 1'000'000);
+  }
+
   void send(const CanFrame& frame) override {
     ::can_frame raw;
     socketcan_encode(frame, raw);
-    const Micros give_up = clock_.now() + 1'000'000;
+    const Micros give_up = clock_.now() + send_timeout_;
     bool waited = false;
     for (;;) {
       const ssize_t n = ::write(fd_.get(), &raw, sizeof raw);
@@ -371,6 +376,7 @@ class SocketCanTransport final : public Transport {
   std::uint64_t frames_waited_ = 0;
   detail::Fd fd_;
   SteadyClock clock_;
+  Micros send_timeout_ = 1'000'000;  // set_send_timeout()
 };
 
 }  // namespace

@@ -55,6 +55,12 @@ class Transport {
   // everything. Transports without filters ignore this (the master filters anyway).
   virtual void set_filters(std::span<const RxFilter> filters) { (void)filters; }
 
+  // How long send() may wait for room in a transmit queue that stays full before it reports the
+  // bus unusable (kBus); transports that wait use at least 1 s. The CLI makes it the SDO timeout
+  // (--timeout): a queue may stall as long as a node may take to answer (a loaded machine, a slow
+  // serial adapter) without the command failing.
+  virtual void set_send_timeout(Micros timeout) { (void)timeout; }
+
   // For messages: "socketcan://can0", "slcan:///dev/ttyACM0 at 500000 bit/s", ...
   virtual std::string describe() const = 0;
 
