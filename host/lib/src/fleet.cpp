@@ -7,6 +7,7 @@
 #include <charconv>
 #include <map>
 #include <memory>
+#include <string_view>
 
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/canopen_defs.hpp"
@@ -631,7 +632,7 @@ class Fleet {
       row.total = std::max<std::uint64_t>(row.total, total);
     };
     guarded(row, [&] {
-      // A transfer that stalls (the node missed a frame the transfer cannot do without, or was
+      // A transfer that stalls (a frame the transfer cannot do without was missed, or a side was
       // busy) is tried again: the next attempt sends only what is still missing.
       std::optional<UpdateResult> r;
       for (int attempt = 1; !r; ++attempt) {
@@ -639,7 +640,13 @@ class Fleet {
         try {
           r = run_update(m_, input_for_stream(), u, events);
         } catch (const Error& e) {
-          if (e.kind() != ErrorKind::kTimeout || attempt >= o_.repair_attempts) throw;
+          // Stalls: this computer's SDO timeout, or the node's (an abort 0x0504_0000, for
+          // example of the sector digests' block upload when the node missed an acknowledge).
+          const bool stalled =
+              e.kind() == ErrorKind::kTimeout ||
+              (e.kind() == ErrorKind::kAborted &&
+               std::string_view(e.what()).find("0x05040000") != std::string_view::npos);
+          if (!stalled || attempt >= o_.repair_attempts) throw;
           node_step(row.node, fmt::format("{}; trying again with what is still missing", e.what()));
         }
       }
