@@ -642,10 +642,11 @@ class Fleet {
         } catch (const Error& e) {
           // Stalls: this computer's SDO timeout, or the node's (an abort 0x0504_0000, for
           // example of the sector digests' block upload when the node missed an acknowledge).
+          const auto* sdo = dynamic_cast<const SdoError*>(&e);
           const bool stalled =
               e.kind() == ErrorKind::kTimeout ||
-              (e.kind() == ErrorKind::kAborted &&
-               std::string_view(e.what()).find("0x05040000") != std::string_view::npos);
+              (sdo != nullptr &&
+               sdo->abort_code() == static_cast<std::uint32_t>(canopen::Abort::kTimeout));
           if (!stalled || attempt >= o_.repair_attempts) throw;
           node_step(row.node, fmt::format("{}; trying again with what is still missing", e.what()));
         }
