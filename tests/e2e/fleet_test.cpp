@@ -128,15 +128,22 @@ TEST(E2eFleet, FollowersLossAnotherProductAndANodeThatCannotFollow) {
   EXPECT_TRUE(again.leads.empty());
 }
 
-TEST(E2eFleet, ALeadThatStopsAnsweringIsReplacedAndTheFollowersPickUp) {
-  E2E_REQUIRE_FIRMWARE(2);
-  Rig rig(1'000'000);
-  add_boards(rig, {5, 6, 7});
-  if (HasFatalFailure()) return;
-  const host::LoadedInput app = padded_example_app(24, 31);
+// Nodes 5, 6 and 7 in their bootloaders, a 96 KiB image for all three.
+class E2eFleetOfThree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    E2E_REQUIRE_FIRMWARE(2);
+    add_boards(rig, {5, 6, 7});
+    app = padded_example_app(24, 31);
+    options.nodes = {5, 6, 7};
+  }
+  Rig rig{1'000'000};
+  host::LoadedInput app;
   host::FleetOptions options;
-  options.nodes = {5, 6, 7};
   host::FleetEvents events;
+};
+
+TEST_F(E2eFleetOfThree, ALeadThatStopsAnsweringIsReplacedAndTheFollowersPickUp) {
   bool cut = false;
   std::uint64_t cut_at = 0;
   events.lead_progress = [&](std::uint8_t lead, std::uint64_t done, std::uint64_t total) {
@@ -162,15 +169,7 @@ TEST(E2eFleet, ALeadThatStopsAnsweringIsReplacedAndTheFollowersPickUp) {
   EXPECT_EQ(row(r, 7).follow_state, static_cast<std::uint8_t>(co::ListenAlongState::kComplete));
 }
 
-TEST(E2eFleet, AFollowerThatLosesPowerMidStreamIsRepaired) {
-  E2E_REQUIRE_FIRMWARE(2);
-  Rig rig(1'000'000);
-  add_boards(rig, {5, 6, 7});
-  if (HasFatalFailure()) return;
-  const host::LoadedInput app = padded_example_app(24, 31);
-  host::FleetOptions options;
-  options.nodes = {5, 6, 7};
-  host::FleetEvents events;
+TEST_F(E2eFleetOfThree, AFollowerThatLosesPowerMidStreamIsRepaired) {
   int phase = 0;
   events.lead_progress = [&](std::uint8_t, std::uint64_t done, std::uint64_t total) {
     if (phase == 0 && done > total / 3) {
