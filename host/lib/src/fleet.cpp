@@ -9,7 +9,6 @@
 #include <memory>
 #include <string_view>
 
-#include "rtcanboot/bytes.hpp"
 #include "rtcanboot/canopen_defs.hpp"
 
 namespace rtcanboot::host {
@@ -347,12 +346,7 @@ class Fleet {
     UpdateOptions pack_for = options_for(result_.nodes.front().node);
     pack_for.force_product = true;
     container_ = container_for_node(input_, pack_for, reference->first, reference->second);
-    image::Expectation any;
-    any.load_address = load_le32(container_.data() + 0x08);
-    any.max_payload_length = 0xFFFF'FFFF;
-    any.vendor_id = load_le32(container_.data() + 0x14);
-    any.product_code = load_le32(container_.data() + 0x18);
-    image::parse(container_.data(), container_.size(), any, header_);
+    header_ = container_header(container_);
     result_.expected_id = header_.payload_crc32;
     result_.container_bytes = container_.size();
     for (std::size_t i = 0; i < result_.nodes.size(); ++i) {

@@ -338,6 +338,17 @@ std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const Upd
   return bytes;
 }
 
+image::Header container_header(std::span<const std::uint8_t> container) {
+  image::Expectation any;
+  any.load_address = load_le32(container.data() + 0x08);
+  any.max_payload_length = 0xFFFF'FFFF;
+  any.vendor_id = load_le32(container.data() + 0x14);
+  any.product_code = load_le32(container.data() + 0x18);
+  image::Header header;
+  image::parse(container.data(), container.size(), any, header);
+  return header;
+}
+
 namespace {
 
 class Flow {
@@ -546,15 +557,7 @@ class Flow {
     product = m_.upload_u32(node, od::kIdentity, 2);
     step(fmt::format("node {}: vendor 0x{:08X}, product 0x{:08X}", node, vendor, product));
     const auto container = container_for_node(input, o_, vendor, product);
-    image::Header header;
-    {
-      image::Expectation any;
-      any.load_address = load_le32(container.data() + 0x08);
-      any.max_payload_length = 0xFFFF'FFFF;
-      any.vendor_id = load_le32(container.data() + 0x14);
-      any.product_code = load_le32(container.data() + 0x18);
-      image::parse(container.data(), container.size(), any, header);
-    }
+    const image::Header header = container_header(container);
     const std::uint32_t expected_id = header.payload_crc32;
 
     // 1. Already installed?

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "rtcanboot/host/image.hpp"
@@ -104,5 +105,9 @@ UpdateResult run_update(Master& master, const LoadedInput& input, const UpdateOp
 // checks containers). Throws Error(kWrongProduct) on a mismatch unless force_product.
 std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const UpdateOptions& options,
                                              std::uint32_t node_vendor, std::uint32_t node_product);
+
+// The header of a container container_for_node() returned (already checked when it was packed or
+// loaded), whatever its load address, size and identity.
+image::Header container_header(std::span<const std::uint8_t> container);
 
 }  // namespace rtcanboot::host
