@@ -21,14 +21,9 @@ namespace {
 std::optional<image::Header> parse_any(std::span<const std::uint8_t> container,
                                        image::ExtentList& runs, std::uint32_t& stream_length) {
   runs.count = 0;
-  if (container.size() < image::kMinHeaderLength) return std::nullopt;
-  image::Expectation any;
-  any.load_address = load_le32(container.data() + 0x08);
-  any.max_payload_length = 0xFFFF'FFFF;
-  any.vendor_id = load_le32(container.data() + 0x14);
-  any.product_code = load_le32(container.data() + 0x18);
-  image::Header header;
-  if (!image::parse(container.data(), container.size(), any, header).ok()) return std::nullopt;
+  const std::optional<image::Header> parsed = parse_header(container);
+  if (!parsed) return std::nullopt;
+  const image::Header& header = *parsed;
   stream_length = header.payload_length;
   if ((header.flags & image::kFlagSparse) != 0) {
     if (!image::parse_extents(container.data(), header, runs).ok()) return std::nullopt;

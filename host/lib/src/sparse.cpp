@@ -60,8 +60,7 @@ image::ExtentList differing_runs(const std::vector<std::uint32_t>& local,
   return extents;
 }
 
-std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
-                                                     const image::ExtentList& runs) {
+std::optional<image::Header> parse_header(std::span<const std::uint8_t> container) {
   if (container.size() < image::kMinHeaderLength) return std::nullopt;
   image::Expectation any;
   any.load_address = load_le32(container.data() + 0x08);
@@ -69,8 +68,16 @@ std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_
   any.vendor_id = load_le32(container.data() + 0x14);
   any.product_code = load_le32(container.data() + 0x18);
   image::Header header;
-  if (!image::parse(container.data(), container.size(), any, header).ok() ||
-      (header.flags & image::kFlagSparse) != 0 ||
+  if (!image::parse(container.data(), container.size(), any, header).ok()) return std::nullopt;
+  return header;
+}
+
+std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
+                                                     const image::ExtentList& runs) {
+  std::optional<image::Header> parsed = parse_header(container);
+  if (!parsed) return std::nullopt;
+  image::Header& header = *parsed;  // rewritten below for the sparse container
+  if ((header.flags & image::kFlagSparse) != 0 ||
       container.size() != std::size_t{header.header_length} + header.payload_length) {
     return std::nullopt;
   }

@@ -339,14 +339,10 @@ std::vector<std::uint8_t> container_for_node(const LoadedInput& input, const Upd
 }
 
 image::Header container_header(std::span<const std::uint8_t> container) {
-  image::Expectation any;
-  any.load_address = load_le32(container.data() + 0x08);
-  any.max_payload_length = 0xFFFF'FFFF;
-  any.vendor_id = load_le32(container.data() + 0x14);
-  any.product_code = load_le32(container.data() + 0x18);
-  image::Header header;
-  image::parse(container.data(), container.size(), any, header);
-  return header;
+  const std::optional<image::Header> header = parse_header(container);
+  if (!header)
+    throw Error(ErrorKind::kInternal, "a container packed or checked here does not parse");
+  return *header;
 }
 
 namespace {

@@ -81,6 +81,10 @@ Container parse_container(std::span<const std::uint8_t> bytes, const std::string
 // Sector-diff updates (docs/image-format.md, "Sparse containers").
 // The CRC-32 of each 4 KiB sector of `payload` as a node's flash holds it after a full download
 // (the last sector padded with 0xFF): what the node's 0x5F02:3 reports for the same image.
+// The header of a container whatever its load address, size and identity (the checks that do
+// not depend on a node: magic, version, header CRC, records); std::nullopt when they fail.
+std::optional<image::Header> parse_header(std::span<const std::uint8_t> container);
+
 std::vector<std::uint32_t> sector_digests(std::span<const std::uint8_t> payload);
 // Runs of the sectors whose digest differs from the node's (a sector the node did not report
 // differs). With more than `max_runs` runs, the runs closest together are merged: a few matching
