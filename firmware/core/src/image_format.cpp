@@ -78,31 +78,32 @@ constexpr std::uint16_t kRecordsStart = kFixedLength;
 RecordsResult find_signature(const std::uint8_t* data, std::uint16_t header_length,
                              SignatureRecord& record) {
   RecordsResult result;
+  // A malformed records area reports no signature, also when a good one came before the fault.
+  const auto refused = [] {
+    RecordsResult malformed_result;
+    malformed_result.check = malformed();
+    return malformed_result;
+  };
   if (header_length < kMinHeaderLength || header_length > kMaxHeaderLength) {
-    result.check = malformed();
-    return result;
+    return refused();
   }
   const std::uint16_t records_end = header_length - 4U;
   std::uint16_t at = kRecordsStart;
   // Each step advances by at least the 4-byte head: at most 237 steps for a 1024-byte header.
   while (at < records_end) {
     if (records_end - at < kRecordHeadLength) {
-      result.check = malformed();
-      return result;
+      return refused();
     }
     const std::uint16_t type = load_le16(data + at);
     const std::uint16_t length = load_le16(data + at + 2);
     if (length % 4 != 0 || length > records_end - at - kRecordHeadLength) {
-      result.check = malformed();
-      return result;
+      return refused();
     }
     if (type == kRecordSignature) {
       const std::uint8_t* body = data + at + kRecordHeadLength;
       if (result.has_signature || length != kSignatureDataLength ||
           body[0] != kSignatureRecordVersion || body[1] != 0 || body[2] != 0 || body[3] != 0) {
-        result.has_signature = false;
-        result.check = malformed();
-        return result;
+        return refused();
       }
       record.record_version = body[0];
       record.flags = body[1];
