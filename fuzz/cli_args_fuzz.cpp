@@ -90,6 +90,13 @@ const char* const kWords[] = {
     "--security-counter",
     "--no-clear",
     "--clear",
+    "configure",
+    "--set",
+    "node-id=7",
+    "bitrate=500000",
+    "hold-limit=off",
+    "listen-window=60000",
+    "boot-attempts=255",
 };
 constexpr std::size_t kWordCount = sizeof kWords / sizeof kWords[0];
 
@@ -189,6 +196,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(!o.provision_keys.empty() && o.provision_keys.size() <= 4);
         for (const std::string& key : o.provision_keys) FUZZ_CHECK(!key.empty());
         break;
+      case Command::kConfigure: {
+        FUZZ_CHECK(o.node >= 1);
+        FUZZ_CHECK(o.configure_changes.empty() == o.configure_set.empty());
+        FUZZ_CHECK(o.configure_key.empty() || !o.configure_set.empty());
+        // Every accepted setting is one a request can carry.
+        const auto& c = o.configure_changes;
+        FUZZ_CHECK(!c.node_id || rtcanboot::lss::valid_node_id(*c.node_id));
+        FUZZ_CHECK(!c.bitrate || rtcanboot::is_cia301_bitrate(*c.bitrate));
+        FUZZ_CHECK(!c.listen_window_ms || *c.listen_window_ms <= rtcanboot::kMaxListenWindowMs);
+        FUZZ_CHECK(!c.boot_attempts || *c.boot_attempts != 255);
+        break;
+      }
       case Command::kVerify:
         FUZZ_CHECK(!o.verify_path.empty());
         break;

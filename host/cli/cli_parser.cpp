@@ -272,6 +272,21 @@ Parser::Parser()
       ->expected(1, 4)
       ->take_all();
 
+  configure_ = app.add_subcommand(
+      "configure",
+      "Show or change a node's provisioning record (0x5F05, docs/security.md): node-ID, bit rate, "
+      "boot and listen windows, trial boot attempts, hold limit; takes effect at its next reset");
+  configure_->add_option("-n,--node", o.configure_node, "Node-ID 1..127 (the node's bootloader)")
+      ->required();
+  configure_->add_option("--set", o.configure_set,
+                         "NAME=VALUE to change; repeatable. node-id=1..127|unconfigured, "
+                         "bitrate=BIT/S, boot-window=MS|off, listen-window=MS|off, "
+                         "boot-attempts=N|off, hold-limit=S|off, start-after-lss=on|off. "
+                         "Without --set: show the record");
+  configure_->add_option("--key", o.configure_key,
+                         "Private key (PEM, as keygen writes it) that signs the request; needed "
+                         "once the node holds a signing key");
+
   auto* lss_cmd = app.add_subcommand("lss",
                                      "CiA 305 Layer Setting Services: find unconfigured nodes, "
                                      "give them node-IDs, switch the bit rate");
@@ -423,6 +438,18 @@ void Parser::check() {
     }
     for (const std::string& key : o.provision_keys) {
       if (key.empty()) throw Error(ErrorKind::kUsage, "--key: the key file name is empty");
+    }
+  } else if (*configure_) {
+    o.command = Command::kConfigure;
+    o.node = parse_node(o.configure_node, false);
+    for (const std::string& setting : o.configure_set) {
+      parse_provisioning_setting(setting, o.configure_changes);
+    }
+    if (configure_->count("--key") != 0 && o.configure_key.empty()) {
+      throw Error(ErrorKind::kUsage, "--key: the key file name is empty");
+    }
+    if (!o.configure_key.empty() && o.configure_set.empty()) {
+      throw Error(ErrorKind::kUsage, "--key signs a change: give the settings with --set");
     }
   } else if (*keygen_) {
     o.command = Command::kKeygen;

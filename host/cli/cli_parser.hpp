@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "rtcanboot/host/configure.hpp"
+
 namespace CLI {
 class App;
 }
@@ -70,6 +72,7 @@ enum class Command {
   kSelfTest,
   kKeygen,
   kProvisionKey,
+  kConfigure,
   kVerify
 };
 
@@ -104,6 +107,9 @@ struct Options {
   bool selftest_json = false;
   std::string provision_node;               // provision-key --node
   std::vector<std::string> provision_keys;  // provision-key --key (1..4 public key files)
+  std::string configure_node;               // configure --node
+  std::string configure_key;                // configure --key: the private key file
+  std::vector<std::string> configure_set;   // configure --set NAME=VALUE
   bool scan_json = false;
   int scan_listen = 1500;
   int scan_probe = 100;
@@ -121,8 +127,9 @@ struct Options {
 
   // Filled by the checks (valid when parse() says kRun).
   Command command = Command::kNone;
-  std::uint8_t node = 0;        // the command's node-ID (0 = all, NMT and reset only)
-  std::uint32_t scan_rate = 0;  // scan --bitrate (0: the adapter's)
+  std::uint8_t node = 0;                  // the command's node-ID (0 = all, NMT and reset only)
+  std::uint32_t scan_rate = 0;            // scan --bitrate (0: the adapter's)
+  ProvisioningChanges configure_changes;  // configure --set, parsed
 };
 
 struct ParseResult {
@@ -159,6 +166,7 @@ class Parser {
   CLI::App* reset_ = nullptr;
   CLI::App* selftest_ = nullptr;
   CLI::App* provision_ = nullptr;
+  CLI::App* configure_ = nullptr;
   CLI::App* lss_scan_ = nullptr;
   CLI::App* lss_assign_ = nullptr;
   CLI::App* lss_auto_ = nullptr;

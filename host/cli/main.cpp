@@ -18,6 +18,7 @@
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/host/catch_node.hpp"
+#include "rtcanboot/host/configure.hpp"
 #include "rtcanboot/host/error.hpp"
 #include "rtcanboot/host/fleet.hpp"
 #include "rtcanboot/host/image.hpp"
@@ -315,6 +316,34 @@ int cmd_provision_key(const Globals& g, const std::string& node_text,
         "node {}: {} key(s) provisioned; from now on it takes only images signed by "
         "them\n",
         node, hashes.size() / 32);
+  }
+  return 0;
+}
+
+// Shows or changes the provisioning record of a node's bootloader (0x5F05, docs/security.md).
+int cmd_configure(const Globals& g, std::uint8_t node, const ProvisioningChanges& changes,
+                  const std::string& key_path) {
+  std::optional<signing::PrivateKey> key;
+  if (!key_path.empty()) key = signing::PrivateKey::load(key_path);  // fails before the bus
+  Bus bus = open_bus(g);
+  Master& m = *bus.master;
+  if (changes.empty()) {
+    const NodeProvisioning now = read_node_provisioning(m, node);
+    if (!g.quiet) {
+      fmt::print(
+          "node {}: provisioning record {} (hold limit applies once the node holds a "
+          "signing key)\n{}",
+          node, now.sequence, describe_provisioning(now.record));
+    }
+    return 0;
+  }
+  const ConfigureResult r = configure_node(m, node, changes, key ? &*key : nullptr);
+  if (!g.quiet) {
+    fmt::print(
+        "node {}: provisioning record {} stored{}; it takes effect at the node's next "
+        "reset (rtcanboot reset --node {})\nbefore:\n{}after:\n{}",
+        node, r.after.sequence, key ? " (signed)" : "", node,
+        describe_provisioning(r.before.record), describe_provisioning(r.after));
   }
   return 0;
 }
@@ -1054,6 +1083,8 @@ int run_cli(int argc, char** argv) {
         return cmd_keygen(g, o.keygen_out, o.keygen_force);
       case cli::Command::kProvisionKey:
         return cmd_provision_key(g, o.provision_node, o.provision_keys);
+      case cli::Command::kConfigure:
+        return cmd_configure(g, o.node, o.configure_changes, o.configure_key);
       case cli::Command::kNone:
         break;
     }

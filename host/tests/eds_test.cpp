@@ -40,12 +40,14 @@ class EdsTest : public ::testing::TestWithParam<const char*> {
   std::string file_name = GetParam();
   Eds eds = read_eds(eds_path(file_name));
   bool application = file_name == "rtcanboot-example-app.eds";
-  // The application's node has no self-test, sector digest, signing-key or listen-along object
-  // (NodeConfig::self_test, sector_digests, keys and listen_along are the bootloader's).
+  // The application's node has no self-test, sector digest, signing-key, listen-along or
+  // provisioning object (NodeConfig::self_test, sector_digests, keys, listen_along and
+  // provisioning are the bootloader's).
   bool absent(const canopen::OdEntry& e) const {
     return application &&
            (e.index == canopen::od::kSelfTest || e.index == canopen::od::kSectorDigests ||
-            e.index == canopen::od::kSigningKeys || e.index == canopen::od::kListenAlong);
+            e.index == canopen::od::kSigningKeys || e.index == canopen::od::kListenAlong ||
+            e.index == canopen::od::kProvisioning);
   }
 };
 

@@ -199,6 +199,14 @@ class SimBoard final : public SimNode {
 
   void boot(Micros now) {
     app_.reset();
+    // Like the port: a stored provisioning record (LSS store, 0x5F05) is what the node starts
+    // with; without one, the settings the board was made with.
+    bool stored = false;
+    const Provisioning record = load_provisioning(flash, &stored);
+    if (stored) {
+      settings_.provisioning = record;
+      settings_.provisioning.boot_attempts = kTrialBootOff;
+    }
     bootloader_ = std::make_unique<Bootloader>(*sink_, flash, sha_, buffer_, settings_);
     bootloader_->start(now);
     after_boot(now);

@@ -997,7 +997,7 @@ TEST_F(BootloaderWithKey, SignedIsInstalledUnsignedAndForgedAreRefusedAtTheHeade
   EXPECT_TRUE(rig.bootloader().installed().valid);
 }
 
-// Lock-down (docs/security.md): with a key and hold_limit_ms, a node held in its bootloader by an
+// Lock-down (docs/security.md): with a key and a provisioned hold limit, a node held in its bootloader by an
 // entry request starts its valid application once nothing addressed it for that long; each
 // request addressed to it starts the time again. Without a limit it stays.
 TEST_F(BootloaderWithKey, AHeldNodeStartsItsApplicationAfterTheHoldLimit) {
@@ -1005,13 +1005,13 @@ TEST_F(BootloaderWithKey, AHeldNodeStartsItsApplicationAfterTheHoldLimit) {
   ASSERT_TRUE(rig.sdo_download_block(od::kProgramData, 1, signed_vector()).ok());
   ASSERT_EQ(rig.wait_flash_idle(), 0U);
   rig.settings().entry_requested = true;
-  rig.settings().hold_limit_ms = 0;
+  rig.settings().provisioning.hold_limit_s = 0;
   rig.boot();
   EXPECT_EQ(rig.bootloader().boot_reason(), canopen::BootReason::kEntryRequest);
   rig.run_for(3'000'000);
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone) << "no limit: held";
 
-  rig.settings().hold_limit_ms = 1000;
+  rig.settings().provisioning.hold_limit_s = 1;
   rig.boot();
   rig.run_for(900'000);
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);
@@ -1034,7 +1034,7 @@ TEST(BootloaderHoldLimit, WithoutAKeyAHeldNodeStays) {
           .ok());
   ASSERT_EQ(rig.wait_flash_idle(), 0U);
   rig.settings().entry_requested = true;
-  rig.settings().hold_limit_ms = 1000;
+  rig.settings().provisioning.hold_limit_s = 1;
   rig.boot();
   rig.run_for(3'000'000);
   EXPECT_EQ(rig.bootloader().pending_action(), PendingAction::kNone);

@@ -346,9 +346,11 @@ TEST(LockDown, EveryWritableObjectIsInTheSecurityTable) {
       {0x1017, 0},           {od::kProgramData, 1},   {od::kProgramControl, 1},
       {od::kSelfTest, 1},    {od::kSectorDigests, 1}, {od::kSigningKeys, 2},
       {od::kListenAlong, 1}, {od::kListenAlong, 2},   {od::kListenAlong, 3},
-      {od::kListenAlong, 4}};
-  const std::vector<std::pair<std::uint16_t, std::uint8_t>> domains = {
-      {od::kProgramData, 1}, {od::kSectorDigests, 3}, {od::kSigningKeys, 2}};
+      {od::kListenAlong, 4}, {od::kProvisioning, 2}};
+  const std::vector<std::pair<std::uint16_t, std::uint8_t>> domains = {{od::kProgramData, 1},
+                                                                       {od::kSectorDigests, 3},
+                                                                       {od::kSigningKeys, 2},
+                                                                       {od::kProvisioning, 2}};
   for (const canopen::OdEntry& e : canopen::object_dictionary()) {
     const std::pair<std::uint16_t, std::uint8_t> at{e.index, e.sub};
     const bool may_write = std::find(writable.begin(), writable.end(), at) != writable.end();

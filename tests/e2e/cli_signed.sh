@@ -5,7 +5,9 @@
 # secret key. A signed image with counter 2 is installed and runs; an unsigned image and a signed
 # one with counter 0 (rolled back) are refused at their header (0x1F57 code 65, details 25 and 29,
 # exit 7) with `flash --no-clear`, and the installed application stays valid: `start` runs it
-# again. `verify` agrees with the node. Stops by itself; the twin is killed in a trap.
+# again. `verify` agrees with the node. Then `configure`: an unsigned change of the provisioning
+# record is refused (exit 7), a signed one (hold limit, node-ID) is stored and applies from the
+# next reset. Stops by itself; the twin is killed in a trap.
 #   cli_signed.sh RTCANBOOT_TWIN RTCANBOOT_CLI FIRMWARE_BUILD_DIR
 # Exit 77 = skipped (firmware or programs not built).
 set -u
@@ -63,7 +65,38 @@ refuse() {  # refuse CONTAINER TEXT
 }
 refuse "$tmp/unsigned.rcb" "not signed"
 refuse "$tmp/rolled_back.rcb" "rollback"
+
+# 4. The provisioning record (0x5F05): with a key only a signed request changes it. A 5 s hold
+# limit then ends an entry request's hold by itself; a new node-ID applies from the next reset.
+"$cli" -q stop --bus "$bus" --node $node >"$tmp/stop.out" 2>&1 || fail "stop: $(cat "$tmp/stop.out")"
+"$cli" configure --bus "$bus" --node $node --set hold-limit=5 >"$tmp/configure.out" 2>&1
+status=$?
+cat "$tmp/configure.out"
+[ $status -eq 7 ] || fail "an unsigned configure exited with $status, expected 7 (rejected)"
+grep -q "sign the request with --key" "$tmp/configure.out" || fail "the refusal does not say why"
+"$cli" configure --bus "$bus" --node $node --set hold-limit=5 --key "$key" >"$tmp/configure.out" 2>&1 \
+  || fail "signed configure: $(cat "$tmp/configure.out")"
+cat "$tmp/configure.out"
+"$cli" configure --bus "$bus" --node $node >"$tmp/show.out" 2>&1 || fail "configure (show)"
+grep -Eq "hold limit +5 s" "$tmp/show.out" || fail "the record does not hold the limit: $(cat "$tmp/show.out")"
+"$cli" -q reset --bus "$bus" --node $node >"$tmp/reset.out" 2>&1 || fail "reset: $(cat "$tmp/reset.out")"
+"$cli" -q stop --bus "$bus" --node $node >"$tmp/stop.out" 2>&1 || fail "stop: $(cat "$tmp/stop.out")"
+"$cli" info --bus "$bus" --node $node --json >"$tmp/info.json" 2>&1 || fail "info after stop"
+grep -q '"running": "bootloader"' "$tmp/info.json" || fail "stop did not hold the node: $(cat "$tmp/info.json")"
+sleep 8
+"$cli" info --bus "$bus" --node $node --json >"$tmp/info.json" 2>&1 || fail "info after the hold limit"
+grep -q '"running": "application"' "$tmp/info.json" \
+  || fail "the hold limit did not start the application: $(cat "$tmp/info.json")"
+"$cli" -q stop --bus "$bus" --node $node >"$tmp/stop.out" 2>&1 || fail "stop: $(cat "$tmp/stop.out")"
+"$cli" -q configure --bus "$bus" --node $node --set node-id=25 --key "$key" >"$tmp/configure.out" 2>&1 \
+  || fail "signed configure of the node-ID: $(cat "$tmp/configure.out")"
+"$cli" -q reset --bus "$bus" --node $node --no-wait >"$tmp/reset.out" 2>&1 || fail "reset: $(cat "$tmp/reset.out")"
+sleep 1
+"$cli" info --bus "$bus" --node 25 --json >"$tmp/info.json" 2>&1 \
+  || fail "node 25 does not answer after the reset: $(cat "$tmp/info.json")"
+grep -q '"running": "application"' "$tmp/info.json" || fail "node 25 does not run its application"
+
 if grep -q "FAULT" "$tmp/twin.log"; then
   fail "the twin reported a fault"
 fi
-echo "PASS: signed accepted; unsigned and rolled-back refused; the application still runs"
+echo "PASS: signed accepted; unsigned and rolled-back refused; the application still runs; the provisioning record changes only by a signed request; the hold limit and the new node-ID apply"

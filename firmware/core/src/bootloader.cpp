@@ -1,5 +1,6 @@
 #include "rtcanboot/bootloader.hpp"
 
+#include "rtcanboot/ed25519.hpp"
 #include "rtcanboot/memory_map.hpp"
 
 namespace rtcanboot {
@@ -64,6 +65,7 @@ NodeConfig Bootloader::make_node_config(const BootloaderSettings& settings,
   config.sector_digests = this;
   config.keys = this;
   config.listen_along = settings.listen_along ? &listen_ : nullptr;
+  config.provisioning = this;
   return config;
 }
 
@@ -170,8 +172,8 @@ void Bootloader::update_pending(Micros now) {
   }
   update_info();
   if (pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) return;
-  if (hold_limited() && now - last_addressed_ >= milliseconds(settings_.hold_limit_ms)) {
-    begin_start();  // nobody asked for this node for hold_limit_ms: its application runs
+  if (hold_limited() && now - last_addressed_ >= hold_limit()) {
+    begin_start();  // nobody asked for this node for the hold limit: its application runs
     return;
   }
   if (download_.take_start_request()) {
@@ -264,6 +266,7 @@ void Bootloader::poll(Micros now) {
     download_.poll();
   }
   poll_keys();
+  poll_provisioning_request();
   poll_digests();
   poll_image_check();
   finish_attempt_record();
@@ -303,7 +306,7 @@ void Bootloader::poll_digests() {
   }
   // Reads only between flash operations (a read while the NOR is busy is a fault on the chip).
   if (!digests_.needs_poll() || !download_.flash_quiet() || download_.needs_poll() ||
-      provisioning_.operation_in_flight() || key_write_pending_) {
+      provisioning_.busy() || provisioning_.operation_in_flight() || key_write_pending_) {
     return;
   }
   digests_.poll();
@@ -359,7 +362,8 @@ canopen::InstallState Bootloader::install_state() const {
 
 bool Bootloader::begin_store(std::uint8_t node_id, std::uint32_t bitrate, LssResult* refused) {
   if (download_.busy() || !download_.flash_quiet() || download_.needs_poll() ||
-      node_.transfer_active() || attempt_record_ != AttemptRecord::kNone || key_write_pending_) {
+      node_.transfer_active() || attempt_record_ != AttemptRecord::kNone || key_write_pending_ ||
+      provisioning_.busy() || provisioning_.operation_in_flight()) {
     *refused = {lss::kImplementationSpecific, lss::kSpecStoreBusy};
     return false;
   }
@@ -389,9 +393,9 @@ LssResult Bootloader::store_result() const {
 }
 
 bool Bootloader::hold_limited() const {
-  if (settings_.hold_limit_ms == 0 || !download_.signature_required() || !node_started_ ||
-      window_open_ || listening_ || !was_configured_ || pending_ != PendingAction::kNone ||
-      attempt_record_ != AttemptRecord::kNone) {
+  if (settings_.provisioning.hold_limit_s == 0 || !download_.signature_required() ||
+      !node_started_ || window_open_ || listening_ || !was_configured_ ||
+      pending_ != PendingAction::kNone || attempt_record_ != AttemptRecord::kNone) {
     return false;
   }
   if (!decision_.application_valid || !download_.valid_program() || download_.busy() ||
@@ -412,12 +416,13 @@ Micros Bootloader::next_deadline() const {
   if (window_open_ && window_end_ < deadline) deadline = window_end_;
   if (image_check_can_read()) return last_poll_;  // the next slice of the CRC check
   if (hold_limited()) {
-    const Micros hold_end = last_addressed_ + milliseconds(settings_.hold_limit_ms);
+    const Micros hold_end = last_addressed_ + hold_limit();
     if (hold_end < deadline) deadline = hold_end;
   }
   const bool flash_work =
       download_.needs_poll() || !download_.flash_quiet() || digests_.needs_poll() ||
       key_write_pending_ || key_store_.busy() ||
+      request_state_ == canopen::ProvisioningRequestState::kStoring ||
       ((node_.reset_node_requested() || self_test_requested_) && pending_ == PendingAction::kNone);
   if (flash_work && last_poll_ + kFlashPollInterval < deadline) {
     deadline = last_poll_ + kFlashPollInterval;
@@ -506,6 +511,99 @@ void Bootloader::poll_keys() {
   key_received_ = 0;
   // Refused (no blank page left, or the state changed): the store's state tells (0x5F03:1).
   key_store_.begin_write(keys);
+}
+
+// --- 0x5F05, the provisioning record and requests to change it (docs/security.md) ----------
+
+std::uint32_t Bootloader::provisioning_sequence() const {
+  return provisioning_.valid() ? provisioning_.current().sequence : 0;
+}
+
+const std::uint8_t* Bootloader::provisioning_record(std::uint32_t* size) const {
+  // The record in force: the stored one, or the settings the port started with.
+  const Provisioning& record =
+      provisioning_.valid() ? provisioning_.current() : settings_.provisioning;
+  *size =
+      encode_provisioning(record, record_bytes_, sizeof record_bytes_) ? sizeof record_bytes_ : 0;
+  return record_bytes_;
+}
+
+canopen::Abort Bootloader::RequestSink::begin(bool size_known, std::uint32_t size) {
+  if (size_known && size > sizeof bytes_) return canopen::Abort::kLengthTooHigh;
+  if (size_known && size < provisioning_request::kBodySize) return canopen::Abort::kLengthTooLow;
+  received_ = 0;
+  return canopen::Abort::kNone;
+}
+
+canopen::Abort Bootloader::RequestSink::write(const std::uint8_t* data, std::uint32_t length) {
+  if (length > sizeof bytes_ - received_) return canopen::Abort::kLengthTooHigh;
+  for (std::uint32_t i = 0; i < length; ++i) bytes_[received_ + i] = data[i];
+  received_ += length;
+  return canopen::Abort::kNone;
+}
+
+bool Bootloader::flash_free_for_records() const {
+  return !download_.busy() && download_.flash_quiet() && !download_.needs_poll() &&
+         attempt_record_ == AttemptRecord::kNone && !key_write_pending_ && !key_store_.busy() &&
+         !provisioning_.busy() && !provisioning_.operation_in_flight();
+}
+
+canopen::Abort Bootloader::refuse_request(canopen::ProvisioningRequestState why,
+                                          canopen::Abort abort) {
+  request_state_ = why;
+  return abort;
+}
+
+canopen::Abort Bootloader::take_provisioning_request(const std::uint8_t* data, std::uint32_t size) {
+  using State = canopen::ProvisioningRequestState;
+  if (!flash_free_for_records()) return canopen::Abort::kDeviceState;
+  provisioning_request::Request request;
+  if (!provisioning_request::decode(data, size, request)) {
+    return refuse_request(State::kMalformed, canopen::Abort::kValueRange);
+  }
+  const NodeIdentity& identity = node_config_.identity;
+  if (request.vendor_id != identity.vendor_id || request.product_code != identity.product_code ||
+      request.serial != identity.serial) {
+    return refuse_request(State::kOtherDevice, canopen::Abort::kCannotStore);
+  }
+  if (request.sequence != provisioning_sequence()) {
+    return refuse_request(State::kStaleSequence, canopen::Abort::kCannotStore);
+  }
+  // Without a key, like an unsigned container, any request is taken (a signature is not read).
+  if (download_.signature_required()) {
+    if (!request.is_signed) return refuse_request(State::kNotSigned, canopen::Abort::kCannotStore);
+    if (!download_.accepts_key(request.public_key)) {
+      return refuse_request(State::kUnknownKey, canopen::Abort::kCannotStore);
+    }
+    std::uint8_t message[provisioning_request::kMessageSize];
+    provisioning_request::signed_message(data, message);
+    if (ed25519::verify(request.signature, request.public_key, message, sizeof message) !=
+        ed25519::Verdict::kValid) {
+      return refuse_request(State::kBadSignature, canopen::Abort::kCannotStore);
+    }
+  }
+  // The serial number stays; the sequence is the store's.
+  Provisioning record = provisioning_.valid() ? provisioning_.current() : settings_.provisioning;
+  const Provisioning& wanted = request.settings;
+  record.node_id = wanted.node_id;
+  record.bitrate = wanted.bitrate;
+  record.boot_window_ms = wanted.boot_window_ms;
+  record.flags = wanted.flags;
+  record.boot_attempts = wanted.boot_attempts;
+  record.listen_window_ms = wanted.listen_window_ms;
+  record.hold_limit_s = wanted.hold_limit_s;
+  if (!provisioning_.save(record))
+    return refuse_request(State::kStoreFailed, canopen::Abort::kCannotStore);
+  request_state_ = State::kStoring;
+  return canopen::Abort::kNone;
+}
+
+void Bootloader::poll_provisioning_request() {
+  if (request_state_ != canopen::ProvisioningRequestState::kStoring) return;
+  provisioning_.poll();
+  if (provisioning_.busy()) return;
+  request_state_ = provisioning_.failed() ? canopen::ProvisioningRequestState::kStoreFailed
+                                          : canopen::ProvisioningRequestState::kStored;
 }
 
 }  // namespace rtcanboot

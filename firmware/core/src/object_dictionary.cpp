@@ -39,7 +39,8 @@ ObjectDictionary::Lookup ObjectDictionary::find(std::uint16_t index, std::uint8_
       (index == od::kSelfTest && config_.self_test == nullptr) ||
       (index == od::kSectorDigests && config_.sector_digests == nullptr) ||
       (index == od::kListenAlong && config_.listen_along == nullptr) ||
-      (index == od::kSigningKeys && config_.keys == nullptr)) {
+      (index == od::kSigningKeys && config_.keys == nullptr) ||
+      (index == od::kProvisioning && config_.provisioning == nullptr)) {
     result.abort = Abort::kNoObject;
     return result;
   }
@@ -127,6 +128,16 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
         return Abort::kNone;
       }
       break;
+    case od::kProvisioning:
+      if (sub == 1) number = config_.provisioning->provisioning_sequence();
+      if (sub == 2) {
+        value.data = config_.provisioning->provisioning_record(&value.size);
+        return Abort::kNone;
+      }
+      if (sub == 3) {
+        number = static_cast<std::uint32_t>(config_.provisioning->provisioning_request_state());
+      }
+      break;
     case od::kSectorDigests: {
       const SectorDigestAccess& digests = *config_.sector_digests;
       if (sub == 1) number = digests.digest_sectors();
@@ -183,6 +194,7 @@ Abort ObjectDictionary::write(const Lookup& object, const std::uint8_t* data, st
 
 DownloadSink* ObjectDictionary::domain_sink(const Lookup& object) {
   if (object.entry->index == od::kSigningKeys) return config_.keys->key_sink();
+  if (object.entry->index == od::kProvisioning) return config_.provisioning->provisioning_sink();
   if (object.entry->index != od::kProgramData) return nullptr;
   return program_.program_data(object.sub);
 }

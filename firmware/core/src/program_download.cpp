@@ -26,6 +26,18 @@ void ProgramDownload::require_signature(const KeyRecord& record) {
   min_security_counter_ = record.min_security_counter;
 }
 
+bool ProgramDownload::accepts_key(const std::uint8_t public_key[ed25519::kPublicKeySize]) const {
+  if (signing_key_ != nullptr) {
+    if (!signing_key_usable_) return false;
+    for (std::size_t i = 0; i < ed25519::kPublicKeySize; ++i) {
+      if (public_key[i] != signing_key_[i]) return false;
+    }
+    return true;
+  }
+  return key_store_ != nullptr && key_store_->holds(public_key) &&
+         ed25519::valid_public_key(public_key);
+}
+
 DownloadSink* ProgramDownload::program_data(std::uint8_t sub) {
   return sub == kProgramSub ? this : nullptr;
 }

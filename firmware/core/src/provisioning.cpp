@@ -19,10 +19,11 @@ constexpr std::size_t kWindowAt = 0x0C;
 constexpr std::size_t kSerialAt = 0x10;
 constexpr std::size_t kSequenceAt = 0x14;
 constexpr std::size_t kAttemptsAt = 0x18;
+constexpr std::size_t kHoldLimitAt = 0x19;
 constexpr std::size_t kListenWindowAt = 0x1A;
 constexpr std::size_t kCrcAt = kProvisioningRecordSize - 4;
 static_assert(kSequenceAt + 4 <= kAttemptsAt);
-static_assert(kAttemptsAt + 1 <= kListenWindowAt);
+static_assert(kAttemptsAt + 1 == kHoldLimitAt && kHoldLimitAt + 1 <= kListenWindowAt);
 static_assert(kListenWindowAt + 2 <= kCrcAt);
 // Boot attempts as stored: 0 (the reserved value of older records) = the default, 0xFF = off.
 constexpr std::uint8_t kStoredAttemptsDefault = 0;
@@ -38,12 +39,6 @@ static_assert(kProvisioningRecordSize <= memory_map::kPageSize, "one page progra
 
 constexpr std::uint32_t kCia301Bitrates[] = {10'000,  20'000,  50'000,  125'000,
                                              250'000, 500'000, 800'000, 1'000'000};
-
-bool fields_valid(const Provisioning& provisioning) {
-  return lss::valid_node_id(provisioning.node_id) && is_cia301_bitrate(provisioning.bitrate) &&
-         (provisioning.flags & ~kKnownProvisioningFlags) == 0 &&
-         provisioning.listen_window_ms <= kMaxListenWindowMs;
-}
 
 bool decode_slot(const std::uint8_t* slot, std::uint32_t* sequence) {
   bool valid = false;
@@ -61,9 +56,16 @@ bool is_cia301_bitrate(std::uint32_t bitrate) {
   return false;
 }
 
+bool valid_provisioning(const Provisioning& provisioning) {
+  return lss::valid_node_id(provisioning.node_id) && is_cia301_bitrate(provisioning.bitrate) &&
+         (provisioning.flags & ~kKnownProvisioningFlags) == 0 &&
+         provisioning.listen_window_ms <= kMaxListenWindowMs &&
+         provisioning.boot_attempts != kStoredAttemptsOff;  // 0 is "off" in the struct
+}
+
 bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out,
                          std::size_t capacity) {
-  if (capacity < kProvisioningRecordSize || !fields_valid(provisioning)) return false;
+  if (capacity < kProvisioningRecordSize || !valid_provisioning(provisioning)) return false;
   for (std::size_t i = 0; i < kProvisioningRecordSize; ++i) out[i] = 0;
   store_le32(out + kMagicAt, kProvisioningMagic);
   store_le16(out + kFormatAt, kProvisioningFormat);
@@ -75,6 +77,7 @@ bool encode_provisioning(const Provisioning& provisioning, std::uint8_t* out,
   store_le32(out + kSequenceAt, provisioning.sequence);
   out[kAttemptsAt] =
       provisioning.boot_attempts == kTrialBootOff ? kStoredAttemptsOff : provisioning.boot_attempts;
+  out[kHoldLimitAt] = provisioning.hold_limit_s;
   store_le16(out + kListenWindowAt,
              provisioning.listen_window_ms == 0 ? kStoredListenOff : provisioning.listen_window_ms);
   store_le32(out + kCrcAt, crc32(0, out, kCrcAt));
@@ -101,11 +104,12 @@ Provisioning decode_provisioning(const std::uint8_t* data, std::size_t length, b
   provisioning.boot_attempts = attempts == kStoredAttemptsDefault ? defaults.boot_attempts
                                : attempts == kStoredAttemptsOff   ? kTrialBootOff
                                                                   : attempts;
+  provisioning.hold_limit_s = data[kHoldLimitAt];  // 0 in records older than the hold limit
   const std::uint16_t listen = load_le16(data + kListenWindowAt);
   provisioning.listen_window_ms = listen == kStoredListenDefault ? defaults.listen_window_ms
                                   : listen == kStoredListenOff   ? std::uint16_t{0}
                                                                  : listen;
-  if (!fields_valid(provisioning)) return defaults;
+  if (!valid_provisioning(provisioning)) return defaults;
   if (valid != nullptr) *valid = true;
   return provisioning;
 }

@@ -29,6 +29,7 @@
 #include "rtcanboot/node_config.hpp"
 #include "rtcanboot/program_download.hpp"
 #include "rtcanboot/provisioning.hpp"
+#include "rtcanboot/provisioning_request.hpp"
 #include "rtcanboot/sector_digests.hpp"
 #include "rtcanboot/types.hpp"
 
@@ -74,12 +75,6 @@ struct BootloaderSettings {
   // refused (kSpecStoreLocked) unless this is set: the provisioning record (node-ID, bit rate,
   // boot window) then cannot be changed over CAN (docs/security.md, "Lock-down").
   bool lss_store_when_locked = false;
-  // Once the node holds a signing key: a node held in its bootloader (an entry request, or a
-  // master in its boot or listen window) with a valid application it would start by itself
-  // starts it after this many ms without a frame addressed to it (an SDO request or an NMT
-  // command naming it) and without flash work. 0: no limit, held until a master starts or resets
-  // it. Bounds how long a request can keep a node out of its application (docs/security.md).
-  std::uint32_t hold_limit_ms = 0;
   // The port offers the self-test (0x5F01); nullptr: no such object. Must outlive the Bootloader.
   const SelfTestResult* self_test = nullptr;
 };
@@ -96,6 +91,7 @@ class Bootloader final : private LssStorage,
                          private SectorDigestAccess,
                          private StartGate,
                          private KeyAccess,
+                         private ProvisioningAccess,
                          private DownloadSink {
  public:
   // How often poll() must run while flash work is in progress.
@@ -144,8 +140,11 @@ class Bootloader final : private LssStorage,
  private:
   NodeConfig make_node_config(const BootloaderSettings& settings, const RtcanbootInfo& info);
   void update_pending(Micros now);
-  // The hold limit applies now (hold_limit_ms, a key, a startable application, nothing running).
+  // The hold limit applies now (provisioned hold limit, a key, a startable application, nothing
+  // running): a node held in its bootloader with a valid application it would start by itself
+  // starts it after hold_limit_s without a frame addressed to it (docs/security.md).
   bool hold_limited() const;
+  Micros hold_limit() const { return milliseconds(settings_.provisioning.hold_limit_s * 1000U); }
   // Starts the application, recording the attempt first when the image is unconfirmed.
   void begin_start();
   void update_info();  // 0x5F00:6..8 from the journal
@@ -200,6 +199,36 @@ class Bootloader final : private LssStorage,
   void cancel(canopen::Abort, CancelCause) override { key_received_ = 0; }
   void poll_keys();
 
+  // ProvisioningAccess: 0x5F05, the provisioning record and signed requests to change it.
+  std::uint32_t provisioning_sequence() const override;
+  const std::uint8_t* provisioning_record(std::uint32_t* size) const override;
+  DownloadSink* provisioning_sink() override { return &request_sink_; }
+  canopen::ProvisioningRequestState provisioning_request_state() const override {
+    return request_state_;
+  }
+  // A complete request (the sink's end()): checked, then stored as the new record.
+  canopen::Abort take_provisioning_request(const std::uint8_t* data, std::uint32_t size);
+  canopen::Abort refuse_request(canopen::ProvisioningRequestState why, canopen::Abort abort);
+  void poll_provisioning_request();
+  // Nothing else uses the flash: a record write may start.
+  bool flash_free_for_records() const;
+
+  // Collects the bytes of a 0x5F05:2 write (at most a signed request).
+  class RequestSink final : public DownloadSink {
+   public:
+    explicit RequestSink(Bootloader& owner) : owner_(owner) {}
+    canopen::Abort begin(bool size_known, std::uint32_t size) override;
+    std::uint32_t free_space() const override { return 0x7FFF'FFFF; }
+    canopen::Abort write(const std::uint8_t* data, std::uint32_t length) override;
+    canopen::Abort end() override { return owner_.take_provisioning_request(bytes_, received_); }
+    void cancel(canopen::Abort, CancelCause) override { received_ = 0; }
+
+   private:
+    Bootloader& owner_;
+    std::uint8_t bytes_[provisioning_request::kSignedSize] = {};
+    std::uint32_t received_ = 0;
+  };
+
   BootloaderSettings settings_;
   FrameSink& frames_;
   GuardedFlash guard_;
@@ -209,6 +238,9 @@ class Bootloader final : private LssStorage,
   std::uint8_t key_bytes_[kMaxProvisionedKeys * kKeyHashSize] = {};
   std::uint32_t key_received_ = 0;
   bool key_write_pending_ = false;  // a complete 0x5F03:2 write waits for the flash
+  RequestSink request_sink_{*this};
+  canopen::ProvisioningRequestState request_state_ = canopen::ProvisioningRequestState::kNone;
+  mutable std::uint8_t record_bytes_[kProvisioningRecordSize] = {};  // 0x5F05:2 read
   journal::InstallJournal journal_;
   ProvisioningStore provisioning_;
   FlashWriter writer_;
@@ -229,7 +261,7 @@ class Bootloader final : private LssStorage,
   bool window_open_ = false;  // announced boot window
   bool listening_ = false;    // silent listen window
   Micros window_end_ = 0;
-  Micros last_addressed_ = 0;  // the last frame addressed to the node (hold_limit_ms)
+  Micros last_addressed_ = 0;  // the last frame addressed to the node (hold limit)
   Micros last_poll_ = 0;
   PendingAction pending_ = PendingAction::kNone;
 };

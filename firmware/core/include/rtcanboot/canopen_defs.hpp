@@ -185,6 +185,14 @@ inline constexpr std::uint16_t kSigningKeys = 0x5F03;
 //  sub 4 UNSIGNED8  rw  write 1: follow (subs 1-3 as written), 0: stop; read: ListenAlongState
 //  sub 5 UNSIGNED32 ro  bytes the lead accepted that this node missed (gaps) in the last transfer
 inline constexpr std::uint16_t kListenAlong = 0x5F04;
+// rtcanboot provisioning record (bootloader only, docs/security.md):
+//  sub 1 UNSIGNED32 ro  sequence number of the record in force (0: none stored); a request
+//                       must name it
+//  sub 2 DOMAIN     rw  read: the record in force (32 bytes, docs/flash-records.md); write: a
+//                       provisioning request (provisioning_request.hpp, 40 bytes unsigned or
+//                       136 signed; signed by a held key once the node holds one)
+//  sub 3 UNSIGNED8  ro  ProvisioningRequestState of the last request
+inline constexpr std::uint16_t kProvisioning = 0x5F05;
 }  // namespace od
 
 // 0x5F03:1.
@@ -208,6 +216,21 @@ enum class ListenAlongState : std::uint8_t {
                    // has is in flash, uncommitted, for a sparse repair
   kLost = 5,       // lost its place (or could not keep up): stopped following this transfer
   kRefused = 6,    // this node's own checks refused the container (0x1F57 says why)
+};
+
+// 0x5F05:3. A refused request is answered with an SDO abort too: kMalformed with 0x0609_0030,
+// the others with 0x0800_0020.
+enum class ProvisioningRequestState : std::uint8_t {
+  kNone = 0,
+  kStoring = 1,        // accepted: the new record is being written
+  kStored = 2,         // written: it takes effect at the next reset
+  kStoreFailed = 3,    // the flash write failed; the record before it stays in force
+  kMalformed = 4,      // length, magic, format, reserved bytes or a setting out of range
+  kOtherDevice = 5,    // vendor-ID, product code or serial number is not this node's
+  kStaleSequence = 6,  // names another record than the one in force (e.g. a replayed request)
+  kNotSigned = 7,      // the node holds a key and the request carries no signature
+  kUnknownKey = 8,     // signed by a key the node does not hold (or its key store is incomplete)
+  kBadSignature = 9,   // the signature does not verify
 };
 
 // 0x5F02:2.

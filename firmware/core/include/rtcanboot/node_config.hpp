@@ -74,6 +74,18 @@ class KeyAccess {
   ~KeyAccess() = default;
 };
 
+// 0x5F05, the provisioning record and the requests that change it (docs/security.md).
+class ProvisioningAccess {
+ public:
+  virtual std::uint32_t provisioning_sequence() const = 0;                           // sub 1
+  virtual const std::uint8_t* provisioning_record(std::uint32_t* size) const = 0;    // sub 2, read
+  virtual DownloadSink* provisioning_sink() = 0;                                     // sub 2, write
+  virtual canopen::ProvisioningRequestState provisioning_request_state() const = 0;  // sub 3
+
+ protected:
+  ~ProvisioningAccess() = default;
+};
+
 // 0x5F04, listen-along download (docs/fleet-update.md).
 class ListenAlongAccess {
  public:
@@ -125,6 +137,7 @@ struct NodeConfig {
   SectorDigestAccess* sector_digests = nullptr;  // 0x5F02; absent when nullptr
   KeyAccess* keys = nullptr;                     // 0x5F03; absent when nullptr
   ListenAlongAccess* listen_along = nullptr;     // 0x5F04; absent when nullptr
+  ProvisioningAccess* provisioning = nullptr;    // 0x5F05; absent when nullptr
 };
 
 }  // namespace rtcanboot

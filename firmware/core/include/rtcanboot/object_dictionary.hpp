@@ -179,6 +179,14 @@ inline constexpr OdEntry kObjectDictionary[] = {
      DataType::kUnsigned8, Access::kReadWrite, 0, true},
     {od::kListenAlong, 5, ObjectCode::kRecord, "rtcanboot listen-along", "Gap bytes",
      DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kProvisioning, 0, ObjectCode::kRecord, "rtcanboot provisioning",
+     "Highest sub-index supported", DataType::kUnsigned8, Access::kReadOnly, 3, false},
+    {od::kProvisioning, 1, ObjectCode::kRecord, "rtcanboot provisioning", "Record sequence",
+     DataType::kUnsigned32, Access::kReadOnly, 0, true},
+    {od::kProvisioning, 2, ObjectCode::kRecord, "rtcanboot provisioning", "Record / request",
+     DataType::kDomain, Access::kReadWrite, 0, true},
+    {od::kProvisioning, 3, ObjectCode::kRecord, "rtcanboot provisioning", "Request state",
+     DataType::kUnsigned8, Access::kReadOnly, 0, true},
     // clang-format on
 };
 

@@ -33,6 +33,7 @@
 #include <cstdint>
 
 #include "rtcanboot/canopen_defs.hpp"
+#include "rtcanboot/ed25519.hpp"
 #include "rtcanboot/flash_writer.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/image_format.hpp"
@@ -121,6 +122,9 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // download cannot begin (and a clear is refused) while the store writes. `store` must outlive
   // this object.
   void use_key_store(const KeyStore& store) { key_store_ = &store; }
+  // A signed provisioning request (0x5F05) by `public_key` may be verified: it is the built-in
+  // key (usable), or SHA-256 of it is in the complete key store.
+  bool accepts_key(const std::uint8_t public_key[ed25519::kPublicKeySize]) const;
   bool signature_required() const {
     return signing_key_ != nullptr ||
            (key_store_ != nullptr && key_store_->state() != KeyStoreState::kNone);

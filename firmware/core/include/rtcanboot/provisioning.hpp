@@ -41,6 +41,10 @@ struct Provisioning {
   std::uint8_t boot_attempts = 3;
   // Silent listen window before a valid application starts, ms (0: off, start at once).
   std::uint16_t listen_window_ms = kDefaultListenWindowMs;
+  // Hold limit, s (0: none): once the node holds a signing key, a node held in its bootloader
+  // with a valid application it would start by itself starts it after this long without a frame
+  // addressed to it (docs/security.md, "Lock-down").
+  std::uint8_t hold_limit_s = 0;
 };
 
 inline constexpr std::uint8_t kTrialBootOff = 0;
@@ -52,6 +56,9 @@ inline constexpr std::size_t kProvisioningRecordSize = 32;
 // 10k, 20k, 50k, 125k, 250k, 500k, 800k or 1M bit/s.
 bool is_cia301_bitrate(std::uint32_t bitrate);
 
+// The settings' ranges: node-ID 1..127 or 0xFF, a CiA 301 bit rate, known flags, listen window
+// at most kMaxListenWindowMs, boot attempts not 255 (kTrialBootOff, 0, turns trial boot off).
+bool valid_provisioning(const Provisioning& provisioning);
 // Writes the record (kProvisioningRecordSize bytes, CRC included). False when a field is out of
 // range (node-ID not 1..127 or 0xFF, bit rate not a CiA 301 rate, unknown flags, listen window
 // above kMaxListenWindowMs) or the buffer is too small.

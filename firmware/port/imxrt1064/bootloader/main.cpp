@@ -193,9 +193,6 @@ constinit SelfTestResult g_self_test;          // 0x5F01: kNotRun unless this bo
   if (!flash_ready) settings.flash_refused = g_flash.refusal();
   settings.lss_rates = lss_supported_rates(board::kCanClockHz);
   settings.self_test = &g_self_test;
-#ifdef RTCANBOOT_HOLD_LIMIT_MS
-  settings.hold_limit_ms = RTCANBOOT_HOLD_LIMIT_MS;
-#endif
 #ifdef RTCANBOOT_LSS_STORE_WHEN_LOCKED
   settings.lss_store_when_locked = true;
 #endif
