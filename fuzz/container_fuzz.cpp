@@ -215,7 +215,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       detail == FlashDetail::kBadHeaderLength || detail == FlashDetail::kBadHeaderCrc ||
       detail == FlashDetail::kLoadAddress || detail == FlashDetail::kTooLarge ||
       detail == FlashDetail::kProductMismatch || detail == FlashDetail::kUnsupportedFlags ||
-      detail == FlashDetail::kBadVectorTable;
+      detail == FlashDetail::kBadPatch || detail == FlashDetail::kBadVectorTable;
   if (first_bytes_refusal && !clear_asked) FUZZ_CHECK(flash.mutating_ops() == 0);
 
   // A download that failed without touching the installed application keeps it.

@@ -66,6 +66,7 @@ bool header_refusal(FlashDetail detail) {
     case FlashDetail::kTooLarge:
     case FlashDetail::kProductMismatch:
     case FlashDetail::kUnsupportedFlags:
+    case FlashDetail::kBadPatch:
     case FlashDetail::kBadVectorTable:
     case FlashDetail::kSignatureMissing:
     case FlashDetail::kSignatureMalformed:

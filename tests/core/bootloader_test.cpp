@@ -290,8 +290,11 @@ TEST_F(BootloaderTest, HeaderErrorsAbortWithTheirFlashStatusAndKeepTheApplicatio
        FlashDetail::kLoadAddress},
       {[](image::Header& h) { h.format_version = 2; }, FlashStatus::kDataFormatUnknown,
        FlashDetail::kBadFormatVersion},
-      {[](image::Header& h) { h.flags = 4; }, FlashStatus::kDataFormatUnknown,
+      {[](image::Header& h) { h.flags = 8; }, FlashStatus::kDataFormatUnknown,
        FlashDetail::kUnsupportedFlags},
+      // Bit 2 is the patch flag: without its patch record the container is malformed.
+      {[](image::Header& h) { h.flags = 4; }, FlashStatus::kDataFormatError,
+       FlashDetail::kBadPatch},
       // Bit 0 is the sparse flag: without its extents record the container is malformed.
       {[](image::Header& h) { h.flags = 1; }, FlashStatus::kDataFormatError,
        FlashDetail::kBadExtents},
@@ -997,9 +1000,9 @@ TEST_F(BootloaderWithKey, SignedIsInstalledUnsignedAndForgedAreRefusedAtTheHeade
   EXPECT_TRUE(rig.bootloader().installed().valid);
 }
 
-// Lock-down (docs/security.md): with a key and a provisioned hold limit, a node held in its bootloader by an
-// entry request starts its valid application once nothing addressed it for that long; each
-// request addressed to it starts the time again. Without a limit it stays.
+// Lock-down (docs/security.md): with a key and a provisioned hold limit, a node held in its
+// bootloader by an entry request starts its valid application once nothing addressed it for that
+// long; each request addressed to it starts the time again. Without a limit it stays.
 TEST_F(BootloaderWithKey, AHeldNodeStartsItsApplicationAfterTheHoldLimit) {
   rig.boot();
   ASSERT_TRUE(rig.sdo_download_block(od::kProgramData, 1, signed_vector()).ok());

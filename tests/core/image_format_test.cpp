@@ -134,6 +134,8 @@ TEST(ImageFormat, RequiredFlagBitsAreRejectedInformationalAccepted) {
       EXPECT_TRUE(check(bytes).ok()) << "bit 0 is the sparse flag";
     } else if (bit == 1) {
       EXPECT_TRUE(check(bytes).ok()) << "bit 1 is the compressed flag";
+    } else if (bit == 2) {
+      EXPECT_TRUE(check(bytes).ok()) << "bit 2 is the patch flag";
     } else if (bit < 16) {
       expect_result(check(bytes), FlashStatus::kDataFormatUnknown, FlashDetail::kUnsupportedFlags);
     } else {
@@ -478,8 +480,8 @@ TEST(SignatureRecord, EncoderProducesTheCommittedSignedBytes) {
   EXPECT_EQ(0, std::memcmp(message + 16 + image::kFixedLength, fields, 8));
 }
 
-// The transport flags (sparse, compressed) are left out of the signed message; every other flag
-// bit, informational ones included, is signed.
+// The transport flags (sparse, compressed, patch) are left out of the signed message; every other
+// flag bit, informational ones included, is signed.
 TEST(SignatureRecord, TransportFlagsAreNotSignedOtherFlagsAre) {
   const Bytes vector = signed_vector();
   const Found found = find(vector);
@@ -492,7 +494,7 @@ TEST(SignatureRecord, TransportFlagsAreNotSignedOtherFlagsAre) {
     std::uint8_t message[image::kSignedMessageSize];
     image::signed_message(bytes.data(), found.record, message);
     const bool same = std::memcmp(message, original, sizeof message) == 0;
-    EXPECT_EQ(same, bit == 0 || bit == 1) << "flag bit " << bit;
+    EXPECT_EQ(same, bit == 0 || bit == 1 || bit == 2) << "flag bit " << bit;
   }
   // The committed vector, marked compressed (its header CRC redone), still verifies.
   Bytes compressed = vector;

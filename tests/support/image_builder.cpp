@@ -72,6 +72,21 @@ std::vector<std::uint8_t> make_sparse_container(const std::vector<std::uint8_t>&
   return bytes;
 }
 
+std::vector<std::uint8_t> make_patch_container(const std::vector<std::uint8_t>& image,
+                                               const image::PatchList& patch,
+                                               std::uint32_t image_version) {
+  image::Header header = header_for(image, image_version);
+  header.header_length = static_cast<std::uint16_t>(
+      (image::kFixedLength + image::kRecordHeadLength + 8 * patch.count + 4 + 3) / 4 * 4);
+  std::vector<std::uint8_t> bytes(header.header_length);
+  if (!image::encode_patch(header, patch, bytes.data(), bytes.size())) return {};
+  for (std::uint32_t i = 0; i < patch.count; ++i) {
+    const auto begin = image.begin() + static_cast<std::ptrdiff_t>(patch.runs[i].offset);
+    bytes.insert(bytes.end(), begin, begin + static_cast<std::ptrdiff_t>(patch.runs[i].length));
+  }
+  return bytes;
+}
+
 image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,
                                     const std::uint8_t* flash) {
   image::ExtentList extents;

@@ -38,6 +38,12 @@ std::vector<std::uint8_t> make_sparse_container(const std::vector<std::uint8_t>&
                                                 const image::ExtentList& extents,
                                                 std::uint32_t image_version = 1);
 
+// A patch container: the header of the whole `image`, the patch record of `patch`, then only
+// the bytes of its runs.
+std::vector<std::uint8_t> make_patch_container(const std::vector<std::uint8_t>& image,
+                                               const image::PatchList& patch,
+                                               std::uint32_t image_version = 1);
+
 // The runs of every sector of `image` whose bytes differ from `flash` (the application region
 // as it is; the image's last sector compared up to its end, padding 0xFF as the writer does).
 image::ExtentList differing_sectors(const std::vector<std::uint8_t>& image,

@@ -136,7 +136,9 @@ FlashResult NorFlashFake::start_program(std::uint32_t offset, const std::uint8_t
   if (offset < kProtectedEnd)
     violation(describe("program in the bootloader region", offset, kPage));
   for (std::uint32_t i = 0; i < kPage; ++i) {
-    if ((memory_[offset + i] & page[i]) != page[i]) {
+    // A 0xFF data byte leaves its cells as they are (as the twin's W25Q32 model has it): a page
+    // may be programmed again around bytes programmed before (patch containers).
+    if (page[i] != 0xFF && (memory_[offset + i] & page[i]) != page[i]) {
       violation(describe("program asks for a 0->1 bit change", offset + i, 1));
       break;
     }

@@ -2,7 +2,8 @@
 // and the core benchmark. Whatever the chip would not do is recorded as a violation (and, in
 // tests, reported as a failure through set_violation_handler):
 //   - erase only 4/32/64 KiB at matching boundaries; program only one whole, aligned page;
-//   - programming only clears bits: asking for a 1 where the flash holds a 0 is a violation;
+//   - programming only clears bits: asking for a 1 where the flash holds a 0 is a violation
+//     (except in a 0xFF byte, which leaves its cells alone);
 //   - busy for a modelled duration (typical or maximum datasheet timing): starting another
 //     operation or reading while busy is a violation;
 //   - the page buffer must stay unchanged until the program completes;

@@ -33,6 +33,7 @@ void FlashWriter::open_write(std::uint32_t offset, std::uint32_t length) {
   length_ = length;
   verify_length_ = length;
   extents_ = nullptr;
+  patch_ = nullptr;
   erase_end_ = round_up(length, memory_map::kSectorSize);
   erased_to_ = 0;
   check_cursor_ = 0;
@@ -48,6 +49,61 @@ void FlashWriter::open_sparse_write(std::uint32_t offset, std::uint32_t image_le
   open_write(offset, image::sparse_payload_length(extents, image_length));
   verify_length_ = image_length;
   extents_ = &extents;
+}
+
+void FlashWriter::open_patch_write(std::uint32_t offset, std::uint32_t image_length,
+                                   const image::PatchList& runs) {
+  open_write(offset, runs.bytes());
+  verify_length_ = image_length;
+  patch_ = &runs;
+  erase_end_ = 0;  // nothing is erased
+}
+
+std::uint32_t FlashWriter::patch_piece(std::uint32_t position, std::uint32_t* image_offset) const {
+  std::uint32_t run_start = 0;  // stream position of the run's first byte
+  for (std::uint32_t i = 0; i < patch_->count; ++i) {
+    const image::PatchRun& run = patch_->runs[i];
+    if (position < run_start + run.length) {
+      *image_offset = run.offset + (position - run_start);
+      const std::uint32_t in_run = run_start + run.length - position;
+      const std::uint32_t in_page = kPageSize - *image_offset % kPageSize;
+      return in_run < in_page ? in_run : in_page;
+    }
+    run_start += run.length;
+  }
+  *image_offset = 0;
+  return 0;
+}
+
+void FlashWriter::program_patch_piece() {
+  std::uint32_t image_offset = 0;
+  const std::uint32_t piece = patch_piece(programmed_, &image_offset);
+  const std::uint32_t page_offset = start_ + image_offset / kPageSize * kPageSize;
+  const std::uint32_t at = image_offset % kPageSize;
+  if (flash_.read(page_offset, patch_page_, kPageSize) != FlashResult::kOk) {
+    fail(FlashDetail::kProgramFailed);
+    return;
+  }
+  for (std::uint32_t i = 0; i < piece; ++i) {
+    if (patch_page_[at + i] != 0xFF) {
+      fail(FlashDetail::kPatchNotBlank);  // not a gap: programming would merge two images
+      return;
+    }
+  }
+  for (std::uint32_t i = 0; i < kPageSize; ++i) patch_page_[i] = 0xFF;
+  for (std::uint32_t i = 0; i < piece; ++i) {
+    patch_page_[at + i] = ring_[(programmed_ + i) % capacity_];
+  }
+  if (flash_.start_program(page_offset, patch_page_) != FlashResult::kOk) {
+    fail(FlashDetail::kProgramFailed);
+    return;
+  }
+  in_flight_ = true;
+  changed_flash_ = true;
+  op_ = Op::kProgram;
+  op_generation_ = generation_;
+  op_offset_ = page_offset;
+  op_length_ = piece;
 }
 
 std::uint32_t FlashWriter::flash_offset(std::uint32_t position) const {
@@ -121,7 +177,7 @@ void FlashWriter::complete_operation() {
     erased_to_ = op_position_ + op_length_;
     check_cursor_ = 0;
   } else {
-    const std::uint32_t end = programmed_ + kPageSize;
+    const std::uint32_t end = programmed_ + (patch_ != nullptr ? op_length_ : kPageSize);
     programmed_ = end < length_ ? end : length_;
     ++stats_.pages;
   }
@@ -223,6 +279,11 @@ bool FlashWriter::has_work() const {
   switch (state_) {
     case State::kWriting: {
       const std::uint32_t bytes = pending_bytes();
+      if (patch_ != nullptr) {
+        std::uint32_t unused = 0;
+        const std::uint32_t piece = patch_piece(programmed_, &unused);
+        return (piece != 0 && bytes >= piece) || (input_complete_ && programmed_ >= length_);
+      }
       const bool page_ready = bytes >= kPageSize || (input_complete_ && bytes > 0);
       const std::uint32_t lookahead = programmed_ + kEraseLookahead;
       const std::uint32_t erase_limit = lookahead < erase_end_ ? lookahead : erase_end_;
@@ -245,6 +306,11 @@ void FlashWriter::poll() {
   switch (state_) {
     case State::kWriting: {
       const std::uint32_t bytes = pending_bytes();
+      if (patch_ != nullptr && programmed_ < length_) {
+        std::uint32_t unused = 0;
+        if (bytes >= patch_piece(programmed_, &unused)) program_patch_piece();
+        return;
+      }
       const bool page_ready = bytes >= kPageSize || (input_complete_ && bytes > 0);
       if (page_ready && programmed_ + kPageSize <= erased_to_) {
         program_page();

@@ -193,61 +193,135 @@ std::uint32_t sparse_header_length(std::uint32_t extent_count, std::uint32_t oth
   return needed < kDefaultHeaderLength ? kDefaultHeaderLength : needed;
 }
 
-CheckResult parse_extents(const std::uint8_t* data, const Header& header, ExtentList& out) {
-  const CheckResult bad = fail(FlashStatus::kDataFormatError, FlashDetail::kBadExtents);
-  out.count = 0;
+namespace {
+
+// Walks the records area and finds the one record of `type`: false when the area does not walk
+// to its end (a record past it, a length not a multiple of 4) or the record is missing or
+// repeated. `body` and `length` then say where its data is.
+bool find_one_record(const std::uint8_t* data, const Header& header, std::uint16_t type,
+                     std::uint32_t& body, std::uint32_t& length) {
   const std::uint32_t end = header.header_length - 4U;
-  const std::uint32_t sectors = sector_count(header.payload_length);
   bool found = false;
   std::uint32_t offset = kFixedLength;
   while (offset < end) {
-    if (end - offset < kRecordHeadLength) return bad;
-    const std::uint16_t type = load_le16(data + offset);
-    const std::uint32_t length = load_le16(data + offset + 2);
-    const std::uint32_t body = offset + kRecordHeadLength;
-    if (length > end - body || length % 4 != 0) return bad;
-    if (type == kRecordExtents) {
-      if (found) return bad;
+    if (end - offset < kRecordHeadLength) return false;
+    const std::uint32_t record_length = load_le16(data + offset + 2);
+    const std::uint32_t record_body = offset + kRecordHeadLength;
+    if (record_length > end - record_body || record_length % 4 != 0) return false;
+    if (load_le16(data + offset) == type) {
+      if (found) return false;
       found = true;
-      std::uint32_t next_free = 0;  // first sector a run may start at
-      for (std::uint32_t at = 0; at < length; at += 4) {
-        const std::uint32_t first = load_le16(data + body + at);
-        const std::uint32_t count = load_le16(data + body + at + 2);
-        if (count == 0 || first < next_free || first + count > sectors) return bad;
-        out.runs[out.count].first_sector = static_cast<std::uint16_t>(first);
-        out.runs[out.count].sector_count = static_cast<std::uint16_t>(count);
-        ++out.count;
-        next_free = first + count + 1;  // runs never touch: one encoding per sector set
-      }
+      body = record_body;
+      length = record_length;
     }
-    offset = body + length;
+    offset = record_body + record_length;
   }
-  return found ? CheckResult{} : bad;
+  return found;
 }
+
+}  // namespace
+
+CheckResult parse_extents(const std::uint8_t* data, const Header& header, ExtentList& out) {
+  const CheckResult bad = fail(FlashStatus::kDataFormatError, FlashDetail::kBadExtents);
+  out.count = 0;
+  std::uint32_t body = 0;
+  std::uint32_t length = 0;
+  if (!find_one_record(data, header, kRecordExtents, body, length)) return bad;
+  const std::uint32_t sectors = sector_count(header.payload_length);
+  std::uint32_t next_free = 0;  // first sector a run may start at
+  for (std::uint32_t at = 0; at < length; at += 4) {
+    const std::uint32_t first = load_le16(data + body + at);
+    const std::uint32_t count = load_le16(data + body + at + 2);
+    if (count == 0 || first < next_free || first + count > sectors) return bad;
+    out.runs[out.count].first_sector = static_cast<std::uint16_t>(first);
+    out.runs[out.count].sector_count = static_cast<std::uint16_t>(count);
+    ++out.count;
+    next_free = first + count + 1;  // runs never touch: one encoding per sector set
+  }
+  return {};
+}
+
+CheckResult parse_patch(const std::uint8_t* data, const Header& header, PatchList& out) {
+  const CheckResult bad = fail(FlashStatus::kDataFormatError, FlashDetail::kBadPatch);
+  out.count = 0;
+  if ((header.flags & (kFlagSparse | kFlagCompressed)) != 0) return bad;
+  std::uint32_t body = 0;
+  std::uint32_t length = 0;
+  if (!find_one_record(data, header, kRecordPatch, body, length)) return bad;
+  if (length % 8 != 0 || length / 8 > kMaxPatchRuns) return bad;
+  std::uint32_t next_free = 0;  // first byte a run may start at
+  for (std::uint32_t at = 0; at < length; at += 8) {
+    const std::uint32_t offset = load_le32(data + body + at);
+    const std::uint32_t run_length = load_le32(data + body + at + 4);
+    if (run_length == 0 || offset < next_free || offset > header.payload_length ||
+        run_length > header.payload_length - offset) {
+      return bad;
+    }
+    out.runs[out.count].offset = offset;
+    out.runs[out.count].length = run_length;
+    ++out.count;
+    next_free = offset + run_length + 1;  // runs never touch
+  }
+  return out.count != 0 ? CheckResult{} : bad;
+}
+
+namespace {
+
+// encode() with `flag` set and the records area holding `other_records`, then the head of a
+// record of `type` with `record_length` bytes of data. Returns where its data goes (nullptr when
+// it does not fit); the caller fills it, then seal() writes the header CRC.
+std::uint8_t* encode_with_record(const Header& header, std::uint32_t flag, std::uint16_t type,
+                                 std::uint32_t record_length, std::uint8_t* out,
+                                 std::size_t out_capacity, const std::uint8_t* other_records,
+                                 std::size_t other_length) {
+  if (other_length % 4 != 0 || other_length > kMaxHeaderLength ||
+      kFixedLength + other_length + kRecordHeadLength + record_length + 4 > header.header_length) {
+    return nullptr;
+  }
+  Header with_flag = header;
+  with_flag.flags |= flag;
+  if (!encode(with_flag, out, out_capacity)) return nullptr;
+  for (std::size_t i = 0; i < other_length; ++i) out[kFixedLength + i] = other_records[i];
+  std::uint8_t* record = out + kFixedLength + other_length;
+  store_le16(record, type);
+  store_le16(record + 2, static_cast<std::uint16_t>(record_length));
+  return record + kRecordHeadLength;
+}
+
+void seal(const Header& header, std::uint8_t* out) {
+  const std::uint32_t crc_at = header.header_length - 4U;
+  store_le32(out + crc_at, crc32(0, out, crc_at));
+}
+
+}  // namespace
 
 bool encode_sparse(const Header& header, const ExtentList& extents, std::uint8_t* out,
                    std::size_t out_capacity, const std::uint8_t* other_records,
                    std::size_t other_length) {
-  if (extents.count > kMaxExtents || other_length % 4 != 0 || other_length > kMaxHeaderLength) {
-    return false;
-  }
-  const std::uint32_t record_length = 4 * extents.count;
-  if (kFixedLength + other_length + kRecordHeadLength + record_length + 4 > header.header_length) {
-    return false;
-  }
-  Header sparse = header;
-  sparse.flags |= kFlagSparse;
-  if (!encode(sparse, out, out_capacity)) return false;
-  for (std::size_t i = 0; i < other_length; ++i) out[kFixedLength + i] = other_records[i];
-  std::uint8_t* record = out + kFixedLength + other_length;
-  store_le16(record, kRecordExtents);
-  store_le16(record + 2, static_cast<std::uint16_t>(record_length));
+  if (extents.count > kMaxExtents) return false;
+  std::uint8_t* data = encode_with_record(header, kFlagSparse, kRecordExtents, 4 * extents.count,
+                                          out, out_capacity, other_records, other_length);
+  if (data == nullptr) return false;
   for (std::uint32_t i = 0; i < extents.count; ++i) {
-    store_le16(record + kRecordHeadLength + 4 * i, extents.runs[i].first_sector);
-    store_le16(record + kRecordHeadLength + 4 * i + 2, extents.runs[i].sector_count);
+    store_le16(data + 4 * i, extents.runs[i].first_sector);
+    store_le16(data + 4 * i + 2, extents.runs[i].sector_count);
   }
-  const std::uint32_t crc_at = header.header_length - 4U;
-  store_le32(out + crc_at, crc32(0, out, crc_at));
+  seal(header, out);
+  return true;
+}
+
+bool encode_patch(const Header& header, const PatchList& runs, std::uint8_t* out,
+                  std::size_t out_capacity, const std::uint8_t* other_records,
+                  std::size_t other_length) {
+  if (runs.count > kMaxPatchRuns) return false;
+  std::uint8_t* data = encode_with_record(header, kFlagPatch, kRecordPatch, 8 * runs.count, out,
+                                          out_capacity, other_records, other_length);
+  if (data == nullptr) return false;
+  for (std::uint32_t i = 0; i < runs.count; ++i) {
+    store_le32(data + 8 * i, runs.runs[i].offset);
+    store_le32(data + 8 * i + 4, runs.runs[i].length);
+  }
+  seal(header, out);
   return true;
 }
 

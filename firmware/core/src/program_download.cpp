@@ -123,6 +123,7 @@ Abort ProgramDownload::begin(bool size_known, std::uint32_t size) {
   header_received_ = 0;
   header_ = {};
   sparse_ = false;
+  patch_ = false;
   compressed_ = false;
   finish_pending_ = false;
   vectors_in_stream_ = true;
@@ -187,9 +188,17 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
     const image::CheckResult runs = image::parse_extents(header_bytes_, header_, extents_);
     if (!runs.ok()) return reject(Abort::kCannotStore, runs.status, runs.detail);
   }
-  stream_length_ = sparse_ ? image::sparse_payload_length(extents_, header_.payload_length)
-                           : header_.payload_length;
-  vectors_in_stream_ = !sparse_ || (extents_.count > 0 && extents_.runs[0].first_sector == 0);
+  patch_ = (header_.flags & image::kFlagPatch) != 0;
+  if (patch_) {
+    const image::CheckResult runs = image::parse_patch(header_bytes_, header_, patch_runs_);
+    if (!runs.ok()) return reject(Abort::kCannotStore, runs.status, runs.detail);
+  }
+  stream_length_ = sparse_  ? image::sparse_payload_length(extents_, header_.payload_length)
+                   : patch_ ? patch_runs_.bytes()
+                            : header_.payload_length;
+  // A patch's vectors, if it has any, are checked on the read-back with the rest of the image.
+  vectors_in_stream_ =
+      !patch_ && (!sparse_ || (extents_.count > 0 && extents_.runs[0].first_sector == 0));
   compressed_ = (header_.flags & image::kFlagCompressed) != 0;
   if (size_known_) {
     // A compressed stream: at least the range coder's init bytes per stream; its upper bound is
@@ -215,6 +224,8 @@ Abort ProgramDownload::take_header(const std::uint8_t*& data, std::uint32_t& len
   if (compressed_) decoder_.open(sparse_ ? &extents_ : nullptr, header_.payload_length);
   if (sparse_) {
     writer_.open_sparse_write(memory_map::kAppOffset, header_.payload_length, extents_);
+  } else if (patch_) {
+    writer_.open_patch_write(memory_map::kAppOffset, header_.payload_length, patch_runs_);
   } else {
     writer_.open_write(memory_map::kAppOffset, header_.payload_length);
   }
@@ -311,8 +322,9 @@ FlashDetail ProgramDownload::take_payload(const std::uint8_t* data, std::uint32_
   }
   const bool vectors_complete = vectors_in_stream_ && payload_received_ < sizeof vectors_ &&
                                 payload_received_ + length >= sizeof vectors_;
-  if (!sparse_ && !compressed_) {
-    // A sparse stream is not the image, and a compressed one is checked by the read-back only.
+  if (!sparse_ && !compressed_ && !patch_) {
+    // A sparse or patch stream is not the image, and a compressed one is checked by the
+    // read-back only.
     payload_crc32_ = crc32(payload_crc32_, data, length);
     sha_.update(data, length);
   }
@@ -349,7 +361,7 @@ Abort ProgramDownload::end() {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
   }
-  if (sparse_ || compressed_) {
+  if (sparse_ || compressed_ || patch_) {
     // Every compressed byte arrived; the decoder may still wait for room in the ring to decode
     // and check the rest of it (poll()).
     transfer_open_ = false;
@@ -391,7 +403,7 @@ Abort ProgramDownload::end_without_commit() {
     return reject(Abort::kTypeMismatch, FlashStatus::kDataFormatError,
                   FlashDetail::kLengthMismatch);
   }
-  if (!sparse_) {
+  if (!sparse_ && !patch_) {
     std::uint8_t unused[Sha256Engine::kDigestSize];
     sha_.finish(unused);  // the engine is free for the read-back
   }
@@ -575,6 +587,8 @@ void ProgramDownload::poll() {
         // was decoded by the rules yet is not the header's: the stream's fault, not the flash's.
         if (sparse_) {
           fail_background(FlashStatus::kWriteError, FlashDetail::kSparseVerifyFailed);
+        } else if (patch_) {
+          fail_background(FlashStatus::kWriteError, FlashDetail::kPatchVerifyFailed);
         } else if (compressed_) {
           fail_background(FlashStatus::kDataFormatError, FlashDetail::kBadCompressedStream,
                           Abort::kCannotStore);

@@ -130,6 +130,17 @@ std::string describe_flash_status(std::uint32_t value) {
       d = "this node missed part of the lead's download: what it received is programmed, not "
           "committed (a sparse update of the differing sectors completes it)";
       break;
+    case FlashDetail::kBadPatch:
+      d = "the patch container's patch record is malformed";
+      break;
+    case FlashDetail::kPatchNotBlank:
+      d = "a byte under the patch does not read 0xFF on the node (not a gap it left): nothing "
+          "more was written";
+      break;
+    case FlashDetail::kPatchVerifyFailed:
+      d = "after the patch the image differs from the container's (the bytes not patched do not "
+          "match)";
+      break;
     case FlashDetail::kTransferCrc:
       d = "the SDO block transfer's CRC did not match the data";
       break;

@@ -124,6 +124,10 @@ enum class FlashDetail : std::uint16_t {
   kNotTheExpectedImage = 40,  // the lead's container is not the image 0x5F04:3 announced
   kIncompleteStream = 41,     // the node missed part of the lead's download: what it received
                               // is programmed, not committed (a sparse repair completes it)
+  // Patch containers (docs/image-format.md, "Patch containers"):
+  kBadPatch = 42,           // the patch record is missing, malformed or out of range
+  kPatchNotBlank = 43,      // a byte under a patch run does not read 0xFF: nothing more written
+  kPatchVerifyFailed = 44,  // the image after the patch is not the header's: not committed
 };
 
 constexpr std::uint32_t flash_status_word(bool in_progress, FlashStatus status,
@@ -170,7 +174,7 @@ inline constexpr std::uint16_t kSelfTest = 0x5F01;
 //  sub 5 UNSIGNED32 ro  payload length of the committed image (0 when none)
 //  sub 6 UNSIGNED32 ro  payload CRC-32 of the committed image (0 when none)
 //  sub 7 UNSIGNED32 ro  the must-understand container flags this bootloader understands
-//                       (image::kUnderstoodFlags: bit 0 sparse, bit 1 compressed)
+//                       (image::kUnderstoodFlags: bit 0 sparse, bit 1 compressed, bit 2 patch)
 inline constexpr std::uint16_t kSectorDigests = 0x5F02;
 // rtcanboot signing keys (bootloader only, docs/security.md):
 //  sub 1 UNSIGNED8 ro  KeyState

@@ -11,6 +11,11 @@
 // runs of 4 KiB sectors only: erasing and programming stay inside them, and the read-back
 // covers the whole image, so the result is checked against the full image's CRC-32 and SHA-256.
 //
+// A patch job (a patch container) programs the stream's bytes into the patch record's runs
+// without erasing: each piece of a run inside one page is checked to read 0xFF on the flash and
+// programmed as a page of 0xFF around it (a 0xFF byte leaves a NOR cell as it is). The
+// read-back again covers the whole image.
+//
 // Only the caller decides when flash work may begin (arm()), so a revoke record can be written
 // before anything of the old application is erased.
 #pragma once
@@ -56,6 +61,11 @@ class FlashWriter {
   // `image_length` bytes from `offset` are read back. `extents` must outlive the job.
   void open_sparse_write(std::uint32_t offset, std::uint32_t image_length,
                          const image::ExtentList& extents);
+  // A patch write job: the pushed bytes go to the runs of `runs` (inside the image of
+  // `image_length` bytes from the sector-aligned `offset`, as parse_patch() accepted them),
+  // nothing is erased, then all `image_length` bytes are read back. `runs` must outlive the job.
+  void open_patch_write(std::uint32_t offset, std::uint32_t image_length,
+                        const image::PatchList& runs);
   // A new erase job: every unit of [offset, offset + length) that is not blank gets erased.
   void open_erase(std::uint32_t offset, std::uint32_t length);
   // Flash work of the open job may start.
@@ -102,6 +112,10 @@ class FlashWriter {
 
   bool erase_step(std::uint32_t limit);
   void program_page();
+  // Patch job: the image offset of stream byte `position` and the bytes from there to the end
+  // of its run or its flash page, whichever comes first.
+  std::uint32_t patch_piece(std::uint32_t position, std::uint32_t* image_offset) const;
+  void program_patch_piece();
   void verify_step();
   void complete_operation();
   void fail(canopen::FlashDetail detail);
@@ -124,7 +138,9 @@ class FlashWriter {
   std::uint32_t length_ = 0;                    // stream bytes (write) or bytes to erase
   std::uint32_t verify_length_ = 0;             // bytes read back from start_ (the whole image)
   const image::ExtentList* extents_ = nullptr;  // sparse job; nullptr: one run from start_
-  std::uint32_t erase_end_ = 0;                 // end of what the job may erase (sector-rounded)
+  const image::PatchList* patch_ = nullptr;     // patch job
+  std::uint8_t patch_page_[memory_map::kPageSize] = {};  // the page a patch piece programs
+  std::uint32_t erase_end_ = 0;     // end of what the job may erase (sector-rounded)
   std::uint32_t erased_to_ = 0;     // flash below this offset (from start_) is known erased
   std::uint32_t check_cursor_ = 0;  // blank check progress inside the unit at erased_to_
   std::uint32_t pushed_ = 0;        // payload bytes queued

@@ -11,8 +11,8 @@
 //   0x10 u32  image version (free for the application's use; reported by 0x5F00:6)
 //   0x14 u32  vendor-ID   (must equal the node's 0x1018:1)
 //   0x18 u32  product code (must equal the node's 0x1018:2)
-//   0x1C u32  flags: bits 0..15 must be understood (bit 0: sparse, bit 1: compressed; any
-//             other set bit is rejected), bits 16..31 informational
+//   0x1C u32  flags: bits 0..15 must be understood (bit 0: sparse, bit 1: compressed, bit 2:
+//             patch; any other set bit is rejected), bits 16..31 informational
 //   0x20 u32  CRC-32 of the payload (IEEE 802.3, as zlib); also the node's 0x1F56:1 once installed
 //   0x24 u8[32] SHA-256 of the payload
 //   0x44 u32  reserved, 0
@@ -24,6 +24,9 @@
 //   H    ..   payload, written to flash from the load address. Sparse: only the listed
 //             sectors' bytes, in order (the last sector of the image ends at payload length);
 //             payload length, CRC-32 and SHA-256 remain those of the WHOLE image.
+//             Patch: only the bytes of the patch record's runs (type 0x0003: u32 offset, u32
+//             length each), programmed without an erase onto bytes that read 0xFF (the gaps a
+//             follower left, docs/fleet-update.md); the whole image is then read back.
 //             Compressed: one raw LZMA1 stream per extent (lzma_stream.hpp), same identity fields.
 #pragma once
 
@@ -47,13 +50,17 @@ inline constexpr std::uint32_t kFlagSparse = 0x0000'0001;
 // Must-understand flag: the payload is one raw LZMA1 stream per extent (the whole image is one;
 // lzma_stream.hpp); payload length, CRC-32 and SHA-256 stay those of the image.
 inline constexpr std::uint32_t kFlagCompressed = 0x0000'0002;
-inline constexpr std::uint32_t kUnderstoodFlags = kFlagSparse | kFlagCompressed;
+// Must-understand flag: the payload holds only the bytes of the patch record's runs, programmed
+// without an erase onto flash that reads 0xFF under them; neither sparse nor compressed.
+inline constexpr std::uint32_t kFlagPatch = 0x0000'0004;
+inline constexpr std::uint32_t kUnderstoodFlags = kFlagSparse | kFlagCompressed | kFlagPatch;
 // How the image travels, left out of the signed message (signed_message()).
-inline constexpr std::uint32_t kTransportFlags = kFlagSparse | kFlagCompressed;
+inline constexpr std::uint32_t kTransportFlags = kFlagSparse | kFlagCompressed | kFlagPatch;
 
 inline constexpr std::uint16_t kRecordPadding = 0x0000;
 inline constexpr std::uint16_t kRecordSignature = 0x0001;
 inline constexpr std::uint16_t kRecordExtents = 0x0002;
+inline constexpr std::uint16_t kRecordPatch = 0x0003;
 inline constexpr std::uint16_t kRecordHeadLength = 4;  // u16 type, u16 length
 // The unit of a sparse container (and of the sector digests, 0x5F02).
 inline constexpr std::uint32_t kSectorSize = 4096;
@@ -61,6 +68,9 @@ inline constexpr std::uint32_t kSectorSize = 4096;
 inline constexpr std::uint32_t kMaxExtents =
     (kMaxHeaderLength - kFixedLength - kRecordHeadLength - 4) / 4;
 static_assert(kMaxExtents == 236);
+// The most runs of a patch record (8 bytes each); a bound for the bootloader's RAM too.
+inline constexpr std::uint32_t kMaxPatchRuns = 64;
+static_assert(kFixedLength + kRecordHeadLength + 8 * kMaxPatchRuns + 4 <= kMaxHeaderLength);
 static_assert(kSectorSize % 256 == 0, "a sector holds whole flash pages");
 
 struct Header {
@@ -99,6 +109,22 @@ struct Extent {
 struct ExtentList {
   Extent runs[kMaxExtents] = {};
   std::uint32_t count = 0;
+};
+
+// Bytes of the image at [offset, offset + length), counted from the load address.
+struct PatchRun {
+  std::uint32_t offset = 0;
+  std::uint32_t length = 0;
+};
+
+struct PatchList {
+  PatchRun runs[kMaxPatchRuns] = {};
+  std::uint32_t count = 0;
+  std::uint32_t bytes() const {
+    std::uint32_t total = 0;
+    for (std::uint32_t i = 0; i < count; ++i) total += runs[i].length;
+    return total;
+  }
 };
 
 // Sectors that hold bytes of an image of `payload_length` bytes (the last one may be partial).
@@ -186,6 +212,16 @@ bool place_signature_record(std::uint8_t* header, std::uint16_t header_length, s
 // record area that does not walk to its end, a missing or repeated extents record, a length
 // that is not 4 per run, an empty run, runs out of order or touching, a run past the image.
 CheckResult parse_extents(const std::uint8_t* data, const Header& header, ExtentList& out);
+
+// For a header that parse() accepted with kFlagPatch set: reads its one patch record. Refuses
+// (data format error, kBadPatch) what parse_extents() refuses for extents, a patch container
+// that is also sparse or compressed, more than kMaxPatchRuns runs, an empty run, runs out of
+// order or touching, a run past the image.
+CheckResult parse_patch(const std::uint8_t* data, const Header& header, PatchList& out);
+// encode() with the patch flag and the patch record after `other_records` (as encode_sparse()).
+bool encode_patch(const Header& header, const PatchList& runs, std::uint8_t* out,
+                  std::size_t out_capacity, const std::uint8_t* other_records = nullptr,
+                  std::size_t other_length = 0);
 
 // Writes a header of out_length = header.header_length bytes (records area zero-padded) and its
 // CRC. Returns false when header_length is out of range or the buffer is too small.

@@ -260,6 +260,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   bool vectors_in_stream_ = true;
   std::uint32_t stream_length_ = 0;  // payload bytes the transfer carries
   image::ExtentList extents_;
+  bool patch_ = false;  // a patch container: runs of bytes onto flash that reads 0xFF
+  image::PatchList patch_runs_;
   // Compressed container: the decoder; finish_write() is due once it is drained after the end.
   bool compressed_ = false;
   bool finish_pending_ = false;
