@@ -11,6 +11,7 @@
 #include "core_rig.hpp"
 #include "image_builder.hpp"
 #include "rtcanboot/bootloader.hpp"
+#include "rtcanboot/bytes.hpp"
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/hash.hpp"
 #include "rtcanboot/memory_map.hpp"
@@ -128,6 +129,57 @@ TEST_F(ListenAlongTest, MissedFramesAreProgrammedAroundAndRepairedBySectors) {
   EXPECT_EQ(follower.wait_flash_idle(), 0U);
   EXPECT_EQ(follower_read(od::kSoftwareId, 1), crc);
   EXPECT_TRUE(follower_holds(payload));
+}
+
+// The same gaps, listed in 0x5F04:6 (offsets in the followed container) and repaired with a
+// patch container of exactly those bytes: no erase, 14 bytes sent instead of two sectors.
+TEST_F(ListenAlongTest, MissedFramesAreListedAndRepairedByAPatchWithoutAnErase) {
+  const Bytes payload = test::make_payload(150'000, 2);
+  const std::uint32_t crc = crc32(0, payload.data(), payload.size());
+  ASSERT_EQ(arm(crc), Abort::kNone);
+  int segments = 0;
+  drop = [&](const CanFrame& frame) {
+    if (frame.id != canopen::kSdoRxBase + 5) return false;
+    ++segments;
+    return segments == 3'000 || segments == 3'001 || segments == 12'000;
+  };
+  const Bytes container = test::make_container(payload, 3);
+  ASSERT_TRUE(lead.sdo_download_block(od::kProgramData, 1, container).ok());
+  follower_settles();
+  ASSERT_EQ(follower_state(), ListenAlongState::kGaps);
+  EXPECT_EQ(follower_read(od::kListenAlong, 5), 21U);
+  Bytes list;
+  ASSERT_TRUE(follower.sdo_upload(od::kListenAlong, 6, list).ok());
+  ASSERT_EQ(list.size(), 16U) << "two runs: the two neighbouring segments are one";
+  image::PatchList gaps;
+  const std::uint32_t header = load_le16(container.data() + 6);
+  for (std::size_t at = 0; at < list.size(); at += 8) {
+    gaps.runs[gaps.count].offset = load_le32(list.data() + at) - header;
+    gaps.runs[gaps.count].length = load_le32(list.data() + at + 4);
+    ++gaps.count;
+  }
+  EXPECT_EQ(gaps.runs[0].length, 14U);
+  EXPECT_EQ(gaps.runs[1].length, 7U);
+  for (std::uint32_t i = 0; i < gaps.count; ++i) {  // exactly the bytes that differ
+    for (std::uint32_t b = 0; b < gaps.runs[i].length; ++b) {
+      EXPECT_EQ(follower_flash.contents()[mm::kAppOffset + gaps.runs[i].offset + b], 0xFF);
+    }
+  }
+  const std::uint32_t erases =
+      follower_flash.erases(mm::kSectorSize) + follower_flash.erases(mm::kBlock64Size);
+  ASSERT_TRUE(
+      follower.sdo_download_block(od::kProgramData, 1, test::make_patch_container(payload, gaps, 3))
+          .ok());
+  EXPECT_EQ(follower.wait_flash_idle(), 0U);
+  EXPECT_EQ(follower_read(od::kSoftwareId, 1), crc);
+  EXPECT_TRUE(follower_holds(payload));
+  EXPECT_EQ(follower_flash.erases(mm::kSectorSize) + follower_flash.erases(mm::kBlock64Size),
+            erases);
+  // A new follow forgets the list.
+  ASSERT_TRUE(follower.sdo_write(od::kListenAlong, 4, 0, 1).ok());
+  ASSERT_EQ(arm(crc), Abort::kNone);
+  ASSERT_TRUE(follower.sdo_upload(od::kListenAlong, 6, list).ok());
+  EXPECT_TRUE(list.empty());
 }
 
 TEST_F(ListenAlongTest, AnotherImageThanAnnouncedIsRefusedBeforeAnythingIsWritten) {

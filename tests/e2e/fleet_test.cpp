@@ -82,14 +82,17 @@ TEST(E2eFleet, FollowersLossAnotherProductAndANodeThatCannotFollow) {
   for (const std::uint8_t follower : {11, 12, 13}) {
     EXPECT_EQ(row(r, follower).role, "follower") << int{follower};
   }
-  // Nodes 11 and 13 took everything from the stream; node 12 got the sectors it missed.
+  // Nodes 11 and 13 took everything from the stream; node 12 got exactly the bytes it missed,
+  // a patch without an erase (0x5F04:6 listed them).
   EXPECT_EQ(row(r, 11).repairs, 0U);
   EXPECT_EQ(row(r, 13).repairs, 0U);
   EXPECT_EQ(row(r, 11).follow_state, static_cast<std::uint8_t>(co::ListenAlongState::kComplete));
   EXPECT_EQ(row(r, 12).follow_state, static_cast<std::uint8_t>(co::ListenAlongState::kGaps));
   EXPECT_EQ(row(r, 12).repairs, 1U);
-  EXPECT_GE(row(r, 12).repair_sectors, 1U);
-  EXPECT_LE(row(r, 12).repair_sectors, 3U);
+  EXPECT_EQ(row(r, 12).repair_sectors, 0U);
+  EXPECT_GE(row(r, 12).gap_bytes, 7U);
+  EXPECT_LE(row(r, 12).gap_bytes, 21U);
+  EXPECT_EQ(row(r, 12).patched_bytes, row(r, 12).gap_bytes);
   // The node that cannot follow was updated by unicast.
   EXPECT_EQ(row(r, 14).role, "unicast");
   EXPECT_EQ(row(r, 14).follow_state, std::nullopt);

@@ -1,5 +1,7 @@
 #include "rtcanboot/listen_along.hpp"
 
+#include "rtcanboot/bytes.hpp"
+
 namespace rtcanboot {
 
 namespace {
@@ -44,13 +46,35 @@ Abort ListenAlong::listen_command(std::uint8_t command) {
   channel.index = canopen::od::kProgramData;
   channel.sub = 1;
   follower_.follow(channel);
-  gap_bytes_ = 0;
+  forget_gaps();
   state_ = State::kWaiting;
   return Abort::kNone;
 }
 
-void ListenAlong::follow_begin(bool size_known, std::uint32_t size) {
+void ListenAlong::forget_gaps() {
   gap_bytes_ = 0;
+  position_ = 0;
+  gap_runs_ = 0;
+}
+
+// A gap of `length` bytes at position_: joins the previous run when it ends there.
+void ListenAlong::list_gap(std::uint32_t length) {
+  if (gap_runs_ > 0 && gap_runs_ <= kMaxGapRuns) {
+    std::uint8_t* last = gap_list_ + (gap_runs_ - 1) * 8;
+    if (load_le32(last) + load_le32(last + 4) == position_) {
+      store_le32(last + 4, load_le32(last + 4) + length);
+      return;
+    }
+  }
+  if (gap_runs_ < kMaxGapRuns) {
+    store_le32(gap_list_ + gap_runs_ * 8, position_);
+    store_le32(gap_list_ + gap_runs_ * 8 + 4, length);
+  }
+  if (gap_runs_ <= kMaxGapRuns) ++gap_runs_;  // kMaxGapRuns + 1: too many to list
+}
+
+void ListenAlong::follow_begin(bool size_known, std::uint32_t size) {
+  forget_gaps();
   const Abort refused = download_.begin(size_known, size);
   state_ = refused == Abort::kNone ? State::kFollowing : State::kRefused;
   // Checked at the header, which comes with the next bytes; begin() forgot any earlier one, so
@@ -59,12 +83,16 @@ void ListenAlong::follow_begin(bool size_known, std::uint32_t size) {
 }
 
 void ListenAlong::follow_write(const std::uint8_t* data, std::uint32_t length) {
-  if (state_ == State::kFollowing) write(data, length);
+  if (state_ != State::kFollowing) return;
+  write(data, length);
+  position_ += length;
 }
 
 void ListenAlong::follow_gap(std::uint32_t length) {
   if (state_ != State::kFollowing) return;
   gap_bytes_ += length;
+  list_gap(length);
+  position_ += length;
   static constexpr std::uint8_t kErased[SdoFollower::kSegmentBytes] = {0xFF, 0xFF, 0xFF, 0xFF,
                                                                        0xFF, 0xFF, 0xFF};
   while (length != 0 && state_ == State::kFollowing) {

@@ -158,6 +158,10 @@ Abort ObjectDictionary::read(const Lookup& object, ReadValue& value) const {
       if (sub >= 1 && sub <= 3) number = listen.listen_setting(sub);
       if (sub == 4) number = static_cast<std::uint32_t>(listen.listen_state());
       if (sub == 5) number = listen.listen_gap_bytes();
+      if (sub == 6) {
+        value.data = listen.listen_gap_list(&value.size);
+        return Abort::kNone;
+      }
       break;
     }
     default:

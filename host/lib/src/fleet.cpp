@@ -9,6 +9,7 @@
 #include <memory>
 #include <string_view>
 
+#include "rtcanboot/bytes.hpp"
 #include "rtcanboot/canopen_defs.hpp"
 
 namespace rtcanboot::host {
@@ -179,11 +180,11 @@ std::string fleet_json(const FleetResult& r, FleetMode mode) {
     const bool ok = n.state == FleetNodeState::kDone || n.state == FleetNodeState::kSkipped;
     s += fmt::format(
         "{}{{\"node\": {}, \"role\": {}, \"state\": {}, \"ok\": {}, \"bytes\": {}, "
-        "\"repairs\": {}, \"repair_sectors\": {}, \"gap_bytes\": {}, \"software_id\": {}, "
-        "\"started\": {}, \"confirmed\": {}",
+        "\"repairs\": {}, \"repair_sectors\": {}, \"patched_bytes\": {}, \"gap_bytes\": {}, "
+        "\"software_id\": {}, \"started\": {}, \"confirmed\": {}",
         i ? ", " : "", n.node, json_text(n.role), json_text(to_string(n.state)),
-        ok ? "true" : "false", n.bytes, n.repairs, n.repair_sectors, n.gap_bytes, n.software_id,
-        n.started ? "true" : "false", n.confirmed ? "true" : "false");
+        ok ? "true" : "false", n.bytes, n.repairs, n.repair_sectors, n.patched_bytes, n.gap_bytes,
+        n.software_id, n.started ? "true" : "false", n.confirmed ? "true" : "false");
     if (n.follow_state) {
       s += fmt::format(", \"follow_state\": {}, \"follow_state_text\": {}", *n.follow_state,
                        json_text(follow_text(*n.follow_state)));
@@ -593,10 +594,12 @@ class Fleet {
       if (!active(row) || row.state == FleetNodeState::kChecking) continue;
       set(row, FleetNodeState::kChecking);
       bool holds_image = false;
+      std::vector<std::uint8_t> gap_list;
       if (!guarded(row, [&] {
             if (row.role == "follower") {
               row.follow_state = m_.upload_u8(row.node, od::kListenAlong, 4);
               row.gap_bytes = m_.upload_u32(row.node, od::kListenAlong, 5);
+              if (row.gap_bytes != 0) gap_list = read_gap_list(row.node);
               stop_following(row.node);
             }
             const std::uint32_t status = wait_flash_idle(row.node);
@@ -606,8 +609,61 @@ class Fleet {
         continue;
       }
       if (holds_image) continue;
+      if (!gap_list.empty() && patch_repair(row, gap_list)) continue;
       if (row.role.empty()) row.role = "unicast";
       unicast_update(row, true);
+    }
+  }
+
+  // 0x5F04:6 of a follower (an older bootloader has none: empty).
+  std::vector<std::uint8_t> read_gap_list(std::uint8_t node) {
+    try {
+      return m_.upload(node, od::kListenAlong, 6);
+    } catch (const SdoError& e) {
+      if (e.timed_out()) throw;
+      return {};
+    }
+  }
+
+  // The gaps a follower listed, repaired with a patch container of exactly those bytes (no
+  // erase; docs/fleet-update.md). Only for the one stream of a single lead, whose container the
+  // offsets count in, and a node that understands patches (0x5F02:7). False: nothing gained,
+  // the sector repair follows (it erases what the patch may have written).
+  bool patch_repair(FleetNodeResult& row, const std::vector<std::uint8_t>& list) {
+    if (result_.leads.size() != 1 || list.size() % 8 != 0) return false;
+    image::PatchList runs;
+    std::uint64_t total = 0;
+    for (std::size_t at = 0; at < list.size(); at += 8) {
+      const std::uint32_t offset = load_le32(list.data() + at);
+      const std::uint32_t length = load_le32(list.data() + at + 4);
+      if (offset < header_.header_length || runs.count >= image::kMaxPatchRuns) return false;
+      runs.runs[runs.count++] = {offset - header_.header_length, length};
+      total += length;
+    }
+    if (total != row.gap_bytes) return false;
+    try {
+      const std::uint32_t understood = m_.upload_u32(row.node, od::kSectorDigests, 7);
+      if ((understood & image::kFlagPatch) == 0) return false;
+      const std::optional<std::vector<std::uint8_t>> patch = make_patch(container_, runs);
+      if (!patch) return false;
+      set(row, FleetNodeState::kRepairing, fmt::format("patching {} gap bytes", total));
+      m_.download(row.node, od::kProgramData, o_.update.program, *patch, SdoMode::kBlock);
+      const std::uint32_t status = wait_flash_idle(row.node);
+      row.software_id = m_.upload_u32(row.node, od::kSoftwareId, o_.update.program);
+      row.bytes += patch->size();
+      if (status != 0 || row.software_id != result_.expected_id) {
+        node_step(row.node, fmt::format("the patch did not complete the image (0x1F57 0x{:08X}): "
+                                        "repairing by sectors",
+                                        status));
+        return false;
+      }
+      ++row.repairs;
+      row.patched_bytes += static_cast<std::uint32_t>(total);
+      set(row, FleetNodeState::kChecking, "installed and verified");
+      return true;
+    } catch (const Error& e) {
+      node_step(row.node, fmt::format("{}; repairing by sectors", e.what()));
+      return false;
     }
   }
 

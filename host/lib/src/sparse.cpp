@@ -72,34 +72,52 @@ std::optional<image::Header> parse_header(std::span<const std::uint8_t> containe
   return header;
 }
 
-std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
-                                                     const image::ExtentList& runs) {
+namespace {
+
+// A plain container's header (parsed) and the length of its records (up to the end of the last
+// one that is not padding), kept in a sparse or patch container made from it.
+struct PlainHeader {
+  image::Header header;
+  std::uint32_t other_length = 0;
+};
+
+std::optional<PlainHeader> plain_header(std::span<const std::uint8_t> container) {
   std::optional<image::Header> parsed = parse_header(container);
   if (!parsed) return std::nullopt;
-  image::Header& header = *parsed;  // rewritten below for the sparse container
-  if ((header.flags & image::kFlagSparse) != 0 ||
-      container.size() != std::size_t{header.header_length} + header.payload_length) {
+  if ((parsed->flags & image::kTransportFlags) != 0 ||
+      container.size() != std::size_t{parsed->header_length} + parsed->payload_length) {
     return std::nullopt;
   }
-  // The plain header's records, up to the end of the last one that is not padding.
-  const std::uint32_t area_end = header.header_length - 4U;
+  const std::uint32_t area_end = parsed->header_length - 4U;
   std::uint32_t kept_end = image::kFixedLength;
   for (std::uint32_t at = image::kFixedLength; at < area_end;) {
     if (area_end - at < image::kRecordHeadLength) return std::nullopt;
     const std::uint16_t type = load_le16(container.data() + at);
     const std::uint32_t length = load_le16(container.data() + at + 2);
     const std::uint32_t next = at + image::kRecordHeadLength + length;
-    if (next > area_end || length % 4 != 0 || type == image::kRecordExtents) return std::nullopt;
+    if (next > area_end || length % 4 != 0 || type == image::kRecordExtents ||
+        type == image::kRecordPatch) {
+      return std::nullopt;
+    }
     if (type != image::kRecordPadding) kept_end = next;
     at = next;
   }
-  const std::uint32_t other_length = kept_end - image::kFixedLength;
-  const std::uint32_t header_length = image::sparse_header_length(runs.count, other_length);
+  return PlainHeader{*parsed, kept_end - image::kFixedLength};
+}
+
+}  // namespace
+
+std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
+                                                     const image::ExtentList& runs) {
+  std::optional<PlainHeader> plain = plain_header(container);
+  if (!plain) return std::nullopt;
+  image::Header& header = plain->header;  // rewritten below for the sparse container
+  const std::uint32_t header_length = image::sparse_header_length(runs.count, plain->other_length);
   if (header_length > image::kMaxHeaderLength) return std::nullopt;
   header.header_length = static_cast<std::uint16_t>(header_length);
   std::vector<std::uint8_t> bytes(header_length);
   if (!image::encode_sparse(header, runs, bytes.data(), bytes.size(),
-                            container.data() + image::kFixedLength, other_length)) {
+                            container.data() + image::kFixedLength, plain->other_length)) {
     return std::nullopt;
   }
   const auto payload = container.subspan(container.size() - header.payload_length);
@@ -110,6 +128,33 @@ std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_
     if (begin >= end) return std::nullopt;
     bytes.insert(bytes.end(), payload.begin() + static_cast<std::ptrdiff_t>(begin),
                  payload.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return bytes;
+}
+
+std::optional<std::vector<std::uint8_t>> make_patch(std::span<const std::uint8_t> container,
+                                                    const image::PatchList& runs) {
+  std::optional<PlainHeader> plain = plain_header(container);
+  if (!plain || runs.count == 0 || runs.count > image::kMaxPatchRuns) return std::nullopt;
+  image::Header& header = plain->header;
+  const std::uint32_t header_length =
+      image::kFixedLength + plain->other_length + image::kRecordHeadLength + 8 * runs.count + 4;
+  if (header_length > image::kMaxHeaderLength) return std::nullopt;
+  header.header_length = static_cast<std::uint16_t>(header_length);
+  std::vector<std::uint8_t> bytes(header_length);
+  if (!image::encode_patch(header, runs, bytes.data(), bytes.size(),
+                           container.data() + image::kFixedLength, plain->other_length)) {
+    return std::nullopt;
+  }
+  const auto payload = container.subspan(container.size() - header.payload_length);
+  for (std::uint32_t i = 0; i < runs.count; ++i) {
+    const image::PatchRun& run = runs.runs[i];
+    if (run.length == 0 || run.offset > payload.size() ||
+        run.length > payload.size() - run.offset) {
+      return std::nullopt;
+    }
+    const auto begin = payload.begin() + static_cast<std::ptrdiff_t>(run.offset);
+    bytes.insert(bytes.end(), begin, begin + static_cast<std::ptrdiff_t>(run.length));
   }
   return bytes;
 }

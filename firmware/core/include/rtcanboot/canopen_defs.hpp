@@ -188,6 +188,8 @@ inline constexpr std::uint16_t kSigningKeys = 0x5F03;
 //  sub 3 UNSIGNED32 rw  payload CRC-32 of the expected image (its container header); 0: any
 //  sub 4 UNSIGNED8  rw  write 1: follow (subs 1-3 as written), 0: stop; read: ListenAlongState
 //  sub 5 UNSIGNED32 ro  bytes the lead accepted that this node missed (gaps) in the last transfer
+//  sub 6 DOMAIN     ro  where: (u32 offset in the container, u32 length) per gap run, 8 bytes
+//                       each; empty with no gap or more than 64 runs
 inline constexpr std::uint16_t kListenAlong = 0x5F04;
 // rtcanboot provisioning record (bootloader only, docs/security.md):
 //  sub 1 UNSIGNED32 ro  sequence number of the record in force (0: none stored); a request

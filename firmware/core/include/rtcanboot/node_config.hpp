@@ -95,6 +95,9 @@ class ListenAlongAccess {
   virtual canopen::Abort listen_command(std::uint8_t command) = 0;
   virtual canopen::ListenAlongState listen_state() const = 0;
   virtual std::uint32_t listen_gap_bytes() const = 0;
+  // Sub 6: the gaps as (u32 offset in the followed container, u32 length) pairs; 0 bytes when
+  // there were more than ListenAlong::kMaxGapRuns.
+  virtual const std::uint8_t* listen_gap_list(std::uint32_t* size) const = 0;
 
  protected:
   ~ListenAlongAccess() = default;

@@ -62,6 +62,7 @@ struct FleetNodeResult {
   std::uint32_t gap_bytes = 0;               // 0x5F04:5 after the stream
   std::uint32_t repairs = 0;                 // unicast updates after the stream
   std::uint32_t repair_sectors = 0;          // 4 KiB sectors they carried (a whole image: all)
+  std::uint32_t patched_bytes = 0;           // gap bytes a patch container repaired (no erase)
   std::uint32_t software_id = 0;             // 0x1F56 at the end
   bool started = false;
   bool confirmed = false;

@@ -97,6 +97,10 @@ image::ExtentList differing_runs(const std::vector<std::uint32_t>& local,
 // one header together.
 std::optional<std::vector<std::uint8_t>> make_sparse(std::span<const std::uint8_t> container,
                                                      const image::ExtentList& runs);
+// The patch container of the plain `container` that carries only the bytes of `runs` (the gaps
+// a follower listed in 0x5F04:6, as image offsets); its other records are kept too.
+std::optional<std::vector<std::uint8_t>> make_patch(std::span<const std::uint8_t> container,
+                                                    const image::PatchList& runs);
 
 // Compressed containers (docs/image-format.md, "Compressed containers"). One raw LZMA1 stream
 // of `data` as the container format wants it (liblzma: lc 0, lp 1, pb 1, 32 KiB dictionary,
