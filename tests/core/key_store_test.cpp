@@ -350,7 +350,8 @@ TEST(LockDown, EveryWritableObjectIsInTheSecurityTable) {
   const std::vector<std::pair<std::uint16_t, std::uint8_t>> domains = {{od::kProgramData, 1},
                                                                        {od::kSectorDigests, 3},
                                                                        {od::kSigningKeys, 2},
-                                                                       {od::kProvisioning, 2}};
+                                                                       {od::kProvisioning, 2},
+                                                                       {od::kListenAlong, 6}};
   for (const canopen::OdEntry& e : canopen::object_dictionary()) {
     const std::pair<std::uint16_t, std::uint8_t> at{e.index, e.sub};
     const bool may_write = std::find(writable.begin(), writable.end(), at) != writable.end();
