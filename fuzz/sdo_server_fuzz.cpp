@@ -47,8 +47,10 @@ class Input {
 class CheckingFrameSink final : public rtcanboot::FrameSink {
  public:
   bool send(const CanFrame& frame) override {
-    const bool sdo = frame.id == 0x580U + kNodeId && frame.dlc == 8;
-    const bool heartbeat = frame.id == 0x700U + kNodeId && frame.dlc == 1;
+    // CiA 305: LSS may give the node another node-ID, which it takes at reset communication.
+    const std::uint32_t id = node != nullptr ? node->node_id() : kNodeId;
+    const bool sdo = frame.id == 0x580U + id && frame.dlc == 8;
+    const bool heartbeat = frame.id == 0x700U + id && frame.dlc == 1;
     // CiA 305: the node's LSS slave answers a master's request (0x7E5) on 0x7E4.
     const bool lss_answer = frame.id == 0x7E4U && frame.dlc == 8;
     FUZZ_CHECK(sdo || heartbeat || lss_answer);
@@ -60,6 +62,7 @@ class CheckingFrameSink final : public rtcanboot::FrameSink {
     // Now and then the queue is full, as on a busy bus.
     return refuse_every == 0 || ++count % refuse_every != 0;
   }
+  const rtcanboot::CanopenNode* node = nullptr;
   unsigned refuse_every = 0;
   unsigned count = 0;
   unsigned sdo_frames = 0;     // attempted, refused ones included
@@ -177,6 +180,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FakeProgram program;
   program.count = (flags & 0x40) != 0 ? 2 : 1;
   rtcanboot::CanopenNode node(frames, program, config);
+  frames.node = &node;
 
   Micros now = 0;
   node.start(now);

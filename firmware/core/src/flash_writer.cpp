@@ -94,16 +94,7 @@ void FlashWriter::program_patch_piece() {
   for (std::uint32_t i = 0; i < piece; ++i) {
     patch_page_[at + i] = ring_[(programmed_ + i) % capacity_];
   }
-  if (flash_.start_program(page_offset, patch_page_) != FlashResult::kOk) {
-    fail(FlashDetail::kProgramFailed);
-    return;
-  }
-  in_flight_ = true;
-  changed_flash_ = true;
-  op_ = Op::kProgram;
-  op_generation_ = generation_;
-  op_offset_ = page_offset;
-  op_length_ = piece;
+  start_program(page_offset, patch_page_, piece);
 }
 
 std::uint32_t FlashWriter::flash_offset(std::uint32_t position) const {
@@ -236,7 +227,11 @@ void FlashWriter::program_page() {
   const std::uint32_t bytes = pending_bytes();
   // The tail's slot in the ring is free beyond the data (see free_space()): pad it in place.
   for (std::uint32_t i = bytes; i < kPageSize; ++i) page[i] = 0xFF;
-  const std::uint32_t page_offset = flash_offset(programmed_);
+  start_program(flash_offset(programmed_), page, kPageSize);
+}
+
+void FlashWriter::start_program(std::uint32_t page_offset, const std::uint8_t* page,
+                                std::uint32_t stream_bytes) {
   if (flash_.start_program(page_offset, page) != FlashResult::kOk) {
     fail(FlashDetail::kProgramFailed);
     return;
@@ -246,7 +241,7 @@ void FlashWriter::program_page() {
   op_ = Op::kProgram;
   op_generation_ = generation_;
   op_offset_ = page_offset;
-  op_length_ = kPageSize;
+  op_length_ = stream_bytes;
 }
 
 void FlashWriter::verify_step() {

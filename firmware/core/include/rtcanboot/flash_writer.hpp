@@ -116,6 +116,10 @@ class FlashWriter {
   // of its run or its flash page, whichever comes first.
   std::uint32_t patch_piece(std::uint32_t position, std::uint32_t* image_offset) const;
   void program_patch_piece();
+  // Starts programming `page` at `page_offset`; the operation moves the stream by
+  // `stream_bytes` when it completes.
+  void start_program(std::uint32_t page_offset, const std::uint8_t* page,
+                     std::uint32_t stream_bytes);
   void verify_step();
   void complete_operation();
   void fail(canopen::FlashDetail detail);
