@@ -160,8 +160,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::uint8_t bytes[kProvisioningRecordSize];
       std::memset(bytes, 0xFF, sizeof bytes);
       const bool encoded = encode_provisioning(p, bytes, sizeof bytes);
-      FUZZ_CHECK(encoded == (lss::valid_node_id(p.node_id) &&
-                             is_cia301_bitrate(p.bitrate)));  // 0xFF: unconfigured (LSS)
+      // Node-ID 0xFF: unconfigured (LSS); boot attempts 255 would be stored as "off", which the
+      // struct writes as 0.
+      FUZZ_CHECK(encoded == (lss::valid_node_id(p.node_id) && is_cia301_bitrate(p.bitrate) &&
+                             p.boot_attempts != 255));
       const std::uint8_t corrupt = in.byte();
       if (corrupt != 0) {
         const unsigned bit = (corrupt - 1U) % (kProvisioningRecordSize * 8);

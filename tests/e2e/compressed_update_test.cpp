@@ -52,7 +52,7 @@ TEST(E2eCompressed, AHostileStreamIsRefusedWithTheImageIntactThenTheCompressedIm
   const auto bootloader_before = bootloader_region(board);
   host::Master& m = rig.master();
   EXPECT_EQ(m.upload_u32(kNode, co::od::kSectorDigests, 7),
-            image::kFlagSparse | image::kFlagCompressed);
+            image::kFlagSparse | image::kFlagCompressed | image::kFlagPatch);
 
   const host::LoadedInput app = example_app();
   ASSERT_TRUE(app.image.has_value());
