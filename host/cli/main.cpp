@@ -265,17 +265,7 @@ int cmd_provision_key(const Globals& g, const std::string& node_text,
   try {
     before = state();
   } catch (const SdoError& e) {
-    if (e.timed_out()) {
-      throw Error(ErrorKind::kNoNode,
-                  fmt::format("node {} does not answer (no SDO response to 0x5F03:1)", node));
-    }
-    if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kNoObject)) {
-      throw Error(ErrorKind::kAborted,
-                  fmt::format("node {} has no signing-key object 0x5F03: it runs its application "
-                              "(stop it first: rtcanboot stop --node {}) or an older bootloader",
-                              node, node));
-    }
-    throw;
+    throw_bootloader_read_error(e, node, "signing-key object 0x5F03");
   }
   if (before == canopen::KeyState::kBuiltIn || before == canopen::KeyState::kProvisioned) {
     const std::vector<std::uint8_t> held = m.upload(node, od::kSigningKeys, 2);

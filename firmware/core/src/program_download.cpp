@@ -242,15 +242,12 @@ image::CheckResult ProgramDownload::check_signature_of_header() {
   if (!records.has_signature) {
     return {FlashStatus::kNotAuthorised, FlashDetail::kSignatureMissing};
   }
-  const std::uint8_t* key = signing_key_;
-  bool usable = signing_key_usable_;
-  if (key == nullptr) {
-    // Provisioned keys: the record names its key; it must be listed (and the store complete).
-    key = record.public_key;
-    usable = key_store_->holds(record.public_key) && ed25519::valid_public_key(record.public_key);
+  // The record names its key: the built-in one, or one listed in a complete key store.
+  if (!accepts_key(record.public_key)) {
+    return {FlashStatus::kNotAuthorised, FlashDetail::kUnknownKey};
   }
-  if (!usable) return {FlashStatus::kNotAuthorised, FlashDetail::kUnknownKey};
-  const image::CheckResult verified = image::check_signature(header_bytes_, record, key);
+  const image::CheckResult verified =
+      image::check_signature(header_bytes_, record, record.public_key);
   if (!verified.ok()) return verified;
   // Only an authentic counter means anything: checked after the signature. The floor is the
   // key record's minimum or the highest counter committed here (install journal), whichever is

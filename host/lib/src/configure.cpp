@@ -132,17 +132,7 @@ NodeProvisioning read_node_provisioning(Master& master, std::uint8_t node) {
   try {
     result.sequence = master.upload_u32(node, od::kProvisioning, 1);
   } catch (const SdoError& e) {
-    if (e.timed_out()) {
-      throw Error(ErrorKind::kNoNode,
-                  fmt::format("node {} does not answer (no SDO response to 0x5F05:1)", node));
-    }
-    if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kNoObject)) {
-      throw Error(ErrorKind::kAborted,
-                  fmt::format("node {} has no provisioning object 0x5F05: it runs its application "
-                              "(stop it first: rtcanboot stop --node {}) or an older bootloader",
-                              node, node));
-    }
-    throw;
+    throw_bootloader_read_error(e, node, "provisioning object 0x5F05");
   }
   const std::vector<std::uint8_t> record = master.upload(node, od::kProvisioning, 2);
   bool valid = false;

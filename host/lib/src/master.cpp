@@ -9,6 +9,20 @@
 
 namespace rtcanboot::host {
 
+void throw_bootloader_read_error(const SdoError& e, std::uint8_t node, const char* what) {
+  if (e.timed_out()) {
+    throw Error(ErrorKind::kNoNode,
+                fmt::format("node {} does not answer (no SDO response about its {})", node, what));
+  }
+  if (e.abort_code() == static_cast<std::uint32_t>(canopen::Abort::kNoObject)) {
+    throw Error(ErrorKind::kAborted,
+                fmt::format("node {} has no {}: it runs its application (stop it first: "
+                            "rtcanboot stop --node {}) or an older bootloader",
+                            node, what, node));
+  }
+  throw e;
+}
+
 using canopen::NmtState;
 
 const char* to_string(NmtState state) {

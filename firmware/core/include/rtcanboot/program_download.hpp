@@ -122,8 +122,8 @@ class ProgramDownload final : public ProgramControl, public DownloadSink {
   // download cannot begin (and a clear is refused) while the store writes. `store` must outlive
   // this object.
   void use_key_store(const KeyStore& store) { key_store_ = &store; }
-  // A signed provisioning request (0x5F05) by `public_key` may be verified: it is the built-in
-  // key (usable), or SHA-256 of it is in the complete key store.
+  // A signature by `public_key` (container or provisioning request) may be verified: it is the
+  // built-in key (usable), or SHA-256 of it is in the complete key store.
   bool accepts_key(const std::uint8_t public_key[ed25519::kPublicKeySize]) const;
   bool signature_required() const {
     return signing_key_ != nullptr ||

@@ -53,6 +53,13 @@ using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
 const char* to_string(canopen::NmtState state);
 
+// Turns the failure of a first read of a bootloader-only object (`what`, e.g. "signing-key
+// object 0x5F03") into what the user can act on: no answer at all is Error(kNoNode); "object does
+// not exist" is Error(kAborted), an application runs or the bootloader is older. Anything else is
+// rethrown as it is.
+[[noreturn]] void throw_bootloader_read_error(const SdoError& e, std::uint8_t node,
+                                              const char* what);
+
 class Master {
  public:
   explicit Master(Transport& transport, MasterOptions options = {});
