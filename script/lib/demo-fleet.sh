@@ -5,28 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-dist=build/dist
-twin=$dist/bin/rtcanboot-twin
-tool=$dist/bin/rtcanboot
-bootloader=$dist/firmware/rtcanboot-bootloader.bin
-app=$dist/firmware/example-app.elf
+source script/lib/demo-common.sh
 nodes=(10 11 12 13 14 15 16 17)
-
-work=$(mktemp -d)
-twin_pid=""
-cleanup() {
-  if [ -n "$twin_pid" ] && kill -0 "$twin_pid" 2>/dev/null; then
-    kill "$twin_pid" 2>/dev/null || true
-    wait "$twin_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-bus="socketcand://127.0.0.1:$port/can0"
 
 step "Starting the twin: eight boards (nodes ${nodes[0]}..${nodes[7]}) on one bus at 1 Mbit/s, each a fresh flash with the bootloader"
 boards=()
