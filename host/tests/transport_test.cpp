@@ -246,6 +246,8 @@ class SlcanPeer {
   std::atomic<bool> silent{false};
   // Once the channel is open: junk lines ("xyz 0123\0QW...\r") without end, never a frame.
   std::atomic<bool> garbage_after_open{false};
+  // A slow adapter: its first answer comes this late (the others follow in order).
+  std::atomic<int> first_answer_delay_ms{0};
 
  private:
   void reply(const std::string& s) { (void)!::write(master_, s.data(), s.size()); }
@@ -276,10 +278,16 @@ class SlcanPeer {
       commands_.push_back(line);
     }
     if (silent) return;
+    if (!answered_) {
+      answered_ = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(first_answer_delay_ms.load()));
+    }
     if (line.empty()) {
       reply("\r");
     } else if (line[0] == 'S') {
       reply(refuse_bitrate ? "\a" : "\r");
+    } else if (line == "V") {
+      reply("V1013\r");
     } else if (line == "O" || line == "C") {
       reply("\r");
       open_ = line == "O";
@@ -304,6 +312,7 @@ class SlcanPeer {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> open_{false};
+  bool answered_ = false;  // the peer thread's own
   std::mutex mutex_;
   std::vector<std::string> commands_;
 };
@@ -336,6 +345,18 @@ TEST(Slcan, AdapterErrorsAreBusErrors) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kBus);
     EXPECT_NE(std::string(e.what()).find("refused bit rate"), std::string::npos);
+  }
+  // A slow adapter's late answers to the set-up's blank lines and C are not taken for the
+  // answer to S: the version answer tells them apart.
+  SlcanPeer slow;
+  slow.refuse_bitrate = true;
+  slow.first_answer_delay_ms = 200;
+  try {
+    open_slcan(slow.path(), 500000, 115200);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBus);
+    EXPECT_NE(std::string(e.what()).find("refused bit rate"), std::string::npos) << e.what();
   }
   SlcanPeer mute;
   mute.silent = true;
@@ -380,6 +401,9 @@ TEST(Slcan, ReaderBoundsItsBufferAndGivesUpOnJunk) {
   SlcanReader r("slcan:///dev/ttyX?bitrate=500000");
   r.feed("garbage\rV1013\rz\rt12311A\rF00\r\a");
   auto item = r.next();
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->kind, SlcanItem::Kind::kVersion);  // the set-up's synchronisation point
+  item = r.next();
   ASSERT_TRUE(item);
   EXPECT_EQ(item->kind, SlcanItem::Kind::kAck);
   item = r.next();

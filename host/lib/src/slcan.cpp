@@ -149,6 +149,11 @@ std::optional<SlcanItem> SlcanReader::next() {
         item.kind = SlcanItem::Kind::kStatus;
         item.flags =
             static_cast<std::uint8_t>(std::stoul(std::string(rest.substr(1)), nullptr, 16));
+      } else if (acks == 0 && rest[0] == 'V' && rest.size() >= 2 && rest.size() <= 9 &&
+                 std::all_of(rest.begin() + 1, rest.end(), [](char c) {
+                   return std::isalnum(static_cast<unsigned char>(c)) != 0;
+                 })) {
+        item.kind = SlcanItem::Kind::kVersion;
       } else if (auto f = slcan_decode(rest)) {
         item.kind = SlcanItem::Kind::kFrame;
         item.frame = *f;
@@ -290,14 +295,14 @@ class SlcanTransport final : public Transport {
   // Empties the adapter's command buffer, closes the channel if it was open, sets the bit rate
   // and opens the channel.
   void set_up(int code) {
-    write_all("\r\r\r");
-    command("C", false);
-    if (!command(fmt::format("S{}", code), true)) {
+    write_all("\r\r\rC\r");
+    synchronise();
+    if (!command(fmt::format("S{}", code))) {
       throw Error(ErrorKind::kBus,
                   fmt::format("{}: the adapter refused bit rate {} (S{}); is it an slcan adapter?",
                               describe(), bitrate_, code));
     }
-    if (!command("O", true)) {
+    if (!command("O")) {
       throw Error(ErrorKind::kBus,
                   fmt::format("{}: the adapter refused to open the channel", describe()));
     }
@@ -347,14 +352,33 @@ class SlcanTransport final : public Transport {
     return true;
   }
 
-  // Sends a command and, if `check`, waits up to 500 ms for '\r' (ok) or '\a' (error). Without
-  // `check`, swallows for 50 ms whatever answers come (the set-up's blank lines and "C").
-  bool command(const std::string& cmd, bool check) {
-    write_all(cmd + "\r");
-    const Micros until = clock_.now() + (check ? 500'000 : 50'000);
+  // The answers to the blank lines and C carry nothing to tell them apart from the answers to S
+  // and O that follow, and an adapter may answer late (USB latency, a loaded machine). So the
+  // set-up asks for the version (V) and drops every answer up to the version line, which comes
+  // after all of them. An adapter without V answers with a bell or not at all: then whatever
+  // came within 500 ms is dropped.
+  void synchronise() {
+    write_all("V\r");
+    const Micros until = clock_.now() + 500'000;
     for (;;) {
       while (auto item = reader_.next()) {
-        if (!check) continue;
+        if (item->kind == SlcanItem::Kind::kVersion) return;
+      }
+      detail::throw_if_interrupted();
+      if (clock_.now() >= until || !fill(until)) {
+        reader_.clear();
+        pending_.clear();
+        return;
+      }
+    }
+  }
+
+  // Sends a command and waits up to 500 ms for '\r' (true) or '\a' (false).
+  bool command(const std::string& cmd) {
+    write_all(cmd + "\r");
+    const Micros until = clock_.now() + 500'000;
+    for (;;) {
+      while (auto item = reader_.next()) {
         if (item->kind == SlcanItem::Kind::kOk) return true;
         if (item->kind == SlcanItem::Kind::kBell) return false;
         if (item->kind == SlcanItem::Kind::kFrame)
@@ -362,11 +386,6 @@ class SlcanTransport final : public Transport {
       }
       detail::throw_if_interrupted();
       if (clock_.now() >= until || !fill(until)) {
-        if (!check) {
-          reader_.clear();
-          pending_.clear();
-          return true;
-        }
         throw Error(
             ErrorKind::kBus,
             fmt::format("{}: no answer to '{}' (not an slcan adapter, or wrong serial speed?)",
@@ -410,6 +429,7 @@ class SlcanTransport final : public Transport {
           return ev;
         case SlcanItem::Kind::kOk:
         case SlcanItem::Kind::kAck:
+        case SlcanItem::Kind::kVersion:
           break;
       }
     }

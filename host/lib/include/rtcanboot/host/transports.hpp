@@ -73,6 +73,7 @@ struct SlcanItem {
     kBell,    // '\a': a command failed, or the adapter's transmit queue is full
     kStatus,  // "Fxx" status flags
     kAck,     // z/Z transmit confirmation
+    kVersion, // "Vhhss": the answer to V, which the set-up uses to tell old answers from new
   };
   Kind kind = Kind::kOk;
   CanFrame frame;          // kFrame
@@ -81,7 +82,7 @@ struct SlcanItem {
 
 // The receive side of an slcan connection: bytes in, items out. The buffer is bounded: it never
 // holds more than one incomplete line of kMaxLine bytes (plus what the last feed() brought).
-// Lines that are not slcan (version answers, line noise) are skipped as junk; kJunkLimit bytes of
+// Lines that are not slcan (line noise) are skipped as junk; kJunkLimit bytes of
 // junk without one valid item in between (a wrong serial speed, a device that is not an slcan
 // adapter, /dev/zero) end the connection with Error(kBus) naming `source`.
 class SlcanReader final : public RxBuffer {
