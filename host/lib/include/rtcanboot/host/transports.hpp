@@ -68,12 +68,12 @@ class RxBuffer {
 // What an slcan adapter sends, one item at a time.
 struct SlcanItem {
   enum class Kind {
-    kFrame,   // t/T/r/R
-    kOk,      // an empty line: a command succeeded
-    kBell,    // '\a': a command failed, or the adapter's transmit queue is full
-    kStatus,  // "Fxx" status flags
-    kAck,     // z/Z transmit confirmation
-    kVersion, // "Vhhss": the answer to V, which the set-up uses to tell old answers from new
+    kFrame,    // t/T/r/R
+    kOk,       // an empty line: a command succeeded
+    kBell,     // '\a': a command failed, or the adapter's transmit queue is full
+    kStatus,   // "Fxx" status flags
+    kAck,      // z/Z transmit confirmation
+    kVersion,  // "Vhhss": the answer to V, which the set-up uses to tell old answers from new
   };
   Kind kind = Kind::kOk;
   CanFrame frame;          // kFrame
