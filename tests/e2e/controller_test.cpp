@@ -58,9 +58,10 @@ class E2eController : public ::testing::Test {
 };
 
 // Item 9. The bootloader's heartbeat (1 s) waits behind 3.5 s of a saturated bus: the heartbeat
-// that lost arbitration in the transmit MB is aborted and the queued one replaced, so exactly one
-// heartbeat leaves when the bus frees up, and the next one a period later. Before the fix the
-// node sent three stale heartbeats back to back.
+// that lost arbitration in its MB says what the later ones would say, so it stays (no abort,
+// which is where errata 6032 bites) and the later ones are not queued: exactly one heartbeat
+// leaves when the bus frees up, and the next one a period later. Before the fix the node sent
+// three stale heartbeats back to back.
 TEST_F(E2eController, NoStaleHeartbeatsAfterASaturatedBus) {
   board_ = &rig_.add_board(node(kNode));
   ASSERT_TRUE(rig_.wait_boot_up(kNode, 0, 500'000).has_value());
@@ -86,6 +87,35 @@ TEST_F(E2eController, NoStaleHeartbeatsAfterASaturatedBus) {
   for (std::size_t i = 2; i < after.size(); ++i) {
     EXPECT_GE(after[i] - after[i - 1], 990'000u) << "then one per period";
   }
+  EXPECT_EQ(board_->flexcan(2).tx_aborts(), 0u) << "an unchanged heartbeat is not aborted";
+}
+
+// Item 9, the other half. The example application (OPERATIONAL) is put into PRE-OPERATIONAL
+// (NMT, which wins arbitration over the flood) while its heartbeat waits: the waiting OPERATIONAL
+// heartbeat is out of date, so it is aborted and the first heartbeat after the flood says
+// PRE-OPERATIONAL. (The bootloader's own heartbeat never changes: it stays PRE-OPERATIONAL.)
+TEST_F(E2eController, AWaitingHeartbeatIsReplacedWhenTheStateChanges) {
+  board_ = &rig_.add_board(node(kNode));
+  ASSERT_TRUE(rig_.wait_boot_up(kNode, 0, 500'000).has_value());
+  ASSERT_TRUE(rig_.update(kNode, example_app()).confirmed) << board_->console();
+  rig_.listen_for(1'500'000);
+  const std::uint64_t aborts_before = board_->flexcan(2).tx_aborts();
+  start_flood();
+  rig_.listen_for(1'500'000);
+  rig_.master().nmt(co::NmtCommand::kEnterPreOperational, kNode);
+  rig_.listen_for(2'000'000);
+  stop_flood();
+  const Micros flood_end = rig_.now();
+  rig_.listen_for(1'500'000);
+  std::vector<CanFrame> after;
+  for (const auto& f : rig_.log()) {
+    if (f.at >= flood_end && f.frame.id == kHeartbeatId) after.push_back(f.frame);
+  }
+  ASSERT_GE(after.size(), 2u);
+  EXPECT_EQ(after[0].data[0], 0x7F) << "PRE-OPERATIONAL, not the OPERATIONAL that waited";
+  EXPECT_EQ(after[1].data[0], 0x7F);
+  EXPECT_EQ(count(flood_end, flood_end + 20'000, kHeartbeatId), 1u);
+  EXPECT_EQ(board_->flexcan(2).tx_aborts() - aborts_before, 1u);
 }
 
 // Found by the fleet benchmark (issue 14): four concurrent SDO block downloads keep the bus busy

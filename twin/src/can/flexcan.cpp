@@ -947,12 +947,14 @@ void FlexCan::write_mb_word(std::uint32_t w, std::uint32_t value, std::uint32_t 
   serviced_[mb] = false;
   if (static_cast<int>(mb) == tx_inflight_mb_) {
     if (aen && new_code == kTxAbort) {
+      ++tx_aborts_;
       abort_pending_[mb] = true;  // resolved when the frame on the wire ends
       set_code(mb, old_code);
     } else {
       tx_inflight_deactivated_ = true;  // the frame finishes on the wire; the MB is not updated
     }
   } else if (aen && new_code == kTxAbort && old_code == kTxData) {
+    ++tx_aborts_;
     set_iflag(mb);  // aborted before it reached the bus
   }
   if (new_code == kTxData || old_code == kTxData) {

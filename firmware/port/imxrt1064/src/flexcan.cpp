@@ -171,6 +171,14 @@ void write_tx_mb(std::uint32_t mb_index, const CanFrame& frame) {
   r(fc::mb(kErrata5829Mb) + fc::kMbCs) = fc::kCodeTxInactive << fc::kCsCodeShift;
 }
 
+bool same_frame(const CanFrame& a, const CanFrame& b) {
+  if (a.id != b.id || a.dlc != b.dlc || a.flags != b.flags) return false;
+  for (std::uint8_t i = 0; i < a.dlc && i < 8; ++i) {
+    if (a.data[i] != b.data[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 CanBitTiming FlexCan::timing_in_use() const {
@@ -295,6 +303,13 @@ bool FlexCan::send(const CanFrame& frame) {
 
 bool FlexCan::send_latest(const CanFrame& frame) {
   InterruptLock lock;
+  if (latest_busy_ && !latest_aborting_ && same_frame(frame, latest_loaded_)) {
+    // The same heartbeat still waits in MB10 (it lost arbitration for a whole period): it says
+    // what this one says and leaves when the bus lets it, so it is kept, and no abort runs into
+    // errata 6032 (README).
+    latest_pending_ = false;
+    return true;
+  }
   latest_frame_ = frame;
   latest_pending_ = true;
   if (!latest_busy_) {
@@ -332,6 +347,7 @@ void FlexCan::load_latest_tx() {
   latest_busy_ = latest_pending_;
   if (!latest_pending_) return;
   latest_pending_ = false;
+  latest_loaded_ = latest_frame_;
   write_tx_mb(kLatestMb, latest_frame_);
 }
 

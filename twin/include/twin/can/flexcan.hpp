@@ -87,6 +87,9 @@ class FlexCan : public Peripheral, public BusNode {
   std::uint64_t lost_frames() const { return lost_frames_; }
   std::uint64_t overruns() const { return overruns_; }
   std::uint64_t fifo_overflows() const { return fifo_overflows_; }
+  // Transmit MBs the firmware asked to abort (CODE = ABORT with MCR.AEN) while they were
+  // pending or on the wire: the moments errata 6032 is about.
+  std::uint64_t tx_aborts() const { return tx_aborts_; }
   std::uint64_t frames_received() const { return frames_received_; }
   std::uint64_t frames_transmitted() const { return frames_transmitted_; }
 
@@ -191,6 +194,7 @@ class FlexCan : public Peripheral, public BusNode {
   bool irq_level_ = false;
   bool tx_warn_ = false, rx_warn_ = false;
   std::uint64_t lost_frames_ = 0, overruns_ = 0, fifo_overflows_ = 0;
+  std::uint64_t tx_aborts_ = 0;
   std::uint64_t frames_received_ = 0, frames_transmitted_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -90,8 +90,9 @@ class FlexCan final : public FrameSink {
   bool send(const CanFrame& frame) override;
   // The heartbeat: sent through its own MB10, so that a heartbeat that keeps losing arbitration
   // on a busy bus never holds up an SDO answer queued after it (the controller sends the MB
-  // with the lowest identifier first, CTRL1.LBUF = 0). A newer frame replaces one still waiting
-  // in MB10 (aborted with MCR.AEN).
+  // with the lowest identifier first, CTRL1.LBUF = 0). A different frame replaces one still
+  // waiting in MB10 (aborted with MCR.AEN); the same frame leaves the waiting one alone (it is
+  // not out of date, and an abort is what errata 6032 is about).
   bool send_latest(const CanFrame& frame) override;
   // Next received frame; false when the ring is empty.
   bool receive(CanFrame& frame);
@@ -123,8 +124,10 @@ class FlexCan final : public FrameSink {
   std::uint32_t tx_head_ = 0;              // both indices change with interrupts masked
   std::uint32_t tx_tail_ = 0;
   volatile bool tx_busy_ = false;
-  // MB10 (send_latest): the frame waiting for it, whether MB10 holds one, whether it is aborting.
+  // MB10 (send_latest): the frame waiting for it, the one MB10 holds, whether MB10 holds one,
+  // whether it is aborting.
   CanFrame latest_frame_;
+  CanFrame latest_loaded_;
   bool latest_pending_ = false;
   volatile bool latest_busy_ = false;
   bool latest_aborting_ = false;
