@@ -178,15 +178,13 @@ std::uint64_t Board::Impl::mmio_read(std::uint32_t addr, unsigned size) {
 
 namespace {
 
-// Watchdog service writes (WDOG1/WDOG2 WSR 0x5555/0xAAAA, the RTWDOG CNT refresh key, whole or in
-// halves) restart a countdown and change nothing the firmware can read back: a loop that polls and
-// services the watchdogs still waits. Its skip ahead is at most one lock-step (200 us), far below
-// the shortest timeout the firmware sets (docs/twin.md, "Idle loops").
+// Watchdog service writes restart a countdown and change nothing the firmware can read back: a
+// loop that polls and services the watchdogs still waits. Its skip ahead is at most one
+// lock-step (200 us), far below the shortest timeout the firmware sets (docs/twin.md, "Idle
+// skipping").
 bool watchdog_service(std::uint32_t base, std::uint32_t offset, std::uint32_t value) {
-  if (base == 0x400B'8000 || base == 0x400D'0000)
-    return offset == 2 && (value == 0x5555 || value == 0xAAAA);
-  if (base == 0x400B'C000)
-    return offset == 4 && (value == 0xB480'A602u || value == 0xA602 || value == 0xB480);
+  if (base == 0x400B'8000 || base == 0x400D'0000) return Wdog::is_service_write(offset, value);
+  if (base == 0x400B'C000) return Rtwdog::is_refresh_write(offset, value);
   return false;
 }
 

@@ -391,9 +391,9 @@ void Wdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t m
     }
     if (mask & 0xFFFF'0000u) {  // WSR service sequence
       const auto wsr = static_cast<std::uint16_t>(value >> 16);
-      if (wsr == 0x5555) {
+      if (wsr == kService1) {
         service_state_ = 1;
-      } else if (wsr == 0xAAAA && service_state_ == 1) {
+      } else if (wsr == kService2 && service_state_ == 1) {
         service_state_ = 0;
         rearm();
       } else {
@@ -489,7 +489,7 @@ void Rtwdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t
     if (mask == 0xFFFF'FFFFu) {
       if (v == 0xD928'C520u) {
         unlock();
-      } else if (v == 0xB480'A602u) {
+      } else if (v == kRefreshKey) {
         refresh();
       } else {
         ctx_.request_reset(ResetCause::kWdog3,
@@ -503,9 +503,9 @@ void Rtwdog::write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t
     } else if (half == 0xD928 && half_key_ == 0xC520) {
       half_key_ = 0;
       unlock();
-    } else if (half == 0xA602) {
-      half_refresh_ = 0xA602;
-    } else if (half == 0xB480 && half_refresh_ == 0xA602) {
+    } else if (half == kRefreshLow) {
+      half_refresh_ = kRefreshLow;
+    } else if (half == kRefreshHigh && half_refresh_ == kRefreshLow) {
       half_refresh_ = 0;
       refresh();
     } else {

@@ -198,6 +198,12 @@ class Wdog final : public RegisterBlock {
   // `left_running`: the ROM leaves this one enabled at every boot (RomWatchdogs).
   Wdog(std::string name, unsigned irq, SocContext& ctx, bool left_running = false);
   bool enabled() const { return (reg(0) & 0x4) != 0; }
+  // The service sequence's two WSR (+2) values.
+  static constexpr std::uint16_t kService1 = 0x5555, kService2 = 0xAAAA;
+  // A write of one of them: it restarts the countdown and changes nothing readable.
+  static bool is_service_write(std::uint32_t offset, std::uint32_t value) {
+    return offset == 2 && (value == kService1 || value == kService2);
+  }
 
  protected:
   void write_word(std::uint32_t offset, std::uint32_t value, std::uint32_t mask,
@@ -218,6 +224,14 @@ class Rtwdog final : public RegisterBlock {
  public:
   explicit Rtwdog(SocContext& ctx, bool left_running = false);
   bool enabled() const { return (reg(0) & 0x80) != 0; }
+  // The CNT (+4) refresh key, written whole or as its two halves (low half first).
+  static constexpr std::uint32_t kRefreshKey = 0xB480'A602u;
+  static constexpr std::uint16_t kRefreshLow = kRefreshKey & 0xFFFF,
+                                 kRefreshHigh = kRefreshKey >> 16;
+  // A refresh write: it restarts the countdown and changes nothing readable.
+  static bool is_refresh_write(std::uint32_t offset, std::uint32_t value) {
+    return offset == 4 && (value == kRefreshKey || value == kRefreshLow || value == kRefreshHigh);
+  }
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
