@@ -53,10 +53,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -289,6 +291,19 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
   return {};
 }
 
+// Closes a cut point's outcome: a twin fault is a problem too; no problem means it recovered.
+Outcome finished(Outcome out, twinrig::Rig& rig, const Scenario& s, std::string problem,
+                 std::chrono::steady_clock::time_point started) {
+  twin::Board& board = rig.board();
+  if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
+  out.recovered = problem.empty();
+  if (!out.recovered && s.options.verbose)
+    std::printf("console of the failed run:\n%s\n", board.console().c_str());
+  out.detail = std::move(problem);
+  out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return out;
+}
+
 Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) {
   const auto w0 = std::chrono::steady_clock::now();
   Outcome out;
@@ -314,15 +329,7 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
   }
   rig.transport().interrupt = nullptr;
   if (!is_off()) rig.run_until(is_off, rig.sim().now() + 5000 * kMs);
-  auto finish = [&](std::string problem) {
-    if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
-    out.recovered = problem.empty();
-    if (!out.recovered && s.options.verbose)
-      std::printf("console of the failed run:\n%s\n", board.console().c_str());
-    out.detail = std::move(problem);
-    out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-    return out;
-  };
+  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem), w0); };
   if (!is_off()) {
     out.state = "cut-not-reached";
     return finish(fmt::format("the power cut did not happen (host: {})",
@@ -632,7 +639,9 @@ std::uint8_t lss_boot_node(twinrig::Rig& rig) {
   return node;
 }
 
-std::vector<OpInfo> lss_reference_ops(const Scenario& s, const std::vector<std::uint8_t>& base) {
+// The flash operations `action` causes on a board that boots normally (empty: `action` failed).
+std::vector<OpInfo> record_ops(const Scenario& s, const std::vector<std::uint8_t>& base,
+                               const std::function<bool(twinrig::Rig&)>& action) {
   twinrig::Rig rig(s.rig, base);
   twin::W25Q32& flash = rig.board().flash();
   std::vector<OpInfo> ops;
@@ -646,9 +655,52 @@ std::vector<OpInfo> lss_reference_ops(const Scenario& s, const std::vector<std::
   };
   rig.board().power_on();
   rig.wait_boot_up(0, 2000 * kMs);
-  if (!lss_store(rig, kLssNewNode).empty()) ops.clear();
+  bool done = false;
+  try {
+    done = action(rig);
+  } catch (const host::Error&) {
+  }
+  if (!done) ops.clear();
   flash.on_busy_change = board_hook;
   return ops;
+}
+
+// Boots the board, arms the cut at `point` (`in_op_kind`: the count of mutating operations, else
+// the time), runs `action` until the power goes and checks the bootloader region. Empty: the cut
+// happened and the bootloader is intact; otherwise the problem, with out.state set.
+std::string cut_during(twinrig::Rig& rig, const Scenario& s, const CutPoint& point,
+                       std::string_view in_op_kind, const std::function<void()>& action,
+                       Outcome& out) {
+  twin::Board& board = rig.board();
+  twin::W25Q32& flash = board.flash();
+  auto is_off = [&] { return board.state() == twin::BoardState::kOff; };
+  board.power_on();
+  rig.wait_boot_up(0, 2000 * kMs);
+  if (point.kind == in_op_kind) {
+    flash.cut_power_at_operation(flash.mutating_operations() + point.op);
+  } else {
+    flash.cut_power_at_time(point.time);
+  }
+  rig.transport().interrupt = is_off;
+  try {
+    action();
+  } catch (const twinrig::Interrupted&) {
+  } catch (const host::Error&) {
+  }
+  rig.transport().interrupt = nullptr;
+  if (!is_off()) rig.run_until(is_off, rig.sim().now() + 2000 * kMs);
+  if (!is_off()) {
+    out.state = "cut-not-reached";
+    return "the power cut did not happen";
+  }
+  out.cut_at = rig.sim().now();
+  out.ops_done = flash.mutating_operations();
+  if (auto problem = check_bootloader_region(board, s); !problem.empty()) {
+    out.state = "bootloader-region-changed";
+    return problem;
+  }
+  rig.flush_host();
+  return {};
 }
 
 Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base,
@@ -657,41 +709,11 @@ Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base,
   Outcome out;
   twinrig::Rig rig(s.rig, base);
   twin::Board& board = rig.board();
-  twin::W25Q32& flash = board.flash();
-  auto is_off = [&] { return board.state() == twin::BoardState::kOff; };
-  auto finish = [&](std::string problem) {
-    if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
-    out.recovered = problem.empty();
-    out.detail = std::move(problem);
-    out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-    return out;
-  };
-  board.power_on();
-  rig.wait_boot_up(0, 2000 * kMs);
-  if (point.kind == "lss-in-op") {
-    flash.cut_power_at_operation(flash.mutating_operations() + point.op);
-  } else {
-    flash.cut_power_at_time(point.time);
-  }
-  rig.transport().interrupt = is_off;
-  try {
-    lss_store(rig, kLssNewNode);
-  } catch (const twinrig::Interrupted&) {
-  } catch (const host::Error&) {
-  }
-  rig.transport().interrupt = nullptr;
-  if (!is_off()) rig.run_until(is_off, rig.sim().now() + 2000 * kMs);
-  if (!is_off()) {
-    out.state = "cut-not-reached";
-    return finish("the power cut did not happen");
-  }
-  out.cut_at = rig.sim().now();
-  out.ops_done = flash.mutating_operations();
-  if (auto problem = check_bootloader_region(board, s); !problem.empty()) {
-    out.state = "bootloader-region-changed";
+  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem), w0); };
+  if (auto problem = cut_during(
+          rig, s, point, "lss-in-op", [&] { lss_store(rig, kLssNewNode); }, out);
+      !problem.empty())
     return finish(problem);
-  }
-  rig.flush_host();
   const std::uint8_t node = lss_boot_node(rig);
   if (node == kLssOldNode) {
     out.state = "lss-old-record";
@@ -737,70 +759,17 @@ std::string key_write(twinrig::Rig& rig, const Scenario& s) {
   return {};
 }
 
-std::vector<OpInfo> key_reference_ops(const Scenario& s, const std::vector<std::uint8_t>& base) {
-  twinrig::Rig rig(s.rig, base);
-  twin::W25Q32& flash = rig.board().flash();
-  std::vector<OpInfo> ops;
-  auto board_hook = flash.on_busy_change;
-  flash.on_busy_change = [&](bool busy) {
-    if (busy) {
-      const auto& op = flash.current_op();
-      ops.push_back(OpInfo{op.kind, op.address, op.length, op.start, op.end});
-    }
-    if (board_hook) board_hook(busy);
-  };
-  rig.board().power_on();
-  rig.wait_boot_up(0, 2000 * kMs);
-  try {
-    if (!key_write(rig, s).empty()) ops.clear();
-  } catch (const host::Error&) {
-    ops.clear();
-  }
-  flash.on_busy_change = board_hook;
-  return ops;
-}
-
 Outcome run_key_point(const Scenario& s, const std::vector<std::uint8_t>& base,
                       const CutPoint& point) {
   const auto w0 = std::chrono::steady_clock::now();
   Outcome out;
   twinrig::Rig rig(s.rig, base);
   twin::Board& board = rig.board();
-  twin::W25Q32& flash = board.flash();
-  auto is_off = [&] { return board.state() == twin::BoardState::kOff; };
-  auto finish = [&](std::string problem) {
-    if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
-    out.recovered = problem.empty();
-    out.detail = std::move(problem);
-    out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-    return out;
-  };
-  board.power_on();
-  rig.wait_boot_up(0, 2000 * kMs);
-  if (point.kind == "key-in-op") {
-    flash.cut_power_at_operation(flash.mutating_operations() + point.op);
-  } else {
-    flash.cut_power_at_time(point.time);
-  }
-  rig.transport().interrupt = is_off;
-  try {
-    key_write(rig, s);
-  } catch (const twinrig::Interrupted&) {
-  } catch (const host::Error&) {
-  }
-  rig.transport().interrupt = nullptr;
-  if (!is_off()) rig.run_until(is_off, rig.sim().now() + 2000 * kMs);
-  if (!is_off()) {
-    out.state = "cut-not-reached";
-    return finish("the power cut did not happen");
-  }
-  out.cut_at = rig.sim().now();
-  out.ops_done = flash.mutating_operations();
-  if (auto problem = check_bootloader_region(board, s); !problem.empty()) {
-    out.state = "bootloader-region-changed";
+  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem), w0); };
+  if (auto problem = cut_during(
+          rig, s, point, "key-in-op", [&] { key_write(rig, s); }, out);
+      !problem.empty())
     return finish(problem);
-  }
-  rig.flush_host();
   const Nanos on = rig.sim().now();
   board.power_on();
   if (rig.wait_boot_up(on, on + 2000 * kMs) == 0) {
@@ -812,7 +781,7 @@ Outcome run_key_point(const Scenario& s, const std::vector<std::uint8_t>& base,
   const std::uint8_t node = s.rig.node_id;
   try {
     const auto state = static_cast<canopen::KeyState>(m.upload_u8(node, od::kSigningKeys, 1));
-    const auto contents = flash.contents();
+    const auto contents = board.flash().contents();
     const bool sector_blank =
         std::all_of(contents.begin() + memory_map::kKeyStoreOffset,
                     contents.begin() + memory_map::kKeyStoreOffset + memory_map::kSectorSize,
@@ -1021,7 +990,8 @@ int main(int argc, char** argv) {
 
   // LSS store configuration: before and inside each of its flash operations.
   const std::vector<std::uint8_t> lss_base = lss_baseline(s);
-  const std::vector<OpInfo> lss_ops = lss_reference_ops(s, lss_base);
+  const std::vector<OpInfo> lss_ops = record_ops(
+      s, lss_base, [](twinrig::Rig& rig) { return lss_store(rig, kLssNewNode).empty(); });
   if (lss_ops.empty()) {
     std::printf("power-cut sweep: the reference LSS store failed or wrote nothing\n");
     return 1;
@@ -1035,7 +1005,8 @@ int main(int argc, char** argv) {
   // Key provisioning over CAN on a keyless bootloader without an application.
   const std::vector<std::uint8_t> key_base = twinrig::factory_flash(fw->bootloader, s.rig);
   if (opt.key_cuts) {
-    const std::vector<OpInfo> key_ops = key_reference_ops(s, key_base);
+    const std::vector<OpInfo> key_ops =
+        record_ops(s, key_base, [&s](twinrig::Rig& rig) { return key_write(rig, s).empty(); });
     if (key_ops.empty()) {
       std::printf("power-cut sweep: the reference key write failed or wrote nothing\n");
       return 1;
