@@ -411,13 +411,23 @@ void SdoClient::send_next_download_segment() {
   queue(f, true);
 }
 
+bool SdoClient::answer_is(const std::uint8_t* d, std::uint8_t mask, std::uint8_t expected,
+                          std::string_view answer_to) {
+  if ((d[0] & mask) == expected) return true;
+  local_reason_ = fmt::format("unexpected answer 0x{:02X} {}", d[0], answer_to);
+  fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
+  return false;
+}
+
+bool SdoClient::toggle_matches(const std::uint8_t* d) {
+  if (((d[0] >> 4) & 1) == toggle_) return true;
+  fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kToggleBit), true);
+  return false;
+}
+
 void SdoClient::handle_down(const std::uint8_t* d) {
   if (phase_ == Phase::kDownInitiate) {
-    if (d[0] != 0x60) {
-      local_reason_ = fmt::format("unexpected answer 0x{:02X} to a download request", d[0]);
-      fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-      return;
-    }
+    if (!answer_is(d, 0xFF, 0x60, "to a download request")) return;
     if (data_.size() >= 1 && data_.size() <= 4 && mode_ != SdoMode::kSegmented) {
       done_ = data_.size();
       finish();
@@ -430,15 +440,8 @@ void SdoClient::handle_down(const std::uint8_t* d) {
     return;
   }
   // Segment response: scs 1 with the toggle of the segment it confirms.
-  if ((d[0] & 0xE0) != 0x20) {
-    local_reason_ = fmt::format("unexpected answer 0x{:02X} to a download segment", d[0]);
-    fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-    return;
-  }
-  if (((d[0] >> 4) & 1) != toggle_) {
-    fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kToggleBit), true);
-    return;
-  }
+  if (!answer_is(d, 0xE0, 0x20, "to a download segment")) return;
+  if (!toggle_matches(d)) return;
   done_ = offset_;
   if (offset_ >= data_.size()) {
     finish();
@@ -450,11 +453,7 @@ void SdoClient::handle_down(const std::uint8_t* d) {
 
 void SdoClient::handle_up(const std::uint8_t* d) {
   if (phase_ == Phase::kUpInitiate) {
-    if ((d[0] & 0xE0) != 0x40) {
-      local_reason_ = fmt::format("unexpected answer 0x{:02X} to an upload request", d[0]);
-      fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-      return;
-    }
+    if (!answer_is(d, 0xE0, 0x40, "to an upload request")) return;
     const bool expedited = (d[0] & 0x02) != 0;
     const bool sized = (d[0] & 0x01) != 0;
     if (expedited) {
@@ -473,15 +472,8 @@ void SdoClient::handle_up(const std::uint8_t* d) {
     queue(make(0x60), true);
     return;
   }
-  if ((d[0] & 0xE0) != 0x00) {
-    local_reason_ = fmt::format("unexpected answer 0x{:02X} to an upload segment request", d[0]);
-    fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-    return;
-  }
-  if (((d[0] >> 4) & 1) != toggle_) {
-    fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kToggleBit), true);
-    return;
-  }
+  if (!answer_is(d, 0xE0, 0x00, "to an upload segment request")) return;
+  if (!toggle_matches(d)) return;
   const std::size_t n = 7U - ((d[0] >> 1) & 7U);
   data_.insert(data_.end(), d + 1, d + 1 + n);
   done_ = data_.size();
@@ -504,11 +496,7 @@ void SdoClient::handle_up(const std::uint8_t* d) {
 void SdoClient::handle_block_down(const std::uint8_t* d) {
   switch (phase_) {
     case Phase::kBlockDownInitiate: {
-      if ((d[0] & 0xE3) != 0xA0) {
-        local_reason_ = fmt::format("unexpected answer 0x{:02X} to a block download request", d[0]);
-        fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-        return;
-      }
+      if (!answer_is(d, 0xE3, 0xA0, "to a block download request")) return;
       if (d[4] < 1 || d[4] > 127) {
         fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kBlockSize), true);
         return;
@@ -523,11 +511,7 @@ void SdoClient::handle_block_down(const std::uint8_t* d) {
       return;
     }
     case Phase::kBlockDownSubBlock: {
-      if (d[0] != 0xA2) {
-        local_reason_ = fmt::format("unexpected answer 0x{:02X} during a block download", d[0]);
-        fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-        return;
-      }
+      if (!answer_is(d, 0xFF, 0xA2, "during a block download")) return;
       const std::uint8_t ackseq = d[1];
       const std::uint8_t next_blksize = d[2];
       if (ackseq > seq_sent_) {
@@ -560,11 +544,7 @@ void SdoClient::handle_block_down(const std::uint8_t* d) {
       return;
     }
     case Phase::kBlockDownEnd:
-      if (d[0] != 0xA1) {
-        local_reason_ = fmt::format("unexpected answer 0x{:02X} to the block download end", d[0]);
-        fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-        return;
-      }
+      if (!answer_is(d, 0xFF, 0xA1, "to the block download end")) return;
       done_ = data_.size();
       finish();
       return;
@@ -595,11 +575,7 @@ void SdoClient::handle_block_up(const std::uint8_t* d, Micros now) {
         handle_up(d);
         return;
       }
-      if ((d[0] & 0xE1) != 0xC0) {
-        local_reason_ = fmt::format("unexpected answer 0x{:02X} to a block upload request", d[0]);
-        fail(Failure::kLocalAbort, static_cast<std::uint32_t>(Abort::kCommandSpecifier), true);
-        return;
-      }
+      if (!answer_is(d, 0xE1, 0xC0, "to a block upload request")) return;
       crc_ = config_.block_crc && (d[0] & 0x04) != 0;
       if ((d[0] & 0x02) != 0) {
         size_known_ = true;

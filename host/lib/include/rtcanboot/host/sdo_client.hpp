@@ -11,6 +11,7 @@
 #include <deque>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rtcanboot/canopen_defs.hpp"
@@ -124,6 +125,12 @@ class SdoClient {
   void queue(const CanFrame& f, bool expects_answer);
   void fail(Failure why, std::uint32_t code, bool send_abort);
   void finish();
+  // False, and the transfer aborted with 0x05040001, unless (d[0] & mask) == expected;
+  // `answer_to` says what the answer was to, for the local reason.
+  bool answer_is(const std::uint8_t* d, std::uint8_t mask, std::uint8_t expected,
+                 std::string_view answer_to);
+  // False, and the transfer aborted with 0x05030000, unless the segment's toggle bit is due.
+  bool toggle_matches(const std::uint8_t* d);
   void handle_down(const std::uint8_t* d);
   void handle_up(const std::uint8_t* d);
   void handle_block_down(const std::uint8_t* d);
