@@ -1,5 +1,6 @@
-// Deliberately bad devices for the transport and CLI tests: a socketcand server that greets and
-// then says nothing or streams garbage, and a stream of junk for serial peers.
+// Peers for the transport and CLI tests: deliberately bad devices (a socketcand server that greets
+// and then says nothing or streams garbage, a stream of junk for serial peers) and the plumbing the
+// tests' own fake adapters share (a loopback listening socket, slcan's '\r'-ended lines).
 #pragma once
 
 #include <arpa/inet.h>
@@ -25,6 +26,34 @@ inline std::string junk_bytes(std::size_t n) {
   return s;
 }
 
+// A TCP socket listening on 127.0.0.1 at a port the kernel picks; `port` receives it.
+inline int listen_on_loopback(std::uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd, 4) != 0) {
+    throw std::runtime_error("test peer: bind/listen on 127.0.0.1 failed");
+  }
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+// Hands every complete '\r'-ended line in `buffer` (without the '\r') to `on_line` and keeps the
+// incomplete rest.
+template <typename OnLine>
+void take_lines(std::string& buffer, OnLine&& on_line) {
+  std::size_t cr;
+  while ((cr = buffer.find('\r')) != std::string::npos) {
+    const std::string line = buffer.substr(0, cr);
+    buffer.erase(0, cr + 1);
+    on_line(line);
+  }
+}
+
 class BadSocketcandServer {
  public:
   enum class Mode {
@@ -35,17 +64,7 @@ class BadSocketcandServer {
   };
 
   explicit BadSocketcandServer(Mode mode) : mode_(mode) {
-    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(listen_, 4) != 0) {
-      throw std::runtime_error("bind/listen");
-    }
-    socklen_t len = sizeof a;
-    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_ = listen_on_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~BadSocketcandServer() {

@@ -364,15 +364,7 @@ class Bridge {
         stall_end_ = bus_.clock().now() + stall_for_;
       return bus_.clock().now() < stall_end_ ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
     });
-    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(listen_, 4);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_ = test::listen_on_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~Bridge() {
@@ -496,13 +488,29 @@ class SlcanBridge {
 
  private:
   void reply(const std::string& s) { (void)!::write(master_, s.data(), s.size()); }
+  Micros wall() const {
+    return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - started_)
+                                   .count());
+  }
+  void handle(const std::string& line) {
+    if (line.empty()) return;
+    if (line[0] == 't' || line[0] == 'T') {
+      if (auto f = slcan_decode(line); f && open_) {
+        bus_.run_until(std::max(bus_.clock().now(), wall()));
+        bus_.send(*f);
+        reply("z\r");
+      } else {
+        reply("\a");
+      }
+      return;
+    }
+    commands_ += line + " ";
+    if (line == "O") open_ = true;
+    if (line == "C") open_ = false;
+    reply(line == "S8" || line == "O" || line == "C" ? "\r" : "\a");
+  }
   void serve() {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto wall = [&] {
-      return static_cast<Micros>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::steady_clock::now() - t0)
-                                     .count());
-    };
     std::string buf;
     while (!stop_) {
       bus_.run_until(std::max(bus_.clock().now(), wall()));
@@ -515,26 +523,7 @@ class SlcanBridge {
       const ssize_t n = ::read(master_, tmp, sizeof tmp);
       if (n <= 0) continue;
       buf.append(tmp, static_cast<std::size_t>(n));
-      std::size_t cr;
-      while ((cr = buf.find('\r')) != std::string::npos) {
-        const std::string line = buf.substr(0, cr);
-        buf.erase(0, cr + 1);
-        if (line.empty()) continue;
-        if (line[0] == 't' || line[0] == 'T') {
-          if (auto f = slcan_decode(line); f && open_) {
-            bus_.run_until(std::max(bus_.clock().now(), wall()));
-            bus_.send(*f);
-            reply("z\r");
-          } else {
-            reply("\a");
-          }
-          continue;
-        }
-        commands_ += line + " ";
-        if (line == "O") open_ = true;
-        if (line == "C") open_ = false;
-        reply(line == "S8" || line == "O" || line == "C" ? "\r" : "\a");
-      }
+      test::take_lines(buf, [this](const std::string& line) { handle(line); });
     }
   }
   SimBus bus_{1'000'000};
@@ -547,6 +536,7 @@ class SlcanBridge {
   std::atomic<bool> stop_{false};
   bool open_ = false;
   std::string commands_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 TEST_F(Cli, FlashThroughAnSlcanAdapter) {

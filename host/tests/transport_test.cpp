@@ -264,12 +264,7 @@ class SlcanPeer {
       const ssize_t n = ::read(master_, tmp, sizeof tmp);
       if (n <= 0) continue;
       buf.append(tmp, static_cast<std::size_t>(n));
-      std::size_t cr;
-      while ((cr = buf.find('\r')) != std::string::npos) {
-        const std::string line = buf.substr(0, cr);
-        buf.erase(0, cr + 1);
-        handle(line);
-      }
+      test::take_lines(buf, [this](const std::string& line) { handle(line); });
     }
   }
   void handle(const std::string& line) {
@@ -584,18 +579,7 @@ TEST(Socketcand, EncodesSendAndDecodesFrame) {
 class SocketcandServer {
  public:
   explicit SocketcandServer(std::string channel = "can0") : channel_(std::move(channel)) {
-    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(listen_, 4) != 0) {
-      throw std::runtime_error("bind/listen");
-    }
-    socklen_t len = sizeof a;
-    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_ = test::listen_on_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~SocketcandServer() {
