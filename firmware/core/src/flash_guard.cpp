@@ -3,18 +3,12 @@
 namespace rtcanboot {
 
 FlashResult GuardedFlash::start_erase(std::uint32_t offset, std::uint32_t length) {
-  if (!writable(offset, length)) {
-    ++refused_;
-    return FlashResult::kProtected;
-  }
+  if (!writable(offset, length)) return refuse();
   return flash_.start_erase(offset, length);
 }
 
 FlashResult GuardedFlash::start_program(std::uint32_t offset, const std::uint8_t* page) {
-  if (!writable(offset, memory_map::kPageSize)) {
-    ++refused_;
-    return FlashResult::kProtected;
-  }
+  if (!writable(offset, memory_map::kPageSize)) return refuse();
   return flash_.start_program(offset, page);
 }
 
@@ -27,10 +21,7 @@ FlashResult KeyStoreFlash::start_program(std::uint32_t offset, const std::uint8_
     if (flash_.read(offset + at, word, sizeof word) != FlashResult::kOk) allowed = false;
     for (std::uint8_t byte : word) allowed = allowed && byte == 0xFF;
   }
-  if (!allowed) {
-    ++refused_;
-    return FlashResult::kProtected;
-  }
+  if (!allowed) return refuse();
   return flash_.start_program(offset, page);
 }
 

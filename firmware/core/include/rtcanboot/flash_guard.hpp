@@ -15,7 +15,33 @@
 
 namespace rtcanboot {
 
-class GuardedFlash final : public FlashPort {
+// What both guards share: reads and status pass through; erases and programs are each guard's
+// own decision, and it counts what it refused.
+class FlashFilter : public FlashPort {
+ public:
+  bool busy() override { return flash_.busy(); }
+  FlashResult last_result() const override { return flash_.last_result(); }
+  FlashResult read(std::uint32_t offset, void* destination, std::uint32_t length) override {
+    return flash_.read(offset, destination, length);
+  }
+
+  // How many mutating requests the guard has refused (tests and diagnostics).
+  std::uint32_t refused() const { return refused_; }
+
+ protected:
+  explicit FlashFilter(FlashPort& flash) : flash_(flash) {}
+  FlashResult refuse() {
+    ++refused_;
+    return FlashResult::kProtected;
+  }
+
+  FlashPort& flash_;
+
+ private:
+  std::uint32_t refused_ = 0;
+};
+
+class GuardedFlash final : public FlashFilter {
  public:
   // Everything from the application start to the end of the flash (records area included).
   static constexpr std::uint32_t kWritableStart = memory_map::kAppOffset;
@@ -36,43 +62,18 @@ class GuardedFlash final : public FlashPort {
     return offset + length <= kKeyStoreStart || offset >= kKeyStoreEnd;
   }
 
-  explicit GuardedFlash(FlashPort& flash) : flash_(flash) {}
+  explicit GuardedFlash(FlashPort& flash) : FlashFilter(flash) {}
 
   FlashResult start_erase(std::uint32_t offset, std::uint32_t length) override;
   FlashResult start_program(std::uint32_t offset, const std::uint8_t* page) override;
-  bool busy() override { return flash_.busy(); }
-  FlashResult last_result() const override { return flash_.last_result(); }
-  FlashResult read(std::uint32_t offset, void* destination, std::uint32_t length) override {
-    return flash_.read(offset, destination, length);
-  }
-
-  // How many mutating requests the guard has refused (tests and diagnostics).
-  std::uint32_t refused() const { return refused_; }
-
- private:
-  FlashPort& flash_;
-  std::uint32_t refused_ = 0;
 };
 
-class KeyStoreFlash final : public FlashPort {
+class KeyStoreFlash final : public FlashFilter {
  public:
-  explicit KeyStoreFlash(FlashPort& flash) : flash_(flash) {}
+  explicit KeyStoreFlash(FlashPort& flash) : FlashFilter(flash) {}
 
-  FlashResult start_erase(std::uint32_t, std::uint32_t) override {
-    ++refused_;
-    return FlashResult::kProtected;
-  }
+  FlashResult start_erase(std::uint32_t, std::uint32_t) override { return refuse(); }
   FlashResult start_program(std::uint32_t offset, const std::uint8_t* page) override;
-  bool busy() override { return flash_.busy(); }
-  FlashResult last_result() const override { return flash_.last_result(); }
-  FlashResult read(std::uint32_t offset, void* destination, std::uint32_t length) override {
-    return flash_.read(offset, destination, length);
-  }
-  std::uint32_t refused() const { return refused_; }
-
- private:
-  FlashPort& flash_;
-  std::uint32_t refused_ = 0;
 };
 
 }  // namespace rtcanboot
