@@ -19,6 +19,8 @@ extern std::uint32_t __bss_end[];
 extern void (*__init_array_start[])();
 extern void (*__init_array_end[])();
 [[noreturn]] void rtcanboot_app_reset();
+[[noreturn]] void rtcanboot_app_call_main();  // call_main.S
+[[noreturn]] void rtcanboot_app_main_returned();
 }
 
 namespace {
@@ -50,7 +52,10 @@ extern "C" void rtcanboot_app_reset() {
     (*constructor)();
   }
   enable_irq();
-  // ISO C++ does not let a program call main(); the branch is the C start-up's job.
-  __asm__ volatile("bl main" ::: "r0", "r1", "r2", "r3", "r12", "lr", "memory");
+  rtcanboot_app_call_main();
+}
+
+// An application's main() that returns ends in a reset (back to the bootloader's decision).
+extern "C" void rtcanboot_app_main_returned() {
   system_reset();
 }
