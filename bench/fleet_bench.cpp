@@ -22,6 +22,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -186,12 +188,19 @@ int main(int argc, char** argv) {
   std::printf("%-14s %5s %6s %10s %8s %9s %8s %6s %7s\n", "flow", "nodes", "loss", "time_s",
               "x_single", "repaired", "sectors", "exit", "wall_s");
   std::vector<Row> rows;
-  double single = 0;
+  // x_single: against the same flow with one node, when this run measured it.
+  std::map<std::string, double> single;
+  auto times_single = [&](const Row& row) -> std::optional<double> {
+    const auto it = single.find(row.flow);
+    if (it == single.end() || it->second <= 0) return std::nullopt;
+    return row.seconds / it->second;
+  };
   auto report = [&](const Row& row) {
-    if (single == 0 && row.nodes == 1) single = row.seconds;
-    std::printf("%-14s %5d %5.1f%% %10.3f %8.2f %9u %8u %6d %7.1f  ctrl_lost %llu\n",
+    if (row.nodes == 1 && row.loss == 0) single.emplace(row.flow, row.seconds);
+    const auto x = times_single(row);
+    std::printf("%-14s %5d %5.1f%% %10.3f %8s %9u %8u %6d %7.1f  ctrl_lost %llu\n",
                 row.flow.c_str(), row.nodes, row.loss * 100, row.seconds,
-                single > 0 ? row.seconds / single : 0.0, row.repaired, row.repair_sectors,
+                x ? fmt::format("{:.2f}", *x).c_str() : "-", row.repaired, row.repair_sectors,
                 row.exit_code, row.wall, static_cast<unsigned long long>(row.controller_lost));
     std::fflush(stdout);
     rows.push_back(row);
@@ -212,18 +221,17 @@ int main(int argc, char** argv) {
   }
   if (!json_path.empty()) {
     std::ofstream out(json_path);
-    out << fmt::format(
-        "{{\"image_bytes\": {}, \"bitrate\": 1000000, \"single_node_s\": {:.6f}, "
-        "\"cases\": [",
-        payload.size(), single);
+    out << fmt::format("{{\"image_bytes\": {}, \"bitrate\": 1000000, \"cases\": [", payload.size());
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
+      const auto x = times_single(r);
       out << fmt::format(
           "{}{{\"flow\": \"{}\", \"nodes\": {}, \"loss\": {}, \"time_s\": {:.6f}, "
-          "\"x_single\": {:.4f}, \"repaired_nodes\": {}, \"repair_sectors\": {}, "
+          "\"x_single\": {}, \"repaired_nodes\": {}, \"repair_sectors\": {}, "
           "\"lost_frames\": {}, \"exit_code\": {}, \"wall_s\": {:.1f}}}",
-          i ? ", " : "", r.flow, r.nodes, r.loss, r.seconds, single > 0 ? r.seconds / single : 0.0,
-          r.repaired, r.repair_sectors, r.lost_frames, r.exit_code, r.wall);
+          i ? ", " : "", r.flow, r.nodes, r.loss, r.seconds,
+          x ? fmt::format("{:.4f}", *x) : std::string("null"), r.repaired, r.repair_sectors,
+          r.lost_frames, r.exit_code, r.wall);
     }
     out << "]}\n";
   }
