@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
+#include <random>
+#include <string_view>
 
 #include "rtcanboot/bytes.hpp"
 #include "rtcanboot/hash.hpp"
@@ -232,6 +235,101 @@ TEST_F(FleetTest, UnicastModeDownloadsToEveryNodeAtOnce) {
     EXPECT_EQ(n.bytes, r.container_bytes);
     EXPECT_FALSE(n.started);
   }
+}
+
+// Loses the last segment of some sub-blocks of every block download to `node` (a frame the node
+// missed): the transfer stalls, client and server wait for each other until a timeout, as CiA 301
+// block transfer has no way to ask for a lost last segment again. `every`: one sub-block in
+// `every` loses it (1: all of them).
+SimBus::FaultHook lose_last_segments(std::uint8_t node, unsigned every) {
+  struct Tracker {
+    bool downloading = false;
+    unsigned block_size = 0;
+    unsigned in_sub_block = 0;
+    unsigned sub_blocks = 0;
+  };
+  auto t = std::make_shared<Tracker>();
+  return [t, node, every](const CanFrame& f, bool from_master) {
+    if (!from_master && f.id == 0x580U + node) {
+      if (f.data[0] == 0xA4) {  // block download initiated: the first sub-block's size
+        t->downloading = true;
+        t->block_size = f.data[4];
+        t->in_sub_block = 0;
+      } else if (t->downloading && f.data[0] == 0xA2) {  // acknowledge: the next size
+        t->block_size = f.data[2];
+        t->in_sub_block = 0;
+      } else if (f.data[0] == 0xA1 || f.data[0] == 0x80) {
+        t->downloading = false;
+      }
+      return SimBus::Fault::kDeliver;
+    }
+    if (from_master && f.id == 0x600U + node && f.data[0] == 0x80) t->downloading = false;
+    if (!from_master || f.id != 0x600U + node || !t->downloading) return SimBus::Fault::kDeliver;
+    if (++t->in_sub_block != t->block_size) return SimBus::Fault::kDeliver;
+    return ++t->sub_blocks % every == 0 ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
+  };
+}
+
+// An image that does not compress (the repairs are compressed): the transfers stay long.
+LoadedInput random_app_image(std::size_t size) {
+  LoadedInput in = app_image(size);
+  std::mt19937 rng(1064);
+  for (std::size_t i = 8; i < size; ++i) in.image->bytes[i] = static_cast<std::uint8_t>(rng());
+  return in;
+}
+
+std::size_t count_containing(const std::vector<std::string>& lines, std::string_view text) {
+  return static_cast<std::size_t>(
+      std::count_if(lines.begin(), lines.end(),
+                    [&](const std::string& l) { return l.find(text) != std::string::npos; }));
+}
+
+// A node whose transfers stall again and again, but each time after some progress (here every
+// tenth sub-block loses its last segment), is tried again until it holds the image: each attempt
+// sends only what the node still misses. Three attempts, the limit before, were not enough.
+TEST_F(FleetTest, ANodeWhoseTransfersKeepStallingIsTriedAgainWhileItProgresses) {
+  add(7);
+  const LoadedInput in = random_app_image(60'000);
+  bus.set_fault_hook(lose_last_segments(7, 10));
+  FleetOptions o;
+  o.nodes = {7};
+  o.mode = FleetMode::kUnicast;
+  o.update.start = false;
+  std::vector<std::string> steps;
+  FleetEvents ev;
+  ev.step = [&](const std::string& s) { steps.push_back(s); };
+  const FleetResult r = run_fleet_update(*master, in, o, ev);
+  SCOPED_TRACE(format_fleet_table(r.nodes) + format_fleet_summary(r));
+  EXPECT_EQ(r.exit_code(), 0);
+  EXPECT_EQ(row(r, 7).state, FleetNodeState::kDone) << row(r, 7).message;
+  EXPECT_EQ(row(r, 7).software_id, r.expected_id);
+  EXPECT_GE(count_containing(steps, "trying again with what is still missing"),
+            static_cast<std::size_t>(o.repair_attempts));
+  EXPECT_TRUE(std::equal(in.image->bytes.begin(), in.image->bytes.end(),
+                         boards[0]->flash.mem.begin() + mm::kAppOffset));
+}
+
+// A node whose transfer stalls at the same place every time (the first sub-block never
+// completes) fails after repair_attempts attempts without progress, with a timeout's exit code.
+TEST_F(FleetTest, ANodeThatStallsWithoutProgressFailsAfterTheAttemptsWithout) {
+  add(7);
+  const LoadedInput in = random_app_image(30'000);
+  bus.set_fault_hook(lose_last_segments(7, 1));
+  FleetOptions o;
+  o.nodes = {7};
+  o.mode = FleetMode::kUnicast;
+  o.update.start = false;
+  std::vector<std::string> steps;
+  FleetEvents ev;
+  ev.step = [&](const std::string& s) { steps.push_back(s); };
+  const FleetResult r = run_fleet_update(*master, in, o, ev);
+  SCOPED_TRACE(format_fleet_table(r.nodes) + format_fleet_summary(r));
+  EXPECT_EQ(row(r, 7).state, FleetNodeState::kFailed);
+  EXPECT_EQ(row(r, 7).error, ErrorKind::kTimeout);
+  EXPECT_EQ(r.exit_code(), 6);
+  // The first attempt (it had everything to send), then repair_attempts more with as much.
+  EXPECT_EQ(count_containing(steps, "trying again with what is still missing"),
+            static_cast<std::size_t>(o.repair_attempts));
 }
 
 }  // namespace

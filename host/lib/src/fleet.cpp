@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -239,6 +240,10 @@ std::vector<std::uint8_t> parse_node_list(const std::string& text) {
 }
 
 namespace {
+
+// Unicast attempts of one node in all, however much each one progressed: bounds the time a node
+// on a link that loses frames all the time can take.
+constexpr int kMaxUnicastAttempts = 12;
 
 class Fleet {
  public:
@@ -677,16 +682,24 @@ class Fleet {
     UpdateEvents events;
     events.step = [&](const std::string& s) { node_step(row.node, s); };
     std::uint64_t before = row.bytes;
+    std::uint64_t to_send = 0;  // the container of this attempt: what the node still missed
     events.progress = [&](std::uint64_t done, std::uint64_t total) {
       row.bytes = before + done;
       row.total = std::max<std::uint64_t>(row.total, total);
+      to_send = total;
     };
     guarded(row, [&] {
       // A transfer that stalls (a frame the transfer cannot do without was missed, or a side was
-      // busy) is tried again: the next attempt sends only what is still missing.
+      // busy) is tried again: the next attempt sends only what is still missing. It goes on as
+      // long as the attempts make progress (each has less to send than every one before), so
+      // that a node on a lossy link, whose long transfers stall often, still gets there; after
+      // repair_attempts stalls in a row without progress, or kMaxUnicastAttempts in all, it fails.
       std::optional<UpdateResult> r;
+      std::uint64_t least_to_send = std::numeric_limits<std::uint64_t>::max();
+      int without_progress = 0;
       for (int attempt = 1; !r; ++attempt) {
         before = row.bytes;
+        to_send = 0;
         try {
           r = run_update(m_, input_for_stream(), u, events);
         } catch (const Error& e) {
@@ -697,7 +710,16 @@ class Fleet {
               e.kind() == ErrorKind::kTimeout ||
               (sdo != nullptr &&
                sdo->abort_code() == static_cast<std::uint32_t>(canopen::Abort::kTimeout));
-          if (!stalled || attempt >= o_.repair_attempts) throw;
+          if (to_send != 0 && to_send < least_to_send) {
+            least_to_send = to_send;
+            without_progress = 0;
+          } else {
+            ++without_progress;
+          }
+          if (!stalled || without_progress >= o_.repair_attempts ||
+              attempt >= kMaxUnicastAttempts) {
+            throw;
+          }
           node_step(row.node, fmt::format("{}; trying again with what is still missing", e.what()));
         }
       }

@@ -33,8 +33,10 @@ struct FleetOptions {
   // ignored. A fleet download is never compressed: a gap in a compressed stream loses the rest
   // of it at that follower (docs/fleet-update.md); repairs are compressed when `compress`.
   UpdateOptions update;
-  int lead_attempts = 3;    // leads tried in turn when a lead stops answering
-  int repair_attempts = 3;  // unicast updates of one node that end with a timeout, in a row
+  int lead_attempts = 3;  // leads tried in turn when a lead stops answering
+  // A node's unicast update that stalls (a timeout) is tried again while each attempt has less
+  // to send than the ones before; it fails after this many stalls in a row without that.
+  int repair_attempts = 3;
 };
 
 enum class FleetNodeState : std::uint8_t {
