@@ -596,7 +596,7 @@ TEST_F(Cli, FlashInfoScanStartStopOverSocketcand) {
 
   r = run(fmt::format("--bus {} flash --node 5 {}", bridge.uri(), hex));
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("already runs this image"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("already holds this image"), std::string::npos) << r.out;
 
   r = run(fmt::format("--bus {} scan --json --listen 700 --probe-timeout 250", bridge.uri()));
   ASSERT_EQ(r.code, 0) << r.err;

@@ -140,7 +140,7 @@ TEST_F(UpdateTest, SameImageIsSkippedUnlessForced) {
   steps.clear();
   const UpdateResult again = run_update(*master, in, options, events);
   EXPECT_TRUE(again.skipped);
-  EXPECT_TRUE(saw_step("already runs this image"));
+  EXPECT_TRUE(saw_step("already holds this image"));
   EXPECT_EQ(board->flash.erases, erases);
   options.force = true;
   steps.clear();

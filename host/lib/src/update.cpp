@@ -571,8 +571,8 @@ class Flow {
     const std::uint32_t installed = m_.upload_u32(node, od::kSoftwareId, p);
     if (installed == expected_id && !o_.force) {
       step(fmt::format(
-          "node {} already runs this image (0x1F56 = 0x{:08X}); use --force to flash again", node,
-          installed));
+          "node {} already holds this image (0x1F56 = 0x{:08X}); not flashed again without --force",
+          node, installed));
       result.skipped = true;
       result.software_id = installed;
       if (o_.start) {
