@@ -113,6 +113,12 @@ class FleetTest : public ::testing::Test {
     boards.push_back(std::make_unique<SimBoard>(bus, s));
     return *boards.back();
   }
+  FleetResult run_recording_steps(const LoadedInput& in, const FleetOptions& o,
+                                  std::vector<std::string>& steps) {
+    FleetEvents ev;
+    ev.step = [&](const std::string& s) { steps.push_back(s); };
+    return run_fleet_update(*master, in, o, ev);
+  }
   const FleetNodeResult& row(const FleetResult& r, std::uint8_t node) {
     for (const auto& n : r.nodes) {
       if (n.node == node) return n;
@@ -278,6 +284,14 @@ LoadedInput random_app_image(std::size_t size) {
   return in;
 }
 
+FleetOptions one_node_unicast(std::uint8_t node) {
+  FleetOptions o;
+  o.nodes = {node};
+  o.mode = FleetMode::kUnicast;
+  o.update.start = false;
+  return o;
+}
+
 std::size_t count_containing(const std::vector<std::string>& lines, std::string_view text) {
   return static_cast<std::size_t>(
       std::count_if(lines.begin(), lines.end(),
@@ -291,14 +305,9 @@ TEST_F(FleetTest, ANodeWhoseTransfersKeepStallingIsTriedAgainWhileItProgresses) 
   add(7);
   const LoadedInput in = random_app_image(60'000);
   bus.set_fault_hook(lose_last_segments(7, 10));
-  FleetOptions o;
-  o.nodes = {7};
-  o.mode = FleetMode::kUnicast;
-  o.update.start = false;
+  const FleetOptions o = one_node_unicast(7);
   std::vector<std::string> steps;
-  FleetEvents ev;
-  ev.step = [&](const std::string& s) { steps.push_back(s); };
-  const FleetResult r = run_fleet_update(*master, in, o, ev);
+  const FleetResult r = run_recording_steps(in, o, steps);
   SCOPED_TRACE(format_fleet_table(r.nodes) + format_fleet_summary(r));
   EXPECT_EQ(r.exit_code(), 0);
   EXPECT_EQ(row(r, 7).state, FleetNodeState::kDone) << row(r, 7).message;
@@ -315,14 +324,9 @@ TEST_F(FleetTest, ANodeThatStallsWithoutProgressFailsAfterTheAttemptsWithout) {
   add(7);
   const LoadedInput in = random_app_image(30'000);
   bus.set_fault_hook(lose_last_segments(7, 1));
-  FleetOptions o;
-  o.nodes = {7};
-  o.mode = FleetMode::kUnicast;
-  o.update.start = false;
+  const FleetOptions o = one_node_unicast(7);
   std::vector<std::string> steps;
-  FleetEvents ev;
-  ev.step = [&](const std::string& s) { steps.push_back(s); };
-  const FleetResult r = run_fleet_update(*master, in, o, ev);
+  const FleetResult r = run_recording_steps(in, o, steps);
   SCOPED_TRACE(format_fleet_table(r.nodes) + format_fleet_summary(r));
   EXPECT_EQ(row(r, 7).state, FleetNodeState::kFailed);
   EXPECT_EQ(row(r, 7).error, ErrorKind::kTimeout);
