@@ -86,7 +86,7 @@ TEST(E2eListenWindow, WithoutARequestTheApplicationStartsAfterTheWindowSilently)
 
 TEST(E2eListenWindow, ConfirmedApplicationThatFaultsLaterIsCaughtAfterAPowerCycle) {
   E2E_REQUIRE_FIRMWARE(2);
-  if (load_file(late_fault_app_path()).empty()) GTEST_SKIP() << "no latefault build";
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(load_file(late_fault_app_path()).empty(), "no latefault build");
   Rig rig(500'000);
   tw::Board& board = rig.add_board(node(kNode));
   // It confirms (the update succeeds), then faults a second after its start; its HardFault

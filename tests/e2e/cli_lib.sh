@@ -2,11 +2,21 @@
 # cli_signed.sh): the skip when something is not built, a temporary directory, the twin on a flash
 # file serving socketcand on loopback, and failure reports with the twin's console. The caller sets
 # $twin and $cli, and lists the firmware files it needs in $needs, before sourcing this file.
+# Without what it needs the script skips (77), or fails where RTCANBOOT_FIRMWARE_REQUIRED=1
+# (script/test, after building everything): a missing build must not pass as a skip there.
+not_built() {
+  if [ "${RTCANBOOT_FIRMWARE_REQUIRED:-0}" != 0 ]; then
+    echo "FAIL: $1 not built (RTCANBOOT_FIRMWARE_REQUIRED is set)"
+    exit 1
+  fi
+  echo "SKIP: $1 not built"
+  exit 77
+}
 for f in ${needs:-}; do
-  [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+  [ -f "$f" ] || not_built "$f"
 done
 for f in "$twin" "$cli"; do
-  [ -x "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+  [ -x "$f" ] || not_built "$f"
 done
 tmp=$(mktemp -d)
 twin_pid=

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "firmware_required.hpp"
 #include "rtcanboot/canopen_defs.hpp"
 #include "rtcanboot/host/endpoint_transport.hpp"
 #include "rtcanboot/host/error.hpp"
@@ -64,7 +65,8 @@ inline std::vector<std::uint8_t> load_file(const std::string& path) {
   do {                                                                                       \
     if (::rtcanboot::e2e::load_file(::rtcanboot::e2e::bootloader_path(instance)).empty() ||  \
         ::rtcanboot::e2e::load_file(::rtcanboot::e2e::example_app_path(instance)).empty()) { \
-      GTEST_SKIP() << "firmware not built in " << ::rtcanboot::e2e::firmware_dir();          \
+      RTCANBOOT_SKIP_WITHOUT_FIRMWARE(                                                       \
+          true, "firmware not built in " << ::rtcanboot::e2e::firmware_dir());               \
     }                                                                                        \
   } while (false)
 

@@ -73,8 +73,9 @@ std::vector<std::uint32_t> banner_srsr(const std::string& console) {
 void expect_kept_out_then_repaired(const BadImage& bad_image,
                                    const host::LoadedInput* image = nullptr) {
   const std::string& variant = bad_image.variant;
-  if (image == nullptr && load_file(misbehaving_app_path(variant)).empty())
-    GTEST_SKIP() << "no " << variant << " build";
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(
+      image == nullptr && load_file(misbehaving_app_path(variant)).empty(),
+      "no " << variant << " build");
   Rig rig(500'000);
   NodeSpec spec = node(kNode);
   spec.readings.lockup = bad_image.lockup;

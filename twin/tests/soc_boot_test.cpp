@@ -7,6 +7,7 @@
 #include "twin/can/bus.hpp"
 
 #include <algorithm>
+#include "firmware_required.hpp"
 
 namespace rtcanboot::twin {
 namespace {
@@ -31,7 +32,7 @@ class FirmwareTest : public ::testing::Test {
 };
 
 #define REQUIRE_FIRMWARE(name) \
-  if (!have(name)) GTEST_SKIP() << "test firmware not built: " << firmware_path(name)
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(!have(name), "test firmware not built: " << firmware_path(name))
 
 TEST_F(FirmwareTest, HelloBootsRunsTimerRomApiAndWarmReset) {
   REQUIRE_FIRMWARE("hello");
@@ -71,8 +72,8 @@ class StrictnessTest : public ::testing::TestWithParam<Strict> {};
 
 TEST_P(StrictnessTest, FaultIsReported) {
   const auto image = load_file(firmware_path(GetParam().firmware));
-  if (image.empty())
-    GTEST_SKIP() << "test firmware not built: " << firmware_path(GetParam().firmware);
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(
+      image.empty(), "test firmware not built: " << firmware_path(GetParam().firmware));
   Simulation sim;
   Board& b = sim.add_board(quiet_config(GetParam().firmware));
   b.flash().probe_write(0, image);
@@ -103,7 +104,7 @@ class BootPathTest : public ::testing::Test {
  protected:
   void SetUp() override {
     image_ = load_file(firmware_path("hello"));
-    if (image_.empty()) GTEST_SKIP() << "test firmware not built";
+    RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image_.empty(), "test firmware not built");
   }
   Board& boot(const std::vector<std::uint8_t>& image) {
     Board& b = sim_.add_board(quiet_config("boot"));
@@ -190,7 +191,7 @@ TEST_F(BootPathTest, SameInputsGiveSameTimings) {
 
 TEST(PowerCut, DuringABlockingRomProgramTearsThePageAndTheBoardBootsAgain) {
   const auto image = load_file(firmware_path("hello"));
-  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image.empty(), "test firmware not built");
   Simulation sim;
   Board& b = sim.add_board(quiet_config("cut"));
   b.flash().probe_write(0, image);
@@ -216,7 +217,7 @@ TEST(PowerCut, DuringABlockingRomProgramTearsThePageAndTheBoardBootsAgain) {
 // neither polls a dead flash until a timeout nor reports a hang): found by the power-cut sweep.
 TEST(PowerCut, DueInsideABlockingRomCallBeforeItsFirstCommandTurnsTheBoardOff) {
   const auto image = load_file(firmware_path("hello"));
-  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image.empty(), "test firmware not built");
   Nanos program_start = 0;
   {
     Simulation sim;
@@ -248,7 +249,7 @@ TEST(PowerCut, DueInsideABlockingRomCallBeforeItsFirstCommandTurnsTheBoardOff) {
 
 TEST(CanStrictness, TimingWriteOutsideFreezeIsIgnoredAndReported) {
   const auto image = load_file(firmware_path("can-timing-outside-freeze"));
-  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image.empty(), "test firmware not built");
   Simulation sim;
   Board& b = sim.add_board(quiet_config("can"));
   b.flash().probe_write(0, image);
@@ -260,7 +261,7 @@ TEST(CanStrictness, TimingWriteOutsideFreezeIsIgnoredAndReported) {
 
 TEST(CanStrictness, MismatchedBitRateReachesNobody) {
   const auto image = load_file(firmware_path("can-wrong-bitrate"));
-  if (image.empty()) GTEST_SKIP() << "test firmware not built";
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image.empty(), "test firmware not built");
   Simulation sim;
   std::vector<Report> bus_reports;
   sim.set_report_sink([&](const Report& r) { bus_reports.push_back(r); });

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "firmware_required.hpp"
 #include "rtcanboot/memory_map.hpp"
 #include "rtcanboot/provisioning.hpp"
 #include "soc_test_support.hpp"
@@ -20,7 +21,7 @@ std::string bootloader_path() {
 
 TEST(BootloaderOnTwin, BootsPrintsAndSendsBootUp) {
   const auto image = testing::load_file(bootloader_path());
-  if (image.empty()) GTEST_SKIP() << "bootloader not built: " << bootloader_path();
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image.empty(), "bootloader not built: " << bootloader_path());
   Simulation sim;
   can::Bus& bus = sim.add_bus(500'000);
   can::Endpoint master("master");
@@ -79,7 +80,7 @@ namespace {
 
 TEST(BootloaderOnTwin, TwoNodesOnOneBusAreDeterministic) {
   const auto image = testing::load_file(bootloader_path());
-  if (image.empty()) GTEST_SKIP() << "bootloader not built: " << bootloader_path();
+  RTCANBOOT_SKIP_WITHOUT_FIRMWARE(image.empty(), "bootloader not built: " << bootloader_path());
   auto run = [&image] {
     Simulation sim;
     can::Bus& bus = sim.add_bus(250'000);
