@@ -243,39 +243,6 @@ TEST_F(FleetTest, UnicastModeDownloadsToEveryNodeAtOnce) {
   }
 }
 
-// Loses the last segment of some sub-blocks of every block download to `node` (a frame the node
-// missed): the transfer stalls, client and server wait for each other until a timeout, as CiA 301
-// block transfer has no way to ask for a lost last segment again. `every`: one sub-block in
-// `every` loses it (1: all of them).
-SimBus::FaultHook lose_last_segments(std::uint8_t node, unsigned every) {
-  struct Tracker {
-    bool downloading = false;
-    unsigned block_size = 0;
-    unsigned in_sub_block = 0;
-    unsigned sub_blocks = 0;
-  };
-  auto t = std::make_shared<Tracker>();
-  return [t, node, every](const CanFrame& f, bool from_master) {
-    if (!from_master && f.id == 0x580U + node) {
-      if (f.data[0] == 0xA4) {  // block download initiated: the first sub-block's size
-        t->downloading = true;
-        t->block_size = f.data[4];
-        t->in_sub_block = 0;
-      } else if (t->downloading && f.data[0] == 0xA2) {  // acknowledge: the next size
-        t->block_size = f.data[2];
-        t->in_sub_block = 0;
-      } else if (f.data[0] == 0xA1 || f.data[0] == 0x80) {
-        t->downloading = false;
-      }
-      return SimBus::Fault::kDeliver;
-    }
-    if (from_master && f.id == 0x600U + node && f.data[0] == 0x80) t->downloading = false;
-    if (!from_master || f.id != 0x600U + node || !t->downloading) return SimBus::Fault::kDeliver;
-    if (++t->in_sub_block != t->block_size) return SimBus::Fault::kDeliver;
-    return ++t->sub_blocks % every == 0 ? SimBus::Fault::kDrop : SimBus::Fault::kDeliver;
-  };
-}
-
 // An image that does not compress (the repairs are compressed): the transfers stay long.
 LoadedInput random_app_image(std::size_t size) {
   LoadedInput in = app_image(size);
@@ -304,7 +271,7 @@ std::size_t count_containing(const std::vector<std::string>& lines, std::string_
 TEST_F(FleetTest, ANodeWhoseTransfersKeepStallingIsTriedAgainWhileItProgresses) {
   add(7);
   const LoadedInput in = random_app_image(60'000);
-  bus.set_fault_hook(lose_last_segments(7, 10));
+  bus.set_fault_hook(test::lose_last_segments(7, 10));
   const FleetOptions o = one_node_unicast(7);
   std::vector<std::string> steps;
   const FleetResult r = run_recording_steps(in, o, steps);
@@ -323,7 +290,7 @@ TEST_F(FleetTest, ANodeWhoseTransfersKeepStallingIsTriedAgainWhileItProgresses) 
 TEST_F(FleetTest, ANodeThatStallsWithoutProgressFailsAfterTheAttemptsWithout) {
   add(7);
   const LoadedInput in = random_app_image(30'000);
-  bus.set_fault_hook(lose_last_segments(7, 1));
+  bus.set_fault_hook(test::lose_last_segments(7, 1));
   const FleetOptions o = one_node_unicast(7);
   std::vector<std::string> steps;
   const FleetResult r = run_recording_steps(in, o, steps);

@@ -16,6 +16,43 @@
 
 namespace rtcanboot::host::test {
 
+// Loses the last segment of some sub-blocks of every block download to `node` (a frame the node
+// missed): the transfer stalls, client and server wait for each other until a timeout, as CiA 301
+// block transfer has no way to ask for a lost last segment again. `every`: one sub-block in
+// `every` loses it (1: all of them), `losses` at most.
+inline SimBus::FaultHook lose_last_segments(
+    std::uint8_t node, unsigned every, unsigned losses = std::numeric_limits<unsigned>::max()) {
+  struct Tracker {
+    bool downloading = false;
+    unsigned block_size = 0;
+    unsigned in_sub_block = 0;
+    unsigned sub_blocks = 0;
+    unsigned lost = 0;
+  };
+  auto t = std::make_shared<Tracker>();
+  return [t, node, every, losses](const CanFrame& f, bool from_master) {
+    if (!from_master && f.id == 0x580U + node) {
+      if (f.data[0] == 0xA4) {  // block download initiated: the first sub-block's size
+        t->downloading = true;
+        t->block_size = f.data[4];
+        t->in_sub_block = 0;
+      } else if (t->downloading && f.data[0] == 0xA2) {  // acknowledge: the next size
+        t->block_size = f.data[2];
+        t->in_sub_block = 0;
+      } else if (f.data[0] == 0xA1 || f.data[0] == 0x80) {
+        t->downloading = false;
+      }
+      return SimBus::Fault::kDeliver;
+    }
+    if (from_master && f.id == 0x600U + node && f.data[0] == 0x80) t->downloading = false;
+    if (!from_master || f.id != 0x600U + node || !t->downloading) return SimBus::Fault::kDeliver;
+    if (++t->in_sub_block != t->block_size) return SimBus::Fault::kDeliver;
+    if (++t->sub_blocks % every != 0 || t->lost >= losses) return SimBus::Fault::kDeliver;
+    ++t->lost;
+    return SimBus::Fault::kDrop;
+  };
+}
+
 // Stores a DOMAIN download; optional bounded buffer that drains over time (flow control).
 class StoringProgram final : public ProgramControl, public DownloadSink {
  public:

@@ -349,6 +349,23 @@ TEST_F(UpdateTest, NodeThatStallsPartWayIsAnInterruptedDownload) {
   EXPECT_GT(bus.clock().now(), stall_end);  // the node answered again before the flow gave up
 }
 
+// A lost last segment of a sub-block stalls a block download (CiA 301 has no way to ask for it
+// again). Whether the node restarted is decided by its next heartbeat message (a boot-up or not),
+// one heartbeat period after the timeout, not by waiting the whole reboot window for a boot-up
+// that never comes: every stall on a lossy link cost 5 s before.
+TEST_F(UpdateTest, AStallIsToldFromARestartByTheNextHeartbeat) {
+  bus.set_fault_hook(test::lose_last_segments(7, 1, 1));
+  options.compress = false;  // the stall needs a whole sub-block: the plain container
+  const Micros start = bus.clock().now();
+  std::string message;
+  EXPECT_EQ(fails_with(app_image(20'000, 17), &message), ErrorKind::kTimeout) << message;
+  EXPECT_NE(message.find("download interrupted after"), std::string::npos) << message;
+  const Micros took = bus.clock().now() - start;
+  // The client's 1 s timeout, then at most one heartbeat period (500 ms) and the flow's reads.
+  EXPECT_LT(took, 1'000'000 + 2 * static_cast<Micros>(settings.heartbeat_ms) * 1000) << took;
+  EXPECT_LT(took, options.reboot_window);
+}
+
 // This computer stalls for 1.5 s half-way (a loaded machine): the node's SDO timeout aborts the
 // transfer. The flow goes on with what is still missing instead of failing (a soak run on a
 // machine with load 11 on 2 cores once failed this way).

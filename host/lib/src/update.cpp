@@ -513,12 +513,16 @@ class Flow {
         return DownloadOutcome::kDone;
       }
       if (e.timed_out()) {
-        // Did the node restart? Its boot-up message says so (give it a moment to arrive).
+        // Did the node restart? Its boot-up message says so. A node that restarts sends its
+        // boot-up before any other heartbeat, so the first heartbeat message after the timeout
+        // decides: a boot-up, or a node that is alive and did not restart (the transfer only
+        // stalled). That is one heartbeat period; the whole reboot window only for a node that
+        // sends no heartbeat (it cost every stall of a lossy link 5 s).
         auto restarted = [&] {
           const auto it = m_.boot_ups().find(node);
           return it != m_.boot_ups().end() && it->second >= started;
         };
-        if (!restarted()) m_.wait_heartbeat(node, started, m_.now() + o_.reboot_window, true);
+        if (!restarted()) m_.wait_heartbeat(node, m_.now(), m_.now() + o_.reboot_window);
         if (restarted()) return DownloadOutcome::kRestarted;
       }
       // Tell the user what the node thinks, if it says anything beyond "no valid program".
