@@ -168,31 +168,16 @@ std::uint64_t Board::Impl::mmio_read(std::uint32_t addr, unsigned size) {
   }
   const std::uint32_t off = addr - s.base;
   const std::uint32_t v = s.model->read(off, size, block_pc);
-  bool time_reg = false;
-  if (s.base == 0x401E'C000 || s.base == 0x401F'0000) time_reg = Gpt::is_time_register(off & ~3u);
-  if (s.base == 0x4008'4000) time_reg = Pit::is_time_register(off & ~3u);
-  if (s.base == 0x400B'C000) time_reg = (off & ~3u) == 4;
-  note_poll(addr, v, time_reg);
+  note_poll(addr, v, s.model->is_time_register(off & ~3u));
   return v;
 }
 
-namespace {
-
-// Watchdog service writes restart a countdown and change nothing the firmware can read back: a
-// loop that polls and services the watchdogs still waits. Its skip ahead is at most one
-// lock-step (200 us), far below the shortest timeout the firmware sets (docs/twin.md, "Idle
-// skipping").
-bool watchdog_service(std::uint32_t base, std::uint32_t offset, std::uint32_t value) {
-  if (base == 0x400B'8000 || base == 0x400D'0000) return Wdog::is_service_write(offset, value);
-  if (base == 0x400B'C000) return Rtwdog::is_refresh_write(offset, value);
-  return false;
-}
-
-}  // namespace
-
 void Board::Impl::mmio_write(std::uint32_t addr, unsigned size, std::uint32_t value) {
   const Slot& s = slots[(addr - kPeriphBase) / 0x4000];
-  if (s.model == nullptr || !watchdog_service(s.base, addr - s.base, value)) reset_polls();
+  // A watchdog service write changes nothing the firmware can read back: a loop that polls and
+  // services the watchdogs still waits. Its skip ahead is at most one lock-step (200 us), far
+  // below the shortest timeout the firmware sets (docs/twin.md, "Idle skipping").
+  if (s.model == nullptr || !s.model->is_service_write(addr - s.base, value)) reset_polls();
   if (s.model == nullptr) {
     const char* name = nullptr;
     for (const auto& k : kKnownBlocks) {

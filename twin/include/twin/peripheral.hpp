@@ -56,6 +56,20 @@ class Peripheral {
   // Power-on reset (`warm` = system reset through AIRCR/watchdog: registers documented to survive
   // a warm reset keep their values).
   virtual void reset(bool warm) = 0;
+
+  // For the board's idle detector (docs/twin.md, "Idle skipping"): a register whose value changes
+  // with time alone (a counter), which a wait loop polls; and a write that changes nothing the
+  // firmware can read back (a watchdog service), which a wait loop may do while it waits.
+  // `offset` is word-aligned for the first.
+  virtual bool is_time_register(std::uint32_t offset) const {
+    (void)offset;
+    return false;
+  }
+  virtual bool is_service_write(std::uint32_t offset, std::uint32_t value) const {
+    (void)offset;
+    (void)value;
+    return false;
+  }
 };
 
 }  // namespace rtcanboot::twin

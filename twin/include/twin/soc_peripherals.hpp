@@ -201,7 +201,7 @@ class Wdog final : public RegisterBlock {
   // The service sequence's two WSR (+2) values.
   static constexpr std::uint16_t kService1 = 0x5555, kService2 = 0xAAAA;
   // A write of one of them: it restarts the countdown and changes nothing readable.
-  static bool is_service_write(std::uint32_t offset, std::uint32_t value) {
+  bool is_service_write(std::uint32_t offset, std::uint32_t value) const override {
     return offset == 2 && (value == kService1 || value == kService2);
   }
 
@@ -229,9 +229,11 @@ class Rtwdog final : public RegisterBlock {
   static constexpr std::uint16_t kRefreshLow = kRefreshKey & 0xFFFF,
                                  kRefreshHigh = kRefreshKey >> 16;
   // A refresh write: it restarts the countdown and changes nothing readable.
-  static bool is_refresh_write(std::uint32_t offset, std::uint32_t value) {
+  bool is_service_write(std::uint32_t offset, std::uint32_t value) const override {
     return offset == 4 && (value == kRefreshKey || value == kRefreshLow || value == kRefreshHigh);
   }
+  // CNT (+4) counts with time.
+  bool is_time_register(std::uint32_t offset) const override { return offset == 4; }
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
@@ -254,8 +256,8 @@ class Rtwdog final : public RegisterBlock {
 class Gpt final : public RegisterBlock {
  public:
   Gpt(std::string name, unsigned irq, const Ccm& ccm, SocContext& ctx);
-  // For the idle detector: counter register values change with time.
-  static bool is_time_register(std::uint32_t offset) { return offset == 0x24; }
+  // CNT (+0x24) counts with time.
+  bool is_time_register(std::uint32_t offset) const override { return offset == 0x24; }
 
  protected:
   std::uint32_t read_word(std::uint32_t offset, std::uint32_t pc) override;
@@ -280,7 +282,8 @@ class Gpt final : public RegisterBlock {
 class Pit final : public RegisterBlock {
  public:
   Pit(const Ccm& ccm, SocContext& ctx);
-  static bool is_time_register(std::uint32_t offset) {
+  // Each channel's CVAL (+0x104 + 16 n) counts with time.
+  bool is_time_register(std::uint32_t offset) const override {
     return offset >= 0x100 && (offset & 0xF) == 0x4;
   }
 
