@@ -31,7 +31,7 @@ inline SimBus::FaultHook lose_last_segments(
   };
   auto t = std::make_shared<Tracker>();
   return [t, node, every, losses](const CanFrame& f, bool from_master) {
-    if (!from_master && f.id == 0x580U + node) {
+    if (!from_master && f.id == canopen::kSdoTxBase + node) {
       if (f.data[0] == 0xA4) {  // block download initiated: the first sub-block's size
         t->downloading = true;
         t->block_size = f.data[4];
@@ -44,8 +44,10 @@ inline SimBus::FaultHook lose_last_segments(
       }
       return SimBus::Fault::kDeliver;
     }
-    if (from_master && f.id == 0x600U + node && f.data[0] == 0x80) t->downloading = false;
-    if (!from_master || f.id != 0x600U + node || !t->downloading) return SimBus::Fault::kDeliver;
+    if (from_master && f.id == canopen::kSdoRxBase + node && f.data[0] == 0x80)
+      t->downloading = false;
+    if (!from_master || f.id != canopen::kSdoRxBase + node || !t->downloading)
+      return SimBus::Fault::kDeliver;
     if (++t->in_sub_block != t->block_size) return SimBus::Fault::kDeliver;
     if (++t->sub_blocks % every != 0 || t->lost >= losses) return SimBus::Fault::kDeliver;
     ++t->lost;

@@ -165,6 +165,7 @@ struct Outcome {
   std::uint64_t ops_done = 0;
   int boot_reason = -1;
   double wall_s = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
 // Everything one cut point needs, prepared once.
@@ -292,20 +293,19 @@ std::string classify(twinrig::Rig& rig, const Scenario& s, Outcome& out) {
 }
 
 // Closes a cut point's outcome: a twin fault is a problem too; no problem means it recovered.
-Outcome finished(Outcome out, twinrig::Rig& rig, const Scenario& s, std::string problem,
-                 std::chrono::steady_clock::time_point started) {
+Outcome finished(Outcome out, twinrig::Rig& rig, const Scenario& s, std::string problem) {
   twin::Board& board = rig.board();
   if (problem.empty() && board.fault_count() != 0) problem = "twin fault: " + rig.fault_summary();
   out.recovered = problem.empty();
   if (!out.recovered && s.options.verbose)
     std::printf("console of the failed run:\n%s\n", board.console().c_str());
   out.detail = std::move(problem);
-  out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  out.wall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - out.started).count();
   return out;
 }
 
 Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) {
-  const auto w0 = std::chrono::steady_clock::now();
   Outcome out;
   twinrig::RigConfig rc = s.rig;
   rc.seed = seed;
@@ -329,7 +329,7 @@ Outcome run_point(const Scenario& s, const CutPoint& point, std::uint64_t seed) 
   }
   rig.transport().interrupt = nullptr;
   if (!is_off()) rig.run_until(is_off, rig.sim().now() + 5000 * kMs);
-  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem), w0); };
+  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem)); };
   if (!is_off()) {
     out.state = "cut-not-reached";
     return finish(fmt::format("the power cut did not happen (host: {})",
@@ -705,11 +705,10 @@ std::string cut_during(twinrig::Rig& rig, const Scenario& s, const CutPoint& poi
 
 Outcome run_lss_point(const Scenario& s, const std::vector<std::uint8_t>& base,
                       const CutPoint& point) {
-  const auto w0 = std::chrono::steady_clock::now();
   Outcome out;
   twinrig::Rig rig(s.rig, base);
   twin::Board& board = rig.board();
-  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem), w0); };
+  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem)); };
   if (auto problem = cut_during(
           rig, s, point, "lss-in-op", [&] { lss_store(rig, kLssNewNode); }, out);
       !problem.empty())
@@ -761,11 +760,10 @@ std::string key_write(twinrig::Rig& rig, const Scenario& s) {
 
 Outcome run_key_point(const Scenario& s, const std::vector<std::uint8_t>& base,
                       const CutPoint& point) {
-  const auto w0 = std::chrono::steady_clock::now();
   Outcome out;
   twinrig::Rig rig(s.rig, base);
   twin::Board& board = rig.board();
-  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem), w0); };
+  auto finish = [&](std::string problem) { return finished(out, rig, s, std::move(problem)); };
   if (auto problem = cut_during(
           rig, s, point, "key-in-op", [&] { key_write(rig, s); }, out);
       !problem.empty())

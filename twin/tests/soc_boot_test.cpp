@@ -1,13 +1,12 @@
 // Boot path and strictness tests on the twin with the test firmwares from firmware/twin-tests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
+#include "firmware_required.hpp"
 #include "soc_test_support.hpp"
 #include "twin/can/bus.hpp"
-
-#include <algorithm>
-#include "firmware_required.hpp"
 
 namespace rtcanboot::twin {
 namespace {
